@@ -1,0 +1,141 @@
+"""The command line: parses arguments, runs one command, and maps its outcome to an exit code.
+
+Exit codes (PRODUCT.md): 0 success / no changes, 1 error, 2 changes found (plan --detailed-exitcode),
+3 blocked by a safety budget or a stale plan, 4 apply finished with failures, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+from reconciler import __version__
+from reconciler.errors import NotBuiltError, ReconcilerError, UsageError
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_BLOCKED, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+Command = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on a usage error, but 2 means "changes found" here: raise instead."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """The global options, accepted before or after the subcommand."""
+    keep: dict[str, Any] = {} if defaults else {"default": argparse.SUPPRESS}
+    parser.add_argument("--api", metavar="URL", help="API base URL, or 'local' for the embedded emulator "
+                        "(default: NEXUDUS_API_URL, then reconciler.yaml's target, then local)", **keep)
+    parser.add_argument("--config", metavar="FILE", type=Path, help="configuration file (default: "
+                        "./reconciler.yaml, else the one in the first PATH)", **keep)
+    counted: dict[str, Any] = {"default": 0} if defaults else keep
+    flagged: dict[str, Any] = {"default": False} if defaults else keep
+    parser.add_argument("-v", "--verbose", action="count", help="more detail on stderr", **counted)
+    parser.add_argument("-q", "--quiet", action="store_true", help="only errors and the essential output", **flagged)
+    parser.add_argument("--no-color", action="store_true", help="plain output (also NO_COLOR or no terminal)",
+                        **flagged)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="reconciler", description="Course completions as code for Nexudus.")
+    parser.add_argument("--version", action="version", version=f"reconciler {__version__}")
+    _global_options(parser, defaults=True)
+    common = _Parser(add_help=False)
+    _global_options(common, defaults=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def command(name: str, help_text: str, run: Command) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text, parents=[common])
+        sub.set_defaults(run=run)
+        return sub
+
+    paths_help = "spec files or folders (default: the current directory)"
+    validate = command("validate", "check spec files: schema, meaning, and names against the target", _validate)
+    validate.add_argument("paths", nargs="*", type=Path, metavar="PATH", help=paths_help)
+    validate.add_argument("--offline", action="store_true", help="skip resolving names against the target")
+
+    plan = command("plan", "show what apply would change", _not_built("plan"))
+    plan.add_argument("paths", nargs="*", type=Path, metavar="PATH", help=paths_help)
+    plan.add_argument("--out", type=Path, metavar="FILE", help="save the plan for `apply --plan`")
+    plan.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    plan.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when there are changes")
+
+    apply = command("apply", "apply the changes a plan shows", _not_built("apply"))
+    apply.add_argument("paths", nargs="*", type=Path, metavar="PATH", help=paths_help)
+    apply.add_argument("--plan", type=Path, metavar="FILE", dest="plan_file", help="apply a saved plan")
+    apply.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    apply.add_argument("--allow-deletes", type=int, metavar="N", help="lift a delete budget up to N deletes")
+    apply.add_argument("--fail-fast", action="store_true", help="stop at the first failed action")
+    apply.add_argument("--resume", type=Path, metavar="JOURNAL", help="finish an interrupted apply")
+
+    undo = command("undo", "plan the inverse of an apply from its journal", _not_built("undo"))
+    undo.add_argument("journal", type=Path, metavar="JOURNAL")
+    undo.add_argument("--out", type=Path, metavar="FILE")
+
+    export = command("export", "write the live state as spec files", _not_built("export"))
+    export.add_argument("--course", action="append", default=[], metavar="C")
+    export.add_argument("--out", type=Path, metavar="DIR")
+
+    snapshot = command("snapshot", "save the raw API records of the scope as a JSON snapshot",
+                       _not_built("snapshot"))
+    snapshot.add_argument("--course", action="append", default=[], metavar="C")
+    snapshot.add_argument("--out", type=Path, metavar="FILE")
+
+    from reconciler.emulator import cli as emulator_cli
+
+    emulator = commands.add_parser("emulator", help="the Nexudus-compatible emulator",
+                                   description="The Nexudus-compatible emulator.", parents=[common])
+    emulator_cli.add_commands(emulator, common)
+    return parser
+
+
+def _not_built(name: str) -> Command:
+    def run(args: argparse.Namespace) -> int:
+        raise NotBuiltError(f"`reconciler {name}` is not built yet in this version")
+
+    return run
+
+
+def _validate(args: argparse.Namespace) -> int:
+    raise NotBuiltError("`reconciler validate` is not built yet in this version")
+
+
+def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """Run the command line; returns the exit code (never raises for anything a user could cause)."""
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    try:
+        args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+        args.stdout, args.stderr = out, err
+        _configure_logging(args, err)
+        run: Command | None = getattr(args, "run", None)
+        if run is None:
+            build_parser().print_help(out)
+            return EXIT_ERROR
+        return run(args)
+    except ReconcilerError as e:
+        print(f"error: {e}", file=err)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=err)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_ERROR
+
+
+def _configure_logging(args: argparse.Namespace, err: TextIO) -> None:
+    level = logging.WARNING
+    if getattr(args, "verbose", 0):
+        level = logging.INFO if args.verbose == 1 else logging.DEBUG
+    if getattr(args, "quiet", False):
+        level = logging.ERROR
+    root = logging.getLogger("reconciler")
+    root.handlers[:] = [logging.StreamHandler(err)]
+    root.setLevel(level)

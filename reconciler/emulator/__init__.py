@@ -1,0 +1,1 @@
+"""A Nexudus-compatible emulator: the WSGI app, its SQLite store, seeds, and the ways to run it."""

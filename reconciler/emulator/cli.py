@@ -1,0 +1,131 @@
+"""`reconciler emulator serve` and `reconciler emulator seed`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from reconciler.emulator.app import EmulatorApp, Settings, User
+from reconciler.emulator.limits import Limits
+from reconciler.emulator.seed import account, load_seed
+from reconciler.emulator.server import serve_forever
+from reconciler.emulator.store import Store
+from reconciler.errors import UsageError
+
+
+def add_commands(emulator: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    subs = emulator.add_subparsers(dest="emulator_command", metavar="COMMAND", parser_class=type(emulator))
+    def show_help(args: argparse.Namespace) -> int:
+        emulator.print_help(args.stdout)
+        return 1
+
+    emulator.set_defaults(run=show_help)
+
+    serve = subs.add_parser("serve", help="run the emulator as an HTTP server", parents=[common],
+                            description="Run the Nexudus-compatible emulator as an HTTP server. Prints "
+                                        "'listening on http://HOST:PORT' once it accepts connections.")
+    serve.set_defaults(run=_serve)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    serve.add_argument("--db", type=Path, help="SQLite file holding the state (default: in memory)")
+    serve.add_argument("--seed", type=Path, metavar="FILE", help="seed to load when the store is empty")
+    serve.add_argument("--user", action="append", default=[], metavar="EMAIL:PASSWORD",
+                       help="add a full administrator (repeatable)")
+    serve.add_argument("--no-auth", action="store_true", help="accept requests without credentials")
+    serve.add_argument("--token-ttl", type=int, default=604799, metavar="SECONDS")
+    limits = serve.add_argument_group("rate limits (default: the documented ones)")
+    limits.add_argument("--limits", choices=("documented", "off"), default="documented")
+    defaults = Limits()
+    for name in ("min_interval_ms", "requests_per_minute", "requests_per_hour", "requests_per_day",
+                 "writes_per_minute", "writes_per_day"):
+        limits.add_argument("--" + name.replace("_", "-"), type=int, metavar="N",
+                            help=f"default {getattr(defaults, name)}; 0 switches it off")
+    limits.add_argument("--throttle-status", type=int, choices=(409, 429), default=409,
+                        help="409 with an empty body (documented) or 429 saying 'Wait N seconds'")
+    limits.add_argument("--no-retry-after", action="store_true", help="omit the Retry-After header")
+    faults = serve.add_argument_group("fault injection (reproducible with --rng-seed)")
+    faults.add_argument("--latency-ms", type=int, default=0)
+    faults.add_argument("--fail-rate", type=float, default=0.0, help="share of requests answered 500")
+    faults.add_argument("--lose-rate", type=float, default=0.0, help="share of writes done but never answered")
+    faults.add_argument("--unsuccessful-rate", type=float, default=0.0,
+                        help="share of writes answered 200 with WasSuccessful: false, and not done")
+    faults.add_argument("--rng-seed", type=int)
+    quirks = serve.add_argument_group("documented variants")
+    quirks.add_argument("--create-value", choices=("id", "record"), default="id",
+                        help="what a create's Value holds: {Id} (docs) or the whole record (seen live)")
+    quirks.add_argument("--envelope", choices=("legacy", "modern"), default="legacy",
+                        help="modern leaves PageNumber and PageSize out of list envelopes")
+    quirks.add_argument("--dir-one-means", choices=("ascending", "descending"), default="ascending")
+    quirks.add_argument("--sort-direction-style", choices=("number", "text"), default="number")
+
+    seed = subs.add_parser("seed", help="load a seed into an emulator store", parents=[common],
+                           description="Load a friendly YAML seed or a JSON snapshot into an empty store.")
+    seed.set_defaults(run=_seed)
+    seed.add_argument("file", type=Path, metavar="FILE")
+    seed.add_argument("--db", type=Path, default=Path(".reconciler/local.sqlite"))
+    seed.add_argument("--replace", action="store_true", help="empty the store first")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    def rate(name: str) -> float:
+        value: float = getattr(args, name)
+        if not 0.0 <= value <= 1.0:
+            raise UsageError(f"--{name.replace('_', '-')} must be between 0 and 1")
+        return value
+
+    base = Limits.off() if args.limits == "off" else Limits()
+    overrides = {name: (value or None) for name in base.__dataclass_fields__
+                 if (value := getattr(args, name)) is not None}
+    return Settings(
+        limits=Limits(**{**base.__dict__, **overrides}), throttle_status=args.throttle_status,
+        retry_after_header=not args.no_retry_after, latency_ms=args.latency_ms, fail_rate=rate("fail_rate"),
+        lose_rate=rate("lose_rate"), unsuccessful_rate=rate("unsuccessful_rate"), rng_seed=args.rng_seed,
+        require_auth=not args.no_auth, token_ttl=args.token_ttl, create_value=args.create_value,
+        envelope=args.envelope, dir_one_means=args.dir_one_means, sort_direction_style=args.sort_direction_style)
+
+
+def open_store(db: Path | None) -> Store:
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    return Store(str(db) if db else None)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    users = []
+    for spec in args.user:
+        email, sep, password = spec.partition(":")
+        if not sep or not email or not password:
+            raise UsageError("--user takes EMAIL:PASSWORD")
+        users.append(User.from_account(account(email, password)))
+    store = open_store(args.db)
+    try:
+        if args.seed is not None:
+            if store.is_empty():
+                result = load_seed(args.seed, store)
+                print(f"seeded {_describe(result.counts)}", file=args.stderr, flush=True)
+            else:
+                print(f"the store already holds records; {args.seed} not loaded", file=args.stderr, flush=True)
+        app = EmulatorApp(store, settings, users=users)
+        serve_forever(app, args.host, args.port,
+                      lambda url: print(f"listening on {url}", file=args.stdout, flush=True))
+    finally:
+        store.close()
+    return 0
+
+
+def _seed(args: argparse.Namespace) -> int:
+    store = open_store(args.db)
+    try:
+        if args.replace:
+            store.clear()
+        result = load_seed(args.file, store)
+    finally:
+        store.close()
+    print(f"seeded {args.db}: {_describe(result.counts)}" + (f", {result.users} users" if result.users else ""),
+          file=args.stdout)
+    return 0
+
+
+def _describe(counts: dict[str, int]) -> str:
+    return ", ".join(f"{count} {name}" for name, count in counts.items())

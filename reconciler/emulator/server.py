@@ -1,0 +1,72 @@
+"""Running the emulator: as a real HTTP server (werkzeug), or in process behind an httpx transport."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+
+import httpx
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from reconciler.emulator.app import ConnectionLost, EmulatorApp
+
+
+class InProcessTransport(httpx.BaseTransport):
+    """Serves requests from the app in this process; a lost response becomes the error a socket gives."""
+
+    def __init__(self, app: EmulatorApp) -> None:
+        self.app = app
+        self._inner = httpx.WSGITransport(app=app)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return self._inner.handle_request(request)
+        except ConnectionLost as e:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request) from e
+
+
+def start_server(app: EmulatorApp, host: str = "127.0.0.1", port: int = 0) -> BaseWSGIServer:
+    """A threaded server bound and listening (not yet serving); `.port` is the real port."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    return make_server(host, port, app, threaded=True)
+
+
+class BackgroundServer:
+    """The emulator served from a thread, for tests and in-process tools; a context manager."""
+
+    def __init__(self, app: EmulatorApp, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.app = app
+        self.server = start_server(app, host, port)
+        self.url = f"http://{host}:{self.server.port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+
+    def __enter__(self) -> BackgroundServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=5)
+
+
+def serve_forever(app: EmulatorApp, host: str, port: int, announce: Callable[[str], None]) -> None:
+    """Serve until SIGTERM or Ctrl-C; `announce` receives the URL once connections are accepted."""
+    server = start_server(app, host, port)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        announce(f"http://{host}:{server.port}")
+        server.serve_forever(poll_interval=0.1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.server_close()

@@ -1,0 +1,101 @@
+"""The exception tree: every error a user can cause or meet, each carrying its context.
+
+    ReconcilerError                 (exit 1 unless noted)
+    ├── UsageError                  a bad flag combination or a command that cannot run as asked
+    ├── ConfigError                 the environment or a flag's value is wrong
+    ├── FileProblems                one or more problems in files we read, each with file:line:col
+    │   ├── SpecError               spec files (schema, meaning, name resolution)
+    │   ├── ConfigFileError         reconciler.yaml
+    │   └── SeedError               an emulator seed (friendly YAML or JSON snapshot)
+    ├── ApiError                    the Nexudus API answered with a failure (method, URL, status)
+    │   ├── AuthError               401, or the token endpoint refused the credentials
+    │   ├── NotFoundError           404
+    │   ├── ValidationFailed        400 with an Errors list, or 200 with WasSuccessful: false
+    │   └── TransportError          the server could not be reached after the retries
+    └── NotBuiltError               the subcommand exists in the contract but is not built yet
+
+Messages never contain credentials: the client redacts before raising.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ReconcilerError(Exception):
+    """Root of every expected error; the CLI prints its message on one line and exits with `exit_code`."""
+
+    exit_code = 1
+
+
+class UsageError(ReconcilerError):
+    """The command line asks for something that cannot be done."""
+
+
+class ConfigError(ReconcilerError):
+    """The configuration file or the environment is wrong."""
+
+
+class NotBuiltError(ReconcilerError):
+    """A subcommand of the contract that this version does not implement yet."""
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One problem in one file, at one place. Lines and columns count from 1."""
+
+    path: str
+    line: int
+    column: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}: {self.message}"
+
+
+class FileProblems(ReconcilerError):
+    """Files have problems; all of them are carried, sorted by place."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(problems)
+        count = len(self.problems)
+        head = f"{count} problem{'s' if count != 1 else ''} found"
+        super().__init__(head + "\n" + "\n".join(str(p) for p in self.problems))
+
+
+class SpecError(FileProblems):
+    """Spec files have problems."""
+
+
+class ConfigFileError(FileProblems):
+    """reconciler.yaml has problems."""
+
+
+class SeedError(FileProblems):
+    """An emulator seed (friendly YAML or JSON snapshot) has problems."""
+
+
+class ApiError(ReconcilerError):
+    """The API answered with a failure, or could not be reached."""
+
+    def __init__(self, message: str, *, method: str = "", url: str = "", status: int | None = None) -> None:
+        self.method = method
+        self.url = url
+        self.status = status
+        super().__init__(message)
+
+
+class AuthError(ApiError):
+    """401 from the API, or the token endpoint refused the credentials."""
+
+
+class NotFoundError(ApiError):
+    """404 from the API."""
+
+
+class ValidationFailed(ApiError):
+    """The API refused a write: 400 with Errors, or 200 with WasSuccessful: false."""
+
+
+class TransportError(ApiError):
+    """The server could not be reached, or kept failing, after the bounded retries."""

@@ -1,0 +1,109 @@
+"""JSON Schema validation of a located YAML document, as problems that name file, line and column."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from reconciler.errors import Problem
+from reconciler.schemas import _matches_type, _type_name
+from reconciler.yamlfile import Document, PathKey
+
+
+def schema_problems(document: Document, validator: Draft202012Validator) -> list[Problem]:
+    """Every way `document` breaks the schema, one problem each, at the offending key or value."""
+    problems: list[Problem] = []
+    for error in validator.iter_errors(document.data):
+        problems.extend(_explain(document, error))
+    return sorted(set(problems))
+
+
+def near_miss(word: str, choices: Iterable[str]) -> str:
+    """'; did you mean 'X'?' for the closest choice, or '' when nothing is close."""
+    options = list(choices)
+    folded = {c.casefold(): c for c in options}
+    found = difflib.get_close_matches(word.casefold(), list(folded), n=1, cutoff=0.6)
+    return f"; did you mean {folded[found[0]]!r}?" if found else ""
+
+
+def _explain(document: Document, error: ValidationError) -> list[Problem]:
+    at: PathKey = tuple(error.absolute_path)
+    keyword = error.validator
+    instance: Any = error.instance
+    schema: Any = error.schema
+    rule: Any = error.validator_value
+    where = _describe(at)
+    if keyword == "additionalProperties" and isinstance(instance, dict):
+        allowed = list(schema.get("properties", {}))
+        extra = [k for k in instance if k not in allowed]
+        problems = []
+        for key in extra:
+            hint = near_miss(str(key), allowed) or f" (allowed: {', '.join(allowed)})"
+            problems.append(document.problem((*at, key), f"unknown key {key!r}{where}{hint}", key=True))
+        return problems
+    if keyword == "required":
+        missing = [k for k in rule if isinstance(instance, dict) and k not in instance]
+        return [document.problem(at, f"missing required key {key!r}{where}") for key in missing]
+    if keyword == "type":
+        wanted = rule
+        names = " or ".join(_KIND.get(str(w), str(w)) for w in (wanted if isinstance(wanted, list) else [wanted]))
+        return [document.problem(at, f"{_subject(at)} must be {names}, not {_type_name(instance)}")]
+    if keyword in ("oneOf", "anyOf"):
+        branches: list[Any] = rule
+        fitting = [i for i, branch in enumerate(branches)
+                   if "type" not in branch or _matches_type(instance, branch["type"])]
+        context = [e for e in error.context or [] if e.schema_path and e.schema_path[0] in fitting]
+        constants = [b["const"] for b in branches if "const" in b]
+        if len(fitting) == 1 and context:
+            deepest = max(len(e.absolute_path) for e in context)
+            return [p for e in context if len(e.absolute_path) == deepest for p in _explain(document, e)]
+        kinds = [_KIND.get(str(b["type"]), str(b["type"])) for b in branches if "type" in b]
+        kinds += [repr(c) for c in constants]
+        return [document.problem(at, f"{_subject(at)} must be {' or '.join(kinds)}, not {_describe_value(instance)}")]
+    if keyword in ("enum", "const"):
+        options = rule if keyword == "enum" else [rule]
+        hint = near_miss(str(instance), [str(o) for o in options])
+        return [document.problem(at, f"{_subject(at)} must be one of {', '.join(map(repr, options))}, "
+                                     f"not {_describe_value(instance)}{hint}")]
+    if keyword == "minLength":
+        return [document.problem(at, f"{_subject(at)} must not be empty")]
+    if keyword == "minItems":
+        return [document.problem(at, f"{_subject(at)} must have at least {rule} item(s)")]
+    if keyword == "pattern":
+        return [document.problem(at, f"{_subject(at)} {instance!r} does not match the pattern {rule}")]
+    if keyword == "minimum":
+        return [document.problem(at, f"{_subject(at)} must be at least {rule}")]
+    if keyword == "minProperties":
+        return [document.problem(at, f"{_subject(at)} must not be empty")]
+    if keyword == "maxProperties":
+        return [document.problem(at, f"{_subject(at)} must have exactly one key, not {len(instance)}")]
+    return [document.problem(at, f"{_subject(at)}: {error.message}")]
+
+
+_KIND = {"string": "a string", "object": "a mapping", "array": "a list", "boolean": "true or false",
+         "integer": "a whole number", "number": "a number", "null": "null"}
+
+
+def _describe(at: PathKey) -> str:
+    return f" in {_dotted(at)}" if at else ""
+
+
+def _subject(at: PathKey) -> str:
+    return _dotted(at) if at else "the document"
+
+
+def _dotted(at: PathKey) -> str:
+    text = ""
+    for part in at:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _describe_value(value: Any) -> str:
+    if isinstance(value, str | int | float | bool) or value is None:
+        return repr(value) if not isinstance(value, bool) else str(value).lower()
+    return _type_name(value)

@@ -1,0 +1,43 @@
+"""Shared fixtures: emulators over real HTTP on 127.0.0.1 (port 0), started and stopped by the tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.emulator.app import EmulatorApp, Settings
+from reconciler.emulator.limits import Limits
+from reconciler.emulator.seed import load_seed
+from reconciler.emulator.server import BackgroundServer
+from reconciler.emulator.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+API_SEED = DATA / "api-seed.yaml"
+EXAMPLES = ROOT / "examples"
+
+EmulatorFactory = Callable[..., BackgroundServer]
+
+
+@pytest.fixture
+def emulator(tmp_path: Path) -> Iterator[EmulatorFactory]:
+    """Start emulators on demand: `emulator(seed=..., settings=..., db=...)`; all stopped at teardown."""
+    running: list[tuple[BackgroundServer, Store]] = []
+
+    def start(seed: Path | None = API_SEED, settings: Settings | None = None, db: Path | None = None,
+              store: Store | None = None) -> BackgroundServer:
+        store = store or Store(str(db) if db else None)
+        if seed is not None and store.is_empty():
+            load_seed(seed, store)
+        app = EmulatorApp(store, settings or Settings(limits=Limits.off()))
+        server = BackgroundServer(app)
+        server.__enter__()
+        running.append((server, store))
+        return server
+
+    yield start
+    for server, store in running:
+        server.__exit__(None, None, None)
+        store.close()
