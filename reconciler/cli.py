@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from reconciler import __version__
-from reconciler.errors import NotBuiltError, ReconcilerError, UsageError
+from reconciler.config import Config, load_config
+from reconciler.errors import ConfigError, NotBuiltError, ReconcilerError, TransportError, UsageError
+from reconciler.model import SpecSet
+from reconciler.resolve import resolve
+from reconciler.spec import load_specs
+from reconciler.state import StateReader
+from reconciler.target import connect
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_BLOCKED, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
@@ -103,8 +109,33 @@ def _not_built(name: str) -> Command:
     return run
 
 
+def load_context(args: argparse.Namespace) -> tuple[Config, SpecSet]:
+    """The configuration and the spec set a command works on."""
+    config = load_config(config_flag=args.config, api_flag=args.api, paths=args.paths)
+    specs = load_specs(args.paths or [Path(".")], exclude=[config.seed] if config.seed else [])
+    return config, specs
+
+
 def _validate(args: argparse.Namespace) -> int:
-    raise NotBuiltError("`reconciler validate` is not built yet in this version")
+    config, specs = load_context(args)
+    count = len(specs.completions) + len(specs.migrations)
+    files = len(specs.files)
+    summary = f"{count} spec{'s' if count != 1 else ''} in {files} file{'s' if files != 1 else ''}"
+    if args.offline:
+        print(f"valid: {summary} (offline: names not resolved)", file=args.stdout)
+        return EXIT_OK
+    try:
+        with connect(config) as target:
+            catalog = StateReader(target.client).catalog(specs)
+            resolution = resolve(specs, catalog)
+    except (ConfigError, TransportError) as e:
+        print(f"note: names not resolved: {e}", file=args.stderr)
+        print(f"valid: {summary} (offline: names not resolved)", file=args.stdout)
+        return EXIT_OK
+    for warning in resolution.warnings:
+        print(f"warning: {warning}", file=args.stderr)
+    print(f"valid: {summary}; every name resolved against {target.description}", file=args.stdout)
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:

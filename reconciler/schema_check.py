@@ -52,13 +52,21 @@ def _explain(document: Document, error: ValidationError) -> list[Problem]:
         wanted = rule
         names = " or ".join(_KIND.get(str(w), str(w)) for w in (wanted if isinstance(wanted, list) else [wanted]))
         return [document.problem(at, f"{_subject(at)} must be {names}, not {_type_name(instance)}")]
+    if keyword in ("oneOf", "anyOf") and all(isinstance(b, dict) and set(b) == {"required"} for b in rule):
+        choices = [name for branch in rule for name in branch["required"]]
+        present = [name for name in choices if isinstance(instance, dict) and name in instance]
+        if not present:
+            return [document.problem(at, f"{_subject(at)} needs one of {', '.join(choices)}")]
+        return [document.problem((*at, present[1]), f"{_subject(at)} has both {present[0]} and {present[1]}; "
+                                                    "name it one way only", key=True)]
     if keyword in ("oneOf", "anyOf"):
         branches: list[Any] = rule
         fitting = [i for i, branch in enumerate(branches)
                    if "type" not in branch or _matches_type(instance, branch["type"])]
         context = [e for e in error.context or [] if e.schema_path and e.schema_path[0] in fitting]
         constants = [b["const"] for b in branches if "const" in b]
-        if len(fitting) == 1 and context:
+        only_constants = all("const" in branches[i] for i in fitting)
+        if len(fitting) == 1 and context and not only_constants:
             deepest = max(len(e.absolute_path) for e in context)
             return [p for e in context if len(e.absolute_path) == deepest for p in _explain(document, e)]
         kinds = [_KIND.get(str(b["type"]), str(b["type"])) for b in branches if "type" in b]

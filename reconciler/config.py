@@ -1,0 +1,162 @@
+"""Configuration: reconciler.yaml, flags and environment, with the precedence of PRODUCT.md.
+
+The config file is `--config FILE`, else `./reconciler.yaml`, else the one in the first PATH given.
+The target is `--api`, else `NEXUDUS_API_URL`, else the file's `target`, else `local`.
+Credentials come only from the environment and are never part of a repr, message or file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from reconciler.errors import ConfigError, ConfigFileError, Problem
+from reconciler.schema_check import schema_problems
+from reconciler.schemas import validator
+from reconciler.yamlfile import load_file
+
+CONFIG_NAME = "reconciler.yaml"
+LOCAL = "local"
+
+
+@dataclass(frozen=True)
+class ClientLimits:
+    """The client-side request budget; None switches a limit off."""
+
+    writes_per_minute: int | None = None
+    writes_per_day: int | None = None
+    requests_per_minute: int | None = None
+    requests_per_hour: int | None = None
+    min_interval_ms: int | None = None
+
+
+DOCUMENTED_LIMITS = ClientLimits(writes_per_minute=60, writes_per_day=5000, requests_per_minute=120,
+                                 requests_per_hour=5000, min_interval_ms=100)
+
+
+@dataclass(frozen=True)
+class Safety:
+    max_delete_fraction: float = 0.3
+    min_existing: int = 10
+    max_deletes: int = 500
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """From the environment only. `repr` and `str` never show a secret."""
+
+    token: str | None = field(default=None, repr=False)
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    totp: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Credentials:
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        return cls(get("NEXUDUS_TOKEN"), get("NEXUDUS_USERNAME"), get("NEXUDUS_PASSWORD"), get("NEXUDUS_TOTP"))
+
+    @property
+    def present(self) -> bool:
+        return bool(self.token or (self.username and self.password))
+
+    def secrets(self) -> list[str]:
+        """Every secret value, so that output can be checked (and scrubbed) for them."""
+        return [s for s in (self.token, self.password, self.totp) if s]
+
+
+@dataclass(frozen=True)
+class Config:
+    target: str
+    target_origin: str
+    base_dir: Path
+    path: Path | None = None
+    seed: Path | None = None
+    auth: Literal["token", "basic"] = "token"
+    limits: ClientLimits = ClientLimits()
+    safety: Safety = Safety()
+    state_dir: Path = Path(".reconciler")
+
+    @property
+    def is_local(self) -> bool:
+        return self.target == LOCAL
+
+    def with_target(self, target: str, origin: str) -> Config:
+        return replace(self, target=normalise_target(target, origin), target_origin=origin)
+
+
+def normalise_target(target: str, origin: str) -> str:
+    target = target.strip()
+    if target.lower() == LOCAL:
+        return LOCAL
+    parts = urlsplit(target)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"the target from {origin} must be 'local' or an http(s) URL, not {target!r}")
+    if parts.username or parts.password:
+        raise ConfigError(f"the target from {origin} must not carry credentials; use NEXUDUS_USERNAME/PASSWORD")
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def find_config_file(flag: Path | None, paths: Sequence[Path], cwd: Path) -> Path | None:
+    if flag is not None:
+        if not flag.is_file():
+            raise ConfigError(f"--config {flag}: no such file")
+        return flag
+    here = cwd / CONFIG_NAME
+    if here.is_file():
+        return here
+    if paths:
+        first = paths[0]
+        folder = first if first.is_dir() else first.parent
+        candidate = folder / CONFIG_NAME
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(*, config_flag: Path | None = None, api_flag: str | None = None, paths: Sequence[Path] = (),
+                env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Config:
+    env = os.environ if env is None else env
+    cwd = cwd or Path.cwd()
+    path = find_config_file(config_flag, paths, cwd)
+    data: dict[str, Any] = _read_config(path) if path else {}
+    base_dir = path.parent if path else cwd
+
+    if api_flag:
+        target, origin = api_flag, "--api"
+    elif env.get("NEXUDUS_API_URL", "").strip():
+        target, origin = env["NEXUDUS_API_URL"], "NEXUDUS_API_URL"
+    elif "target" in data:
+        target, origin = data["target"], str(path)
+    else:
+        target, origin = LOCAL, "the default"
+    target = normalise_target(target, origin)
+
+    seed = (base_dir / data["seed"]) if "seed" in data else None
+    limits_given = data.get("limits", {})
+    base_limits = ClientLimits() if target == LOCAL else DOCUMENTED_LIMITS
+    limits = replace(base_limits, **limits_given)
+    safety = Safety(**data.get("safety", {}))
+    return Config(target=target, target_origin=origin, base_dir=base_dir, path=path, seed=seed,
+                  auth=data.get("auth", "token"), limits=limits, safety=safety, state_dir=cwd / ".reconciler")
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    documents, problems = load_file(path)
+    if problems:
+        raise ConfigFileError(problems)
+    if not documents or documents[0].data is None:
+        return {}
+    if len(documents) > 1:
+        raise ConfigFileError([Problem(str(path), 1, 1, "the configuration holds exactly one YAML document")])
+    problems = schema_problems(documents[0], validator("config"))
+    if problems:
+        raise ConfigFileError(problems)
+    data: dict[str, Any] = documents[0].data
+    return data

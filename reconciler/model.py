@@ -1,0 +1,198 @@
+"""The nouns: specs as people wrote them, the catalog they are resolved against, and live completions.
+
+Everything here is a plain frozen value, independent of YAML and of HTTP, so that the planner can be
+tested without files or a server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Mode = Literal["additive", "owned", "authoritative"]
+SelectorKind = Literal["email", "coworker_id", "course_member_id", "team"]
+MARKER_PREFIX = "reconciler:"
+
+
+def marker_for(spec_name: str) -> str:
+    """The SystemId written on every record a spec creates; `owned` mode deletes only these."""
+    return MARKER_PREFIX + spec_name
+
+
+@dataclass(frozen=True, order=True)
+class Origin:
+    """Where in a spec file something was asked for."""
+
+    path: str
+    line: int
+    column: int = 1
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A course or lesson named by exact title or by Id."""
+
+    origin: Origin
+    title: str | None = None
+    id: int | None = None
+
+    def __str__(self) -> str:
+        return repr(self.title) if self.title is not None else f"{{id: {self.id}}}"
+
+
+@dataclass(frozen=True)
+class MemberSelector:
+    by: SelectorKind
+    value: str | int
+    origin: Origin
+
+    def __str__(self) -> str:
+        return f"{self.by} {self.value!r}" if self.by != "email" else str(self.value)
+
+    @property
+    def key(self) -> tuple[str, str | int]:
+        """Equal for selectors naming the same thing the same way (emails without regard to case)."""
+        return (self.by, self.value.casefold() if isinstance(self.value, str) and self.by == "email" else self.value)
+
+
+@dataclass(frozen=True)
+class LessonSet:
+    """`all`, a list of lessons, or `{through: X}` (every lesson up to X in DisplayOrder)."""
+
+    kind: Literal["all", "list", "through"]
+    origin: Origin
+    lessons: tuple[Ref, ...] = ()
+
+
+@dataclass(frozen=True)
+class MemberRule:
+    member: MemberSelector
+    completed: LessonSet
+
+
+@dataclass(frozen=True)
+class Revocation:
+    member: MemberSelector
+    lessons: LessonSet
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class CompletionsSpec:
+    name: str
+    origin: Origin
+    course: Ref
+    mode: Mode
+    mode_origin: Origin
+    members: tuple[MemberRule, ...] = ()
+    revocations: tuple[Revocation, ...] = ()
+
+    @property
+    def marker(self) -> str:
+        return marker_for(self.name)
+
+
+@dataclass(frozen=True)
+class MigrationSpec:
+    name: str
+    origin: Origin
+    source_course: Ref
+    target_course: Ref
+    lesson_map: tuple[tuple[Ref, Ref], ...]
+    enroll: bool = False
+    source_policy: Literal["keep", "remove"] = "keep"
+    strict: bool = False
+
+    @property
+    def marker(self) -> str:
+        return marker_for(self.name)
+
+
+@dataclass(frozen=True)
+class SpecSet:
+    completions: tuple[CompletionsSpec, ...] = ()
+    migrations: tuple[MigrationSpec, ...] = ()
+    files: tuple[str, ...] = ()
+    digest: str = ""
+
+
+# --- the catalog: what names resolve against -----------------------------------------------------
+
+@dataclass(frozen=True)
+class Course:
+    id: int
+    title: str
+
+
+@dataclass(frozen=True)
+class Lesson:
+    id: int
+    course_id: int
+    title: str
+    display_order: int
+
+
+@dataclass(frozen=True)
+class Coworker:
+    id: int
+    full_name: str
+    email: str
+    teams: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Member:
+    """An enrolment (CourseMember): the Id completions carry as CourseMemberId."""
+
+    id: int
+    course_id: int
+    coworker_id: int
+    full_name: str = ""
+    teams: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A live CourseCompletedLesson record: what a delete journals in full."""
+
+    id: int
+    member_id: int
+    lesson_id: int
+    created_on: str = ""
+    updated_on: str = ""
+    system_id: str | None = None
+    unique_id: str | None = None
+    lesson_title: str = ""
+    member_name: str = ""
+
+    @property
+    def pair(self) -> tuple[int, int]:
+        return (self.member_id, self.lesson_id)
+
+
+def split_teams(raw: object) -> tuple[str, ...]:
+    """TeamNames arrive as one comma-separated string."""
+    if not isinstance(raw, str):
+        return ()
+    return tuple(t.strip() for t in raw.split(",") if t.strip())
+
+
+@dataclass
+class Catalog:
+    """The courses, lessons, enrolments and coworkers that a spec set's names resolve against."""
+
+    courses: dict[int, Course] = field(default_factory=dict)
+    lessons: dict[int, Lesson] = field(default_factory=dict)
+    members: dict[int, Member] = field(default_factory=dict)
+    coworkers: dict[int, Coworker] = field(default_factory=dict)
+    complete: bool = True
+
+    def lessons_of(self, course_id: int) -> list[Lesson]:
+        return sorted((x for x in self.lessons.values() if x.course_id == course_id),
+                      key=lambda x: (x.display_order, x.id))
+
+    def members_of(self, course_id: int) -> list[Member]:
+        return sorted((m for m in self.members.values() if m.course_id == course_id), key=lambda m: m.id)

@@ -1,0 +1,230 @@
+"""Names → Ids: resolves a spec set against the live catalog into the desired state the planner takes.
+
+Matching is exact: titles after trimming, emails without regard to case. The API's substring filters are
+never trusted for this (`Onboarding` must not match `Onboarding 2026`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from reconciler.errors import Problem, SpecError
+from reconciler.model import (
+    Catalog,
+    CompletionsSpec,
+    Course,
+    Lesson,
+    LessonSet,
+    Member,
+    MemberSelector,
+    MigrationSpec,
+    Origin,
+    Ref,
+    SpecSet,
+)
+from reconciler.schema_check import near_miss
+
+Pair = tuple[int, int]  # (CourseMemberId, CourseLessonId)
+
+
+@dataclass
+class ResolvedCompletions:
+    spec: CompletionsSpec
+    course: Course
+    named_members: frozenset[int]
+    desired: dict[Pair, tuple[Origin, ...]]
+    revoked: dict[Pair, tuple[Origin, str | None]]
+
+
+@dataclass
+class ResolvedMigration:
+    spec: MigrationSpec
+    source: Course
+    target: Course
+    lesson_map: dict[int, int]  # source lesson Id → target lesson Id
+
+
+@dataclass
+class Resolution:
+    completions: list[ResolvedCompletions] = field(default_factory=list)
+    migrations: list[ResolvedMigration] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+
+    @property
+    def course_ids(self) -> set[int]:
+        ids = {r.course.id for r in self.completions}
+        for m in self.migrations:
+            ids |= {m.source.id, m.target.id}
+        return ids
+
+
+def _problem(origin: Origin, message: str) -> Problem:
+    return Problem(origin.path, origin.line, origin.column, message)
+
+
+class _Resolver:
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
+        self._by_email: dict[str, list[int]] = defaultdict(list)
+        for coworker in catalog.coworkers.values():
+            self._by_email[coworker.email.strip().casefold()].append(coworker.id)
+
+    def fail(self, origin: Origin, message: str) -> None:
+        self.problems.append(_problem(origin, message))
+
+    def course(self, ref: Ref) -> Course | None:
+        courses = self.catalog.courses
+        if ref.id is not None:
+            found = courses.get(ref.id)
+            if found is None:
+                self.fail(ref.origin, f"no course with Id {ref.id}")
+            return found
+        matches = [c for c in courses.values() if c.title.strip() == ref.title]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            ids = ", ".join(str(c.id) for c in sorted(matches, key=lambda c: c.id))
+            self.fail(ref.origin, f"course title {ref} is ambiguous (Ids {ids}); name it as {{id: N}}")
+        else:
+            self.fail(ref.origin, f"no course {ref}{near_miss(ref.title or '', (c.title for c in courses.values()))}")
+        return None
+
+    def lesson(self, ref: Ref, course: Course) -> Lesson | None:
+        lessons = self.catalog.lessons_of(course.id)
+        if ref.id is not None:
+            found = next((x for x in lessons if x.id == ref.id), None)
+            if found is None:
+                where = self.catalog.lessons.get(ref.id)
+                elsewhere = f" (it belongs to course {where.course_id})" if where else ""
+                self.fail(ref.origin, f"no lesson with Id {ref.id} in {course.title!r}{elsewhere}")
+            return found
+        matches = [x for x in lessons if x.title.strip() == ref.title]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            ids = ", ".join(str(x.id) for x in matches)
+            self.fail(ref.origin, f"lesson title {ref} is ambiguous in {course.title!r} (Ids {ids}); "
+                                  "name it as {id: N}")
+        else:
+            hint = near_miss(ref.title or "", (x.title for x in lessons))
+            self.fail(ref.origin, f"no lesson {ref} in {course.title!r}{hint}")
+        return None
+
+    def lessons(self, chosen: LessonSet, course: Course) -> list[Lesson]:
+        every = self.catalog.lessons_of(course.id)
+        if chosen.kind == "all":
+            return every
+        if chosen.kind == "through":
+            last = self.lesson(chosen.lessons[0], course)
+            if last is None:
+                return []
+            return [x for x in every if (x.display_order, x.id) <= (last.display_order, last.id)]
+        found = (self.lesson(ref, course) for ref in chosen.lessons)
+        return [x for x in found if x is not None]
+
+    def members(self, selector: MemberSelector, course: Course, *, enrolment_required: bool = True) -> list[Member]:
+        enrolled = self.catalog.members_of(course.id)
+        origin = selector.origin
+        if selector.by == "course_member_id":
+            found = self.catalog.members.get(int(selector.value))
+            if found is None or found.course_id != course.id:
+                self.fail(origin, f"no enrolment with Id {selector.value} in {course.title!r}")
+                return []
+            return [found]
+        if selector.by == "team":
+            team = str(selector.value)
+            chosen = [m for m in enrolled if team in m.teams]
+            if not chosen:
+                teams = {t for m in enrolled for t in m.teams}
+                self.warnings.append(_problem(origin, f"no member of {course.title!r} is in team {team!r}"
+                                                      f"{near_miss(team, teams)}"))
+            return chosen
+        if selector.by == "coworker_id":
+            coworker_ids = [int(selector.value)]
+        else:
+            email = str(selector.value).casefold()
+            coworker_ids = self._by_email.get(email, [])
+            if not coworker_ids:
+                self.fail(origin, f"no coworker with email {selector.value!r}"
+                                  f"{near_miss(email, (c.email for c in self.catalog.coworkers.values()))}")
+                return []
+            if len(coworker_ids) > 1:
+                self.fail(origin, f"email {selector.value!r} is ambiguous: coworkers "
+                                  f"{', '.join(map(str, sorted(coworker_ids)))} share it; use coworker_id")
+                return []
+        chosen = [m for m in enrolled if m.coworker_id == coworker_ids[0]]
+        if not chosen and enrolment_required:
+            self.fail(origin, f"{selector} is not enrolled in {course.title!r}")
+        return chosen
+
+
+def resolve(specs: SpecSet, catalog: Catalog) -> Resolution:
+    """The desired state of every spec; raises SpecError naming every name that does not resolve."""
+    resolver = _Resolver(catalog)
+    result = Resolution()
+    for spec in specs.completions:
+        course = resolver.course(spec.course)
+        if course is None:
+            continue
+        desired: dict[Pair, list[Origin]] = defaultdict(list)
+        named: set[int] = set()
+        for rule in spec.members:
+            lessons = resolver.lessons(rule.completed, course)
+            for member in resolver.members(rule.member, course):
+                named.add(member.id)
+                for lesson in lessons:
+                    desired[(member.id, lesson.id)].append(rule.member.origin)
+        revoked: dict[Pair, tuple[Origin, str | None]] = {}
+        for revocation in spec.revocations:
+            lessons = resolver.lessons(revocation.lessons, course)
+            for member in resolver.members(revocation.member, course):
+                named.add(member.id)
+                for lesson in lessons:
+                    pair = (member.id, lesson.id)
+                    if pair in desired:
+                        resolver.fail(revocation.lessons.origin,
+                                      f"{member.full_name or revocation.member} has {lesson.title!r} both declared "
+                                      f"({desired[pair][0]}) and revoked; remove one of them")
+                    revoked.setdefault(pair, (revocation.member.origin, revocation.reason))
+        result.completions.append(ResolvedCompletions(
+            spec, course, frozenset(named), {pair: tuple(origins) for pair, origins in desired.items()}, revoked))
+
+    for migration in specs.migrations:
+        source, target = resolver.course(migration.source_course), resolver.course(migration.target_course)
+        if source is None or target is None:
+            continue
+        if source.id == target.id:
+            resolver.fail(migration.target_course.origin, "a migration's from and to name the same course")
+            continue
+        mapping: dict[int, int] = {}
+        for source_ref, target_ref in migration.lesson_map:
+            from_lesson, to_lesson = resolver.lesson(source_ref, source), resolver.lesson(target_ref, target)
+            if from_lesson and to_lesson:
+                mapping[from_lesson.id] = to_lesson.id
+        result.migrations.append(ResolvedMigration(migration, source, target, mapping))
+
+    _cross_checks(result, resolver)
+    if resolver.problems:
+        raise SpecError(resolver.problems)
+    result.warnings = sorted(resolver.warnings)
+    return result
+
+
+def _cross_checks(result: Resolution, resolver: _Resolver) -> None:
+    by_course: dict[int, ResolvedCompletions] = {}
+    for resolved in result.completions:
+        other = by_course.setdefault(resolved.course.id, resolved)
+        if other is not resolved and other.spec.mode != resolved.spec.mode:
+            resolver.fail(resolved.spec.mode_origin,
+                          f"course {resolved.course.title!r} is managed in mode {other.spec.mode!r} by "
+                          f"{other.spec.name!r} ({other.spec.origin}) and {resolved.spec.mode!r} here; "
+                          "one course takes one mode")
+    for migration in result.migrations:
+        manager = by_course.get(migration.target.id)
+        if manager is not None and manager.spec.mode == "authoritative":
+            resolver.fail(migration.spec.target_course.origin,
+                          f"{migration.target.title!r} is managed authoritatively by {manager.spec.name!r} "
+                          f"({manager.spec.origin}), which would delete what this migration creates")

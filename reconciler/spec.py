@@ -1,0 +1,249 @@
+"""Spec files → the typed spec model: discovery, safe parsing, schema checks, offline meaning checks.
+
+Every problem in every file is collected and raised together as one SpecError, sorted by place.
+Checks that need the live catalog (unknown titles, enrolment) live in resolve.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from reconciler.config import CONFIG_NAME
+from reconciler.errors import Problem, SpecError
+from reconciler.model import (
+    CompletionsSpec,
+    LessonSet,
+    MemberRule,
+    MemberSelector,
+    MigrationSpec,
+    Origin,
+    Ref,
+    Revocation,
+    SpecSet,
+)
+from reconciler.schema_check import near_miss, schema_problems
+from reconciler.schemas import validator
+from reconciler.yamlfile import Document, PathKey, load_file
+
+API_VERSION = "reconciler/v1"
+KINDS = {"Completions": "completions", "Migration": "migration"}
+SELECTORS = ("email", "coworker_id", "course_member_id", "team")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+
+
+def discover(paths: Sequence[Path], exclude: Iterable[Path] = ()) -> list[Path]:
+    """Every *.yaml/*.yml below `paths` except reconciler.yaml, the excluded files and hidden folders."""
+    skip = {p.resolve() for p in exclude}
+    found: dict[Path, None] = {}
+    for given in paths or [Path(".")]:
+        if given.is_file():
+            candidates = [given]
+        elif given.is_dir():
+            candidates = sorted(p for p in given.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
+                                and not any(part.startswith(".") for part in p.relative_to(given).parts))
+        else:
+            raise SpecError([Problem(str(given), 1, 1, "no such file or folder")])
+        for path in candidates:
+            if path.name == CONFIG_NAME or path.resolve() in skip:
+                continue
+            found.setdefault(path, None)
+    return list(found)
+
+
+def load_specs(paths: Sequence[Path], exclude: Iterable[Path] = ()) -> SpecSet:
+    """Read, check and model every spec below `paths`; raises SpecError listing every problem."""
+    files = discover(paths, exclude)
+    problems: list[Problem] = []
+    completions: list[CompletionsSpec] = []
+    migrations: list[MigrationSpec] = []
+    digest = hashlib.sha256()
+    for path in files:
+        shown = str(path)
+        documents, load_problems = load_file(path, shown)
+        problems.extend(load_problems)
+        digest.update(shown.encode() + b"\0" + (path.read_bytes() if not load_problems else b"") + b"\0")
+        for document in documents:
+            spec, found = _model(document)
+            problems.extend(found)
+            if isinstance(spec, CompletionsSpec):
+                completions.append(spec)
+            elif isinstance(spec, MigrationSpec):
+                migrations.append(spec)
+    problems.extend(_meaning(completions, migrations))
+    if problems:
+        raise SpecError(problems)
+    return SpecSet(tuple(completions), tuple(migrations), tuple(str(f) for f in files), digest.hexdigest())
+
+
+def _model(doc: Document) -> tuple[CompletionsSpec | MigrationSpec | None, list[Problem]]:
+    data = doc.data
+    if data is None:
+        return None, []
+    if not isinstance(data, dict):
+        return None, [doc.problem((), "a spec must be a mapping with apiVersion, kind and metadata")]
+    api_version, kind = data.get("apiVersion"), data.get("kind")
+    if api_version is None and kind is None:
+        return None, [doc.problem((), "not a reconciler spec: no apiVersion or kind "
+                                      f"(expected apiVersion: {API_VERSION})")]
+    problems: list[Problem] = []
+    if api_version != API_VERSION:
+        where: PathKey = ("apiVersion",) if "apiVersion" in data else ()
+        problems.append(doc.problem(where, f"apiVersion must be {API_VERSION!r}, not {api_version!r}"
+                                    if api_version is not None else f"missing apiVersion: {API_VERSION}"))
+    if kind not in KINDS:
+        where = ("kind",) if "kind" in data else ()
+        problems.append(doc.problem(where, f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}"
+                                    f"{near_miss(str(kind), KINDS)}" if kind is not None else "missing kind"))
+        return None, problems
+    # apiVersion was checked above, with a better message than the schema's const.
+    problems.extend(p for p in schema_problems(doc, validator(KINDS[kind]))
+                    if not p.message.startswith("apiVersion must be"))
+    if problems:
+        return None, problems
+    if kind == "Completions":
+        return _completions(doc)
+    return _migration(doc), []
+
+
+def _origin(doc: Document, at: PathKey, *, key: bool = False) -> Origin:
+    line, column = doc.place(at, key=key)
+    return Origin(doc.path, line, column)
+
+
+def _ref(doc: Document, value: Any, at: PathKey) -> Ref:
+    if isinstance(value, dict):
+        return Ref(_origin(doc, at), id=int(value["id"]))
+    return Ref(_origin(doc, at), title=str(value).strip())
+
+
+def _selector(doc: Document, entry: dict[str, Any], at: PathKey) -> tuple[MemberSelector, list[Problem]]:
+    by = next(name for name in SELECTORS if name in entry)
+    value = entry[by]
+    problems = []
+    if by == "email":
+        value = value.strip()
+        if not EMAIL.match(value):
+            problems.append(doc.problem((*at, by), f"malformed email {value!r}"))
+    elif by == "team":
+        value = value.strip()
+    return MemberSelector(by, value, _origin(doc, (*at, by))), problems  # type: ignore[arg-type]
+
+
+def _lesson_set(doc: Document, value: Any, at: PathKey) -> LessonSet:
+    origin = _origin(doc, at)
+    if value == "all":
+        return LessonSet("all", origin)
+    if isinstance(value, dict):
+        return LessonSet("through", origin, (_ref(doc, value["through"], (*at, "through")),))
+    return LessonSet("list", origin, tuple(_ref(doc, item, (*at, i)) for i, item in enumerate(value)))
+
+
+def _completions(doc: Document) -> tuple[CompletionsSpec, list[Problem]]:
+    data: dict[str, Any] = doc.data
+    problems: list[Problem] = []
+    rules = []
+    for i, entry in enumerate(data.get("members", [])):
+        selector, found = _selector(doc, entry, ("members", i))
+        problems.extend(found)
+        rules.append(MemberRule(selector, _lesson_set(doc, entry["completed"], ("members", i, "completed"))))
+    revocations = []
+    for i, entry in enumerate(data.get("revoke", [])):
+        selector, found = _selector(doc, entry, ("revoke", i))
+        problems.extend(found)
+        revocations.append(Revocation(selector, _lesson_set(doc, entry["lessons"], ("revoke", i, "lessons")),
+                                      entry.get("reason")))
+    spec = CompletionsSpec(
+        name=data["metadata"]["name"], origin=_origin(doc, ("metadata", "name")),
+        course=_ref(doc, data["course"], ("course",)), mode=data.get("mode", "owned"),
+        mode_origin=_origin(doc, ("mode",) if "mode" in data else ("course",)),
+        members=tuple(rules), revocations=tuple(revocations))
+    return spec, problems
+
+
+def _migration(doc: Document) -> MigrationSpec:
+    data: dict[str, Any] = doc.data
+    pairs = tuple((Ref(_origin(doc, ("lessons", source), key=True), title=str(source).strip()),
+                   Ref(_origin(doc, ("lessons", source)), title=str(target).strip()))
+                  for source, target in data["lessons"].items())
+    return MigrationSpec(
+        name=data["metadata"]["name"], origin=_origin(doc, ("metadata", "name")),
+        source_course=_ref(doc, data["from"]["course"], ("from", "course")),
+        target_course=_ref(doc, data["to"]["course"], ("to", "course")),
+        lesson_map=pairs, enroll=data.get("enroll", False), source_policy=data.get("source", "keep"),
+        strict=data.get("strict", False))
+
+
+def _course_key(ref: Ref) -> tuple[str, str | int | None]:
+    return ("title", ref.title) if ref.title is not None else ("id", ref.id)
+
+
+def _problem(origin: Origin, message: str) -> Problem:
+    return Problem(origin.path, origin.line, origin.column, message)
+
+
+def _meaning(completions: list[CompletionsSpec], migrations: list[MigrationSpec]) -> list[Problem]:
+    """Checks across specs that need no live data."""
+    problems: list[Problem] = []
+    names: dict[str, Origin] = {}
+    every: list[CompletionsSpec | MigrationSpec] = [*completions, *migrations]
+    for spec in every:
+        first = names.setdefault(spec.name, spec.origin)
+        if first is not spec.origin:
+            problems.append(_problem(spec.origin, f"metadata.name {spec.name!r} is already used at {first}"))
+
+    modes: dict[tuple[str, str | int | None], CompletionsSpec] = {}
+    for spec in completions:
+        other = modes.setdefault(_course_key(spec.course), spec)
+        if other is not spec and other.mode != spec.mode:
+            problems.append(_problem(spec.mode_origin, f"course {spec.course} is managed in mode {other.mode!r} by "
+                                                       f"{other.name!r} ({other.origin}) and {spec.mode!r} here; "
+                                                       "one course takes one mode"))
+        problems.extend(_declared_and_revoked(spec))
+
+    for migration in migrations:
+        if _course_key(migration.source_course) == _course_key(migration.target_course):
+            problems.append(_problem(migration.target_course.origin, "a migration's from and to name the same course"))
+        targets: dict[str, Ref] = {}
+        for source, target in migration.lesson_map:
+            seen = targets.setdefault(target.title or "", source)
+            if seen is not source:
+                problems.append(_problem(target.origin, f"target lesson {target} is named twice in the map "
+                                                        f"(also for {seen} at {seen.origin})"))
+    return problems
+
+
+def _declared_and_revoked(spec: CompletionsSpec) -> list[Problem]:
+    """The same member, named the same way, both declared and revoked for a lesson (literal check)."""
+    declared: dict[tuple[str, str | int], list[LessonSet]] = {}
+    for rule in spec.members:
+        declared.setdefault(rule.member.key, []).append(rule.completed)
+    problems = []
+    for revocation in spec.revocations:
+        for wanted in declared.get(revocation.member.key, []):
+            clash = _overlap(wanted, revocation.lessons)
+            if clash:
+                problems.append(_problem(revocation.lessons.origin,
+                                         f"{revocation.member} has {clash} both declared ({wanted.origin}) and "
+                                         "revoked; remove one of them"))
+    return problems
+
+
+def _overlap(wanted: LessonSet, revoked: LessonSet) -> str:
+    if wanted.kind == "all" or revoked.kind == "all":
+        if wanted.kind == "all" and revoked.kind == "list":
+            return f"lesson {revoked.lessons[0]}"
+        if revoked.kind == "all" and wanted.kind != "through" and (wanted.kind == "all" or wanted.lessons):
+            return "lessons"
+        if wanted.kind == "all" and revoked.kind == "all":
+            return "every lesson"
+        return ""
+    if wanted.kind == "list" and revoked.kind == "list":
+        names = {(r.title, r.id) for r in wanted.lessons}
+        for ref in revoked.lessons:
+            if (ref.title, ref.id) in names:
+                return f"lesson {ref}"
+    return ""

@@ -1,0 +1,72 @@
+"""Connecting to the target: the real service over HTTPS, or the embedded emulator in process.
+
+Both are reached through the same NexudusClient; only the httpx transport differs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import httpx
+
+from reconciler.client import NexudusClient
+from reconciler.config import Config, Credentials
+from reconciler.emulator.app import EmulatorApp, Settings
+from reconciler.emulator.limits import Limits
+from reconciler.emulator.seed import load_seed
+from reconciler.emulator.server import InProcessTransport
+from reconciler.emulator.store import Store
+from reconciler.errors import ConfigError
+
+LOCAL_BASE = "http://local.reconciler"
+
+
+@dataclass
+class Target:
+    client: NexudusClient
+    description: str
+    credentials: Credentials
+
+
+def describe(config: Config) -> str:
+    if config.is_local:
+        return f"local emulator ({config.state_dir / 'local.sqlite'})"
+    return config.target
+
+
+@contextmanager
+def connect(config: Config, env: Mapping[str, str] | None = None) -> Iterator[Target]:
+    """A client for the configured target, closed on exit."""
+    env = os.environ if env is None else env
+    if config.is_local:
+        db = config.state_dir / "local.sqlite"
+        db.parent.mkdir(parents=True, exist_ok=True)
+        store = Store(str(db))
+        try:
+            if store.is_empty() and config.seed is not None:
+                load_seed(config.seed, store)
+            limits = config.limits
+            app = EmulatorApp(store, Settings(
+                limits=Limits(min_interval_ms=limits.min_interval_ms, requests_per_minute=limits.requests_per_minute,
+                              requests_per_hour=limits.requests_per_hour, requests_per_day=None,
+                              writes_per_minute=limits.writes_per_minute, writes_per_day=limits.writes_per_day),
+                require_auth=False))
+            with httpx.Client(transport=InProcessTransport(app)) as http:
+                client = NexudusClient(LOCAL_BASE, http, limits=config.limits)
+                yield Target(client, describe(config), Credentials())
+        finally:
+            store.close()
+        return
+    credentials = Credentials.from_env(env)
+    if not credentials.present:
+        raise ConfigError(f"no credentials for {config.target}: set NEXUDUS_TOKEN, or NEXUDUS_USERNAME and "
+                          "NEXUDUS_PASSWORD (and NEXUDUS_TOTP with two-factor sign-in)")
+    if config.auth == "basic" and not (credentials.username and credentials.password):
+        raise ConfigError("auth: basic needs NEXUDUS_USERNAME and NEXUDUS_PASSWORD")
+    with httpx.Client(verify=True, follow_redirects=False) as http:
+        client = NexudusClient(config.target, http, credentials=credentials, auth_mode=config.auth,
+                               limits=config.limits)
+        yield Target(client, describe(config), credentials)
