@@ -61,8 +61,7 @@ def _explain(document: Document, error: ValidationError) -> list[Problem]:
                                                     "name it one way only", key=True)]
     if keyword in ("oneOf", "anyOf"):
         branches: list[Any] = rule
-        fitting = [i for i, branch in enumerate(branches)
-                   if "type" not in branch or _matches_type(instance, branch["type"])]
+        fitting = [i for i, branch in enumerate(branches) if _fits(instance, branch)]
         context = [e for e in error.context or [] if e.schema_path and e.schema_path[0] in fitting]
         constants = [b["const"] for b in branches if "const" in b]
         only_constants = all("const" in branches[i] for i in fitting)
@@ -90,6 +89,15 @@ def _explain(document: Document, error: ValidationError) -> list[Problem]:
     if keyword == "maxProperties":
         return [document.problem(at, f"{_subject(at)} must have exactly one key, not {len(instance)}")]
     return [document.problem(at, f"{_subject(at)}: {error.message}")]
+
+
+def _fits(instance: Any, branch: Any) -> bool:
+    """Whether a oneOf branch is the one this value was meant for, judged by its JSON type alone."""
+    if "type" in branch:
+        return _matches_type(instance, branch["type"])
+    if "const" in branch:
+        return type(instance) is type(branch["const"])
+    return True
 
 
 _KIND = {"string": "a string", "object": "a mapping", "array": "a list", "boolean": "true or false",

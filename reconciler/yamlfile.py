@@ -21,6 +21,7 @@ Place = tuple[int, int]
 MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_NODES = 500_000
 MAX_DEPTH = 200
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
 @dataclass
@@ -79,8 +80,11 @@ def load_file(path: Path, shown: str | None = None) -> tuple[list[Document], lis
 
 def load_text(text: str, shown: str) -> list[Document]:
     """Parse `text` (named `shown` in problems); raises LoadError on the first syntax problem."""
-    loader = yaml.SafeLoader(text)
     documents: list[Document] = []
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as e:
+        raise LoadError(_reader_problem(e, text, shown)) from e
     try:
         while loader.check_node():
             node = loader.get_node()
@@ -90,6 +94,8 @@ def load_text(text: str, shown: str) -> list[Document]:
             budget = [MAX_NODES]
             document.data = _build(loader, node, (), document, budget, 0)
             documents.append(document)
+    except yaml.reader.ReaderError as e:
+        raise LoadError(_reader_problem(e, text, shown)) from e
     except yaml.MarkedYAMLError as e:
         raise LoadError(_syntax_problem(e, shown)) from e
     except yaml.YAMLError as e:
@@ -105,6 +111,14 @@ def load_problems(path: Path, shown: str | None = None) -> list[Problem]:
     return load_file(path, shown)[1]
 
 
+def _reader_problem(error: yaml.reader.ReaderError, text: str, shown: str) -> Problem:
+    before = text[: max(0, error.position)]
+    line = before.count("\n") + 1
+    column = len(before) - (before.rfind("\n") + 1) + 1
+    character = error.character if isinstance(error.character, int) else ord(str(error.character)[:1] or "?")
+    return Problem(shown, line, column, f"YAML: the character U+{character:04X} is not allowed in YAML text")
+
+
 def _syntax_problem(error: yaml.MarkedYAMLError, shown: str) -> Problem:
     mark = error.problem_mark or error.context_mark
     line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -113,6 +127,9 @@ def _syntax_problem(error: yaml.MarkedYAMLError, shown: str) -> Problem:
         problem = "a tab character is not allowed here; indent with spaces"
     elif error.context:
         problem = f"{error.context}, {problem}"
+        started = error.context_mark
+        if started is not None and mark is not None and started.line != mark.line:
+            problem += f" (it started on line {started.line + 1}, column {started.column + 1})"
     return Problem(shown, line, column, f"YAML syntax: {problem}")
 
 
@@ -131,6 +148,9 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, at: PathKey, doc: Document,
         line, column = _place(node)
         raise LoadError(Problem(doc.path, line, column, f"document is nested more than {MAX_DEPTH} levels deep"))
     doc.values.setdefault(at, _place(node))
+    if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and node.tag not in _PLAIN_TAGS:
+        line, column = _place(node)
+        raise LoadError(Problem(doc.path, line, column, f"YAML tag {node.tag!r} is not allowed"))
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
         result: dict[Any, Any] = {}

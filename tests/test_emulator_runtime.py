@@ -107,7 +107,7 @@ def test_bad_snapshots_are_seed_errors(tmp_path: Path, content: str, message: st
     ("coworkers:\n  - {name: A, email: a@x.io}\ncourses:\n  - title: C\n    lessons: [Welcome]\n"
      "    members:\n      - {email: a@x.io, completed: [Welcom]}\n",
      "seed.yaml:7:37: no lesson 'Welcom' in 'C'; did you mean 'Welcome'?"),
-    ("courses:\n  - title: C\n  - title: C\n", "seed.yaml:3:12: course 'C' is listed twice"),
+    ("courses:\n  - title: C\n    lessons: [A, A]\n", "seed.yaml:3:18: lesson 'A' is listed twice in this course"),
     ("courses: 5\n", "seed.yaml:1:10: courses must be a list, not a number"),
     ("users:\n  - {email: u@x.io, password: p, roles: [Nope]}\n", "seed.yaml:2:42: users[0].roles[0] 'Nope'"),
 ])

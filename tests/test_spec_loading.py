@@ -1,0 +1,211 @@
+"""The spec loader and resolver: exact resolution, discovery rules, config precedence, and fuzzing."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from reconciler.cli import main
+from reconciler.client import NexudusClient
+from reconciler.config import DOCUMENTED_LIMITS, ClientLimits, Credentials, load_config
+from reconciler.emulator.app import EmulatorApp, Settings
+from reconciler.emulator.limits import Limits
+from reconciler.emulator.seed import load_seed
+from reconciler.emulator.server import InProcessTransport
+from reconciler.emulator.store import Store
+from reconciler.errors import ConfigError, ConfigFileError, Problem, SpecError
+from reconciler.resolve import resolve
+from reconciler.spec import discover, load_specs
+from reconciler.state import StateReader
+from reconciler.yamlfile import LoadError, load_text
+
+from .conftest import API_SEED, EXAMPLES
+
+HEAD = "apiVersion: reconciler/v1\nkind: Completions\nmetadata: {name: s1}\n"
+
+
+def catalog_client() -> tuple[NexudusClient, httpx.Client]:
+    store = Store()
+    load_seed(API_SEED, store)
+    http = httpx.Client(transport=InProcessTransport(EmulatorApp(store, Settings(limits=Limits.off(),
+                                                                                 require_auth=False))))
+    return NexudusClient("http://local", http), http
+
+
+def test_titles_resolve_exactly_never_by_substring(tmp_path: Path) -> None:
+    (tmp_path / "s.yaml").write_text(HEAD + "course: Onboarding\nmembers:\n"
+                                     "  - {email: AL@example.com, completed: [Safety]}\n"
+                                     "  - {email: sal@example.com, completed: {through: Safety briefing}}\n")
+    specs = load_specs([tmp_path])
+    client, http = catalog_client()
+    with http:
+        result = resolve(specs, StateReader(client).catalog(specs))
+    (resolved,) = result.completions
+    assert resolved.course.id == 101  # not 102, "Onboarding 2026"
+    assert sorted(resolved.desired) == [(50001, 2001), (50002, 2001), (50002, 2002)]
+    origins = resolved.desired[(50002, 2002)]
+    assert [(o.path.endswith("s.yaml"), o.line) for o in origins] == [(True, 7)]
+
+
+def test_team_rules_union_with_personal_rules_and_keep_every_origin(tmp_path: Path) -> None:
+    (tmp_path / "s.yaml").write_text(HEAD + "course: Onboarding\nmembers:\n"
+                                     "  - {team: Sales, completed: [Welcome]}\n"
+                                     "  - {email: sal@example.com, completed: [Welcome, Safety]}\n")
+    specs = load_specs([tmp_path])
+    client, http = catalog_client()
+    with http:
+        (resolved,) = resolve(specs, StateReader(client).catalog(specs)).completions
+    assert sorted(resolved.desired) == [(50001, 2003), (50002, 2001), (50002, 2003)]
+    assert [o.line for o in resolved.desired[(50002, 2003)]] == [6, 7]
+    assert resolved.named_members == frozenset({50001, 50002})
+
+
+def test_a_team_with_no_enrolled_member_is_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reconciler.yaml").write_text(f"seed: {API_SEED}\n")
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "s.yaml").write_text(HEAD + "course: Onboarding\nmembers:\n"
+                                               "  - {team: Salse, completed: all}\n")
+    assert main(["validate", "specs"]) == 0
+    captured = capsys.readouterr()
+    assert "warning: specs/s.yaml:6:12: no member of 'Onboarding' is in team 'Salse'; did you mean 'Sales'?" \
+        in captured.err
+    assert "every name resolved against local emulator" in captured.out
+
+
+def test_validate_exit_codes_and_every_problem_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.yaml").write_text(HEAD + "course: X\nmode: owner\n")
+    (tmp_path / "b.yaml").write_text("apiVersion: reconciler/v1\nkind: Nope\n")
+    assert main(["validate", "--offline"]) == 1
+    err = capsys.readouterr().err
+    assert "a.yaml:5:7: mode must be one of" in err and "b.yaml:2:7: unknown kind 'Nope'" in err
+    assert "Traceback" not in err
+
+
+def test_validate_passes_on_the_examples(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate", str(EXAMPLES)]) == 0
+    assert "every name resolved" in capsys.readouterr().out
+
+
+def test_discovery_skips_config_seed_and_hidden_folders(tmp_path: Path) -> None:
+    for name in ("a.yaml", "b.yml", "reconciler.yaml", "seed.yaml", ".hidden/c.yaml", "sub/d.yaml", "e.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x: 1\n")
+    found = discover([tmp_path], exclude=[tmp_path / "seed.yaml"])
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in found) == ["a.yaml", "b.yml", "sub/d.yaml"]
+
+
+def test_a_missing_path_is_a_spec_error(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="no such file or folder"):
+        load_specs([tmp_path / "nope"])
+
+
+def test_oversized_files_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import reconciler.yamlfile as yamlfile
+
+    monkeypatch.setattr(yamlfile, "MAX_FILE_BYTES", 100)
+    (tmp_path / "big.yaml").write_text(HEAD + "course: X\n" + "# padding\n" * 20)
+    with pytest.raises(SpecError, match=r"big.yaml:1:1: file is \d+ bytes; the limit is 100"):
+        load_specs([tmp_path])
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+def test_config_precedence(tmp_path: Path) -> None:
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "reconciler.yaml").write_text("target: https://from-path.example\n")
+    config = load_config(paths=[tmp_path / "specs"], env={}, cwd=tmp_path)
+    assert config.target == "https://from-path.example" and config.limits == DOCUMENTED_LIMITS
+    (tmp_path / "reconciler.yaml").write_text("target: https://from-cwd.example/\nlimits: {writes_per_minute: 10}\n")
+    config = load_config(paths=[tmp_path / "specs"], env={}, cwd=tmp_path)
+    assert config.target == "https://from-cwd.example" and config.limits.writes_per_minute == 10
+    config = load_config(paths=[], env={"NEXUDUS_API_URL": "https://env.example"}, cwd=tmp_path)
+    assert (config.target, config.target_origin) == ("https://env.example", "NEXUDUS_API_URL")
+    config = load_config(api_flag="local", env={"NEXUDUS_API_URL": "https://env.example"}, cwd=tmp_path)
+    assert config.is_local and config.limits == ClientLimits(writes_per_minute=10)  # local: only what is set
+    other = tmp_path / "other.yaml"
+    other.write_text("target: https://flag.example\n")
+    assert load_config(config_flag=other, env={}, cwd=tmp_path).target == "https://flag.example"
+    assert load_config(env={}, cwd=tmp_path / "specs").target == "https://from-path.example"  # cwd's own file
+
+
+def test_default_target_is_local(tmp_path: Path) -> None:
+    config = load_config(env={}, cwd=tmp_path)
+    assert config.is_local and config.target_origin == "the default" and config.seed is None
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("target: ftp://x\n", "must be 'local' or an http(s) URL"),
+    ("target: https://user:pw@x.example\n", "must not carry credentials"),
+])
+def test_bad_targets(tmp_path: Path, content: str, message: str) -> None:
+    (tmp_path / "reconciler.yaml").write_text(content)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(env={}, cwd=tmp_path)
+    assert "pw" not in message
+
+
+def test_config_schema_errors_name_the_place(tmp_path: Path) -> None:
+    (tmp_path / "reconciler.yaml").write_text("target: local\nsafety: {max_delete_fraction: 2}\ntoken: abc\n")
+    with pytest.raises(ConfigFileError) as caught:
+        load_config(env={}, cwd=tmp_path)
+    text = str(caught.value)
+    assert "reconciler.yaml:2:31: safety.max_delete_fraction" in text
+    assert "reconciler.yaml:3:1: unknown key 'token'" in text
+
+
+def test_credentials_come_from_the_environment_and_never_show_in_repr() -> None:
+    creds = Credentials.from_env({"NEXUDUS_USERNAME": "ops@example.com", "NEXUDUS_PASSWORD": "hunter2-secret",
+                                  "NEXUDUS_TOKEN": "tok-secret-123"})
+    assert creds.present and "hunter2-secret" not in repr(creds) and "tok-secret-123" not in repr(creds)
+    assert sorted(creds.secrets()) == ["hunter2-secret", "tok-secret-123"]
+
+
+# --- fuzzing: nothing but SpecError, and always with a place ---------------------------------------
+
+yaml_text = st.one_of(
+    st.text(max_size=300),
+    st.lists(st.sampled_from(["apiVersion: reconciler/v1", "kind: Completions", "kind: Migration",
+                              "metadata: {name: x}", "course: A", "members:", "  - email: a@b.co",
+                              "    completed: all", "  - {team: T, completed: [A, {id: 1}]}", "revoke:",
+                              "lessons: {A: B}", "from: {course: A}", "to: {course: B}", "mode: owned",
+                              "&a [1, *a]", "- *x", "\t- tab", "key: [unclosed", "? complex", "!!binary QUJD",
+                              "{a: 1, a: 2}", "'", "%YAML 1.1", "---", "..."]), max_size=12).map("\n".join),
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=yaml_text)
+def test_the_loader_only_ever_raises_spec_errors_with_places(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "fuzz.yaml"
+    path.write_bytes(content.encode("utf-8", errors="replace"))
+    try:
+        load_specs([path])
+    except SpecError as e:
+        assert e.problems
+        for problem in e.problems:
+            assert isinstance(problem, Problem) and problem.line >= 1 and problem.column >= 1
+            assert problem.path.endswith("fuzz.yaml") and problem.message
+
+
+@settings(max_examples=400, deadline=None)
+@given(raw=st.binary(max_size=200))
+def test_raw_bytes_never_escape_as_anything_but_load_errors(raw: bytes) -> None:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return
+    try:
+        load_text(text, "bytes.yaml")
+    except LoadError as e:
+        assert e.problem.line >= 1
