@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,6 +18,8 @@ from reconciler import __version__
 from reconciler.config import Config, load_config
 from reconciler.errors import ConfigError, NotBuiltError, ReconcilerError, TransportError, UsageError
 from reconciler.model import SpecSet
+from reconciler.planning import make_plan, save_plan
+from reconciler.render import markdown, write_json, write_text
 from reconciler.resolve import resolve
 from reconciler.spec import load_specs
 from reconciler.state import StateReader
@@ -67,11 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("paths", nargs="*", type=Path, metavar="PATH", help=paths_help)
     validate.add_argument("--offline", action="store_true", help="skip resolving names against the target")
 
-    plan = command("plan", "show what apply would change", _not_built("plan"))
+    plan = command("plan", "show what apply would change", _plan)
     plan.add_argument("paths", nargs="*", type=Path, metavar="PATH", help=paths_help)
     plan.add_argument("--out", type=Path, metavar="FILE", help="save the plan for `apply --plan`")
     plan.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     plan.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when there are changes")
+    plan.add_argument("--allow-deletes", type=int, metavar="N", help="lift a delete budget up to N deletes")
 
     apply = command("apply", "apply the changes a plan shows", _not_built("apply"))
     apply.add_argument("paths", nargs="*", type=Path, metavar="PATH", help=paths_help)
@@ -136,6 +140,33 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=args.stderr)
     print(f"valid: {summary}; every name resolved against {target.description}", file=args.stdout)
     return EXIT_OK
+
+
+def _plan(args: argparse.Namespace) -> int:
+    config, specs = load_context(args)
+    with connect(config) as target:
+        planned = make_plan(target, specs, config, allow_deletes=args.allow_deletes)
+    doc = planned.doc
+    if args.out:
+        save_plan(doc, args.out)
+    if args.format == "json":
+        write_json(doc, args.stdout)
+    elif args.format == "markdown":
+        args.stdout.write(markdown(doc, full_plan_hint=f"`{args.out}`" if args.out else "the JSON plan"))
+    else:
+        write_text(doc, args.stdout, color=use_color(args))
+    if args.out:
+        print(f"saved the plan to {args.out}; apply it with: reconciler apply --plan {args.out}", file=args.stderr)
+    if planned.plan.blocked:
+        return EXIT_BLOCKED
+    return EXIT_CHANGES if args.detailed_exitcode and planned.plan.has_changes else EXIT_OK
+
+
+def use_color(args: argparse.Namespace) -> bool:
+    if args.no_color or os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(args.stdout, "isatty", None)
+    return bool(isatty and isatty())
 
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:

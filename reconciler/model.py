@@ -154,7 +154,7 @@ class Member:
     teams: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Completion:
     """A live CourseCompletedLesson record: what a delete journals in full."""
 

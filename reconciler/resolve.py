@@ -35,6 +35,7 @@ class ResolvedCompletions:
     named_members: frozenset[int]
     desired: dict[Pair, tuple[Origin, ...]]
     revoked: dict[Pair, tuple[Origin, str | None]]
+    member_origins: dict[int, Origin] = field(default_factory=dict)  # the first rule naming each member
 
 
 @dataclass
@@ -170,18 +171,18 @@ def resolve(specs: SpecSet, catalog: Catalog) -> Resolution:
         if course is None:
             continue
         desired: dict[Pair, list[Origin]] = defaultdict(list)
-        named: set[int] = set()
+        named: dict[int, Origin] = {}
         for rule in spec.members:
             lessons = resolver.lessons(rule.completed, course)
             for member in resolver.members(rule.member, course):
-                named.add(member.id)
+                named.setdefault(member.id, rule.member.origin)
                 for lesson in lessons:
                     desired[(member.id, lesson.id)].append(rule.member.origin)
         revoked: dict[Pair, tuple[Origin, str | None]] = {}
         for revocation in spec.revocations:
             lessons = resolver.lessons(revocation.lessons, course)
             for member in resolver.members(revocation.member, course):
-                named.add(member.id)
+                named.setdefault(member.id, revocation.member.origin)
                 for lesson in lessons:
                     pair = (member.id, lesson.id)
                     if pair in desired:
@@ -190,7 +191,8 @@ def resolve(specs: SpecSet, catalog: Catalog) -> Resolution:
                                       f"({desired[pair][0]}) and revoked; remove one of them")
                     revoked.setdefault(pair, (revocation.member.origin, revocation.reason))
         result.completions.append(ResolvedCompletions(
-            spec, course, frozenset(named), {pair: tuple(origins) for pair, origins in desired.items()}, revoked))
+            spec, course, frozenset(named), {pair: tuple(origins) for pair, origins in desired.items()}, revoked,
+            named))
 
     for migration in specs.migrations:
         source, target = resolver.course(migration.source_course), resolver.course(migration.target_course)

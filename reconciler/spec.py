@@ -60,12 +60,13 @@ def load_specs(paths: Sequence[Path], exclude: Iterable[Path] = ()) -> SpecSet:
     problems: list[Problem] = []
     completions: list[CompletionsSpec] = []
     migrations: list[MigrationSpec] = []
-    digest = hashlib.sha256()
+    contents: list[str] = []
     for path in files:
         shown = str(path)
         documents, load_problems = load_file(path, shown)
         problems.extend(load_problems)
-        digest.update(shown.encode() + b"\0" + (path.read_bytes() if not load_problems else b"") + b"\0")
+        if not load_problems:
+            contents.append(hashlib.sha256(path.read_bytes()).hexdigest())
         for document in documents:
             spec, found = _model(document)
             problems.extend(found)
@@ -76,7 +77,9 @@ def load_specs(paths: Sequence[Path], exclude: Iterable[Path] = ()) -> SpecSet:
     problems.extend(_meaning(completions, migrations))
     if problems:
         raise SpecError(problems)
-    return SpecSet(tuple(completions), tuple(migrations), tuple(str(f) for f in files), digest.hexdigest())
+    # The digest names the spec set's content, wherever it is checked out and whatever the order.
+    digest = hashlib.sha256("\n".join(sorted(contents)).encode()).hexdigest()
+    return SpecSet(tuple(completions), tuple(migrations), tuple(str(f) for f in files), digest)
 
 
 def _model(doc: Document) -> tuple[CompletionsSpec | MigrationSpec | None, list[Problem]]:

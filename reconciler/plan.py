@@ -1,0 +1,240 @@
+"""The planning core: desired state × current state → a plan. Pure: no I/O, no clock, no httpx.
+
+Per course, the desired pairs of every spec are united; each current record in reach of a spec's
+mode is kept, or deleted for a reason (revoked, undeclared, orphaned, duplicate). The diff is a keyed
+set difference, linear in the number of records.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from reconciler.config import ClientLimits, Safety
+from reconciler.model import Catalog, Completion, Origin
+from reconciler.resolve import Pair, Resolution, ResolvedCompletions
+
+ActionKind = Literal["enroll", "create", "delete"]
+DeleteReason = Literal["revoked", "undeclared", "orphaned", "duplicate", "migrated"]
+_RANK = {"enroll": 0, "create": 1, "delete": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One write. `record` is the full completion a delete removes; `origin` is what asked for it."""
+
+    kind: ActionKind
+    course_id: int
+    member_id: int
+    lesson_id: int
+    spec: str
+    reason: str
+    origin: Origin | None = None
+    record: Completion | None = None
+    system_id: str | None = None
+    note: str | None = None
+    coworker_id: int | None = None
+    sort_key: tuple[int, ...] = ()
+
+    @property
+    def pair(self) -> Pair:
+        return (self.member_id, self.lesson_id)
+
+
+@dataclass
+class Plan:
+    actions: list[Action] = field(default_factory=list)
+    unchanged: int = 0
+    existing_in_scope: int = 0
+    warnings: list[str] = field(default_factory=list)
+    drift: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+    deletes_to_allow: int | None = None
+    partial: list[str] = field(default_factory=list)
+
+    def count(self, kind: ActionKind) -> int:
+        return sum(1 for a in self.actions if a.kind == kind)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.actions)
+
+
+def plan_changes(resolution: Resolution, current: Iterable[Completion], catalog: Catalog, *,
+                 partial: Iterable[str] = ()) -> Plan:
+    """The actions that take `current` to the desired state of `resolution`, within each mode's reach."""
+    plan = Plan(partial=list(partial))
+    specs_by_course: dict[int, list[ResolvedCompletions]] = defaultdict(list)
+    for resolved in resolution.completions:
+        specs_by_course[resolved.course.id].append(resolved)
+    lesson_course = {lesson.id: lesson.course_id for lesson in catalog.lessons.values()}
+    records_by_course: dict[int, dict[Pair, list[Completion]]] = defaultdict(lambda: defaultdict(list))
+    for record in current:
+        course_id = lesson_course.get(record.lesson_id)
+        if course_id in specs_by_course:
+            records_by_course[course_id][record.pair].append(record)
+    order = {lesson.id: (lesson.display_order, lesson.id) for lesson in catalog.lessons.values()}
+
+    for course_id in sorted(specs_by_course):
+        _plan_course(plan, specs_by_course[course_id], records_by_course[course_id], order)
+    plan.actions.sort(key=lambda a: a.sort_key)
+    plan.warnings.extend(str(w) for w in resolution.warnings)
+    return plan
+
+
+def _plan_course(plan: Plan, specs: list[ResolvedCompletions], records: dict[Pair, list[Completion]],
+                 order: dict[int, tuple[int, int]]) -> None:
+    course_id = specs[0].course.id
+    mode = specs[0].spec.mode  # one course takes one mode (checked when resolving)
+    desired: dict[Pair, tuple[ResolvedCompletions, tuple[Origin, ...]]] = {}
+    revoked: dict[Pair, tuple[ResolvedCompletions, Origin, str | None]] = {}
+    named: set[int] = set()
+    markers = {r.spec.marker: r for r in specs}
+    for resolved in specs:
+        named |= resolved.named_members
+        for pair, origins in resolved.desired.items():
+            desired.setdefault(pair, (resolved, origins))
+        for pair, (origin, reason) in resolved.revoked.items():
+            revoked.setdefault(pair, (resolved, origin, reason))
+
+    def in_reach(record: Completion) -> bool:
+        if record.member_id in named:
+            return True
+        return mode == "owned" and record.system_id in markers
+
+    def deletable(record: Completion) -> ResolvedCompletions | None:
+        """The spec whose mode may delete this record, if any (revoke aside)."""
+        if mode == "authoritative" and record.member_id in named:
+            return next(r for r in specs if record.member_id in r.named_members)
+        if mode == "owned" and record.system_id in markers:
+            return markers[record.system_id]
+        return None
+
+    def key(kind: str, member: int, lesson: int, record_id: int = 0) -> tuple[int, ...]:
+        return (course_id, member, _RANK[kind], *order.get(lesson, (0, lesson)), record_id)
+
+    def delete(record: Completion, spec: ResolvedCompletions, reason: str, origin: Origin | None,
+               note: str | None = None) -> None:
+        plan.actions.append(Action("delete", course_id, record.member_id, record.lesson_id, spec.spec.name, reason,
+                                   origin, record, note=note,
+                                   sort_key=key("delete", record.member_id, record.lesson_id, record.id)))
+
+    for pair, (resolved, origins) in desired.items():
+        if pair not in records:
+            plan.actions.append(Action("create", course_id, pair[0], pair[1], resolved.spec.name, "declared",
+                                       origins[0], system_id=resolved.spec.marker,
+                                       sort_key=key("create", pair[0], pair[1])))
+
+    for pair, found in records.items():
+        reachable = [r for r in found if in_reach(r)]
+        if not reachable and pair not in revoked:
+            continue
+        plan.existing_in_scope += len(reachable)
+        ordered = sorted(found, key=lambda r: (r.created_on, r.id))
+        if pair in revoked:
+            spec, origin, reason = revoked[pair]
+            for record in ordered:
+                delete(record, spec, "revoked", origin, reason)
+            plan.existing_in_scope += len(found) - len(reachable)
+            continue
+        if pair in desired:
+            plan.unchanged += 1
+            keeper, extras = ordered[0], ordered[1:]
+            for record in extras:
+                owner = deletable(record)
+                if owner is not None:
+                    delete(record, owner, "duplicate", owner.spec.origin,
+                           f"duplicate of #{keeper.id} (created {keeper.created_on or 'unknown'})")
+                else:
+                    lesson = record.lesson_title or str(record.lesson_id)
+                    plan.drift.append(f"duplicate completion #{record.id} of lesson {lesson} for "
+                                      f"{record.member_name or record.member_id!s} (kept #{keeper.id}); "
+                                      f"mode {mode!r} may not delete it")
+            continue
+        for record in ordered:
+            owner = deletable(record)
+            if owner is None:
+                continue
+            if mode == "authoritative":
+                delete(record, owner, "undeclared", owner.member_origins.get(record.member_id, owner.spec.origin))
+            else:
+                delete(record, owner, "orphaned", owner.spec.origin)
+        undeletable = [r for r in ordered if deletable(r) is None and in_reach(r)]
+        if len(undeletable) > 1:
+            plan.drift.append(f"{len(undeletable)} completions of lesson "
+                              f"{undeletable[0].lesson_title or undeletable[0].lesson_id!s} for "
+                              f"{undeletable[0].member_name or undeletable[0].member_id!s} "
+                              f"(#{', #'.join(str(r.id) for r in undeletable)}) are duplicates the mode may not delete")
+
+
+# --- safety budgets ------------------------------------------------------------------------------
+
+def apply_budgets(plan: Plan, safety: Safety, allow_deletes: int | None = None) -> Plan:
+    """Block the plan (in place) when its deletes exceed a budget that --allow-deletes does not cover."""
+    deletes = plan.count("delete")
+    plan.blocked = []
+    plan.deletes_to_allow = None
+    if deletes and plan.partial:
+        plan.blocked.append("a read of the current state failed, so nothing may be deleted: " + "; ".join(plan.partial))
+    lifted = allow_deletes is not None and deletes <= allow_deletes
+    over = []
+    if deletes > safety.max_deletes:
+        over.append(f"{deletes:,} deletes exceed max_deletes ({safety.max_deletes:,})")
+    existing = plan.existing_in_scope
+    if existing >= safety.min_existing and existing and deletes / existing > safety.max_delete_fraction:
+        over.append(f"{deletes:,} deletes are {deletes / existing:.0%} of the {existing:,} existing completions "
+                    f"in scope, over max_delete_fraction ({safety.max_delete_fraction:.0%})")
+    if over and not lifted:
+        plan.blocked.extend(over)
+        plan.deletes_to_allow = deletes
+    return plan
+
+
+# --- the write estimate --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WriteEstimate:
+    writes: int
+    seconds: float
+    days: int
+    per_minute: float | None
+    per_day: int | None
+
+    def describe(self) -> str:
+        noun = f"{self.writes:,} write request{'s' if self.writes != 1 else ''}"
+        if not self.writes:
+            return "no writes"
+        if self.per_minute is None and self.per_day is None:
+            return f"{noun} (no rate limits configured)"
+        if self.days > 1:
+            return f"{noun}: {self.days} days at {self.per_day:,} writes a day"
+        return f"{noun}: about {_duration(self.seconds)} at {self.per_minute:g} writes a minute"
+
+
+def estimate_writes(writes: int, limits: ClientLimits) -> WriteEstimate:
+    """How long `writes` take under the client's budget: the slowest per-request pace, then the daily cap."""
+    paces = [60.0 / n for n in (limits.writes_per_minute, limits.requests_per_minute) if n]
+    if limits.min_interval_ms:
+        paces.append(limits.min_interval_ms / 1000.0)
+    interval = max(paces, default=0.0)
+    per_minute = 60.0 / interval if interval else None
+    per_day = limits.writes_per_day
+    days = math.ceil(writes / per_day) if per_day and writes else (1 if writes else 0)
+    if per_day and writes > per_day:
+        last = writes - (days - 1) * per_day
+        seconds = (days - 1) * 86400.0 + last * interval
+    else:
+        seconds = writes * interval
+    return WriteEstimate(writes, seconds, days, per_minute, per_day)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))} second{'s' if round(seconds) != 1 else ''}"
+    minutes = seconds / 60
+    if minutes < 90:
+        return f"{round(minutes)} minutes"
+    return f"{minutes / 60:.1f} hours"

@@ -1,0 +1,107 @@
+"""`reconciler plan` through the command line, on the local emulator seeded with examples/."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from reconciler.cli import main
+from reconciler.config import DOCUMENTED_LIMITS
+from reconciler.model import Completion
+from reconciler.plan import Action, Plan
+from reconciler.render import MARKDOWN_LIMIT, Labels, markdown, plan_dict
+from reconciler.schemas import schema
+
+from .conftest import EXAMPLES
+
+
+@pytest.fixture
+def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of examples/ as the current directory, as a new user would have it."""
+    folder = tmp_path / "demo"
+    shutil.copytree(EXAMPLES, folder, ignore=shutil.ignore_patterns(".reconciler", "github-actions"))
+    monkeypatch.chdir(folder)
+    monkeypatch.delenv("NEXUDUS_API_URL", raising=False)
+    return folder
+
+
+def test_plan_text_names_the_target_first_and_summarises(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == f"Target: local emulator ({demo / '.reconciler' / 'local.sqlite'})"
+    assert "Plan: 19 to create, 2 to delete, 0 to enrol, 50 unchanged." in out
+    assert "- delete   Welcome  #" in out and "[revoked: marked complete by mistake, ticket 812]" in out
+    assert "\033[" not in out  # no colour when not a terminal
+
+
+def test_detailed_exitcode(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--detailed-exitcode"]) == 2
+    empty = demo / "empty"
+    empty.mkdir()
+    (empty / "x.yaml").write_text("apiVersion: reconciler/v1\nkind: Completions\nmetadata: {name: x}\n"
+                                  "course: Onboarding 101\nmembers:\n  - {email: alice@example.com, completed: all}\n")
+    assert main(["plan", "empty", "--detailed-exitcode"]) == 0
+    assert "No changes." in capsys.readouterr().out
+
+
+def test_json_format_validates_and_out_saves_it(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--format", "json", "--out", "plan.json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    saved = json.loads((demo / "plan.json").read_text())
+    assert printed == saved
+    Draft202012Validator(schema("plan")).validate(saved)
+    assert saved["summary"]["create"] == 19 and saved["format_version"] == 1 and len(saved["spec_digest"]) == 64
+    delete = next(a for a in saved["actions"] if a["action"] == "delete")
+    assert delete["record"]["CourseMemberId"] == delete["member"]["id"]
+    record = delete["record"]
+    assert delete["precondition"] == {"exists": {"Id": record["Id"], "UpdatedOn": record["UpdatedOn"]}}
+
+
+def test_a_blocked_plan_renders_in_full_and_exits_3(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (demo / "reconciler.yaml").write_text("target: local\nseed: seed.yaml\nsafety: {max_deletes: 1}\n")
+    assert main(["plan"]) == 3
+    out = capsys.readouterr().out
+    assert "Blocked: 2 deletes exceed max_deletes (1)." in out and "--allow-deletes 2" in out
+    assert "+ create" in out
+    assert main(["plan", "--allow-deletes", "2"]) == 0
+
+
+def test_markdown_is_for_pull_requests(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--format", "markdown"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("### reconciler plan") and "| Onboarding 101 | Welcome | 2 | 1 | 0 |" in out
+
+
+def test_markdown_stays_under_the_limit_for_100000_actions() -> None:
+    actions = [Action("create", 1, m, m % 400, "s", "declared") for m in range(50_000)]
+    actions += [Action("delete", 1, m, 7, "s", "revoked", record=Completion(m, m, 7, "2026-01-01", "2026-01-01"),
+                       note="x" * 200) for m in range(50_000)]
+    plan = Plan(actions=actions, warnings=["w" * 300] * 500)
+    labels = Labels({1: "Course " + "é" * 50}, {i: f"Lesson {i} " + "|" * 30 for i in range(400)},
+                    {m: f"Member {m}" for m in range(50_000)})
+    doc = plan_dict(plan, labels, target="https://spaces.nexudus.com", spec_digest="d", limits=DOCUMENTED_LIMITS)
+    text = markdown(doc)
+    assert len(text) < MARKDOWN_LIMIT
+    assert "100,000 actions" in text and "more actions, not shown" in text and "more lessons" in text
+
+
+def test_python_dash_m_is_the_same_program(demo: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "reconciler", "plan", "--detailed-exitcode"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2 and result.stdout.startswith("Target: local emulator")
+
+
+def test_unknown_flags_and_bad_specs_exit_1_without_a_traceback(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--frobnicate"]) == 1
+    (demo / "bad.yaml").write_text("apiVersion: reconciler/v1\nkind: Completions\nmetadata: {name: b}\n"
+                                   "course: Onboarding 101\nmembers:\n"
+                                   "  - {email: nobody@example.com, completed: all}\n")
+    assert main(["plan"]) == 1
+    err = capsys.readouterr().err
+    assert "bad.yaml:6:13: no coworker with email 'nobody@example.com'" in err and "Traceback" not in err
