@@ -56,7 +56,13 @@ class Stats:
 
 
 class Pacer:
-    """The client-side budget: waits before a request so that the service never has to throttle it."""
+    """The client-side budget: waits before a request so that the service never has to throttle it.
+
+    The server counts a request when it arrives, which is some time between our sending it and our
+    receiving its answer. So every stamp here is the time the answer came back (an upper bound on the
+    arrival), and the next request waits from there: whatever the network's jitter, the server never
+    sees two requests closer than the budget allows.
+    """
 
     def __init__(self, limits: ClientLimits, *, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
@@ -80,10 +86,10 @@ class Pacer:
         return cap - len(self._day_writes)
 
     def before(self, *, write: bool) -> None:
+        """Wait until a request may be sent."""
         if write and self.writes_left_today() == 0:
             raise DailyCapReached(f"the daily write budget of {self.limits.writes_per_day} is spent")
         windows = self._all + (self._writes if write else [])
-        margin = 0.005  # clocks differ a little; never arrive a hair early
         while True:
             now = self.clock()
             wait = 0.0
@@ -91,15 +97,19 @@ class Pacer:
                 while stamps and stamps[0] <= now - span:
                     stamps.popleft()
                 if len(stamps) >= cap:
-                    wait = max(wait, stamps[len(stamps) - cap] + span - now + margin)
+                    wait = max(wait, stamps[len(stamps) - cap] + span - now)
             if self._last is not None and self.limits.min_interval_ms:
-                wait = max(wait, self._last + self.limits.min_interval_ms / 1000.0 + margin - now)
+                wait = max(wait, self._last + self.limits.min_interval_ms / 1000.0 - now)
             if wait <= 0:
-                break
+                return
             self.waited += wait
             self.sleep(wait)
+
+    def after(self, *, write: bool) -> None:
+        """Count a request whose answer (or failure) has just come back."""
+        now = self.clock()
         self._last = now
-        for _, _, stamps in windows:
+        for _, _, stamps in self._all + (self._writes if write else []):
             stamps.append(now)
         if write and self.limits.writes_per_day:
             self._day_writes.append(now)
@@ -125,6 +135,7 @@ class NexudusClient:
         self._token: str | None = self.credentials.token
         self._refresh: str | None = None
         self._expires: float | None = None
+        self._refresh_margin = 0.0
 
     # --- auth ------------------------------------------------------------------------------------
 
@@ -135,7 +146,7 @@ class NexudusClient:
             return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
         if self._token is None and creds.username and creds.password:
             self._authenticate()
-        elif self._expires is not None and self.clock() > self._expires - 60:
+        elif self._expires is not None and self.clock() > self._expires - self._refresh_margin:
             self._authenticate(refresh=True)
         return {"Authorization": f"Bearer {self._token}"} if self._token else {}
 
@@ -157,6 +168,8 @@ class NexudusClient:
             reply = self.http.post(url, data=form, headers={"Accept": "application/json"}, timeout=30)
         except httpx.HTTPError as e:
             raise TransportError(f"cannot reach {url}: {type(e).__name__}", method="POST", url=url) from None
+        finally:
+            self.pacer.after(write=False)
         body = _json_or_none(reply)
         if reply.status_code != 200 or not isinstance(body, dict) or "access_token" not in body:
             if refresh and creds.username and creds.password:
@@ -170,6 +183,8 @@ class NexudusClient:
         self._refresh = body.get("refresh_token")
         expires_in = body.get("expires_in")
         self._expires = self.clock() + float(expires_in) if isinstance(expires_in, int | float) else None
+        # Refresh a little before expiry: a minute for the usual week-long token, less for short ones.
+        self._refresh_margin = min(60.0, float(expires_in) / 10) if isinstance(expires_in, int | float) else 0.0
 
     # --- the choke point ---------------------------------------------------------------------------
 
@@ -197,6 +212,7 @@ class NexudusClient:
             try:
                 reply = self.http.request(method, url, params=params, json=body, headers=headers, timeout=60)
             except httpx.HTTPError as e:
+                self.pacer.after(write=write)
                 reason = type(e).__name__
                 if not retry_unsafe and isinstance(e, _MAYBE_SENT):
                     raise AmbiguousWrite(f"no answer to {method} {url} ({reason}); the write may have been done",
@@ -206,6 +222,7 @@ class NexudusClient:
                                          method=method, url=url) from None
                 self._backoff(tries, f"{method} {path}: {reason}")
                 continue
+            self.pacer.after(write=write)
             status = reply.status_code
             if status in (409, 429) and _is_throttle(reply):
                 throttles += 1

@@ -210,6 +210,11 @@ class EmulatorApp:
 
     # --- auth ------------------------------------------------------------------------------------
 
+    def revoke_tokens(self) -> None:
+        """Forget every issued token, as a restart of the real service's token store would."""
+        with self.store.lock:
+            self._tokens.clear()
+
     def add_user(self, user: User) -> None:
         self.users[user.email.casefold()] = user
 
