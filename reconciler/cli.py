@@ -16,6 +16,7 @@ from typing import Any, NoReturn, TextIO
 
 from reconciler import __version__
 from reconciler.config import Config, load_config
+from reconciler.emulator.seed import snapshot_document
 from reconciler.errors import ConfigError, NotBuiltError, ReconcilerError, TransportError, UsageError
 from reconciler.model import SpecSet
 from reconciler.planning import make_plan, save_plan
@@ -93,10 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--course", action="append", default=[], metavar="C")
     export.add_argument("--out", type=Path, metavar="DIR")
 
-    snapshot = command("snapshot", "save the raw API records of the scope as a JSON snapshot",
-                       _not_built("snapshot"))
-    snapshot.add_argument("--course", action="append", default=[], metavar="C")
-    snapshot.add_argument("--out", type=Path, metavar="FILE")
+    snapshot = command("snapshot", "save the raw API records of the scope as a JSON snapshot", _snapshot)
+    snapshot.add_argument("--course", action="append", default=[], metavar="C",
+                          help="a course title (repeatable; default: every course)")
+    snapshot.add_argument("--out", type=Path, metavar="FILE", help="write here (default: standard output)")
 
     from reconciler.emulator import cli as emulator_cli
 
@@ -160,6 +161,22 @@ def _plan(args: argparse.Namespace) -> int:
     if planned.plan.blocked:
         return EXIT_BLOCKED
     return EXIT_CHANGES if args.detailed_exitcode and planned.plan.has_changes else EXIT_OK
+
+
+def _snapshot(args: argparse.Namespace) -> int:
+    config = load_config(config_flag=args.config, api_flag=args.api, paths=[])
+    with connect(config) as target:
+        records = StateReader(target.client).snapshot(args.course)
+        requests = target.client.stats.requests
+    document = snapshot_document(records)
+    if args.out:
+        save_plan(document, args.out)
+        counts = ", ".join(f"{len(v):,} {k}" for k, v in records.items())
+        print(f"saved a snapshot of {target.description} to {args.out}: {counts} ({requests} requests)",
+              file=args.stderr)
+    else:
+        write_json(document, args.stdout)
+    return EXIT_OK
 
 
 def use_color(args: argparse.Namespace) -> bool:

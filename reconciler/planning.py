@@ -43,7 +43,7 @@ def make_plan(target: Target, specs: SpecSet, config: Config, *, allow_deletes: 
 
 
 def save_plan(doc: dict[str, Any], path: Path) -> None:
-    """Write the plan atomically; it holds no secret (the client never puts one in a plan)."""
+    """Write a plan (or any JSON document) atomically; it holds no secret: the client never puts one in."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.client import PAGE_SIZE, NexudusClient, ceil_pages
-from reconciler.errors import ApiError
+from reconciler.errors import ApiError, UsageError
 from reconciler.model import Catalog, Completion, Course, Coworker, Lesson, Member, SpecSet, split_teams
+from reconciler.schema_check import near_miss
 
 log = logging.getLogger(__name__)
 
@@ -103,19 +104,46 @@ class StateReader:
 
     def _per_course(self, catalog: Catalog, courses: set[int], path: str, course_filter: str,
                     build: Any, into: dict[int, Any]) -> None:
-        if not courses:
-            return
-        if len(courses) <= FEW or len(courses) < len(catalog.courses) // 2:
-            for course_id in sorted(courses):
-                for record in _valid(self.client.list_all(path, {course_filter: course_id})):
-                    item = build(record)
-                    if item.course_id == course_id:  # confirm the filter
-                        into[item.id] = item
-            return
-        for record in _valid(self.client.list_all(path)):
+        for record in self.records_of_courses(path, course_filter, courses, len(catalog.courses)):
             item = build(record)
-            if item.course_id in courses:
-                into[item.id] = item
+            into[item.id] = item
+
+    def records_of_courses(self, path: str, course_filter: str, courses: set[int],
+                           all_courses: int) -> list[dict[str, Any]]:
+        """Lessons or enrolments of `courses`: filtered per course, or listed wholesale for most courses."""
+        if not courses:
+            return []
+        if len(courses) <= FEW or len(courses) < all_courses // 2:
+            found = []
+            for course_id in sorted(courses):
+                found += [r for r in _valid(self.client.list_all(path, {course_filter: course_id}))
+                          if r.get("CourseId") == course_id]  # confirm the filter
+            return found
+        return [r for r in _valid(self.client.list_all(path)) if r.get("CourseId") in courses]
+
+    def snapshot(self, course_titles: Iterable[str] = ()) -> dict[str, list[dict[str, Any]]]:
+        """The raw records of the named courses (all courses when none), as the API returned them."""
+        courses = list(_valid(self.client.list_all(COURSES)))
+        wanted_titles = [t.strip() for t in course_titles]
+        if wanted_titles:
+            chosen = [c for c in courses if str(c.get("Title") or "").strip() in wanted_titles]
+            missing = set(wanted_titles) - {str(c.get("Title") or "").strip() for c in chosen}
+            if missing:
+                titles = [str(c.get("Title") or "") for c in courses]
+                raise UsageError("; ".join(f"no course {t!r}{near_miss(t, titles)}" for t in sorted(missing)))
+        else:
+            chosen = courses
+        ids = {int(c["Id"]) for c in chosen}
+        lessons = self.records_of_courses(LESSONS, "CourseLesson_Course", ids, len(courses))
+        members = self.records_of_courses(MEMBERS, "CourseMember_Course", ids, len(courses))
+        coworker_ids = {m.get("CoworkerId") for m in members}
+        coworkers = [c for c in _valid(self.client.list_all(COWORKERS)) if c["Id"] in coworker_ids] \
+            if coworker_ids else []
+        completions, partial = self.completion_records({int(x["Id"]) for x in lessons})
+        if partial:
+            raise ApiError("the snapshot would be incomplete: " + "; ".join(partial))
+        return {"courses": chosen, "courselessons": lessons, "coursemembers": members, "coworkers": coworkers,
+                "coursecompletedlessons": completions}
 
     def _coworkers(self, catalog: Catalog, emails: set[str]) -> None:
         """Coworkers for the emails named: filtered one by one for a few, listed wholesale for a cohort.
@@ -152,18 +180,23 @@ class StateReader:
                     markers: Iterable[str] = ()) -> tuple[list[Completion], list[str]]:
         """Every completion of `lesson_ids` (or, when cheaper, of `named_members` plus those carrying
         `markers`); the planner narrows this to its scope. Returns (completions, partial-read reasons)."""
+        records, partial = self.completion_records(lesson_ids, named_members, markers)
+        return [completion_from(r) for r in records], partial
+
+    def completion_records(self, lesson_ids: set[int], named_members: set[int] | None = None,
+                           markers: Iterable[str] = ()) -> tuple[list[dict[str, Any]], list[str]]:
+        """The raw records behind `completions`, sorted by Id."""
         if not lesson_ids:
             return [], []
         markers = sorted(set(markers))
         by_member = None if named_members is None else len(named_members) + len(markers)
         partial: list[str] = []
-        found: dict[int, Completion] = {}
+        found: dict[int, dict[str, Any]] = {}
 
         def keep(records: Iterable[dict[str, Any]]) -> None:
             for record in _valid(records):
-                completion = completion_from(record)
-                if completion.lesson_id in lesson_ids:
-                    found[completion.id] = completion
+                if record.get("CourseLessonId") in lesson_ids:
+                    found[record["Id"]] = record
 
         def filtered(pairs: list[tuple[str, Any]]) -> None:
             for name, value in pairs:
@@ -179,13 +212,13 @@ class StateReader:
         cheapest_filter = min(len(per_lesson), by_member if by_member is not None else len(per_lesson))
         if cheapest_filter <= FEW:
             filtered(per_lesson if len(per_lesson) <= (by_member or len(per_lesson)) else per_member)
-            return sorted(found.values(), key=lambda c: c.id), partial
+            return [found[i] for i in sorted(found)], partial
         try:
             total, first = self.client.count(COMPLETIONS)
         except ApiError as e:
             filtered(per_lesson)
             partial.append(f"sizing the completions failed: {e}")
-            return sorted(found.values(), key=lambda c: c.id), partial
+            return [found[i] for i in sorted(found)], partial
         in_scope = sum(1 for r in _valid(first) if r.get("CourseLessonId") in lesson_ids)
         share = in_scope / max(1, len(first))
         wholesale = ceil_pages(total)
@@ -203,4 +236,4 @@ class StateReader:
             filtered(per_member)
         else:
             filtered(per_lesson)
-        return sorted(found.values(), key=lambda c: c.id), partial
+        return [found[i] for i in sorted(found)], partial

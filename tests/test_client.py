@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 
@@ -229,7 +230,7 @@ def test_was_successful_false_is_a_failure_with_the_message(emulator: EmulatorFa
 
 def test_a_validation_error_carries_the_servers_message(emulator: EmulatorFactory, http: httpx.Client) -> None:
     client = client_for(emulator().url, http, auth_mode="basic")
-    with pytest.raises(ValidationFailed, match="CourseMemberId: The course member does not exist."):
+    with pytest.raises(ValidationFailed, match=re.escape("CourseMemberId: The course member does not exist.")):
         client.create(COMPLETIONS, {"CourseLessonId": 2003, "CourseMemberId": 1})
 
 
