@@ -40,10 +40,11 @@ def build_space(store: Store, members: int = 3000, lessons: int = 20, per_member
     return emails
 
 
-def write_spec(folder: Path, emails: list[str], course_title: str = "Cohort 2026", through: int = 12) -> Path:
+def write_spec(folder: Path, emails: list[str], course_title: str = "Cohort 2026", through: int = 12,
+               mode: str = "owned") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     lines = ["apiVersion: reconciler/v1", "kind: Completions", "metadata: {name: cohort}", f"course: {course_title}",
-             "mode: owned", "members:"]
+             f"mode: {mode}", "members:"]
     lines += [f"  - {{email: {email}, completed: {{through: Lesson {through}}}}}" for email in emails]
     path = folder / "cohort.yaml"
     path.write_text("\n".join(lines) + "\n")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from reconciler import __version__
+from reconciler.apply_command import run_apply, run_undo
 from reconciler.config import Config, load_config
 from reconciler.emulator.seed import snapshot_document
 from reconciler.errors import ConfigError, NotBuiltError, ReconcilerError, TransportError, UsageError
@@ -78,17 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when there are changes")
     plan.add_argument("--allow-deletes", type=int, metavar="N", help="lift a delete budget up to N deletes")
 
-    apply = command("apply", "apply the changes a plan shows", _not_built("apply"))
+    apply = command("apply", "apply the changes a plan shows", _apply)
     apply.add_argument("paths", nargs="*", type=Path, metavar="PATH", help=paths_help)
     apply.add_argument("--plan", type=Path, metavar="FILE", dest="plan_file", help="apply a saved plan")
     apply.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     apply.add_argument("--allow-deletes", type=int, metavar="N", help="lift a delete budget up to N deletes")
     apply.add_argument("--fail-fast", action="store_true", help="stop at the first failed action")
     apply.add_argument("--resume", type=Path, metavar="JOURNAL", help="finish an interrupted apply")
+    apply.add_argument("--strict", action="store_true",
+                       help="with --plan: refuse the whole plan if any action's precondition no longer holds")
 
-    undo = command("undo", "plan the inverse of an apply from its journal", _not_built("undo"))
+    undo = command("undo", "plan the inverse of an apply from its journal", _undo)
     undo.add_argument("journal", type=Path, metavar="JOURNAL")
-    undo.add_argument("--out", type=Path, metavar="FILE")
+    undo.add_argument("--out", type=Path, metavar="FILE", help="save the plan for `apply --plan`")
 
     export = command("export", "write the live state as spec files", _not_built("export"))
     export.add_argument("--course", action="append", default=[], metavar="C")
@@ -161,6 +164,14 @@ def _plan(args: argparse.Namespace) -> int:
     if planned.plan.blocked:
         return EXIT_BLOCKED
     return EXIT_CHANGES if args.detailed_exitcode and planned.plan.has_changes else EXIT_OK
+
+
+def _apply(args: argparse.Namespace) -> int:
+    return run_apply(args, color=use_color(args))
+
+
+def _undo(args: argparse.Namespace) -> int:
+    return run_undo(args, color=use_color(args))
 
 
 def _snapshot(args: argparse.Namespace) -> int:

@@ -141,12 +141,14 @@ def test_a_server_that_ignores_paging_is_an_error_not_an_endless_loop(http: http
 
 def test_unknown_keys_and_partial_records_are_tolerated(http: httpx.Client) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"Records": [{"Id": 7, "Surprise": {"x": 1}}, "junk"], "TotalPages": 1,
-                                         "ExtraEnvelopeKey": True})
+        return httpx.Response(200, json={"Records": [{"Id": 7, "CourseLessonId": 5, "CourseMemberId": 9,
+                                                      "Surprise": {"x": 1}}, "junk"],
+                                         "TotalPages": 1, "ExtraEnvelopeKey": True})
 
     with httpx.Client(transport=httpx.MockTransport(handler)) as mocked:
-        completions, partial = StateReader(NexudusClient("https://x.example", mocked)).completions({0})
-    assert [c.id for c in completions] == [7] and partial == []
+        completions, partial = StateReader(NexudusClient("https://x.example", mocked)).completions({5})
+    assert [(c.id, c.member_id, c.created_on, c.system_id) for c in completions] == [(7, 9, "", None)]
+    assert partial == []
 
 
 # --- throttling, 5xx, lost answers ---------------------------------------------------------------

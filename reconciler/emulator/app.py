@@ -144,6 +144,8 @@ class EmulatorApp:
         self._refresh: dict[str, tuple[str, float]] = {}
         self.request_count = 0
         self.throttled_count = 0
+        # Every write request that got past authentication, for tests that audit the journal against it.
+        self.writes_seen: list[tuple[str, str, Any]] = []
 
     # --- WSGI ------------------------------------------------------------------------------------
 
@@ -185,6 +187,8 @@ class EmulatorApp:
         if self.settings.require_auth and (user is None or not user.may(permission)):
             return json_response(401, {"Message": DENIED})
 
+        if method != "GET":
+            self.writes_seen.append((method, path, _peek_json(environ)))
         client = user.email if user else environ.get("REMOTE_ADDR", "local")
         wait = self.limiter.admit(client, write=method != "GET")
         if wait > 0:
@@ -502,11 +506,27 @@ def _invalid_grant(description: str) -> Response:
 
 
 def _read_body(environ: Environ) -> bytes:
+    if "emulator.body" in environ:
+        cached: bytes = environ["emulator.body"]
+        return cached
     length = _int_or_none(environ.get("CONTENT_LENGTH") or "0") or 0
     if length > MAX_BODY:
         raise BadRequest("", "The request body is too large.")
     stream = environ.get("wsgi.input")
     return stream.read(length) if stream is not None and length > 0 else b""
+
+
+def _peek_json(environ: Environ) -> Any:
+    """The JSON body, read once and kept in the environ so the handler can read it again."""
+    if "emulator.body" not in environ:
+        try:
+            environ["emulator.body"] = _read_body(environ)
+        except BadRequest:
+            environ["emulator.body"] = b""
+    try:
+        return json.loads(environ["emulator.body"].decode("utf-8") or "null")
+    except (UnicodeDecodeError, ValueError):
+        return None
 
 
 def _read_json(environ: Environ) -> Any:

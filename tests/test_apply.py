@@ -1,0 +1,225 @@
+"""Apply: confirmation, journal, saved plans, staleness, undo, faults over real HTTP, and SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from benchmarks.space import build_space, write_spec
+from reconciler.apply_command import execute_plan
+from reconciler.cli import main
+from reconciler.client import NexudusClient
+from reconciler.config import ClientLimits, Config, Credentials, Safety
+from reconciler.emulator.app import EmulatorApp, Settings, User
+from reconciler.emulator.limits import Limits
+from reconciler.emulator.seed import account
+from reconciler.emulator.server import BackgroundServer
+from reconciler.emulator.store import Store
+from reconciler.journal import read_journal
+from reconciler.planning import make_plan
+from reconciler.spec import load_specs
+from reconciler.target import Target
+
+from .conftest import EXAMPLES
+
+ADMIN = Credentials(username="ops@example.com", password="ops-Secret-7731")
+
+
+@pytest.fixture
+def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "demo"
+    shutil.copytree(EXAMPLES, folder, ignore=shutil.ignore_patterns(".reconciler", "github-actions"))
+    monkeypatch.chdir(folder)
+    monkeypatch.delenv("NEXUDUS_API_URL", raising=False)
+    return folder
+
+
+def journal_lines(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_apply_needs_yes_without_a_terminal(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["apply"]) == 1
+    assert "refusing to apply without confirmation" in capsys.readouterr().err
+    assert main(["plan", "--detailed-exitcode"]) == 2  # nothing was applied
+
+
+def test_apply_converges_journals_every_write_and_verifies(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["apply", "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert "created       19" in out and "deleted        2" in out and "Verified: every applied change" in out
+    (journal,) = (demo / ".reconciler" / "journal").glob("*.jsonl")
+    lines = journal_lines(journal)
+    assert lines[0]["type"] == "start" and len(lines[0]["actions"]) == 21  # type: ignore[arg-type]
+    assert lines[-1]["type"] == "end"
+    seen_intent: set[object] = set()
+    for line in lines[1:-1]:
+        if line["type"] == "intent":
+            seen_intent.add(line["seq"])
+        if line["type"] == "outcome":
+            assert line["seq"] in seen_intent  # never an outcome without its intent first
+    deletes = [line["action"] for line in lines if line["type"] == "intent"
+               and line["action"]["action"] == "delete"]  # type: ignore[index]
+    assert len(deletes) == 2 and all(d["record"]["CreatedOn"] and d["record"]["Id"] for d in deletes)  # type: ignore[index]
+    assert main(["plan", "--detailed-exitcode"]) == 0
+
+
+def test_a_blocked_plan_is_not_applied_unless_lifted(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (demo / "reconciler.yaml").write_text("target: local\nseed: seed.yaml\nsafety: {max_deletes: 1}\n")
+    assert main(["apply", "--yes"]) == 3
+    assert not (demo / ".reconciler" / "journal").exists()
+    assert main(["apply", "--yes", "--allow-deletes", "2"]) == 0
+
+
+def test_a_saved_plan_is_applied_as_reviewed(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--out", "plan.json"]) == 0
+    assert main(["apply", "--plan", "plan.json", "--yes"]) == 0
+    assert "created       19" in capsys.readouterr().out
+    assert main(["apply", "--plan", "plan.json", "--yes"]) == 0  # again: every precondition is now false
+    out = capsys.readouterr().out
+    assert "skipped       21" in out and "already exists" in out and "already gone" in out
+
+
+def test_a_saved_plan_refuses_changed_specs_and_another_target(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--out", "plan.json"]) == 0
+    (demo / "makerspace.yaml").write_text((demo / "makerspace.yaml").read_text() + "# edited\n")
+    assert main(["apply", "--plan", "plan.json", "--yes"]) == 3
+    assert "stale plan: the spec files changed" in capsys.readouterr().err
+    plan = json.loads((demo / "plan.json").read_text())
+    plan["target"] = "https://spaces.nexudus.com"
+    (demo / "other.json").write_text(json.dumps(plan))
+    assert main(["apply", "--plan", "other.json", "--yes"]) == 3
+    assert "it was made against https://spaces.nexudus.com" in capsys.readouterr().err
+
+
+def test_drift_since_the_plan_is_skipped_or_refused_with_strict(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--out", "plan.json"]) == 0
+    plan = json.loads((demo / "plan.json").read_text())
+    revoked = next(a for a in plan["actions"] if a["action"] == "delete")
+    store = Store(str(demo / ".reconciler" / "local.sqlite"))  # someone deletes it meanwhile
+    store.delete("coursecompletedlessons", revoked["record"]["Id"])
+    store.close()
+    assert main(["apply", "--plan", "plan.json", "--yes", "--strict"]) == 3
+    assert "1 of 21 actions no longer hold" in capsys.readouterr().err
+    assert main(["apply", "--plan", "plan.json", "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped        1" in out and "already gone" in out and "created       19" in out
+
+
+def test_undo_restores_the_previous_pairs_exactly(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def pairs() -> Counter[tuple[int, int]]:
+        store = Store(str(demo / ".reconciler" / "local.sqlite"))
+        try:
+            rows = store.iter_rows("coursecompletedlessons")
+            return Counter((r["CourseMemberId"], r["CourseLessonId"]) for r in rows)
+        finally:
+            store.close()
+
+    assert main(["plan"]) == 0
+    before = pairs()
+    assert main(["apply", "--yes"]) == 0
+    assert pairs() != before
+    (journal,) = (demo / ".reconciler" / "journal").glob("*.jsonl")
+    capsys.readouterr()
+    assert main(["undo", str(journal), "--out", "undo.json"]) == 0
+    out = capsys.readouterr().out
+    assert "Plan: 2 to create, 19 to delete" in out and "original completion dates cannot be restored" in out
+    assert main(["apply", "--plan", "undo.json", "--yes"]) == 0
+    assert pairs() == before
+
+
+# --- faults over real HTTP ------------------------------------------------------------------------
+
+def test_faults_converge_in_two_applies_without_duplicates_or_stray_deletes(tmp_path: Path) -> None:
+    store = Store()
+    emails = build_space(store, members=40, lessons=8, per_member=3)
+    store.save_user(account(ADMIN.username or "", ADMIN.password or ""))
+    # A clock sixty times fast: the emulator's per-minute windows pass in a second, so throttling
+    # happens often but costs little; the client's sleeps are scaled to match.
+    app = EmulatorApp(store, Settings(
+        limits=Limits(min_interval_ms=None, requests_per_minute=None, requests_per_hour=None, requests_per_day=None,
+                      writes_per_minute=40, writes_per_day=None),
+        fail_rate=0.10, lose_rate=0.15, unsuccessful_rate=0.10, rng_seed=11), monotonic=lambda: time.monotonic() * 60)
+    before = {row["Id"]: dict(row) for row in store.iter_rows("coursecompletedlessons")}
+    spec_dir = tmp_path / "specs"
+    write_spec(spec_dir, emails, through=4, mode="authoritative")
+    specs = load_specs([spec_dir])
+    config = Config(target="http://emulator", target_origin="test", base_dir=tmp_path,
+                    safety=Safety(max_delete_fraction=1.0, max_deletes=10_000), state_dir=tmp_path / ".reconciler")
+    with BackgroundServer(app) as server, httpx.Client() as http:
+        client = NexudusClient(server.url, http, credentials=ADMIN, limits=ClientLimits(),
+                               sleep=lambda seconds: time.sleep(seconds / 60))
+        target = Target(client, server.url, ADMIN)
+        first = make_plan(target, specs, config)
+        planned_deletes = {a["record"]["Id"] for a in first.doc["actions"] if a["action"] == "delete"}
+        assert first.plan.count("create") > 50 and len(planned_deletes) > 10
+        _, journal_one = execute_plan(target, config, first.doc)
+        second = make_plan(target, specs, config)
+        _, journal_two = execute_plan(target, config, second.doc)
+        assert make_plan(target, specs, config).plan.actions == []  # converged
+    assert app.throttled_count > 0 and client.stats.retries > 0  # the faults really happened
+
+    pairs = Counter((r["CourseMemberId"], r["CourseLessonId"]) for r in store.iter_rows("coursecompletedlessons"))
+    assert max(pairs.values()) == 1  # not one duplicate
+    deleted = set(before) - {row["Id"] for row in store.iter_rows("coursecompletedlessons")}
+    assert deleted <= planned_deletes  # nothing outside the plan was deleted
+
+    intents = [line for path in (journal_one, journal_two) for line in journal_lines(path) if line["type"] == "intent"]
+    created_pairs = {(i["action"]["member"]["id"], i["action"]["lesson"]["id"])  # type: ignore[index]
+                     for i in intents if i["action"]["action"] == "create"}  # type: ignore[index]
+    deleted_ids = {i["action"]["record"]["Id"] for i in intents if i["action"]["action"] == "delete"}  # type: ignore[index]
+    for method, _path, body in app.writes_seen:
+        if method == "POST":
+            assert (body["CourseMemberId"], body["CourseLessonId"]) in created_pairs
+        else:
+            assert int(_path.rsplit("/", 1)[1]) in deleted_ids
+
+
+# --- SIGKILL mid-apply ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("recovery", ["resume", "apply again"])
+def test_a_killed_apply_recovers_without_duplicates(tmp_path: Path, recovery: str) -> None:
+    store = Store()
+    emails = build_space(store, members=30, lessons=6, per_member=1)
+    admin = User.from_account(account(ADMIN.username or "", ADMIN.password or ""))
+    app = EmulatorApp(store, Settings(limits=Limits.off(), latency_ms=15, lose_rate=0.1, rng_seed=3), users=[admin])
+    work = tmp_path / "work"
+    write_spec(work / "specs", emails, through=5)
+    env = {**os.environ, "NEXUDUS_USERNAME": ADMIN.username or "", "NEXUDUS_PASSWORD": ADMIN.password or ""}
+    with BackgroundServer(app) as server:
+        (work / "reconciler.yaml").write_text(f"target: {server.url}\nlimits: {{min_interval_ms: 0}}\n")
+        command = [sys.executable, "-m", "reconciler", "apply", "specs", "--yes"]
+        process = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        journal_dir = work / ".reconciler" / "journal"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            journals = list(journal_dir.glob("*.jsonl")) if journal_dir.exists() else []
+            if journals and journals[0].read_text().count('"type":"outcome"') >= 25:
+                break
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        (journal,) = journal_dir.glob("*.jsonl")
+        state = read_journal(journal)
+        assert not state.ended and 25 <= len(state.outcomes) < len(state.actions)
+
+        follow = [sys.executable, "-m", "reconciler", "apply", "--resume", str(journal), "--yes"] \
+            if recovery == "resume" else command
+        result = subprocess.run(follow, cwd=work, env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert ADMIN.password not in result.stdout + result.stderr
+        check = subprocess.run([sys.executable, "-m", "reconciler", "plan", "specs", "--detailed-exitcode"],
+                               cwd=work, env=env, capture_output=True, text=True, timeout=120)
+        assert check.returncode == 0, check.stdout + check.stderr
+    pairs = Counter((r["CourseMemberId"], r["CourseLessonId"]) for r in store.iter_rows("coursecompletedlessons"))
+    assert max(pairs.values()) == 1
