@@ -13,7 +13,7 @@ from reconciler.config import Config
 from reconciler.errors import UsageError
 from reconciler.model import Catalog, SpecSet
 from reconciler.plan import Plan, apply_budgets, plan_changes
-from reconciler.render import Labels, plan_dict
+from reconciler.render import Labels, format_json, plan_dict
 from reconciler.resolve import Resolution, resolve
 from reconciler.state import StateReader
 from reconciler.target import Target
@@ -48,8 +48,7 @@ def save_plan(doc: dict[str, Any], path: Path) -> None:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(doc, out, ensure_ascii=False, indent=2)
-            out.write("\n")
+            out.write(format_json(doc))
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

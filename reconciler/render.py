@@ -103,9 +103,27 @@ def blocked_lines(doc: dict[str, Any]) -> list[str]:
 
 # --- JSON ----------------------------------------------------------------------------------------
 
+def format_json(doc: dict[str, Any]) -> str:
+    """The document with one top-level key, and one action, per line.
+
+    json's `indent` switches to its pure-Python encoder (six times slower on a big plan); encoding each
+    piece with the C encoder keeps a 100,000-action plan fast and still readable and diffable.
+    """
+    def encode(value: Any) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
+    parts = []
+    for key, value in doc.items():
+        if isinstance(value, list) and value:
+            items = ",\n    ".join(encode(item) for item in value)
+            parts.append(f"  {encode(key)}: [\n    {items}\n  ]")
+        else:
+            parts.append(f"  {encode(key)}: {encode(value)}")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
+
+
 def write_json(doc: dict[str, Any], out: TextIO) -> None:
-    json.dump(doc, out, ensure_ascii=False, indent=2)
-    out.write("\n")
+    out.write(format_json(doc))
 
 
 # --- text ----------------------------------------------------------------------------------------
