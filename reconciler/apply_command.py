@@ -10,7 +10,7 @@ from typing import Any, TextIO
 from reconciler.apply import Action, Executor, Fresh, Result, read_fresh, stale_reason, verify
 from reconciler.config import Config, load_config
 from reconciler.errors import UsageError
-from reconciler.journal import Journal, JournalState, new_apply_id, read_journal
+from reconciler.journal import Journal, JournalState, new_apply_id, read_journal, recent_write_ages
 from reconciler.plan import estimate_writes
 from reconciler.planning import load_plan, make_plan, save_plan
 from reconciler.render import record_dict, write_text
@@ -65,6 +65,7 @@ def execute_plan(target: Target, config: Config, doc: dict[str, Any], *, fresh: 
     actions: list[Action] = doc["actions"]
     apply_id = new_apply_id()
     journal_path = config.state_dir / "journal" / f"{apply_id}.jsonl"
+    target.client.pacer.note_past_writes(recent_write_ages(journal_path.parent, target.description))
     with Journal(journal_path) as journal:
         journal.write({"type": "start", "apply_id": apply_id, "target": target.description,
                        "spec_digest": doc["spec_digest"], "undo_of": doc.get("undo_of"), "actions": actions})
@@ -164,6 +165,7 @@ def _resume(args: argparse.Namespace, config: Config, target: Target) -> int:
         return EXIT_OK
     _confirm(args, len(remaining), target.description)
     fresh = read_fresh(target.client, [a for _, a in remaining])
+    target.client.pacer.note_past_writes(recent_write_ages(args.resume.parent, target.description))
     with Journal(args.resume) as journal:
         journal.write({"type": "resume", "remaining": len(remaining)})
         result = Executor(target.client, journal, fail_fast=args.fail_fast, progress_out=args.stderr).run(

@@ -87,7 +87,8 @@ class Pacer:
 
     def before(self, *, write: bool) -> None:
         """Wait until a request may be sent."""
-        if write and self.writes_left_today() == 0:
+        left = self.writes_left_today() if write else None
+        if left is not None and left <= 0:
             raise DailyCapReached(f"the daily write budget of {self.limits.writes_per_day} is spent")
         windows = self._all + (self._writes if write else [])
         while True:
@@ -104,6 +105,16 @@ class Pacer:
                 return
             self.waited += wait
             self.sleep(wait)
+
+    def note_past_writes(self, ages: list[float]) -> None:
+        """Count writes made `ages` seconds ago (by earlier runs) against the daily and minute budgets."""
+        now = self.clock()
+        for age in sorted(ages, reverse=True):
+            if age < 86400 and self.limits.writes_per_day:
+                self._day_writes.append(now - age)
+            if age < 60:
+                for _, _, stamps in self._writes:
+                    stamps.append(now - age)
 
     def after(self, *, write: bool) -> None:
         """Count a request whose answer (or failure) has just come back."""

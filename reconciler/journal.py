@@ -66,6 +66,41 @@ class JournalState:
         return found
 
 
+def recent_write_ages(folder: Path, target: str, now: datetime | None = None) -> list[float]:
+    """Seconds since each write intent of the last 24 hours in the journals of `target`.
+
+    The daily write cap belongs to the account, not to one process: a resumed or repeated apply must
+    count what earlier runs already spent today.
+    """
+    now = now or datetime.now(UTC)
+    ages: list[float] = []
+    if not folder.is_dir():
+        return ages
+    for path in folder.glob("*.jsonl"):
+        try:
+            if now.timestamp() - path.stat().st_mtime > 86400:
+                continue
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            continue
+        try:
+            if json.loads(lines[0]).get("target") != target:
+                continue
+        except (ValueError, IndexError):
+            continue
+        for line in lines[1:]:
+            if '"type":"intent"' not in line:
+                continue
+            try:
+                at = datetime.fromisoformat(json.loads(line)["at"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            age = (now - at).total_seconds()
+            if 0 <= age < 86400:
+                ages.append(age)
+    return ages
+
+
 def read_journal(path: Path) -> JournalState:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -32,6 +33,7 @@ from reconciler.target import Target
 
 from .conftest import EXAMPLES
 
+FAST_LIMITS = "limits: {min_interval_ms: 0, writes_per_minute: 100000, requests_per_minute: 100000}\n"
 ADMIN = Credentials(username="ops@example.com", password="ops-Secret-7731")
 
 
@@ -197,7 +199,7 @@ def test_a_killed_apply_recovers_without_duplicates(tmp_path: Path, recovery: st
     write_spec(work / "specs", emails, through=5)
     env = {**os.environ, "NEXUDUS_USERNAME": ADMIN.username or "", "NEXUDUS_PASSWORD": ADMIN.password or ""}
     with BackgroundServer(app) as server:
-        (work / "reconciler.yaml").write_text(f"target: {server.url}\nlimits: {{min_interval_ms: 0}}\n")
+        (work / "reconciler.yaml").write_text(f"target: {server.url}\n" + FAST_LIMITS)
         command = [sys.executable, "-m", "reconciler", "apply", "specs", "--yes"]
         process = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         journal_dir = work / ".reconciler" / "journal"
@@ -223,3 +225,64 @@ def test_a_killed_apply_recovers_without_duplicates(tmp_path: Path, recovery: st
         assert check.returncode == 0, check.stdout + check.stderr
     pairs = Counter((r["CourseMemberId"], r["CourseLessonId"]) for r in store.iter_rows("coursecompletedlessons"))
     assert max(pairs.values()) == 1
+
+
+def test_the_daily_write_cap_stops_cleanly_and_holds_across_runs(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (demo / "reconciler.yaml").write_text("target: local\nseed: seed.yaml\nlimits: {writes_per_day: 5}\n")
+    assert main(["apply", "--yes"]) == 3
+    out = capsys.readouterr().out
+    assert "created        4" in out and "deleted        1" in out and "daily write cap" in out and "Resume with: reconciler apply --resume" in out
+    (journal,) = (demo / ".reconciler" / "journal").glob("*.jsonl")
+    assert journal_lines(journal)[-1]["type"] == "stop"
+    assert main(["apply", "--resume", str(journal), "--yes"]) == 3  # the same day: the budget is spent
+    assert "created        0" in capsys.readouterr().out
+    (demo / "reconciler.yaml").write_text("target: local\nseed: seed.yaml\n")  # as if the next day came
+    assert main(["apply", "--resume", str(journal), "--yes"]) == 0
+    assert "16 of 21 actions left" in capsys.readouterr().out
+    assert main(["plan", "--detailed-exitcode"]) == 0
+
+
+def test_ctrl_c_stops_after_the_write_in_flight(tmp_path: Path) -> None:
+    store = Store()
+    emails = build_space(store, members=30, lessons=6, per_member=1)
+    admin = User.from_account(account(ADMIN.username or "", ADMIN.password or ""))
+    app = EmulatorApp(store, Settings(limits=Limits.off(), latency_ms=20), users=[admin])
+    work = tmp_path / "work"
+    write_spec(work / "specs", emails, through=5)
+    env = {**os.environ, "NEXUDUS_USERNAME": ADMIN.username or "", "NEXUDUS_PASSWORD": ADMIN.password or ""}
+    with BackgroundServer(app) as server:
+        (work / "reconciler.yaml").write_text(f"target: {server.url}\n" + FAST_LIMITS)
+        process = subprocess.Popen([sys.executable, "-m", "reconciler", "apply", "specs", "--yes"], cwd=work,
+                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        journal_dir = work / ".reconciler" / "journal"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            journals = list(journal_dir.glob("*.jsonl")) if journal_dir.exists() else []
+            if journals and journals[0].read_text().count('"type":"outcome"') >= 10:
+                break
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+        assert process.returncode == 130, out + err
+        assert "Traceback" not in err and "Resume with: reconciler apply --resume" in out
+        (journal,) = journal_dir.glob("*.jsonl")
+        state = read_journal(journal)
+        assert set(state.intents) == set(state.outcomes)  # the write in flight was finished and recorded
+        assert journal_lines(journal)[-1] == {"type": "stop", "why": "interrupted",
+                                              "at": journal_lines(journal)[-1]["at"]}
+        resumed = subprocess.run([sys.executable, "-m", "reconciler", "apply", "--resume", str(journal), "--yes"],
+                                 cwd=work, env=env, capture_output=True, text=True, timeout=120)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+
+
+def test_progress_without_a_terminal_prints_a_plain_line() -> None:
+    from reconciler.apply import Progress
+
+    out = io.StringIO()
+    progress = Progress(4, out, every=0.0)
+    for _ in range(4):
+        progress.step()
+    progress.close()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 4 and lines[-1].startswith("applied 4/4 (") and "min left)" in lines[-1]
+    assert "\r" not in out.getvalue()
