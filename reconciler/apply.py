@@ -161,6 +161,7 @@ class Executor:
         self.enrolled: dict[tuple[int, int], int] = {}
         self.ownership_checked = False
         self.ownership_lost = False
+        self.twins_missing: set[str] = set()  # migrated completions whose create failed in this apply
 
     def run(self, numbered: list[tuple[int, Action]], fresh: Fresh | None = None) -> Result:
         result = Result()
@@ -216,6 +217,12 @@ class Executor:
             result.stopped = f"daily write cap: {e}"
             return None
         self._outcome(seq, status, new_id, message)
+        twin = action.get("twin")
+        if twin and action["action"] == "create":
+            if status == "failed":
+                self.twins_missing.add(twin)
+            else:
+                self.twins_missing.discard(twin)
         if status == "failed":
             result.failed.append((action, message or "failed"))
         elif status == "skipped":
@@ -307,6 +314,8 @@ class Executor:
             action["reason"] == "duplicate" and str(record.get("SystemId") or "").startswith(MARKER_PREFIX))
         if self.ownership_lost and marker_based:
             return "skipped", None, "the target does not keep SystemId; deletes by ownership are disabled"
+        if action.get("twin") in self.twins_missing:
+            return "skipped", None, "its migrated twin was not created, so the source is kept"
         self._intent(seq, 1, action)
         gone_before = not self.client.delete(COMPLETIONS, record["Id"])
         return ("gone", None, "already deleted (404)") if gone_before else ("deleted", None, None)

@@ -223,7 +223,8 @@ def run_undo(args: argparse.Namespace, *, color: bool) -> int:
            "summary": {"create": sum(a["action"] == "create" for a in actions),
                        "delete": sum(a["action"] == "delete" for a in actions), "enroll": 0, "unchanged": 0,
                        "existing_in_scope": 0, "writes": len(actions), "estimate": estimate.describe(),
-                       "estimate_seconds": round(estimate.seconds, 1), "estimate_days": estimate.days},
+                       "estimate_seconds": round(estimate.seconds, 1), "estimate_days": estimate.days,
+                       "estimate_documented": None},
            "actions": actions, "warnings": warnings, "drift": [], "partial": [], "blocked": None}
     write_text(doc, args.stdout, color=color)
     if args.out:

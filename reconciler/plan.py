@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from reconciler.config import ClientLimits, Safety
+from reconciler.errors import Problem
 from reconciler.model import Catalog, Completion, Origin
-from reconciler.resolve import Pair, Resolution, ResolvedCompletions
+from reconciler.resolve import Pair, Resolution, ResolvedCompletions, ResolvedMigration
 
 ActionKind = Literal["enroll", "create", "delete"]
 DeleteReason = Literal["revoked", "undeclared", "orphaned", "duplicate", "migrated"]
@@ -40,6 +41,8 @@ class Action:
     note: str | None = None
     coworker_id: int | None = None
     sort_key: tuple[int, ...] = ()
+    name: str | None = None  # the person, when the enrolment that names them does not exist yet
+    twin: str | None = None  # migrations: the target completion a create makes, or a source delete needs
 
     @property
     def pair(self) -> Pair:
@@ -56,6 +59,7 @@ class Plan:
     blocked: list[str] = field(default_factory=list)
     deletes_to_allow: int | None = None
     partial: list[str] = field(default_factory=list)
+    errors: list[Problem] = field(default_factory=list)  # found only against the live state (strict)
 
     def count(self, kind: ActionKind) -> int:
         return sum(1 for a in self.actions if a.kind == kind)
@@ -101,6 +105,12 @@ def _plan_changes(resolution: Resolution, current: Iterable[Completion], catalog
 
     for course_id in sorted(specs_by_course):
         _plan_course(plan, specs_by_course[course_id], records_by_course[course_id], order)
+    if resolution.migrations:
+        by_pair: dict[Pair, list[Completion]] = defaultdict(list)
+        for record in current:
+            by_pair[record.pair].append(record)
+        for migration in resolution.migrations:
+            _plan_migration(plan, migration, by_pair, catalog, order)
     plan.actions.sort(key=lambda a: a.sort_key)
     plan.warnings.extend(str(w) for w in resolution.warnings)
     return plan
@@ -189,6 +199,74 @@ def _plan_course(plan: Plan, specs: list[ResolvedCompletions], records: dict[Pai
                               f"{undeletable[0].lesson_title or undeletable[0].lesson_id!s} for "
                               f"{undeletable[0].member_name or undeletable[0].member_id!s} "
                               f"(#{', #'.join(str(r.id) for r in undeletable)}) are duplicates the mode may not delete")
+
+
+def _plan_migration(plan: Plan, migration: ResolvedMigration, records: dict[Pair, list[Completion]],
+                    catalog: Catalog, order: dict[int, tuple[int, int]]) -> None:
+    """Per coworker: enrol in the target if needed, create each missing mapped completion, then (with
+    `source: remove`) delete the source completion, which the executor does only once its twin exists."""
+    spec = migration.spec
+    source, target = migration.source.id, migration.target.id
+    target_member = {m.coworker_id: m for m in catalog.members_of(target)}
+    source_lessons = {x.id: x for x in catalog.lessons_of(source)}
+    unmapped: dict[int, int] = defaultdict(int)
+    not_enrolled: list[str] = []
+    for member in catalog.members_of(source):
+        done = [(lesson, sorted(records.get((member.id, lesson), []), key=lambda r: (r.created_on, r.id)))
+                for lesson in source_lessons]
+        done = [(lesson, found) for lesson, found in done if found]
+        for lesson, _ in done:
+            if lesson not in migration.lesson_map:
+                unmapped[lesson] += 1
+        mapped = [(lesson, found) for lesson, found in done if lesson in migration.lesson_map]
+        if not mapped:
+            continue
+        twin_member = target_member.get(member.coworker_id)
+
+        def key(rank: int, lesson: int, record_id: int = 0, coworker: int = member.coworker_id) -> tuple[int, ...]:
+            return (target, coworker, 0, rank, *order.get(lesson, (0, lesson)), record_id)
+
+        if twin_member is None:
+            if not spec.enroll:
+                not_enrolled.append(member.full_name or f"coworker {member.coworker_id}")
+                continue
+            plan.actions.append(Action("enroll", target, 0, 0, spec.name, "migrated", spec.target_course.origin,
+                                       coworker_id=member.coworker_id, name=member.full_name,
+                                       sort_key=key(0, 0)))
+        for lesson, found in mapped:
+            twin_lesson = migration.lesson_map[lesson]
+            twin = f"{target}:{member.coworker_id}:{twin_lesson}"
+            exists = twin_member is not None and bool(records.get((twin_member.id, twin_lesson)))
+            if exists:
+                plan.unchanged += 1
+            else:
+                plan.actions.append(Action("create", target, twin_member.id if twin_member else 0, twin_lesson,
+                                           spec.name, "migrated", spec.origin, system_id=spec.marker,
+                                           coworker_id=member.coworker_id, name=member.full_name, twin=twin,
+                                           note=f"from {source_lessons[lesson].title!r} (#{found[0].id})",
+                                           sort_key=key(1, twin_lesson)))
+            if spec.source_policy == "remove":
+                plan.existing_in_scope += len(found)
+                for record in found:
+                    plan.actions.append(Action("delete", source, member.id, lesson, spec.name, "migrated",
+                                               spec.origin, record, twin=twin,
+                                               note=f"moved to {migration.target.title!r}",
+                                               sort_key=key(2, lesson, record.id)))
+    for lesson, count in sorted(unmapped.items()):
+        title = source_lessons[lesson].title
+        message = (f"lesson {title!r} of {migration.source.title!r} has {count} completion(s) but no mapping; "
+                   "they are not migrated")
+        if spec.strict:
+            plan.errors.append(Problem(spec.origin.path, spec.origin.line, spec.origin.column, message))
+        else:
+            plan.warnings.append(f"{spec.origin}: {message}")
+    if not_enrolled:
+        names = ", ".join(sorted(not_enrolled)[:5]) + (f" and {len(not_enrolled) - 5} more" if len(not_enrolled) > 5
+                                                       else "")
+        origin = spec.target_course.origin
+        plan.errors.append(Problem(origin.path, origin.line, origin.column,
+                                   f"{len(not_enrolled)} member(s) with progress to migrate are not enrolled in "
+                                   f"{migration.target.title!r} ({names}); enrol them, or set enroll: true"))
 
 
 # --- safety budgets ------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.config import Config
-from reconciler.errors import UsageError
+from reconciler.errors import SpecError, UsageError
 from reconciler.model import Catalog, SpecSet
 from reconciler.plan import Plan, apply_budgets, plan_changes
 from reconciler.render import Labels, format_json, plan_dict
@@ -34,8 +34,12 @@ def make_plan(target: Target, specs: SpecSet, config: Config, *, allow_deletes: 
     lesson_ids = {lesson.id for course_id in resolution.course_ids for lesson in catalog.lessons_of(course_id)}
     named = set().union(*(r.named_members for r in resolution.completions)) if resolution.completions else set()
     markers = [r.spec.marker for r in resolution.completions if r.spec.mode == "owned"]
-    current, partial = reader.completions(lesson_ids, named_members=named, markers=markers)
+    # A migration needs every completion of both its courses; otherwise the named members may suffice.
+    current, partial = reader.completions(lesson_ids, named_members=None if resolution.migrations else named,
+                                          markers=markers)
     plan = plan_changes(resolution, current, catalog, partial=partial)
+    if plan.errors:
+        raise SpecError(plan.errors)
     apply_budgets(plan, config.safety, allow_deletes)
     doc = plan_dict(plan, Labels.from_catalog(catalog), target=target.description, spec_digest=specs.digest,
                     limits=config.limits)

@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from reconciler.config import ClientLimits
+from reconciler.config import DOCUMENTED_LIMITS, ClientLimits
 from reconciler.model import Catalog, Completion
 from reconciler.plan import Action, Plan, estimate_writes
 
@@ -45,13 +45,18 @@ def action_dict(action: Action, labels: Labels) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "action": action.kind,
         "course": {"id": action.course_id, "title": labels.courses.get(action.course_id, "")},
-        "member": {"id": action.member_id, "name": labels.members.get(action.member_id, "")},
+        "member": {"id": action.member_id or None,  # None: the enrolment is made by this apply
+                   "name": labels.members.get(action.member_id) or action.name or ""},
         "lesson": {"id": action.lesson_id, "title": labels.lessons.get(action.lesson_id, "")},
         "spec": action.spec, "reason": action.reason,
         "origin": str(action.origin) if action.origin else None,
     }
     if action.note:
         entry["note"] = action.note
+    if action.twin:
+        entry["twin"] = action.twin
+    if action.coworker_id is not None:
+        entry["coworker_id"] = action.coworker_id
     if action.kind == "create":
         entry["system_id"] = action.system_id
         entry["precondition"] = {"absent": {"CourseMemberId": action.member_id, "CourseLessonId": action.lesson_id}}
@@ -59,7 +64,6 @@ def action_dict(action: Action, labels: Labels) -> dict[str, Any]:
         entry["record"] = record_dict(action.record)
         entry["precondition"] = {"exists": {"Id": action.record.id, "UpdatedOn": action.record.updated_on}}
     elif action.kind == "enroll":
-        entry["coworker_id"] = action.coworker_id
         entry["precondition"] = {"not_enrolled": {"CourseId": action.course_id, "CoworkerId": action.coworker_id}}
     return entry
 
@@ -75,7 +79,9 @@ def plan_dict(plan: Plan, labels: Labels, *, target: str, spec_digest: str, limi
         "summary": {"create": plan.count("create"), "delete": plan.count("delete"), "enroll": plan.count("enroll"),
                     "unchanged": plan.unchanged, "existing_in_scope": plan.existing_in_scope, "writes": writes,
                     "estimate": estimate.describe(), "estimate_seconds": round(estimate.seconds, 1),
-                    "estimate_days": estimate.days},
+                    "estimate_days": estimate.days,
+                    "estimate_documented": (estimate_writes(writes, DOCUMENTED_LIMITS).describe()
+                                            if limits != DOCUMENTED_LIMITS and writes else None)},
         "actions": [action_dict(a, labels) for a in plan.actions],
         "warnings": list(plan.warnings),
         "drift": list(plan.drift),
@@ -87,8 +93,11 @@ def plan_dict(plan: Plan, labels: Labels, *, target: str, spec_digest: str, limi
 
 def summary_line(doc: dict[str, Any]) -> str:
     s = doc["summary"]
-    return (f"Plan: {s['create']:,} to create, {s['delete']:,} to delete, {s['enroll']:,} to enrol, "
+    line = (f"Plan: {s['create']:,} to create, {s['delete']:,} to delete, {s['enroll']:,} to enrol, "
             f"{s['unchanged']:,} unchanged. {s['estimate'][0].upper()}{s['estimate'][1:]}.")
+    if s.get("estimate_documented"):
+        line += f" At the real service's documented limits: {s['estimate_documented']}."
+    return line
 
 
 def blocked_lines(doc: dict[str, Any]) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from reconciler.config import ClientLimits, Safety
+from reconciler.config import DOCUMENTED_LIMITS, ClientLimits, Safety
 from reconciler.model import Catalog, Completion, Course, Coworker, Lesson, Member
 from reconciler.plan import apply_budgets, plan_changes
 from reconciler.render import Labels, markdown, plan_dict, write_json, write_text
@@ -65,8 +65,7 @@ def render_case(folder: Path) -> dict[str, str]:
     resolution = resolve(specs, catalog)
     plan = plan_changes(resolution, current, catalog, partial=options.get("partial", []))
     apply_budgets(plan, Safety(**options.get("safety", {})), options.get("allow_deletes"))
-    limits = ClientLimits(**options.get("limits", {"writes_per_minute": 60, "writes_per_day": 5000,
-                                                   "requests_per_minute": 120, "min_interval_ms": 100}))
+    limits = ClientLimits(**options["limits"]) if "limits" in options else DOCUMENTED_LIMITS
     doc = plan_dict(plan, Labels.from_catalog(catalog), target="https://spaces.nexudus.com",
                     spec_digest="golden", limits=limits)
     import io

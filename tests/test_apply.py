@@ -227,11 +227,13 @@ def test_a_killed_apply_recovers_without_duplicates(tmp_path: Path, recovery: st
     assert max(pairs.values()) == 1
 
 
-def test_the_daily_write_cap_stops_cleanly_and_holds_across_runs(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_daily_write_cap_stops_cleanly_and_holds_across_runs(demo: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     (demo / "reconciler.yaml").write_text("target: local\nseed: seed.yaml\nlimits: {writes_per_day: 5}\n")
     assert main(["apply", "--yes"]) == 3
     out = capsys.readouterr().out
-    assert "created        4" in out and "deleted        1" in out and "daily write cap" in out and "Resume with: reconciler apply --resume" in out
+    assert "created        4" in out and "deleted        1" in out and "daily write cap" in out
+    assert "Resume with: reconciler apply --resume" in out
     (journal,) = (demo / ".reconciler" / "journal").glob("*.jsonl")
     assert journal_lines(journal)[-1]["type"] == "stop"
     assert main(["apply", "--resume", str(journal), "--yes"]) == 3  # the same day: the budget is spent

@@ -1,0 +1,118 @@
+"""Course migrations on the emulator: 2025 → 2026 with every awkward case, and idempotence."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli import main
+from reconciler.emulator.seed import load_seed
+from reconciler.emulator.store import COURSE_MEMBER, Store
+
+from .conftest import DATA
+
+MIGRATION = """apiVersion: reconciler/v1
+kind: Migration
+metadata: {{name: onboarding-2025-to-2026}}
+from: {{course: Onboarding 2025}}
+to: {{course: Onboarding 2026}}
+lessons:
+  Welcome: Welcome
+  Safety briefing: Safety & security
+  Kitchen: Kitchen and coffee
+enroll: {enroll}
+source: {source}
+"""
+
+
+@pytest.fixture
+def space(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NEXUDUS_API_URL", raising=False)
+    (tmp_path / "specs").mkdir()
+    (tmp_path / ".reconciler").mkdir()
+    store = Store(str(tmp_path / ".reconciler" / "local.sqlite"))
+    load_seed(DATA / "migration-seed.yaml", store)
+    ben_2025 = next(m["Id"] for m in store.iter_rows("coursemembers")
+                    if m["CourseId"] == 101 and m["CoworkerId"] == 10002)
+    store.insert("coursecompletedlessons", {"CourseLessonId": 2001, "CourseMemberId": ben_2025}, updated_by="x")
+    store.close()  # Ben now has Welcome twice in 2025: a duplicate in the source
+    return tmp_path
+
+
+def write(space: Path, *, enroll: bool = True, source: str = "remove") -> None:
+    (space / "specs" / "migration.yaml").write_text(MIGRATION.format(enroll=str(enroll).lower(), source=source))
+
+
+def completions(space: Path) -> Counter[tuple[str, str]]:
+    store = Store(str(space / ".reconciler" / "local.sqlite"))
+    try:
+        names = {m["Id"]: store.value(COURSE_MEMBER, m, "CoworkerFullName") for m in store.iter_rows("coursemembers")}
+        courses = {m["Id"]: m["CourseId"] for m in store.iter_rows("coursemembers")}
+        lessons = {x["Id"]: x["Title"] for x in store.iter_rows("courselessons")}
+        return Counter((f"{names[r['CourseMemberId']]}@{courses[r['CourseMemberId']]}", lessons[r["CourseLessonId"]])
+                       for r in store.iter_rows("coursecompletedlessons"))
+    finally:
+        store.close()
+
+
+def test_migration_plan_groups_per_member_and_warns_of_unmapped_lessons(
+        space: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(space)
+    assert main(["plan", "specs", "--allow-deletes", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "Plan: 8 to create, 10 to delete, 2 to enrol, 1 unchanged." in out
+    assert "lesson 'Legacy quiz' of 'Onboarding 2025' has 2 completion(s) but no mapping" in out
+    assert out.index("~ enrol") < out.index("+ create   Welcome", out.index("Cleo Park"))
+    assert "At the real service's documented limits: 20 write requests: about 20 seconds at 60 writes a minute" in out
+
+
+def test_migration_applies_conserves_and_re_runs_to_nothing(space: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(space)
+    assert completions(space)[("Ben Ode@101", "Welcome")] == 2
+    assert main(["apply", "specs", "--yes", "--allow-deletes", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "created        8" in out and "deleted       10" in out and "enrolled       2" in out
+    after = completions(space)
+    target = {(who, lesson) for (who, lesson) in after if who.endswith("@102")}
+    expected = {("Ana Ruiz@102", "Welcome"), ("Ana Ruiz@102", "Safety & security"),
+                ("Ben Ode@102", "Welcome"), ("Ben Ode@102", "Safety & security"), ("Ben Ode@102", "Kitchen and coffee"),
+                ("Cleo Park@102", "Welcome"),
+                ("Dev Shah@102", "Welcome"), ("Dev Shah@102", "Safety & security"),
+                ("Dev Shah@102", "Kitchen and coffee")}
+    assert target == expected and max(after.values()) == 1  # conserved, and no duplicate
+    source_left = {key for key in after if key[0].endswith("@101")}
+    assert source_left == {("Ana Ruiz@101", "Legacy quiz"), ("Dev Shah@101", "Legacy quiz")}  # unmapped: kept
+    assert main(["plan", "specs", "--detailed-exitcode"]) == 0  # idempotent
+
+
+def test_members_not_enrolled_are_an_error_unless_enroll(space: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(space, enroll=False)
+    assert main(["plan", "specs"]) == 1
+    err = capsys.readouterr().err
+    assert "specs/migration.yaml:5:14: 2 member(s) with progress to migrate are not enrolled in 'Onboarding 2026'" \
+        in err and "Cleo Park, Dev Shah" in err
+
+
+def test_strict_makes_unmapped_lessons_an_error(space: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(space)
+    path = space / "specs" / "migration.yaml"
+    path.write_text(path.read_text() + "strict: true\n")
+    assert main(["plan", "specs"]) == 1
+    assert "specs/migration.yaml:3:18: lesson 'Legacy quiz'" in capsys.readouterr().err
+
+
+def test_keep_source_and_a_partly_migrated_member_get_only_what_they_lack(
+        space: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(space, source="keep")
+    assert main(["plan", "specs", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["summary"]["delete"] == 0
+    ana = [a for a in doc["actions"] if a["member"]["name"] == "Ana Ruiz"]
+    assert [(a["action"], a["lesson"]["title"]) for a in ana] == [("create", "Safety & security")]
+    assert ana[0]["system_id"] == "reconciler:onboarding-2025-to-2026"
+    ben = [a for a in doc["actions"] if a["member"]["name"] == "Ben Ode"]
+    assert [a["lesson"]["title"] for a in ben] == ["Welcome", "Safety & security", "Kitchen and coffee"]  # one twin
