@@ -18,6 +18,7 @@ from reconciler import __version__
 from reconciler.apply_command import run_apply, run_undo
 from reconciler.config import Config, load_config
 from reconciler.emulator.seed import snapshot_document
+from reconciler.export import export_specs, write_files
 from reconciler.errors import ConfigError, NotBuiltError, ReconcilerError, TransportError, UsageError
 from reconciler.model import SpecSet
 from reconciler.planning import make_plan, save_plan
@@ -93,9 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     undo.add_argument("journal", type=Path, metavar="JOURNAL")
     undo.add_argument("--out", type=Path, metavar="FILE", help="save the plan for `apply --plan`")
 
-    export = command("export", "write the live state as spec files", _not_built("export"))
-    export.add_argument("--course", action="append", default=[], metavar="C")
-    export.add_argument("--out", type=Path, metavar="DIR")
+    export = command("export", "write the live state as spec files", _export)
+    export.add_argument("--course", action="append", default=[], metavar="C",
+                        help="a course title (repeatable; default: every course)")
+    export.add_argument("--out", type=Path, metavar="DIR", default=Path("."), help="folder (default: here)")
+    export.add_argument("--mode", choices=("owned", "additive", "authoritative"), default="owned")
+    export.add_argument("--force", action="store_true", help="overwrite files that exist")
 
     snapshot = command("snapshot", "save the raw API records of the scope as a JSON snapshot", _snapshot)
     snapshot.add_argument("--course", action="append", default=[], metavar="C",
@@ -172,6 +176,20 @@ def _apply(args: argparse.Namespace) -> int:
 
 def _undo(args: argparse.Namespace) -> int:
     return run_undo(args, color=use_color(args))
+
+
+def _export(args: argparse.Namespace) -> int:
+    config = load_config(config_flag=args.config, api_flag=args.api, paths=[])
+    with connect(config) as target:
+        records = StateReader(target.client).snapshot(args.course)
+        requests = target.client.stats.requests
+    files = export_specs(records, mode=args.mode, target=target.description)
+    written = write_files(files, args.out, force=args.force)
+    for path in written:
+        print(path, file=args.stdout)
+    print(f"exported {len(written)} course(s) from {target.description} ({requests} requests); "
+          f"`reconciler plan {args.out}` shows no changes", file=args.stderr)
+    return EXIT_OK
 
 
 def _snapshot(args: argparse.Namespace) -> int:

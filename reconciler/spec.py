@@ -32,6 +32,7 @@ from reconciler.yamlfile import Document, PathKey, load_file
 API_VERSION = "reconciler/v1"
 KINDS = {"Completions": "completions", "Migration": "migration"}
 SELECTORS = ("email", "coworker_id", "course_member_id", "team")
+SPEC_KEYS = {"metadata", "course", "members", "revoke", "mode", "from", "to", "lessons", "enroll"}
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 
 
@@ -90,8 +91,12 @@ def _model(doc: Document) -> tuple[CompletionsSpec | MigrationSpec | None, list[
         return None, [doc.problem((), "a spec must be a mapping with apiVersion, kind and metadata")]
     api_version, kind = data.get("apiVersion"), data.get("kind")
     if api_version is None and kind is None:
-        return None, [doc.problem((), "not a reconciler spec: no apiVersion or kind "
-                                      f"(expected apiVersion: {API_VERSION})")]
+        # Other YAML may share the folder (CI workflows, say): skip it, unless it looks like a spec that
+        # lost its header, which must not vanish without a word.
+        if SPEC_KEYS & set(data):
+            return None, [doc.problem((), f"missing apiVersion and kind (expected apiVersion: {API_VERSION} and "
+                                          "kind: Completions or Migration)")]
+        return None, []
     problems: list[Problem] = []
     if api_version != API_VERSION:
         where: PathKey = ("apiVersion",) if "apiVersion" in data else ()

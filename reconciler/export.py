@@ -1,0 +1,119 @@
+"""Export: the live state as spec files, one per course, that plan to no changes against that state."""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SCHEMA_URL = "https://reconciler.dev/schemas/completions.schema.json"
+_MODE_NOTE = {
+    "owned": ["Mode owned: records created outside this tool (every record listed here, at export time) are never",
+              "deleted by this spec. It deletes only records it creates itself, once they are no longer declared."],
+    "additive": ["Mode additive: this spec only ever creates completions; it deletes nothing (except `revoke`)."],
+    "authoritative": ["Mode authoritative: for every member listed here, completions of this course that the spec",
+                      "does not declare are deleted, whoever created them. Members not listed are never touched."],
+}
+
+
+def _scalar(value: str) -> str:
+    """A YAML scalar that reads back as exactly `value`: plain when safe, double-quoted otherwise."""
+    plain = value.strip() == value and value and not re.search(r"[:#\[\]{},&*!|>'\"%`]|^[-?@]", value)
+    if plain:
+        try:
+            if yaml.safe_load(value) == value:
+                return value
+        except yaml.YAMLError:
+            pass
+    return json.dumps(value, ensure_ascii=False)
+
+
+def slug(title: str) -> str:
+    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")[:80] or "course"
+
+
+def export_specs(records: dict[str, list[dict[str, Any]]], *, mode: str, target: str) -> dict[str, str]:
+    """File name → spec text, for every course in `records` (raw API records, as `snapshot` reads them)."""
+    courses = records["courses"]
+    title_count = Counter(str(c.get("Title") or "").strip() for c in courses)
+    lessons_by_course: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for lesson in records["courselessons"]:
+        lessons_by_course[lesson["CourseId"]].append(lesson)
+    members_by_course: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for member in records["coursemembers"]:
+        members_by_course[member["CourseId"]].append(member)
+    coworkers = {c["Id"]: c for c in records["coworkers"]}
+    email_count = Counter(str(c.get("Email") or "").strip().casefold() for c in coworkers.values())
+    done: dict[int, set[int]] = defaultdict(set)
+    for record in records["coursecompletedlessons"]:
+        done[record["CourseMemberId"]].add(record["CourseLessonId"])
+
+    files: dict[str, str] = {}
+    used_names: set[str] = set()
+    for course in sorted(courses, key=lambda c: (str(c.get("Title") or ""), c["Id"])):
+        title = str(course.get("Title") or "").strip()
+        name = slug(title)
+        if name in used_names or title_count[title] > 1:
+            name = f"{name}-{course['Id']}"
+        used_names.add(name)
+        lessons = sorted(lessons_by_course[course["Id"]], key=lambda x: (x.get("DisplayOrder") or 0, x["Id"]))
+        lesson_titles = Counter(str(x.get("Title") or "").strip() for x in lessons)
+
+        def lesson_ref(lesson: dict[str, Any], titles: Counter[str] = lesson_titles) -> str:
+            text = str(lesson.get("Title") or "").strip()
+            return _scalar(text) if text and titles[text] == 1 else f"{{id: {lesson['Id']}}}"
+
+        lines = [f"# yaml-language-server: $schema={SCHEMA_URL}",
+                 f"# Exported from {target}: {title or course['Id']!s}.",
+                 *(f"# {line}" for line in _MODE_NOTE[mode]),
+                 "apiVersion: reconciler/v1", "kind: Completions", "metadata:", f"  name: {name}",
+                 f"course: {_scalar(title) if title and title_count[title] == 1 else '{id: ' + str(course['Id']) + '}'}",
+                 f"mode: {mode}"]
+        entries = []
+        all_ids = {x["Id"] for x in lessons}
+        for member in members_by_course[course["Id"]]:
+            completed = done.get(member["Id"], set()) & all_ids
+            if not completed:
+                continue
+            coworker = coworkers.get(member.get("CoworkerId"), {})
+            email = str(coworker.get("Email") or "").strip()
+            full_name = str(member.get("CoworkerFullName") or coworker.get("FullName") or "").strip()
+            if email and email_count[email.casefold()] == 1:
+                selector, sort_key = f"email: {_scalar(email)}", (0, email.casefold())
+            else:
+                selector, sort_key = f"coworker_id: {member['CoworkerId']}", (1, str(member["CoworkerId"]))
+            if completed == all_ids:
+                what = "all"
+            else:
+                what = "[" + ", ".join(lesson_ref(x) for x in lessons if x["Id"] in completed) + "]"
+            comment = f"   # {full_name}" if full_name else ""
+            entries.append((sort_key, [f"  - {selector}{comment}", f"    completed: {what}"]))
+        if entries:
+            lines.append("members:")
+            for _, entry in sorted(entries):
+                lines.extend(entry)
+        else:
+            lines.append("members: []")
+        files[f"{name}.yaml"] = "\n".join(lines) + "\n"
+    return files
+
+
+def write_files(files: dict[str, str], folder: Path, *, force: bool) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    clashes = [folder / name for name in files if (folder / name).exists()]
+    if clashes and not force:
+        from reconciler.errors import UsageError
+
+        raise UsageError(f"{clashes[0]} exists (and {len(clashes) - 1} more); pass --force to overwrite"
+                         if len(clashes) > 1 else f"{clashes[0]} exists; pass --force to overwrite")
+    written = []
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+        written.append(folder / name)
+    return written

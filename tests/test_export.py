@@ -1,0 +1,72 @@
+"""`reconciler export`: readable specs that plan to no changes, on the emulator's tricky cases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reconciler.cli import main
+from reconciler.emulator.seed import load_seed
+from reconciler.emulator.store import Store
+from reconciler.export import _scalar
+
+from .conftest import API_SEED
+
+
+@pytest.fixture
+def space(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NEXUDUS_API_URL", raising=False)
+    (tmp_path / ".reconciler").mkdir()
+    store = Store(str(tmp_path / ".reconciler" / "local.sqlite"))
+    load_seed(API_SEED, store)
+    # A duplicate (Al's "Safety" twice), and a completion in one of two same-titled courses.
+    store.insert("coursecompletedlessons", {"CourseLessonId": 2001, "CourseMemberId": 50001}, updated_by="x")
+    twin_member = store.insert("coursemembers", {"CourseId": 104, "CoworkerId": 10002, "Approved": True,
+                                                 "Blocked": False}, updated_by="x")
+    store.insert("coursecompletedlessons", {"CourseLessonId": 2007, "CourseMemberId": twin_member["Id"]},
+                 updated_by="x")
+    store.close()
+    return tmp_path
+
+
+@pytest.mark.parametrize("mode", ["owned", "additive"])
+def test_a_plan_on_the_export_shows_no_changes(space: Path, mode: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export", "--out", "exported", "--mode", mode]) == 0
+    files = sorted(p.name for p in (space / "exported").iterdir())
+    assert files == ["onboarding-2026.yaml", "onboarding.yaml", "twin-103.yaml", "twin-104.yaml"]
+    assert main(["validate", "exported"]) == 0
+    capsys.readouterr()
+    assert main(["plan", "exported", "--detailed-exitcode"]) == 0
+    out = capsys.readouterr().out
+    assert "No changes." in out and "duplicate completion" in out  # the duplicate is reported, not touched
+
+
+def test_the_exported_files_read_well(space: Path) -> None:
+    assert main(["export", "--out", "exported"]) == 0
+    onboarding = (space / "exported" / "onboarding.yaml").read_text()
+    assert onboarding.startswith("# yaml-language-server: $schema=https://reconciler.dev/schemas/")
+    assert "Mode owned: records created outside this tool" in onboarding
+    assert "  - email: al@example.com   # Al Smith\n    completed: [Safety]\n" in onboarding
+    assert "  - email: sal@example.com   # Sal Jones\n    completed: all\n" in onboarding
+    assert onboarding.index("al@example.com") < onboarding.index("sal@example.com")  # members sorted
+    assert "course: Onboarding\n" in onboarding
+    unicode = (space / "exported" / "onboarding-2026.yaml").read_text()
+    assert "email: Zoe.Bronte@Example.com   # Zoë Brontë" in unicode and "completed: [Sécurité]" in unicode
+    twin = yaml.safe_load((space / "exported" / "twin-104.yaml").read_text())
+    assert twin["course"] == {"id": 104} and twin["metadata"]["name"] == "twin-104"
+
+
+def test_export_does_not_overwrite_without_force(space: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export", "--out", "exported"]) == 0
+    assert main(["export", "--out", "exported"]) == 1
+    assert "pass --force to overwrite" in capsys.readouterr().err
+    assert main(["export", "--out", "exported", "--force"]) == 0
+
+
+@pytest.mark.parametrize("text", ["Welcome", "Safety: part 1", "yes", "123", "- dash", "#hash", "a # b", "Zoë",
+                                  "'quoted'", "[x]", "null", " padded ", "@home", "x: y"])
+def test_scalars_read_back_exactly(text: str) -> None:
+    assert yaml.safe_load(f"key: {_scalar(text)}") == {"key": text}
