@@ -169,7 +169,8 @@ def write_text(doc: dict[str, Any], out: TextIO, *, color: bool = False) -> None
     for (course_id, course_title), members in grouped.items():
         out.write(f"\n{paint('bold', course_title or f'course {course_id}')} (course {course_id})\n")
         for (member_id, name), entries in members.items():
-            out.write(f"  {name or 'member'} (member {member_id})\n")
+            where = f"member {member_id}" if member_id is not None else "enrolled by this apply"
+            out.write(f"  {name or 'member'} ({where})\n")
             for entry in entries:
                 out.write("    " + paint(entry["action"], _action_text(entry)) + "\n")
     if not doc["actions"]:
