@@ -53,29 +53,39 @@ class Fresh:
 
 def read_fresh(client: NexudusClient, actions: list[Action]) -> Fresh:
     reader = StateReader(client)
+    enrolled: dict[tuple[int, int], int] = {}
+    courses = {a["course"]["id"] for a in actions if a["action"] == "enroll" or not a["member"]["id"]}
+    for course_id in sorted(courses):
+        for member in reader.records_of_courses(MEMBERS, "CourseMember_Course", {course_id}, 0):
+            enrolled[(course_id, member["CoworkerId"])] = member["Id"]
+    fresh = Fresh({}, {}, enrolled)
     lessons = {a["lesson"]["id"] for a in actions if a["action"] in ("create", "delete")}
-    members = {a["member"]["id"] for a in actions if a["action"] in ("create", "delete") and a["member"]["id"]}
+    members = {m for a in actions if a["action"] in ("create", "delete") if (m := member_of(a, fresh)) is not None}
     records, partial = reader.completion_records(lessons, members) if lessons else ([], [])
     if partial:
         raise ApiError("could not re-read the current state: " + "; ".join(partial))
     pairs: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
     for record in records:
         pairs[(record["CourseMemberId"], record["CourseLessonId"])].append(record)
-    enrolled: dict[tuple[int, int], int] = {}
-    courses = {a["course"]["id"] for a in actions if a["action"] == "enroll" or not a["member"]["id"]}
-    for course_id in courses:
-        for member in reader.records_of_courses(MEMBERS, "CourseMember_Course", {course_id}, 0):
-            enrolled[(course_id, member["CoworkerId"])] = member["Id"]
-    return Fresh(pairs, {r["Id"]: r for r in records}, enrolled)
+    fresh.pairs, fresh.records = pairs, {r["Id"]: r for r in records}
+    return fresh
+
+
+def member_of(action: Action, fresh: Fresh | None = None) -> int | None:
+    """The enrolment an action is for; for one whose enrolment was planned, the one that exists now."""
+    member: int | None = action["member"]["id"]
+    if member is None and fresh is not None:
+        member = fresh.enrolled.get((action["course"]["id"], action.get("coworker_id") or 0))
+    return member
 
 
 def stale_reason(action: Action, fresh: Fresh) -> str | None:
     """Why this action's precondition no longer holds, or None when it may run."""
     kind = action["action"]
     if kind == "create":
-        member = action["member"]["id"]
+        member = member_of(action, fresh)
         if member is None:
-            return None
+            return None  # its enrolment is still to be made: the completion cannot exist yet
         existing = fresh.pairs.get((member, action["lesson"]["id"]))
         return f"already exists (#{existing[0]['Id']})" if existing else None
     if kind == "delete":

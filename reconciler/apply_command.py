@@ -138,8 +138,7 @@ def _finish(args: argparse.Namespace, target: Target, journal_path: Path, action
         print(f"Stopped ({result.stopped}). Resume with: reconciler apply --resume {journal_path}", file=out)
         return EXIT_INTERRUPTED if result.stopped == "interrupted" else EXIT_BLOCKED
     state = read_journal(journal_path)
-    done = [(a, state.outcomes[seq].get("id")) for seq, a in enumerate(actions)
-            if state.outcomes.get(seq, {}).get("status") in ("created", "deleted", "gone")]
+    done = [(action, outcome.get("id")) for _, action, outcome in state.applied()]
     problems = verify(target.client, actions, done)
     if problems:
         print("Not converged:", file=out)
@@ -184,8 +183,7 @@ def run_undo(args: argparse.Namespace, *, color: bool) -> int:
             raise UsageError(f"the journal is of an apply to {state.start.get('target')}, not {target.description}")
         actions: list[Action] = []
         created: list[tuple[Action, int]] = []
-        for seq, action in enumerate(state.actions):
-            outcome = state.outcomes.get(seq, {})
+        for seq, action, outcome in state.applied(("created", "deleted")):
             if action["action"] == "delete" and outcome.get("status") == "deleted":
                 record = action["record"]
                 actions.append({**_base(action, "create"), "system_id": record.get("SystemId"),

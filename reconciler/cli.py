@@ -18,8 +18,8 @@ from reconciler import __version__
 from reconciler.apply_command import run_apply, run_undo
 from reconciler.config import Config, load_config
 from reconciler.emulator.seed import snapshot_document
-from reconciler.export import export_specs, write_files
 from reconciler.errors import ConfigError, NotBuiltError, ReconcilerError, TransportError, UsageError
+from reconciler.export import export_specs, write_files
 from reconciler.model import SpecSet
 from reconciler.planning import make_plan, save_plan
 from reconciler.render import markdown, write_json, write_text

@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from reconciler.errors import UsageError
+
 SCHEMA_URL = "https://reconciler.dev/schemas/completions.schema.json"
 _MODE_NOTE = {
     "owned": ["Mode owned: records created outside this tool (every record listed here, at export time) are never",
@@ -73,7 +75,7 @@ def export_specs(records: dict[str, list[dict[str, Any]]], *, mode: str, target:
                  f"# Exported from {target}: {title or course['Id']!s}.",
                  *(f"# {line}" for line in _MODE_NOTE[mode]),
                  "apiVersion: reconciler/v1", "kind: Completions", "metadata:", f"  name: {name}",
-                 f"course: {_scalar(title) if title and title_count[title] == 1 else '{id: ' + str(course['Id']) + '}'}",
+                 "course: " + (_scalar(title) if title and title_count[title] == 1 else f"{{id: {course['Id']}}}"),
                  f"mode: {mode}"]
         entries = []
         all_ids = {x["Id"] for x in lessons}
@@ -108,8 +110,6 @@ def write_files(files: dict[str, str], folder: Path, *, force: bool) -> list[Pat
     folder.mkdir(parents=True, exist_ok=True)
     clashes = [folder / name for name in files if (folder / name).exists()]
     if clashes and not force:
-        from reconciler.errors import UsageError
-
         raise UsageError(f"{clashes[0]} exists (and {len(clashes) - 1} more); pass --force to overwrite"
                          if len(clashes) > 1 else f"{clashes[0]} exists; pass --force to overwrite")
     written = []

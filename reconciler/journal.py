@@ -65,6 +65,18 @@ class JournalState:
         found: list[dict[str, Any]] = self.start["actions"]
         return found
 
+    def applied(self, statuses: tuple[str, ...] = ("created", "deleted", "gone")) -> list[tuple[int, dict[str, Any],
+                                                                                               dict[str, Any]]]:
+        """(seq, action, outcome) of what was done, each action as its last intent sent it: a completion
+        for a member enrolled during the apply carries that member's Id there, not in the plan."""
+        done = []
+        for seq, action in enumerate(self.actions):
+            outcome = self.outcomes.get(seq, {})
+            if outcome.get("status") in statuses:
+                sent = self.intents.get(seq)
+                done.append((seq, sent[-1]["action"] if sent else action, outcome))
+        return done
+
 
 def recent_write_ages(folder: Path, target: str, now: datetime | None = None) -> list[float]:
     """Seconds since each write intent of the last 24 hours in the journals of `target`.

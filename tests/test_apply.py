@@ -59,10 +59,11 @@ def test_apply_needs_yes_without_a_terminal(demo: Path, capsys: pytest.CaptureFi
 def test_apply_converges_journals_every_write_and_verifies(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["apply", "--yes"]) == 0
     out = capsys.readouterr().out
-    assert "created       19" in out and "deleted        2" in out and "Verified: every applied change" in out
+    assert "created       26" in out and "deleted        2" in out and "enrolled       2" in out
+    assert "Verified: every applied change" in out
     (journal,) = (demo / ".reconciler" / "journal").glob("*.jsonl")
     lines = journal_lines(journal)
-    assert lines[0]["type"] == "start" and len(lines[0]["actions"]) == 21  # type: ignore[arg-type]
+    assert lines[0]["type"] == "start" and len(lines[0]["actions"]) == 30  # type: ignore[arg-type]
     assert lines[-1]["type"] == "end"
     seen_intent: set[object] = set()
     for line in lines[1:-1]:
@@ -86,10 +87,10 @@ def test_a_blocked_plan_is_not_applied_unless_lifted(demo: Path, capsys: pytest.
 def test_a_saved_plan_is_applied_as_reviewed(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan", "--out", "plan.json"]) == 0
     assert main(["apply", "--plan", "plan.json", "--yes"]) == 0
-    assert "created       19" in capsys.readouterr().out
+    assert "created       26" in capsys.readouterr().out
     assert main(["apply", "--plan", "plan.json", "--yes"]) == 0  # again: every precondition is now false
     out = capsys.readouterr().out
-    assert "skipped       21" in out and "already exists" in out and "already gone" in out
+    assert "skipped       30" in out and "already exists" in out and "already gone" in out
 
 
 def test_a_saved_plan_refuses_changed_specs_and_another_target(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -112,10 +113,10 @@ def test_drift_since_the_plan_is_skipped_or_refused_with_strict(demo: Path, caps
     store.delete("coursecompletedlessons", revoked["record"]["Id"])
     store.close()
     assert main(["apply", "--plan", "plan.json", "--yes", "--strict"]) == 3
-    assert "1 of 21 actions no longer hold" in capsys.readouterr().err
+    assert "1 of 30 actions no longer hold" in capsys.readouterr().err
     assert main(["apply", "--plan", "plan.json", "--yes"]) == 0
     out = capsys.readouterr().out
-    assert "skipped        1" in out and "already gone" in out and "created       19" in out
+    assert "skipped        1" in out and "already gone" in out and "created       26" in out
 
 
 def test_undo_restores_the_previous_pairs_exactly(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -135,7 +136,7 @@ def test_undo_restores_the_previous_pairs_exactly(demo: Path, capsys: pytest.Cap
     capsys.readouterr()
     assert main(["undo", str(journal), "--out", "undo.json"]) == 0
     out = capsys.readouterr().out
-    assert "Plan: 2 to create, 19 to delete" in out and "original completion dates cannot be restored" in out
+    assert "Plan: 2 to create, 26 to delete" in out and "original completion dates cannot be restored" in out
     assert main(["apply", "--plan", "undo.json", "--yes"]) == 0
     assert pairs() == before
 
@@ -240,7 +241,7 @@ def test_the_daily_write_cap_stops_cleanly_and_holds_across_runs(demo: Path,
     assert "created        0" in capsys.readouterr().out
     (demo / "reconciler.yaml").write_text("target: local\nseed: seed.yaml\n")  # as if the next day came
     assert main(["apply", "--resume", str(journal), "--yes"]) == 0
-    assert "16 of 21 actions left" in capsys.readouterr().out
+    assert "25 of 30 actions left" in capsys.readouterr().out
     assert main(["plan", "--detailed-exitcode"]) == 0
 
 

@@ -35,7 +35,7 @@ def test_plan_text_names_the_target_first_and_summarises(demo: Path, capsys: pyt
     assert main(["plan"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0] == f"Target: local emulator ({demo / '.reconciler' / 'local.sqlite'})"
-    assert "Plan: 19 to create, 2 to delete, 0 to enrol, 50 unchanged." in out
+    assert "Plan: 26 to create, 2 to delete, 2 to enrol, 51 unchanged." in out
     assert "- delete   Welcome  #" in out and "[revoked: marked complete by mistake, ticket 812]" in out
     assert "\033[" not in out  # no colour when not a terminal
 
@@ -56,7 +56,7 @@ def test_json_format_validates_and_out_saves_it(demo: Path, capsys: pytest.Captu
     saved = json.loads((demo / "plan.json").read_text())
     assert printed == saved
     Draft202012Validator(schema("plan")).validate(saved)
-    assert saved["summary"]["create"] == 19 and saved["format_version"] == 1 and len(saved["spec_digest"]) == 64
+    assert saved["summary"]["create"] == 26 and saved["format_version"] == 1 and len(saved["spec_digest"]) == 64
     delete = next(a for a in saved["actions"] if a["action"] == "delete")
     assert delete["record"]["CourseMemberId"] == delete["member"]["id"]
     record = delete["record"]

@@ -129,7 +129,7 @@ def test_seeding_a_store_that_holds_records_is_refused(tmp_path: Path) -> None:
 def test_emulator_seed_command_loads_the_examples(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "demo.sqlite"
     assert main(["emulator", "seed", str(EXAMPLES / "seed.yaml"), "--db", str(db)]) == 0
-    assert "30 coworkers, 3 courses, 20 courselessons" in capsys.readouterr().out
+    assert "30 coworkers, 5 courses, 27 courselessons" in capsys.readouterr().out
     assert main(["emulator", "seed", str(EXAMPLES / "seed.yaml"), "--db", str(db)]) == 1
     assert "already holds records" in capsys.readouterr().err
     assert main(["emulator", "seed", str(EXAMPLES / "seed.yaml"), "--db", str(db), "--replace"]) == 0
