@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +20,16 @@ API_SEED = DATA / "api-seed.yaml"
 EXAMPLES = ROOT / "examples"
 
 EmulatorFactory = Callable[..., BackgroundServer]
+
+
+@pytest.fixture
+def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of examples/ as the current directory, as a new user would have it."""
+    folder = tmp_path / "demo"
+    shutil.copytree(EXAMPLES, folder, ignore=shutil.ignore_patterns(".reconciler", "github-actions"))
+    monkeypatch.chdir(folder)
+    monkeypatch.delenv("NEXUDUS_API_URL", raising=False)
+    return folder
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -31,19 +30,19 @@ from reconciler.planning import make_plan
 from reconciler.spec import load_specs
 from reconciler.target import Target
 
-from .conftest import EXAMPLES
-
 FAST_LIMITS = "limits: {min_interval_ms: 0, writes_per_minute: 100000, requests_per_minute: 100000}\n"
 ADMIN = Credentials(username="ops@example.com", password="ops-Secret-7731")
 
 
-@pytest.fixture
-def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "demo"
-    shutil.copytree(EXAMPLES, folder, ignore=shutil.ignore_patterns(".reconciler", "github-actions"))
-    monkeypatch.chdir(folder)
-    monkeypatch.delenv("NEXUDUS_API_URL", raising=False)
-    return folder
+def wait_for_outcomes(journal_dir: Path, count: int, timeout: float = 60) -> None:
+    """Until the one journal in `journal_dir` records `count` outcomes (the apply is then mid-run)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        journals = list(journal_dir.glob("*.jsonl")) if journal_dir.exists() else []
+        if journals and journals[0].read_text().count('"type":"outcome"') >= count:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"the apply did not reach {count} outcomes in {timeout} s")
 
 
 def journal_lines(path: Path) -> list[dict[str, object]]:
@@ -204,12 +203,7 @@ def test_a_killed_apply_recovers_without_duplicates(tmp_path: Path, recovery: st
         command = [sys.executable, "-m", "reconciler", "apply", "specs", "--yes"]
         process = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         journal_dir = work / ".reconciler" / "journal"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            journals = list(journal_dir.glob("*.jsonl")) if journal_dir.exists() else []
-            if journals and journals[0].read_text().count('"type":"outcome"') >= 25:
-                break
-            time.sleep(0.02)
+        wait_for_outcomes(journal_dir, 25)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
         (journal,) = journal_dir.glob("*.jsonl")
@@ -258,12 +252,7 @@ def test_ctrl_c_stops_after_the_write_in_flight(tmp_path: Path) -> None:
         process = subprocess.Popen([sys.executable, "-m", "reconciler", "apply", "specs", "--yes"], cwd=work,
                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         journal_dir = work / ".reconciler" / "journal"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            journals = list(journal_dir.glob("*.jsonl")) if journal_dir.exists() else []
-            if journals and journals[0].read_text().count('"type":"outcome"') >= 10:
-                break
-            time.sleep(0.02)
+        wait_for_outcomes(journal_dir, 10)
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=30)
         assert process.returncode == 130, out + err

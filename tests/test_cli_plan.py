@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,18 +16,6 @@ from reconciler.model import Completion
 from reconciler.plan import Action, Plan
 from reconciler.render import MARKDOWN_LIMIT, Labels, markdown, plan_dict
 from reconciler.schemas import schema
-
-from .conftest import EXAMPLES
-
-
-@pytest.fixture
-def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of examples/ as the current directory, as a new user would have it."""
-    folder = tmp_path / "demo"
-    shutil.copytree(EXAMPLES, folder, ignore=shutil.ignore_patterns(".reconciler", "github-actions"))
-    monkeypatch.chdir(folder)
-    monkeypatch.delenv("NEXUDUS_API_URL", raising=False)
-    return folder
 
 
 def test_plan_text_names_the_target_first_and_summarises(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
