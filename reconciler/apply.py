@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, TextIO
 
+from deepdiff import DeepDiff
+
 from reconciler.client import AmbiguousWrite, DailyCapReached, NexudusClient
 from reconciler.errors import ApiError
 from reconciler.journal import Journal
@@ -79,6 +81,18 @@ def member_of(action: Action, fresh: Fresh | None = None) -> int | None:
     return member
 
 
+def describe_changes(planned: dict[str, Any], found: dict[str, Any]) -> str:
+    """What moved in a record between the plan and now, field by field (deepdiff does the comparing)."""
+    keys = [key for key in planned if key in found]
+    diff = DeepDiff({k: planned[k] for k in keys}, {k: found[k] for k in keys}, verbose_level=2)
+    changes = []
+    for kind in ("values_changed", "type_changes"):
+        for path, change in diff.get(kind, {}).items():
+            field = path.removeprefix("root[").removesuffix("]").strip("'")
+            changes.append(f"{field} {change['old_value']!r} → {change['new_value']!r}")
+    return "; ".join(sorted(changes)) or "UpdatedOn moved"
+
+
 def stale_reason(action: Action, fresh: Fresh) -> str | None:
     """Why this action's precondition no longer holds, or None when it may run."""
     kind = action["action"]
@@ -94,8 +108,7 @@ def stale_reason(action: Action, fresh: Fresh) -> str | None:
         if found is None:
             return "already gone"
         if found.get("UpdatedOn") != planned.get("UpdatedOn"):
-            return (f"changed since the plan (UpdatedOn {found.get('UpdatedOn')}, "
-                    f"planned on {planned.get('UpdatedOn')})")
+            return f"changed since the plan: {describe_changes(planned, found)}"
         return None
     if kind == "enroll" and (action["course"]["id"], action["coworker_id"]) in fresh.enrolled:
         return "already enrolled"

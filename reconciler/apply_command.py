@@ -9,7 +9,7 @@ from typing import Any, TextIO
 
 from reconciler.apply import Action, Executor, Fresh, Result, read_fresh, stale_reason, verify
 from reconciler.config import Config, load_config
-from reconciler.errors import UsageError
+from reconciler.errors import EXIT_BLOCKED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError
 from reconciler.journal import Journal, JournalState, new_apply_id, read_journal, recent_write_ages
 from reconciler.plan import estimate_writes
 from reconciler.planning import load_plan, make_plan, save_plan
@@ -17,8 +17,6 @@ from reconciler.render import record_dict, write_text
 from reconciler.spec import load_specs
 from reconciler.state import StateReader, completion_from
 from reconciler.target import Target, connect
-
-EXIT_OK, EXIT_ERROR, EXIT_BLOCKED, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 3, 4, 130
 
 
 def run_apply(args: argparse.Namespace, *, color: bool) -> int:

@@ -18,7 +18,17 @@ from reconciler import __version__
 from reconciler.apply_command import run_apply, run_undo
 from reconciler.config import Config, load_config
 from reconciler.emulator.seed import snapshot_document
-from reconciler.errors import ConfigError, NotBuiltError, ReconcilerError, TransportError, UsageError
+from reconciler.errors import (
+    EXIT_BLOCKED,
+    EXIT_CHANGES,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    ConfigError,
+    ReconcilerError,
+    TransportError,
+    UsageError,
+)
 from reconciler.export import export_specs, write_files
 from reconciler.model import SpecSet
 from reconciler.planning import make_plan, save_plan
@@ -27,8 +37,6 @@ from reconciler.resolve import resolve
 from reconciler.spec import load_specs
 from reconciler.state import StateReader
 from reconciler.target import connect
-
-EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_BLOCKED, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -112,13 +120,6 @@ def build_parser() -> argparse.ArgumentParser:
                                    description="The Nexudus-compatible emulator.", parents=[common])
     emulator_cli.add_commands(emulator, common)
     return parser
-
-
-def _not_built(name: str) -> Command:
-    def run(args: argparse.Namespace) -> int:
-        raise NotBuiltError(f"`reconciler {name}` is not built yet in this version")
-
-    return run
 
 
 def load_context(args: argparse.Namespace) -> tuple[Config, SpecSet]:

@@ -7,7 +7,6 @@ transport), which is how the in-process emulator and the real service share this
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import math
 import random
@@ -411,7 +410,3 @@ def _retry_after(reply: httpx.Response) -> float:
 
 def ceil_pages(count: int) -> int:
     return max(1, math.ceil(count / PAGE_SIZE))
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)

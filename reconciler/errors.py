@@ -11,8 +11,9 @@
     │   ├── AuthError               401, or the token endpoint refused the credentials
     │   ├── NotFoundError           404
     │   ├── ValidationFailed        400 with an Errors list, or 200 with WasSuccessful: false
-    │   └── TransportError          the server could not be reached after the retries
-    └── NotBuiltError               the subcommand exists in the contract but is not built yet
+    │   ├── TransportError          the server could not be reached after the retries
+    │   ├── AmbiguousWrite          (client.py) a write whose answer was lost: re-read before retrying
+    │   └── DailyCapReached         (client.py) the daily write budget is spent: stop, resume later
 
 Messages never contain credentials: the client redacts before raising.
 """
@@ -20,6 +21,9 @@ Messages never contain credentials: the client redacts before raising.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+# Exit codes (PRODUCT.md), the one list every command returns from.
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_BLOCKED, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 
 class ReconcilerError(Exception):
@@ -34,10 +38,6 @@ class UsageError(ReconcilerError):
 
 class ConfigError(ReconcilerError):
     """The configuration file or the environment is wrong."""
-
-
-class NotBuiltError(ReconcilerError):
-    """A subcommand of the contract that this version does not implement yet."""
 
 
 @dataclass(frozen=True, order=True)

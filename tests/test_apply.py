@@ -278,3 +278,15 @@ def test_progress_without_a_terminal_prints_a_plain_line() -> None:
     lines = out.getvalue().splitlines()
     assert len(lines) == 4 and lines[-1].startswith("applied 4/4 (") and "min left)" in lines[-1]
     assert "\r" not in out.getvalue()
+
+
+def test_a_record_changed_since_the_plan_is_explained_field_by_field() -> None:
+    from reconciler.apply import Fresh, stale_reason
+
+    planned = {"Id": 7, "CourseMemberId": 1, "CourseLessonId": 2, "SystemId": None,
+               "UpdatedOn": "2026-01-01T00:00:00.000Z", "CreatedOn": "2026-01-01T00:00:00.000Z"}
+    found = {**planned, "SystemId": "reconciler:x", "UpdatedOn": "2026-02-01T00:00:00.000Z", "Extra": 1}
+    action = {"action": "delete", "record": planned, "member": {"id": 1}, "lesson": {"id": 2}, "course": {"id": 3}}
+    reason = stale_reason(action, Fresh({}, {7: found}, {}))
+    assert reason == ("changed since the plan: SystemId None → 'reconciler:x'; "
+                      "UpdatedOn '2026-01-01T00:00:00.000Z' → '2026-02-01T00:00:00.000Z'")
