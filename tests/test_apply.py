@@ -215,9 +215,13 @@ def test_a_killed_apply_recovers_without_duplicates(tmp_path: Path, recovery: st
         result = subprocess.run(follow, cwd=work, env=env, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stdout + result.stderr
         assert ADMIN.password not in result.stdout + result.stderr
-        check = subprocess.run([sys.executable, "-m", "reconciler", "plan", "specs", "--detailed-exitcode"],
-                               cwd=work, env=env, capture_output=True, text=True, timeout=120)
+        check = subprocess.run([sys.executable, "-m", "reconciler", "plan", "specs", "--detailed-exitcode",
+                                "--out", "plan.json"], cwd=work, env=env, capture_output=True, text=True, timeout=120)
         assert check.returncode == 0, check.stdout + check.stderr
+        assert ADMIN.password not in check.stdout + check.stderr
+        for path in work.rglob("*"):  # journals, the saved plan, everything the runs wrote
+            if path.is_file():
+                assert (ADMIN.password or "").encode() not in path.read_bytes(), path
     pairs = Counter((r["CourseMemberId"], r["CourseLessonId"]) for r in store.iter_rows("coursecompletedlessons"))
     assert max(pairs.values()) == 1
 
