@@ -60,24 +60,22 @@ def read_fresh(client: NexudusClient, actions: list[Action]) -> Fresh:
     for course_id in sorted(courses):
         for member in reader.records_of_courses(MEMBERS, "CourseMember_Course", {course_id}, 0):
             enrolled[(course_id, member["CoworkerId"])] = member["Id"]
-    fresh = Fresh({}, {}, enrolled)
     lessons = {a["lesson"]["id"] for a in actions if a["action"] in ("create", "delete")}
-    members = {m for a in actions if a["action"] in ("create", "delete") if (m := member_of(a, fresh)) is not None}
+    members = {m for a in actions if a["action"] in ("create", "delete") if (m := member_of(a, enrolled)) is not None}
     records, partial = reader.completion_records(lessons, members) if lessons else ([], [])
     if partial:
         raise ApiError("could not re-read the current state: " + "; ".join(partial))
     pairs: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
     for record in records:
         pairs[(record["CourseMemberId"], record["CourseLessonId"])].append(record)
-    fresh.pairs, fresh.records = pairs, {r["Id"]: r for r in records}
-    return fresh
+    return Fresh(pairs, {r["Id"]: r for r in records}, enrolled)
 
 
-def member_of(action: Action, fresh: Fresh | None = None) -> int | None:
+def member_of(action: Action, enrolled: dict[tuple[int, int], int]) -> int | None:
     """The enrolment an action is for; for one whose enrolment was planned, the one that exists now."""
     member: int | None = action["member"]["id"]
-    if member is None and fresh is not None:
-        member = fresh.enrolled.get((action["course"]["id"], action.get("coworker_id") or 0))
+    if member is None:
+        member = enrolled.get((action["course"]["id"], action.get("coworker_id") or 0))
     return member
 
 
@@ -97,7 +95,7 @@ def stale_reason(action: Action, fresh: Fresh) -> str | None:
     """Why this action's precondition no longer holds, or None when it may run."""
     kind = action["action"]
     if kind == "create":
-        member = member_of(action, fresh)
+        member = member_of(action, fresh.enrolled)
         if member is None:
             return None  # its enrolment is still to be made: the completion cannot exist yet
         existing = fresh.pairs.get((member, action["lesson"]["id"]))
@@ -281,14 +279,8 @@ class Executor:
             return "failed", None, str(e)
         return "failed", None, f"unknown action {kind!r}"
 
-    def _member_of(self, action: Action) -> int | None:
-        member: int | None = action["member"]["id"]
-        if member is None:
-            member = self.enrolled.get((action["course"]["id"], action.get("coworker_id") or 0))
-        return member
-
     def _create(self, seq: int, action: Action, *, look_first: bool = False) -> tuple[str, int | None, str | None]:
-        member = self._member_of(action)
+        member = member_of(action, self.enrolled)
         if member is None:
             return "failed", None, "the member is not enrolled (its enrolment failed or was skipped)"
         lesson = action["lesson"]["id"]

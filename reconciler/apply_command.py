@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from reconciler.apply import Action, Executor, Fresh, Result, read_fresh, stale_reason, verify
+from reconciler.apply import DONE, Action, Executor, Fresh, Result, read_fresh, stale_reason, verify
 from reconciler.config import Config, load_config
 from reconciler.errors import EXIT_BLOCKED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError
 from reconciler.journal import Journal, JournalState, new_apply_id, read_journal, recent_write_ages
@@ -154,8 +154,7 @@ def _resume(args: argparse.Namespace, config: Config, target: Target) -> int:
               file=args.stderr)
         return EXIT_BLOCKED
     actions: list[Action] = state.actions
-    remaining = [(seq, a) for seq, a in enumerate(actions) if state.outcomes.get(seq, {}).get("status") not in
-                 ("created", "deleted", "gone", "enrolled", "skipped")]
+    remaining = [(seq, a) for seq, a in enumerate(actions) if state.outcomes.get(seq, {}).get("status") not in DONE]
     print(f"Resuming apply {state.start['apply_id']} on {target.description}: {len(remaining):,} of "
           f"{len(actions):,} actions left.", file=args.stdout)
     if not remaining:

@@ -73,7 +73,6 @@ class Pacer:
             (60.0, limits.requests_per_minute), (3600.0, limits.requests_per_hour)) if cap]
         self._writes = [(span, cap, deque[float]()) for span, cap in ((60.0, limits.writes_per_minute),) if cap]
         self._day_writes: deque[float] = deque()
-        self.waited = 0.0
 
     def writes_left_today(self) -> int | None:
         cap = self.limits.writes_per_day
@@ -102,7 +101,6 @@ class Pacer:
                 wait = max(wait, self._last + self.limits.min_interval_ms / 1000.0 - now)
             if wait <= 0:
                 return
-            self.waited += wait
             self.sleep(wait)
 
     def note_past_writes(self, ages: list[float]) -> None:
@@ -297,13 +295,7 @@ class NexudusClient:
         page = start_page
         seen_first: set[int] = set()
         while True:
-            params = {**(filters or {}), "page": page, "size": PAGE_SIZE, "orderBy": "Id"}
-            reply = self.request("GET", path, params=params)
-            body = _json_or_none(reply)
-            if not isinstance(body, dict) or not isinstance(body.get("Records"), list):
-                raise ApiError(f"GET {self.base_url}{path} did not answer with a list envelope", method="GET",
-                               url=self.base_url + path, status=reply.status_code)
-            records = [r for r in body["Records"] if isinstance(r, dict)]
+            body, records = self._page(path, filters, page)
             if records:
                 first = records[0].get("Id")
                 if isinstance(first, int):
@@ -321,14 +313,20 @@ class NexudusClient:
 
     def count(self, path: str, filters: Mapping[str, Any] | None = None) -> tuple[int, list[dict[str, Any]]]:
         """TotalItems of a listing and its first page of up to 1000 records, in one request."""
-        params = {**(filters or {}), "page": 1, "size": PAGE_SIZE, "orderBy": "Id"}
-        body = _json_or_none(self.request("GET", path, params=params))
+        body, records = self._page(path, filters, 1)
+        total = body.get("TotalItems")
+        return (total if isinstance(total, int) else len(records)), records
+
+    def _page(self, path: str, filters: Mapping[str, Any] | None, page: int) -> tuple[dict[str, Any],
+                                                                                     list[dict[str, Any]]]:
+        """One page of a listing (`page`/`size`, never PageNumber/PageSize): the envelope and its records."""
+        params = {**(filters or {}), "page": page, "size": PAGE_SIZE, "orderBy": "Id"}
+        reply = self.request("GET", path, params=params)
+        body = _json_or_none(reply)
         if not isinstance(body, dict) or not isinstance(body.get("Records"), list):
             raise ApiError(f"GET {self.base_url}{path} did not answer with a list envelope", method="GET",
-                           url=self.base_url + path)
-        total = body.get("TotalItems")
-        records = [r for r in body["Records"] if isinstance(r, dict)]
-        return (total if isinstance(total, int) else len(records)), records
+                           url=self.base_url + path, status=reply.status_code)
+        return body, [r for r in body["Records"] if isinstance(r, dict)]
 
     def create(self, path: str, fields: Mapping[str, Any]) -> int:
         """POST a new record and return its Id; AmbiguousWrite if the answer was lost."""

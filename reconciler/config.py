@@ -87,9 +87,6 @@ class Config:
     def is_local(self) -> bool:
         return self.target == LOCAL
 
-    def with_target(self, target: str, origin: str) -> Config:
-        return replace(self, target=normalise_target(target, origin), target_origin=origin)
-
 
 def normalise_target(target: str, origin: str) -> str:
     target = target.strip()

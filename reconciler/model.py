@@ -188,7 +188,6 @@ class Catalog:
     lessons: dict[int, Lesson] = field(default_factory=dict)
     members: dict[int, Member] = field(default_factory=dict)
     coworkers: dict[int, Coworker] = field(default_factory=dict)
-    complete: bool = True
 
     def lessons_of(self, course_id: int) -> list[Lesson]:
         return sorted((x for x in self.lessons.values() if x.course_id == course_id),

@@ -21,7 +21,6 @@ from reconciler.model import Catalog, Completion, Origin
 from reconciler.resolve import Pair, Resolution, ResolvedCompletions, ResolvedMigration
 
 ActionKind = Literal["enroll", "create", "delete"]
-DeleteReason = Literal["revoked", "undeclared", "orphaned", "duplicate", "migrated"]
 _RANK = {"enroll": 0, "create": 1, "delete": 2}
 
 

@@ -10,7 +10,6 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from reconciler.errors import Problem
-from reconciler.schemas import _matches_type, _type_name
 from reconciler.yamlfile import Document, PathKey
 
 
@@ -98,6 +97,39 @@ def _fits(instance: Any, branch: Any) -> bool:
     if "const" in branch:
         return type(instance) is type(branch["const"])
     return True
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+_JSON_TYPES = {"string": str, "object": dict, "array": list, "boolean": bool, "integer": int, "number": int | float,
+               "null": type(None)}
+
+
+def _matches_type(value: Any, wanted: Any) -> bool:
+    names = wanted if isinstance(wanted, list) else [wanted]
+    for name in names:
+        kind = _JSON_TYPES.get(name)
+        if kind is None:
+            continue
+        if isinstance(value, bool) and name in ("integer", "number"):
+            continue
+        if isinstance(value, kind):
+            return True
+    return False
 
 
 _KIND = {"string": "a string", "object": "a mapping", "array": "a list", "boolean": "true or false",

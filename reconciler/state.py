@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.client import PAGE_SIZE, NexudusClient, ceil_pages
@@ -27,13 +26,6 @@ MEMBERS = "/api/content/coursemembers"
 COWORKERS = "/api/spaces/coworkers"
 COMPLETIONS = "/api/content/coursecompletedlessons"
 FEW = 3  # up to this many filtered requests are made without first probing the wholesale size
-
-
-@dataclass
-class LiveState:
-    catalog: Catalog
-    completions: list[Completion] = field(default_factory=list)
-    partial: list[str] = field(default_factory=list)
 
 
 def course_from(record: dict[str, Any]) -> Course:

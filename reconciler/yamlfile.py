@@ -107,10 +107,6 @@ def load_text(text: str, shown: str) -> list[Document]:
     return documents
 
 
-def load_problems(path: Path, shown: str | None = None) -> list[Problem]:
-    return load_file(path, shown)[1]
-
-
 def _reader_problem(error: yaml.reader.ReaderError, text: str, shown: str) -> Problem:
     before = text[: max(0, error.position)]
     line = before.count("\n") + 1

@@ -142,7 +142,6 @@ class EmulatorApp:
         self.rng = random.Random(self.settings.rng_seed)  # fault injection, not security
         self._tokens: dict[str, tuple[str, float]] = {}
         self._refresh: dict[str, tuple[str, float]] = {}
-        self.request_count = 0
         self.throttled_count = 0
         # Every write request that got past authentication, for tests that audit the journal against it.
         self.writes_seen: list[tuple[str, str, Any]] = []
@@ -154,7 +153,6 @@ class EmulatorApp:
             time.sleep(self.settings.latency_ms / 1000.0)
         try:
             with self.store.lock:
-                self.request_count += 1
                 response = self._handle(environ)
         except ConnectionLost:
             raise
@@ -218,9 +216,6 @@ class EmulatorApp:
         """Forget every issued token, as a restart of the real service's token store would."""
         with self.store.lock:
             self._tokens.clear()
-
-    def add_user(self, user: User) -> None:
-        self.users[user.email.casefold()] = user
 
     def _authenticate(self, environ: Environ) -> User | None:
         header = environ.get("HTTP_AUTHORIZATION", "")

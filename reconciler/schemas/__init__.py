@@ -22,35 +22,3 @@ def schema(name: str) -> dict[str, Any]:
 def validator(name: str) -> Draft202012Validator:
     return Draft202012Validator(schema(name))
 
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
-
-
-_JSON_TYPES = {"string": str, "object": dict, "array": list, "boolean": bool, "integer": int, "number": int | float,
-               "null": type(None)}
-
-
-def _matches_type(value: Any, wanted: Any) -> bool:
-    names = wanted if isinstance(wanted, list) else [wanted]
-    for name in names:
-        kind = _JSON_TYPES.get(name)
-        if kind is None:
-            continue
-        if isinstance(value, bool) and name in ("integer", "number"):
-            continue
-        if isinstance(value, kind):
-            return True
-    return False
