@@ -166,6 +166,20 @@ def test_serve_announces_its_url_serves_and_stops_on_sigterm(tmp_path: Path) -> 
         assert restarted.stderr is not None and "not loaded" in restarted.stderr.read()
 
 
+def test_serve_passes_the_variant_flags_to_the_app() -> None:
+    process, url = _start("--seed", str(API_SEED), "--no-auth", "--limits", "off", "--deleted-coworker", "10002",
+                          "--email-filter", "substring", "--garble", "html", "--create-value", "id")
+    try:
+        assert httpx.get(url + "/api/spaces/coworkers/10002").status_code == 401
+        assert httpx.get(url + "/api/spaces/coworkers", params={"Coworker_Email": "al@"}).json()["TotalItems"] == 2
+        assert "Down for maintenance" in httpx.get(url + COMPLETIONS).text
+        made = httpx.post(url + COMPLETIONS, json={"CourseLessonId": 2003, "CourseMemberId": 50001}).json()
+        assert set(made["Value"]) == {"Id"}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+
+
 def test_serve_refuses_a_malformed_user_flag() -> None:
     result = subprocess.run([sys.executable, "-m", "reconciler", "emulator", "serve", "--user", "nopassword"],
                             capture_output=True, text=True, timeout=30, env={**os.environ})

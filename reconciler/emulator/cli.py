@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from reconciler.emulator.app import EmulatorApp, Settings, User
+from reconciler.emulator.app import MAX_PAGE_SIZE, EmulatorApp, Settings, User
 from reconciler.emulator.limits import Limits
 from reconciler.emulator.seed import account, load_seed
 from reconciler.emulator.server import serve_forever
-from reconciler.emulator.store import Store
+from reconciler.emulator.store import ENTITIES, Store
 from reconciler.errors import UsageError
 
 
@@ -33,6 +33,8 @@ def add_commands(emulator: argparse.ArgumentParser, common: argparse.ArgumentPar
                        help="add a full administrator (repeatable)")
     serve.add_argument("--no-auth", action="store_true", help="accept requests without credentials")
     serve.add_argument("--token-ttl", type=int, default=604799, metavar="SECONDS")
+    serve.add_argument("--totp-reusable", action="store_true",
+                       help="accept a two-factor code more than once (default: once only, as a real code)")
     limits = serve.add_argument_group("rate limits (default: the documented ones)")
     limits.add_argument("--limits", choices=("documented", "off"), default="documented")
     defaults = Limits()
@@ -43,6 +45,8 @@ def add_commands(emulator: argparse.ArgumentParser, common: argparse.ArgumentPar
     limits.add_argument("--throttle-status", type=int, choices=(409, 429), default=409,
                         help="409 with an empty body (documented) or 429 saying 'Wait N seconds'")
     limits.add_argument("--no-retry-after", action="store_true", help="omit the Retry-After header")
+    limits.add_argument("--throttle-wait", type=float, metavar="SECONDS",
+                        help="advertise this wait on every throttled answer instead of the real one (86400: a day)")
     faults = serve.add_argument_group("fault injection (reproducible with --rng-seed)")
     faults.add_argument("--latency-ms", type=int, default=0)
     faults.add_argument("--fail-rate", type=float, default=0.0, help="share of requests answered 500")
@@ -50,13 +54,38 @@ def add_commands(emulator: argparse.ArgumentParser, common: argparse.ArgumentPar
     faults.add_argument("--unsuccessful-rate", type=float, default=0.0,
                         help="share of writes answered 200 with WasSuccessful: false, and not done")
     faults.add_argument("--rng-seed", type=int)
-    quirks = serve.add_argument_group("documented variants")
-    quirks.add_argument("--create-value", choices=("id", "record"), default="id",
-                        help="what a create's Value holds: {Id} (docs) or the whole record (seen live)")
+    faults.add_argument("--read-outage", type=float, default=0.0, metavar="SECONDS",
+                        help="list reads of the outage collections answer 503 for this long after start")
+    faults.add_argument("--outage-collection", action="append", choices=sorted(ENTITIES), metavar="NAME",
+                        help="a collection --read-outage and --garble apply to (repeatable; default "
+                             "coursecompletedlessons)")
+    faults.add_argument("--garble", choices=("html", "truncated", "string-ids", "lying-total", "missing-field",
+                                             "endless"), metavar="KIND",
+                        help="spoil every list read of the outage collections: html, truncated, string-ids, "
+                             "lying-total, missing-field or endless")
+    quirks = serve.add_argument_group("variants of the real service (documented, seen live, or unknown)")
+    quirks.add_argument("--create-value", choices=("id", "record"), default="record",
+                        help="what a create's Value holds: the whole record (seen live, default) or {Id} (docs)")
     quirks.add_argument("--envelope", choices=("legacy", "modern"), default="legacy",
                         help="modern leaves PageNumber and PageSize out of list envelopes")
     quirks.add_argument("--dir-one-means", choices=("ascending", "descending"), default="ascending")
     quirks.add_argument("--sort-direction-style", choices=("number", "text"), default="number")
+    quirks.add_argument("--max-page-size", type=int, default=MAX_PAGE_SIZE, metavar="N",
+                        help=f"the most records a list page serves (default {MAX_PAGE_SIZE})")
+    quirks.add_argument("--report-requested-size", action="store_true",
+                        help="list envelopes report the requested page size while serving only --max-page-size")
+    quirks.add_argument("--email-filter", choices=("substring", "exact", "exact-case"), default="exact",
+                        help="how Coworker_Email matches (default exact, any case)")
+    quirks.add_argument("--ignore-filter", action="append", default=[], metavar="NAME",
+                        help="a list filter the server silently ignores (repeatable)")
+    quirks.add_argument("--deleted-coworker", action="append", type=int, default=[], metavar="ID",
+                        help="a deleted coworker: still listed, GET by id answers 401 (repeatable)")
+    quirks.add_argument("--stale-reference-status", type=int, choices=(400, 401), default=400,
+                        help="a create naming a missing record: 400 validation (default) or 401 Access Denied")
+    quirks.add_argument("--date-style", choices=("live", "millis"), default="live",
+                        help="live: whole seconds in lists, 7 digits elsewhere (default); millis everywhere")
+    quirks.add_argument("--id-allocation", choices=("sequential", "blocks"), default="sequential",
+                        help="blocks: new Ids come from blocks, not in creation order")
 
     seed = subs.add_parser("seed", help="load a seed into an emulator store", parents=[common],
                            description="Load a friendly YAML seed or a JSON snapshot into an empty store.")
@@ -73,6 +102,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
             raise UsageError(f"--{name.replace('_', '-')} must be between 0 and 1")
         return value
 
+    for name, low in (("max_page_size", 1), ("read_outage", 0)):
+        if getattr(args, name) < low:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least {low}")
+    if args.throttle_wait is not None and args.throttle_wait <= 0:
+        raise UsageError("--throttle-wait must be more than 0")
     base = Limits.off() if args.limits == "off" else Limits()
     overrides = {name: (value or None) for name in base.__dataclass_fields__
                  if (value := getattr(args, name)) is not None}
@@ -81,7 +115,14 @@ def settings_from(args: argparse.Namespace) -> Settings:
         retry_after_header=not args.no_retry_after, latency_ms=args.latency_ms, fail_rate=rate("fail_rate"),
         lose_rate=rate("lose_rate"), unsuccessful_rate=rate("unsuccessful_rate"), rng_seed=args.rng_seed,
         require_auth=not args.no_auth, token_ttl=args.token_ttl, create_value=args.create_value,
-        envelope=args.envelope, dir_one_means=args.dir_one_means, sort_direction_style=args.sort_direction_style)
+        envelope=args.envelope, dir_one_means=args.dir_one_means, sort_direction_style=args.sort_direction_style,
+        throttle_wait_seconds=args.throttle_wait, totp_single_use=not args.totp_reusable,
+        max_page_size=args.max_page_size, report_requested_size=args.report_requested_size,
+        email_filter=args.email_filter, ignored_filters=frozenset(args.ignore_filter),
+        deleted_coworkers=frozenset(args.deleted_coworker), stale_reference_status=args.stale_reference_status,
+        read_outage_seconds=args.read_outage,
+        outage_collections=frozenset(args.outage_collection or Settings().outage_collections),
+        garble=args.garble, date_style=args.date_style, id_allocation=args.id_allocation)
 
 
 def open_store(db: Path | None) -> Store:

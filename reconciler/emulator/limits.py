@@ -82,3 +82,9 @@ class RateLimiter:
 def whole_seconds(wait: float) -> int:
     """The `Retry-After` / `Wait N seconds` figure: whole seconds, at least 1."""
     return max(1, math.ceil(wait))
+
+
+def wait_figure(wait: float) -> str:
+    """The N of a 429 body's `Wait N seconds`: tenths rounded up (`1.5`), whole when that is whole (`2`)."""
+    tenths = max(1, math.ceil(round(wait * 10, 6)))
+    return str(tenths // 10) if tenths % 10 == 0 else f"{tenths // 10}.{tenths % 10}"

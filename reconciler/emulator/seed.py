@@ -1,7 +1,8 @@
 """Loading an emulator store from a seed: the friendly YAML of examples/seed.yaml, or a JSON snapshot.
 
 A JSON snapshot is `{"format": "nexudus-snapshot/1", "<collection>": [records as the API returns them]}`;
-Ids are kept, denormalised fields are dropped (the store computes them) and unknown keys are ignored.
+Ids are kept, denormalised fields are dropped (the store computes them) and unknown keys are ignored, except
+a coworker's `"Deleted": true`, which marks a deleted coworker that lists still show (see the emulator docs).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.emulator.app import User
-from reconciler.emulator.store import COMMON_FIELDS, ENTITIES, LOAD_ORDER, Row, Store, format_timestamp
+from reconciler.emulator.store import COMMON_FIELDS, ENTITIES, LOAD_ORDER, Row, Store, precise_timestamp
 from reconciler.errors import Problem, SeedError
 from reconciler.schema_check import near_miss, schema_problems
 from reconciler.schemas import validator
@@ -68,7 +69,7 @@ def _load_friendly(path: Path, store: Store) -> SeedResult:
 
 def _friendly_records(doc: Document, store: Store) -> tuple[dict[str, list[Row]], list[Row], list[Problem]]:
     data: dict[str, Any] = doc.data or {}
-    now = format_timestamp(store.clock())
+    now = precise_timestamp(store.clock())
     records: dict[str, list[Row]] = {name: [] for name in LOAD_ORDER}
     problems: list[Problem] = []
     next_ids = {name: store.next_id(name) for name in LOAD_ORDER}
@@ -170,6 +171,8 @@ def _load_snapshot(path: Path, store: Store) -> SeedResult:
             continue
         entity = ENTITIES[name]
         kept = ("Id", *entity.own_fields, *COMMON_FIELDS[1:])
+        if name == "coworkers":
+            kept = (*kept, "Deleted")
         rows: dict[int, Row] = {}
         for i, record in enumerate(raw):
             if not isinstance(record, dict) or not _is_id(record.get("Id")):
@@ -183,7 +186,7 @@ def _load_snapshot(path: Path, store: Store) -> SeedResult:
             if record["Id"] in rows:
                 problems.append(Problem(shown, 1, 1, f"{name}[{i}]: Id {record['Id']} appears twice"))
                 continue
-            rows[record["Id"]] = {k: record.get(k) for k in kept}
+            rows[record["Id"]] = {k: record.get(k) for k in kept if k != "Deleted" or record.get(k) is True}
         records[name] = sorted(rows.values(), key=lambda r: r["Id"])
     if problems:
         raise SeedError(problems)

@@ -9,9 +9,18 @@ from collections.abc import Callable
 from types import FrameType
 
 import httpx
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from reconciler.emulator.app import ConnectionLost, EmulatorApp
+from reconciler.emulator.app import RAW_HEADERS, ConnectionLost, EmulatorApp, Environ, StartResponse
+
+
+class _RequestHandler(WSGIRequestHandler):
+    """werkzeug's handler, also passing the headers as sent: it drops names with `_`, such as `client_id`."""
+
+    def make_environ(self) -> Environ:
+        environ: Environ = super().make_environ()
+        environ[RAW_HEADERS] = list(self.headers.items())
+        return environ
 
 
 class InProcessTransport(httpx.BaseTransport):
@@ -19,11 +28,16 @@ class InProcessTransport(httpx.BaseTransport):
 
     def __init__(self, app: EmulatorApp) -> None:
         self.app = app
-        self._inner = httpx.WSGITransport(app=app)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        raw = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw]
+
+        def with_raw_headers(environ: Environ, start_response: StartResponse) -> list[bytes]:
+            environ[RAW_HEADERS] = raw
+            return self.app(environ, start_response)
+
         try:
-            return self._inner.handle_request(request)
+            return httpx.WSGITransport(app=with_raw_headers).handle_request(request)
         except ConnectionLost as e:
             raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request) from e
 
@@ -31,7 +45,7 @@ class InProcessTransport(httpx.BaseTransport):
 def start_server(app: EmulatorApp, host: str = "127.0.0.1", port: int = 0) -> BaseWSGIServer:
     """A threaded server bound and listening (not yet serving); `.port` is the real port."""
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    return make_server(host, port, app, threaded=True)
+    return make_server(host, port, app, threaded=True, request_handler=_RequestHandler)
 
 
 class BackgroundServer:

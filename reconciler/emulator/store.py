@@ -1,20 +1,22 @@
 """The emulator's state: five entities in SQLite, mirrored in memory for fast reads.
 
 Rows keep only an entity's own fields; the denormalised ones (`CourseTitle`, `CoworkerFullName`, ...)
-are computed when a record is rendered, so they can never fall out of step with what they copy.
+are computed when a record is rendered, so they can never fall out of step with what they copy. Dates are
+kept to 7 fractional digits; the app renders them in the form each endpoint uses.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import re
 import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 Row = dict[str, Any]
 
@@ -90,11 +92,59 @@ LOAD_ORDER = ("coworkers", "courses", "courselessons", "coursemembers", "coursec
 # Each entity numbers from its own range, so an Id passed where another entity's belongs fails loudly.
 ID_BASE = {"coworkers": 10_001, "courses": 101, "courselessons": 2_001, "coursemembers": 50_001,
            "coursecompletedlessons": 900_001}
+# With block allocation, block k of an entity starts at ID_BASE + k * ID_BLOCK_SPAN; block 0 is the usual range.
+ID_BLOCKS = 4
+ID_BLOCK_SPAN = 10_000_000
+
+DateForm = Literal["second", "precise", "millis"]
+_STAMP = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})?")
 
 
 def format_timestamp(moment: datetime) -> str:
-    """ISO 8601 in UTC with milliseconds, as the API writes them."""
+    """ISO 8601 in UTC with milliseconds, as the legacy docs write them."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def precise_timestamp(moment: datetime) -> str:
+    """ISO 8601 in UTC with 7 fractional digits (the last always 0): how the store keeps an instant."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}0Z"
+
+
+def parse_timestamp(stamp: Any) -> tuple[datetime, int] | None:
+    """A stored or wire date as (its whole second in UTC, its fraction in 100 ns ticks); None if not a date.
+
+    Any number of fractional digits is read (the 8th and later are dropped); no offset means UTC.
+    """
+    found = _STAMP.fullmatch(stamp.strip()) if isinstance(stamp, str) else None
+    if found is None:
+        return None
+    offset = found.group(3) or "Z"
+    try:
+        second = datetime.fromisoformat(found.group(1) + ("+00:00" if offset == "Z" else offset))
+    except ValueError:
+        return None
+    return second.astimezone(UTC), int((found.group(2) or "0")[:7].ljust(7, "0"))
+
+
+def timestamp_instant(stamp: Any) -> datetime | None:
+    """The instant a stored date names, to the microsecond."""
+    parsed = parse_timestamp(stamp)
+    return None if parsed is None else parsed[0] + timedelta(microseconds=parsed[1] // 10)
+
+
+def render_timestamp(stamp: Any, form: DateForm) -> Any:
+    """A stored date as the API writes it: whole seconds (`...:09Z`), up to 7 fractional digits with trailing
+    zeros trimmed (`...:18.7760862Z`), or milliseconds (`...:18.776Z`). Anything else is returned unchanged."""
+    parsed = parse_timestamp(stamp)
+    if parsed is None:
+        return stamp
+    second, ticks = parsed
+    text = second.strftime("%Y-%m-%dT%H:%M:%S")
+    if form == "millis":
+        return f"{text}.{ticks // 10_000:03d}Z"
+    if form == "precise" and ticks:
+        return f"{text}.{f'{ticks:07d}'.rstrip('0')}Z"
+    return text + "Z"
 
 
 def utc_now() -> datetime:
@@ -181,13 +231,28 @@ class Store:
         current = max(self.rows[collection], default=ID_BASE[collection] - 1) + 1
         return max(int(found[0]), current) if found else current
 
-    def insert(self, collection: str, fields: Row, *, updated_by: str) -> Row:
-        """Create one record with a fresh Id and the common fields; persisted before it returns."""
-        now = format_timestamp(self.clock())
-        row: Row = {"Id": self.next_id(collection), "UniqueId": str(uuid.uuid4()), "CreatedOn": now,
+    def next_block_id(self, collection: str, block: int) -> int:
+        """The next Id of block `block` (0 ..< ID_BLOCKS) of a collection; never one used before."""
+        start = ID_BASE[collection] + block * ID_BLOCK_SPAN
+        end = start + ID_BLOCK_SPAN
+        found = self._db.execute("SELECT value FROM meta WHERE key = ?", (f"next_id:{collection}:{block}",)).fetchone()
+        current = max((i for i in self.rows[collection] if start <= i < end), default=start - 1) + 1
+        return max(int(found[0]), current) if found else current
+
+    def insert(self, collection: str, fields: Row, *, updated_by: str, block: int | None = None) -> Row:
+        """Create one record with a fresh Id and the common fields; persisted before it returns.
+
+        `block` takes the Id from that block (see `next_block_id`) instead of after the highest Id.
+        """
+        now = precise_timestamp(self.clock())
+        record_id = self.next_id(collection) if block is None else self.next_block_id(collection, block)
+        row: Row = {"Id": record_id, "UniqueId": str(uuid.uuid4()), "CreatedOn": now,
                     "UpdatedOn": now, "UpdatedBy": updated_by, "IsNew": False, "SystemId": None}
         row.update(fields)
         self._write_rows(collection, [row])
+        if block is not None:
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                             (f"next_id:{collection}:{block}", str(record_id + 1)))
         return row
 
     def load(self, collection: str, rows: Iterable[Row]) -> int:
