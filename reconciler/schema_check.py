@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -13,11 +13,16 @@ from reconciler.errors import Problem
 from reconciler.yamlfile import Document, PathKey
 
 
-def schema_problems(document: Document, validator: Draft202012Validator) -> list[Problem]:
-    """Every way `document` breaks the schema, one problem each, at the offending key or value."""
+def schema_problems(document: Document, validator: Draft202012Validator,
+                    explained: Collection[PathKey] = ()) -> list[Problem]:
+    """Every way `document` breaks the schema, one problem each, at the offending key or value.
+
+    `explained` holds paths whose problems the caller has already reported in its own, better words:
+    schema errors at or below them are left out rather than said twice.
+    """
     problems: list[Problem] = []
     for error in validator.iter_errors(document.data):
-        problems.extend(_explain(document, error))
+        problems.extend(_explain(document, error, explained))
     return sorted(set(problems))
 
 
@@ -29,8 +34,14 @@ def near_miss(word: str, choices: Iterable[str]) -> str:
     return f"; did you mean {folded[found[0]]!r}?" if found else ""
 
 
-def _explain(document: Document, error: ValidationError) -> list[Problem]:
+def _covered(at: PathKey, explained: Collection[PathKey]) -> bool:
+    return any(at[:len(path)] == path for path in explained)
+
+
+def _explain(document: Document, error: ValidationError, explained: Collection[PathKey] = ()) -> list[Problem]:
     at: PathKey = tuple(error.absolute_path)
+    if _covered(at, explained):
+        return []
     keyword = error.validator
     instance: Any = error.instance
     schema: Any = error.schema
@@ -65,11 +76,17 @@ def _explain(document: Document, error: ValidationError) -> list[Problem]:
         constants = [b["const"] for b in branches if "const" in b]
         only_constants = all("const" in branches[i] for i in fitting)
         if len(fitting) == 1 and context and not only_constants:
-            deepest = max(len(e.absolute_path) for e in context)
-            return [p for e in context if len(e.absolute_path) == deepest for p in _explain(document, e)]
+            unexplained = [e for e in context if not _covered(tuple(e.absolute_path), explained)]
+            if not unexplained:
+                return []
+            deepest = max(len(e.absolute_path) for e in unexplained)
+            return [p for e in unexplained if len(e.absolute_path) == deepest for p in _explain(document, e, explained)]
         kinds = [_KIND.get(str(b["type"]), str(b["type"])) for b in branches if "type" in b]
         kinds += [repr(c) for c in constants]
-        return [document.problem(at, f"{_subject(at)} must be {' or '.join(kinds)}, not {_describe_value(instance)}")]
+        # A word close to one of the allowed words ('al' for 'all') is a typo, not a wrong shape.
+        hint = near_miss(instance, [c for c in constants if isinstance(c, str)]) if isinstance(instance, str) else ""
+        return [document.problem(at, f"{_subject(at)} must be {' or '.join(kinds)}, not "
+                                     f"{_describe_value(instance)}{hint}")]
     if keyword in ("enum", "const"):
         options = rule if keyword == "enum" else [rule]
         hint = near_miss(str(instance), [str(o) for o in options])
@@ -137,14 +154,15 @@ _KIND = {"string": "a string", "object": "a mapping", "array": "a list", "boolea
 
 
 def _describe(at: PathKey) -> str:
-    return f" in {_dotted(at)}" if at else ""
+    return f" in {dotted(at)}" if at else ""
 
 
 def _subject(at: PathKey) -> str:
-    return _dotted(at) if at else "the document"
+    return dotted(at) if at else "the document"
 
 
-def _dotted(at: PathKey) -> str:
+def dotted(at: PathKey) -> str:
+    """A path as people write it: members[0].completed."""
     text = ""
     for part in at:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))

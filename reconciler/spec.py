@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.config import CONFIG_NAME
-from reconciler.errors import Problem, SpecError
+from reconciler.errors import Problem, SpecError, UsageError
 from reconciler.model import (
     CompletionsSpec,
     LessonSet,
@@ -25,7 +25,7 @@ from reconciler.model import (
     Revocation,
     SpecSet,
 )
-from reconciler.schema_check import near_miss, schema_problems
+from reconciler.schema_check import dotted, near_miss, schema_problems
 from reconciler.schemas import validator
 from reconciler.yamlfile import Document, PathKey, load_file
 
@@ -55,32 +55,45 @@ def discover(paths: Sequence[Path], exclude: Iterable[Path] = ()) -> list[Path]:
     return list(found)
 
 
-def load_specs(paths: Sequence[Path], exclude: Iterable[Path] = ()) -> SpecSet:
-    """Read, check and model every spec below `paths`; raises SpecError listing every problem."""
+def load_specs(paths: Sequence[Path], exclude: Iterable[Path] = (), *, require_any: bool = True) -> SpecSet:
+    """Read, check and model every spec below `paths`; raises SpecError listing every problem.
+
+    A set with no spec at all (no Completions or Migration document) is most often a wrong PATH, and
+    planning it would show "no changes" for nothing: it is a UsageError unless `require_any` is False.
+    """
     files = discover(paths, exclude)
     problems: list[Problem] = []
     completions: list[CompletionsSpec] = []
     migrations: list[MigrationSpec] = []
     contents: list[str] = []
+    spec_files: list[Path] = []
     for path in files:
         shown = str(path)
         documents, load_problems = load_file(path, shown)
         problems.extend(load_problems)
-        if not load_problems:
-            contents.append(hashlib.sha256(path.read_bytes()).hexdigest())
+        holds_spec = bool(load_problems)
         for document in documents:
             spec, found = _model(document)
             problems.extend(found)
+            holds_spec = holds_spec or spec is not None or bool(found)
             if isinstance(spec, CompletionsSpec):
                 completions.append(spec)
             elif isinstance(spec, MigrationSpec):
                 migrations.append(spec)
+        if holds_spec and not load_problems:
+            spec_files.append(path)
+            contents.append(hashlib.sha256(path.read_bytes()).hexdigest())
     problems.extend(_meaning(completions, migrations))
     if problems:
         raise SpecError(problems)
-    # The digest names the spec set's content, wherever it is checked out and whatever the order.
+    if require_any and not completions and not migrations:
+        searched = ", ".join(repr(str(p)) for p in paths or [Path(".")])
+        raise UsageError(f"no spec found under {searched}: a spec is a YAML document with "
+                         f"apiVersion: {API_VERSION} and kind: Completions or Migration")
+    # The digest names the spec files' content (exactly the files holding a spec: not a seed or other
+    # YAML beside them), wherever they are checked out and whatever the order.
     digest = hashlib.sha256("\n".join(sorted(contents)).encode()).hexdigest()
-    return SpecSet(tuple(completions), tuple(migrations), tuple(str(f) for f in files), digest)
+    return SpecSet(tuple(completions), tuple(migrations), tuple(str(f) for f in spec_files), digest)
 
 
 def _model(doc: Document) -> tuple[CompletionsSpec | MigrationSpec | None, list[Problem]]:
@@ -107,14 +120,42 @@ def _model(doc: Document) -> tuple[CompletionsSpec | MigrationSpec | None, list[
         problems.append(doc.problem(where, f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}"
                                     f"{near_miss(str(kind), KINDS)}" if kind is not None else "missing kind"))
         return None, problems
+    misplaced = _through_in_lists(doc) if kind == "Completions" else {}
+    problems.extend(misplaced.values())
     # apiVersion was checked above, with a better message than the schema's const.
-    problems.extend(p for p in schema_problems(doc, validator(KINDS[kind]))
+    problems.extend(p for p in schema_problems(doc, validator(KINDS[kind]), explained=misplaced)
                     if not p.message.startswith("apiVersion must be"))
     if problems:
         return None, problems
     if kind == "Completions":
         return _completions(doc)
     return _migration(doc), []
+
+
+def _through_in_lists(doc: Document) -> dict[PathKey, Problem]:
+    """`{through: X}` written as an item of a lesson list, by the path of that item.
+
+    The schema alone would say the item misses `id` and has an unknown key `through`, which sends the
+    reader the wrong way: `through` is not a lesson but a whole lesson set, so it gets one problem of its own.
+    """
+    found: dict[PathKey, Problem] = {}
+    data = doc.data
+    for section, field in (("members", "completed"), ("revoke", "lessons")):
+        entries = data.get(section)
+        for i, entry in enumerate(entries if isinstance(entries, list) else []):
+            lessons = entry.get(field) if isinstance(entry, dict) else None
+            for j, item in enumerate(lessons if isinstance(lessons, list) else []):
+                if not (isinstance(item, dict) and "through" in item):
+                    continue
+                at: PathKey = (section, i, field, j)
+                last = item["through"] if isinstance(item["through"], str) else "X"
+                if section == "members":
+                    fix = (f"it stands alone, as completed: {{through: {last}}} (every lesson up to and including "
+                           f"{last}), not inside a list")
+                else:
+                    fix = "revoke takes no range: list each lesson to remove, or write lessons: all"
+                found[at] = doc.problem((*at, "through"), f"{dotted(at)}: 'through' is not a lesson; {fix}", key=True)
+    return found
 
 
 def _origin(doc: Document, at: PathKey, *, key: bool = False) -> Origin:

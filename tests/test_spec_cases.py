@@ -1,5 +1,6 @@
 """The bad-spec corpus: each folder under tests/spec_cases holds spec files and expected.txt, the exact
-`file:line:col: message` lines (or NO ERROR). Folders named resolve_* are resolved against the API test
+`file:line:col: message` lines (or NO ERROR, or `error: message` for an error that is not about one
+place, such as finding no spec at all). Folders named resolve_* are resolved against the API test
 seed through the real client and the in-process emulator.
 
 Regenerate for review with RECONCILER_REGENERATE=1 (then read the diff: the file is the assertion).
@@ -20,7 +21,7 @@ from reconciler.emulator.limits import Limits
 from reconciler.emulator.seed import load_seed
 from reconciler.emulator.server import InProcessTransport
 from reconciler.emulator.store import Store
-from reconciler.errors import SpecError
+from reconciler.errors import SpecError, UsageError
 from reconciler.resolve import resolve
 from reconciler.spec import load_specs
 from reconciler.state import StateReader
@@ -52,6 +53,8 @@ def outcome(folder: Path, client: NexudusClient) -> str:
         return "NO ERROR" + "".join(f"\nwarning: {w}" for w in result.warnings)
     except SpecError as e:
         return "\n".join(str(p) for p in e.problems)
+    except UsageError as e:
+        return f"error: {e}"
     finally:
         os.chdir(previous)
 

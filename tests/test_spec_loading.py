@@ -18,7 +18,7 @@ from reconciler.emulator.limits import Limits
 from reconciler.emulator.seed import load_seed
 from reconciler.emulator.server import InProcessTransport
 from reconciler.emulator.store import Store
-from reconciler.errors import ConfigError, ConfigFileError, Problem, SpecError
+from reconciler.errors import ConfigError, ConfigFileError, Problem, SpecError, UsageError
 from reconciler.resolve import resolve
 from reconciler.spec import discover, load_specs
 from reconciler.state import StateReader
@@ -110,6 +110,34 @@ def test_a_missing_path_is_a_spec_error(tmp_path: Path) -> None:
         load_specs([tmp_path / "nope"])
 
 
+def test_a_spec_set_with_no_spec_is_a_usage_error_naming_every_path(tmp_path: Path) -> None:
+    (tmp_path / "ci").mkdir()
+    (tmp_path / "ci" / "workflow.yml").write_text("name: CI\non: [push]\n")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError) as caught:
+        load_specs([tmp_path / "ci", tmp_path / "empty"])
+    assert str(caught.value) == (f"no spec found under {str(tmp_path / 'ci')!r}, {str(tmp_path / 'empty')!r}: "
+                                 "a spec is a YAML document with apiVersion: reconciler/v1 and kind: Completions "
+                                 "or Migration")
+    tolerated = load_specs([tmp_path / "ci", tmp_path / "empty"], require_any=False)
+    assert (tolerated.completions, tolerated.migrations) == ((), ())
+
+
+def test_problems_come_before_emptiness(tmp_path: Path) -> None:
+    (tmp_path / "s.yaml").write_text(HEAD + "mode: owned\n")  # a spec, but a broken one: say what is wrong
+    with pytest.raises(SpecError, match="missing required key 'course'"):
+        load_specs([tmp_path])
+
+
+def test_validate_with_no_spec_exits_1_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "completions").mkdir()
+    assert main(["validate", "--offline", "completions"]) == 1
+    err = capsys.readouterr().err
+    assert "no spec found under 'completions'" in err and "Traceback" not in err
+
+
 def test_oversized_files_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import reconciler.yamlfile as yamlfile
 
@@ -190,7 +218,7 @@ def test_the_loader_only_ever_raises_spec_errors_with_places(tmp_path: Path, con
     path = tmp_path / "fuzz.yaml"
     path.write_bytes(content.encode("utf-8", errors="replace"))
     try:
-        load_specs([path])
+        load_specs([path], require_any=False)
     except SpecError as e:
         assert e.problems
         for problem in e.problems:
