@@ -1,9 +1,12 @@
 """Resolving and fetching a plan's state: requests against the floor, and wall time, versus a naive client.
 
 The space: 3,000 members enrolled in one course of 20 lessons, ~30,000 completions, every member named
-by email. The floor is one full page per 1,000 records needed: courses 1, lessons 1, enrolments 3,
-coworkers 3, completions 30 = 38 requests. The naive baseline, run in the same process against the same
-store, lists with the default page size (25) and looks each member up one request at a time.
+by email. The floor is one full page per page of records needed, at the page size the server serves:
+at 1,000, courses 1, lessons 1, enrolments 3, coworkers 3, completions 30 = 38 requests. The same read
+runs against a server that serves only 300 a page (the real cap is unknown; the client must follow what
+it is served), where the floor is 1 + 1 + 10 + 10 + 100 = 122. The goal: at most 1.2x the floor at both.
+The naive baseline, run in the same process against the same store, lists with the default page size
+(25) and looks each member up one request at a time.
 Finally, a full fetch against a served emulator with the documented limits must draw no throttling.
 
 Run: python -m benchmarks.bench_fetch
@@ -70,12 +73,24 @@ def main() -> None:
     store = Store()
     emails = build_space(store)
     records = {name: len(rows) for name, rows in store.rows.items()}
-    floor = sum(math.ceil(records[name] / 1000) for name in
-                ("courses", "courselessons", "coursemembers", "coworkers", "coursecompletedlessons"))
-    app = EmulatorApp(store, Settings(limits=Limits.off(), require_auth=False))
+
+    def floor_at(page: int) -> int:
+        return sum(math.ceil(records[name] / page) for name in
+                   ("courses", "courselessons", "coursemembers", "coworkers", "coursecompletedlessons"))
+
+    floor = floor_at(1000)
     with tempfile.TemporaryDirectory() as temporary:
         spec_dir = Path(temporary) / "specs"
         write_spec(spec_dir, emails)
+        for cap in (1000, 300):
+            capped = EmulatorApp(store, Settings(limits=Limits.off(), require_auth=False, max_page_size=cap))
+            with httpx.Client(transport=InProcessTransport(capped)) as http:
+                client = NexudusClient("http://local", http)
+                found_here = ours(client, spec_dir)
+            requests = client.stats.requests
+            print(f"page size served {cap:>4}: {requests:4d} requests, floor {floor_at(cap):4d} "
+                  f"({requests / floor_at(cap):.2f}x the floor; goal <= 1.20x); found {found_here[0]:,} completions")
+        app = EmulatorApp(store, Settings(limits=Limits.off(), require_auth=False))
         with httpx.Client(transport=InProcessTransport(app)) as http:
             client = NexudusClient("http://local", http)
             started = time.perf_counter()

@@ -31,7 +31,7 @@ from reconciler.errors import (
 )
 from reconciler.export import export_specs, write_files
 from reconciler.model import SpecSet
-from reconciler.planning import make_plan, save_plan
+from reconciler.planning import make_plan, save_plan, write_document
 from reconciler.render import markdown, write_json, write_text
 from reconciler.resolve import resolve
 from reconciler.spec import load_specs
@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--resume", type=Path, metavar="JOURNAL", help="finish an interrupted apply")
     apply.add_argument("--strict", action="store_true",
                        help="with --plan: refuse the whole plan if any action's precondition no longer holds")
+    apply.add_argument("--max-wait", type=float, metavar="SECONDS", default=300.0,
+                       help="stop cleanly (exit 3, resumable) when the server asks to wait longer (default 300)")
+    apply.add_argument("--max-duration", type=float, metavar="SECONDS",
+                       help="stop cleanly (exit 3, resumable) once the apply has run this long")
 
     undo = command("undo", "plan the inverse of an apply from its journal", _undo)
     undo.add_argument("journal", type=Path, metavar="JOURNAL")
@@ -122,15 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_context(args: argparse.Namespace) -> tuple[Config, SpecSet]:
-    """The configuration and the spec set a command works on."""
+def load_context(args: argparse.Namespace, *, require_any: bool = True) -> tuple[Config, SpecSet]:
+    """The configuration and the spec set a command works on (an empty set is an error unless allowed)."""
     config = load_config(config_flag=args.config, api_flag=args.api, paths=args.paths)
-    specs = load_specs(args.paths or [Path(".")], exclude=[config.seed] if config.seed else [])
+    specs = load_specs(args.paths or [Path(".")], exclude=[config.seed] if config.seed else [],
+                       require_any=require_any)
     return config, specs
 
 
 def _validate(args: argparse.Namespace) -> int:
-    config, specs = load_context(args)
+    # Files named one by one (the pre-commit hook names every changed YAML) may hold no spec at all.
+    config, specs = load_context(args, require_any=not args.paths or any(p.is_dir() for p in args.paths))
     count = len(specs.completions) + len(specs.migrations)
     files = len(specs.files)
     summary = f"{count} spec{'s' if count != 1 else ''} in {files} file{'s' if files != 1 else ''}"
@@ -157,7 +163,7 @@ def _plan(args: argparse.Namespace) -> int:
         planned = make_plan(target, specs, config, allow_deletes=args.allow_deletes)
     doc = planned.doc
     if args.out:
-        save_plan(doc, args.out)
+        save_plan(doc, args.out, planned.spec_files)
     if args.format == "json":
         write_json(doc, args.stdout)
     elif args.format == "markdown":
@@ -200,7 +206,7 @@ def _snapshot(args: argparse.Namespace) -> int:
         requests = target.client.stats.requests
     document = snapshot_document(records)
     if args.out:
-        save_plan(document, args.out)
+        write_document(document, args.out)
         counts = ", ".join(f"{len(v):,} {k}" for k, v in records.items())
         print(f"saved a snapshot of {target.description} to {args.out}: {counts} ({requests} requests)",
               file=args.stderr)
@@ -221,8 +227,9 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     try:
-        args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-        args.stdout, args.stderr = out, err
+        words = list(sys.argv[1:] if argv is None else argv)
+        args = build_parser().parse_args(words)
+        args.stdout, args.stderr, args.argv = out, err, words
         _configure_logging(args, err)
         run: Command | None = getattr(args, "run", None)
         if run is None:

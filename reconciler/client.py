@@ -7,41 +7,76 @@ transport), which is how the in-process emulator and the real service share this
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import math
 import random
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
 from reconciler.config import ClientLimits, Credentials
-from reconciler.errors import ApiError, AuthError, NotFoundError, TransportError, ValidationFailed
+from reconciler.errors import (
+    ApiError,
+    AuthError,
+    DailyCapReached,
+    DeadlineReached,
+    MalformedAnswer,
+    NotFoundError,
+    PartialRead,
+    SessionExpired,
+    StopRun,
+    ThrottledTooLong,
+    TransportError,
+    ValidationFailed,
+    WriteRefused,
+)
+
+# The public names; the stop-the-run errors are re-exported for callers that import them from here.
+__all__ = ["PAGE_SIZE", "AmbiguousWrite", "DailyCapReached", "DeadlineReached", "NexudusClient", "Pacer", "Page",
+           "SessionExpired", "Stats", "StopRun", "ThrottledTooLong", "WriteRefused"]
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 1000
+PAGE_SIZE = 1000  # the largest page asked for: the documented maximum (a bigger one is never trusted)
+MAX_PAGES = 1_000_000  # a read without TotalItems stops here, whatever HasNextPage says
 MAX_TRIES = 5
-MAX_THROTTLE_WAITS = 30
+REQUEST_TIMEOUT = httpx.Timeout(60.0, connect=15.0)  # each connect, read and write
+REQUEST_DEADLINE = 180.0  # one whole exchange, however the server trickles it
+MAX_ANSWER_BYTES = 512 * 1024 * 1024
+# Throttling of one request that never lets up (the server's own daily cap, say) stops the run once the
+# waits it asked for add up to more than max_wait, or after this many answers whatever they asked.
+MAX_THROTTLE_WAITS = 600
+MAX_WAIT = 300.0  # the longest throttle wait slept through; a longer one stops the run (resume later)
+REAUTH_INTERVAL = 60.0  # a 401 within this long of a sign-in or refresh is the request's answer, not the session's
 ENTITY_NAMES = {"coursecompletedlessons": "CourseCompletedLesson", "courses": "Course",
                 "courselessons": "CourseLesson", "coursemembers": "CourseMember", "coworkers": "Coworker"}
-_WAIT_N = re.compile(r"wait\s+(\d+)\s+second", re.IGNORECASE)
+_WAIT_N = re.compile(r"wait\s+(\d+(?:\.\d+)?|\.\d+)\s+second", re.IGNORECASE)
 # Errors after which the server may have acted on the request (the answer was lost), as opposed to
 # errors that prove it never arrived.
+_AFTER_CODE = ("; the two-factor code may have been used: set NEXUDUS_TOTP to a fresh code and run again")
 _MAYBE_SENT = (httpx.ReadError, httpx.ReadTimeout, httpx.RemoteProtocolError, httpx.WriteError,
                httpx.WriteTimeout)
 
 
-class DailyCapReached(ApiError):
-    """The client-side daily write budget is spent; the apply stops cleanly and says how to resume."""
-
-
 class AmbiguousWrite(ApiError):
     """A write whose outcome is unknown: the request may have been done, but no answer came back."""
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing as the server answered it, and the size it was asked for."""
+
+    body: dict[str, Any]
+    records: list[dict[str, Any]]
+    size: int
 
 
 @dataclass
@@ -87,7 +122,11 @@ class Pacer:
         """Wait until a request may be sent."""
         left = self.writes_left_today() if write else None
         if left is not None and left <= 0:
-            raise DailyCapReached(f"the daily write budget of {self.limits.writes_per_day} is spent")
+            # The budget frees up as the oldest counted write leaves the 24-hour window.
+            resume = max(0.0, self._day_writes[0] + 86400 - self.clock()) if self._day_writes else None
+            when = f"; the next write is allowed in {_duration(resume)}" if resume is not None else ""
+            raise DailyCapReached(f"the daily write budget of {self.limits.writes_per_day} is spent{when}",
+                                  resume_after=resume)
         windows = self._all + (self._writes if write else [])
         while True:
             now = self.clock()
@@ -124,75 +163,245 @@ class Pacer:
 
 
 class NexudusClient:
-    """A paced, retrying, authenticated client for one Nexudus base URL."""
+    """A paced, retrying, authenticated client for one Nexudus base URL.
+
+    Every wait is bounded. A throttle wait longer than `max_wait` seconds, throttling that never lets up,
+    a session that cannot be renewed without a new two-factor code, and a request or wait that would go
+    past `deadline` (an instant of `clock`, the monotonic clock) raise a StopRun: the run stops cleanly
+    and is resumed later. `wall_clock` (epoch seconds) only turns waits into UTC times for messages and
+    reads Retry-After dates.
+    """
 
     def __init__(self, base_url: str, http: httpx.Client, *, credentials: Credentials | None = None,
                  auth_mode: str = "token", limits: ClientLimits | None = None, max_tries: int = MAX_TRIES,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
-                 rng: random.Random | None = None) -> None:
+                 wall_clock: Callable[[], float] = time.time, rng: random.Random | None = None,
+                 max_wait: float = MAX_WAIT, deadline: float | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.http = http
         self.credentials = credentials or Credentials()
         self.auth_mode = auth_mode
-        self.pacer = Pacer(limits or ClientLimits(), clock=clock, sleep=sleep)
         self.max_tries = max_tries
         self.sleep = sleep
         self.clock = clock
+        self.wall_clock = wall_clock
+        self.max_wait = max_wait
+        self.deadline = deadline
+        self.pacer = Pacer(limits or ClientLimits(), clock=clock, sleep=self._wait)
         self.rng = rng or random.Random()
         self.stats = Stats()
+        self.page_size = PAGE_SIZE  # lowered for the rest of the run once the server is seen to serve fewer
+        self.ignored_filters: set[str] = set()  # "path?filter" the server was seen to ignore in this run
+        # Sent as `client_id` at sign-in; a refresh must carry the same value in its `client_id` header.
+        self.client_id: str | None = self.credentials.username
         self._token: str | None = self.credentials.token
-        self._refresh: str | None = None
+        self._refresh: str | None = None  # only the newest: a refresh invalidates the earlier ones
         self._expires: float | None = None
         self._refresh_margin = 0.0
+        self._renewed_at: float | None = None  # clock() of the last sign-in or refresh
+        self._totp_spent = False  # a code is good for seconds: it goes with the first sign-in only
 
     # --- auth ------------------------------------------------------------------------------------
 
     def _auth_header(self) -> dict[str, str]:
         creds = self.credentials
-        if self.auth_mode == "basic" and creds.username and creds.password:
+        if self._basic:
             raw = f"{creds.username}:{creds.password}".encode()
             return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
         if self._token is None and creds.username and creds.password:
-            self._authenticate()
+            self._sign_in()
         elif self._expires is not None and self.clock() > self._expires - self._refresh_margin:
-            self._authenticate(refresh=True)
+            self._renew("the token is about to expire")
         return {"Authorization": f"Bearer {self._token}"} if self._token else {}
 
-    def _authenticate(self, *, refresh: bool = False) -> None:
+    @property
+    def _basic(self) -> bool:
+        return self.auth_mode == "basic" and bool(self.credentials.username and self.credentials.password)
+
+    def _renew_after_401(self) -> bool:
+        """Renew the session for a 401, unless it was renewed so recently that the 401 is the request's own
+        answer (the live service also answers 401 for a deleted record or a write naming one)."""
         creds = self.credentials
-        if refresh and self._refresh:
-            form = {"grant_type": "refresh_token", "refresh_token": self._refresh}
-        elif creds.username and creds.password:
-            form = {"grant_type": "password", "username": creds.username, "password": creds.password}
-            if creds.totp:
-                form["totp"] = creds.totp
-        else:
-            raise AuthError("the API refused the token in NEXUDUS_TOKEN (401) and there is no NEXUDUS_USERNAME/"
-                            "NEXUDUS_PASSWORD to sign in again", url=self.base_url + "/api/token", status=401)
+        if self._basic or not (self._refresh or (creds.username and creds.password)):
+            return False
+        if self._renewed_at is not None and self.clock() - self._renewed_at < REAUTH_INTERVAL:
+            return False
+        self._renew("the server answered 401")
+        return True
+
+    def _renew(self, why: str) -> None:
+        """A new access token without replaying a two-factor code: refresh, else sign in again when the
+        account needs no code, else stop the run and ask for a fresh code."""
         url = self.base_url + "/api/token"
-        self.pacer.before(write=False)
-        self.stats.requests += 1
-        try:
-            reply = self.http.post(url, data=form, headers={"Accept": "application/json"}, timeout=30)
-        except httpx.HTTPError as e:
-            raise TransportError(f"cannot reach {url}: {type(e).__name__}", method="POST", url=url) from None
-        finally:
-            self.pacer.after(write=False)
-        body = _json_or_none(reply)
-        if reply.status_code != 200 or not isinstance(body, dict) or "access_token" not in body:
-            if refresh and creds.username and creds.password:
-                self._refresh = None
-                self._authenticate()
+        refused = False
+        if self._refresh is not None:
+            if self._refresh_grant():
                 return
-            detail = body.get("error_description") or body.get("error") if isinstance(body, dict) else None
-            raise AuthError(f"sign-in to {url} failed ({reply.status_code}): {detail or 'no reason given'}",
-                            method="POST", url=url, status=reply.status_code)
+            refused = True
+        creds = self.credentials
+        if not (creds.username and creds.password):
+            raise AuthError(f"the session ended ({why}) and cannot be renewed: the token in NEXUDUS_TOKEN is no "
+                            "longer accepted and there is no NEXUDUS_USERNAME/NEXUDUS_PASSWORD to sign in again",
+                            method="POST", url=url, status=401)
+        if creds.totp is not None and self._totp_spent:
+            how = "the token refresh was refused" if refused else "there is no refresh token"
+            raise SessionExpired(f"the session ended ({why}) and {how}; signing in again needs a new two-factor "
+                                 "code: set NEXUDUS_TOTP to a fresh code and resume", method="POST", url=url)
+        self._sign_in(renewing=True)
+
+    def _sign_in(self, *, renewing: bool = False) -> None:
+        """The password grant, with the two-factor code the first time only."""
+        creds = self.credentials
+        url = self.base_url + "/api/token"
+        if not (creds.username and creds.password):
+            raise AuthError("there is no NEXUDUS_USERNAME/NEXUDUS_PASSWORD to sign in with", method="POST", url=url)
+        form = {"grant_type": "password", "username": creds.username, "password": creds.password}
+        if self.client_id:
+            form["client_id"] = self.client_id
+        if creds.totp is not None:
+            if self._totp_spent:
+                raise SessionExpired("signing in again needs a new two-factor code: set NEXUDUS_TOTP to a fresh "
+                                     "code and resume", method="POST", url=url)
+            form["totp"] = creds.totp
+            self._totp_spent = True  # before sending: a code the server may have seen is never sent again
+        status, body = self._token_call(form, {})
+        if status == 200 and isinstance(body, dict) and isinstance(body.get("access_token"), str):
+            self._take_tokens(body)
+            return
+        error = body.get("error") if isinstance(body, dict) else None
+        if error == "two_factor_auth_check":
+            if renewing:
+                raise SessionExpired("the session ended and signing in again needs a two-factor code (2FA is on "
+                                     "for this account): set NEXUDUS_TOTP to a fresh code and resume",
+                                     method="POST", url=url, status=status)
+            raise AuthError(f"sign-in to {url} needs a two-factor code (2FA is on for this account): set "
+                            "NEXUDUS_TOTP to a current code and run again", method="POST", url=url, status=status)
+        if error == "must_reset_password":
+            raise AuthError(f"sign-in to {url} was refused because the account must reset its password "
+                            "(must_reset_password): set a new password in Nexudus, then update NEXUDUS_PASSWORD",
+                            method="POST", url=url, status=status)
+        detail = (body.get("error_description") or error) if isinstance(body, dict) else None
+        raise AuthError(f"sign-in to {url} failed ({status}): {self._scrub(str(detail or 'no reason given'))}",
+                        method="POST", url=url, status=status)
+
+    def _refresh_grant(self) -> bool:
+        """Trade the refresh token for new tokens; False (and the refresh token dropped) if refused."""
+        form = {"grant_type": "refresh_token", "refresh_token": self._refresh or ""}
+        status, body = self._token_call(form, {"client_id": self.client_id} if self.client_id else {})
+        if status == 200 and isinstance(body, dict) and isinstance(body.get("access_token"), str):
+            self._take_tokens(body)
+            return True
+        error = (body.get("error_description") or body.get("error")) if isinstance(body, dict) else None
+        log.info("the token refresh was refused (%s: %s)", status, self._scrub(str(error or "no reason given")))
+        self._refresh = None
+        return False
+
+    def _take_tokens(self, body: dict[str, Any]) -> None:
         self._token = str(body["access_token"])
-        self._refresh = body.get("refresh_token")
+        refresh = body.get("refresh_token")
+        self._refresh = refresh if isinstance(refresh, str) and refresh else None
         expires_in = body.get("expires_in")
-        self._expires = self.clock() + float(expires_in) if isinstance(expires_in, int | float) else None
+        lifetime = float(expires_in) if isinstance(expires_in, int | float) and not isinstance(expires_in, bool) \
+            else None
+        self._expires = self.clock() + lifetime if lifetime is not None else None
         # Refresh a little before expiry: a minute for the usual week-long token, less for short ones.
-        self._refresh_margin = min(60.0, float(expires_in) / 10) if isinstance(expires_in, int | float) else 0.0
+        self._refresh_margin = min(60.0, lifetime / 10) if lifetime is not None else 0.0
+        self._renewed_at = self.clock()
+
+    def _token_call(self, form: dict[str, str], headers: dict[str, str]) -> tuple[int, Any]:
+        """POST /api/token, paced, waiting out throttling and retrying transient failures; (status, JSON).
+
+        A form carrying a two-factor code is never resent after the server may have read it (a lost
+        answer or a 5xx); a throttle answer is resent, since the server refused it unread.
+        """
+        url = self.base_url + "/api/token"
+        once = "totp" in form
+        tries = throttles = 0
+        while True:
+            self._check_deadline("POST", url)
+            self.pacer.before(write=False)
+            self.stats.requests += 1
+            tries += 1
+            try:
+                reply = self.http.post(url, data=form, headers={"Accept": "application/json", **headers},
+                                       timeout=REQUEST_TIMEOUT)
+            except httpx.HTTPError as e:
+                self.pacer.after(write=False)
+                throttles = 0
+                reason = type(e).__name__
+                if once or tries >= self.max_tries:
+                    raise TransportError(f"cannot reach {url} ({reason}){_AFTER_CODE if once else ''}",
+                                         method="POST", url=url) from None
+                self._backoff(tries, f"POST {url}: {reason}")
+                continue
+            self.pacer.after(write=False)
+            status = reply.status_code
+            if status in (409, 429) and _is_throttle(reply):
+                throttles += 1
+                self.stats.throttled += 1
+                self._wait_out_throttle(reply, "POST", url, throttles)
+                tries -= 1
+                continue
+            throttles = 0
+            if status >= 500:
+                if once or tries >= self.max_tries:
+                    raise TransportError(f"{status} from POST {url}: {self._said(reply)}"
+                                         f"{_AFTER_CODE if once else '; try again later'}",
+                                         method="POST", url=url, status=status)
+                self._backoff(tries, f"POST {url}: {status}")
+                continue
+            return status, _json_or_none(reply)
+
+    # --- bounded waits -----------------------------------------------------------------------------
+
+    def _check_deadline(self, method: str, url: str) -> None:
+        if self.deadline is not None and self.clock() > self.deadline:
+            raise DeadlineReached(f"the run's deadline ({self._utc_at(self.deadline)}) has passed: stopped cleanly "
+                                  f"before {method} {url}; resume with a new run", method=method, url=url)
+
+    def _wait(self, seconds: float, method: str = "", url: str = "") -> None:
+        """Every sleep of the client (pacing, backoff, throttling): none may end past the run's deadline."""
+        if self.deadline is not None and self.clock() + seconds > self.deadline:
+            before = f" before {method} {url}" if method else ""
+            raise DeadlineReached(f"the run's deadline ({self._utc_at(self.deadline)}) comes before the end of a "
+                                  f"{_duration(seconds)} wait: stopped cleanly{before}; resume with a new run",
+                                  method=method, url=url)
+        self.sleep(seconds)
+
+    def _wait_out_throttle(self, reply: httpx.Response, method: str, url: str, throttles: int,
+                           waited: float = 0.0) -> float:
+        """Sleep as the throttle answer asks, or stop the run when that wait is not one to sleep through;
+        returns the wait, which the caller adds up over one request's throttled answers."""
+        status = reply.status_code
+        wait = _retry_after(reply, self.wall_clock())
+        if wait > self.max_wait:
+            until = _utc(self.wall_clock() + wait)
+            raise ThrottledTooLong(f"{method} {url} was throttled ({status}): the server asked to wait "
+                                   f"{_duration(wait)}, until {until}, longer than the {_duration(self.max_wait)} "
+                                   f"this run waits; stopped cleanly: resume after {until}",
+                                   method=method, url=url, status=status, resume_after=wait)
+        if throttles > MAX_THROTTLE_WAITS or waited + wait > self.max_wait:
+            raise ThrottledTooLong(f"{method} {url}: the server keeps throttling ({status}, {throttles} times in a row "
+                                   f"over {_duration(waited)}, though each wait was kept); its daily write cap may be "
+                                   "spent: stopped cleanly, resume in a few hours", method=method, url=url,
+                                   status=status)
+        log.info("throttled (%s) on %s %s; waiting %s", status, method, url, _duration(wait))
+        self._wait(wait, method, url)
+        return wait
+
+    def _utc_at(self, instant: float) -> str:
+        """A `clock` instant as a UTC time."""
+        return _utc(self.wall_clock() + (instant - self.clock()))
+
+    def _scrub(self, text: str) -> str:
+        """Server text with any credential of ours blanked out, before it goes into a message."""
+        for secret in [*self.credentials.secrets(), self._token, self._refresh]:
+            if secret and secret in text:
+                text = text.replace(secret, "[redacted]")
+        return text
+
+    def _said(self, reply: httpx.Response) -> str:
+        return self._scrub(_message(reply))
 
     # --- the choke point ---------------------------------------------------------------------------
 
@@ -201,13 +410,16 @@ class NexudusClient:
         """Send one API request with pacing, auth, throttling waits, bounded retries and error mapping.
 
         `retry_unsafe=False` (creates) never resends after the server may have acted: it raises
-        AmbiguousWrite so that the caller can re-read before deciding to try again.
+        AmbiguousWrite so that the caller can re-read before deciding to try again. A StopRun (a wait
+        too long, throttling without end, a session that needs a new code, the deadline) ends the run.
         """
         url = self.base_url + path
         write = method != "GET"
         tries = throttles = 0
-        reauthenticated = False
+        waited = 0.0
+        renewed = False
         while True:
+            self._check_deadline(method, url)
             self.pacer.before(write=write)
             headers = {"Accept": "application/json", **self._auth_header()}
             self.stats.requests += 1
@@ -218,15 +430,17 @@ class NexudusClient:
                 self.stats.reads += 1
             tries += 1
             try:
-                reply = self.http.request(method, url, params=params, json=body, headers=headers, timeout=60)
+                reply = self._send(method, url, params=params, json=body, headers=headers)
             except httpx.HTTPError as e:
                 self.pacer.after(write=write)
+                throttles, waited = 0, 0.0
                 reason = type(e).__name__
                 if not retry_unsafe and isinstance(e, _MAYBE_SENT):
                     raise AmbiguousWrite(f"no answer to {method} {url} ({reason}); the write may have been done",
                                          method=method, url=url) from None
                 if tries >= self.max_tries:
-                    raise TransportError(f"cannot reach {url} after {tries} tries ({reason})",
+                    raise TransportError(f"cannot reach {url} after {tries} tries ({reason}); nothing was "
+                                         "decided on it: try again later",
                                          method=method, url=url) from None
                 self._backoff(tries, f"{method} {path}: {reason}")
                 continue
@@ -235,98 +449,183 @@ class NexudusClient:
             if status in (409, 429) and _is_throttle(reply):
                 throttles += 1
                 self.stats.throttled += 1
-                if throttles > MAX_THROTTLE_WAITS:
-                    raise TransportError(f"{url} kept throttling ({throttles} times)", method=method, url=url,
-                                         status=status)
-                wait = _retry_after(reply)
-                log.info("throttled (%s) on %s %s; waiting %.1f s", status, method, path, wait)
-                self.sleep(wait)
+                waited += self._wait_out_throttle(reply, method, url, throttles, waited)
                 tries -= 1
                 continue
-            if status == 401 and not reauthenticated and (self.credentials.username and self.credentials.password):
-                reauthenticated = True
-                self._token = None
-                self._authenticate()
+            throttles, waited = 0, 0.0
+            if status == 401 and not renewed and self._renew_after_401():
+                renewed = True
                 tries -= 1
                 continue
             if status >= 500:
                 if not retry_unsafe:
-                    raise AmbiguousWrite(f"{status} from {method} {url}: {_message(reply)}", method=method,
+                    raise AmbiguousWrite(f"{status} from {method} {url}: {self._said(reply)}", method=method,
                                          url=url, status=status)
                 if tries >= self.max_tries:
-                    raise TransportError(f"{status} from {method} {url} after {tries} tries: {_message(reply)}",
+                    raise TransportError(f"{status} from {method} {url} after {tries} tries: {self._said(reply)}; "
+                                         "the service seems to be down: try again later",
                                          method=method, url=url, status=status)
                 self._backoff(tries, f"{method} {path}: {status}")
                 continue
             return self._check(method, url, path, reply)
 
+    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """One exchange, bounded in time as a whole: a server that trickles its answer a byte at a time
+        never trips the per-read timeout, so the body is read against a deadline as well."""
+        deadline = self.clock() + REQUEST_DEADLINE
+        with self.http.stream(method, url, timeout=REQUEST_TIMEOUT, **kwargs) as reply:
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in reply.iter_bytes():
+                chunks.append(chunk)
+                size += len(chunk)
+                if self.clock() > deadline:
+                    raise httpx.ReadTimeout(f"the answer took longer than {REQUEST_DEADLINE:.0f} s",
+                                            request=reply.request)
+                if size > MAX_ANSWER_BYTES:
+                    raise httpx.ReadError(f"the answer is larger than {MAX_ANSWER_BYTES:,} bytes",
+                                          request=reply.request)
+            headers = [(k, v) for k, v in reply.headers.multi_items()
+                       if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+            return httpx.Response(reply.status_code, headers=headers, content=b"".join(chunks),
+                                  request=reply.request)
+
     def _backoff(self, tries: int, what: str) -> None:
         self.stats.retries += 1
         delay = min(30.0, 0.5 * 2 ** (tries - 1)) * (0.5 + self.rng.random())
         log.info("retrying %s in %.1f s", what, delay)
-        self.sleep(delay)
+        self._wait(delay)
 
     def _check(self, method: str, url: str, path: str, reply: httpx.Response) -> httpx.Response:
         status = reply.status_code
         if status == 401:
-            action = {"GET": "List" if _is_collection(path) else "Read", "POST": "Create", "PUT": "Edit",
-                      "DELETE": "Delete"}.get(method, method)
-            entity = ENTITY_NAMES.get(_collection(path), "the entity's")
-            raise AuthError(f"401 from {method} {url}: the account needs the {entity}-{action} role or full "
+            # Reached only when a renewed (or fresh) session still gets 401: the answer is about this
+            # request, and only a list read is surely a role question.
+            entity = ENTITY_NAMES.get(_collection(path), "<Entity>")
+            if method != "GET":
+                raise WriteRefused(f"{method} {url}: the server refused this write (401: {self._said(reply)}); it "
+                                   "answers so for a write that names a deleted or missing record",
+                                   method=method, url=url, status=401)
+            if not _is_collection(path):
+                raise AuthError(f"GET {url}: the record could not be read (401: {self._said(reply)}): it was "
+                                f"deleted, or the account lacks the {entity}-Read role", method=method, url=url,
+                                status=401)
+            raise AuthError(f"401 from {method} {url}: the account needs the {entity}-List role or full "
                             "administrator rights (or the credentials are wrong)", method=method, url=url, status=401)
         if status == 404:
             raise NotFoundError(f"404 from {method} {url}", method=method, url=url, status=404)
         if status == 400:
-            raise ValidationFailed(f"400 from {method} {url}: {_message(reply)}", method=method, url=url, status=400)
+            raise ValidationFailed(f"400 from {method} {url}: {self._said(reply)}", method=method, url=url,
+                                   status=400)
         if status >= 300:
-            raise ApiError(f"{status} from {method} {url}: {_message(reply)}", method=method, url=url, status=status)
+            raise ApiError(f"{status} from {method} {url}: {self._said(reply)}", method=method, url=url,
+                           status=status)
         if method != "GET":
             body = _json_or_none(reply)
             if isinstance(body, dict) and body.get("WasSuccessful") is False:
-                raise ValidationFailed(f"{method} {url} was not successful: {_message(reply)}", method=method,
+                raise ValidationFailed(f"{method} {url} was not successful: {self._said(reply)}", method=method,
                                        url=url, status=status)
         return reply
 
     # --- entity operations -----------------------------------------------------------------------
 
     def list_all(self, path: str, filters: Mapping[str, Any] | None = None, *,
-                 start_page: int = 1) -> Iterator[dict[str, Any]]:
-        """Every record of a list endpoint: `page`/`size=1000` (never PageNumber/PageSize), in Id order."""
-        page = start_page
-        seen_first: set[int] = set()
+                 first: Page | None = None) -> list[dict[str, Any]]:
+        """Every record of a list endpoint, read page by page as the server pages it.
+
+        Paging follows the answers, never our own `size`: the page size served is the number of records
+        the first page holds when the server promises more; later pages are asked at that size so that
+        page numbers mean the same to both sides. The read ends when `TotalItems` distinct records are
+        in (or, without a total, when the server says there is no next page). Anything that does not add
+        up (a short or empty page while more are promised, a total that moves, a record seen twice, pages
+        past any sane bound) raises PartialRead: a partial list is never taken for the whole.
+        `first` continues a read whose first page `count` already fetched.
+        """
+        page = first or self._page(path, filters, 1, self.page_size)
+        size = page.size
+        total = _total(page.body)
+        seen: dict[int, dict[str, Any]] = {}
+        number = 1
+        limit = MAX_PAGES
         while True:
-            body, records = self._page(path, filters, page)
-            if records:
-                first = records[0].get("Id")
-                if isinstance(first, int):
-                    if first in seen_first or (body.get("CurrentPage") not in (None, page)):
-                        raise ApiError(f"GET {self.base_url}{path} returned page {page} again: the server ignores "
-                                       "paging; refusing to read an endless or truncated list", method="GET",
-                                       url=self.base_url + path)
-                    seen_first.add(first)
-            yield from records
-            total_pages = body.get("TotalPages")
-            more = body.get("HasNextPage")
-            if not records or not (more is True or (isinstance(total_pages, int) and page < total_pages)):
-                return
-            page += 1
+            where = f"GET {self.base_url}{path} (page {number}, size {size})"
+            for record in page.records:
+                if record["Id"] in seen:
+                    raise PartialRead(f"{where} repeated record {record['Id']} of an earlier page: the server's "
+                                      "paging moved or is ignored", method="GET", url=self.base_url + path)
+                seen[record["Id"]] = record
+            now_total = _total(page.body)
+            if now_total != total:
+                raise PartialRead(f"{where}: TotalItems changed from {total} to {now_total} during the read",
+                                  method="GET", url=self.base_url + path)
+            served = len(page.records)
+            more = page.body.get("HasNextPage") is True or (
+                isinstance(page.body.get("TotalPages"), int) and number < page.body["TotalPages"])
+            if total is not None:
+                if len(seen) == total:
+                    return list(seen.values())
+                if len(seen) > total:
+                    raise PartialRead(f"{where}: {len(seen)} distinct records, more than TotalItems ({total})",
+                                      method="GET", url=self.base_url + path)
+                # A first page that holds fewer than asked while the total says more shows the server's cap
+                # (its HasNextPage may be worked out from the size we asked, so it is not believed here).
+                capped = number == 1 and 0 < served < size
+                if served == 0 or (not more and not capped):
+                    raise PartialRead(f"{where} ended the list at {len(seen):,} of the {total:,} records its "
+                                      "TotalItems promised", method="GET", url=self.base_url + path)
+            elif served == 0 or not more:
+                return list(seen.values())
+            if served < size:
+                if number > 1:
+                    raise PartialRead(f"{where} served {served} records while more were promised",
+                                      method="GET", url=self.base_url + path)
+                size = self._learn_page_size(served, path)
+            if number == 1 and total is not None:
+                limit = math.ceil(total / size) + 1
+            if number >= limit:
+                raise PartialRead(f"{where}: the server keeps promising more pages; stopped after {number}",
+                                  method="GET", url=self.base_url + path)
+            number += 1
+            page = self._page(path, filters, number, size)
 
-    def count(self, path: str, filters: Mapping[str, Any] | None = None) -> tuple[int, list[dict[str, Any]]]:
-        """TotalItems of a listing and its first page of up to 1000 records, in one request."""
-        body, records = self._page(path, filters, 1)
-        total = body.get("TotalItems")
-        return (total if isinstance(total, int) else len(records)), records
+    def _learn_page_size(self, served: int, path: str) -> int:
+        """The server served fewer records than asked while promising more: that is its page cap."""
+        if served < self.page_size:
+            log.info("the server serves at most %d records a page (asked %d) on %s; using %d from now on",
+                     served, self.page_size, path, served)
+            self.page_size = served
+        return served
 
-    def _page(self, path: str, filters: Mapping[str, Any] | None, page: int) -> tuple[dict[str, Any],
-                                                                                     list[dict[str, Any]]]:
-        """One page of a listing (`page`/`size`, never PageNumber/PageSize): the envelope and its records."""
-        params = {**(filters or {}), "page": page, "size": PAGE_SIZE, "orderBy": "Id"}
+    def count(self, path: str, filters: Mapping[str, Any] | None = None) -> tuple[int, Page]:
+        """TotalItems of a listing and its first page, in one request; `list_all(first=...)` continues it."""
+        page = self._page(path, filters, 1, self.page_size)
+        total = _total(page.body)
+        return (total if total is not None else len(page.records)), page
+
+    def pages_for(self, count: int) -> int:
+        """Requests a list of `count` records takes at the page size this server serves."""
+        return max(1, math.ceil(count / self.page_size))
+
+    def _page(self, path: str, filters: Mapping[str, Any] | None, number: int, size: int) -> Page:
+        """One page of a listing (`page`/`size`, never PageNumber/PageSize), checked before it is believed."""
+        params = {**(filters or {}), "page": number, "size": size, "orderBy": "Id"}
         reply = self.request("GET", path, params=params)
-        body = _json_or_none(reply)
-        if not isinstance(body, dict) or not isinstance(body.get("Records"), list):
-            raise ApiError(f"GET {self.base_url}{path} did not answer with a list envelope", method="GET",
-                           url=self.base_url + path, status=reply.status_code)
-        return body, [r for r in body["Records"] if isinstance(r, dict)]
+        where = f"GET {reply.request.url if reply.request else self.base_url + path}"
+        body = _decode(reply, where)
+        if not isinstance(body, dict):
+            raise MalformedAnswer(f"{where} answered {_json_kind(body)}, not a list envelope", method="GET",
+                                  url=self.base_url + path, status=reply.status_code)
+        records = body.get("Records")
+        if not isinstance(records, list):
+            raise MalformedAnswer(f"{where} answered an envelope without a Records list", method="GET",
+                                  url=self.base_url + path, status=reply.status_code)
+        for name in ("TotalItems", "TotalPages", "CurrentPageSize"):
+            value = body.get(name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise MalformedAnswer(f"{where} answered {name} = {value!r}, not a count", method="GET",
+                                      url=self.base_url + path, status=reply.status_code)
+        _check_records(records, _collection(path), where, self.base_url + path)
+        return Page(body, records, size)
 
     def create(self, path: str, fields: Mapping[str, Any]) -> int:
         """POST a new record and return its Id; AmbiguousWrite if the answer was lost."""
@@ -353,6 +652,31 @@ class NexudusClient:
         except NotFoundError:
             return None
         return body if isinstance(body, dict) else None
+
+    def get_many(self, path: str, ids: list[int], *, chunk: int = 100) -> list[dict[str, Any]]:
+        """The records with these Ids that exist, by batch get (`?id=[1,2,3]`), checked like list records.
+
+        A server that ignores the batch parameter answers a list envelope instead: only the records asked
+        for are kept from it, and those it does not hold are looked up one by one.
+        """
+        found: dict[int, dict[str, Any]] = {}
+        wanted = sorted(set(ids))
+        for start in range(0, len(wanted), chunk):
+            part = wanted[start:start + chunk]
+            reply = self.request("GET", path, params={"id": "[" + ",".join(map(str, part)) + "]"})
+            where = f"GET {reply.request.url}"
+            body = _decode(reply, where)
+            records = body.get("Records") if isinstance(body, dict) else body
+            if not isinstance(records, list):
+                raise MalformedAnswer(f"{where} answered {_json_kind(body)}, not a list of records", method="GET",
+                                      url=self.base_url + path, status=reply.status_code)
+            _check_records(records, _collection(path), where, self.base_url + path)
+            found.update((r["Id"], r) for r in records if r["Id"] in part)
+            if isinstance(body, dict):  # the batch parameter was ignored
+                for record_id in part:
+                    if record_id not in found and (one := self.get(path, record_id)) is not None:
+                        found[record_id] = one
+        return [found[i] for i in wanted if i in found]
 
 
 def _collection(path: str) -> str:
@@ -396,15 +720,126 @@ def _is_throttle(reply: httpx.Response) -> bool:
     return not (isinstance(body, dict) and "WasSuccessful" in body)
 
 
-def _retry_after(reply: httpx.Response) -> float:
+def _retry_after(reply: httpx.Response, now: float) -> float:
+    """Seconds a throttle answer asks to wait: `Retry-After` (seconds, or an HTTP date, against `now` in
+    epoch seconds), else the body's `Wait N seconds` (N may be a decimal), else 1 s. What the server
+    says is taken as said (0.5 is 0.5); the 1 s floor is only for an answer that says nothing."""
     header = reply.headers.get("Retry-After", "").strip()
-    if header.isdigit():
-        return max(1.0, float(header))
-    found = _WAIT_N.search(reply.text or "")
+    if header:
+        seconds: float | None
+        try:
+            seconds = float(header)
+        except ValueError:
+            try:
+                when = parsedate_to_datetime(header)
+            except (TypeError, ValueError, IndexError, OverflowError):
+                when = None
+            if when is not None and when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            seconds = max(0.0, when.timestamp() - now) if when is not None else None
+        if seconds is not None and math.isfinite(seconds) and seconds >= 0:
+            return seconds
+        log.info("unreadable Retry-After %r; reading the body instead", header[:40])
+    found = _WAIT_N.search(reply.text[:2000] if reply.content else "")
     if found:
-        return max(1.0, float(found.group(1)))
+        return float(found.group(1))
     return 1.0
 
 
-def ceil_pages(count: int) -> int:
-    return max(1, math.ceil(count / PAGE_SIZE))
+def _utc(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _duration(seconds: float) -> str:
+    """`1.5 s`, `300 s (5 min)`, `86,400 s (24 h)`: exact seconds, and a readable size when large."""
+    shown = f"{seconds:,.1f}".removesuffix(".0") + " s"
+    if seconds < 60:
+        return shown
+    minutes = round(seconds / 60)
+    hours, rest = divmod(minutes, 60)
+    size = f"{hours} h" + (f" {rest} min" if rest else "") if hours else f"{minutes} min"
+    return f"{shown} ({size})"
+
+
+# Fields a record must carry, with their types, before anything is planned on it.
+_INT = (int,)
+_TEXT = (str,)
+_TEXT_OR_NONE = (str, type(None))
+REQUIRED_FIELDS: dict[str, tuple[tuple[str, tuple[type, ...]], ...]] = {
+    "coursecompletedlessons": (("CourseLessonId", _INT), ("CourseMemberId", _INT), ("CreatedOn", _TEXT),
+                               ("UpdatedOn", _TEXT)),
+    "courselessons": (("CourseId", _INT),),
+    "coursemembers": (("CourseId", _INT), ("CoworkerId", _INT)),
+    "courses": (),
+    "coworkers": (),
+}
+OPTIONAL_FIELDS: dict[str, tuple[tuple[str, tuple[type, ...]], ...]] = {
+    "coursecompletedlessons": (("SystemId", _TEXT_OR_NONE),),
+    "courselessons": (("Title", _TEXT_OR_NONE),),
+    "coursemembers": (("CoworkerTeamNames", _TEXT_OR_NONE),),
+    "courses": (("Title", _TEXT_OR_NONE),),
+    "coworkers": (("Email", _TEXT_OR_NONE), ("TeamNames", _TEXT_OR_NONE)),
+}
+
+
+def _check_records(records: list[Any], collection: str, where: str, url: str) -> None:
+    """Every record an object with an integer Id and the fields we use, of the types we use them as."""
+    required = REQUIRED_FIELDS.get(collection, ())
+    optional = OPTIONAL_FIELDS.get(collection, ())
+    for index, record in enumerate(records, start=1):
+        problem = None
+        if not isinstance(record, dict):
+            problem = f"is {_json_kind(record)}, not a record"
+        elif type(record.get("Id")) is not int:
+            problem = f"has Id {record.get('Id')!r}, not an integer"
+        else:
+            for name, types in required:
+                value = record.get(name)
+                if name not in record or type(value) not in types:
+                    problem = f"(Id {record['Id']}) has {name} = {value!r}" if name in record else \
+                        f"(Id {record['Id']}) has no {name}"
+                    break
+            else:
+                for name, types in optional:
+                    if name in record and type(record[name]) not in types:
+                        problem = f"(Id {record['Id']}) has {name} = {record[name]!r}"
+                        break
+        if problem is not None:
+            raise MalformedAnswer(f"{where}: record {index} of the page {problem}", method="GET", url=url)
+
+
+def _total(body: dict[str, Any]) -> int | None:
+    value = body.get("TotalItems")
+    return value if isinstance(value, int) else None
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return f"a string ({value[:60]!r})"
+    return {list: "a list", dict: "an object", bool: "a boolean"}.get(type(value), "a number")
+
+
+def _decode(reply: httpx.Response, where: str) -> Any:
+    """The JSON of an answer that must be JSON; anything else is a MalformedAnswer that says what came."""
+    text = reply.content
+    content_type = reply.headers.get("Content-Type", "")
+    stripped = text.lstrip()[:1]
+    if "html" in content_type.lower() or stripped == b"<":
+        title = re.search(rb"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+        shown = title.group(1).decode("utf-8", "replace").strip()[:80] if title else ""
+        raise MalformedAnswer(f"{where} answered an HTML page ({reply.status_code}"
+                              f"{', ' + repr(shown) if shown else ''}), not JSON: the service may be under "
+                              "maintenance; try again later", method=reply.request.method, url=str(reply.url),
+                              status=reply.status_code)
+    try:
+        return json.loads(text)
+    except UnicodeDecodeError:
+        problem = "bytes that are not UTF-8 text"
+    except ValueError as e:
+        cut = isinstance(e, json.JSONDecodeError) and e.pos >= len(text.rstrip()) - 1
+        problem = (f"JSON cut short after {len(text):,} bytes" if cut else
+                   f"invalid JSON ({e.__class__.__name__}: {str(e)[:80]})")
+    raise MalformedAnswer(f"{where} answered {problem} ({reply.status_code})", method=reply.request.method,
+                          url=str(reply.url), status=reply.status_code)

@@ -3,17 +3,25 @@
     ReconcilerError                 (exit 1 unless noted)
     ├── UsageError                  a bad flag combination or a command that cannot run as asked
     ├── ConfigError                 the environment or a flag's value is wrong
+    ├── PlanFileError               a saved plan or journal that is malformed or was edited after the fact
     ├── FileProblems                one or more problems in files we read, each with file:line:col
     │   ├── SpecError               spec files (schema, meaning, name resolution)
     │   ├── ConfigFileError         reconciler.yaml
     │   └── SeedError               an emulator seed (friendly YAML or JSON snapshot)
     ├── ApiError                    the Nexudus API answered with a failure (method, URL, status)
     │   ├── AuthError               401, or the token endpoint refused the credentials
+    │   │   └── WriteRefused        a 401 on one write that a fresh session did not cure: that item's failure
     │   ├── NotFoundError           404
     │   ├── ValidationFailed        400 with an Errors list, or 200 with WasSuccessful: false
     │   ├── TransportError          the server could not be reached after the retries
+    │   ├── MalformedAnswer         an answer that cannot be believed: not JSON, HTML, cut short, wrong types
+    │   ├── PartialRead             a list read that did not add up: short pages, a moving total, endless pages
     │   ├── AmbiguousWrite          (client.py) a write whose answer was lost: re-read before retrying
-    │   └── DailyCapReached         (client.py) the daily write budget is spent: stop, resume later
+    │   └── StopRun                 (exit 3) the run must stop cleanly now and be resumed later
+    │       ├── DailyCapReached     the client-side daily write budget is spent
+    │       ├── ThrottledTooLong    the server asked for a wait longer than allowed, or never stopped throttling
+    │       ├── SessionExpired      the session cannot be renewed without a new two-factor code
+    │       └── DeadlineReached     the run's deadline passed before the next request or wait
 
 Messages never contain credentials: the client redacts before raising.
 """
@@ -99,3 +107,53 @@ class ValidationFailed(ApiError):
 
 class TransportError(ApiError):
     """The server could not be reached, or kept failing, after the bounded retries."""
+
+
+class MalformedAnswer(ApiError):
+    """The server answered, but not with what the API documents: never read as "no records"."""
+
+
+class PartialRead(ApiError):
+    """A list read whose pages do not add up to what the server promised; nothing may be written on it."""
+
+
+class PlanFileError(ReconcilerError):
+    """A saved plan or a journal that is not what this tool writes: malformed, or edited after the fact."""
+
+
+class WriteRefused(AuthError):
+    """A write answered 401 after the session was renewed (or was fresh): the server refused this one write.
+
+    Seen live when a write names a deleted or missing record ("Access Denied."); it says nothing about the
+    credentials or roles, so it is the item's failure, not the run's.
+    """
+
+
+class StopRun(ApiError):
+    """The run must stop cleanly now and be resumed later; nothing about the items is decided.
+
+    `resume_after` is the wait in seconds the server asked for, when known (None otherwise).
+    """
+
+    exit_code = EXIT_BLOCKED
+
+    def __init__(self, message: str, *, method: str = "", url: str = "", status: int | None = None,
+                 resume_after: float | None = None) -> None:
+        self.resume_after = resume_after
+        super().__init__(message, method=method, url=url, status=status)
+
+
+class DailyCapReached(StopRun):
+    """The client-side daily write budget is spent; the apply stops cleanly and says how to resume."""
+
+
+class ThrottledTooLong(StopRun):
+    """The server asked for a wait longer than the configured maximum, or kept throttling past the bound."""
+
+
+class SessionExpired(StopRun):
+    """The session ended and cannot be renewed without a new two-factor code (NEXUDUS_TOTP)."""
+
+
+class DeadlineReached(StopRun):
+    """The whole run's deadline passed before the next request could start or the next wait could end."""

@@ -7,6 +7,8 @@ tested without files or a server.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Literal
 
 Mode = Literal["additive", "owned", "authoritative"]
@@ -173,6 +175,43 @@ class Completion:
         return (self.member_id, self.lesson_id)
 
 
+_NO_DATE = datetime.min.replace(tzinfo=UTC)
+
+
+@lru_cache(maxsize=65536)
+def instant(stamp: str) -> datetime:
+    """A timestamp as an instant, whatever its precision: lists write whole seconds, creates and gets up to
+    seven fractional digits. Dates are compared this way, never as strings. Unknown dates sort first."""
+    text = stamp.strip()
+    if not text:
+        return _NO_DATE
+    head, dot, rest = text.partition(".")
+    if dot:  # Python reads at most six fractional digits; the seventh is below a microsecond
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        text = f"{head}.{rest[:min(digits, 6)]}{rest[digits:]}" if digits else head + rest
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return _NO_DATE
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def same_instant(a: str, b: str) -> bool:
+    """Whether two stamps name the same moment, at the precision of the coarser one (a list's whole
+    seconds against a get's fractions)."""
+    left, right = instant(a), instant(b)
+    if left == right:
+        return True
+    if "." not in a or "." not in b:
+        return left.replace(microsecond=0) == right.replace(microsecond=0)
+    return False
+
+
+def oldest_first(records: list[Completion]) -> list[Completion]:
+    """Duplicates in keeping order: the smallest CreatedOn as an instant first, ties to the smaller Id."""
+    return sorted(records, key=lambda r: (instant(r.created_on), r.id)) if len(records) > 1 else records
+
+
 def split_teams(raw: object) -> tuple[str, ...]:
     """TeamNames arrive as one comma-separated string."""
     if not isinstance(raw, str):
@@ -188,6 +227,10 @@ class Catalog:
     lessons: dict[int, Lesson] = field(default_factory=dict)
     members: dict[int, Member] = field(default_factory=dict)
     coworkers: dict[int, Coworker] = field(default_factory=dict)
+    # Every email of the space's coworkers, when the run read them all (for "did you mean"), else empty.
+    known_emails: list[str] = field(default_factory=list)
+    # Coworkers named by Id who are not enrolled and could not be found: Id → why.
+    absent_coworkers: dict[int, str] = field(default_factory=dict)
 
     def lessons_of(self, course_id: int) -> list[Lesson]:
         return sorted((x for x in self.lessons.values() if x.course_id == course_id),

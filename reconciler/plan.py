@@ -17,7 +17,7 @@ from typing import Literal
 
 from reconciler.config import ClientLimits, Safety
 from reconciler.errors import Problem
-from reconciler.model import Catalog, Completion, Origin
+from reconciler.model import Catalog, Completion, Origin, oldest_first
 from reconciler.resolve import Pair, Resolution, ResolvedCompletions, ResolvedMigration
 
 ActionKind = Literal["enroll", "create", "delete"]
@@ -163,7 +163,7 @@ def _plan_course(plan: Plan, specs: list[ResolvedCompletions], records: dict[Pai
         if not reachable and pair not in revoked:
             continue
         plan.existing_in_scope += len(reachable)
-        ordered = sorted(found, key=lambda r: (r.created_on, r.id)) if len(found) > 1 else found
+        ordered = oldest_first(found)
         if pair in revoked:
             spec, origin, reason = revoked[pair]
             for record in ordered:
@@ -177,7 +177,8 @@ def _plan_course(plan: Plan, specs: list[ResolvedCompletions], records: dict[Pai
                 owner = deletable(record)
                 if owner is not None:
                     delete(record, owner, "duplicate", owner.spec.origin,
-                           f"duplicate of #{keeper.id} (created {keeper.created_on or 'unknown'})")
+                           f"duplicate of #{keeper.id}, the oldest (created {keeper.created_on or 'unknown'}), "
+                           "which is kept")
                 else:
                     lesson = record.lesson_title or str(record.lesson_id)
                     plan.drift.append(f"duplicate completion #{record.id} of lesson {lesson} for "
@@ -211,8 +212,7 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: dict[Pair
     unmapped: dict[int, int] = defaultdict(int)
     not_enrolled: list[str] = []
     for member in catalog.members_of(source):
-        done = [(lesson, sorted(records.get((member.id, lesson), []), key=lambda r: (r.created_on, r.id)))
-                for lesson in source_lessons]
+        done = [(lesson, oldest_first(records.get((member.id, lesson), []))) for lesson in source_lessons]
         done = [(lesson, found) for lesson, found in done if found]
         for lesson, _ in done:
             if lesson not in migration.lesson_map:
@@ -275,8 +275,9 @@ def apply_budgets(plan: Plan, safety: Safety, allow_deletes: int | None = None) 
     deletes = plan.count("delete")
     plan.blocked = []
     plan.deletes_to_allow = None
-    if deletes and plan.partial:
-        plan.blocked.append("a read of the current state failed, so nothing may be deleted: " + "; ".join(plan.partial))
+    if plan.partial:
+        plan.blocked.append("incomplete read: the current state could not be read in full, so nothing may be "
+                            "written (a create could duplicate a record the read missed); run the plan again")
     lifted = allow_deletes is not None and deletes <= allow_deletes
     over = []
     if deletes > safety.max_deletes:
@@ -331,7 +332,8 @@ def estimate_writes(writes: int, limits: ClientLimits) -> WriteEstimate:
 
 def _duration(seconds: float) -> str:
     if seconds < 90:
-        return f"{max(1, round(seconds))} second{'s' if round(seconds) != 1 else ''}"
+        whole = max(1, round(seconds))
+        return f"{whole} second{'s' if whole != 1 else ''}"
     minutes = seconds / 60
     if minutes < 90:
         return f"{round(minutes)} minutes"

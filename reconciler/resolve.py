@@ -6,6 +6,7 @@ never trusted for this (`Onboarding` must not match `Onboarding 2026`).
 
 from __future__ import annotations
 
+import difflib
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -144,22 +145,42 @@ class _Resolver:
                                                       f"{near_miss(team, teams)}"))
             return chosen
         if selector.by == "coworker_id":
-            coworker_ids = [int(selector.value)]
-        else:
-            email = str(selector.value).casefold()
-            coworker_ids = self._by_email.get(email, [])
-            if not coworker_ids:
-                self.fail(origin, f"no coworker with email {selector.value!r}"
-                                  f"{near_miss(email, (c.email for c in self.catalog.coworkers.values()))}")
-                return []
-            if len(coworker_ids) > 1:
-                self.fail(origin, f"email {selector.value!r} is ambiguous: coworkers "
-                                  f"{', '.join(map(str, sorted(coworker_ids)))} share it; use coworker_id")
-                return []
-        chosen = [m for m in enrolled if m.coworker_id == coworker_ids[0]]
+            coworker_id = int(selector.value)
+            chosen = [m for m in enrolled if m.coworker_id == coworker_id]
+            if not chosen and enrolment_required:
+                absent = self.catalog.absent_coworkers.get(coworker_id)
+                if absent is not None:
+                    self.fail(origin, f"coworker {coworker_id} {absent}")
+                else:
+                    self.fail(origin, f"{selector} is not enrolled in {course.title!r}")
+            return chosen
+        email = str(selector.value).strip().casefold()
+        coworker_ids = self._by_email.get(email, [])
+        if not coworker_ids:
+            self.fail(origin, f"no coworker with email {selector.value!r}{email_near_miss(email, self.catalog)}")
+            return []
+        chosen = [m for m in enrolled if m.coworker_id in coworker_ids]
+        if len(coworker_ids) > 1:
+            # Two coworkers can share an address (one may be deleted yet still listed): the one enrolled
+            # in this course is meant when only one is; otherwise nobody can tell which.
+            if len({m.coworker_id for m in chosen}) == 1:
+                return chosen
+            self.fail(origin, f"email {selector.value!r} is ambiguous: coworkers "
+                              f"{', '.join(map(str, sorted(coworker_ids)))} share it"
+                              f"{' and none is enrolled in ' + repr(course.title) if not chosen else ''}; "
+                              "name the member by coworker_id")
+            return []
         if not chosen and enrolment_required:
             self.fail(origin, f"{selector} is not enrolled in {course.title!r}")
         return chosen
+
+
+def email_near_miss(email: str, catalog: Catalog) -> str:
+    """'; did you mean X?' only for an address of the space's coworkers that is one slip away: a wrong
+    suggestion would name another person, so when in doubt there is none."""
+    found = difflib.get_close_matches(email, {e.strip().casefold(): None for e in catalog.known_emails}, n=1,
+                                      cutoff=0.88)
+    return f"; did you mean {found[0]!r}?" if found else ""
 
 
 def resolve(specs: SpecSet, catalog: Catalog) -> Resolution:

@@ -2,19 +2,21 @@
 
 Requests are the scarce resource (about 120 a minute on the real service), so each fetch picks the
 cheapest shape: an entity listed wholesale, or filtered per course, lesson, member or email. The
-floor is one full page per 1000 records needed. Text filters match substrings and ignore case on the
-server, so every text match is confirmed exactly here. A completions read that fails after its
-retries leaves the state `partial`, and the planner then refuses to delete.
+floor is one full page (of the size the server serves) per page of records needed. No filter is
+trusted: text filters may match substrings or ignore case, and a filter the server does not know is
+silently ignored, so every filtered answer is confirmed record by record here. A completions read
+whose pages do not add up leaves the state `partial`, and the plan then writes nothing.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from reconciler.client import PAGE_SIZE, NexudusClient, ceil_pages
-from reconciler.errors import ApiError, UsageError
+from reconciler.client import NexudusClient
+from reconciler.errors import AuthError, PartialRead, UsageError
 from reconciler.model import Catalog, Completion, Course, Coworker, Lesson, Member, SpecSet, split_teams
 from reconciler.schema_check import near_miss
 
@@ -57,30 +59,94 @@ def completion_from(record: dict[str, Any]) -> Completion:
         member_name=str(record.get("CourseMemberCoworkerFullName") or ""))
 
 
-def _valid(records: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
-    return (r for r in records if isinstance(r.get("Id"), int))
+@dataclass(frozen=True)
+class Filter:
+    """A list filter the reader sends, and the record field the server is meant to apply it to."""
+
+    name: str
+    field: str
+    value: int | str
+
+    @property
+    def text(self) -> bool:
+        return isinstance(self.value, str)
+
+    def matches(self, record: dict[str, Any]) -> bool:
+        """Exactly what we asked for: ids equal, text equal ignoring case (never the server's substring)."""
+        found = record.get(self.field)
+        if self.text:
+            return isinstance(found, str) and found.strip().casefold() == str(self.value).strip().casefold()
+        return bool(found == self.value)
+
+    def contradicted_by(self, record: dict[str, Any]) -> bool:
+        """A record the server could not have returned had it applied the filter at all (even as a
+        substring match): the filter was silently ignored, and the answer is the whole table."""
+        found = record.get(self.field)
+        if self.text:
+            return str(self.value).strip().casefold() not in str(found or "").casefold()
+        return found != self.value
+
+
+class Unverifiable(Exception):
+    """List records do not carry the field a filter works on, so its results cannot be confirmed."""
 
 
 class StateReader:
-    """Reads what a spec set needs through one client, counting what it asked for."""
+    """Reads what a spec set needs through one client, counting what it asked for.
+
+    No filter is trusted: every record a filtered read returns is checked against the filter. A filter
+    the server ignored is noted on the client (for the rest of the run) and its answer, which is then
+    the whole table, serves every later read of that table from memory.
+    """
 
     def __init__(self, client: NexudusClient) -> None:
         self.client = client
+        self._tables: dict[str, list[dict[str, Any]]] = {}
+
+    # --- filtered reads that verify their filter --------------------------------------------------
+
+    def table(self, path: str) -> list[dict[str, Any]]:
+        """Every record of `path`, read once per reader."""
+        if path not in self._tables:
+            self._tables[path] = self.client.list_all(path)
+        return self._tables[path]
+
+    def select(self, path: str, wanted: Filter) -> list[dict[str, Any]]:
+        """The records of `path` that match `wanted` exactly, by the server's filter where it works."""
+        key = f"{path}?{wanted.name.casefold()}"
+        if path in self._tables or key in self.client.ignored_filters:
+            return [r for r in self.table(path) if wanted.matches(r)]
+        records = self.client.list_all(path, {wanted.name: wanted.value})
+        if any(wanted.field not in r for r in records):
+            raise Unverifiable(f"{path} list records carry no {wanted.field}, so the {wanted.name} filter cannot "
+                               "be confirmed")
+        if any(wanted.contradicted_by(r) for r in records):
+            log.info("the server ignored the filter %s on %s (it answered records that do not match); reading "
+                     "that table whole for the rest of the run", wanted.name, path)
+            self.client.ignored_filters.add(key)
+            self._tables[path] = records
+        return [r for r in records if wanted.matches(r)]
 
     # --- the catalog -----------------------------------------------------------------------------
 
     def catalog(self, specs: SpecSet, *, all_courses: bool = False) -> Catalog:
         catalog = Catalog()
-        for record in _valid(self.client.list_all(COURSES)):
+        for record in self.table(COURSES):
             course = course_from(record)
             catalog.courses[course.id] = course
         wanted = set(catalog.courses) if all_courses else self._named_courses(specs, catalog)
         self._per_course(catalog, wanted, LESSONS, "CourseLesson_Course", lesson_from, catalog.lessons)
         self._per_course(catalog, wanted, MEMBERS, "CourseMember_Course", member_from, catalog.members)
-        emails = {str(rule.value).casefold() for spec in specs.completions
-                  for rule in [*(r.member for r in spec.members), *(r.member for r in spec.revocations)]
-                  if rule.by == "email"}
+        selectors = [rule for spec in specs.completions
+                     for rule in [*(r.member for r in spec.members), *(r.member for r in spec.revocations)]]
+        emails: dict[str, str] = {}
+        for rule in selectors:
+            if rule.by == "email":
+                emails.setdefault(str(rule.value).strip().casefold(), str(rule.value).strip())
         self._coworkers(catalog, emails)
+        enrolled = {m.coworker_id for m in catalog.members.values()}
+        for coworker_id in sorted({int(r.value) for r in selectors if r.by == "coworker_id"} - enrolled):
+            self._look_up_coworker(catalog, coworker_id)
         return catalog
 
     def _named_courses(self, specs: SpecSet, catalog: Catalog) -> set[int]:
@@ -108,14 +174,13 @@ class StateReader:
         if len(courses) <= FEW or len(courses) < all_courses // 2:
             found = []
             for course_id in sorted(courses):
-                found += [r for r in _valid(self.client.list_all(path, {course_filter: course_id}))
-                          if r.get("CourseId") == course_id]  # confirm the filter
+                found += self.select(path, Filter(course_filter, "CourseId", course_id))
             return found
-        return [r for r in _valid(self.client.list_all(path)) if r.get("CourseId") in courses]
+        return [r for r in self.table(path) if r.get("CourseId") in courses]
 
     def snapshot(self, course_titles: Iterable[str] = ()) -> dict[str, list[dict[str, Any]]]:
         """The raw records of the named courses (all courses when none), as the API returned them."""
-        courses = list(_valid(self.client.list_all(COURSES)))
+        courses = self.table(COURSES)
         wanted_titles = [t.strip() for t in course_titles]
         if wanted_titles:
             chosen = [c for c in courses if str(c.get("Title") or "").strip() in wanted_titles]
@@ -129,42 +194,61 @@ class StateReader:
         lessons = self.records_of_courses(LESSONS, "CourseLesson_Course", ids, len(courses))
         members = self.records_of_courses(MEMBERS, "CourseMember_Course", ids, len(courses))
         coworker_ids = {m.get("CoworkerId") for m in members}
-        coworkers = [c for c in _valid(self.client.list_all(COWORKERS)) if c["Id"] in coworker_ids] \
-            if coworker_ids else []
+        coworkers = [c for c in self.table(COWORKERS) if c["Id"] in coworker_ids] if coworker_ids else []
         completions, partial = self.completion_records({int(x["Id"]) for x in lessons})
         if partial:
-            raise ApiError("the snapshot would be incomplete: " + "; ".join(partial))
+            raise PartialRead("the snapshot would be incomplete: " + "; ".join(partial))
         return {"courses": chosen, "courselessons": lessons, "coursemembers": members, "coworkers": coworkers,
                 "coursecompletedlessons": completions}
 
-    def _coworkers(self, catalog: Catalog, emails: set[str]) -> None:
-        """Coworkers for the emails named: filtered one by one for a few, listed wholesale for a cohort.
-
-        Every coworker whose email matches is kept, so that two sharing an email show as ambiguous.
-        """
+    def _coworkers(self, catalog: Catalog, emails: dict[str, str]) -> None:
+        """Coworkers for the emails named (folded → as written): filtered one by one for a few, listed
+        wholesale for a cohort. Each address is sent as the spec wrote it; one the filter does not find
+        is looked for in the whole list, which cannot miss it because of case (the filter may be exact and
+        case-sensitive). Every coworker whose email matches is kept, so that two sharing one show."""
         if not emails:
             return
         pending = set(emails)
 
         def keep(records: Iterable[dict[str, Any]]) -> None:
-            for record in _valid(records):
+            for record in records:
                 coworker = coworker_from(record)
                 email = coworker.email.strip().casefold()
                 if email in emails:  # exact, whatever the server's filter matched
                     catalog.coworkers[coworker.id] = coworker
                     pending.discard(email)
 
-        if len(pending) > FEW:
+        def whole() -> None:
+            records = self.table(COWORKERS)
+            keep(records)
+            catalog.known_emails = [str(r.get("Email")) for r in records if r.get("Email")]
+
+        if len(pending) > FEW and COWORKERS not in self._tables:
             total, first = self.client.count(COWORKERS)
-            keep(first)
-            pages_left = ceil_pages(total) - 1
-            if pages_left <= 0:
-                return
-            if len(pending) > pages_left or total <= PAGE_SIZE:
-                keep(self.client.list_all(COWORKERS, start_page=2))
-                return
+            if self.client.pages_for(total) <= len(pending):
+                self._tables[COWORKERS] = self.client.list_all(COWORKERS, first=first)
+        if COWORKERS in self._tables:
+            whole()
+            return
         for email in sorted(pending):
-            keep(self.client.list_all(COWORKERS, {"Coworker_Email": email}))
+            keep(self.select(COWORKERS, Filter("Coworker_Email", "Email", emails[email])))
+        if pending:
+            log.info("%d email(s) not found by the Coworker_Email filter; looking them up in the whole list",
+                     len(pending))
+            whole()
+
+    def _look_up_coworker(self, catalog: Catalog, coworker_id: int) -> None:
+        """A coworker named by Id who is not enrolled: does it exist at all? (Only for the message.)"""
+        try:
+            record = self.client.get(COWORKERS, coworker_id)
+        except AuthError:
+            catalog.absent_coworkers[coworker_id] = "cannot be read (deleted, or the account lacks Coworker-Read)"
+            return
+        if record is None:
+            catalog.absent_coworkers[coworker_id] = "does not exist"
+        elif type(record.get("Id")) is int:
+            coworker = coworker_from(record)
+            catalog.coworkers.setdefault(coworker.id, coworker)
 
     # --- completions -----------------------------------------------------------------------------
 
@@ -177,7 +261,12 @@ class StateReader:
 
     def completion_records(self, lesson_ids: set[int], named_members: set[int] | None = None,
                            markers: Iterable[str] = ()) -> tuple[list[dict[str, Any]], list[str]]:
-        """The raw records behind `completions`, sorted by Id."""
+        """The raw records behind `completions`, sorted by Id, and the reasons any read was partial.
+
+        A read that fails outright (the server down past the retries, an answer that is not what the
+        API documents) raises; one whose pages do not add up is reported as partial, and the plan then
+        writes nothing.
+        """
         if not lesson_ids:
             return [], []
         markers = sorted(set(markers))
@@ -186,46 +275,53 @@ class StateReader:
         found: dict[int, dict[str, Any]] = {}
 
         def keep(records: Iterable[dict[str, Any]]) -> None:
-            for record in _valid(records):
-                if record.get("CourseLessonId") in lesson_ids:
+            for record in records:
+                if record["CourseLessonId"] in lesson_ids:
                     found[record["Id"]] = record
 
-        def filtered(pairs: list[tuple[str, Any]]) -> None:
-            for name, value in pairs:
+        def filtered(wanted: list[Filter]) -> None:
+            for one in wanted:
                 try:
-                    keep(self.client.list_all(COMPLETIONS, {name: value}))
-                except ApiError as e:
-                    partial.append(f"reading completions where {name}={value} failed: {e}")
+                    keep(self.select(COMPLETIONS, one))
+                except PartialRead as e:
+                    partial.append(f"reading completions where {one.name}={one.value} was incomplete: {e}")
 
-        per_lesson: list[tuple[str, Any]] = [("CourseCompletedLesson_CourseLesson", i) for i in sorted(lesson_ids)]
-        per_member: list[tuple[str, Any]] = [("CourseCompletedLesson_CourseMember", i)
-                                             for i in sorted(named_members or ())]
-        per_member += [("CourseCompletedLesson_SystemId", m) for m in markers]
+        per_lesson = [Filter("CourseCompletedLesson_CourseLesson", "CourseLessonId", i) for i in sorted(lesson_ids)]
+        per_member = [Filter("CourseCompletedLesson_CourseMember", "CourseMemberId", i)
+                      for i in sorted(named_members or ())]
+        per_member += [Filter("CourseCompletedLesson_SystemId", "SystemId", m) for m in markers]
+
+        def by_members() -> None:
+            try:
+                filtered(per_member)
+            except Unverifiable as e:
+                log.info("%s; reading per lesson instead", e)
+                filtered(per_lesson)
+
         cheapest_filter = min(len(per_lesson), by_member if by_member is not None else len(per_lesson))
-        if cheapest_filter <= FEW:
-            filtered(per_lesson if len(per_lesson) <= (by_member or len(per_lesson)) else per_member)
+        if cheapest_filter <= FEW and COMPLETIONS not in self._tables:
+            if len(per_lesson) <= (by_member or len(per_lesson)):
+                filtered(per_lesson)
+            else:
+                by_members()
             return [found[i] for i in sorted(found)], partial
-        try:
-            total, first = self.client.count(COMPLETIONS)
-        except ApiError as e:
-            filtered(per_lesson)
-            partial.append(f"sizing the completions failed: {e}")
+        if COMPLETIONS in self._tables:
+            keep(self._tables[COMPLETIONS])
             return [found[i] for i in sorted(found)], partial
-        in_scope = sum(1 for r in _valid(first) if r.get("CourseLessonId") in lesson_ids)
-        share = in_scope / max(1, len(first))
-        wholesale = ceil_pages(total)
-        estimate_lessons = len(per_lesson) + int(share * total / PAGE_SIZE)
+        total, first = self.client.count(COMPLETIONS)
+        in_scope = sum(1 for r in first.records if r["CourseLessonId"] in lesson_ids)
+        share = in_scope / max(1, len(first.records))
+        wholesale = self.client.pages_for(total)
+        estimate_lessons = len(per_lesson) + int(share * total / self.client.page_size)
         log.debug("completions: %d in all; wholesale %d pages, per lesson ~%d, per member ~%s", total, wholesale,
                   estimate_lessons, by_member)
         if wholesale <= estimate_lessons and (by_member is None or wholesale <= by_member):
-            keep(first)
-            if total > PAGE_SIZE:
-                try:
-                    keep(self.client.list_all(COMPLETIONS, start_page=2))
-                except ApiError as e:
-                    partial.append(f"reading all completions failed: {e}")
+            try:
+                keep(self.client.list_all(COMPLETIONS, first=first))
+            except PartialRead as e:
+                partial.append(f"reading all completions was incomplete: {e}")
         elif by_member is not None and by_member < estimate_lessons:
-            filtered(per_member)
+            by_members()
         else:
             filtered(per_lesson)
         return [found[i] for i in sorted(found)], partial

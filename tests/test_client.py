@@ -13,7 +13,14 @@ from reconciler.client import AmbiguousWrite, NexudusClient, Pacer
 from reconciler.config import DOCUMENTED_LIMITS, ClientLimits, Credentials
 from reconciler.emulator.app import Settings
 from reconciler.emulator.limits import Limits
-from reconciler.errors import ApiError, AuthError, TransportError, ValidationFailed
+from reconciler.errors import (
+    AuthError,
+    MalformedAnswer,
+    PartialRead,
+    ThrottledTooLong,
+    TransportError,
+    ValidationFailed,
+)
 from reconciler.model import Catalog
 from reconciler.state import COMPLETIONS, COWORKERS, StateReader
 
@@ -88,11 +95,23 @@ def test_token_expiry_is_refreshed_before_it_bites(emulator: EmulatorFactory, ht
 
 def test_a_401_mid_run_re_authenticates_once(emulator: EmulatorFactory, http: httpx.Client) -> None:
     server = emulator()
+    now = [0.0]
+    client = client_for(server.url, http, clock=lambda: now[0])
+    list(client.list_all(COMPLETIONS))
+    server.app.revoke_tokens()
+    now[0] += 61  # a 401 within a minute of signing in is the request's answer, not the session's
+    assert len(list(client.list_all(COMPLETIONS))) == 5
+    assert client.stats.requests == 5  # sign-in, list, the 401, a refresh, list
+
+
+def test_a_401_just_after_sign_in_is_the_requests_answer(emulator: EmulatorFactory, http: httpx.Client) -> None:
+    server = emulator()
     client = client_for(server.url, http)
     list(client.list_all(COMPLETIONS))
     server.app.revoke_tokens()
-    assert len(list(client.list_all(COMPLETIONS))) == 5
-    assert client.stats.requests == 5  # sign-in, list, the 401, sign-in again, list
+    with pytest.raises(AuthError, match="needs the CourseCompletedLesson-List role"):
+        list(client.list_all(COMPLETIONS))
+    assert client.stats.requests == 3  # sign-in, list, the 401: no second sign-in within the minute
 
 
 def test_bad_credentials_say_so_without_the_password(emulator: EmulatorFactory, http: httpx.Client) -> None:
@@ -134,21 +153,42 @@ def test_a_server_that_ignores_paging_is_an_error_not_an_endless_loop(http: http
 
     with httpx.Client(transport=httpx.MockTransport(handler)) as mocked:
         client = NexudusClient("https://x.example", mocked)
-        with pytest.raises(ApiError, match="ignores paging"):
-            list(client.list_all(COMPLETIONS))
+        with pytest.raises(PartialRead, match="paging moved or is ignored"):
+            client.list_all(COWORKERS)
         assert client.stats.requests == 2
 
 
-def test_unknown_keys_and_partial_records_are_tolerated(http: httpx.Client) -> None:
+def test_unknown_keys_are_tolerated(http: httpx.Client) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json={"Records": [{"Id": 7, "CourseLessonId": 5, "CourseMemberId": 9,
-                                                      "Surprise": {"x": 1}}, "junk"],
+                                                      "CreatedOn": "2026-01-01T00:00:00Z",
+                                                      "UpdatedOn": "2026-01-01T00:00:00Z", "Surprise": {"x": 1}}],
                                          "TotalPages": 1, "ExtraEnvelopeKey": True})
 
     with httpx.Client(transport=httpx.MockTransport(handler)) as mocked:
         completions, partial = StateReader(NexudusClient("https://x.example", mocked)).completions({5})
-    assert [(c.id, c.member_id, c.created_on, c.system_id) for c in completions] == [(7, 9, "", None)]
+    assert [(c.id, c.member_id, c.created_on, c.system_id) for c in completions] == [(7, 9, "2026-01-01T00:00:00Z",
+                                                                                       None)]
     assert partial == []
+
+
+@pytest.mark.parametrize(("records", "complaint"), [
+    ([{"Id": 7, "CourseLessonId": 5, "CourseMemberId": 9, "CreatedOn": "x", "UpdatedOn": "x"}, "junk"],
+     "record 2 of the page is a string"),
+    ([{"Id": "7", "CourseLessonId": 5, "CourseMemberId": 9, "CreatedOn": "x", "UpdatedOn": "x"}],
+     "has Id '7', not an integer"),
+    ([{"Id": 7, "CourseMemberId": 9, "CreatedOn": "x", "UpdatedOn": "x"}], r"\(Id 7\) has no CourseLessonId"),
+    ([{"Id": 7, "CourseLessonId": 5, "CourseMemberId": 9, "CreatedOn": "x", "UpdatedOn": "x", "SystemId": 3}],
+     r"\(Id 7\) has SystemId = 3"),
+])
+def test_a_record_that_is_not_what_the_api_documents_is_an_error(records: list[object], complaint: str) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"Records": records, "TotalItems": len(records)})
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as mocked:
+        with pytest.raises(MalformedAnswer, match=complaint) as caught:
+            StateReader(NexudusClient("https://x.example", mocked)).completions({5})
+    assert "GET https://x.example/api/content/coursecompletedlessons?" in str(caught.value)
 
 
 # --- throttling, 5xx, lost answers ---------------------------------------------------------------
@@ -161,7 +201,7 @@ def test_throttling_waits_as_told(emulator: EmulatorFactory, http: httpx.Client,
     client = client_for(server.url, http, auth_mode="basic", sleep=sleep)
     client.request("GET", COMPLETIONS)
     client.request("GET", COMPLETIONS)
-    with pytest.raises(TransportError, match="kept throttling"):
+    with pytest.raises(ThrottledTooLong, match="keeps throttling"):
         client.request("GET", COMPLETIONS)  # the fake sleep never lets the minute pass
     assert client.stats.throttled > 1
     expected = 1.0 if status == 409 else float(sleep.waits[0])
@@ -270,5 +310,6 @@ def test_the_pacer_spaces_requests_by_the_budget() -> None:
 def test_coworkers_by_email_are_confirmed_exactly(emulator: EmulatorFactory, http: httpx.Client) -> None:
     client = client_for(emulator().url, http, auth_mode="basic")
     catalog = Catalog()
-    StateReader(client)._coworkers(catalog, {"al@example.com", "zoe.bronte@example.com"})
+    StateReader(client)._coworkers(catalog, {"al@example.com": "al@example.com",
+                                              "zoe.bronte@example.com": "zoe.bronte@example.com"})
     assert sorted(c.email for c in catalog.coworkers.values()) == ["Zoe.Bronte@Example.com", "al@example.com"]
