@@ -49,7 +49,7 @@ def run(writes: int, server_limits: Limits, client_limits: ClientLimits, folder:
         planned = make_plan(target, specs, config)
         assert planned.plan.count("create") == writes
         started = time.perf_counter()
-        result, _ = execute_plan(target, config, planned.doc, progress_out=io.StringIO())
+        result, _ = execute_plan(target, config, planned.typed, progress_out=io.StringIO())
         elapsed = time.perf_counter() - started
     store.close()
     assert not result.failed and result.counts["created"] == writes

@@ -7,80 +7,116 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from reconciler.apply import DONE, Action, Executor, Fresh, Result, read_fresh, stale_reason, verify
+from reconciler.actions import Action, TypedPlan, action_to_dict, describe, plan_from_document
+from reconciler.apply import DONE, Executor, Fresh, Result, read_fresh, stale_reason, verify
 from reconciler.config import Config, load_config
-from reconciler.errors import EXIT_BLOCKED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError
-from reconciler.journal import Journal, JournalState, new_apply_id, read_journal, recent_write_ages
+from reconciler.errors import EXIT_BLOCKED, EXIT_FAILED, EXIT_OK, UsageError
+from reconciler.journal import Journal, JournalState, new_apply_id, read_journal, write_budget
+from reconciler.lock import target_lock
 from reconciler.plan import estimate_writes
-from reconciler.planning import load_plan, make_plan, save_plan
-from reconciler.render import record_dict, write_text
+from reconciler.planning import load_plan, make_plan, save_plan, spec_paths_of
+from reconciler.render import write_text
 from reconciler.spec import load_specs
-from reconciler.state import StateReader, completion_from
+from reconciler.state import StateReader
 from reconciler.target import Target, connect
+from reconciler.target import describe as describe_target
+from reconciler.undo import Sent, plan_undo
 
 
 def run_apply(args: argparse.Namespace, *, color: bool) -> int:
     if args.resume and (args.plan_file or args.paths):
         raise UsageError("--resume takes the journal alone, without PATH or --plan")
-    config = load_config(config_flag=args.config, api_flag=args.api, paths=args.paths)
-    with connect(config) as target:
+    saved = load_plan(args.plan_file) if args.plan_file else None
+    # A saved plan names its spec files (relative to itself), so it applies from any folder.
+    paths = args.paths or (spec_paths_of(saved.document, args.plan_file) if saved and args.plan_file else [])
+    config = load_config(config_flag=args.config, api_flag=args.api, paths=paths)
+    command = "reconciler " + " ".join(getattr(args, "argv", []) or ["apply"])
+    with target_lock(config.state_dir, describe_target(config), command), connect(config) as target:
+        _bound(target, args)
         if args.resume:
             return _resume(args, config, target)
-        if args.plan_file:
-            doc = load_plan(args.plan_file)
-            problem = _saved_plan_problem(doc, args, config, target)
+        if saved is not None:
+            problem = _saved_plan_problem(saved, paths, config, target)
             if problem:
                 print(f"error: stale plan: {problem}", file=args.stderr)
                 return EXIT_BLOCKED
+            plan = saved
         else:
             specs = load_specs(args.paths or [Path(".")], exclude=[config.seed] if config.seed else [])
-            doc = make_plan(target, specs, config, allow_deletes=args.allow_deletes).doc
+            plan = make_plan(target, specs, config, allow_deletes=args.allow_deletes).typed
+        doc = plan.document
         write_text(doc, args.stdout, color=color)
         if _still_blocked(doc, args.allow_deletes):
             return EXIT_BLOCKED
-        actions: list[Action] = doc["actions"]
-        if not actions:
+        if not plan.actions:
             return EXIT_OK
-        _confirm(args, len(actions), target.description)
+        _confirm(args, len(plan.actions), target.description)
         fresh = None
-        if args.plan_file:  # time has passed since the plan: re-check every precondition
-            fresh = read_fresh(target.client, actions)
-            stale = [(a, r) for a in actions if (r := stale_reason(a, fresh)) is not None]
+        if saved is not None:  # time has passed since the plan: re-check every precondition
+            fresh = read_fresh(target.client, plan.actions)
+            stale = [(a, r) for a in plan.actions if (r := stale_reason(a, fresh)) is not None]
             if stale and args.strict:
                 for action, reason in stale[:20]:
-                    print(f"  {_describe(action)}: {reason}", file=args.stderr)
-                print(f"error: stale plan: {len(stale)} of {len(actions)} actions no longer hold (--strict)",
+                    print(f"  {describe(action)}: {reason}", file=args.stderr)
+                print(f"error: stale plan: {len(stale)} of {len(plan.actions)} actions no longer hold (--strict)",
                       file=args.stderr)
                 return EXIT_BLOCKED
-        result, journal_path = execute_plan(target, config, doc, fresh=fresh, fail_fast=args.fail_fast,
+        result, journal_path = execute_plan(target, config, plan, fresh=fresh, fail_fast=args.fail_fast,
                                             progress_out=args.stderr)
-        return _finish(args, target, journal_path, actions, result)
+        return _finish(args, target, journal_path, list(enumerate(plan.actions)), result)
 
 
-def execute_plan(target: Target, config: Config, doc: dict[str, Any], *, fresh: Fresh | None = None,
+def _bound(target: Target, args: argparse.Namespace) -> None:
+    """The waits and the run time the user allows (a server asking for more stops the run cleanly)."""
+    if getattr(args, "max_wait", None) is not None:
+        target.client.max_wait = float(args.max_wait)
+    if getattr(args, "max_duration", None) is not None:
+        target.client.deadline = target.client.clock() + float(args.max_duration)
+
+
+def execute_plan(target: Target, config: Config, plan: TypedPlan | dict[str, Any], *, fresh: Fresh | None = None,
                  fail_fast: bool = False, progress_out: TextIO | None = None) -> tuple[Result, Path]:
     """Run a plan's actions under a new journal; returns the result and the journal's path."""
-    actions: list[Action] = doc["actions"]
+    if not isinstance(plan, TypedPlan):
+        plan = plan_from_document(plan, "the plan")
     apply_id = new_apply_id()
     journal_path = config.state_dir / "journal" / f"{apply_id}.jsonl"
-    target.client.pacer.note_past_writes(recent_write_ages(journal_path.parent, target.description))
+    _count_earlier_writes(target, journal_path.parent, progress_out or sys.stderr)
     with Journal(journal_path) as journal:
         journal.write({"type": "start", "apply_id": apply_id, "target": target.description,
-                       "spec_digest": doc["spec_digest"], "undo_of": doc.get("undo_of"), "actions": actions})
+                       "spec_digest": plan.document.get("spec_digest", ""), "undo_of": plan.document.get("undo_of"),
+                       "actions": [action_to_dict(a) for a in plan.actions]})
         executor = Executor(target.client, journal, fail_fast=fail_fast, progress_out=progress_out)
-        result = executor.run(list(enumerate(actions)), fresh)
+        result = executor.run(list(enumerate(plan.actions)), fresh)
         if not result.stopped:
             journal.write({"type": "end", "summary": dict(result.counts)})
     return result, journal_path
 
 
-def _saved_plan_problem(doc: dict[str, Any], args: argparse.Namespace, config: Config, target: Target) -> str | None:
-    if doc.get("target") != target.description:
-        return f"it was made against {doc.get('target')}, but the target is {target.description}"
-    if doc.get("undo_of"):
+def _count_earlier_writes(target: Target, folder: Path, out: TextIO) -> None:
+    """The daily write cap belongs to the account: what earlier runs spent today counts."""
+    budget = write_budget(folder, target.description)
+    for problem in budget.unreadable:
+        print(f"warning: the daily write budget may be undercounted: {problem}", file=out)
+    target.client.pacer.note_past_writes(budget.ages)
+
+
+def _saved_plan_problem(saved: TypedPlan, paths: list[Path], config: Config, target: Target) -> str | None:
+    doc = saved.document
+    if saved.target != target.description:
+        return f"it was made against {saved.target}, but the target is {target.description}"
+    undo_of = doc.get("undo_of")
+    if undo_of:
+        journal = config.state_dir / "journal" / f"{undo_of}.jsonl"
+        if not journal.is_file():
+            return f"it undoes apply {undo_of}, whose journal {journal} is not here; make the undo plan again"
+        if read_journal(journal).start.get("target") != target.description:
+            return f"it undoes apply {undo_of}, which was not made against {target.description}"
         return None
-    paths = args.paths or [Path(".")]
-    specs = load_specs(paths, exclude=[config.seed] if config.seed else [])
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        return f"the spec file(s) it was made from are gone: {', '.join(missing)}; plan again"
+    specs = load_specs(paths or [Path(".")], exclude=[config.seed] if config.seed else [], require_any=False)
     if specs.digest != doc.get("spec_digest"):
         return "the spec files changed since it was made; plan again"
     return None
@@ -108,12 +144,7 @@ def _confirm(args: argparse.Namespace, count: int, description: str) -> None:
         raise UsageError("not applied: the confirmation was declined")
 
 
-def _describe(action: Action) -> str:
-    return f"{action['action']} {action['lesson']['title'] or action['lesson']['id']} for " \
-           f"{action['member']['name'] or action['member']['id']}"
-
-
-def _finish(args: argparse.Namespace, target: Target, journal_path: Path, actions: list[Action],
+def _finish(args: argparse.Namespace, target: Target, journal_path: Path, actions: list[tuple[int, Action]],
             result: Result) -> int:
     out = args.stdout
     counts = result.counts
@@ -126,34 +157,40 @@ def _finish(args: argparse.Namespace, target: Target, journal_path: Path, action
         if items:
             print(f"{title}:", file=out)
             for action, reason in items[:20]:
-                print(f"  {_describe(action)}: {reason}", file=out)
+                print(f"  {describe(action)}: {reason}", file=out)
             if len(items) > 20:
                 print(f"  … {len(items) - 20:,} more in {journal_path}", file=out)
     for warning in result.warnings:
         print(f"warning: {warning}", file=out)
     print(f"Journal: {journal_path}", file=out)
     if result.stopped:
-        print(f"Stopped ({result.stopped}). Resume with: reconciler apply --resume {journal_path}", file=out)
-        return EXIT_INTERRUPTED if result.stopped == "interrupted" else EXIT_BLOCKED
+        print(f"Stopped: {result.stopped}", file=out)
+        print(f"Resume with: reconciler apply --resume {journal_path}", file=out)
+        return result.stop_code
     state = read_journal(journal_path)
-    done = [(action, outcome.get("id")) for _, action, outcome in state.applied()]
-    problems = verify(target.client, actions, done)
-    if problems:
-        print("Not converged:", file=out)
-        for line in problems:
+    checked = verify(target.client, actions, state.outcomes)
+    if checked.converged:
+        print(f"Converged: all {len(actions):,} planned changes are in place.", file=out)
+    for line in checked.missing[:50]:
+        print(f"  not in place: {line}", file=out)
+    if checked.missing:
+        print(f"Not converged: {len(checked.missing):,} of {len(actions):,} planned changes are not in place "
+              "(see above); `reconciler plan` shows what is left.", file=out)
+    if checked.duplicates:
+        print("Duplicates made by a concurrent writer:", file=out)
+        for line in checked.duplicates[:50]:
             print(f"  {line}", file=out)
-    else:
-        print("Verified: every applied change is in place.", file=out)
-    return EXIT_FAILED if result.failed or problems else EXIT_OK
+        print(f"{len(checked.duplicates):,} duplicate(s): the next `reconciler plan` keeps the oldest of each pair "
+              "and deletes the others its mode may delete (in owned mode, those carrying the spec's marker); "
+              "the rest it reports as drift.", file=out)
+    return EXIT_FAILED if result.failed or not checked.converged else EXIT_OK
 
 
 def _resume(args: argparse.Namespace, config: Config, target: Target) -> int:
     state: JournalState = read_journal(args.resume)
     if state.start.get("target") != target.description:
-        print(f"error: the journal is of an apply to {state.start.get('target')}, not {target.description}",
-              file=args.stderr)
-        return EXIT_BLOCKED
-    actions: list[Action] = state.actions
+        raise UsageError(f"the journal is of an apply to {state.start.get('target')}, not {target.description}")
+    actions = state.typed_actions()
     remaining = [(seq, a) for seq, a in enumerate(actions) if state.outcomes.get(seq, {}).get("status") not in DONE]
     print(f"Resuming apply {state.start['apply_id']} on {target.description}: {len(remaining):,} of "
           f"{len(actions):,} actions left.", file=args.stdout)
@@ -161,74 +198,59 @@ def _resume(args: argparse.Namespace, config: Config, target: Target) -> int:
         return EXIT_OK
     _confirm(args, len(remaining), target.description)
     fresh = read_fresh(target.client, [a for _, a in remaining])
-    target.client.pacer.note_past_writes(recent_write_ages(args.resume.parent, target.description))
+    _count_earlier_writes(target, args.resume.parent, args.stderr)
     with Journal(args.resume) as journal:
         journal.write({"type": "resume", "remaining": len(remaining)})
         result = Executor(target.client, journal, fail_fast=args.fail_fast, progress_out=args.stderr).run(
             remaining, fresh)
         if not result.stopped:
             journal.write({"type": "end", "summary": dict(result.counts)})
-    return _finish(args, target, args.resume, actions, result)
+    return _finish(args, target, args.resume, list(enumerate(actions)), result)
+
+
+# --- undo ----------------------------------------------------------------------------------------
+
+def journal_history(state: JournalState) -> list[Sent]:
+    """What the journal says of each action: as last sent, when, and its last outcome."""
+    history = []
+    for seq, planned in enumerate(state.typed_actions()):
+        intents = state.intents.get(seq, [])
+        outcome = state.outcomes.get(seq, {})
+        new_id = outcome.get("id")
+        history.append(Sent(seq, state.last_sent(seq) or planned, bool(intents),
+                            str(intents[0].get("at")) if intents else None, outcome.get("status"),
+                            new_id if isinstance(new_id, int) else None))
+    return history
 
 
 def run_undo(args: argparse.Namespace, *, color: bool) -> int:
     """A plan that recreates what an apply deleted and deletes what it created."""
     state = read_journal(args.journal)
+    history = journal_history(state)
     config = load_config(config_flag=args.config, api_flag=args.api, paths=[])
     with connect(config) as target:
         if state.start.get("target") != target.description:
             raise UsageError(f"the journal is of an apply to {state.start.get('target')}, not {target.description}")
-        actions: list[Action] = []
-        created: list[tuple[Action, int]] = []
-        for seq, action, outcome in state.applied(("created", "deleted")):
-            if action["action"] == "delete" and outcome.get("status") == "deleted":
-                record = action["record"]
-                actions.append({**_base(action, "create"), "system_id": record.get("SystemId"),
-                                "note": f"restores #{record['Id']}, completed {record.get('CreatedOn') or '?'}; "
-                                        "the new record is dated today",
-                                "origin": f"{args.journal}:{seq}",
-                                "precondition": {"absent": {"CourseMemberId": record["CourseMemberId"],
-                                                            "CourseLessonId": record["CourseLessonId"]}}})
-            elif action["action"] == "create" and outcome.get("status") == "created":
-                created.append((action, int(outcome["id"])))
-        if created:
-            lessons = {a["lesson"]["id"] for a, _ in created}
-            members = {a["member"]["id"] for a, _ in created}
-            records, partial = StateReader(target.client).completion_records(lessons, members)
-            if partial:
-                raise UsageError("cannot read the records to undo: " + "; ".join(partial))
-            by_id = {r["Id"]: r for r in records}
-            for action, new_id in created:
-                record = by_id.get(new_id)
-                if record is None:
-                    continue  # already gone: nothing to undo
-                actions.append({**_base(action, "delete"), "record": record_dict(completion_from(record)),
-                                "origin": f"{args.journal}", "note": f"undoes the create of #{new_id}",
-                                "precondition": {"exists": {"Id": new_id, "UpdatedOn": record.get("UpdatedOn")}}})
-        actions.sort(key=lambda a: (a["course"]["id"], a["member"]["id"] or 0, a["action"] != "create",
-                                    a["lesson"]["id"]))
-    enrolled = sum(1 for seq, a in enumerate(state.actions)
-                   if a["action"] == "enroll" and state.outcomes.get(seq, {}).get("status") == "enrolled")
-    warnings = ["recreated completions get today's date: the original completion dates cannot be restored"]
-    if enrolled:
-        warnings.append(f"{enrolled} enrolment(s) the apply made are kept")
-    estimate = estimate_writes(len(actions), config.limits)
+        touched = [item.action for item in history if item.sent and item.action.lesson.id]
+        lessons = {a.lesson.id or 0 for a in touched}
+        members = {a.member.id for a in touched if a.member.id is not None}
+        live, partial = StateReader(target.client).completion_records(lessons, members) if lessons else ([], [])
+        if partial:
+            raise UsageError("cannot read the records to undo in full: " + "; ".join(partial))
+    undone = plan_undo(history, live, str(args.journal))
+    estimate = estimate_writes(len(undone.actions), config.limits)
+    entries = [action_to_dict(a) for a in undone.actions]
     doc = {"format_version": 1, "target": target.description, "spec_digest": state.start.get("spec_digest", ""),
            "undo_of": state.start["apply_id"], "limits": vars(config.limits),
-           "summary": {"create": sum(a["action"] == "create" for a in actions),
-                       "delete": sum(a["action"] == "delete" for a in actions), "enroll": 0, "unchanged": 0,
-                       "existing_in_scope": 0, "writes": len(actions), "estimate": estimate.describe(),
+           "summary": {"create": sum(a["action"] == "create" for a in entries),
+                       "delete": sum(a["action"] == "delete" for a in entries), "enroll": 0, "unchanged": 0,
+                       "existing_in_scope": 0, "writes": len(entries), "estimate": estimate.describe(),
                        "estimate_seconds": round(estimate.seconds, 1), "estimate_days": estimate.days,
                        "estimate_documented": None},
-           "actions": actions, "warnings": warnings, "drift": [], "partial": [], "blocked": None}
+           "actions": entries, "warnings": undone.warnings, "drift": [], "partial": [], "blocked": None}
     write_text(doc, args.stdout, color=color)
     if args.out:
         save_plan(doc, args.out)
         print(f"saved the undo plan to {args.out}; apply it with: reconciler apply --plan {args.out}",
               file=args.stderr)
     return EXIT_OK
-
-
-def _base(action: Action, kind: str) -> Action:
-    return {"action": kind, "course": action["course"], "member": action["member"], "lesson": action["lesson"],
-            "spec": action["spec"], "reason": "undo"}

@@ -1,13 +1,21 @@
 """The apply journal: `.reconciler/journal/<apply-id>.jsonl`, one JSON object a line, fsynced.
 
     {"type": "start", "apply_id", "target", "spec_digest", "undo_of", "started", "actions": [plan actions]}
-    {"type": "intent", "seq", "attempt", "action"}          before each write is sent
-    {"type": "outcome", "seq", "status", "id", "message"}   after it: created | deleted | gone | enrolled |
-                                                            skipped | failed
-    {"type": "stop", "why"}                                 the daily cap, or an interruption
+    {"type": "intent", "seq", "attempt", "at", "action"}    before each write is sent
+    {"type": "outcome", "seq", "status", "at", "id", "message"}   after it: created | deleted | gone |
+                                                            enrolled | skipped | failed
+    {"type": "stop", "why", "at"}                           the daily cap, or an interruption
+    {"type": "resume", "remaining"}                         `apply --resume` carries on in the same file
     {"type": "end", "summary"}
 
+`seq` is the action's index in the start entry's `actions`; `at` is an ISO 8601 instant.
+
 A delete's intent carries the full record it removes, so that `undo` can recreate it.
+
+A kill can cut the line being written. Reading back, a *cut line* is a line that starts with `{` and does
+not parse (nor, cut inside a character, decode): it is skipped, at the end of the file or before more
+lines, because `Journal` ends a cut line with a newline before a resume appends to the file. Any other
+line that is not a JSON object (`hello`, `[1]`) is damage, and an error that names `path:line`.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from reconciler.actions import Action, action_from_dict
 from reconciler.errors import UsageError
 
 
@@ -35,6 +44,12 @@ class Journal:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._out: IO[str] = path.open("a", encoding="utf-8")
+        if _ends_mid_line(path):
+            # The last run was killed while writing a line: end it, so the next entry starts a line of its
+            # own instead of being glued onto the cut one (and lost with it).
+            self._out.write("\n")
+            self._out.flush()
+            os.fsync(self._out.fileno())
 
     def write(self, entry: dict[str, Any]) -> None:
         self._out.write(json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n")
@@ -65,75 +80,180 @@ class JournalState:
         found: list[dict[str, Any]] = self.start["actions"]
         return found
 
-    def applied(self, statuses: tuple[str, ...] = ("created", "deleted", "gone")) -> list[tuple[int, dict[str, Any],
-                                                                                               dict[str, Any]]]:
-        """(seq, action, outcome) of what was done, each action as its last intent sent it: a completion
-        for a member enrolled during the apply carries that member's Id there, not in the plan."""
-        done = []
-        for seq, action in enumerate(self.actions):
-            outcome = self.outcomes.get(seq, {})
-            if outcome.get("status") in statuses:
-                sent = self.intents.get(seq)
-                done.append((seq, sent[-1]["action"] if sent else action, outcome))
-        return done
+    path: Path = field(default_factory=Path)
+
+    def typed_actions(self) -> list[Action]:
+        """The plan the apply ran, typed and checked like a saved plan (PlanFileError naming the line)."""
+        return [action_from_dict(entry, f"{self.path}: start.actions[{seq}]")
+                for seq, entry in enumerate(self.actions)]
+
+    def last_sent(self, seq: int) -> Action | None:
+        """The action as its last intent sent it (a completion for a member enrolled during the apply
+        carries that member's Id there, not in the plan), or None if nothing was sent."""
+        sent = self.intents.get(seq)
+        if not sent:
+            return None
+        return action_from_dict(sent[-1]["action"], f"{self.path}: intent of action {seq}")
 
 
-def recent_write_ages(folder: Path, target: str, now: datetime | None = None) -> list[float]:
-    """Seconds since each write intent of the last 24 hours in the journals of `target`.
+def _ends_mid_line(path: Path) -> bool:
+    with path.open("rb") as existing:
+        end = existing.seek(0, os.SEEK_END)
+        if end == 0:
+            return False
+        existing.seek(end - 1)
+        return existing.read(1) != b"\n"
+
+
+@dataclass(frozen=True)
+class _Line:
+    """One non-blank line of a journal: its entry, or the damage that left it without one (a cut line has
+    neither, and is skipped)."""
+
+    number: int
+    entry: dict[str, Any] | None
+    damage: str = ""
+
+
+def _lines(raw: bytes) -> list[_Line]:
+    """Every non-blank line of a journal's bytes, parsed; see the module docstring for cut lines."""
+    found = []
+    for number, data in enumerate(raw.split(b"\n"), start=1):
+        if not data.strip():
+            continue
+        try:
+            entry = json.loads(data.decode("utf-8"))
+        except ValueError:  # UnicodeDecodeError included
+            cut = data.lstrip().startswith(b"{")  # every entry is one object: a cut one still opens with {
+            found.append(_Line(number, None, damage="" if cut else "not JSON"))
+            continue
+        if not isinstance(entry, dict):
+            found.append(_Line(number, None, damage=f"a journal entry must be a JSON object, not {entry!r:.40}"))
+            continue
+        found.append(_Line(number, entry))
+    return found
+
+
+def _entry_problem(entry: dict[str, Any], *, first: bool, action_count: int) -> str:
+    """What is wrong with one entry that later code would trip on, or ''."""
+    kind = entry.get("type")
+    if first:  # the caller has seen that it is a start entry
+        actions = entry.get("actions")
+        if not isinstance(actions, list) or not all(isinstance(a, dict) for a in actions):
+            return "the start entry has no list of actions"
+        if not isinstance(entry.get("apply_id"), str):
+            return "the start entry has no apply_id"
+        return ""
+    if kind in ("intent", "outcome"):
+        seq = entry.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool):
+            return f"an {kind} without an integer seq"
+        if not 0 <= seq < action_count:
+            return f"an {kind} for seq {seq}, but the journal has {action_count} action(s)"
+        if kind == "intent" and not isinstance(entry.get("action"), dict):
+            return "an intent without its action"
+    return ""
+
+
+@dataclass(frozen=True)
+class WriteBudget:
+    """What earlier runs spent of a target's daily write budget, as far as their journals can tell.
+
+    `ages`: seconds since each write intent of the last 24 hours. `unreadable`: `path: reason` for each
+    journal (or part of one) that could not be counted; the caller should say so, since the budget may
+    then be spent more than `ages` shows.
+    """
+
+    ages: list[float]
+    unreadable: list[str]
+
+
+def write_budget(folder: Path, target: str, now: datetime | None = None) -> WriteBudget:
+    """The write intents of the last 24 hours in the journals of `target` under `folder`.
 
     The daily write cap belongs to the account, not to one process: a resumed or repeated apply must
     count what earlier runs already spent today.
     """
     now = now or datetime.now(UTC)
-    ages: list[float] = []
+    budget = WriteBudget([], [])
     if not folder.is_dir():
-        return ages
-    for path in folder.glob("*.jsonl"):
+        return budget
+    for path in sorted(folder.glob("*.jsonl")):
         try:
             if now.timestamp() - path.stat().st_mtime > 86400:
-                continue
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except OSError:
+                continue  # nothing written to it for a day: none of its intents is that recent
+            lines = _lines(path.read_bytes())
+        except OSError as e:
+            budget.unreadable.append(f"{path}: cannot read it: {e.strerror or e}")
             continue
-        try:
-            if json.loads(lines[0]).get("target") != target:
-                continue
-        except (ValueError, IndexError):
+        damaged = [line for line in lines if line.damage]
+        entries = [(line.number, line.entry) for line in lines if line.entry is not None]
+        if not entries or (damaged and damaged[0].number < entries[0][0]):
+            # Whose journal it is cannot be told. (A file holding nothing but a cut line was killed while
+            # writing its start entry, before any write.)
+            budget.unreadable.extend(f"{path}:{line.number}: {line.damage}" for line in damaged[:1])
             continue
-        for line in lines[1:]:
-            if '"type":"intent"' not in line:
+        number, start = entries[0]
+        if start.get("type") != "start":
+            budget.unreadable.append(f"{path}:{number}: not an apply journal (no start entry)")
+            continue
+        if start.get("target") != target:
+            continue
+        budget.unreadable.extend(f"{path}:{line.number}: {line.damage}" for line in damaged)
+        for number, entry in entries[1:]:
+            if entry.get("type") != "intent":
                 continue
-            try:
-                at = datetime.fromisoformat(json.loads(line)["at"])
-            except (ValueError, KeyError, TypeError):
+            at = _instant(entry.get("at"))
+            if at is None:
+                budget.unreadable.append(f"{path}:{number}: an intent without a valid time ('at')")
                 continue
             age = (now - at).total_seconds()
             if 0 <= age < 86400:
-                ages.append(age)
-    return ages
+                budget.ages.append(age)
+    return budget
+
+
+def _instant(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else None
+
+
+def recent_write_ages(folder: Path, target: str, now: datetime | None = None) -> list[float]:
+    """Seconds since each write intent of the last 24 hours in the journals of `target` (see write_budget)."""
+    return write_budget(folder, target, now).ages
 
 
 def read_journal(path: Path) -> JournalState:
+    """A journal's plan and the last word on each action; UsageError naming `path:line` if it is damaged.
+
+    Cut lines (see the module docstring) are skipped: the writes they announced are re-checked on resume.
+    """
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = _lines(path.read_bytes())
     except FileNotFoundError as e:
         raise UsageError(f"no journal {path}") from e
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
         raise UsageError(f"cannot read the journal {path}: {e}") from e
-    entries = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            entries.append(json.loads(line))
-        except ValueError:
-            if number == len(lines):  # a line cut short by a kill: the write it announced is re-checked
-                break
-            raise UsageError(f"{path}:{number}: the journal is damaged (not JSON)") from None
-    if not entries or entries[0].get("type") != "start":
+    for line in lines:
+        if line.damage:
+            raise UsageError(f"{path}:{line.number}: the journal is damaged: {line.damage}")
+    entries = [(line.number, line.entry) for line in lines if line.entry is not None]
+    if not entries or entries[0][1].get("type") != "start":
         raise UsageError(f"{path} is not an apply journal")
-    state = JournalState(entries[0])
-    for entry in entries[1:]:
+    (number, start), rest = entries[0], entries[1:]
+    problem = _entry_problem(start, first=True, action_count=0)
+    if problem:
+        raise UsageError(f"{path}:{number}: the journal is damaged: {problem}")
+    state = JournalState(start, path=path)
+    for number, entry in rest:
+        problem = _entry_problem(entry, first=False, action_count=len(state.actions))
+        if problem:
+            raise UsageError(f"{path}:{number}: the journal is damaged: {problem}")
         kind = entry.get("type")
         if kind == "intent":
             state.intents.setdefault(entry["seq"], []).append(entry)

@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconciler.actions import TypedPlan, actions_digest, plan_from_document
 from reconciler.config import Config
-from reconciler.errors import SpecError, UsageError
+from reconciler.errors import PlanFileError, SpecError, UsageError
 from reconciler.model import Catalog, SpecSet
 from reconciler.plan import Plan, apply_budgets, plan_changes
-from reconciler.render import Labels, format_json, plan_dict
+from reconciler.render import Labels, format_json, plan_dict, typed_action
 from reconciler.resolve import Resolution, resolve
 from reconciler.state import StateReader
 from reconciler.target import Target
@@ -25,6 +27,8 @@ class Planned:
     doc: dict[str, Any]
     catalog: Catalog
     resolution: Resolution
+    typed: TypedPlan
+    spec_files: tuple[str, ...] = ()
 
 
 def make_plan(target: Target, specs: SpecSet, config: Config, *, allow_deletes: int | None = None) -> Planned:
@@ -41,13 +45,15 @@ def make_plan(target: Target, specs: SpecSet, config: Config, *, allow_deletes: 
     if plan.errors:
         raise SpecError(plan.errors)
     apply_budgets(plan, config.safety, allow_deletes)
-    doc = plan_dict(plan, Labels.from_catalog(catalog), target=target.description, spec_digest=specs.digest,
-                    limits=config.limits)
-    return Planned(plan, doc, catalog, resolution)
+    labels = Labels.from_catalog(catalog)
+    typed = [typed_action(a, labels) for a in plan.actions]
+    doc = plan_dict(plan, labels, target=target.description, spec_digest=specs.digest, limits=config.limits,
+                    actions=typed)
+    return Planned(plan, doc, catalog, resolution, TypedPlan(doc, tuple(typed)), specs.files)
 
 
-def save_plan(doc: dict[str, Any], path: Path) -> None:
-    """Write a plan (or any JSON document) atomically; it holds no secret: the client never puts one in."""
+def write_document(doc: dict[str, Any], path: Path) -> None:
+    """Write a JSON document atomically; it holds no secret: the client never puts one in."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -59,13 +65,30 @@ def save_plan(doc: dict[str, Any], path: Path) -> None:
         raise
 
 
-def load_plan(path: Path) -> dict[str, Any]:
+def save_plan(doc: dict[str, Any], path: Path, spec_files: Sequence[str] = ()) -> None:
+    """Save a plan for `apply --plan`: with the spec files it was made from (relative to the plan file, so
+    that it applies from any folder) and a digest of its actions (so that an edited plan is refused)."""
+    saved = dict(doc)
+    if spec_files:
+        folder = path.resolve().parent
+        saved["spec_paths"] = sorted(os.path.relpath(Path(f).resolve(), folder) for f in spec_files)
+    saved["actions_digest"] = actions_digest(doc["actions"])
+    write_document(saved, path)
+
+
+def spec_paths_of(doc: dict[str, Any], plan_file: Path) -> list[Path]:
+    """The spec files a saved plan was made from, as paths from here."""
+    return [plan_file.parent / p for p in doc.get("spec_paths") or []]
+
+
+def load_plan(path: Path) -> TypedPlan:
+    """A saved plan, validated against specs/plan.schema.json and typed; PlanFileError naming the field."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
         raise UsageError(f"no plan file {path}") from e
     except (ValueError, UnicodeDecodeError) as e:
-        raise UsageError(f"{path} is not a saved plan (not JSON)") from e
-    if not isinstance(doc, dict) or doc.get("format_version") != 1 or not isinstance(doc.get("actions"), list):
-        raise UsageError(f"{path} is not a saved plan of format_version 1")
-    return doc
+        raise PlanFileError(f"{path} is not a saved plan (not JSON)") from e
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from e
+    return plan_from_document(doc, str(path))

@@ -10,6 +10,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from reconciler.actions import Action as TypedAction
+from reconciler.actions import Create, Delete, Enroll, Record, Ref, action_to_dict
 from reconciler.config import DOCUMENTED_LIMITS, ClientLimits
 from reconciler.model import Catalog, Completion
 from reconciler.plan import Action, Plan, estimate_writes
@@ -33,42 +35,34 @@ class Labels:
                    {m.id: m.full_name for m in catalog.members.values()})
 
 
-def record_dict(record: Completion) -> dict[str, Any]:
-    """A completion as the API names its fields: what a delete journals and `undo` restores from."""
-    return {"Id": record.id, "CourseMemberId": record.member_id, "CourseLessonId": record.lesson_id,
-            "CourseLessonTitle": record.lesson_title, "CourseMemberCoworkerFullName": record.member_name,
-            "CreatedOn": record.created_on, "UpdatedOn": record.updated_on, "SystemId": record.system_id,
-            "UniqueId": record.unique_id}
+def record_of(record: Completion) -> Record:
+    return Record(record.id, record.member_id, record.lesson_id, record.created_on, record.updated_on,
+                  record.system_id, record.unique_id, record.lesson_title, record.member_name)
+
+
+def typed_action(action: Action, labels: Labels) -> TypedAction:
+    """The planner's action as the write side's typed action, with the names shown beside its Ids."""
+    common: dict[str, Any] = {
+        "course": Ref(action.course_id, labels.courses.get(action.course_id, "")),
+        "member": Ref(action.member_id or None,  # None: the enrolment is made by this apply
+                      labels.members.get(action.member_id) or action.name or ""),
+        "lesson": Ref(action.lesson_id, labels.lessons.get(action.lesson_id, "")),
+        "spec": action.spec, "reason": action.reason, "origin": str(action.origin) if action.origin else None,
+        "note": action.note, "twin": action.twin, "coworker_id": action.coworker_id,
+    }
+    if action.kind == "create":
+        return Create(**common, system_id=action.system_id)
+    if action.kind == "delete" and action.record is not None:
+        return Delete(**common, record=record_of(action.record))
+    return Enroll(**common)
 
 
 def action_dict(action: Action, labels: Labels) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "action": action.kind,
-        "course": {"id": action.course_id, "title": labels.courses.get(action.course_id, "")},
-        "member": {"id": action.member_id or None,  # None: the enrolment is made by this apply
-                   "name": labels.members.get(action.member_id) or action.name or ""},
-        "lesson": {"id": action.lesson_id, "title": labels.lessons.get(action.lesson_id, "")},
-        "spec": action.spec, "reason": action.reason,
-        "origin": str(action.origin) if action.origin else None,
-    }
-    if action.note:
-        entry["note"] = action.note
-    if action.twin:
-        entry["twin"] = action.twin
-    if action.coworker_id is not None:
-        entry["coworker_id"] = action.coworker_id
-    if action.kind == "create":
-        entry["system_id"] = action.system_id
-        entry["precondition"] = {"absent": {"CourseMemberId": action.member_id, "CourseLessonId": action.lesson_id}}
-    elif action.kind == "delete" and action.record is not None:
-        entry["record"] = record_dict(action.record)
-        entry["precondition"] = {"exists": {"Id": action.record.id, "UpdatedOn": action.record.updated_on}}
-    elif action.kind == "enroll":
-        entry["precondition"] = {"not_enrolled": {"CourseId": action.course_id, "CoworkerId": action.coworker_id}}
-    return entry
+    return action_to_dict(typed_action(action, labels))
 
 
-def plan_dict(plan: Plan, labels: Labels, *, target: str, spec_digest: str, limits: ClientLimits) -> dict[str, Any]:
+def plan_dict(plan: Plan, labels: Labels, *, target: str, spec_digest: str, limits: ClientLimits,
+              actions: list[TypedAction] | None = None) -> dict[str, Any]:
     writes = len(plan.actions)
     estimate = estimate_writes(writes, limits)
     return {
@@ -82,7 +76,8 @@ def plan_dict(plan: Plan, labels: Labels, *, target: str, spec_digest: str, limi
                     "estimate_days": estimate.days,
                     "estimate_documented": (estimate_writes(writes, DOCUMENTED_LIMITS).describe()
                                             if limits != DOCUMENTED_LIMITS and writes else None)},
-        "actions": [action_dict(a, labels) for a in plan.actions],
+        "actions": [action_to_dict(a) for a in actions] if actions is not None else
+                   [action_dict(a, labels) for a in plan.actions],
         "warnings": list(plan.warnings),
         "drift": list(plan.drift),
         "partial": list(plan.partial),

@@ -59,7 +59,7 @@ def test_apply_converges_journals_every_write_and_verifies(demo: Path, capsys: p
     assert main(["apply", "--yes"]) == 0
     out = capsys.readouterr().out
     assert "created       26" in out and "deleted        2" in out and "enrolled       2" in out
-    assert "Verified: every applied change" in out
+    assert "Converged: all 30 planned changes are in place." in out
     (journal,) = (demo / ".reconciler" / "journal").glob("*.jsonl")
     lines = journal_lines(journal)
     assert lines[0]["type"] == "start" and len(lines[0]["actions"]) == 30  # type: ignore[arg-type]
@@ -231,7 +231,7 @@ def test_the_daily_write_cap_stops_cleanly_and_holds_across_runs(demo: Path,
     (demo / "reconciler.yaml").write_text("target: local\nseed: seed.yaml\nlimits: {writes_per_day: 5}\n")
     assert main(["apply", "--yes"]) == 3
     out = capsys.readouterr().out
-    assert "created        4" in out and "deleted        1" in out and "daily write cap" in out
+    assert "created        4" in out and "deleted        1" in out and "daily write" in out
     assert "Resume with: reconciler apply --resume" in out
     (journal,) = (demo / ".reconciler" / "journal").glob("*.jsonl")
     assert journal_lines(journal)[-1]["type"] == "stop"
@@ -285,12 +285,13 @@ def test_progress_without_a_terminal_prints_a_plain_line() -> None:
 
 
 def test_a_record_changed_since_the_plan_is_explained_field_by_field() -> None:
+    from reconciler.actions import Delete, Record, Ref
     from reconciler.apply import Fresh, stale_reason
 
     planned = {"Id": 7, "CourseMemberId": 1, "CourseLessonId": 2, "SystemId": None,
                "UpdatedOn": "2026-01-01T00:00:00.000Z", "CreatedOn": "2026-01-01T00:00:00.000Z"}
     found = {**planned, "SystemId": "reconciler:x", "UpdatedOn": "2026-02-01T00:00:00.000Z", "Extra": 1}
-    action = {"action": "delete", "record": planned, "member": {"id": 1}, "lesson": {"id": 2}, "course": {"id": 3}}
+    action = Delete(Ref(3), Ref(1), Ref(2), "spec", "undeclared", record=Record.from_api(planned))
     reason = stale_reason(action, Fresh({}, {7: found}, {}))
     assert reason == ("changed since the plan: SystemId None → 'reconciler:x'; "
                       "UpdatedOn '2026-01-01T00:00:00.000Z' → '2026-02-01T00:00:00.000Z'")

@@ -41,13 +41,18 @@ def test_json_format_validates_and_out_saves_it(demo: Path, capsys: pytest.Captu
     assert main(["plan", "--format", "json", "--out", "plan.json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     saved = json.loads((demo / "plan.json").read_text())
+    assert saved.pop("spec_paths") == ["coffee-bar-migration.yaml", "host-training.yaml", "makerspace.yaml",
+                                       "onboarding.yaml"]  # exactly the spec files, not the seed beside them
+    assert len(saved.pop("actions_digest")) == 64
     assert printed == saved
     Draft202012Validator(schema("plan")).validate(saved)
     assert saved["summary"]["create"] == 26 and saved["format_version"] == 1 and len(saved["spec_digest"]) == 64
     delete = next(a for a in saved["actions"] if a["action"] == "delete")
     assert delete["record"]["CourseMemberId"] == delete["member"]["id"]
     record = delete["record"]
-    assert delete["precondition"] == {"exists": {"Id": record["Id"], "UpdatedOn": record["UpdatedOn"]}}
+    assert delete["precondition"] == {"exists": {"Id": record["Id"], "CourseMemberId": record["CourseMemberId"],
+                                                 "CourseLessonId": record["CourseLessonId"],
+                                                 "UpdatedOn": record["UpdatedOn"]}}
 
 
 def test_a_blocked_plan_renders_in_full_and_exits_3(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -36,7 +36,7 @@ def test_the_readme_tour_runs_green(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     assert out.count("Target: local emulator") >= 4 and "No changes." in out
-    assert "+ create   Introduction" in out and "Verified: every applied change is in place." in out
+    assert "+ create   Introduction" in out and "planned changes are in place." in out
     exported = sorted(p.name for p in (tmp_path / "demo" / "exported").iterdir())
     assert "makerspace-safety.yaml" in exported and "coffee-bar-basics-2027.yaml" in exported
 

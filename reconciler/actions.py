@@ -1,0 +1,264 @@
+"""The typed plan on the write side: Create, Delete and Enroll, each with its precondition, and the one
+serializer between them and the plan's JSON form (`specs/plan.schema.json`).
+
+A saved plan, a journal and an undo plan are all read back through `plan_from_document`, which validates
+the document against the schema and then checks that every action agrees with itself (a delete's
+precondition names the very record it carries). The executor checks exactly the precondition an action
+carries, nothing it works out again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from reconciler.errors import PlanFileError
+from reconciler.schemas import validator
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """An Id with the name shown beside it (a course's or lesson's title, a member's name)."""
+
+    id: int | None
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A completion as the API named its fields: what a delete removes, journals and undo restores."""
+
+    id: int
+    member_id: int
+    lesson_id: int
+    created_on: str
+    updated_on: str
+    system_id: str | None = None
+    unique_id: str | None = None
+    lesson_title: str = ""
+    member_name: str = ""
+
+    def as_api(self) -> dict[str, Any]:
+        return {"Id": self.id, "CourseMemberId": self.member_id, "CourseLessonId": self.lesson_id,
+                "CourseLessonTitle": self.lesson_title, "CourseMemberCoworkerFullName": self.member_name,
+                "CreatedOn": self.created_on, "UpdatedOn": self.updated_on, "SystemId": self.system_id,
+                "UniqueId": self.unique_id}
+
+    @classmethod
+    def from_api(cls, raw: dict[str, Any]) -> Record:
+        return cls(int(raw["Id"]), int(raw["CourseMemberId"]), int(raw["CourseLessonId"]),
+                   str(raw.get("CreatedOn") or ""), str(raw.get("UpdatedOn") or ""), raw.get("SystemId"),
+                   raw.get("UniqueId"), str(raw.get("CourseLessonTitle") or ""),
+                   str(raw.get("CourseMemberCoworkerFullName") or ""))
+
+
+# --- preconditions -------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Absent:
+    """No completion of this lesson exists for this member (None: the member this apply enrols)."""
+
+    member_id: int | None
+    lesson_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Exists:
+    """This record exists, still for this member and lesson, with this UpdatedOn."""
+
+    id: int
+    member_id: int
+    lesson_id: int
+    updated_on: str
+
+
+@dataclass(frozen=True, slots=True)
+class NotEnrolled:
+    course_id: int
+    coworker_id: int
+
+
+# --- actions -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class _Common:
+    course: Ref
+    member: Ref
+    lesson: Ref
+    spec: str
+    reason: str
+    origin: str | None = None
+    note: str | None = None
+    twin: str | None = None
+    coworker_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Create(_Common):
+    kind: ClassVar[str] = "create"
+    rank: ClassVar[int] = 1
+    system_id: str | None = None
+
+    @property
+    def precondition(self) -> Absent:
+        return Absent(self.member.id, self.lesson.id or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Delete(_Common):
+    kind: ClassVar[str] = "delete"
+    rank: ClassVar[int] = 2
+    record: Record = field(default=Record(0, 0, 0, "", ""))
+
+    @property
+    def precondition(self) -> Exists:
+        return Exists(self.record.id, self.record.member_id, self.record.lesson_id, self.record.updated_on)
+
+
+@dataclass(frozen=True, slots=True)
+class Enroll(_Common):
+    kind: ClassVar[str] = "enroll"
+    rank: ClassVar[int] = 0
+
+    @property
+    def precondition(self) -> NotEnrolled:
+        return NotEnrolled(self.course.id or 0, self.coworker_id or 0)
+
+
+Action = Create | Delete | Enroll
+
+
+def describe(action: Action) -> str:
+    return f"{action.kind} {action.lesson.name or action.lesson.id} for {action.member.name or action.member.id}"
+
+
+# --- the JSON form -------------------------------------------------------------------------------
+
+def action_to_dict(action: Action) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "action": action.kind,
+        "course": {"id": action.course.id, "title": action.course.name},
+        "member": {"id": action.member.id, "name": action.member.name},
+        "lesson": {"id": action.lesson.id, "title": action.lesson.name},
+        "spec": action.spec, "reason": action.reason, "origin": action.origin,
+    }
+    if action.note:
+        entry["note"] = action.note
+    if action.twin:
+        entry["twin"] = action.twin
+    if action.coworker_id is not None:
+        entry["coworker_id"] = action.coworker_id
+    if isinstance(action, Create):
+        entry["system_id"] = action.system_id
+        entry["precondition"] = {"absent": {"CourseMemberId": action.member.id, "CourseLessonId": action.lesson.id}}
+    elif isinstance(action, Delete):
+        entry["record"] = action.record.as_api()
+        entry["precondition"] = {"exists": {"Id": action.record.id, "CourseMemberId": action.record.member_id,
+                                            "CourseLessonId": action.record.lesson_id,
+                                            "UpdatedOn": action.record.updated_on}}
+    else:
+        entry["precondition"] = {"not_enrolled": {"CourseId": action.course.id, "CoworkerId": action.coworker_id}}
+    return entry
+
+
+def action_from_dict(entry: dict[str, Any], where: str) -> Action:
+    """One action of a document that already passed the schema; `where` names it in errors."""
+    common: dict[str, Any] = {
+        "course": Ref(entry["course"]["id"], entry["course"].get("title", "")),
+        "member": Ref(entry["member"]["id"], entry["member"].get("name", "")),
+        "lesson": Ref(entry["lesson"]["id"], entry["lesson"].get("title", "")),
+        "spec": entry["spec"], "reason": entry["reason"], "origin": entry.get("origin"),
+        "note": entry.get("note"), "twin": entry.get("twin"), "coworker_id": entry.get("coworker_id"),
+    }
+    kind = entry["action"]
+    condition = entry["precondition"]
+
+    def expect(name: str, found: object, wanted: object, what: str) -> None:
+        if found != wanted:
+            raise PlanFileError(f"{where}.precondition.{name} is {found!r}, but {what} is {wanted!r}: the action "
+                                "does not agree with itself (was the plan edited?); plan again")
+
+    if kind == "create":
+        absent = condition.get("absent")
+        if absent is None:
+            raise PlanFileError(f"{where}.precondition: a create needs 'absent'")
+        expect("absent.CourseMemberId", absent.get("CourseMemberId"), common["member"].id, "the member's Id")
+        expect("absent.CourseLessonId", absent.get("CourseLessonId"), common["lesson"].id, "the lesson's Id")
+        if common["lesson"].id is None:
+            raise PlanFileError(f"{where}.lesson.id: a create needs a lesson Id")
+        if common["member"].id is None and common["coworker_id"] is None:
+            raise PlanFileError(f"{where}: a create for a member this apply enrols needs coworker_id")
+        return Create(**common, system_id=entry.get("system_id"))
+    if kind == "delete":
+        exists, raw = condition.get("exists"), entry.get("record")
+        if exists is None or raw is None:
+            raise PlanFileError(f"{where}: a delete needs 'record' and precondition 'exists'")
+        record = Record.from_api(raw)
+        expect("exists.Id", exists.get("Id"), record.id, "the record's Id")
+        expect("exists.CourseMemberId", exists.get("CourseMemberId"), record.member_id, "the record's CourseMemberId")
+        expect("exists.CourseLessonId", exists.get("CourseLessonId"), record.lesson_id, "the record's CourseLessonId")
+        expect("exists.UpdatedOn", exists.get("UpdatedOn"), record.updated_on, "the record's UpdatedOn")
+        expect("exists.CourseMemberId", record.member_id, common["member"].id, "the action's member Id")
+        expect("exists.CourseLessonId", record.lesson_id, common["lesson"].id, "the action's lesson Id")
+        return Delete(**common, record=record)
+    enrolment = condition.get("not_enrolled")
+    if enrolment is None:
+        raise PlanFileError(f"{where}.precondition: an enrolment needs 'not_enrolled'")
+    expect("not_enrolled.CourseId", enrolment.get("CourseId"), common["course"].id, "the course's Id")
+    expect("not_enrolled.CoworkerId", enrolment.get("CoworkerId"), common["coworker_id"], "the coworker_id")
+    if common["coworker_id"] is None:
+        raise PlanFileError(f"{where}.coworker_id: an enrolment needs the coworker's Id")
+    return Enroll(**common)
+
+
+def actions_digest(actions: Iterable[dict[str, Any]]) -> str:
+    """SHA-256 over the actions' canonical JSON: a plan edited after it was made no longer matches."""
+    digest = hashlib.sha256()
+    for entry in actions:
+        digest.update(json.dumps(entry, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class TypedPlan:
+    """A plan document read back and checked: the header as written, and typed actions."""
+
+    document: dict[str, Any]
+    actions: tuple[Action, ...]
+
+    @property
+    def target(self) -> str:
+        return str(self.document["target"])
+
+
+def plan_from_document(document: Any, source: str) -> TypedPlan:
+    """Validate a plan document (schema, then each action's self-consistency) and type its actions.
+
+    Any mismatch is one PlanFileError naming `source` and the field, never a traceback.
+    """
+    if not isinstance(document, dict):
+        raise PlanFileError(f"{source} is not a saved plan (not a JSON object)")
+    errors = sorted(validator("plan").iter_errors(document), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        where = _dotted(first.absolute_path)
+        more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+        raise PlanFileError(f"{source}: {where or 'the document'}: {first.message}{more}")
+    recorded = document.get("actions_digest")
+    if recorded is not None and recorded != actions_digest(document["actions"]):
+        raise PlanFileError(f"{source}: the actions were changed after the plan was made (actions_digest does not "
+                            "match); plan again and apply the plan as saved")
+    actions = tuple(action_from_dict(entry, f"{source}: actions[{index}]")
+                    for index, entry in enumerate(document["actions"]))
+    return TypedPlan(document, actions)
+
+
+def _dotted(path: Iterable[Any]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text

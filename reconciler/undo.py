@@ -1,0 +1,92 @@
+"""Undo, planned purely: a journal's entries and the live records of its scope → the actions that restore
+what the apply deleted and remove what it created. No I/O here, like the planner beside it.
+
+What counts is what the server may have done, not the outcome line that followed: a delete whose intent
+was journaled may have been carried out whatever came after it (no outcome after a kill, "gone" after a
+lost answer and a 404 on the re-send, "failed" after a 5xx that the server had acted on), so every such
+record that is absent now is restored, unless its member and lesson have a completion again. Likewise a
+create that was sent but never answered is looked for among the live records.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any
+
+from reconciler.actions import Action, Create, Delete, Enroll, Record
+from reconciler.model import instant
+
+# A record of the pair created this long before the intent was written still counts as the in-flight
+# create's (the server's clock and ours differ by about this much).
+CLOCK_SLACK = timedelta(seconds=120)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What the journal says of one action: the action as last sent (if it was), when, and its outcome."""
+
+    seq: int
+    action: Action
+    sent: bool
+    sent_at: str | None
+    status: str | None
+    new_id: int | None
+
+
+@dataclass
+class UndoPlan:
+    actions: list[Action] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def plan_undo(history: list[Sent], live: list[dict[str, Any]], journal: str) -> UndoPlan:
+    """The inverse of an apply, from what its journal says was sent and what is there now."""
+    by_id = {record["Id"]: record for record in live}
+    by_pair: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
+    for record in live:
+        by_pair[(record["CourseMemberId"], record["CourseLessonId"])].append(record)
+    result = UndoPlan()
+    restored = kept_enrolments = 0
+    for item in history:
+        action = item.action
+        if isinstance(action, Delete) and item.sent:
+            gone = action.record
+            if gone.id in by_id or by_pair.get((gone.member_id, gone.lesson_id)):
+                continue  # never deleted, or its member and lesson have a completion again
+            restored += 1
+            result.actions.append(Create(
+                action.course, action.member, action.lesson, action.spec, "undo", f"{journal}:{item.seq}",
+                note=f"restores #{gone.id}, completed {gone.created_on or '?'}; the new record is dated today",
+                system_id=gone.system_id))
+        elif isinstance(action, Create) and item.sent:  # whatever followed: a resume may have found it there
+            for found in _made_by(item, action, by_id, by_pair):
+                result.actions.append(Delete(
+                    action.course, replace(action.member, id=found["CourseMemberId"]), action.lesson, action.spec,
+                    "undo", f"{journal}:{item.seq}", note=f"undoes the create of #{found['Id']}",
+                    record=Record.from_api(found)))
+        elif isinstance(action, Enroll) and item.status == "enrolled":
+            kept_enrolments += 1
+    result.actions.sort(key=lambda a: (a.course.id or 0, a.member.id or 0, a.rank, a.lesson.id or 0))
+    if restored:
+        result.warnings.append(f"{restored} recreated completion(s) get today's date: the original completion dates "
+                               "cannot be restored")
+    if kept_enrolments:
+        result.warnings.append(f"{kept_enrolments} enrolment(s) the apply made are kept")
+    return result
+
+
+def _made_by(item: Sent, action: Create, by_id: dict[int, dict[str, Any]],
+             by_pair: dict[tuple[int, int], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The live record(s) this create made: the Id its outcome names, or, for a create whose answer never
+    came (killed in flight, then found "already there" by the resume, or failed after lost answers),
+    records of its pair carrying its marker and created no earlier than it was sent."""
+    if item.status == "created" and item.new_id is not None:
+        found = by_id.get(item.new_id)
+        return [found] if found is not None else []
+    if action.member.id is None or item.sent_at is None:
+        return []
+    since = instant(item.sent_at) - CLOCK_SLACK
+    return [record for record in by_pair.get((action.member.id, action.lesson.id or 0), [])
+            if record.get("SystemId") == action.system_id and instant(str(record.get("CreatedOn") or "")) >= since]

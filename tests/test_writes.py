@@ -1,0 +1,301 @@
+"""Writes you can trust, over real HTTP: one apply at a time, undo that restores whatever the server
+deleted, journals that survive a kill, bounded waits, saved plans that are checked, and 401s per item."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks.space import build_space, write_spec
+from reconciler.emulator.app import EmulatorApp, Settings
+from reconciler.emulator.limits import Limits
+from reconciler.emulator.seed import account
+from reconciler.emulator.server import BackgroundServer
+from reconciler.emulator.store import Store
+from reconciler.journal import read_journal
+
+USER, PASSWORD = "ops@example.com", "ops-Secret-7731"
+CONFIG = ("limits: {min_interval_ms: 0, writes_per_minute: 100000, requests_per_minute: 100000}\n"
+          "safety: {max_delete_fraction: 1.0, max_deletes: 100000}\n")
+ENV = {**os.environ, "NEXUDUS_USERNAME": USER, "NEXUDUS_PASSWORD": PASSWORD}
+ENV.pop("NEXUDUS_API_URL", None)
+
+
+class Served:
+    """A synthetic space served over HTTP on 127.0.0.1, and folders whose specs name its members."""
+
+    def __init__(self, tmp_path: Path, settings: Settings, *, members: int = 30, per_member: int = 3,
+                 lessons: int = 6) -> None:
+        self.store = Store()
+        self.emails = build_space(self.store, members=members, lessons=lessons, per_member=per_member)
+        self.store.save_user(account(USER, PASSWORD))
+        self.app = EmulatorApp(self.store, settings)
+        self.server = BackgroundServer(self.app).__enter__()
+        self.tmp = tmp_path
+
+    def folder(self, name: str = "work", *, through: int = 3, mode: str = "authoritative") -> Path:
+        work = self.tmp / name
+        write_spec(work / "specs", self.emails, through=through, mode=mode)
+        (work / "reconciler.yaml").write_text(f"target: {self.server.url}\n" + CONFIG)
+        return work
+
+    def close(self) -> None:
+        self.server.__exit__(None, None, None)
+        self.store.close()
+
+    def records(self) -> dict[int, dict[str, Any]]:
+        return {row["Id"]: dict(row) for row in self.store.iter_rows("coursecompletedlessons")}
+
+    def pairs(self) -> Counter[tuple[int, int]]:
+        rows = self.store.iter_rows("coursecompletedlessons")
+        return Counter((r["CourseMemberId"], r["CourseLessonId"]) for r in rows)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Any:
+    made: list[Served] = []
+
+    def make(settings: Settings | None = None, **kwargs: Any) -> Served:
+        made.append(Served(tmp_path, settings or Settings(limits=Limits.off()), **kwargs))
+        return made[-1]
+
+    yield make
+    for one in made:
+        one.close()
+
+
+def reconciler(work: Path, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "reconciler", *argv], cwd=work, env=ENV, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+# --- one apply at a time -------------------------------------------------------------------------
+
+def test_two_applies_from_one_folder_make_no_duplicate(served: Any) -> None:
+    space = served(Settings(limits=Limits.off(), latency_ms=15), members=40, per_member=0)
+    work = space.folder()
+    first = subprocess.Popen([sys.executable, "-m", "reconciler", "apply", "specs", "--yes"], cwd=work, env=ENV,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list((work / ".reconciler" / "journal").glob("*.jsonl")) and time.monotonic() < deadline:
+        time.sleep(0.02)  # the first apply holds the lock and is writing
+    second = reconciler(work, "apply", "specs", "--yes")
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, out + err
+    message = one_line_error(second)
+    assert "another run holds the lock" in message and f"pid {first.pid}" in message
+    assert "reconciler apply specs --yes" in message
+    assert max(space.pairs().values()) == 1 and len(space.pairs()) == 40 * 3
+    assert reconciler(work, "plan", "specs", "--detailed-exitcode").returncode == 0
+
+
+def test_two_applies_from_two_folders_make_no_duplicate_or_say_so(served: Any) -> None:
+    space = served(Settings(limits=Limits.off(), latency_ms=10), members=40, per_member=0)
+    left, right = space.folder("left", mode="owned"), space.folder("right", mode="owned")
+    runs = [subprocess.Popen([sys.executable, "-m", "reconciler", "apply", "specs", "--yes"], cwd=work, env=ENV,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for work in (left, right)]
+    results = [(run.wait(timeout=180), *run.communicate()) for run in runs]
+    duplicated = max(space.pairs().values()) > 1
+    if duplicated:
+        assert any(code == 4 and "duplicate" in out.lower() for code, out, _ in results), results
+    else:
+        assert all(code == 0 for code, _, _ in results), results
+    # Either way the next plan cleans up: what one run created twice carries the spec's marker.
+    assert reconciler(left, "apply", "specs", "--yes").returncode == 0
+    assert max(space.pairs().values()) == 1 and len(space.pairs()) == 40 * 3
+
+
+# --- undo restores whatever the server deleted ---------------------------------------------------
+
+def test_with_every_delete_answer_lost_undo_restores_every_record(served: Any) -> None:
+    space = served(Settings(limits=Limits.off()), members=10, per_member=5)
+    work = space.folder(through=2)  # authoritative: lessons 3.. are deleted, 1..2 created where missing
+    before = space.pairs()
+    space.app.settings.lose_rate = 1.0  # every write is done, and no answer comes back
+    applied = reconciler(work, "apply", "specs", "--yes")
+    assert applied.returncode in (0, 4), applied.stdout + applied.stderr
+    space.app.settings.lose_rate = 0.0
+    (journal,) = (work / ".reconciler" / "journal").glob("*.jsonl")
+    gone = [entry for entry in read_journal(journal).outcomes.values() if entry["status"] == "gone"]
+    assert gone, "the deletes were answered 404 on the re-send"
+    undo = reconciler(work, "undo", str(journal), "--out", "undo.json")
+    assert undo.returncode == 0, undo.stdout + undo.stderr
+    assert reconciler(work, "apply", "--plan", "undo.json", "--yes").returncode == 0
+    assert space.pairs() == before  # every deleted pair is back, every created one gone again
+
+
+def test_kill_with_a_delete_in_flight_then_resume_then_undo_restores_every_record(served: Any) -> None:
+    space = served(Settings(limits=Limits.off(), latency_ms=30), members=30, per_member=4)
+    work = space.folder(through=1)
+    before = space.pairs()
+    process = subprocess.Popen([sys.executable, "-m", "reconciler", "apply", "specs", "--yes"], cwd=work, env=ENV,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal_dir = work / ".reconciler" / "journal"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # until a delete is in flight: its intent written, no outcome yet
+        journals = list(journal_dir.glob("*.jsonl"))
+        if journals:
+            lines = [json.loads(x) for x in journals[0].read_text().splitlines() if x.endswith("}")]
+            intents = {x["seq"]: x for x in lines if x["type"] == "intent" and x["action"]["action"] == "delete"}
+            answered = {x["seq"] for x in lines if x["type"] == "outcome"}
+            if len(intents) >= 3 and set(intents) - answered:
+                break
+        time.sleep(0.002)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    (journal,) = journal_dir.glob("*.jsonl")
+    resumed = reconciler(work, "apply", "--resume", str(journal), "--yes")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    undo = reconciler(work, "undo", str(journal), "--out", "undo.json")
+    assert undo.returncode == 0, undo.stdout + undo.stderr
+    applied = reconciler(work, "apply", "--plan", "undo.json", "--yes")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert space.pairs() == before
+
+
+def test_a_journal_cut_mid_line_resumes_and_undoes(served: Any) -> None:
+    space = served(Settings(limits=Limits.off(), latency_ms=20), members=20, per_member=3)
+    work = space.folder(through=2)
+    before = space.pairs()
+    process = subprocess.Popen([sys.executable, "-m", "reconciler", "apply", "specs", "--yes"], cwd=work, env=ENV,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal_dir = work / ".reconciler" / "journal"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        journals = list(journal_dir.glob("*.jsonl"))
+        if journals and journals[0].read_text().count('"type":"outcome"') >= 10:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    (journal,) = journal_dir.glob("*.jsonl")
+    with journal.open("a") as out:  # as if the kill had cut the line being written
+        out.write('{"type":"intent","seq":')
+    resumed = reconciler(work, "apply", "--resume", str(journal), "--yes")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert reconciler(work, "plan", "specs", "--detailed-exitcode").returncode == 0
+    undo = reconciler(work, "undo", str(journal), "--out", "undo.json")
+    assert undo.returncode == 0, undo.stdout + undo.stderr
+    assert reconciler(work, "apply", "--plan", "undo.json", "--yes").returncode == 0
+    assert space.pairs() == before
+
+
+# --- bounded waits -------------------------------------------------------------------------------
+
+def test_a_day_long_wait_ends_the_apply_within_a_minute_with_exit_3(served: Any) -> None:
+    space = served(Settings(limits=Limits(min_interval_ms=None, requests_per_minute=None, requests_per_hour=None,
+                                          requests_per_day=None, writes_per_minute=None, writes_per_day=3),
+                            throttle_status=429, retry_after_header=False), members=5, per_member=0)
+    work = space.folder()
+    started = time.monotonic()
+    result = reconciler(work, "apply", "specs", "--yes", timeout=60)
+    assert time.monotonic() - started < 60
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "Resume with: reconciler apply --resume" in result.stdout and "Traceback" not in result.stderr
+    assert "86" in result.stdout or "hours" in result.stdout or "24 h" in result.stdout  # says how long
+    assert len(space.pairs()) == 3
+
+
+# --- saved plans are checked, not believed -------------------------------------------------------
+
+def _saved_plan(space: Served, work: Path) -> dict[str, Any]:
+    made = reconciler(work, "plan", "specs", "--out", "plan.json")
+    assert made.returncode == 0, made.stdout + made.stderr
+    loaded: dict[str, Any] = json.loads((work / "plan.json").read_text())
+    return loaded
+
+
+def test_a_delete_re_pointed_at_another_members_record_deletes_nothing_of_theirs(served: Any) -> None:
+    space = served(members=4, per_member=5)
+    work = space.folder(through=2)
+    plan = _saved_plan(space, work)
+    delete = next(a for a in plan["actions"] if a["action"] == "delete")
+    planned = {a["record"]["Id"] for a in plan["actions"] if a["action"] == "delete"}
+    victim = next(r for r in space.records().values()
+                  if r["CourseMemberId"] != delete["member"]["id"] and r["Id"] not in planned)
+    for edited in ({"record": {**delete["record"], "Id": victim["Id"]},
+                    "precondition": {"exists": {**delete["precondition"]["exists"], "Id": victim["Id"]}}},):
+        delete.update(edited)
+    plan.pop("actions_digest")  # a careful forger drops the digest; the preconditions still hold the line
+    (work / "edited.json").write_text(json.dumps(plan))
+    result = reconciler(work, "apply", "--plan", "edited.json", "--yes")
+    assert victim["Id"] in space.records(), result.stdout + result.stderr
+    assert f"record #{victim['Id']} is member {victim['CourseMemberId']}'s" in result.stdout
+    # With the digest kept, the edit is refused outright.
+    plan = _saved_plan(space, work)
+    plan["actions"][0]["note"] = "edited"
+    (work / "edited.json").write_text(json.dumps(plan))
+    assert "actions were changed after the plan was made" in one_line_error(
+        reconciler(work, "apply", "--plan", "edited.json", "--yes"))
+
+
+@pytest.mark.parametrize("corrupt", [
+    lambda plan: "not json at all",
+    lambda plan: json.dumps([1, 2]),
+    lambda plan: json.dumps({**plan, "format_version": 2}),
+    lambda plan: json.dumps({**plan, "actions": [{"action": "delete"}]}),
+    lambda plan: json.dumps({**plan, "actions": [{**plan["actions"][0], "precondition": {}}]}),
+    lambda plan: json.dumps({**plan, "actions": [{**plan["actions"][0], "lesson": {"id": "x"}}]}),
+    lambda plan: json.dumps({**plan, "undo_of": "20260101T000000Z-abcdef", "actions_digest": "0" * 64}),
+])
+def test_a_malformed_saved_plan_is_one_line_and_exit_1(served: Any, corrupt: Any) -> None:
+    space = served(members=3, per_member=2)
+    work = space.folder(through=2)
+    plan = _saved_plan(space, work)
+    (work / "bad.json").write_text(corrupt(plan))
+    message = one_line_error(reconciler(work, "apply", "--plan", "bad.json", "--yes"))
+    assert "bad.json" in message
+    assert space.app.writes_seen == []
+
+
+def test_a_forged_undo_of_does_not_skip_the_checks(served: Any) -> None:
+    space = served(members=3, per_member=2)
+    work = space.folder(through=2)
+    plan = _saved_plan(space, work)
+    plan["undo_of"] = "20260101T000000Z-abcdef"
+    (work / "forged.json").write_text(json.dumps(plan))
+    result = reconciler(work, "apply", "--plan", "forged.json", "--yes")
+    assert result.returncode == 3 and "whose journal" in result.stderr, result.stdout + result.stderr
+    assert space.app.writes_seen == []
+
+
+@pytest.mark.parametrize("damage", ['{"type":"intent"}\n', "hello\n", '{"type":"outcome","seq":"x"}\n'])
+def test_a_damaged_journal_is_one_line_and_exit_1(served: Any, damage: str) -> None:
+    space = served(members=3, per_member=2)
+    work = space.folder(through=2)
+    assert reconciler(work, "apply", "specs", "--yes").returncode == 0
+    (journal,) = (work / ".reconciler" / "journal").glob("*.jsonl")
+    lines = journal.read_text().splitlines(keepends=True)
+    journal.write_text("".join([lines[0], damage, *lines[1:]]))
+    for command in (["apply", "--resume", str(journal), "--yes"], ["undo", str(journal)]):
+        assert f"{journal}:2" in one_line_error(reconciler(work, *command))
+
+
+# --- 401 is one item's failure -------------------------------------------------------------------
+
+def test_a_401_on_one_create_is_that_items_failure(served: Any) -> None:
+    space = served(Settings(limits=Limits.off(), stale_reference_status=401), members=6, per_member=0)
+    work = space.folder(through=2)
+    _saved_plan(space, work)
+    gone = next(iter(space.store.rows["coursemembers"]))  # an enrolment deleted after the plan was made
+    space.store.delete("coursemembers", gone)
+    result = reconciler(work, "apply", "--plan", "plan.json", "--yes")
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "refused this write" in result.stdout and "role" not in result.stdout.split("Failed:")[1]
+    assert "created       10" in result.stdout and "failed         2" in result.stdout
