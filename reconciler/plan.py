@@ -20,15 +20,16 @@ from reconciler.errors import Problem
 from reconciler.model import Catalog, Completion, Origin, oldest_first
 from reconciler.resolve import Pair, Resolution, ResolvedCompletions, ResolvedMigration
 
-ActionKind = Literal["enroll", "create", "delete"]
+ChangeKind = Literal["enroll", "create", "delete"]
 _RANK = {"enroll": 0, "create": 1, "delete": 2}
 
 
 @dataclass(frozen=True, slots=True)
-class Action:
-    """One write. `record` is the full completion a delete removes; `origin` is what asked for it."""
+class Change:
+    """One write the planner decided (its internal, compact form; `render.typed_action` turns it into the
+    write side's typed action). `record` is the full completion a delete removes; `origin` asked for it."""
 
-    kind: ActionKind
+    kind: ChangeKind
     course_id: int
     member_id: int
     lesson_id: int
@@ -50,7 +51,7 @@ class Action:
 
 @dataclass
 class Plan:
-    actions: list[Action] = field(default_factory=list)
+    actions: list[Change] = field(default_factory=list)
     unchanged: int = 0
     existing_in_scope: int = 0
     warnings: list[str] = field(default_factory=list)
@@ -60,7 +61,7 @@ class Plan:
     partial: list[str] = field(default_factory=list)
     errors: list[Problem] = field(default_factory=list)  # found only against the live state (strict)
 
-    def count(self, kind: ActionKind) -> int:
+    def count(self, kind: ChangeKind) -> int:
         return sum(1 for a in self.actions if a.kind == kind)
 
     @property
@@ -148,13 +149,13 @@ def _plan_course(plan: Plan, specs: list[ResolvedCompletions], records: dict[Pai
 
     def delete(record: Completion, spec: ResolvedCompletions, reason: str, origin: Origin | None,
                note: str | None = None) -> None:
-        plan.actions.append(Action("delete", course_id, record.member_id, record.lesson_id, spec.spec.name, reason,
+        plan.actions.append(Change("delete", course_id, record.member_id, record.lesson_id, spec.spec.name, reason,
                                    origin, record, note=note,
                                    sort_key=key("delete", record.member_id, record.lesson_id, record.id)))
 
     for pair, (resolved, origins) in desired.items():
         if pair not in records:
-            plan.actions.append(Action("create", course_id, pair[0], pair[1], resolved.spec.name, "declared",
+            plan.actions.append(Change("create", course_id, pair[0], pair[1], resolved.spec.name, "declared",
                                        origins[0], system_id=resolved.spec.marker,
                                        sort_key=key("create", pair[0], pair[1])))
 
@@ -229,7 +230,7 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: dict[Pair
             if not spec.enroll:
                 not_enrolled.append(member.full_name or f"coworker {member.coworker_id}")
                 continue
-            plan.actions.append(Action("enroll", target, 0, 0, spec.name, "migrated", spec.target_course.origin,
+            plan.actions.append(Change("enroll", target, 0, 0, spec.name, "migrated", spec.target_course.origin,
                                        coworker_id=member.coworker_id, name=member.full_name,
                                        sort_key=key(0, 0)))
         for lesson, found in mapped:
@@ -239,7 +240,7 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: dict[Pair
             if exists:
                 plan.unchanged += 1
             else:
-                plan.actions.append(Action("create", target, twin_member.id if twin_member else 0, twin_lesson,
+                plan.actions.append(Change("create", target, twin_member.id if twin_member else 0, twin_lesson,
                                            spec.name, "migrated", spec.origin, system_id=spec.marker,
                                            coworker_id=member.coworker_id, name=member.full_name, twin=twin,
                                            note=f"from {source_lessons[lesson].title!r} (#{found[0].id})",
@@ -247,7 +248,7 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: dict[Pair
             if spec.source_policy == "remove":
                 plan.existing_in_scope += len(found)
                 for record in found:
-                    plan.actions.append(Action("delete", source, member.id, lesson, spec.name, "migrated",
+                    plan.actions.append(Change("delete", source, member.id, lesson, spec.name, "migrated",
                                                spec.origin, record, twin=twin,
                                                note=f"moved to {migration.target.title!r}",
                                                sort_key=key(2, lesson, record.id)))

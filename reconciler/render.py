@@ -14,7 +14,7 @@ from reconciler.actions import Action as TypedAction
 from reconciler.actions import Create, Delete, Enroll, Record, Ref, action_to_dict
 from reconciler.config import DOCUMENTED_LIMITS, ClientLimits
 from reconciler.model import Catalog, Completion
-from reconciler.plan import Action, Plan, estimate_writes
+from reconciler.plan import Change, Plan, estimate_writes
 
 FORMAT_VERSION = 1
 MARKDOWN_LIMIT = 60_000
@@ -40,7 +40,7 @@ def record_of(record: Completion) -> Record:
                   record.system_id, record.unique_id, record.lesson_title, record.member_name)
 
 
-def typed_action(action: Action, labels: Labels) -> TypedAction:
+def typed_action(action: Change, labels: Labels) -> TypedAction:
     """The planner's action as the write side's typed action, with the names shown beside its Ids."""
     common: dict[str, Any] = {
         "course": Ref(action.course_id, labels.courses.get(action.course_id, "")),
@@ -57,7 +57,7 @@ def typed_action(action: Action, labels: Labels) -> TypedAction:
     return Enroll(**common)
 
 
-def action_dict(action: Action, labels: Labels) -> dict[str, Any]:
+def action_dict(action: Change, labels: Labels) -> dict[str, Any]:
     return action_to_dict(typed_action(action, labels))
 
 

@@ -13,7 +13,7 @@ from jsonschema import Draft202012Validator
 from reconciler.cli import main
 from reconciler.config import DOCUMENTED_LIMITS
 from reconciler.model import Completion
-from reconciler.plan import Action, Plan
+from reconciler.plan import Change, Plan
 from reconciler.render import MARKDOWN_LIMIT, Labels, markdown, plan_dict
 from reconciler.schemas import schema
 
@@ -71,8 +71,8 @@ def test_markdown_is_for_pull_requests(demo: Path, capsys: pytest.CaptureFixture
 
 
 def test_markdown_stays_under_the_limit_for_100000_actions() -> None:
-    actions = [Action("create", 1, m, m % 400, "s", "declared") for m in range(50_000)]
-    actions += [Action("delete", 1, m, 7, "s", "revoked", record=Completion(m, m, 7, "2026-01-01", "2026-01-01"),
+    actions = [Change("create", 1, m, m % 400, "s", "declared") for m in range(50_000)]
+    actions += [Change("delete", 1, m, 7, "s", "revoked", record=Completion(m, m, 7, "2026-01-01", "2026-01-01"),
                        note="x" * 200) for m in range(50_000)]
     plan = Plan(actions=actions, warnings=["w" * 300] * 500)
     labels = Labels({1: "Course " + "é" * 50}, {i: f"Lesson {i} " + "|" * 30 for i in range(400)},

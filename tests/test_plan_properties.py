@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from reconciler.config import Safety
 from reconciler.model import Catalog, Completion, CompletionsSpec, Course, Lesson, Member, Origin, Ref
-from reconciler.plan import Action, apply_budgets, plan_changes
+from reconciler.plan import Change, apply_budgets, plan_changes
 from reconciler.resolve import Resolution, ResolvedCompletions
 
 LESSONS = (1, 2, 3, 4)
@@ -43,7 +43,7 @@ def world(draw: st.DrawFn) -> tuple[ResolvedCompletions, list[Completion]]:
     return resolved, current
 
 
-def apply_actions(current: list[Completion], actions: list[Action]) -> list[Completion]:
+def apply_actions(current: list[Completion], actions: list[Change]) -> list[Completion]:
     after = {c.id: c for c in current}
     next_id = max(after, default=0) + 1000
     for action in actions:
