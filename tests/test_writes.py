@@ -299,3 +299,18 @@ def test_a_401_on_one_create_is_that_items_failure(served: Any) -> None:
     assert result.returncode == 4, result.stdout + result.stderr
     assert "refused this write" in result.stdout and "role" not in result.stdout.split("Failed:")[1]
     assert "created       10" in result.stdout and "failed         2" in result.stdout
+
+
+def test_a_saved_plan_applies_from_any_folder(served: Any, tmp_path: Path) -> None:
+    space = served(members=4, per_member=2)
+    work = space.folder(through=2)
+    (work / "seed.yaml").write_text("# not a spec: not part of the digest\n")
+    _saved_plan(space, work)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**ENV, "NEXUDUS_API_URL": space.server.url}
+    result = subprocess.run([sys.executable, "-m", "reconciler", "apply", "--plan", str(work / "plan.json"), "--yes"],
+                            cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Converged" in result.stdout
+    assert reconciler(work, "plan", "specs", "--detailed-exitcode").returncode == 0
