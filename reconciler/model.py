@@ -232,9 +232,44 @@ class Catalog:
     # Coworkers named by Id who are not enrolled and could not be found: Id → why.
     absent_coworkers: dict[int, str] = field(default_factory=dict)
 
+    _index: _CatalogIndex | None = field(default=None, repr=False, compare=False)
+
     def lessons_of(self, course_id: int) -> list[Lesson]:
-        return sorted((x for x in self.lessons.values() if x.course_id == course_id),
-                      key=lambda x: (x.display_order, x.id))
+        """The course's lessons in DisplayOrder (ties by Id)."""
+        return self.index().lessons.get(course_id, [])
 
     def members_of(self, course_id: int) -> list[Member]:
-        return sorted((m for m in self.members.values() if m.course_id == course_id), key=lambda m: m.id)
+        """The course's enrolments, by Id."""
+        return self.index().members.get(course_id, [])
+
+    def enrolments_of(self, course_id: int, coworker_id: int) -> list[Member]:
+        """The coworker's enrolments in the course (one, unless the data is odd)."""
+        return self.index().by_coworker.get((course_id, coworker_id), [])
+
+    def index(self) -> _CatalogIndex:
+        """Lookups by course and coworker, built once in time linear in the catalog (and again only if the
+        catalog has grown since: the reader fills it before anything resolves against it)."""
+        size = (len(self.lessons), len(self.members))
+        if self._index is None or self._index.size != size:
+            self._index = _CatalogIndex.build(self, size)
+        return self._index
+
+
+@dataclass
+class _CatalogIndex:
+    size: tuple[int, int]
+    lessons: dict[int, list[Lesson]]
+    members: dict[int, list[Member]]
+    by_coworker: dict[tuple[int, int], list[Member]]
+
+    @classmethod
+    def build(cls, catalog: Catalog, size: tuple[int, int]) -> _CatalogIndex:
+        lessons: dict[int, list[Lesson]] = {}
+        for lesson in sorted(catalog.lessons.values(), key=lambda x: (x.display_order, x.id)):
+            lessons.setdefault(lesson.course_id, []).append(lesson)
+        members: dict[int, list[Member]] = {}
+        by_coworker: dict[tuple[int, int], list[Member]] = {}
+        for member in sorted(catalog.members.values(), key=lambda m: m.id):
+            members.setdefault(member.course_id, []).append(member)
+            by_coworker.setdefault((member.course_id, member.coworker_id), []).append(member)
+        return cls(size, lessons, members, by_coworker)

@@ -70,6 +70,7 @@ class _Resolver:
         self.catalog = catalog
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
+        self._lessons_found: dict[tuple[int, int | None, str | None], Lesson] = {}
         self._by_email: dict[str, list[int]] = defaultdict(list)
         for coworker in catalog.coworkers.values():
             self._by_email[coworker.email.strip().casefold()].append(coworker.id)
@@ -95,6 +96,15 @@ class _Resolver:
         return None
 
     def lesson(self, ref: Ref, course: Course) -> Lesson | None:
+        key = (course.id, ref.id, ref.title)
+        found = self._lessons_found.get(key)
+        if found is None:
+            found = self._lesson(ref, course)
+            if found is not None:  # a failure is reported at each place that names it
+                self._lessons_found[key] = found
+        return found
+
+    def _lesson(self, ref: Ref, course: Course) -> Lesson | None:
         lessons = self.catalog.lessons_of(course.id)
         if ref.id is not None:
             found = next((x for x in lessons if x.id == ref.id), None)
@@ -123,12 +133,11 @@ class _Resolver:
             last = self.lesson(chosen.lessons[0], course)
             if last is None:
                 return []
-            return [x for x in every if (x.display_order, x.id) <= (last.display_order, last.id)]
+            return every[:every.index(last) + 1]
         found = (self.lesson(ref, course) for ref in chosen.lessons)
         return [x for x in found if x is not None]
 
     def members(self, selector: MemberSelector, course: Course, *, enrolment_required: bool = True) -> list[Member]:
-        enrolled = self.catalog.members_of(course.id)
         origin = selector.origin
         if selector.by == "course_member_id":
             found = self.catalog.members.get(int(selector.value))
@@ -138,6 +147,7 @@ class _Resolver:
             return [found]
         if selector.by == "team":
             team = str(selector.value)
+            enrolled = self.catalog.members_of(course.id)
             chosen = [m for m in enrolled if team in m.teams]
             if not chosen:
                 teams = {t for m in enrolled for t in m.teams}
@@ -146,7 +156,7 @@ class _Resolver:
             return chosen
         if selector.by == "coworker_id":
             coworker_id = int(selector.value)
-            chosen = [m for m in enrolled if m.coworker_id == coworker_id]
+            chosen = self.catalog.enrolments_of(course.id, coworker_id)
             if not chosen and enrolment_required:
                 absent = self.catalog.absent_coworkers.get(coworker_id)
                 if absent is not None:
@@ -159,7 +169,7 @@ class _Resolver:
         if not coworker_ids:
             self.fail(origin, f"no coworker with email {selector.value!r}{email_near_miss(email, self.catalog)}")
             return []
-        chosen = [m for m in enrolled if m.coworker_id in coworker_ids]
+        chosen = [m for c in coworker_ids for m in self.catalog.enrolments_of(course.id, c)]
         if len(coworker_ids) > 1:
             # Two coworkers can share an address (one may be deleted yet still listed): the one enrolled
             # in this course is meant when only one is; otherwise nobody can tell which.

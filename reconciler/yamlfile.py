@@ -1,8 +1,10 @@
 """Safe YAML reading that remembers where every key and value stood, for errors that point at the line.
 
-Parsing goes through PyYAML's SafeLoader composer only; values are built here from the node tree, so
-that duplicate keys are refused (PyYAML would silently keep the last one), alias expansion is bounded
-(no "billion laughs"), and every value's place is kept under its path.
+Parsing goes through PyYAML's safe composer only (libyaml's, where PyYAML was built with it: it keeps
+the marks and is several times faster on a large member list; else the pure-Python one); values are
+built here from the node tree, so that duplicate keys are refused (PyYAML would silently keep the last
+one), what aliases expand to is bounded (no "billion laughs", while a large honest file is not), and
+every value's place is kept under its path.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from reconciler.errors import Problem
 PathKey = tuple[Any, ...]
 Place = tuple[int, int]
 
-MAX_FILE_BYTES = 16 * 1024 * 1024
-MAX_NODES = 500_000
+MAX_FILE_BYTES = 50 * 1024 * 1024
+MAX_ALIASED_NODES = 500_000  # nodes reached again through aliases; plain nodes are not counted
+SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_DEPTH = 200
 _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
@@ -51,9 +54,10 @@ class Document:
 
 
 class LoadError(Exception):
-    def __init__(self, problem: Problem) -> None:
+    def __init__(self, problem: Problem, *, syntax: bool = False) -> None:
         super().__init__(problem.message)
         self.problem = problem
+        self.syntax = syntax
 
 
 def read_text(path: Path, shown: str) -> str:
@@ -80,26 +84,36 @@ def load_file(path: Path, shown: str | None = None) -> tuple[list[Document], lis
 
 def load_text(text: str, shown: str) -> list[Document]:
     """Parse `text` (named `shown` in problems); raises LoadError on the first syntax problem."""
+    try:
+        return _load_text(text, shown, SAFE_LOADER)
+    except LoadError as e:
+        if SAFE_LOADER is yaml.SafeLoader or not e.syntax:
+            raise
+    # libyaml's syntax messages are terser than the pure-Python parser's: a file that does not parse is
+    # read again by the latter, for the message a person can act on.
+    return _load_text(text, shown, yaml.SafeLoader)
+
+
+def _load_text(text: str, shown: str, loader_class: type[yaml.SafeLoader]) -> list[Document]:
     documents: list[Document] = []
     try:
-        loader = yaml.SafeLoader(text)
+        loader = loader_class(text)
     except yaml.reader.ReaderError as e:
-        raise LoadError(_reader_problem(e, text, shown)) from e
+        raise LoadError(_reader_problem(e, text, shown), syntax=True) from e
     try:
         while loader.check_node():
             node = loader.get_node()
             if node is None:
                 continue
             document = Document(shown, None)
-            budget = [MAX_NODES]
-            document.data = _build(loader, node, (), document, budget, 0)
+            document.data = _Builder(loader, document).build(node, (), 0, aliased=False)
             documents.append(document)
     except yaml.reader.ReaderError as e:
-        raise LoadError(_reader_problem(e, text, shown)) from e
+        raise LoadError(_reader_problem(e, text, shown), syntax=True) from e
     except yaml.MarkedYAMLError as e:
-        raise LoadError(_syntax_problem(e, shown)) from e
+        raise LoadError(_syntax_problem(e, shown), syntax=True) from e
     except yaml.YAMLError as e:
-        raise LoadError(Problem(shown, 1, 1, f"YAML error: {e}")) from e
+        raise LoadError(Problem(shown, 1, 1, f"YAML error: {e}"), syntax=True) from e
     except RecursionError as e:
         raise LoadError(Problem(shown, 1, 1, "document is nested too deeply")) from e
     finally:
@@ -133,43 +147,58 @@ def _place(node: yaml.Node) -> Place:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
-def _build(loader: yaml.SafeLoader, node: yaml.Node, at: PathKey, doc: Document, budget: list[int],
-           depth: int) -> Any:
-    budget[0] -= 1
-    if budget[0] < 0:
+class _Builder:
+    """Values from one document's node tree, with the place of each; a node met a second time is an
+    alias, and everything built under it counts against MAX_ALIASED_NODES."""
+
+    def __init__(self, loader: yaml.SafeLoader, doc: Document) -> None:
+        self.loader = loader
+        self.doc = doc
+        self.seen: set[int] = set()
+        self.budget = MAX_ALIASED_NODES
+
+    def fail(self, node: yaml.Node, message: str) -> LoadError:
         line, column = _place(node)
-        raise LoadError(Problem(doc.path, line, column,
-                                 f"document expands to more than {MAX_NODES:,} nodes (aliases?); refused"))
-    if depth > MAX_DEPTH:
-        line, column = _place(node)
-        raise LoadError(Problem(doc.path, line, column, f"document is nested more than {MAX_DEPTH} levels deep"))
-    doc.values.setdefault(at, _place(node))
-    if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and node.tag not in _PLAIN_TAGS:
-        line, column = _place(node)
-        raise LoadError(Problem(doc.path, line, column, f"YAML tag {node.tag!r} is not allowed"))
-    if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)
-        result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                line, column = _place(key_node)
-                raise LoadError(Problem(doc.path, line, column, "a mapping key must be a plain value"))
-            key = loader.construct_object(key_node, deep=True)
-            if not isinstance(key, str | int | bool | float) and key is not None:
-                line, column = _place(key_node)
-                raise LoadError(Problem(doc.path, line, column, "a mapping key must be a plain value"))
-            if key in result:
-                line, column = _place(key_node)
-                first = doc.keys.get((*at, key), (0, 0))[0]
-                raise LoadError(Problem(doc.path, line, column,
-                                         f"duplicate key {key!r} (first defined on line {first})"))
-            doc.keys[(*at, key)] = _place(key_node)
-            result[key] = _build(loader, value_node, (*at, key), doc, budget, depth + 1)
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(loader, item, (*at, i), doc, budget, depth + 1) for i, item in enumerate(node.value)]
-    try:
-        return loader.construct_object(node, deep=True)
-    except yaml.constructor.ConstructorError as e:
-        line, column = _place(node)
-        raise LoadError(Problem(doc.path, line, column, f"YAML: {e.problem}")) from e
+        return LoadError(Problem(self.doc.path, line, column, message))
+
+    def build(self, node: yaml.Node, at: PathKey, depth: int, *, aliased: bool) -> Any:
+        doc = self.doc
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            if id(node) in self.seen:
+                aliased = True
+            self.seen.add(id(node))
+        if aliased:
+            self.budget -= 1
+            if self.budget < 0:
+                raise self.fail(node, f"aliases expand to more than {MAX_ALIASED_NODES:,} nodes; refused")
+        if depth > MAX_DEPTH:
+            raise self.fail(node, f"document is nested more than {MAX_DEPTH} levels deep")
+        doc.values.setdefault(at, _place(node))
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and node.tag not in _PLAIN_TAGS:
+            raise self.fail(node, f"YAML tag {node.tag!r} is not allowed")
+        if isinstance(node, yaml.MappingNode):
+            self.loader.flatten_mapping(node)
+            result: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise self.fail(key_node, "a mapping key must be a plain value")
+                key = self.scalar(key_node)
+                if not isinstance(key, str | int | bool | float) and key is not None:
+                    raise self.fail(key_node, "a mapping key must be a plain value")
+                if key in result:
+                    first = doc.keys.get((*at, key), (0, 0))[0]
+                    raise self.fail(key_node, f"duplicate key {key!r} (first defined on line {first})")
+                doc.keys[(*at, key)] = _place(key_node)
+                result[key] = self.build(value_node, (*at, key), depth + 1, aliased=aliased)
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*at, i), depth + 1, aliased=aliased) for i, item in enumerate(node.value)]
+        return self.scalar(node)
+
+    def scalar(self, node: yaml.Node) -> Any:
+        if node.tag == "tag:yaml.org,2002:str":  # the common case, without the constructor's dispatch
+            return node.value
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError as e:
+            raise self.fail(node, f"YAML: {e.problem}") from e

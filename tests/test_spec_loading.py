@@ -237,3 +237,51 @@ def test_raw_bytes_never_escape_as_anything_but_load_errors(raw: bytes) -> None:
         load_text(text, "bytes.yaml")
     except LoadError as e:
         assert e.problem.line >= 1
+
+
+def test_a_large_honest_file_is_not_mistaken_for_an_alias_bomb(tmp_path: Path) -> None:
+    # 150,000 members: about 600,000 nodes, more than the alias budget, and no alias at all.
+    members = "".join(f"  - {{email: m{n}@example.com, completed: {{through: Welcome}}}}\n" for n in range(150_000))
+    (tmp_path / "big.yaml").write_text(HEAD + "course: X\nmembers:\n" + members)
+    specs = load_specs([tmp_path])
+    (spec,) = specs.completions
+    assert len(spec.members) == 150_000
+    last = spec.members[-1]
+    assert last.member.value == "m149999@example.com" and last.member.origin.line == HEAD.count("\n") + 2 + 150_000
+
+
+def test_plain_member_shapes_are_ones_the_schema_accepts() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from reconciler.schemas import validator
+    from reconciler.spec import plain_member, plain_revocation
+
+    lesson = st.one_of(st.text(max_size=3), st.fixed_dictionaries({"id": st.integers(-2, 3)}),
+                       st.integers(0, 2), st.none())
+    selector = st.sampled_from(["email", "coworker_id", "course_member_id", "team", "other"])
+    value = st.one_of(st.text(max_size=3), st.integers(-1, 2), st.booleans(), st.floats(0, 2))
+    completed = st.one_of(st.just("all"), st.text(max_size=3), st.lists(lesson, max_size=3),
+                          st.fixed_dictionaries({"through": lesson}), st.dictionaries(st.text(max_size=2), lesson))
+    entry = st.dictionaries(selector, value, max_size=2).flatmap(
+        lambda chosen: st.fixed_dictionaries({**{k: st.just(v) for k, v in chosen.items()}, "completed": completed}))
+    revocation = st.dictionaries(selector, value, max_size=2).flatmap(
+        lambda chosen: st.fixed_dictionaries({**{k: st.just(v) for k, v in chosen.items()},
+                                              "lessons": st.one_of(st.just("all"), st.lists(lesson, max_size=2))},
+                                             optional={"reason": st.one_of(st.text(max_size=2), st.integers())}))
+    schema = validator("completions")
+
+    def accepted(field: str, item: object) -> bool:
+        document = {"apiVersion": "reconciler/v1", "kind": "Completions", "metadata": {"name": "x"},
+                    "course": "C", field: [item]}
+        return schema.is_valid(document)
+
+    @settings(max_examples=400, deadline=None)
+    @given(entry, revocation)
+    def check(member: dict[str, object], revoke: dict[str, object]) -> None:
+        if plain_member(member):
+            assert accepted("members", member), member
+        if plain_revocation(revoke):
+            assert accepted("revoke", revoke), revoke
+
+    check()
