@@ -1,0 +1,262 @@
+"""The members × lessons matrix of every course a plan reaches, and the grid of cells drawn from it.
+
+Two halves, both pure:
+- `matrix_section` (planning side): catalog × current completions × the plan's changes → the optional
+  `matrix` section of the plan document (specs/plan.schema.json): per course its lessons in DisplayOrder,
+  the members whose completions were read in full, their teams, and which lessons the plan *keeps* for
+  each. Kept pairs are all the actions do not say: before = kept + deleted, after = kept + created.
+- `course_grids` (reading side): a plan (or report) document → per course a grid of cells, each one of
+  NONE, KEPT, CREATE, DELETE, DEDUPE, with the actions placed on it; and the figures by lesson and by
+  team. A document without a `matrix` (an older plan, an undo plan) still draws: rows and columns come
+  from its actions alone, and cells without an action are unknown rather than empty.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.model import Catalog, Completion
+from reconciler.plan import Change
+
+# Cell codes (also the page's): one character each, so a row of cells is a short string.
+NONE, KEPT, CREATE, DELETE, DEDUPE = ".", "k", "c", "d", "u"
+HAS_NOW = frozenset((KEPT, DELETE, DEDUPE))  # a completion exists before the apply
+HAS_AFTER = frozenset((KEPT, CREATE, DEDUPE))  # a completion exists after it
+CHANGED = frozenset((CREATE, DELETE, DEDUPE))
+NO_TEAM = "(no team)"
+
+
+# --- planning side: the document's `matrix` section ---------------------------------------------
+
+def matrix_section(catalog: Catalog, course_ids: Iterable[int], current: Iterable[Completion],
+                   changes: Iterable[Change], members: Collection[int] | None = None) -> list[dict[str, Any]]:
+    """One entry per course (in Id order): its lessons in DisplayOrder, and the members whose completions
+    the plan read in full (`members`: those CourseMember Ids; None: every enrolled member) together with
+    every member an action touches, each with a `kept` string: one character per lesson, "1" where a
+    completion exists and the plan keeps it, "0" otherwise.
+
+    Members this apply enrols have no enrolment yet; they are not rows here (their actions say it all).
+    """
+    courses = sorted(set(course_ids) & set(catalog.courses))
+    lesson_course = {lesson.id: lesson.course_id for lesson in catalog.lessons.values()}
+    deleted: set[int] = set()
+    touched: dict[int, dict[int, str]] = defaultdict(dict)  # course → member Id → a name for it
+    for change in changes:
+        if change.kind == "delete" and change.record is not None:
+            deleted.add(change.record.id)
+        if change.member_id:  # 0: the enrolment this apply makes
+            name = change.record.member_name if change.record is not None else change.name
+            touched[change.course_id].setdefault(change.member_id, name or "")
+    wanted = set(courses)
+    kept: dict[int, set[int]] = defaultdict(set)  # member Id → lessons kept
+    for record in current:
+        if record.id not in deleted and lesson_course.get(record.lesson_id) in wanted:
+            kept[record.member_id].add(record.lesson_id)
+
+    sections = []
+    for course_id in courses:
+        lessons = catalog.lessons_of(course_id)
+        enrolled = catalog.members_of(course_id)
+        in_course = touched.get(course_id, {})
+        rows: list[dict[str, Any]] = []
+        for member in enrolled:
+            if members is None or member.id in members or member.id in in_course:
+                rows.append(_member_row(member.id, member.coworker_id, member.full_name, member.teams,
+                                        lessons_kept=kept.get(member.id, set()), lessons=lessons))
+        # A record can name an enrolment the catalog does not list (withdrawn since): still a row.
+        known = {m.id for m in enrolled}
+        for member_id in sorted(set(in_course) - known):
+            rows.append(_member_row(member_id, None, in_course[member_id], (),
+                                    lessons_kept=kept.get(member_id, set()), lessons=lessons))
+        sections.append({
+            "course": {"id": course_id, "title": catalog.courses[course_id].title},
+            "lessons": [{"id": x.id, "title": x.title, "display_order": x.display_order} for x in lessons],
+            "enrolled": len(enrolled),
+            "members": rows,
+        })
+    return sections
+
+
+def _member_row(member_id: int, coworker_id: int | None, name: str, teams: Iterable[str], *,
+                lessons_kept: set[int], lessons: list[Any]) -> dict[str, Any]:
+    return {"id": member_id, "coworker_id": coworker_id, "name": name, "teams": list(teams),
+            "kept": "".join("1" if x.id in lessons_kept else "0" for x in lessons)}
+
+
+# --- reading side: a document's grids -----------------------------------------------------------
+
+@dataclass
+class Row:
+    """A member of a course: an enrolment, or (member_id None) a coworker this apply enrols."""
+
+    member_id: int | None
+    coworker_id: int | None
+    name: str
+    teams: tuple[str, ...]
+    cells: list[str]
+    enrol: bool = False
+    actions: list[int] = field(default_factory=list)  # indexes into the document's actions
+
+    @property
+    def key(self) -> str:
+        return f"m{self.member_id}" if self.member_id is not None else f"c{self.coworker_id}"
+
+    @property
+    def team(self) -> str:
+        """The team the row is grouped under: its first."""
+        return self.teams[0] if self.teams else NO_TEAM
+
+
+@dataclass
+class CourseGrid:
+    id: int | None
+    title: str
+    lessons: list[tuple[int | None, str]]
+    rows: list[Row]
+    enrolled: int | None  # enrolments in the catalog; None when the document has no matrix for the course
+    index: dict[str, int] = field(default_factory=dict)  # row key → position
+    columns: dict[int | None, int] = field(default_factory=dict)  # lesson Id → position
+
+    @property
+    def from_matrix(self) -> bool:
+        """Whether the current state is known (cells without an action are then truly not completed)."""
+        return self.enrolled is not None
+
+    def column(self, lesson_id: int | None, title: str) -> int:
+        if lesson_id not in self.columns:
+            self.columns[lesson_id] = len(self.lessons)
+            self.lessons.append((lesson_id, title))
+            for row in self.rows:
+                row.cells.append(NONE)
+        return self.columns[lesson_id]
+
+    def row(self, member_id: int | None, coworker_id: int | None, name: str) -> Row:
+        key = f"m{member_id}" if member_id is not None else f"c{coworker_id}"
+        if key not in self.index:
+            self.index[key] = len(self.rows)
+            self.rows.append(Row(member_id, coworker_id, name, (), [NONE] * len(self.lessons)))
+        return self.rows[self.index[key]]
+
+    def count(self, codes: Collection[str]) -> int:
+        return sum(1 for row in self.rows for cell in row.cells if cell in codes)
+
+    def by_lesson(self) -> list[LessonFigures]:
+        figures = [LessonFigures(title, len(self.rows)) for _, title in self.lessons]
+        for row in self.rows:
+            for figure, cell in zip(figures, row.cells, strict=True):
+                figure.add(cell)
+        return figures
+
+    def by_team(self) -> list[TeamFigures]:
+        """Per team (a member counts in each of their teams), sorted by name with no team last."""
+        teams: dict[str, TeamFigures] = {}
+        lessons = len(self.lessons)
+        for row in self.rows:
+            for team in row.teams or (NO_TEAM,):
+                figure = teams.setdefault(team, TeamFigures(team, lessons))
+                figure.members += 1
+                figure.now += sum(1 for cell in row.cells if cell in HAS_NOW)
+                figure.after += sum(1 for cell in row.cells if cell in HAS_AFTER)
+                figure.all_done_after += all(cell in HAS_AFTER for cell in row.cells) and lessons > 0
+        return sorted(teams.values(), key=lambda t: (t.team == NO_TEAM, t.team.casefold()))
+
+
+@dataclass
+class LessonFigures:
+    title: str
+    members: int
+    now: int = 0
+    after: int = 0
+    create: int = 0
+    delete: int = 0
+
+    def add(self, cell: str) -> None:
+        self.now += cell in HAS_NOW
+        self.after += cell in HAS_AFTER
+        self.create += cell == CREATE
+        self.delete += cell == DELETE
+
+
+@dataclass
+class TeamFigures:
+    team: str
+    lessons: int
+    members: int = 0
+    now: int = 0
+    after: int = 0
+    all_done_after: int = 0
+
+    @property
+    def possible(self) -> int:
+        return self.members * self.lessons
+
+
+def rate(part: int, whole: int) -> str:
+    """A share as a whole percentage ("–" of nothing); 99.6% shows as 99%, so 100% means every one."""
+    if not whole:
+        return "–"
+    return f"{part * 100 // whole}%"
+
+
+@dataclass
+class Placement:
+    """Where one action of the document sits: its course, row and column (-1: an enrolment)."""
+
+    course: int
+    row: int
+    column: int
+
+
+def course_grids(doc: dict[str, Any]) -> tuple[list[CourseGrid], list[Placement]]:
+    """The grids of a plan or report document, and each action's place on them (in the actions' order)."""
+    grids: list[CourseGrid] = []
+    by_course: dict[int | None, int] = {}
+    teams_of_coworker: dict[int, tuple[str, ...]] = {}
+    for section in doc.get("matrix") or []:
+        lessons = [(x["id"], x.get("title", "")) for x in section["lessons"]]
+        grid = CourseGrid(section["course"]["id"], section["course"].get("title", ""), lessons, [],
+                          section.get("enrolled", len(section["members"])))
+        grid.columns = {lesson_id: position for position, (lesson_id, _) in enumerate(lessons)}
+        for member in section["members"]:
+            kept = member.get("kept", "")
+            row = grid.row(member["id"], member.get("coworker_id"), member.get("name", ""))
+            row.teams = tuple(member.get("teams", ()))
+            row.cells = [KEPT if kept[i:i + 1] == "1" else NONE for i in range(len(lessons))]
+            if row.coworker_id is not None and row.teams:
+                teams_of_coworker.setdefault(row.coworker_id, row.teams)
+        by_course[grid.id] = len(grids)
+        grids.append(grid)
+
+    placements = []
+    for number, entry in enumerate(doc.get("actions") or []):
+        course_id = entry["course"]["id"]
+        if course_id not in by_course:
+            by_course[course_id] = len(grids)
+            grids.append(CourseGrid(course_id, entry["course"].get("title", ""), [], [], None))
+        grid = grids[by_course[course_id]]
+        member, kind = entry["member"], entry["action"]
+        row = grid.row(member["id"], entry.get("coworker_id"), member.get("name", ""))
+        if not row.name:
+            row.name = member.get("name", "")
+        row.actions.append(number)
+        if kind == "enroll":
+            row.enrol = True
+            placements.append(Placement(by_course[course_id], grid.index[row.key], -1))
+            continue
+        column = grid.column(entry["lesson"]["id"], entry["lesson"].get("title", ""))
+        placements.append(Placement(by_course[course_id], grid.index[row.key], column))
+        cell = row.cells[column]
+        if kind == "create":
+            row.cells[column] = CREATE
+        elif cell in (KEPT, DEDUPE) or (not grid.from_matrix and entry.get("reason") == "duplicate"):
+            row.cells[column] = DEDUPE  # another record of the pair stays
+        else:
+            row.cells[column] = DELETE
+    for grid in grids:
+        for row in grid.rows:
+            if not row.teams and row.coworker_id is not None:
+                row.teams = teams_of_coworker.get(row.coworker_id, ())
+    return grids, placements
