@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# The reconciler GitHub Action's main step (action.yml runs it): validate, plan, apply or check drift, and
+# write what happened to $GITHUB_OUTPUT so that the comment, the uploads and the verdict steps can follow.
+#
+# Exits non-zero only on an error (a bad spec, an API failure, a missing setting): a blocked plan, changes
+# found or an apply stopped at the daily write cap are outcomes, reported through `result` and `verdict`.
+#
+# Inputs (environment): RECONCILER_COMMAND (validate | plan | apply | drift), RECONCILER_PATH (the spec
+# folder), RECONCILER_ALLOW_DELETES, RECONCILER_MAX_DURATION (seconds, apply), RECONCILER_OUT (a folder
+# for plan.md, plan.json, errors.txt, apply.txt), NEXUDUS_API_URL and the credentials.
+set -uo pipefail
+
+command=${RECONCILER_COMMAND:?RECONCILER_COMMAND is not set}
+path=${RECONCILER_PATH:-completions/}
+out=${RECONCILER_OUT:-${RUNNER_TEMP:-/tmp}/reconciler}
+mkdir -p "$out"
+: > "$out/errors.txt"
+
+output() { echo "$1=$2" >> "${GITHUB_OUTPUT:-/dev/null}"; }
+error() { echo "::error::$1"; echo "$1" >> "$out/errors.txt"; }
+notice() { echo "::notice::$1"; }
+
+output out "$out"
+
+# Where the credentials go is pinned by the workflow, never by a file that a pull request can change.
+if [ "$command" != validate ] && [ -z "${NEXUDUS_API_URL:-}" ]; then
+  error "NEXUDUS_API_URL is not set: set it in the workflow's env (for example https://spaces.nexudus.com), so that a pull request editing reconciler.yaml cannot send the credentials elsewhere"
+  output result error
+  exit 1
+fi
+
+allow=()
+if [ -n "${RECONCILER_ALLOW_DELETES:-}" ]; then
+  if ! [[ $RECONCILER_ALLOW_DELETES =~ ^[0-9]+$ ]]; then
+    error "allow-deletes must be a whole number, not '$RECONCILER_ALLOW_DELETES'"
+    output result error
+    exit 1
+  fi
+  allow=(--allow-deletes "$RECONCILER_ALLOW_DELETES")
+fi
+
+journals() { find .reconciler/journal -name '*.jsonl' 2> /dev/null | wc -l; }
+
+case "$command" in
+  validate)
+    reconciler validate --offline "$path" 2> >(tee "$out/errors.txt" >&2)
+    code=$?
+    output exitcode "$code"
+    if [ "$code" -ne 0 ]; then output result error; exit "$code"; fi
+    output result valid
+    ;;
+
+  plan | drift)
+    # HTML REVIEW PAGE (to come): `--out-html "$out/plan.html"` goes on this command once `reconciler plan`
+    # has it; the commented step in examples/github-actions/plan.yml then uploads the page.
+    reconciler plan "$path" --format markdown --out "$out/plan.json" --detailed-exitcode "${allow[@]}" \
+      > "$out/plan.md" 2> >(tee "$out/errors.txt" >&2)
+    code=$?
+    output exitcode "$code"
+    case "$code" in
+      0) output result no-changes ;;
+      2) output result changes ;;
+      3)
+        output result blocked
+        if [ "$command" = plan ]; then
+          output verdict fail
+          output message "The plan is blocked: read the plan comment. To lift a delete budget after review, set the repository variable RECONCILER_ALLOW_DELETES to the number it names."
+        fi
+        ;;
+      *) output result error; exit "$code" ;;
+    esac
+    output plan-json "$out/plan.json"
+    output plan-markdown "$out/plan.md"
+    ;;
+
+  apply)
+    before=$(journals)
+    duration=()
+    if [ -n "${RECONCILER_MAX_DURATION:-}" ]; then duration=(--max-duration "$RECONCILER_MAX_DURATION"); fi
+    # Progress goes to stderr every few seconds: shown live, and kept for the failure comment.
+    reconciler apply "$path" --yes "${allow[@]}" "${duration[@]}" 2> >(tee "$out/errors.txt" >&2) \
+      | tee "$out/apply.txt"
+    code=${PIPESTATUS[0]}
+    output exitcode "$code"
+    if [ "$(journals)" != "$before" ]; then output journals changed; fi
+    case "$code" in
+      0) output result applied ;;
+      3)
+        if grep -q '^Stopped: ' "$out/apply.txt"; then
+          # The daily write cap, --max-duration or a long server wait: the journal is intact, and the next
+          # run (the schedule) plans again and continues with whatever the specs still need.
+          output result stopped
+          notice "$(grep '^Stopped: ' "$out/apply.txt" | head -1 | cut -c 10-); the next scheduled run continues"
+        else
+          output result blocked
+          output verdict fail
+          output message "The apply is blocked by a safety budget and wrote nothing. After review, set the repository variable RECONCILER_ALLOW_DELETES to the number the plan names, then re-run."
+        fi
+        ;;
+      4)
+        output result failed
+        output verdict fail
+        output message "Some actions failed (see the table above); the journal is uploaded, and the next run retries what is still needed."
+        ;;
+      *) output result error; exit "$code" ;;
+    esac
+    ;;
+
+  *)
+    error "unknown command '$command': use validate, plan, apply or drift"
+    output result error
+    exit 1
+    ;;
+esac
+exit 0

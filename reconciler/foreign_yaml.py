@@ -1,0 +1,50 @@
+"""Other tools' YAML in the spec tree: a file whose every document names another `apiVersion` (a Kubernetes
+`apps/v1` manifest, say) is not a spec, and is skipped rather than failed.
+
+A near miss of ours (`reconciler/v2`, `reconcilr/v1`) or one of our kinds is still a spec with a problem,
+which the spec loader reports with its place.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from reconciler.spec import API_VERSION, KINDS, discover
+from reconciler.yamlfile import load_file
+
+_TOP_LEVEL_API_VERSION = re.compile(r"^apiVersion:[ \t]*([^#\n]*)", re.MULTILINE)
+
+
+def foreign_files(paths: Sequence[Path], exclude: Iterable[Path] = ()) -> list[Path]:
+    """The YAML files below `paths` (as the spec loader would find them) that belong to another tool."""
+    return [path for path in discover(paths, exclude) if is_foreign(path)]
+
+
+def is_foreign(path: Path) -> bool:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False  # the spec loader says what is wrong with it
+    versions = [v.strip().strip("'\"") for v in _TOP_LEVEL_API_VERSION.findall(text)]
+    # The cheap test first: most files are either ours or have no apiVersion at all.
+    if not versions or any(_ours(v) for v in versions):
+        return False
+    documents, problems = load_file(path)
+    data = [d.data for d in documents if d.data is not None]
+    return not problems and bool(data) and all(_foreign_document(d) for d in data)
+
+
+def _foreign_document(data: Any) -> bool:
+    if not isinstance(data, dict):
+        return False
+    version, kind = data.get("apiVersion"), data.get("kind")
+    return isinstance(version, str) and not _ours(version) and kind not in KINDS
+
+
+def _ours(version: str) -> bool:
+    version = version.strip().casefold()
+    return version.startswith("reconciler") or difflib.SequenceMatcher(None, version, API_VERSION).ratio() >= 0.75

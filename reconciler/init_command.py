@@ -1,0 +1,140 @@
+"""`reconciler init` (a working repository layout) and `reconciler schemas` (the JSON Schemas, for editors).
+
+The layout: `completions/` with one example spec and the schemas its first line points at, `reconciler.yaml`
+with the documented limits and safety budgets, the three GitHub workflows (through action.yml), and the
+pre-commit configuration. The templates live in `scaffold/`; the example workflows in
+examples/github-actions/ are the same files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections.abc import Callable
+from importlib import metadata, resources
+from pathlib import Path
+
+from reconciler import __version__
+from reconciler.errors import EXIT_OK, UsageError
+from reconciler.schemas import FOLDER as SCHEMA_FOLDER
+from reconciler.schemas import write_schemas
+
+DISTRIBUTION = "nexudus-reconciler"  # the name on the package index (pyproject.toml); `reconciler` is another's
+SPEC_FOLDER = "completions"
+# What the templates say where the reconciler repository belongs: `init --action` (or the GitHub commit this
+# copy was installed from) replaces it.
+PLACEHOLDER_REPOSITORY = "your-org/reconciler"
+PLACEHOLDER_REF = f"v{__version__}"
+LAYOUT = {  # file written → template in scaffold/
+    "reconciler.yaml": "reconciler.yaml",
+    f"{SPEC_FOLDER}/onboarding.yaml": "onboarding.yaml",
+    ".github/workflows/reconciler-plan.yml": "plan.yml",
+    ".github/workflows/reconciler-apply.yml": "apply.yml",
+    ".github/workflows/reconciler-drift.yml": "drift.yml",
+    ".pre-commit-config.yaml": "pre-commit-config.yaml",
+}
+_ACTION = re.compile(r"^(?P<repository>[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+)@(?P<ref>[A-Za-z0-9._/-]+)$")
+_GITHUB = re.compile(r"^(?:git\+)?(?:https://|ssh://git@|git@)github\.com[/:](?P<repository>[\w.-]+/[\w.-]+?)"
+                     r"(?:\.git)?/?$")
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def add_init_commands(command: Callable[[str, str, Command], argparse.ArgumentParser]) -> None:
+    """`init` and `schemas`, through the command line's own `command(name, help, run)`."""
+    init = command("init", "scaffold a repository: completions/, reconciler.yaml, GitHub workflows, pre-commit",
+                   run_init)
+    init.add_argument("directory", nargs="?", type=Path, default=Path("."), metavar="DIR",
+                      help="where (default: the current directory; made if missing)")
+    init.add_argument("--action", metavar="OWNER/REPO@REF",
+                      help="the reconciler repository and the tag or commit the workflows and pre-commit use "
+                           "(default: the GitHub commit this copy was installed from, else a placeholder to edit)")
+    init.add_argument("--force", action="store_true", help="overwrite files that exist")
+
+    schemas = command("schemas", "write the JSON Schemas where editors can load them", run_schemas)
+    schemas.add_argument("--out", type=Path, metavar="DIR", required=True, help="the folder to write them in")
+
+
+def run_schemas(args: argparse.Namespace) -> int:
+    for path in write_schemas(args.out):
+        print(path, file=args.stdout)
+    print(f"wrote the JSON Schemas to {args.out}; a spec names its schema on its first line, relative to itself: "
+          f"# yaml-language-server: $schema=<path to {args.out}>/completions.schema.json", file=args.stderr)
+    return EXIT_OK
+
+
+def run_init(args: argparse.Namespace) -> int:
+    root: Path = args.directory
+    action = args.action or installed_from()
+    if action is not None and not _ACTION.match(action):
+        raise UsageError(f"--action {action}: expected OWNER/REPO@REF, for example acme/reconciler@v{__version__} "
+                         "or acme/reconciler@<full commit SHA>")
+    clashes = [root / name for name in LAYOUT if (root / name).exists()]
+    if clashes and not args.force:
+        shown = ", ".join(str(p) for p in clashes[:5]) + (f" and {len(clashes) - 5} more" if len(clashes) > 5 else "")
+        raise UsageError(f"{shown} already exist(s); pass --force to overwrite")
+    written = []
+    for name, template in LAYOUT.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render_template(template, action), encoding="utf-8")
+        written.append(path)
+    written += write_schemas(root / SPEC_FOLDER / SCHEMA_FOLDER)
+    ignore = root / ".gitignore"
+    if _ignore_state(ignore):
+        written.append(ignore)
+    for path in written:
+        print(path, file=args.stdout)
+    where = "" if root == Path(".") else f"cd {root} && "
+    print(f"\nNext: {where}reconciler validate; then edit {SPEC_FOLDER}/onboarding.yaml to name your courses and "
+          "people.", file=args.stdout)
+    print("CI: see docs/ci.md: the secrets of a read-only account (plan, drift), an environment `nexudus` "
+          "holding the apply account's, and `pre-commit install`.", file=args.stdout)
+    if action is None:
+        print(f"Edit the workflows and .pre-commit-config.yaml: replace {PLACEHOLDER_REPOSITORY}@{PLACEHOLDER_REF} "
+              "with the reconciler repository you install from, pinned to a reviewed tag or commit "
+              "(or run init again with --force --action OWNER/REPO@REF).", file=args.stdout)
+    return EXIT_OK
+
+
+def render_template(template: str, action: str | None) -> str:
+    """A scaffold file, with the reconciler repository and ref put in when they are known."""
+    text = resources.files("reconciler").joinpath("scaffold").joinpath(template).read_text(encoding="utf-8")
+    found = _ACTION.match(action) if action else None
+    if found is None:
+        return text
+    repository, ref = found["repository"], found["ref"]
+    text = text.replace(f"{PLACEHOLDER_REPOSITORY}@{PLACEHOLDER_REF}", f"{repository}@{ref}")
+    text = text.replace(f"https://github.com/{PLACEHOLDER_REPOSITORY}\n    rev: {PLACEHOLDER_REF}\n",
+                        f"https://github.com/{repository}\n    rev: {ref}\n")
+    return text
+
+
+def installed_from() -> str | None:
+    """OWNER/REPO@COMMIT when this copy was pip-installed from a GitHub repository (PEP 610's direct_url.json)."""
+    try:
+        raw = metadata.distribution(DISTRIBUTION).read_text("direct_url.json")
+    except metadata.PackageNotFoundError:
+        return None
+    try:
+        data = json.loads(raw or "")
+    except ValueError:
+        return None
+    vcs = data.get("vcs_info") if isinstance(data, dict) else None
+    found = _GITHUB.match(str(data.get("url", ""))) if isinstance(data, dict) else None
+    if not (isinstance(vcs, dict) and vcs.get("vcs") == "git" and vcs.get("commit_id") and found):
+        return None
+    return f"{found['repository']}@{vcs['commit_id']}"
+
+
+def _ignore_state(path: Path) -> bool:
+    """Keep `.reconciler/` (the local store, locks, journals) out of git; True if .gitignore changed."""
+    line = ".reconciler/"
+    existing = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if line in existing.splitlines():
+        return False
+    prefix = "" if not existing or existing.endswith("\n") else "\n"
+    path.write_text(f"{existing}{prefix}# reconciler's local state: the emulator store, locks, journals\n{line}\n",
+                    encoding="utf-8")
+    return True
