@@ -132,6 +132,9 @@ Action = Create | Delete | Enroll
 
 
 def describe(action: Action) -> str:
+    if isinstance(action, Enroll):  # an enrolment names no lesson (its lesson Id is 0)
+        who = action.member.name or f"coworker {action.coworker_id}"
+        return f"enrol {who} in {action.course.name or action.course.id}"
     return f"{action.kind} {action.lesson.name or action.lesson.id} for {action.member.name or action.member.id}"
 
 
@@ -214,13 +217,16 @@ def action_from_dict(entry: dict[str, Any], where: str) -> Action:
     return Enroll(**common)
 
 
-def actions_digest(actions: Iterable[dict[str, Any]]) -> str:
-    """SHA-256 over the actions' canonical JSON: a plan edited after it was made no longer matches."""
-    digest = hashlib.sha256()
-    for entry in actions:
-        digest.update(json.dumps(entry, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode())
-        digest.update(b"\n")
-    return digest.hexdigest()
+def encode_actions(actions: Iterable[dict[str, Any]]) -> list[str]:
+    """Each action as one line of JSON, as a saved plan holds it (and its digest is taken over)."""
+    return [json.dumps(entry, ensure_ascii=False) for entry in actions]
+
+
+def actions_digest(actions: Iterable[dict[str, Any]], *, encoded: list[str] | None = None) -> str:
+    """SHA-256 over the actions' JSON lines: a plan edited after it was made no longer matches. (JSON
+    objects keep their key order through a save and a load, so the lines read back are the lines saved.)"""
+    lines = encoded if encoded is not None else encode_actions(actions)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -370,6 +370,7 @@ class Executor:
         record = self.client.get(COMPLETIONS, new_id)
         if record is not None and record.get("SystemId") != system_id:
             self.ownership_lost = True
+            self.client.observed.add("systemid-dropped-on-create")  # a target profile saying otherwise is wrong
 
     def _delete(self, seq: int, action: Delete) -> tuple[str, int | None, str | None]:
         record = action.record

@@ -11,12 +11,14 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from reconciler import __version__
 from reconciler.apply_command import run_apply, run_undo
-from reconciler.config import Config, load_config
+from reconciler.config import ALLOW_INSECURE_HTTP, Config, load_config
+from reconciler.doctor import add_doctor_arguments, run_doctor
 from reconciler.emulator.seed import snapshot_document
 from reconciler.errors import (
     EXIT_BLOCKED,
@@ -30,10 +32,17 @@ from reconciler.errors import (
     UsageError,
 )
 from reconciler.export import export_specs, write_files
+from reconciler.foreign_yaml import foreign_files
+from reconciler.init_command import add_init_commands
 from reconciler.model import SpecSet
-from reconciler.planning import make_plan, save_plan, write_document
+from reconciler.planning import load_plan, make_plan, save_plan, write_document
+from reconciler.profile import export_mode
 from reconciler.render import markdown, write_json, write_text
+from reconciler.render_html import html_page
+from reconciler.report import read_report, report_markdown
 from reconciler.resolve import resolve
+from reconciler.schemas import FOLDER as SCHEMA_FOLDER
+from reconciler.schemas import write_schemas
 from reconciler.spec import load_specs
 from reconciler.state import StateReader
 from reconciler.target import connect
@@ -61,6 +70,8 @@ def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors and the essential output", **flagged)
     parser.add_argument("--no-color", action="store_true", help="plain output (also NO_COLOR or no terminal)",
                         **flagged)
+    parser.add_argument("--allow-insecure-http", action="store_true", help="let credentials go to a plain http:// "
+                        "target that is not loopback (a lab emulator; never the real service)", **flagged)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     plan = command("plan", "show what apply would change", _plan)
     plan.add_argument("paths", nargs="*", type=Path, metavar="PATH", help=paths_help)
     plan.add_argument("--out", type=Path, metavar="FILE", help="save the plan for `apply --plan`")
-    plan.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    plan.add_argument("--format", choices=("text", "json", "markdown", "html"), default="text")
+    plan.add_argument("--out-html", type=Path, metavar="FILE",
+                      help="also write the HTML review page (one self-contained file) here")
     plan.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when there are changes")
     plan.add_argument("--allow-deletes", type=int, metavar="N", help="lift a delete budget up to N deletes")
 
@@ -110,13 +123,33 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--course", action="append", default=[], metavar="C",
                         help="a course title (repeatable; default: every course)")
     export.add_argument("--out", type=Path, metavar="DIR", default=Path("."), help="folder (default: here)")
-    export.add_argument("--mode", choices=("owned", "additive", "authoritative"), default="owned")
+    export.add_argument("--mode", choices=("owned", "additive", "authoritative"),
+                        help="the exported specs' mode (default owned; additive where doctor found owned cannot work)")
     export.add_argument("--force", action="store_true", help="overwrite files that exist")
+
+    show = command("show", "re-render a saved plan (the reviewed file is the applied file)", _show)
+    show.add_argument("plan_file", type=Path, metavar="PLAN")
+    show.add_argument("--format", choices=("text", "markdown", "json", "html"), default="text")
+
+    report = command("report", "the current state per course: completion by lesson and team, and the matrix",
+                     _report)
+    report.add_argument("paths", nargs="*", type=Path, metavar="PATH",
+                        help="spec files or folders naming the courses (default: the current directory; with no "
+                             "spec, every course)")
+    report.add_argument("--course", action="append", default=[], metavar="C",
+                        help="a course title (repeatable), instead of the specs' courses")
+    report.add_argument("--format", choices=("markdown", "html"), default="markdown")
 
     snapshot = command("snapshot", "save the raw API records of the scope as a JSON snapshot", _snapshot)
     snapshot.add_argument("--course", action="append", default=[], metavar="C",
                           help="a course title (repeatable; default: every course)")
     snapshot.add_argument("--out", type=Path, metavar="FILE", help="write here (default: standard output)")
+
+    add_init_commands(command)
+
+    doctor = command("doctor", "measure the target (sign-in, roles, page size, filters, dates, clock) and write "
+                     ".reconciler/target-profile.json, which plan, apply and export then use", _doctor)
+    add_doctor_arguments(doctor)
 
     from reconciler.emulator import cli as emulator_cli
 
@@ -129,8 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
 def load_context(args: argparse.Namespace, *, require_any: bool = True) -> tuple[Config, SpecSet]:
     """The configuration and the spec set a command works on (an empty set is an error unless allowed)."""
     config = load_config(config_flag=args.config, api_flag=args.api, paths=args.paths)
-    specs = load_specs(args.paths or [Path(".")], exclude=[config.seed] if config.seed else [],
-                       require_any=require_any)
+    paths = args.paths or [Path(".")]
+    seed = [config.seed] if config.seed else []
+    # Other tools' YAML beside the specs (a Kubernetes manifest, say) is skipped, not failed.
+    foreign = foreign_files(paths, seed)
+    if foreign:
+        logging.getLogger("reconciler").info("skipped %d YAML file(s) of other tools (apiVersion not ours): %s",
+                                             len(foreign), ", ".join(map(str, foreign[:5])))
+    specs = load_specs(paths, exclude=[*seed, *foreign], require_any=require_any)
     return config, specs
 
 
@@ -164,17 +203,60 @@ def _plan(args: argparse.Namespace) -> int:
     doc = planned.doc
     if args.out:
         save_plan(doc, args.out, planned.spec_files)
+    if args.out_html:
+        write_page(html_page(doc), args.out_html)
     if args.format == "json":
         write_json(doc, args.stdout)
     elif args.format == "markdown":
         args.stdout.write(markdown(doc, full_plan_hint=f"`{args.out}`" if args.out else "the JSON plan"))
+    elif args.format == "html":
+        args.stdout.write(html_page(doc))
     else:
         write_text(doc, args.stdout, color=use_color(args))
     if args.out:
         print(f"saved the plan to {args.out}; apply it with: reconciler apply --plan {args.out}", file=args.stderr)
+    if args.out_html:
+        print(f"wrote the review page to {args.out_html}", file=args.stderr)
     if planned.plan.blocked:
         return EXIT_BLOCKED
     return EXIT_CHANGES if args.detailed_exitcode and planned.plan.has_changes else EXIT_OK
+
+
+def write_page(text: str, path: Path) -> None:
+    """Write a page atomically, so a reader never opens half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
+
+
+def _show(args: argparse.Namespace) -> int:
+    saved = load_plan(args.plan_file)  # validated and typed, exactly as apply --plan reads it
+    doc = saved.document
+    if args.format == "json":
+        write_json(doc, args.stdout)
+    elif args.format == "markdown":
+        args.stdout.write(markdown(doc, full_plan_hint=f"`{args.plan_file}`"))
+    elif args.format == "html":
+        args.stdout.write(html_page(doc))
+    else:
+        write_text(doc, args.stdout, color=use_color(args))
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    if args.course:
+        config, specs = load_config(config_flag=args.config, api_flag=args.api, paths=args.paths), SpecSet()
+    else:  # the specs' courses; every course when PATH holds no spec
+        config, specs = load_context(args, require_any=False)
+    with connect(config) as target:
+        doc = read_report(target, specs, args.course, generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
+    args.stdout.write(html_page(doc) if args.format == "html" else report_markdown(doc))
+    return EXIT_OK
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    return run_doctor(args)
 
 
 def _apply(args: argparse.Namespace) -> int:
@@ -188,12 +270,17 @@ def _undo(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     config = load_config(config_flag=args.config, api_flag=args.api, paths=[])
     with connect(config) as target:
+        mode, note = export_mode(args.mode, target.profile)
         records = StateReader(target.client).snapshot(args.course)
         requests = target.client.stats.requests
-    files = export_specs(records, mode=args.mode, target=target.description)
+    if note:
+        print(f"note: {note}", file=args.stderr)
+    files = export_specs(records, mode=mode, target=target.description)
     written = write_files(files, args.out, force=args.force)
     for path in written:
         print(path, file=args.stdout)
+    # The exported specs' first line points editors here (relative to each spec).
+    write_schemas(args.out / SCHEMA_FOLDER)
     print(f"exported {len(written)} course(s) from {target.description} ({requests} requests); "
           f"`reconciler plan {args.out}` shows no changes", file=args.stderr)
     return EXIT_OK
@@ -235,7 +322,11 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
         if run is None:
             build_parser().print_help(out)
             return EXIT_ERROR
-        return run(args)
+        insecure = ALLOW_INSECURE_HTTP.set(bool(getattr(args, "allow_insecure_http", False)))
+        try:
+            return run(args)
+        finally:
+            ALLOW_INSECURE_HTTP.reset(insecure)
     except ReconcilerError as e:
         print(f"error: {e}", file=err)
         return e.exit_code

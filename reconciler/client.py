@@ -14,7 +14,7 @@ import random
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -192,6 +192,9 @@ class NexudusClient:
         self.stats = Stats()
         self.page_size = PAGE_SIZE  # lowered for the rest of the run once the server is seen to serve fewer
         self.ignored_filters: set[str] = set()  # "path?filter" the server was seen to ignore in this run
+        # Other facts about the target this run saw ("systemid-dropped-on-create", "systemid-absent-from-lists"),
+        # which a target profile that says otherwise is checked against.
+        self.observed: set[str] = set()
         # Sent as `client_id` at sign-in; a refresh must carry the same value in its `client_id` header.
         self.client_id: str | None = self.credentials.username
         self._token: str | None = self.credentials.token
@@ -217,6 +220,16 @@ class NexudusClient:
     @property
     def _basic(self) -> bool:
         return self.auth_mode == "basic" and bool(self.credentials.username and self.credentials.password)
+
+    def sign_in_now(self) -> float | None:
+        """Sign in now rather than at the first request (for `doctor`); the token's lifetime in seconds when
+        the server said it."""
+        self._auth_header()
+        return None if self._expires is None else self._expires - self.clock()
+
+    def refresh_now(self) -> bool:
+        """Trade the refresh token for new tokens now, with the client_id header; False if refused or none."""
+        return self._refresh is not None and self._refresh_grant()
 
     def _renew_after_401(self) -> bool:
         """Renew the session for a 401, unless it was renewed so recently that the 401 is the request's own
@@ -531,7 +544,13 @@ class NexudusClient:
 
     def list_all(self, path: str, filters: Mapping[str, Any] | None = None, *,
                  first: Page | None = None) -> list[dict[str, Any]]:
-        """Every record of a list endpoint, read page by page as the server pages it.
+        """Every record of a list endpoint (see `pages`)."""
+        return [record for page in self.pages(path, filters, first=first) for record in page]
+
+    def pages(self, path: str, filters: Mapping[str, Any] | None = None, *,
+              first: Page | None = None) -> Iterator[list[dict[str, Any]]]:
+        """Every record of a list endpoint, page by page as the server pages it (a caller that keeps only
+        what it needs of each page holds one page at a time, not the whole list).
 
         Paging follows the answers, never our own `size`: the page size served is the number of records
         the first page holds when the server promises more; later pages are asked at that size so that
@@ -544,7 +563,7 @@ class NexudusClient:
         page = first or self._page(path, filters, 1, self.page_size)
         size = page.size
         total = _total(page.body)
-        seen: dict[int, dict[str, Any]] = {}
+        seen: set[int] = set()
         number = 1
         limit = MAX_PAGES
         while True:
@@ -553,7 +572,8 @@ class NexudusClient:
                 if record["Id"] in seen:
                     raise PartialRead(f"{where} repeated record {record['Id']} of an earlier page: the server's "
                                       "paging moved or is ignored", method="GET", url=self.base_url + path)
-                seen[record["Id"]] = record
+                seen.add(record["Id"])
+            yield page.records
             now_total = _total(page.body)
             if now_total != total:
                 raise PartialRead(f"{where}: TotalItems changed from {total} to {now_total} during the read",
@@ -563,7 +583,7 @@ class NexudusClient:
                 isinstance(page.body.get("TotalPages"), int) and number < page.body["TotalPages"])
             if total is not None:
                 if len(seen) == total:
-                    return list(seen.values())
+                    return
                 if len(seen) > total:
                     raise PartialRead(f"{where}: {len(seen)} distinct records, more than TotalItems ({total})",
                                       method="GET", url=self.base_url + path)
@@ -574,7 +594,7 @@ class NexudusClient:
                     raise PartialRead(f"{where} ended the list at {len(seen):,} of the {total:,} records its "
                                       "TotalItems promised", method="GET", url=self.base_url + path)
             elif served == 0 or not more:
-                return list(seen.values())
+                return
             if served < size:
                 if number > 1:
                     raise PartialRead(f"{where} served {served} records while more were promised",
@@ -601,6 +621,10 @@ class NexudusClient:
         page = self._page(path, filters, 1, self.page_size)
         total = _total(page.body)
         return (total if total is not None else len(page.records)), page
+
+    def page(self, path: str, filters: Mapping[str, Any] | None = None, *, size: int, number: int = 1) -> Page:
+        """One page of a listing at exactly the size asked, checked like every page (`doctor` measures so)."""
+        return self._page(path, filters, number, size)
 
     def pages_for(self, count: int) -> int:
         """Requests a list of `count` records takes at the page size this server serves."""

@@ -7,8 +7,11 @@ Credentials come only from the environment and are never part of a repr, message
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +24,9 @@ from reconciler.yamlfile import load_file
 
 CONFIG_NAME = "reconciler.yaml"
 LOCAL = "local"
+log = logging.getLogger(__name__)
+# `--allow-insecure-http` for the run in progress (cli.main sets it), so that every command's config sees it.
+ALLOW_INSECURE_HTTP: ContextVar[bool] = ContextVar("allow_insecure_http", default=False)
 
 
 @dataclass(frozen=True)
@@ -82,22 +88,38 @@ class Config:
     limits: ClientLimits = ClientLimits()
     safety: Safety = Safety()
     state_dir: Path = Path(".reconciler")
+    doctor: dict[str, Any] | None = None  # what `doctor --write-check` may write to: {course, lesson, member}
 
     @property
     def is_local(self) -> bool:
         return self.target == LOCAL
 
 
-def normalise_target(target: str, origin: str) -> str:
+def normalise_target(target: str, origin: str, *, allow_insecure_http: bool = False) -> str:
     target = target.strip()
     if target.lower() == LOCAL:
         return LOCAL
     parts = urlsplit(target)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"the target from {origin} must be 'local' or an http(s) URL, not {target!r}")
     if parts.username or parts.password:
         raise ConfigError(f"the target from {origin} must not carry credentials; use NEXUDUS_USERNAME/PASSWORD")
-    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+    # Credentials go to the target: never in clear text across a network (PRODUCT.md, settled questions).
+    if parts.scheme.lower() == "http" and not is_loopback(parts.hostname or "") and not allow_insecure_http:
+        raise ConfigError(f"refusing plain http to {parts.hostname} (the target from {origin}): credentials would "
+                          "cross the network unencrypted; use https, or pass --allow-insecure-http for a lab setup")
+    return f"{parts.scheme.lower()}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def is_loopback(host: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1: the only hosts plain http may reach (the emulator)."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def find_config_file(flag: Path | None, paths: Sequence[Path], cwd: Path) -> Path | None:
@@ -118,8 +140,11 @@ def find_config_file(flag: Path | None, paths: Sequence[Path], cwd: Path) -> Pat
 
 
 def load_config(*, config_flag: Path | None = None, api_flag: str | None = None, paths: Sequence[Path] = (),
-                env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Config:
+                env: Mapping[str, str] | None = None, cwd: Path | None = None,
+                allow_insecure_http: bool | None = None) -> Config:
     env = os.environ if env is None else env
+    if allow_insecure_http is None:
+        allow_insecure_http = ALLOW_INSECURE_HTTP.get()
     cwd = cwd or Path.cwd()
     path = find_config_file(config_flag, paths, cwd)
     data: dict[str, Any] = _read_config(path) if path else {}
@@ -133,7 +158,9 @@ def load_config(*, config_flag: Path | None = None, api_flag: str | None = None,
         target, origin = data["target"], str(path)
     else:
         target, origin = LOCAL, "the default"
-    target = normalise_target(target, origin)
+    target = normalise_target(target, origin, allow_insecure_http=allow_insecure_http)
+    if "target" in data and origin in ("--api", "NEXUDUS_API_URL"):
+        _note_overridden(str(data["target"]), target, origin, path)
 
     seed = (base_dir / data["seed"]) if "seed" in data else None
     limits_given = data.get("limits", {})
@@ -141,7 +168,26 @@ def load_config(*, config_flag: Path | None = None, api_flag: str | None = None,
     limits = replace(base_limits, **limits_given)
     safety = Safety(**data.get("safety", {}))
     return Config(target=target, target_origin=origin, base_dir=base_dir, path=path, seed=seed,
-                  auth=data.get("auth", "token"), limits=limits, safety=safety, state_dir=cwd / ".reconciler")
+                  auth=data.get("auth", "token"), limits=limits, safety=safety, state_dir=cwd / ".reconciler",
+                  doctor=data.get("doctor"))
+
+
+def _note_overridden(in_file: str, used: str, origin: str, path: Path | None) -> None:
+    """Say which target is used when the file names another: in CI the environment pins it, and a pull
+    request that edits the file's target must see that it changed nothing."""
+    named = in_file.strip()
+    if named.lower() == LOCAL:
+        named = LOCAL
+    else:
+        parts = urlsplit(named)
+        if parts.hostname:  # never echo a user:password@ that the file may (wrongly) carry
+            try:
+                port = f":{parts.port}" if parts.port else ""
+            except ValueError:
+                port = ""
+            named = f"{parts.scheme.lower()}://{parts.hostname}{port}{parts.path.rstrip('/')}"
+    if named != used:
+        log.warning("note: using the target %s from %s; the target %s in %s is ignored", used, origin, named, path)
 
 
 def _read_config(path: Path) -> dict[str, Any]:

@@ -13,7 +13,9 @@ import yaml
 
 from reconciler.errors import UsageError
 
-SCHEMA_URL = "https://reconciler.dev/schemas/completions.schema.json"
+# Relative to each exported spec: `export` writes the schemas into this folder beside the specs, so that an
+# editor (yaml-language-server) finds them wherever the folder is checked out.
+SCHEMA_REF = "schemas/completions.schema.json"
 _MODE_NOTE = {
     "owned": ["Mode owned: records created outside this tool (every record listed here, at export time) are never",
               "deleted by this spec. It deletes only records it creates itself, once they are no longer declared."],
@@ -71,7 +73,7 @@ def export_specs(records: dict[str, list[dict[str, Any]]], *, mode: str, target:
             text = str(lesson.get("Title") or "").strip()
             return _scalar(text) if text and titles[text] == 1 else f"{{id: {lesson['Id']}}}"
 
-        lines = [f"# yaml-language-server: $schema={SCHEMA_URL}",
+        lines = [f"# yaml-language-server: $schema={SCHEMA_REF}",
                  f"# Exported from {target}: {title or course['Id']!s}.",
                  *(f"# {line}" for line in _MODE_NOTE[mode]),
                  "apiVersion: reconciler/v1", "kind: Completions", "metadata:", f"  name: {name}",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 import math
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -271,25 +271,42 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: dict[Pair
 
 # --- safety budgets ------------------------------------------------------------------------------
 
+def conserved_deletes(plan: Plan) -> int:
+    """Source deletes of `source: remove` migrations: each is made only once its twin exists in the target
+    course (the executor checks), so the credit moves rather than disappears."""
+    return sum(1 for a in plan.actions if a.kind == "delete" and a.reason == "migrated" and a.twin)
+
+
 def apply_budgets(plan: Plan, safety: Safety, allow_deletes: int | None = None) -> Plan:
-    """Block the plan (in place) when its deletes exceed a budget that --allow-deletes does not cover."""
-    deletes = plan.count("delete")
+    """Block the plan (in place) when its deletes exceed a budget that --allow-deletes does not cover.
+
+    Conserved deletes (see `conserved_deletes`) count neither as deletes nor as existing completions: a
+    migration of 20,000 completions is not a plan that deletes everything in scope.
+    """
+    conserved = conserved_deletes(plan)
+    deletes = plan.count("delete") - conserved
     plan.blocked = []
     plan.deletes_to_allow = None
     if plan.partial:
         plan.blocked.append("incomplete read: the current state could not be read in full, so nothing may be "
                             "written (a create could duplicate a record the read missed); run the plan again")
+    note = (f"{conserved:,} source delete{'s' if conserved != 1 else ''} of a migration "
+            f"{'are' if conserved != 1 else 'is'} outside the delete budget: each is made only once its copy "
+            "in the target course exists, so no credit is lost")
+    if conserved and note not in plan.warnings:
+        plan.warnings.append(note)
     lifted = allow_deletes is not None and deletes <= allow_deletes
     over = []
     if deletes > safety.max_deletes:
         over.append(f"{deletes:,} deletes exceed max_deletes ({safety.max_deletes:,})")
-    existing = plan.existing_in_scope
+    existing = plan.existing_in_scope - conserved
     if existing >= safety.min_existing and existing and deletes / existing > safety.max_delete_fraction:
         over.append(f"{deletes:,} deletes are {deletes / existing:.0%} of the {existing:,} existing completions "
                     f"in scope, over max_delete_fraction ({safety.max_delete_fraction:.0%})")
     if over and not lifted:
         plan.blocked.extend(over)
-        plan.deletes_to_allow = deletes
+        # No --allow-deletes lifts a block that an incomplete read also holds: the plan must be made again.
+        plan.deletes_to_allow = None if plan.partial else deletes
     return plan
 
 
@@ -304,18 +321,23 @@ class WriteEstimate:
     per_day: int | None
 
     def describe(self) -> str:
+        """In words, with figures formatted like the counts: "1,200 write requests: about 20 minutes at 60
+        writes a minute", "20,000 write requests: 4 days at 5,000 writes a day"."""
         noun = f"{self.writes:,} write request{'s' if self.writes != 1 else ''}"
         if not self.writes:
             return "no writes"
         if self.per_minute is None and self.per_day is None:
             return f"{noun} (no rate limits configured)"
         if self.days > 1:
-            return f"{noun}: {self.days} days at {self.per_day:,} writes a day"
-        return f"{noun}: about {_duration(self.seconds)} at {self.per_minute:g} writes a minute"
+            return f"{noun}: {self.days:,} days at {self.per_day:,} writes a day"
+        if self.per_minute is None:
+            return f"{noun}: within one day's cap of {self.per_day:,} writes"
+        return f"{noun}: about {_duration(self.seconds)} at {_figure(self.per_minute)} writes a minute"
 
 
 def estimate_writes(writes: int, limits: ClientLimits) -> WriteEstimate:
-    """How long `writes` take under the client's budget: the slowest per-request pace, then the daily cap."""
+    """How long `writes` take under the client's budget: its sliding windows played out (the burst a
+    per-minute window allows, then the wait for it to slide, and the least interval), then the daily cap."""
     paces = [60.0 / n for n in (limits.writes_per_minute, limits.requests_per_minute) if n]
     if limits.min_interval_ms:
         paces.append(limits.min_interval_ms / 1000.0)
@@ -325,10 +347,53 @@ def estimate_writes(writes: int, limits: ClientLimits) -> WriteEstimate:
     days = math.ceil(writes / per_day) if per_day and writes else (1 if writes else 0)
     if per_day and writes > per_day:
         last = writes - (days - 1) * per_day
-        seconds = (days - 1) * 86400.0 + last * interval
+        seconds = (days - 1) * 86400.0 + paced_seconds(last, limits)
     else:
-        seconds = writes * interval
+        seconds = paced_seconds(writes, limits)
     return WriteEstimate(writes, seconds, days, per_minute, per_day)
+
+
+SIMULATED_WRITES = 20_000  # past this many, the steady rate of the last simulated hour is extrapolated
+
+
+def paced_seconds(writes: int, limits: ClientLimits) -> float:
+    """The time `writes` back-to-back writes take under the client's pacer (client.Pacer: the request and
+    write windows slide, each request waits for the least interval after the previous one), from the
+    first write sent to the last one done. The round trip of each request is not known here: zero."""
+    windows = [(span, cap, deque[float]()) for span, cap in (
+        (60.0, limits.requests_per_minute), (3600.0, limits.requests_per_hour), (60.0, limits.writes_per_minute))
+        if cap]
+    least = (limits.min_interval_ms or 0) / 1000.0
+    if not windows and not least:
+        return 0.0
+    now, last = 0.0, None
+    simulated = min(writes, SIMULATED_WRITES)
+    marks: list[float] = []
+    for _ in range(simulated):
+        wait = 0.0
+        for span, cap, stamps in windows:
+            while stamps and stamps[0] <= now - span:
+                stamps.popleft()
+            if len(stamps) >= cap:
+                wait = max(wait, stamps[len(stamps) - cap] + span - now)
+        if last is not None:
+            wait = max(wait, last + least - now)
+        now += max(0.0, wait)
+        for _, _, stamps in windows:
+            stamps.append(now)
+        last = now
+        marks.append(now)
+    if writes > simulated:  # extrapolate at the rate of the last simulated hour (or of all of it)
+        since = next((i for i, t in enumerate(marks) if t >= now - 3600.0), 0)
+        done = simulated - 1 - since
+        rate = (now - marks[since]) / done if done else least
+        now += (writes - simulated) * rate
+    return now + least
+def _figure(value: float) -> str:
+    """A rate as people write it: whole numbers with thousands separators, one decimal below ten."""
+    if value >= 10 or value == round(value):
+        return f"{round(value):,}"
+    return f"{value:.1f}".removesuffix(".0")
 
 
 def _duration(seconds: float) -> str:
@@ -338,4 +403,5 @@ def _duration(seconds: float) -> str:
     minutes = seconds / 60
     if minutes < 90:
         return f"{round(minutes)} minutes"
-    return f"{minutes / 60:.1f} hours"
+    hours = minutes / 60
+    return f"{_figure(round(hours, 1))} hours"

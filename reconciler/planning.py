@@ -7,14 +7,17 @@ import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from reconciler.actions import TypedPlan, actions_digest, plan_from_document
+from reconciler.actions import TypedPlan, actions_digest, encode_actions, plan_from_document
 from reconciler.config import Config
 from reconciler.errors import PlanFileError, SpecError, UsageError
+from reconciler.matrix import matrix_section
 from reconciler.model import Catalog, SpecSet
 from reconciler.plan import Plan, apply_budgets, plan_changes
+from reconciler.profile import refuse_owned
 from reconciler.render import Labels, format_json, plan_dict, typed_action
 from reconciler.resolve import Resolution, resolve
 from reconciler.state import StateReader
@@ -27,11 +30,19 @@ class Planned:
     doc: dict[str, Any]
     catalog: Catalog
     resolution: Resolution
-    typed: TypedPlan
+    labels: Labels
     spec_files: tuple[str, ...] = ()
 
+    @cached_property
+    def typed(self) -> TypedPlan:
+        """The plan as the write side's typed actions (made only when it is to be applied)."""
+        return TypedPlan(self.doc, tuple(typed_action(a, self.labels) for a in self.plan.actions))
 
-def make_plan(target: Target, specs: SpecSet, config: Config, *, allow_deletes: int | None = None) -> Planned:
+
+def make_plan(target: Target, specs: SpecSet, config: Config, *, allow_deletes: int | None = None,
+              matrix: bool = True) -> Planned:
+    """Read, resolve, plan and budget; the document carries the `matrix` section unless `matrix` is False."""
+    refuse_owned(target.profile, specs)  # before any request: `doctor` found owned mode cannot work here
     reader = StateReader(target.client)
     catalog = reader.catalog(specs)
     resolution = resolve(specs, catalog)
@@ -40,25 +51,26 @@ def make_plan(target: Target, specs: SpecSet, config: Config, *, allow_deletes: 
     markers = [r.spec.marker for r in resolution.completions if r.spec.mode == "owned"]
     # A migration needs every completion of both its courses; otherwise the named members may suffice.
     current, partial = reader.completions(lesson_ids, named_members=None if resolution.migrations else named,
-                                          markers=markers)
+                                          markers=markers, catalog=catalog)
     plan = plan_changes(resolution, current, catalog, partial=partial)
     if plan.errors:
         raise SpecError(plan.errors)
     apply_budgets(plan, config.safety, allow_deletes)
     labels = Labels.from_catalog(catalog)
-    typed = [typed_action(a, labels) for a in plan.actions]
-    doc = plan_dict(plan, labels, target=target.description, spec_digest=specs.digest, limits=config.limits,
-                    actions=typed)
-    return Planned(plan, doc, catalog, resolution, TypedPlan(doc, tuple(typed)), specs.files)
+    doc = plan_dict(plan, labels, target=target.description, spec_digest=specs.digest, limits=config.limits)
+    if matrix:  # rows: the members whose completions were read in full (all of them for a migration)
+        doc["matrix"] = matrix_section(catalog, resolution.course_ids, current, plan.actions,
+                                       None if resolution.migrations else named)
+    return Planned(plan, doc, catalog, resolution, labels, specs.files)
 
 
-def write_document(doc: dict[str, Any], path: Path) -> None:
+def write_document(doc: dict[str, Any], path: Path, *, encoded_actions: list[str] | None = None) -> None:
     """Write a JSON document atomically; it holds no secret: the client never puts one in."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(format_json(doc))
+            out.write(format_json(doc, encoded_actions=encoded_actions))
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -72,8 +84,9 @@ def save_plan(doc: dict[str, Any], path: Path, spec_files: Sequence[str] = ()) -
     if spec_files:
         folder = path.resolve().parent
         saved["spec_paths"] = sorted(os.path.relpath(Path(f).resolve(), folder) for f in spec_files)
-    saved["actions_digest"] = actions_digest(doc["actions"])
-    write_document(saved, path)
+    encoded = encode_actions(doc["actions"])
+    saved["actions_digest"] = actions_digest(doc["actions"], encoded=encoded)
+    write_document(saved, path, encoded_actions=encoded)
 
 
 def spec_paths_of(doc: dict[str, Any], plan_file: Path) -> list[Path]:

@@ -11,9 +11,9 @@ whose pages do not add up leaves the state `partial`, and the plan then writes n
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from reconciler.client import NexudusClient
 from reconciler.errors import AuthError, PartialRead, UsageError
@@ -28,6 +28,7 @@ MEMBERS = "/api/content/coursemembers"
 COWORKERS = "/api/spaces/coworkers"
 COMPLETIONS = "/api/content/coursecompletedlessons"
 FEW = 3  # up to this many filtered requests are made without first probing the wholesale size
+MAX_COST = 1 << 40  # the request cost of a way that is never taken while another works
 
 
 def course_from(record: dict[str, Any]) -> Course:
@@ -87,6 +88,9 @@ class Filter:
         return found != self.value
 
 
+_Kept = TypeVar("_Kept")
+
+
 class Unverifiable(Exception):
     """List records do not carry the field a filter works on, so its results cannot be confirmed."""
 
@@ -105,6 +109,9 @@ class StateReader:
 
     # --- filtered reads that verify their filter --------------------------------------------------
 
+    def known_ignored(self, path: str, wanted: Filter) -> bool:
+        return f"{path}?{wanted.name.casefold()}" in self.client.ignored_filters
+
     def table(self, path: str) -> list[dict[str, Any]]:
         """Every record of `path`, read once per reader."""
         if path not in self._tables:
@@ -114,10 +121,11 @@ class StateReader:
     def select(self, path: str, wanted: Filter) -> list[dict[str, Any]]:
         """The records of `path` that match `wanted` exactly, by the server's filter where it works."""
         key = f"{path}?{wanted.name.casefold()}"
-        if path in self._tables or key in self.client.ignored_filters:
+        if path in self._tables or self.known_ignored(path, wanted):
             return [r for r in self.table(path) if wanted.matches(r)]
         records = self.client.list_all(path, {wanted.name: wanted.value})
         if any(wanted.field not in r for r in records):
+            self.client.observed.add(f"{wanted.field.lower()}-absent-from-lists")
             raise Unverifiable(f"{path} list records carry no {wanted.field}, so the {wanted.name} filter cannot "
                                "be confirmed")
         if any(wanted.contradicted_by(r) for r in records):
@@ -253,15 +261,35 @@ class StateReader:
     # --- completions -----------------------------------------------------------------------------
 
     def completions(self, lesson_ids: set[int], named_members: set[int] | None = None,
-                    markers: Iterable[str] = ()) -> tuple[list[Completion], list[str]]:
+                    markers: Iterable[str] = (), *, catalog: Catalog | None = None
+                    ) -> tuple[list[Completion], list[str]]:
         """Every completion of `lesson_ids` (or, when cheaper, of `named_members` plus those carrying
-        `markers`); the planner narrows this to its scope. Returns (completions, partial-read reasons)."""
-        records, partial = self.completion_records(lesson_ids, named_members, markers)
-        return [completion_from(r) for r in records], partial
+        `markers`); the planner narrows this to its scope. Returns (completions, partial-read reasons).
+
+        Each page is turned into compact values as it arrives (titles and names shared with `catalog`),
+        so a read of millions of records never holds them all as raw JSON."""
+        titles = {x.id: x.title for x in catalog.lessons.values()} if catalog else {}
+        names = {m.id: m.full_name for m in catalog.members.values()} if catalog else {}
+        shared: dict[str, str] = {}
+
+        def compact(record: dict[str, Any]) -> Completion:
+            lesson, member, system = record["CourseLessonId"], record["CourseMemberId"], record.get("SystemId")
+            return Completion(record["Id"], member, lesson, record["CreatedOn"], record["UpdatedOn"],
+                              shared.setdefault(system, system) if system is not None else None,
+                              record.get("UniqueId"),
+                              titles.get(lesson) or str(record.get("CourseLessonTitle") or ""),
+                              names.get(member) or str(record.get("CourseMemberCoworkerFullName") or ""))
+
+        return self._collect(lesson_ids, named_members, markers, compact)
 
     def completion_records(self, lesson_ids: set[int], named_members: set[int] | None = None,
                            markers: Iterable[str] = ()) -> tuple[list[dict[str, Any]], list[str]]:
-        """The raw records behind `completions`, sorted by Id, and the reasons any read was partial.
+        """The raw records behind `completions`, sorted by Id, and the reasons any read was partial."""
+        return self._collect(lesson_ids, named_members, markers, lambda record: record)
+
+    def _collect(self, lesson_ids: set[int], named_members: set[int] | None, markers: Iterable[str],
+                 convert: Callable[[dict[str, Any]], _Kept]) -> tuple[list[_Kept], list[str]]:
+        """The completions of `lesson_ids` by the cheapest way, each page kept as `convert` makes it.
 
         A read that fails outright (the server down past the retries, an answer that is not what the
         API documents) raises; one whose pages do not add up is reported as partial, and the plan then
@@ -272,17 +300,34 @@ class StateReader:
         markers = sorted(set(markers))
         by_member = None if named_members is None else len(named_members) + len(markers)
         partial: list[str] = []
-        found: dict[int, dict[str, Any]] = {}
+        found: dict[int, _Kept] = {}
+        whole = [False]  # a filter the server ignored brought the whole table: everything in scope is kept
 
         def keep(records: Iterable[dict[str, Any]]) -> None:
             for record in records:
                 if record["CourseLessonId"] in lesson_ids:
-                    found[record["Id"]] = record
+                    found[record["Id"]] = convert(record)
 
         def filtered(wanted: list[Filter]) -> None:
             for one in wanted:
+                if whole[0]:
+                    return
+                if self.known_ignored(COMPLETIONS, one):
+                    keep(self.table(COMPLETIONS))
+                    whole[0] = True
+                    return
                 try:
-                    keep(self.select(COMPLETIONS, one))
+                    for page in self.client.pages(COMPLETIONS, {one.name: one.value}):
+                        if any(one.field not in r for r in page):
+                            self.client.observed.add(f"{one.field.lower()}-absent-from-lists")
+                            raise Unverifiable(f"{COMPLETIONS} list records carry no {one.field}, so the "
+                                               f"{one.name} filter cannot be confirmed")
+                        if not whole[0] and any(one.contradicted_by(r) for r in page):
+                            log.info("the server ignored the filter %s on %s; its answer is the whole table, "
+                                     "read once for the rest of the run", one.name, COMPLETIONS)
+                            self.client.ignored_filters.add(f"{COMPLETIONS}?{one.name.casefold()}")
+                            whole[0] = True
+                        keep(page)
                 except PartialRead as e:
                     partial.append(f"reading completions where {one.name}={one.value} was incomplete: {e}")
 
@@ -290,6 +335,11 @@ class StateReader:
         per_member = [Filter("CourseCompletedLesson_CourseMember", "CourseMemberId", i)
                       for i in sorted(named_members or ())]
         per_member += [Filter("CourseCompletedLesson_SystemId", "SystemId", m) for m in markers]
+        # A filter known to be ignored (by a target profile, or earlier in this run) reads the whole table: a
+        # way through it is taken only when nothing cheaper works.
+        if by_member is not None and any(self.known_ignored(COMPLETIONS, f) for f in per_member):
+            by_member = None
+        lesson_cost = len(per_lesson) if not self.known_ignored(COMPLETIONS, per_lesson[0]) else MAX_COST
 
         def by_members() -> None:
             try:
@@ -298,9 +348,9 @@ class StateReader:
                 log.info("%s; reading per lesson instead", e)
                 filtered(per_lesson)
 
-        cheapest_filter = min(len(per_lesson), by_member if by_member is not None else len(per_lesson))
+        cheapest_filter = min(lesson_cost, by_member if by_member is not None else lesson_cost)
         if cheapest_filter <= FEW and COMPLETIONS not in self._tables:
-            if len(per_lesson) <= (by_member or len(per_lesson)):
+            if lesson_cost <= (by_member or lesson_cost):
                 filtered(per_lesson)
             else:
                 by_members()
@@ -312,12 +362,13 @@ class StateReader:
         in_scope = sum(1 for r in first.records if r["CourseLessonId"] in lesson_ids)
         share = in_scope / max(1, len(first.records))
         wholesale = self.client.pages_for(total)
-        estimate_lessons = len(per_lesson) + int(share * total / self.client.page_size)
+        estimate_lessons = lesson_cost + int(share * total / self.client.page_size)
         log.debug("completions: %d in all; wholesale %d pages, per lesson ~%d, per member ~%s", total, wholesale,
                   estimate_lessons, by_member)
         if wholesale <= estimate_lessons and (by_member is None or wholesale <= by_member):
             try:
-                keep(self.client.list_all(COMPLETIONS, first=first))
+                for page in self.client.pages(COMPLETIONS, first=first):
+                    keep(page)
             except PartialRead as e:
                 partial.append(f"reading all completions was incomplete: {e}")
         elif by_member is not None and by_member < estimate_lessons:

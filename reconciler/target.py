@@ -20,6 +20,7 @@ from reconciler.emulator.seed import load_seed
 from reconciler.emulator.server import InProcessTransport
 from reconciler.emulator.store import Store
 from reconciler.errors import ConfigError
+from reconciler.profile import TargetProfile, profiled
 
 LOCAL_BASE = "http://local.reconciler"
 
@@ -29,6 +30,7 @@ class Target:
     client: NexudusClient
     description: str
     credentials: Credentials
+    profile: TargetProfile | None = None  # what `doctor` measured about this target, when it did
 
 
 def describe(config: Config) -> str:
@@ -38,8 +40,8 @@ def describe(config: Config) -> str:
 
 
 @contextmanager
-def connect(config: Config, env: Mapping[str, str] | None = None) -> Iterator[Target]:
-    """A client for the configured target, closed on exit."""
+def connect(config: Config, env: Mapping[str, str] | None = None, *, profile: bool = True) -> Iterator[Target]:
+    """A client for the configured target, closed on exit; started from the target's profile (`profile`)."""
     env = os.environ if env is None else env
     if config.is_local:
         db = config.state_dir / "local.sqlite"
@@ -56,7 +58,8 @@ def connect(config: Config, env: Mapping[str, str] | None = None) -> Iterator[Ta
                 require_auth=False))
             with httpx.Client(transport=InProcessTransport(app)) as http:
                 client = NexudusClient(LOCAL_BASE, http, limits=config.limits)
-                yield Target(client, describe(config), Credentials())
+                with profiled(client, config.state_dir, describe(config), enabled=profile) as found:
+                    yield Target(client, describe(config), Credentials(), found)
         finally:
             store.close()
         return
@@ -69,4 +72,5 @@ def connect(config: Config, env: Mapping[str, str] | None = None) -> Iterator[Ta
     with httpx.Client(verify=True, follow_redirects=False) as http:
         client = NexudusClient(config.target, http, credentials=credentials, auth_mode=config.auth,
                                limits=config.limits)
-        yield Target(client, describe(config), credentials)
+        with profiled(client, config.state_dir, describe(config), enabled=profile) as found:
+            yield Target(client, describe(config), credentials, found)

@@ -18,7 +18,7 @@ import yaml
 
 from reconciler.config import DOCUMENTED_LIMITS, ClientLimits, Safety
 from reconciler.model import Catalog, Completion, Course, Coworker, Lesson, Member
-from reconciler.plan import apply_budgets, plan_changes
+from reconciler.plan import Plan, apply_budgets, plan_changes
 from reconciler.render import Labels, markdown, plan_dict, write_json, write_text
 from reconciler.resolve import resolve
 from reconciler.spec import load_specs
@@ -51,7 +51,26 @@ def load_state(path: Path) -> tuple[Catalog, list[Completion]]:
     return catalog, completions
 
 
+def plan_case(folder: Path) -> tuple[Plan, Catalog]:
+    """The case's plan (budgets applied) and the catalog it was made against."""
+    plan, catalog, _ = _planned(folder)
+    return plan, catalog
+
+
 def render_case(folder: Path) -> dict[str, str]:
+    plan, catalog, options = _planned(folder)
+    limits = ClientLimits(**options["limits"]) if "limits" in options else DOCUMENTED_LIMITS
+    doc = plan_dict(plan, Labels.from_catalog(catalog), target="https://spaces.nexudus.com",
+                    spec_digest="golden", limits=limits)
+    import io
+
+    text, data = io.StringIO(), io.StringIO()
+    write_text(doc, text)
+    write_json(doc, data)
+    return {"expected.txt": text.getvalue(), "expected.json": data.getvalue(), "expected.md": markdown(doc)}
+
+
+def _planned(folder: Path) -> tuple[Plan, Catalog, dict[str, Any]]:
     options: dict[str, Any] = {}
     if (folder / "options.yaml").exists():
         options = yaml.safe_load((folder / "options.yaml").read_text()) or {}
@@ -65,12 +84,4 @@ def render_case(folder: Path) -> dict[str, str]:
     resolution = resolve(specs, catalog)
     plan = plan_changes(resolution, current, catalog, partial=options.get("partial", []))
     apply_budgets(plan, Safety(**options.get("safety", {})), options.get("allow_deletes"))
-    limits = ClientLimits(**options["limits"]) if "limits" in options else DOCUMENTED_LIMITS
-    doc = plan_dict(plan, Labels.from_catalog(catalog), target="https://spaces.nexudus.com",
-                    spec_digest="golden", limits=limits)
-    import io
-
-    text, data = io.StringIO(), io.StringIO()
-    write_text(doc, text)
-    write_json(doc, data)
-    return {"expected.txt": text.getvalue(), "expected.json": data.getvalue(), "expected.md": markdown(doc)}
+    return plan, catalog, options

@@ -67,7 +67,9 @@ def test_a_blocked_plan_renders_in_full_and_exits_3(demo: Path, capsys: pytest.C
 def test_markdown_is_for_pull_requests(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan", "--format", "markdown"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("### reconciler plan") and "| Onboarding 101 | Welcome | 2 | 1 | 0 |" in out
+    assert out.startswith("### reconciler plan") and "#### Deletes (2: every one listed)" in out
+    assert "| Carol Jensen | Welcome | revoked: marked complete by mistake, ticket 812 | onboarding.yaml:23 |" in out
+    assert out.index("#### Deletes") < out.index("+ create")
 
 
 def test_markdown_stays_under_the_limit_for_100000_actions() -> None:
@@ -80,7 +82,8 @@ def test_markdown_stays_under_the_limit_for_100000_actions() -> None:
     doc = plan_dict(plan, labels, target="https://spaces.nexudus.com", spec_digest="d", limits=DOCUMENTED_LIMITS)
     text = markdown(doc)
     assert len(text) < MARKDOWN_LIMIT
-    assert "100,000 actions" in text and "more actions, not shown" in text and "more lessons" in text
+    assert "of 100,000 actions, by course and lesson" in text and "too many to name here (cut to fit)" in text
+    assert "… cut: 300 more lessons" in text
 
 
 def test_python_dash_m_is_the_same_program(demo: Path) -> None:

@@ -67,7 +67,7 @@ def test_migration_plan_groups_per_member_and_warns_of_unmapped_lessons(
     assert "Plan: 8 to create, 10 to delete, 2 to enrol, 1 unchanged." in out
     assert "lesson 'Legacy quiz' of 'Onboarding 2025' has 2 completion(s) but no mapping" in out
     assert out.index("~ enrol") < out.index("+ create   Welcome", out.index("Cleo Park"))
-    assert "At the real service's documented limits: 20 write requests: about 20 seconds at 60 writes a minute" in out
+    assert "At the real service's documented limits: 20 write requests: about 2 seconds at 60 writes a minute" in out
 
 
 def test_migration_applies_conserves_and_re_runs_to_nothing(space: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -19,9 +19,11 @@ import re
 import secrets
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import formatdate
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
@@ -106,6 +108,10 @@ class Settings:
     garble: Garble | None = None
     date_style: Literal["live", "millis"] = "live"
     id_allocation: Literal["sequential", "blocks"] = "sequential"
+    keep_system_id: bool = True
+    system_id_in_lists: bool = True
+    refuse_duplicates: bool = False
+    clock_offset_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -200,6 +206,8 @@ class EmulatorApp:
         self.throttled_count = 0
         # Every write request that got past authentication, for tests that audit the journal against it.
         self.writes_seen: list[tuple[str, str, Any]] = []
+        # Requests answered, by "METHOD collection" ("POST token" for the token endpoint), for tests that count.
+        self.requests_served: Counter[str] = Counter()
 
     # --- WSGI ------------------------------------------------------------------------------------
 
@@ -215,7 +223,11 @@ class EmulatorApp:
             log.exception("emulator error")
             response = json_response(500, self._oops())
         reason = _REASONS.get(response.status, "Error")
-        start_response(f"{response.status} {reason}", [*response.headers, ("Content-Length", str(len(response.body)))])
+        self.requests_served[_route(environ)] += 1
+        # The server's clock, as every real answer carries it (server.py leaves the Date header to the app).
+        date = formatdate(self.wall_clock() + self.settings.clock_offset_seconds, usegmt=True)
+        start_response(f"{response.status} {reason}", [*response.headers, ("Date", date),
+                                                        ("Content-Length", str(len(response.body)))])
         return [response.body]
 
     def _handle(self, environ: Environ) -> Response:
@@ -412,6 +424,9 @@ class EmulatorApp:
             start = (total - 1) // served * served
             chunk = rows[start:]
         records = [self._render(entity, row, full=False) for row in chunk]
+        if not settings.system_id_in_lists:  # unknown live: list records may leave it out (get-by-id keeps it)
+            for record in records:
+                record.pop("SystemId", None)
         if garble == "string-ids":
             for record in records:
                 record["Id"] = str(record["Id"])
@@ -535,7 +550,7 @@ class EmulatorApp:
             fields = self._completion_fields(body)
         else:
             fields = self._member_fields(body)
-        fields["SystemId"] = system_id
+        fields["SystemId"] = system_id if self.settings.keep_system_id else None  # unknown live: may be dropped
         block = self.rng.randrange(ID_BLOCKS) if self.settings.id_allocation == "blocks" else None
         row = self.store.insert(entity.collection, fields, updated_by=actor, block=block)
         value: Any = {"Id": row["Id"]}
@@ -554,6 +569,10 @@ class EmulatorApp:
             raise StaleReference("CourseLessonId", "The course lesson does not exist.", lesson_id)
         if lesson["CourseId"] != member["CourseId"]:
             raise BadRequest("CourseLessonId", "The lesson does not belong to the member's course.", lesson_id)
+        if self.settings.refuse_duplicates and any(
+                self.store.rows["coursecompletedlessons"][i]["CourseLessonId"] == lesson_id
+                for i in self.store.completions_of_member(member_id)):
+            raise BadRequest("CourseLessonId", "The course member has already completed this lesson.", lesson_id)
         return {"CourseLessonId": lesson_id, "CourseMemberId": member_id}
 
     def _member_fields(self, body: Row) -> Row:
@@ -643,6 +662,14 @@ def _header(environ: Environ, name: str) -> str | None:
         found: str | None = environ.get("HTTP_" + name.upper().replace("-", "_"))
         return found
     return next((value for key, value in raw if key.lower() == name.lower()), None)
+
+
+def _route(environ: Environ) -> str:
+    """`GET coursecompletedlessons`, `DELETE coursecompletedlessons`, `POST token`: what a request was, for counts."""
+    path = str(environ.get("PATH_INFO", "") or "/")
+    match = _ENTITY_PATH.match(path)
+    name = match.group(2).lower() if match else path.strip("/").rsplit("/", 1)[-1].lower() or "/"
+    return f"{environ.get('REQUEST_METHOD', 'GET').upper()} {name}"
 
 
 def _permission(entity: Entity, method: str, has_id: bool) -> str | None:

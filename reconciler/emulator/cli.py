@@ -86,6 +86,14 @@ def add_commands(emulator: argparse.ArgumentParser, common: argparse.ArgumentPar
                         help="live: whole seconds in lists, 7 digits elsewhere (default); millis everywhere")
     quirks.add_argument("--id-allocation", choices=("sequential", "blocks"), default="sequential",
                         help="blocks: new Ids come from blocks, not in creation order")
+    quirks.add_argument("--drop-system-id", action="store_true",
+                        help="a create does not keep the SystemId it is sent (owned mode cannot work)")
+    quirks.add_argument("--no-system-id-in-lists", action="store_true",
+                        help="list records leave SystemId out (get-by-id still has it)")
+    quirks.add_argument("--refuse-duplicates", action="store_true",
+                        help="a completion create for a member and lesson that already have one answers 400")
+    quirks.add_argument("--clock-offset", type=float, default=0.0, metavar="SECONDS",
+                        help="the Date header of every answer runs this far ahead of the real time (negative: behind)")
 
     seed = subs.add_parser("seed", help="load a seed into an emulator store", parents=[common],
                            description="Load a friendly YAML seed or a JSON snapshot into an empty store.")
@@ -122,7 +130,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         deleted_coworkers=frozenset(args.deleted_coworker), stale_reference_status=args.stale_reference_status,
         read_outage_seconds=args.read_outage,
         outage_collections=frozenset(args.outage_collection or Settings().outage_collections),
-        garble=args.garble, date_style=args.date_style, id_allocation=args.id_allocation)
+        garble=args.garble, date_style=args.date_style, id_allocation=args.id_allocation,
+        keep_system_id=not args.drop_system_id, system_id_in_lists=not args.no_system_id_in_lists,
+        refuse_duplicates=args.refuse_duplicates, clock_offset_seconds=args.clock_offset)
 
 
 def open_store(db: Path | None) -> Store:

@@ -22,6 +22,13 @@ class _RequestHandler(WSGIRequestHandler):
         environ[RAW_HEADERS] = list(self.headers.items())
         return environ
 
+    def send_response(self, code: int, message: str | None = None) -> None:
+        """As http.server's, without its Date header: the app sends its own, from its clock (which may be set
+        off, to play a server whose clock is wrong), so that both transports carry the same one."""
+        self.log_request(code)
+        self.send_response_only(code, message)
+        self.send_header("Server", self.version_string())
+
 
 class InProcessTransport(httpx.BaseTransport):
     """Serves requests from the app in this process; a lost response becomes the error a socket gives."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -22,3 +23,26 @@ def schema(name: str) -> dict[str, Any]:
 def validator(name: str) -> Draft202012Validator:
     return Draft202012Validator(schema(name))
 
+
+
+# The folder, beside the specs, that `export`, `init` and `schemas --out` fill and the specs' first line names.
+FOLDER = "schemas"
+
+
+def names() -> list[str]:
+    """Every schema this package holds, by name ("completions", "config", ...)."""
+    return sorted(entry.name.removesuffix(".schema.json") for entry in resources.files(__package__).iterdir()
+                  if entry.name.endswith(".schema.json"))
+
+
+def write_schemas(folder: Path) -> list[Path]:
+    """Write every schema into `folder` (made if missing), as editors load them; the files written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in names():
+        path = folder / f"{name}.schema.json"
+        text = resources.files(__package__).joinpath(path.name).read_text(encoding="utf-8")
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written

@@ -1,0 +1,149 @@
+"""The whole loop through the command line, against a served emulator, at 3,000 to 200,000 members.
+
+For each size: a space of N members enrolled in one course of 20 lessons, about half completed (10 each),
+every member named by email in one spec (`through: Lesson 12`, owned). The emulator serves it over HTTP
+from this process (limits off) and records every request it is sent. Then, each as a separate process:
+
+- `reconciler plan specs --format json --out plan.json`: wall time, client CPU, peak memory (max RSS of
+  the command), requests;
+- the bare replay: the very same GET requests, sent by a bare httpx loop that reads each body and does
+  nothing else, in its own process: the floor our own work is measured against (ratio = plan wall ÷
+  replay wall; goal <= 2);
+- `reconciler export --out exported` and `reconciler plan exported --detailed-exitcode`: the round trip
+  (the plan on the export must show no changes).
+
+Finally the growth factor between sizes (goal: each 5x in members costs at most 6x in time).
+
+Run: python -m benchmarks.bench_e2e [--sizes 3000,10000,50000,200000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.space import build_space, write_spec
+from reconciler.emulator.app import EmulatorApp, Settings
+from reconciler.emulator.limits import Limits
+from reconciler.emulator.server import BackgroundServer
+from reconciler.emulator.store import Store
+
+REPLAY = """
+import sys, time, httpx
+urls = [line.rstrip("\\n") for line in open(sys.argv[1])]
+started = time.perf_counter()
+with httpx.Client(timeout=120) as http:
+    for url in urls:
+        http.get(url, headers={"Accept": "application/json", "Authorization": "Bearer bench"}).read()
+print(time.perf_counter() - started)
+"""
+
+
+class Recorder:
+    """WSGI middleware that records the URL of every request, for the bare replay."""
+
+    def __init__(self, app: EmulatorApp, base: list[str]) -> None:
+        self.app = app
+        self.base = base
+        self.urls: list[str] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        query = environ.get("QUERY_STRING", "")
+        with self.lock:
+            self.urls.append(self.base[0] + environ.get("PATH_INFO", "") + (f"?{query}" if query else ""))
+        return self.app(environ, start_response)
+
+
+def timed(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str],
+                                                                     dict[str, float]]:
+    """Run `command` under GNU time: wall seconds, user+sys CPU seconds, peak RSS in MiB."""
+    report = cwd / ".time"
+    result = subprocess.run(["/usr/bin/time", "-o", str(report), "-f", "%e %U %S %M", *command], cwd=cwd, env=env,
+                            capture_output=True, text=True, timeout=7200)
+    wall, user, system, rss = report.read_text().split()[-4:]
+    return result, {"wall": float(wall), "cpu": float(user) + float(system), "rss": int(rss) / 1024}
+
+
+def measure(members: int, work: Path) -> dict[str, Any]:
+    store = Store()
+    emails = build_space(store, members=members, lessons=20, per_member=10)
+    app = EmulatorApp(store, Settings(limits=Limits.off(), require_auth=False))
+    base = [""]
+    recorder = Recorder(app, base)
+    write_spec(work / "specs", emails, through=12)
+    # Limits off on both sides (the client's pacing would otherwise be the whole story).
+    (work / "reconciler.yaml").write_text("limits: {min_interval_ms: 0, requests_per_minute: 100000000, "
+                                          "requests_per_hour: 100000000, writes_per_minute: 100000000}\n")
+    env = {**os.environ, "NEXUDUS_TOKEN": "bench"}
+    env.pop("NEXUDUS_API_URL", None)
+    with BackgroundServer(recorder) as server:  # type: ignore[arg-type]
+        base[0] = server.url
+        command = [sys.executable, "-m", "reconciler", "--api", server.url]
+        plan, plan_time = timed([*command, "plan", "specs", "--format", "json", "--out", "plan.json"], work, env)
+        assert plan.returncode in (0, 3), plan.stderr[-2000:]
+        summary = json.loads((work / "plan.json").read_text())["summary"]
+        requests = list(recorder.urls)
+        (work / "urls.txt").write_text("\n".join(requests) + "\n")
+        replay = subprocess.run([sys.executable, "-c", REPLAY, str(work / "urls.txt")], capture_output=True,
+                                text=True, timeout=7200, check=True)
+        replay_wall = float(replay.stdout.strip())
+
+        recorder.urls.clear()
+        export, export_time = timed([*command, "export", "--out", "exported"], work, env)
+        assert export.returncode == 0, export.stderr[-2000:]
+        export_requests = len(recorder.urls)
+        recorder.urls.clear()
+        again, again_time = timed([*command, "plan", "exported", "--detailed-exitcode"], work, env)
+    store.close()
+    return {"members": members, "plan": plan_time, "requests": len(requests), "replay": replay_wall,
+            "summary": summary, "export": export_time, "export_requests": export_requests,
+            "round_trip": again.returncode, "round_trip_time": again_time,
+            "round_trip_tail": again.stdout.strip().splitlines()[-1:] + again.stderr.strip().splitlines()[-1:]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="3000,10000,50000,200000")
+    sizes = [int(x) for x in parser.parse_args().sizes.split(",")]
+    results = []
+    for members in sizes:
+        work = Path(tempfile.mkdtemp(prefix=f"bench-e2e-{members}-"))
+        try:
+            started = time.perf_counter()
+            found = measure(members, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        results.append(found)
+        plan = found["plan"]
+        summary = found["summary"]
+        print(f"{members:>7,} members: plan {plan['wall']:7.1f} s wall, {plan['cpu']:7.1f} s CPU, "
+              f"{plan['rss']:6.0f} MiB peak, {found['requests']:,} requests; bare replay {found['replay']:6.1f} s; "
+              f"ratio {plan['wall'] / found['replay']:.2f}x (goal <= 2); "
+              f"{summary['create']:,} to create, {summary['unchanged']:,} unchanged", flush=True)
+        export = found["export"]
+        print(f"{'':>16}export {export['wall']:7.1f} s wall, {export['cpu']:7.1f} s CPU, {export['rss']:6.0f} MiB "
+              f"peak, {found['export_requests']:,} requests; plan on the export: exit {found['round_trip']} "
+              f"({'no changes' if found['round_trip'] == 0 else 'CHANGES'}) in "
+              f"{found['round_trip_time']['wall']:.1f} s, "
+              f"{found['round_trip_time']['rss']:.0f} MiB; {' / '.join(found['round_trip_tail'])} "
+              f"[{time.perf_counter() - started:.0f} s in all]", flush=True)
+    for before, after in itertools.pairwise(results):
+        members = after["members"] / before["members"]
+        cost = after["plan"]["wall"] / before["plan"]["wall"]
+        print(f"growth {before['members']:,} -> {after['members']:,}: {members:.1f}x members cost {cost:.1f}x plan "
+              f"wall (goal <= {members * 6 / 5:.1f}x), {after['plan']['cpu'] / before['plan']['cpu']:.1f}x CPU")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""The emulator plays the answers only a live account settles (`reconciler doctor` measures each), over real
+HTTP: SystemId dropped on create, SystemId absent from list records, duplicate pairs refused with a 400, and a
+server clock that is off (its Date header)."""
+
+from __future__ import annotations
+
+import time
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from reconciler.cli import build_parser
+from reconciler.emulator.app import EmulatorApp, Settings
+from reconciler.emulator.cli import settings_from
+from reconciler.emulator.limits import Limits
+from reconciler.emulator.seed import load_seed
+from reconciler.emulator.server import InProcessTransport
+from reconciler.emulator.store import Store
+
+from .conftest import API_SEED, ROOT, EmulatorFactory
+
+COMPLETIONS = "/api/content/coursecompletedlessons"
+MARKED = {"CourseLessonId": 2003, "CourseMemberId": 50001, "SystemId": "reconciler:onboarding"}
+
+
+def open_settings(**changes: Any) -> Settings:
+    return Settings(limits=Limits.off(), require_auth=False, **changes)
+
+
+def create(url: str, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(url + COMPLETIONS, json=body)
+
+
+def test_by_default_a_create_keeps_system_id_and_lists_show_it(emulator: EmulatorFactory) -> None:
+    server = emulator(settings=open_settings())
+    reply = create(server.url, MARKED)
+    new_id = reply.json()["Value"]["Id"]
+    assert reply.json()["Value"]["SystemId"] == "reconciler:onboarding"
+    assert httpx.get(f"{server.url}{COMPLETIONS}/{new_id}").json()["SystemId"] == "reconciler:onboarding"
+    listed = httpx.get(server.url + COMPLETIONS, params={"size": 1000}).json()["Records"]
+    assert all("SystemId" in r for r in listed)
+    assert next(r for r in listed if r["Id"] == new_id)["SystemId"] == "reconciler:onboarding"
+
+
+def test_drop_system_id_keeps_the_record_but_not_its_system_id(emulator: EmulatorFactory) -> None:
+    server = emulator(settings=open_settings(keep_system_id=False))
+    reply = create(server.url, MARKED)
+    assert reply.status_code == 200 and reply.json()["WasSuccessful"] is True
+    new_id = reply.json()["Value"]["Id"]
+    assert reply.json()["Value"]["SystemId"] is None
+    assert httpx.get(f"{server.url}{COMPLETIONS}/{new_id}").json()["SystemId"] is None
+    filtered = httpx.get(server.url + COMPLETIONS, params={"CourseCompletedLesson_SystemId": "reconciler:onboarding"})
+    assert filtered.json()["TotalItems"] == 0
+
+
+def test_system_id_absent_from_list_records_but_kept_by_get(emulator: EmulatorFactory) -> None:
+    server = emulator(settings=open_settings(system_id_in_lists=False))
+    new_id = create(server.url, MARKED).json()["Value"]["Id"]
+    for path in (COMPLETIONS, "/api/content/coursemembers", "/api/spaces/coworkers"):
+        records = httpx.get(server.url + path, params={"size": 1000}).json()["Records"]
+        assert records and all("SystemId" not in r for r in records)
+    assert httpx.get(f"{server.url}{COMPLETIONS}/{new_id}").json()["SystemId"] == "reconciler:onboarding"
+    # The server still filters on it: only list records leave it out.
+    filtered = httpx.get(server.url + COMPLETIONS, params={"CourseCompletedLesson_SystemId": "reconciler:onboarding"})
+    assert [r["Id"] for r in filtered.json()["Records"]] == [new_id]
+
+
+def test_duplicates_are_accepted_by_default(emulator: EmulatorFactory) -> None:
+    server = emulator(settings=open_settings())
+    first, second = create(server.url, MARKED), create(server.url, MARKED)
+    assert first.status_code == second.status_code == 200
+    assert first.json()["Value"]["Id"] != second.json()["Value"]["Id"]
+
+
+def test_refuse_duplicates_answers_the_validation_envelope(emulator: EmulatorFactory) -> None:
+    server = emulator(settings=open_settings(refuse_duplicates=True))
+    assert create(server.url, MARKED).status_code == 200
+    again = create(server.url, {**MARKED, "SystemId": "another"})
+    assert again.status_code == 400
+    body = again.json()
+    assert body["WasSuccessful"] is False and body["Value"] is None
+    assert body["Message"] == "CourseLessonId: The course member has already completed this lesson."
+    assert body["Errors"] == [{"AttemptedValue": 2003, "Message": "The course member has already completed this "
+                               "lesson.", "PropertyName": "CourseLessonId"}]
+    # Another lesson of the same member, and the pair once its completion is deleted, are fine.
+    assert create(server.url, {**MARKED, "CourseLessonId": 2002}).status_code == 200
+    taken = [r["Id"] for r in httpx.get(server.url + COMPLETIONS, params={
+        "CourseCompletedLesson_CourseMember": 50001, "size": 100}).json()["Records"] if r["CourseLessonId"] == 2003]
+    for record_id in taken:
+        assert httpx.delete(f"{server.url}{COMPLETIONS}/{record_id}").status_code == 200
+    assert create(server.url, MARKED).status_code == 200
+
+
+def test_every_answer_carries_one_date_header_from_the_server_clock(emulator: EmulatorFactory) -> None:
+    server = emulator(settings=open_settings())
+    for reply in (httpx.get(server.url + COMPLETIONS), httpx.get(server.url + COMPLETIONS + "/1"),
+                  httpx.post(server.url + "/api/token", data={"grant_type": "password"})):
+        dates = reply.headers.get_list("Date")
+        assert len(dates) == 1, reply.headers
+        assert abs(parsedate_to_datetime(dates[0]).timestamp() - time.time()) < 3
+
+
+@pytest.mark.parametrize("offset", [600.0, -45.0])
+def test_clock_offset_moves_the_date_header(emulator: EmulatorFactory, offset: float) -> None:
+    server = emulator(settings=open_settings(clock_offset_seconds=offset))
+    date = httpx.get(server.url + COMPLETIONS).headers["Date"]
+    assert abs(parsedate_to_datetime(date).timestamp() - time.time() - offset) < 3
+
+
+def test_the_in_process_transport_carries_the_date_header_too() -> None:
+    store = Store()
+    load_seed(API_SEED, store)
+    app = EmulatorApp(store, open_settings(clock_offset_seconds=-120))
+    with httpx.Client(transport=InProcessTransport(app), base_url="http://local") as client:
+        date = client.get(COMPLETIONS).headers["Date"]
+    assert abs(parsedate_to_datetime(date).timestamp() - time.time() + 120) < 3
+    assert app.requests_served == {"GET coursecompletedlessons": 1}
+    store.close()
+
+
+def test_requests_are_counted_by_route(emulator: EmulatorFactory) -> None:
+    server = emulator(settings=open_settings())
+    app: EmulatorApp = server.app
+    create(server.url, MARKED)
+    httpx.get(server.url + COMPLETIONS)
+    httpx.get(server.url + "/api/spaces/coworkers/10001")
+    httpx.post(server.url + "/api/token", data={"grant_type": "password"})
+    assert app.requests_served == {"POST coursecompletedlessons": 1, "GET coursecompletedlessons": 1,
+                                   "GET coworkers": 1, "POST token": 1}
+
+
+def test_serve_flags_set_the_new_variants() -> None:
+    args = build_parser().parse_args(["emulator", "serve", "--drop-system-id", "--no-system-id-in-lists",
+                                      "--refuse-duplicates", "--clock-offset", "-90"])
+    settings = settings_from(args)
+    assert (settings.keep_system_id, settings.system_id_in_lists, settings.refuse_duplicates) == (False, False, True)
+    assert settings.clock_offset_seconds == -90
+    assert settings_from(build_parser().parse_args(["emulator", "serve"])) == Settings()
+
+
+def test_the_new_flags_are_documented() -> None:
+    text = (ROOT / "docs" / "emulator.md").read_text()
+    for flag, field_name in (("--drop-system-id", "keep_system_id"), ("--no-system-id-in-lists", "system_id_in_lists"),
+                             ("--refuse-duplicates", "refuse_duplicates"),
+                             ("--clock-offset SECONDS", "clock_offset_seconds")):
+        assert f"| `{flag}` (`{field_name}`) |" in text
