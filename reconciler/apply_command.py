@@ -11,6 +11,7 @@ from reconciler.actions import Action, TypedPlan, action_to_dict, describe, plan
 from reconciler.apply import DONE, Executor, Fresh, Result, read_fresh, stale_reason, verify
 from reconciler.config import Config, load_config
 from reconciler.errors import EXIT_BLOCKED, EXIT_FAILED, EXIT_OK, UsageError
+from reconciler.foreign_yaml import load_spec_set
 from reconciler.journal import Journal, JournalState, new_apply_id, read_journal, write_budget
 from reconciler.lock import target_lock
 from reconciler.plan import estimate_writes
@@ -42,8 +43,8 @@ def run_apply(args: argparse.Namespace, *, color: bool) -> int:
                 return EXIT_BLOCKED
             plan = saved
         else:
-            specs = load_specs(args.paths or [Path(".")], exclude=[config.seed] if config.seed else [])
-            plan = make_plan(target, specs, config, allow_deletes=args.allow_deletes).typed
+            specs = load_spec_set(args.paths or [Path(".")], [config.seed] if config.seed else [])
+            plan = make_plan(target, specs, config, allow_deletes=args.allow_deletes, matrix=False).typed
         doc = plan.document
         write_text(doc, args.stdout, color=color)
         if _still_blocked(doc, args.allow_deletes):
@@ -123,13 +124,15 @@ def _saved_plan_problem(saved: TypedPlan, paths: list[Path], config: Config, tar
 
 
 def _still_blocked(doc: dict[str, Any], allow_deletes: int | None) -> bool:
+    """Whether a plan stays blocked: an incomplete read always; a delete budget unless --allow-deletes
+    covers the number the plan named (the deletes its budget counts, a migration's conserved ones not)."""
     blocked = doc.get("blocked")
     if not blocked:
         return False
-    if doc.get("partial"):
+    needed = blocked.get("allow_deletes")
+    if doc.get("partial") or needed is None:
         return True
-    deletes = sum(1 for a in doc["actions"] if a["action"] == "delete")
-    return allow_deletes is None or deletes > allow_deletes
+    return allow_deletes is None or allow_deletes < needed
 
 
 def _confirm(args: argparse.Namespace, count: int, description: str) -> None:

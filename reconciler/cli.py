@@ -32,7 +32,7 @@ from reconciler.errors import (
     UsageError,
 )
 from reconciler.export import export_specs, write_files
-from reconciler.foreign_yaml import foreign_files
+from reconciler.foreign_yaml import load_spec_set
 from reconciler.init_command import add_init_commands
 from reconciler.model import SpecSet
 from reconciler.planning import load_plan, make_plan, save_plan, write_document
@@ -43,7 +43,6 @@ from reconciler.report import read_report, report_markdown
 from reconciler.resolve import resolve
 from reconciler.schemas import FOLDER as SCHEMA_FOLDER
 from reconciler.schemas import write_schemas
-from reconciler.spec import load_specs
 from reconciler.state import StateReader
 from reconciler.target import connect
 
@@ -162,14 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 def load_context(args: argparse.Namespace, *, require_any: bool = True) -> tuple[Config, SpecSet]:
     """The configuration and the spec set a command works on (an empty set is an error unless allowed)."""
     config = load_config(config_flag=args.config, api_flag=args.api, paths=args.paths)
-    paths = args.paths or [Path(".")]
-    seed = [config.seed] if config.seed else []
-    # Other tools' YAML beside the specs (a Kubernetes manifest, say) is skipped, not failed.
-    foreign = foreign_files(paths, seed)
-    if foreign:
-        logging.getLogger("reconciler").info("skipped %d YAML file(s) of other tools (apiVersion not ours): %s",
-                                             len(foreign), ", ".join(map(str, foreign[:5])))
-    specs = load_specs(paths, exclude=[*seed, *foreign], require_any=require_any)
+    specs = load_spec_set(args.paths or [Path(".")], [config.seed] if config.seed else [], require_any=require_any)
     return config, specs
 
 

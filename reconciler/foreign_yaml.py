@@ -8,15 +8,26 @@ which the spec loader reports with its place.
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from reconciler.spec import API_VERSION, KINDS, discover
+from reconciler.model import SpecSet
+from reconciler.spec import API_VERSION, KINDS, discover, load_specs
 from reconciler.yamlfile import load_file
 
 _TOP_LEVEL_API_VERSION = re.compile(r"^apiVersion:[ \t]*([^#\n]*)", re.MULTILINE)
+
+
+def load_spec_set(paths: Sequence[Path], seed: Sequence[Path] = (), *, require_any: bool = True) -> SpecSet:
+    """The spec set below `paths`, other tools' YAML (a Kubernetes manifest, say) skipped, not failed."""
+    foreign = foreign_files(paths, seed)
+    if foreign:
+        logging.getLogger("reconciler").info("skipped %d YAML file(s) of other tools (apiVersion not ours): %s",
+                                             len(foreign), ", ".join(map(str, foreign[:5])))
+    return load_specs(paths, exclude=[*seed, *foreign], require_any=require_any)
 
 
 def foreign_files(paths: Sequence[Path], exclude: Iterable[Path] = ()) -> list[Path]:

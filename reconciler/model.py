@@ -30,7 +30,7 @@ class Origin:
     column: int = 1
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}"
+        return f"{self.path}:{self.line}:{self.column}"
 
 
 @dataclass(frozen=True)

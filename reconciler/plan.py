@@ -235,13 +235,14 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: dict[Pair
                                        sort_key=key(0, 0)))
         for lesson, found in mapped:
             twin_lesson = migration.lesson_map[lesson]
+            entry = migration.map_origins.get(lesson, spec.origin)  # the lessons: entry that maps it
             twin = f"{target}:{member.coworker_id}:{twin_lesson}"
             exists = twin_member is not None and bool(records.get((twin_member.id, twin_lesson)))
             if exists:
                 plan.unchanged += 1
             else:
                 plan.actions.append(Change("create", target, twin_member.id if twin_member else 0, twin_lesson,
-                                           spec.name, "migrated", spec.origin, system_id=spec.marker,
+                                           spec.name, "migrated", entry, system_id=spec.marker,
                                            coworker_id=member.coworker_id, name=member.full_name, twin=twin,
                                            note=f"from {source_lessons[lesson].title!r} (#{found[0].id})",
                                            sort_key=key(1, twin_lesson)))
@@ -249,7 +250,7 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: dict[Pair
                 plan.existing_in_scope += len(found)
                 for record in found:
                     plan.actions.append(Change("delete", source, member.id, lesson, spec.name, "migrated",
-                                               spec.origin, record, twin=twin,
+                                               entry, record, twin=twin,
                                                note=f"moved to {migration.target.title!r}",
                                                sort_key=key(2, lesson, record.id)))
     for lesson, count in sorted(unmapped.items()):

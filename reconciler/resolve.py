@@ -45,6 +45,7 @@ class ResolvedMigration:
     source: Course
     target: Course
     lesson_map: dict[int, int]  # source lesson Id → target lesson Id
+    map_origins: dict[int, Origin] = field(default_factory=dict)  # source lesson Id → its lessons: entry
 
 
 @dataclass
@@ -233,11 +234,13 @@ def resolve(specs: SpecSet, catalog: Catalog) -> Resolution:
             resolver.fail(migration.target_course.origin, "a migration's from and to name the same course")
             continue
         mapping: dict[int, int] = {}
+        origins: dict[int, Origin] = {}
         for source_ref, target_ref in migration.lesson_map:
             from_lesson, to_lesson = resolver.lesson(source_ref, source), resolver.lesson(target_ref, target)
             if from_lesson and to_lesson:
                 mapping[from_lesson.id] = to_lesson.id
-        result.migrations.append(ResolvedMigration(migration, source, target, mapping))
+                origins[from_lesson.id] = source_ref.origin
+        result.migrations.append(ResolvedMigration(migration, source, target, mapping, origins))
 
     _cross_checks(result, resolver)
     if resolver.problems:

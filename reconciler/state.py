@@ -132,8 +132,14 @@ class StateReader:
             log.info("the server ignored the filter %s on %s (it answered records that do not match); reading "
                      "that table whole for the rest of the run", wanted.name, path)
             self.client.ignored_filters.add(key)
-            self._tables[path] = records
+            self._tables[path] = records if self._is_whole(path, len(records)) else self.client.list_all(path)
         return [r for r in records if wanted.matches(r)]
+
+    def _is_whole(self, path: str, count: int) -> bool:
+        """Whether an answer of `count` records is the whole table (a filter's answer is taken for the
+        whole table only when the unfiltered total says so: one request of one page)."""
+        total, _ = self.client.count(path)
+        return total == count
 
     # --- the catalog -----------------------------------------------------------------------------
 
@@ -317,17 +323,23 @@ class StateReader:
                     whole[0] = True
                     return
                 try:
+                    streamed, ignored = 0, False
                     for page in self.client.pages(COMPLETIONS, {one.name: one.value}):
                         if any(one.field not in r for r in page):
                             self.client.observed.add(f"{one.field.lower()}-absent-from-lists")
                             raise Unverifiable(f"{COMPLETIONS} list records carry no {one.field}, so the "
                                                f"{one.name} filter cannot be confirmed")
-                        if not whole[0] and any(one.contradicted_by(r) for r in page):
-                            log.info("the server ignored the filter %s on %s; its answer is the whole table, "
-                                     "read once for the rest of the run", one.name, COMPLETIONS)
-                            self.client.ignored_filters.add(f"{COMPLETIONS}?{one.name.casefold()}")
-                            whole[0] = True
+                        ignored = ignored or any(one.contradicted_by(r) for r in page)
+                        streamed += len(page)
                         keep(page)
+                    if ignored:
+                        log.info("the server ignored the filter %s on %s; reading no more of it this run",
+                                 one.name, COMPLETIONS)
+                        self.client.ignored_filters.add(f"{COMPLETIONS}?{one.name.casefold()}")
+                        if not self._is_whole(COMPLETIONS, streamed):  # not the whole table after all: read it
+                            for page in self.client.pages(COMPLETIONS):
+                                keep(page)
+                        whole[0] = True
                 except PartialRead as e:
                     partial.append(f"reading completions where {one.name}={one.value} was incomplete: {e}")
 

@@ -68,7 +68,7 @@ def test_markdown_is_for_pull_requests(demo: Path, capsys: pytest.CaptureFixture
     assert main(["plan", "--format", "markdown"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("### reconciler plan") and "#### Deletes (2: every one listed)" in out
-    assert "| Carol Jensen | Welcome | revoked: marked complete by mistake, ticket 812 | onboarding.yaml:23 |" in out
+    assert "| Carol Jensen | Welcome | revoked: marked complete by mistake, ticket 812 | onboarding.yaml:23:12 |" in out
     assert out.index("#### Deletes") < out.index("+ create")
 
 

@@ -222,3 +222,32 @@ def test_a_coworker_id_that_does_not_exist_says_so(space: Any, capsys: pytest.Ca
     spec.write_text(spec.read_text() + "  - {coworker_id: 77777, completed: all}\n")
     code, _, err = run(capsys, "plan", "specs")
     assert code == 1 and "coworker 77777 does not exist" in err and "not enrolled" not in err
+
+
+def test_a_filter_answer_that_is_neither_filtered_nor_whole_is_not_taken_for_the_table() -> None:
+    """A server that answers a member filter with records of other members (so it did not apply it) but
+    not with the whole table either: the reader notices by the unfiltered total and reads the table."""
+    import httpx
+
+    from reconciler.client import NexudusClient
+    from reconciler.state import StateReader
+
+    def record(n: int, member: int) -> dict[str, object]:
+        return {"Id": n, "CourseLessonId": 7, "CourseMemberId": member, "CreatedOn": "2026-01-01T00:00:00Z",
+                "UpdatedOn": "2026-01-01T00:00:00Z"}
+
+    table = [record(n, member=n % 5) for n in range(1, 41)]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        params = request.url.params
+        rows = table[:10] if "CourseCompletedLesson_CourseMember" in params else table  # odd: half-applied
+        size, page = int(params["size"]), int(params["page"])
+        chunk = rows[(page - 1) * size: page * size]
+        return httpx.Response(200, json={"Records": chunk, "TotalItems": len(rows),
+                                         "HasNextPage": page * size < len(rows)})
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as http:
+        reader = StateReader(NexudusClient("https://x.example", http))
+        # One named member and three lessons: the member filter is the cheapest way, and it is the one odd.
+        found, partial = reader.completions({7, 8, 9}, named_members={1})
+    assert partial == [] and sorted(c.id for c in found) == list(range(1, 41))
