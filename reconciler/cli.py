@@ -31,7 +31,7 @@ from reconciler.errors import (
     TransportError,
     UsageError,
 )
-from reconciler.export import export_specs, write_files
+from reconciler.export import duplicates_to_remove, export_specs, write_files
 from reconciler.foreign_yaml import load_spec_set
 from reconciler.init_command import add_init_commands
 from reconciler.model import SpecSet
@@ -273,8 +273,14 @@ def _export(args: argparse.Namespace) -> int:
         print(path, file=args.stdout)
     # The exported specs' first line points editors here (relative to each spec).
     write_schemas(args.out / SCHEMA_FOLDER)
+    cleanup = duplicates_to_remove(records, mode=mode)
+    outcome = "shows no changes"
+    if cleanup:
+        outcome += (f", except removing {sum(cleanup.values()):,} duplicate completion(s) that the exported specs' "
+                    "own mode may delete (the oldest of each is kept): "
+                    + ", ".join(f"{title}: {count:,}" for title, count in cleanup.items()))
     print(f"exported {len(written)} course(s) from {target.description} ({requests} requests); "
-          f"`reconciler plan {args.out}` shows no changes", file=args.stderr)
+          f"`reconciler plan {args.out}` {outcome}", file=args.stderr)
     return EXIT_OK
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from reconciler.errors import UsageError
+from reconciler.model import instant, marker_for
 
 # Relative to each exported spec: `export` writes the schemas into this folder beside the specs, so that an
 # editor (yaml-language-server) finds them wherever the folder is checked out.
@@ -59,13 +60,10 @@ def export_specs(records: dict[str, list[dict[str, Any]]], *, mode: str, target:
         done[record["CourseMemberId"]].add(record["CourseLessonId"])
 
     files: dict[str, str] = {}
-    used_names: set[str] = set()
+    names = spec_names(courses)
     for course in sorted(courses, key=lambda c: (str(c.get("Title") or ""), c["Id"])):
         title = str(course.get("Title") or "").strip()
-        name = slug(title)
-        if name in used_names or title_count[title] > 1:
-            name = f"{name}-{course['Id']}"
-        used_names.add(name)
+        name = names[course["Id"]]
         lessons = sorted(lessons_by_course[course["Id"]], key=lambda x: (x.get("DisplayOrder") or 0, x["Id"]))
         lesson_titles = Counter(str(x.get("Title") or "").strip() for x in lessons)
 
@@ -106,6 +104,46 @@ def export_specs(records: dict[str, list[dict[str, Any]]], *, mode: str, target:
             lines.append("members: []")
         files[f"{name}.yaml"] = "\n".join(lines) + "\n"
     return files
+
+
+def spec_names(courses: list[dict[str, Any]]) -> dict[int, str]:
+    """Course Id → the exported spec's metadata.name (its title's slug; with the Id where titles clash)."""
+    title_count = Counter(str(c.get("Title") or "").strip() for c in courses)
+    names: dict[int, str] = {}
+    used: set[str] = set()
+    for course in sorted(courses, key=lambda c: (str(c.get("Title") or ""), c["Id"])):
+        title = str(course.get("Title") or "").strip()
+        name = slug(title)
+        if name in used or title_count[title] > 1:
+            name = f"{name}-{course['Id']}"
+        used.add(name)
+        names[course["Id"]] = name
+    return names
+
+
+def duplicates_to_remove(records: dict[str, list[dict[str, Any]]], *, mode: str) -> dict[str, int]:
+    """Course title → how many duplicate completions a plan on the export removes: the extras (all but the
+    oldest of one member's lesson) that the exported spec's mode may delete, i.e. in `owned` mode those
+    carrying the exported spec's own marker, in `authoritative` mode all of them. Export says so, since
+    for those the plan on the export is not "no changes"."""
+    if mode == "additive":
+        return {}
+    names = spec_names(records["courses"])
+    titles = {c["Id"]: str(c.get("Title") or "").strip() or str(c["Id"]) for c in records["courses"]}
+    course_of = {x["Id"]: x["CourseId"] for x in records["courselessons"]}
+    pairs: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
+    for record in records["coursecompletedlessons"]:
+        if record["CourseLessonId"] in course_of:
+            pairs[(record["CourseMemberId"], record["CourseLessonId"])].append(record)
+    found: Counter[str] = Counter()
+    for (_, lesson), same in pairs.items():
+        if len(same) < 2:
+            continue
+        course = course_of[lesson]
+        marker = marker_for(names[course])
+        extras = sorted(same, key=lambda r: (instant(str(r.get("CreatedOn") or "")), r["Id"]))[1:]
+        found[titles[course]] += sum(1 for r in extras if mode == "authoritative" or r.get("SystemId") == marker)
+    return {title: count for title, count in sorted(found.items()) if count}
 
 
 def write_files(files: dict[str, str], folder: Path, *, force: bool) -> list[Path]:

@@ -71,3 +71,24 @@ def test_export_does_not_overwrite_without_force(space: Path, capsys: pytest.Cap
                                   "'quoted'", "[x]", "null", " padded ", "@home", "x: y"])
 def test_scalars_read_back_exactly(text: str) -> None:
     assert yaml.safe_load(f"key: {_scalar(text)}") == {"key": text}
+
+
+@pytest.mark.parametrize(("mode", "removed"), [("owned", 1), ("authoritative", 2), ("additive", 0)])
+def test_export_names_the_duplicates_a_plan_on_it_removes(space: Path, mode: str, removed: int,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    # Al's "Safety" already has a duplicate (no marker); add one carrying the exported spec's own marker.
+    store = Store(str(space / ".reconciler" / "local.sqlite"))
+    store.insert("coursecompletedlessons", {"CourseLessonId": 2001, "CourseMemberId": 50001,
+                                            "SystemId": "reconciler:onboarding"}, updated_by="x")
+    store.close()
+    assert main(["export", "--out", "exported", "--mode", mode]) == 0
+    err = capsys.readouterr().err
+    if removed:
+        assert f"except removing {removed} duplicate completion(s)" in err and "Onboarding: " in err
+    else:
+        assert "shows no changes" in err and "except" not in err
+    assert main(["plan", "exported", "--format", "json", "--allow-deletes", "10"]) == 0
+    import json
+
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert (summary["create"], summary["delete"]) == (0, removed)

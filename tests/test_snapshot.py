@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.space import build_space
 from reconciler.cli import main
+from reconciler.emulator.store import ENTITIES, Store
 
 from .conftest import EXAMPLES
 
@@ -46,3 +48,31 @@ def test_an_unknown_course_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.
     (tmp_path / "reconciler.yaml").write_text(f"seed: {EXAMPLES / 'seed.yaml'}\n")
     assert main(["snapshot", "--course", "Onboarding"]) == 1
     assert "no course 'Onboarding'; did you mean 'Onboarding 101'?" in capsys.readouterr().err
+
+
+def test_a_snapshot_larger_than_the_spec_file_limit_seeds_line_by_line(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """`snapshot` writes one record a line; `emulator seed` reads it a line at a time, so its size is not
+    bounded by the 50 MB limit on spec files (a snapshot of 1,000,000 completions is about 500 MB)."""
+    import reconciler.yamlfile as yamlfile
+    from reconciler.cli import main as cli
+    from reconciler.emulator.seed import snapshot_document
+    from reconciler.planning import write_document
+
+    store = Store()
+    build_space(store, members=200, lessons=5, per_member=3)
+    records = {name: [store.render(ENTITIES[name], row, full=False) for row in store.iter_rows(name)]
+               for name in ("courses", "courselessons", "coursemembers", "coworkers", "coursecompletedlessons")}
+    snapshot = tmp_path / "big.json"
+    write_document(snapshot_document(records), snapshot)
+    monkeypatch.setattr(yamlfile, "MAX_FILE_BYTES", 1000)  # far below the snapshot's size
+    assert snapshot.stat().st_size > 100_000
+    assert cli(["emulator", "seed", str(snapshot), "--db", str(tmp_path / "copy.sqlite")]) == 0
+    copy = Store(str(tmp_path / "copy.sqlite"))
+    assert {r["Id"] for r in copy.iter_rows("coursecompletedlessons")} == \
+        {r["Id"] for r in store.iter_rows("coursecompletedlessons")}
+    copy.close()
+    # Another layout (one line, as a hand-made file might be) is parsed whole, within the file limit.
+    compact = tmp_path / "compact.json"
+    compact.write_text(json.dumps(snapshot_document(records)))
+    assert cli(["emulator", "seed", str(compact), "--db", str(tmp_path / "other.sqlite")]) == 1

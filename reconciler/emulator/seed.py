@@ -152,11 +152,15 @@ _SNAPSHOT_REFERENCES = {"courselessons": ("CourseId",), "coursemembers": ("Cours
 def _load_snapshot(path: Path, store: Store) -> SeedResult:
     shown = str(path)
     try:
-        data = json.loads(read_text(path, shown))
+        data = _snapshot_lines(path)
+        if data is None:  # not the layout `snapshot` writes: a whole-document parse, within the file limit
+            data = json.loads(read_text(path, shown))
     except json.JSONDecodeError as e:
         raise SeedError([Problem(shown, e.lineno, e.colno, f"JSON syntax: {e.msg}")]) from e
     except LoadError as e:
         raise SeedError([e.problem]) from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise SeedError([Problem(shown, 1, 1, f"cannot read the snapshot: {e}")]) from e
     if not isinstance(data, dict) or data.get("format") != SNAPSHOT_FORMAT:
         raise SeedError([Problem(shown, 1, 1, f'not a snapshot: expected {{"format": "{SNAPSHOT_FORMAT}", ...}}')])
     problems: list[Problem] = []
@@ -192,6 +196,45 @@ def _load_snapshot(path: Path, store: Store) -> SeedResult:
         raise SeedError(problems)
     counts = {name: store.load(name, records[name]) for name in LOAD_ORDER}
     return SeedResult(counts, 0)
+
+
+MAX_SNAPSHOT_BYTES = 4 * 1024 * 1024 * 1024  # a snapshot of 1,000,000 completions is about 500 MB
+
+
+def _snapshot_lines(path: Path) -> dict[str, Any] | None:
+    """A snapshot in the layout `reconciler snapshot` writes (one key a line, one record a line), read a
+    line at a time so that its size is bounded by the records, not by one string of the whole file; None
+    when the file has another layout (it is then parsed whole, within the spec file limit)."""
+    if path.stat().st_size > MAX_SNAPSHOT_BYTES:
+        raise LoadError(Problem(str(path), 1, 1, f"the snapshot is larger than {MAX_SNAPSHOT_BYTES:,} bytes"))
+    data: dict[str, Any] = {}
+    current: list[Any] | None = None
+    with path.open(encoding="utf-8") as lines:
+        if lines.readline().strip() != "{":
+            return None
+        for number, line in enumerate(lines, start=2):
+            text = line.strip()
+            if current is not None:
+                if text in ("]", "],"):
+                    current = None
+                    continue
+                try:
+                    current.append(json.loads(text.removesuffix(",")))
+                except json.JSONDecodeError as e:
+                    raise SeedError([Problem(str(path), number, e.colno, f"JSON syntax: {e.msg}")]) from e
+                continue
+            if text == "}":
+                return data
+            if text.endswith("["):
+                key = json.loads(text.removesuffix("[").rstrip().removesuffix(":"))
+                data[key] = current = []
+                continue
+            try:
+                entry = json.loads("{" + text.removesuffix(",") + "}")
+            except json.JSONDecodeError:
+                return None
+            data.update(entry)
+    return None
 
 
 def _is_id(value: Any) -> bool:
