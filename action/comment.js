@@ -59,13 +59,14 @@ async function previousComment(github, context) {
 
 // Post the plan as ONE comment, updated in place on every push; when the run failed (no plan), mark the
 // comment stale with the run's link and what failed, keeping the last good plan below for reference.
-async function planComment({ github, context, core }, { result, out, sha, runUrl }) {
+async function planComment({ github, context, core }, { result, out, sha, runUrl, pageUrl }) {
   const { owner, repo } = context.repo;
   const issue_number = context.issue.number;
   const previous = await previousComment(github, context);
   let body;
   if (PLANNED.includes(result) && read(path.join(out, 'plan.md'))) {
-    const status = `Planned at commit \`${short(sha)}\` ([run](${runUrl})).`;
+    const page = pageUrl ? ` [Open the review page](${pageUrl}): the members x lessons matrix of each course.` : '';
+    const status = `Planned at commit \`${short(sha)}\` ([run](${runUrl})).${page}`;
     body = compose(status, read(path.join(out, 'plan.md')));
   } else {
     const errors = errorsOf(out);

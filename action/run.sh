@@ -51,10 +51,9 @@ case "$command" in
     ;;
 
   plan | drift)
-    # HTML REVIEW PAGE (to come): `--out-html "$out/plan.html"` goes on this command once `reconciler plan`
-    # has it; the commented step in examples/github-actions/plan.yml then uploads the page.
-    reconciler plan "$path" --format markdown --out "$out/plan.json" --detailed-exitcode "${allow[@]}" \
-      > "$out/plan.md" 2> >(tee "$out/errors.txt" >&2)
+    # The Markdown goes into the comment, the JSON plan and the HTML review page are uploaded.
+    reconciler plan "$path" --format markdown --out "$out/plan.json" --out-html "$out/plan.html" \
+      --detailed-exitcode "${allow[@]}" > "$out/plan.md" 2> >(tee "$out/errors.txt" >&2)
     code=$?
     output exitcode "$code"
     case "$code" in
@@ -70,6 +69,7 @@ case "$command" in
       *) output result error; exit "$code" ;;
     esac
     output plan-json "$out/plan.json"
+    if [ -f "$out/plan.html" ]; then output plan-html "$out/plan.html"; fi
     output plan-markdown "$out/plan.md"
     ;;
 

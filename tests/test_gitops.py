@@ -120,9 +120,18 @@ def test_the_example_workflows_are_what_init_writes() -> None:
     assert f"{PLACEHOLDER_REPOSITORY}\n    rev: {PLACEHOLDER_REF}\n" in hooks
 
 
-def test_the_plan_workflow_keeps_a_marked_place_for_the_html_review_page() -> None:
-    text = WORKFLOWS["plan"].read_text()
-    assert "# HTML REVIEW PAGE (to come)" in text and "#   uses: actions/upload-artifact@v4" in text
+def test_the_plan_run_uploads_the_html_review_page_and_the_comment_links_it() -> None:
+    action = yaml.safe_load((ROOT / "action.yml").read_text())
+    steps = {step.get("id") or step["name"]: step for step in action["runs"]["steps"]}
+    page = steps["page"]
+    assert page["uses"].startswith("actions/upload-artifact@") and page["with"]["path"].endswith("/plan.html")
+    names = [step["name"] for step in action["runs"]["steps"]]
+    assert names.index(page["name"]) < names.index("Post or update the plan comment")  # the link exists first
+    comment = steps["Post or update the plan comment"]
+    assert comment["env"]["PAGE_URL"] == "${{ steps.page.outputs.artifact-url }}"
+    assert "pageUrl" in comment["with"]["script"]
+    assert '--out-html "$out/plan.html"' in (ROOT / "action" / "run.sh").read_text()
+    assert "[Open the review page](${pageUrl})" in (ROOT / "action" / "comment.js").read_text()
 
 
 # --- actionlint and shellcheck -------------------------------------------------------------------
