@@ -235,7 +235,7 @@ class Executor:
                     if status == "failed":
                         failed.append((seq, action, result.failed.pop()[1]))
                         if self.fail_fast:
-                            result.stopped = "--fail-fast: an action failed"
+                            result.stopped, result.stop_code = "--fail-fast: an action failed", 4
                             break
                 # Failures such as `WasSuccessful: false` or a burst of 5xx are often passing: each failed
                 # action gets one more try at the end (a create looks for its completion first).

@@ -314,3 +314,13 @@ def test_a_saved_plan_applies_from_any_folder(served: Any, tmp_path: Path) -> No
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Converged" in result.stdout
     assert reconciler(work, "plan", "specs", "--detailed-exitcode").returncode == 0
+
+
+def test_fail_fast_stops_at_the_first_failed_action_with_exit_4(served: Any) -> None:
+    space = served(Settings(limits=Limits.off(), unsuccessful_rate=1.0), members=3, per_member=0)
+    work = space.folder()
+    result = reconciler(work, "apply", "specs", "--yes", "--fail-fast")
+    assert result.returncode == 4, result.stdout + result.stderr  # an action failed: not "blocked" (3)
+    assert "--fail-fast: an action failed" in result.stdout
+    assert "Resume with: reconciler apply --resume" in result.stdout
+    assert "failed         1" in result.stdout and space.pairs() == Counter()
