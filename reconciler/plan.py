@@ -70,7 +70,7 @@ class Plan:
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     """Planning builds millions of small acyclic objects; the cyclic collector would re-scan them all
     over and over (about 40% of the time on a million records) without ever finding garbage."""
     was_enabled = gc.isenabled()
@@ -85,7 +85,7 @@ def _gc_paused() -> Iterator[None]:
 def plan_changes(resolution: Resolution, current: Iterable[Completion], catalog: Catalog, *,
                  partial: Iterable[str] = ()) -> Plan:
     """The actions that take `current` to the desired state of `resolution`, within each mode's reach."""
-    with _gc_paused():
+    with gc_paused():
         return _plan_changes(resolution, current, catalog, list(partial))
 
 
