@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import gc
 import math
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from reconciler.config import ClientLimits, Safety
 from reconciler.errors import Problem
 from reconciler.model import Catalog, Completion, Origin, oldest_first
+from reconciler.pacing import Pacer
 from reconciler.resolve import Pair, Resolution, ResolvedCompletions, ResolvedMigration
 
 ChangeKind = Literal["enroll", "create", "delete"]
@@ -358,38 +359,34 @@ SIMULATED_WRITES = 20_000  # past this many, the steady rate of the last simulat
 
 
 def paced_seconds(writes: int, limits: ClientLimits) -> float:
-    """The time `writes` back-to-back writes take under the client's pacer (client.Pacer: the request and
-    write windows slide, each request waits for the least interval after the previous one), from the
-    first write sent to the last one done. The round trip of each request is not known here: zero."""
-    windows = [(span, cap, deque[float]()) for span, cap in (
-        (60.0, limits.requests_per_minute), (3600.0, limits.requests_per_hour), (60.0, limits.writes_per_minute))
-        if cap]
+    """The time `writes` back-to-back writes take under the client's own pacer (`pacing.Pacer`: the request
+    and write windows slide, each request waits for the least interval after the previous one), played out
+    on a simulated clock, from the first write sent to the last one done. The round trip of each request
+    is not known here: zero. The daily cap is the caller's (it stops an apply; it does not pace it)."""
     least = (limits.min_interval_ms or 0) / 1000.0
-    if not windows and not least:
+    if not (limits.requests_per_minute or limits.requests_per_hour or limits.writes_per_minute or least):
         return 0.0
-    now, last = 0.0, None
+    clock = [0.0]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    pacer = Pacer(replace(limits, writes_per_day=None), clock=lambda: clock[0], sleep=sleep)
     simulated = min(writes, SIMULATED_WRITES)
     marks: list[float] = []
     for _ in range(simulated):
-        wait = 0.0
-        for span, cap, stamps in windows:
-            while stamps and stamps[0] <= now - span:
-                stamps.popleft()
-            if len(stamps) >= cap:
-                wait = max(wait, stamps[len(stamps) - cap] + span - now)
-        if last is not None:
-            wait = max(wait, last + least - now)
-        now += max(0.0, wait)
-        for _, _, stamps in windows:
-            stamps.append(now)
-        last = now
-        marks.append(now)
+        pacer.before(write=True)
+        marks.append(clock[0])
+        pacer.after(write=True)
+    now = clock[0]
     if writes > simulated:  # extrapolate at the rate of the last simulated hour (or of all of it)
         since = next((i for i, t in enumerate(marks) if t >= now - 3600.0), 0)
         done = simulated - 1 - since
         rate = (now - marks[since]) / done if done else least
         now += (writes - simulated) * rate
     return now + least
+
+
 def _figure(value: float) -> str:
     """A rate as people write it: whole numbers with thousands separators, one decimal below ten."""
     if value >= 10 or value == round(value):
