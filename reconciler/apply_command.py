@@ -32,7 +32,8 @@ def run_apply(args: argparse.Namespace, *, color: bool) -> int:
     paths = args.paths or (spec_paths_of(saved.document, args.plan_file) if saved and args.plan_file else [])
     config = load_config(config_flag=args.config, api_flag=args.api, paths=paths)
     command = "reconciler " + " ".join(getattr(args, "argv", []) or ["apply"])
-    with target_lock(config.state_dir, describe_target(config), command), connect(config) as target:
+    with target_lock(config.state_dir, describe_target(config), command), \
+            connect(config, cache=not args.no_cache) as target:  # the plan may use it; preconditions never do
         _bound(target, args)
         if args.resume:
             return _resume(args, config, target)

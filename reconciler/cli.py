@@ -47,6 +47,7 @@ from reconciler.state import StateReader
 from reconciler.target import connect
 
 Command = Callable[[argparse.Namespace], int]
+CACHED_COMMANDS = ("plan", "apply", "export", "report", "snapshot")  # the commands that read completions
 
 
 class _Parser(argparse.ArgumentParser):
@@ -84,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, help_text: str, run: Command) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text, parents=[common])
         sub.set_defaults(run=run)
+        if name in CACHED_COMMANDS:
+            sub.add_argument("--no-cache", action="store_true", help="read the completions in full, neither using "
+                             "nor updating the read cache (.reconciler/cache/)")
         return sub
 
     paths_help = "spec files or folders (default: the current directory)"
@@ -190,7 +194,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _plan(args: argparse.Namespace) -> int:
     config, specs = load_context(args)
-    with connect(config) as target:
+    with connect(config, cache=not args.no_cache) as target:
         planned = make_plan(target, specs, config, allow_deletes=args.allow_deletes)
     doc = planned.doc
     if args.out:
@@ -241,7 +245,7 @@ def _report(args: argparse.Namespace) -> int:
         config, specs = load_config(config_flag=args.config, api_flag=args.api, paths=args.paths), SpecSet()
     else:  # the specs' courses; every course when PATH holds no spec
         config, specs = load_context(args, require_any=False)
-    with connect(config) as target:
+    with connect(config, cache=not args.no_cache) as target:
         doc = read_report(target, specs, args.course, generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     args.stdout.write(html_page(doc) if args.format == "html" else report_markdown(doc))
     return EXIT_OK
@@ -261,9 +265,9 @@ def _undo(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     config = load_config(config_flag=args.config, api_flag=args.api, paths=[])
-    with connect(config) as target:
+    with connect(config, cache=not args.no_cache) as target:
         mode, note = export_mode(args.mode, target.profile)
-        records = StateReader(target.client).snapshot(args.course)
+        records = StateReader(target.client, target.cache).snapshot(args.course)
         requests = target.client.stats.requests
     if note:
         print(f"note: {note}", file=args.stderr)
@@ -286,8 +290,8 @@ def _export(args: argparse.Namespace) -> int:
 
 def _snapshot(args: argparse.Namespace) -> int:
     config = load_config(config_flag=args.config, api_flag=args.api, paths=[])
-    with connect(config) as target:
-        records = StateReader(target.client).snapshot(args.course)
+    with connect(config, cache=not args.no_cache) as target:
+        records = StateReader(target.client, target.cache).snapshot(args.course)
         requests = target.client.stats.requests
     document = snapshot_document(records)
     if args.out:

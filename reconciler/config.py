@@ -52,6 +52,16 @@ class Safety:
 
 
 @dataclass(frozen=True)
+class CacheSettings:
+    """The read cache (`cache.py`): on unless `enabled: false` or `--no-cache`; a full read at least every
+    `max_age_hours`; changes are read from `overlap_minutes` before the watermark (clocks differ)."""
+
+    enabled: bool = True
+    max_age_hours: float = 168.0
+    overlap_minutes: int = 10
+
+
+@dataclass(frozen=True)
 class Credentials:
     """From the environment only. `repr` and `str` never show a secret."""
 
@@ -87,6 +97,7 @@ class Config:
     auth: Literal["token", "basic"] = "token"
     limits: ClientLimits = ClientLimits()
     safety: Safety = Safety()
+    cache: CacheSettings = CacheSettings()
     state_dir: Path = Path(".reconciler")
     doctor: dict[str, Any] | None = None  # what `doctor --write-check` may write to: {course, lesson, member}
 
@@ -168,7 +179,8 @@ def load_config(*, config_flag: Path | None = None, api_flag: str | None = None,
     limits = replace(base_limits, **limits_given)
     safety = Safety(**data.get("safety", {}))
     return Config(target=target, target_origin=origin, base_dir=base_dir, path=path, seed=seed,
-                  auth=data.get("auth", "token"), limits=limits, safety=safety, state_dir=cwd / ".reconciler",
+                  auth=data.get("auth", "token"), limits=limits, safety=safety,
+                  cache=CacheSettings(**data.get("cache", {})), state_dir=cwd / ".reconciler",
                   doctor=data.get("doctor"))
 
 

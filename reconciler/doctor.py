@@ -38,6 +38,7 @@ from reconciler import __version__
 from reconciler.actions import Create, Ref, action_to_dict
 from reconciler.apply import Executor
 from reconciler.apply_command import journal_history
+from reconciler.cache import CHANGED_SINCE, RANGE_KEY, minute_text
 from reconciler.client import PAGE_SIZE, AmbiguousWrite, NexudusClient, Page
 from reconciler.config import Config, load_config
 from reconciler.errors import (
@@ -200,6 +201,7 @@ class Doctor:
                 self._page_size()
                 for path, name, field_name in FILTERS:
                     self._filter(path, name, field_name)
+                self._range_and_counts()
                 self._batch_get()
                 self._dates()
                 self._system_id_in_lists()
@@ -440,6 +442,50 @@ class Doctor:
         else:
             self.add(check, "skip", f"cannot tell: {seen}", "checks every record the filter returns, as always",
                      spent[0], budget)
+
+    def _range_and_counts(self) -> None:
+        """Whether the read cache's incremental reads can work here: the range filter on UpdatedOn keeps what it
+        should (a bound after every record finds none; one at the newest record's minute finds it and nothing
+        older), and a `size=1` request counts as a whole page does (3 requests)."""
+        check = f"filter {CHANGED_SINCE} and counts"
+        entry: dict[str, Any] = {"filter": CHANGED_SINCE, "path": COMPLETIONS, "state": "unknown"}
+        self.profile["filters"][RANGE_KEY] = entry
+        self.profile["counts"] = {"state": "unknown"}
+        sample = self.samples.get(COMPLETIONS)
+        stamps = [at for r in (sample.records if sample else []) if (at := _instant(r.get("UpdatedOn")))]
+        if sample is None or not stamps:
+            self.add(check, "skip", "not checked: no completions to test them on",
+                     "the first incremental read is checked against a full read", 0, 3)
+            return
+        newest = max(stamps)
+        with self._counted() as spent:
+            try:
+                after = self.client.page(COMPLETIONS, {CHANGED_SINCE: minute_text(datetime.now(UTC).replace(
+                    year=datetime.now(UTC).year + 1))}, size=1)
+                since = newest.replace(second=0, microsecond=0)
+                near = self.client.page(COMPLETIONS, {CHANGED_SINCE: minute_text(since)}, size=PROBE_SIZE)
+                one = self.client.page(COMPLETIONS, size=1)
+            except (TransportError, StopRun) as e:
+                raise Aborted(e) from None
+            except ApiError as e:
+                self.add(check, "fail", str(e), "no run can trust this target's lists; nothing is written on them",
+                         spent[0], 3)
+                return
+        older = [r for r in near.records if (_instant(r.get("UpdatedOn")) or since) < since]
+        everything = _total(sample)
+        if older or (_total(after) == everything and everything > 0):
+            entry["state"] = "ignored"
+        elif _total(after) == 0 and _total(near) >= 1:
+            entry["state"] = "honoured"
+        counts = "exact" if one.body.get("TotalItems") == sample.body.get("TotalItems") is not None else "unknown"
+        self.profile["counts"]["state"] = counts
+        seen = (f"{CHANGED_SINCE}: {entry['state']} (a bound after every record answered {_total(after):,}; one at "
+                f"{minute_text(since)} answered {_total(near):,}, {len(older)} older); size=1 counts: {counts}")
+        if entry["state"] == "honoured" and counts == "exact":
+            self.add(check, "ok", seen, "reads through the cache ask only what changed since the last read, "
+                     "checked by counts", spent[0], 3)
+        else:
+            self.add(check, "note", seen, "reads through the cache fall back to full reads", spent[0], 3)
 
     def _probe(self, path: str, name: str, value: Any) -> Page:
         try:
@@ -879,6 +925,12 @@ class WriteCheck:
 
 
 # --- helpers -------------------------------------------------------------------------------------------
+
+def _instant(stamp: Any) -> datetime | None:
+    from reconciler.emulator.store import timestamp_instant
+
+    return timestamp_instant(stamp)
+
 
 def _total(page: Page) -> int:
     value = page.body.get("TotalItems")

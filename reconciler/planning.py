@@ -16,7 +16,7 @@ from reconciler.config import Config
 from reconciler.errors import PlanFileError, SpecError, UsageError
 from reconciler.matrix import matrix_section
 from reconciler.model import Catalog, SpecSet
-from reconciler.plan import Plan, apply_budgets, plan_changes
+from reconciler.plan import Plan, apply_budgets, gc_paused, plan_changes
 from reconciler.profile import refuse_owned
 from reconciler.render import Labels, format_json, plan_dict, typed_action
 from reconciler.resolve import Resolution, resolve
@@ -39,11 +39,12 @@ class Planned:
         return TypedPlan(self.doc, tuple(typed_action(a, self.labels) for a in self.plan.actions))
 
 
+@gc_paused()  # reads, plan and document build millions of small acyclic objects (see plan.gc_paused)
 def make_plan(target: Target, specs: SpecSet, config: Config, *, allow_deletes: int | None = None,
               matrix: bool = True) -> Planned:
     """Read, resolve, plan and budget; the document carries the `matrix` section unless `matrix` is False."""
     refuse_owned(target.profile, specs)  # before any request: `doctor` found owned mode cannot work here
-    reader = StateReader(target.client)
+    reader = StateReader(target.client, target.cache)
     catalog = reader.catalog(specs)
     resolution = resolve(specs, catalog)
     lesson_ids = {lesson.id for course_id in resolution.course_ids for lesson in catalog.lessons_of(course_id)}

@@ -50,7 +50,7 @@ def chosen_courses(catalog: Catalog, specs: SpecSet, titles: Sequence[str]) -> s
 
 def read_report(target: Target, specs: SpecSet, titles: Sequence[str], *, generated: str) -> dict[str, Any]:
     """The report document: the target, when it was read, and the `matrix` of each course, read in full."""
-    reader = StateReader(target.client)
+    reader = StateReader(target.client, target.cache)
     catalog = Catalog()
     for record in reader.table(COURSES):
         course = course_from(record)

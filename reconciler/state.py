@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from reconciler.client import NexudusClient
 from reconciler.errors import AuthError, PartialRead, UsageError
 from reconciler.model import Catalog, Completion, Course, Coworker, Lesson, Member, SpecSet, split_teams
 from reconciler.schema_check import near_miss
+
+if TYPE_CHECKING:
+    from reconciler.cache import ReadCache
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +94,15 @@ class Filter:
 _Kept = TypeVar("_Kept")
 
 
+@dataclass
+class FullRead:
+    """What a full completions read saw, for the read cache: every raw record it kept, and whether they are
+    the whole table (`all`), exactly the lessons asked (`lessons`), or neither (None: not cacheable)."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    kind: str | None = None
+
+
 class Unverifiable(Exception):
     """List records do not carry the field a filter works on, so its results cannot be confirmed."""
 
@@ -103,8 +115,9 @@ class StateReader:
     the whole table, serves every later read of that table from memory.
     """
 
-    def __init__(self, client: NexudusClient) -> None:
+    def __init__(self, client: NexudusClient, cache: ReadCache | None = None) -> None:
         self.client = client
+        self.cache = cache  # completions last read (`cache.py`); apply's re-reads never pass one
         self._tables: dict[str, list[dict[str, Any]]] = {}
 
     # --- filtered reads that verify their filter --------------------------------------------------
@@ -295,7 +308,17 @@ class StateReader:
 
     def _collect(self, lesson_ids: set[int], named_members: set[int] | None, markers: Iterable[str],
                  convert: Callable[[dict[str, Any]], _Kept]) -> tuple[list[_Kept], list[str]]:
-        """The completions of `lesson_ids` by the cheapest way, each page kept as `convert` makes it.
+        """The completions of `lesson_ids`: from the read cache and what changed since, when it can be
+        proven exact, else by a full read (which then refreshes the cache)."""
+        if self.cache is not None and lesson_ids:
+            return self.cache.collect(self, lesson_ids, named_members, markers, convert)
+        return self.read_completions(lesson_ids, named_members, markers, convert)
+
+    def read_completions(self, lesson_ids: set[int], named_members: set[int] | None, markers: Iterable[str],
+                         convert: Callable[[dict[str, Any]], _Kept], seen: FullRead | None = None,
+                         ) -> tuple[list[_Kept], list[str]]:
+        """The completions of `lesson_ids` by the cheapest way, each page kept as `convert` makes it (and
+        every raw record kept in `seen`, with what they cover, when given).
 
         A read that fails outright (the server down past the retries, an answer that is not what the
         API documents) raises; one whose pages do not add up is reported as partial, and the plan then
@@ -311,8 +334,15 @@ class StateReader:
 
         def keep(records: Iterable[dict[str, Any]]) -> None:
             for record in records:
+                if seen is not None:
+                    seen.records.append(record)
                 if record["CourseLessonId"] in lesson_ids:
                     found[record["Id"]] = convert(record)
+
+        def per_lesson_read() -> None:
+            filtered(per_lesson)
+            if seen is not None and not whole[0] and not partial:
+                seen.kind = "lessons"
 
         def filtered(wanted: list[Filter]) -> None:
             for one in wanted:
@@ -363,7 +393,7 @@ class StateReader:
         cheapest_filter = min(lesson_cost, by_member if by_member is not None else lesson_cost)
         if cheapest_filter <= FEW and COMPLETIONS not in self._tables:
             if lesson_cost <= (by_member or lesson_cost):
-                filtered(per_lesson)
+                per_lesson_read()
             else:
                 by_members()
             return [found[i] for i in sorted(found)], partial
@@ -381,10 +411,12 @@ class StateReader:
             try:
                 for page in self.client.pages(COMPLETIONS, first=first):
                     keep(page)
+                if seen is not None:
+                    seen.kind = "all"
             except PartialRead as e:
                 partial.append(f"reading all completions was incomplete: {e}")
         elif by_member is not None and by_member < estimate_lessons:
             by_members()
         else:
-            filtered(per_lesson)
+            per_lesson_read()
         return [found[i] for i in sorted(found)], partial

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from reconciler.cache import RANGE_KEY, ReadCache
 from reconciler.client import NexudusClient
 from reconciler.config import Config, Credentials
 from reconciler.emulator.app import EmulatorApp, Settings
@@ -31,6 +32,7 @@ class Target:
     description: str
     credentials: Credentials
     profile: TargetProfile | None = None  # what `doctor` measured about this target, when it did
+    cache: ReadCache | None = None  # the completions last read (`cache.py`), for the commands that use it
 
 
 def describe(config: Config) -> str:
@@ -39,9 +41,25 @@ def describe(config: Config) -> str:
     return config.target
 
 
+def read_cache(config: Config, profile: TargetProfile | None) -> ReadCache | None:
+    """The read cache of a remote target (the local one costs nothing to read in full); None when off."""
+    if config.is_local or not config.cache.enabled:
+        return None
+    vouched = profile is not None and RANGE_KEY in profile.honoured_filters and \
+        _section_state(profile, "counts") == "exact"
+    return ReadCache(config.state_dir / "cache", describe(config), config.cache, vouched=vouched)
+
+
+def _section_state(profile: TargetProfile, name: str) -> str | None:
+    section = profile.document.get(name)
+    return str(section.get("state")) if isinstance(section, dict) else None
+
+
 @contextmanager
-def connect(config: Config, env: Mapping[str, str] | None = None, *, profile: bool = True) -> Iterator[Target]:
-    """A client for the configured target, closed on exit; started from the target's profile (`profile`)."""
+def connect(config: Config, env: Mapping[str, str] | None = None, *, profile: bool = True,
+            cache: bool = False) -> Iterator[Target]:
+    """A client for the configured target, closed on exit; started from the target's profile (`profile`);
+    with the read cache when `cache` (and the configuration does not switch it off)."""
     env = os.environ if env is None else env
     if config.is_local:
         db = config.state_dir / "local.sqlite"
@@ -73,4 +91,4 @@ def connect(config: Config, env: Mapping[str, str] | None = None, *, profile: bo
         client = NexudusClient(config.target, http, credentials=credentials, auth_mode=config.auth,
                                limits=config.limits)
         with profiled(client, config.state_dir, describe(config), enabled=profile) as found:
-            yield Target(client, describe(config), credentials, found)
+            yield Target(client, describe(config), credentials, found, read_cache(config, found) if cache else None)
