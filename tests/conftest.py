@@ -22,6 +22,15 @@ EXAMPLES = ROOT / "examples"
 EmulatorFactory = Callable[..., BackgroundServer]
 
 
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """`reconciler ARGV` in process: its exit code, standard output and standard error."""
+    from reconciler.cli import main
+
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
 @pytest.fixture
 def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A copy of examples/ as the current directory, as a new user would have it."""

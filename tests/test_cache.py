@@ -16,7 +16,6 @@ import pytest
 from benchmarks.space import build_space, write_spec
 from reconciler import __version__
 from reconciler.cache import ReadCache
-from reconciler.cli import main
 from reconciler.client import NexudusClient
 from reconciler.config import CacheSettings
 from reconciler.emulator.app import EmulatorApp, Settings
@@ -25,6 +24,8 @@ from reconciler.emulator.seed import account
 from reconciler.emulator.server import BackgroundServer
 from reconciler.emulator.store import Store, precise_timestamp
 from reconciler.state import StateReader
+
+from .conftest import run_cli
 
 USER, PASSWORD = "ops@example.com", "ops-Secret-7731"
 COMPLETIONS = "coursecompletedlessons"
@@ -290,14 +291,8 @@ def cli_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, site: Any) -> Any:
     return s
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def plan_json(capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[dict[str, Any], str]:
-    code, out, err = run(capsys, "-v", "plan", "specs", "--format", "json", *extra)
+    code, out, err = run_cli(capsys, "-v", "plan", "specs", "--format", "json", *extra)
     assert code == 0, err
     doc = json.loads(out)
     return doc, err
@@ -327,7 +322,7 @@ def test_no_cache_neither_reads_nor_writes_the_cache(cli_site: Any, capsys: pyte
     plan_json(capsys, "--no-cache")
     assert not (cli_site.work / ".reconciler" / "cache").exists()
     for command in (["report", "specs"], ["snapshot"], ["export", "--out", "out"]):
-        code, _, err = run(capsys, *command, "--no-cache")
+        code, _, err = run_cli(capsys, *command, "--no-cache")
         assert code == 0, err
     assert not (cli_site.work / ".reconciler" / "cache").exists()
 
@@ -336,14 +331,14 @@ def test_snapshot_and_report_through_the_cache_equal_a_full_read(cli_site: Any,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     s = cli_site
     for _ in range(2):
-        assert run(capsys, "snapshot", "--out", "warm.json")[0] == 0
+        assert run_cli(capsys, "snapshot", "--out", "warm.json")[0] == 0
     s.create()
     s.delete()
-    assert run(capsys, "-v", "snapshot", "--out", "cached.json")[0] == 0
-    assert run(capsys, "snapshot", "--out", "full.json", "--no-cache")[0] == 0
+    assert run_cli(capsys, "-v", "snapshot", "--out", "cached.json")[0] == 0
+    assert run_cli(capsys, "snapshot", "--out", "full.json", "--no-cache")[0] == 0
     assert json.loads(Path("cached.json").read_text()) == json.loads(Path("full.json").read_text())
-    cached = run(capsys, "report", "specs")
-    full = run(capsys, "report", "specs", "--no-cache")
+    cached = run_cli(capsys, "report", "specs")
+    full = run_cli(capsys, "report", "specs", "--no-cache")
     strip = [line for line in cached[1].splitlines() if "UTC" not in line]
     assert strip == [line for line in full[1].splitlines() if "UTC" not in line]
 
@@ -355,7 +350,7 @@ def test_apply_with_the_cache_converges_and_re_reads_its_preconditions(cli_site:
     plan_json(capsys)  # checked once against a full read
     s.delete()
     s.create()
-    code, out, err = run(capsys, "apply", "specs", "--yes")
+    code, out, err = run_cli(capsys, "apply", "specs", "--yes")
     assert code == 0, out + err
     cached, _ = plan_json(capsys)
     full, _ = plan_json(capsys, "--no-cache")
@@ -375,7 +370,7 @@ def test_doctor_says_whether_the_range_filter_and_counts_work_and_later_reads_tr
     s = cli_site
     if ignored:
         s.app.settings.ignored_filters = frozenset({"from_CourseCompletedLesson_UpdatedOn"})
-    code, out, err = run(capsys, "doctor")
+    code, out, err = run_cli(capsys, "doctor")
     assert code == 0, out + err
     profile = json.loads((s.work / ".reconciler" / "target-profile.json").read_text())
     key = "/api/content/coursecompletedlessons?from_coursecompletedlesson_updatedon"

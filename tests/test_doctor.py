@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from reconciler.cli import build_parser, main
+from reconciler.cli import build_parser
 from reconciler.emulator.app import EmulatorApp, Settings
 from reconciler.emulator.limits import Limits
 from reconciler.emulator.seed import account, load_seed
 from reconciler.emulator.server import BackgroundServer
 from reconciler.emulator.store import Store
 
-from .conftest import EXAMPLES, ROOT
+from .conftest import EXAMPLES, ROOT, run_cli
 
 USER, PASSWORD = "ops@example.com", "ops-Secret-7731"
 FAST = ("limits: {min_interval_ms: 0, writes_per_minute: 100000, requests_per_minute: 100000, "
@@ -100,12 +100,6 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         one.close()
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def finding(site: Site, check: str) -> dict[str, Any]:
     found = [f for f in site.profile()["findings"] if f["check"] == check]
     assert len(found) == 1, [f["check"] for f in site.profile()["findings"]]
@@ -123,7 +117,7 @@ def requests_printed(out: str) -> int:
 def test_doctor_against_the_default_emulator_stays_inside_its_budget(
         site: Any, capsys: pytest.CaptureFixture[str]) -> None:
     s = site(Settings(), config="")  # the documented limits on both sides, as against the real service
-    code, out, err = run(capsys, "doctor")
+    code, out, err = run_cli(capsys, "doctor")
     assert code == 0, out + err
     assert out.splitlines()[0] == f"Target: {s.server.url} (doctor: read-only)"
     assert requests_printed(out) == s.served() <= 30
@@ -177,7 +171,7 @@ def test_each_setting_gives_its_finding_and_exit_code(site: Any, capsys: pytest.
                                                       changes: dict[str, Any], check: str, level: str, seen: str,
                                                       exit_code: int) -> None:
     s = site(replace(OPEN, **changes))
-    code, out, err = run(capsys, "doctor")
+    code, out, err = run_cli(capsys, "doctor")
     assert code == exit_code, out + err
     found = finding(s, check)
     assert found["level"] == level and seen in found["seen"], found
@@ -189,7 +183,7 @@ def test_each_setting_gives_its_finding_and_exit_code(site: Any, capsys: pytest.
 def test_findings_land_in_the_profile_the_runs_use(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
     s = site(replace(OPEN, max_page_size=20, email_filter="exact-case",
                      ignored_filters=frozenset({"CourseLesson_Course", "CourseCompletedLesson_SystemId"})))
-    assert run(capsys, "doctor")[0] == 0
+    assert run_cli(capsys, "doctor")[0] == 0
     profile = s.profile()
     assert profile["page_size"]["cap"] == 20
     states = {v["filter"]: v["state"] for v in profile["filters"].values()}
@@ -200,7 +194,7 @@ def test_findings_land_in_the_profile_the_runs_use(site: Any, capsys: pytest.Cap
 
 def test_a_clock_far_off_is_measured(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
     s = site(replace(OPEN, clock_offset_seconds=-600.0))
-    code, out, _ = run(capsys, "doctor")
+    code, out, _ = run_cli(capsys, "doctor")
     assert code == 3 and "undo of an apply killed mid-create allows 120 s" in out
     assert abs(s.profile()["clock_offset_seconds"] + 600) < 2
 
@@ -208,7 +202,7 @@ def test_a_clock_far_off_is_measured(site: Any, capsys: pytest.CaptureFixture[st
 def test_throttling_met_during_the_checks_is_reported(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
     s = site(Settings(limits=replace(Limits.off(), min_interval_ms=100), throttle_status=429,
                       retry_after_header=False))
-    code, out, err = run(capsys, "doctor")
+    code, out, err = run_cli(capsys, "doctor")
     assert code == 0, out + err
     seen = finding(s, "throttling")["seen"]
     assert re.match(r"throttled \d+ time\(s\): 429, no Retry-After, body 'API calls quota exceeded\. Wait 0\.1 "
@@ -222,7 +216,7 @@ def test_an_account_without_list_roles_cannot_work(site: Any, capsys: pytest.Cap
              users=[account("reader@example.com", "reader-pw", admin=False, roles=["CourseCompletedLesson-List"])])
     monkeypatch.setenv("NEXUDUS_USERNAME", "reader@example.com")
     monkeypatch.setenv("NEXUDUS_PASSWORD", "reader-pw")
-    code, out, _ = run(capsys, "doctor")
+    code, out, _ = run_cli(capsys, "doctor")
     assert code == 1
     roles = finding(s, "roles")
     assert roles["level"] == "fail" and "lacks Course-List, CourseLesson-List, CourseMember-List, Coworker-List" \
@@ -238,7 +232,7 @@ def test_an_account_that_cannot_read_completions_works_with_limits(site: Any, ca
              users=[account("lister@example.com", "lister-pw", admin=False, roles=[*lister, "Coworker-Read"])])
     monkeypatch.setenv("NEXUDUS_USERNAME", "lister@example.com")
     monkeypatch.setenv("NEXUDUS_PASSWORD", "lister-pw")
-    code, out, _ = run(capsys, "doctor")
+    code, out, _ = run_cli(capsys, "doctor")
     assert code == 3
     assert finding(s, "roles")["level"] == "limit" and "give the account CourseCompletedLesson-Read" in out
 
@@ -247,7 +241,7 @@ def test_a_wrong_password_stops_at_sign_in_and_writes_no_profile(site: Any, caps
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     s = site()
     monkeypatch.setenv("NEXUDUS_PASSWORD", "not-it")
-    code, out, _ = run(capsys, "doctor")
+    code, out, _ = run_cli(capsys, "doctor")
     assert code == 1 and "The user name or password is incorrect." in out
     assert not s.profile_file.exists() and "not-it" not in out
     assert s.served() == 1  # the sign-in, and nothing after it
@@ -259,7 +253,7 @@ def test_two_factor_sign_in_and_refresh(site: Any, capsys: pytest.CaptureFixture
     monkeypatch.setenv("NEXUDUS_USERNAME", "twofa@example.com")
     monkeypatch.setenv("NEXUDUS_PASSWORD", "twofa-pw")
     monkeypatch.setenv("NEXUDUS_TOTP", "123456")
-    code, out, _ = run(capsys, "doctor")
+    code, out, _ = run_cli(capsys, "doctor")
     assert code == 0, out
     assert finding(s, "sign-in")["seen"].startswith("password grant with a two-factor code; the token lasts 7 days; "
                                                     "a refresh with the client_id header works")
@@ -268,19 +262,19 @@ def test_two_factor_sign_in_and_refresh(site: Any, capsys: pytest.CaptureFixture
 
 def test_a_list_that_cannot_be_believed_means_it_cannot_work(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
     s = site(replace(OPEN, garble="html"))
-    code, out, _ = run(capsys, "doctor")
+    code, out, _ = run_cli(capsys, "doctor")
     assert code == 1 and "answered an HTML page" in out
     assert finding(s, "filter CourseCompletedLesson_CourseLesson")["seen"].startswith(
         "not checked: its list answer cannot be believed")
 
 
 def test_doctor_on_the_local_emulator(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "doctor")
+    code, out, err = run_cli(capsys, "doctor")
     assert code == 0, out + err
     assert out.startswith("Target: local emulator (") and "none needed: the local emulator" in out
     profile = json.loads((demo / ".reconciler" / "target-profile.json").read_text())
     assert profile["target"].startswith("local emulator (")
-    code, out, err = run(capsys, "plan")  # the demo's owned specs still plan: the profile allows owned mode
+    code, out, err = run_cli(capsys, "plan")  # the demo's owned specs still plan: the profile allows owned mode
     assert code == 0, out + err
 
 
@@ -289,7 +283,7 @@ def test_doctor_on_the_local_emulator(demo: Path, capsys: pytest.CaptureFixture[
 def test_write_check_makes_four_writes_and_undoes_them(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
     s = site()
     before = s.completions()
-    code, out, err = run(capsys, "doctor", "--write-check", *SANDBOX)
+    code, out, err = run_cli(capsys, "doctor", "--write-check", *SANDBOX)
     assert code == 0, out + err
     assert s.writes() == 4 and [w[0] for w in s.app.writes_seen] == ["POST", "POST", "DELETE", "DELETE"]
     assert s.completions() == before
@@ -309,13 +303,13 @@ def test_write_check_makes_four_writes_and_undoes_them(site: Any, capsys: pytest
     assert [e["action"]["action"] for e in intents] == ["create", "create", "delete", "delete"]
     assert all(e["action"]["system_id"].startswith("reconciler-doctor:") for e in intents[:2])
     # `reconciler undo` of the check's journal finds nothing left to undo.
-    code, out, err = run(capsys, "undo", str(journals[0]))
+    code, out, err = run_cli(capsys, "undo", str(journals[0]))
     assert code == 0 and "No changes." in out, out + err
 
 
 def test_write_check_counts_requests_and_writes(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
     s = site()
-    code, out, _ = run(capsys, "doctor", "--write-check", *SANDBOX)
+    code, out, _ = run_cli(capsys, "doctor", "--write-check", *SANDBOX)
     assert code == 0
     found = re.search(r"^Requests: (\d+) \((\d+) for the read-only checks, budget 30; (\d+) for the write check\)",
                       out, re.MULTILINE)
@@ -327,7 +321,7 @@ def test_write_check_counts_requests_and_writes(site: Any, capsys: pytest.Captur
 def test_duplicates_refused(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
     s = site(replace(OPEN, refuse_duplicates=True))
     before = s.completions()
-    code, out, err = run(capsys, "doctor", "--write-check", *SANDBOX)
+    code, out, err = run_cli(capsys, "doctor", "--write-check", *SANDBOX)
     assert code == 0, out + err
     assert finding(s, "duplicate pair")["seen"].startswith("refused: 400 from POST")
     assert "already completed this lesson" in finding(s, "duplicate pair")["seen"]
@@ -336,7 +330,7 @@ def test_duplicates_refused(site: Any, capsys: pytest.CaptureFixture[str]) -> No
 
 def test_value_holding_only_the_id(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
     s = site(replace(OPEN, create_value="id"))
-    assert run(capsys, "doctor", "--write-check", *SANDBOX)[0] == 0
+    assert run_cli(capsys, "doctor", "--write-check", *SANDBOX)[0] == 0
     assert s.profile()["create_value"] == "id"
     assert "Value holds only the Id" in finding(s, "write check: create")["seen"]
 
@@ -345,20 +339,20 @@ def test_system_id_dropped_on_create_makes_owned_unavailable(site: Any, capsys: 
     s = site(replace(OPEN, keep_system_id=False))
     (s.work / "onboarding.yaml").write_text(OWNED_SPEC)
     before = s.completions()
-    code, out, _ = run(capsys, "doctor", "--write-check", *SANDBOX)
+    code, out, _ = run_cli(capsys, "doctor", "--write-check", *SANDBOX)
     assert code == 3
     assert finding(s, "SystemId on create")["level"] == "limit" and s.profile()["system_id"]["kept_on_create"] is False
     assert "Specs in owned mode here: onboarding.yaml (onboarding)" in out
     assert s.completions() == before and s.writes() == 4
     # A later read-only run keeps what the write check measured.
-    code, out, _ = run(capsys, "doctor")
+    code, out, _ = run_cli(capsys, "doctor")
     assert code == 3 and "dropped (--write-check of " in out
 
 
 def test_write_check_settings_from_reconciler_yaml(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
     s = site(config=FAST + "doctor: {course: Onboarding 101, lesson: {id: 2006}, member: {course_member_id: 50002}}\n")
     before = s.completions()
-    code, out, err = run(capsys, "doctor", "--write-check")
+    code, out, err = run_cli(capsys, "doctor", "--write-check")
     assert code == 0, out + err
     assert "Kitchen etiquette for Bob Okafor in Onboarding 101" in finding(s, "write check: create")["seen"]
     assert s.completions() == before and s.writes() == 4
@@ -366,14 +360,14 @@ def test_write_check_settings_from_reconciler_yaml(site: Any, capsys: pytest.Cap
 
 def test_write_check_needs_a_sandbox(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
     s = site()
-    code, _, err = run(capsys, "doctor", "--write-check", "--course", "Onboarding 101")
+    code, _, err = run_cli(capsys, "doctor", "--write-check", "--course", "Onboarding 101")
     assert code == 1 and "--write-check needs a course, a lesson of it and an enrolled member" in err
     assert "missing: lesson, member" in err and s.served() == 0
 
 
 def test_write_check_never_touches_a_real_completion(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
     s = site()
-    code, out, _ = run(capsys, "doctor", "--write-check", "--course", "Onboarding 101", "--lesson", "Welcome",
+    code, out, _ = run_cli(capsys, "doctor", "--write-check", "--course", "Onboarding 101", "--lesson", "Welcome",
                        "--member", "bob@example.com")
     assert code == 1 and "not run: Bob Okafor has already completed Welcome" in out
     assert s.writes() == 0
@@ -381,7 +375,7 @@ def test_write_check_never_touches_a_real_completion(site: Any, capsys: pytest.C
 
 def test_write_check_names_a_near_miss(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
     s = site()
-    code = run(capsys, "doctor", "--write-check", "--course", "Onboarding 10", "--lesson", "Welcome",
+    code = run_cli(capsys, "doctor", "--write-check", "--course", "Onboarding 10", "--lesson", "Welcome",
                "--member", "bob@example.com")[0]
     assert code == 1 and "no course 'Onboarding 10'" in finding(s, "write check")["seen"]
     assert "Onboarding 101" in finding(s, "write check")["seen"] and s.writes() == 0
@@ -429,7 +423,7 @@ def additive_spec(folder: Path, course: str, emails: list[str]) -> None:
 
 def counted(site: Site, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str, int]:
     before = site.served()
-    code, out, err = run(capsys, *argv)
+    code, out, err = run_cli(capsys, *argv)
     return code, out, err, site.served() - before
 
 
@@ -439,7 +433,7 @@ def test_plan_starts_from_the_measured_page_size(site: Any, capsys: pytest.Captu
     additive_spec(s.work / "specs", "Cohort", [f"person{n}@example.com" for n in range(5)])
     code, blind, err, without = counted(s, capsys, "plan", "specs", "--format", "json")
     assert code == 0, err
-    assert run(capsys, "doctor")[0] == 0 and s.profile()["page_size"]["cap"] == 20
+    assert run_cli(capsys, "doctor")[0] == 0 and s.profile()["page_size"]["cap"] == 20
     code, profiled, err, used = counted(s, capsys, "plan", "specs", "--format", "json")
     assert code == 0, err
     assert json.loads(profiled)["summary"] == json.loads(blind)["summary"]
@@ -464,7 +458,7 @@ def test_plan_and_apply_avoid_a_filter_known_to_be_ignored(site: Any, capsys: py
     code, _, err, apply_without = counted(blind, capsys, "apply", "specs", "--yes")
     assert code == 0, err
     measured = make("measured")
-    assert run(capsys, "doctor")[0] == 0
+    assert run_cli(capsys, "doctor")[0] == 0
     assert measured.profile()["filters"][
         "/api/content/coursecompletedlessons?coursecompletedlesson_coursemember"]["state"] == "ignored"
     code, profiled, err, plan_with = counted(measured, capsys, "plan", "specs", "--format", "json")
@@ -486,7 +480,7 @@ def test_owned_specs_are_refused_before_any_request(site: Any, capsys: pytest.Ca
     (s.work / "specs" / "onboarding.yaml").write_text(OWNED_SPEC)
     code, out, err, spent = counted(s, capsys, "plan", "specs")
     assert code == 0 and spent > 0, out + err  # no profile: today's careful defaults
-    assert run(capsys, "doctor")[0] == 3
+    assert run_cli(capsys, "doctor")[0] == 3
     for command in (["plan", "specs"], ["apply", "specs", "--yes"]):
         code, out, err, spent = counted(s, capsys, *command)
         assert code == 1 and spent == 0, out + err
@@ -497,12 +491,12 @@ def test_owned_specs_are_refused_before_any_request(site: Any, capsys: pytest.Ca
 
 def test_export_takes_additive_where_owned_cannot_work(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
     s = site(replace(OPEN, system_id_in_lists=False))
-    assert run(capsys, "doctor")[0] == 3
-    code, _, err = run(capsys, "export", "--out", "exported", "--course", "Coffee Bar Basics")
+    assert run_cli(capsys, "doctor")[0] == 3
+    code, _, err = run_cli(capsys, "export", "--out", "exported", "--course", "Coffee Bar Basics")
     assert code == 0, err
     assert "note: exported in mode additive, not owned" in err
     assert "mode: additive" in (s.work / "exported" / "coffee-bar-basics.yaml").read_text()
-    code, _, err = run(capsys, "export", "--out", "again", "--mode", "owned")
+    code, _, err = run_cli(capsys, "export", "--out", "again", "--mode", "owned")
     assert code == 1 and "--mode owned cannot work against" in err
 
 
@@ -510,10 +504,10 @@ def test_a_run_that_contradicts_the_profile_says_so(site: Any, capsys: pytest.Ca
     s = site(replace(OPEN, max_page_size=20))
     (s.work / "specs").mkdir()
     (s.work / "specs" / "onboarding.yaml").write_text(OWNED_SPEC)
-    assert run(capsys, "doctor")[0] == 0
+    assert run_cli(capsys, "doctor")[0] == 0
     s.app.settings = replace(s.app.settings, max_page_size=10,
                              ignored_filters=frozenset({"CourseMember_Course"}))
-    code, out, err = run(capsys, "plan", "specs")
+    code, out, err = run_cli(capsys, "plan", "specs")
     assert code == 0, out + err
     assert "warning: the target profile (" in err and "says the server serves 20 records a page, but it served 10 " \
         "in this run; run `reconciler doctor` again" in err
@@ -525,10 +519,10 @@ def test_a_profile_of_another_target_is_not_used(site: Any, capsys: pytest.Captu
     s = site(replace(OPEN, system_id_in_lists=False))
     (s.work / "specs").mkdir()
     (s.work / "specs" / "onboarding.yaml").write_text(OWNED_SPEC)
-    assert run(capsys, "doctor")[0] == 3
+    assert run_cli(capsys, "doctor")[0] == 3
     other = site(name="other")
     monkeypatch.chdir(s.work)  # the profile above is here, and names the first server
-    code, out, err = run(capsys, "-v", "--api", other.server.url, "plan", "specs")
+    code, out, err = run_cli(capsys, "-v", "--api", other.server.url, "plan", "specs")
     assert code == 0, out + err
     assert f"is of {s.server.url}, not {other.server.url}: not used" in err
 
@@ -537,7 +531,7 @@ def test_write_check_never_resends_a_create_whose_answer_was_lost(site: Any,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     s = site(replace(OPEN, lose_rate=1.0))  # every write is done, and its answer never comes
     before = s.completions()
-    code, out, err = run(capsys, "doctor", "--write-check", *SANDBOX)
+    code, out, err = run_cli(capsys, "doctor", "--write-check", *SANDBOX)
     assert code == 0, out + err
     methods = [w[0] for w in s.app.writes_seen]
     assert methods.count("POST") == 2  # each create found on re-read, never sent again
@@ -556,7 +550,7 @@ def test_write_check_never_resends_a_create_whose_answer_was_lost(site: Any,
 def test_page_size_above_a_thousand_is_measured_but_never_used(site: Any, capsys: pytest.CaptureFixture[str],
                                                                cap: int, seen: str) -> None:
     s = site(replace(OPEN, max_page_size=cap), store=build_store([("Cohort", 1, 1, 0)], coworkers=1100))
-    code, out, _ = run(capsys, "doctor")
+    code, out, _ = run_cli(capsys, "doctor")
     assert code == 0, out
     page = finding(s, "page size")
     assert seen in page["seen"] and "asks 1,000 (the documented maximum" in page["action"]

@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 
 from benchmarks.space import build_space, write_spec
-from reconciler.cli import main
 from reconciler.emulator.app import EmulatorApp, Settings
 from reconciler.emulator.limits import Limits
 from reconciler.emulator.seed import account
 from reconciler.emulator.server import BackgroundServer
 from reconciler.emulator.store import Store
+
+from .conftest import run_cli
 
 USER, PASSWORD = "ops@example.com", "ops-Secret-7731"
 LIFTED = "safety: {max_delete_fraction: 1.0, max_deletes: 100000}\n"
@@ -74,12 +75,6 @@ def space(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
         one.close()
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def plan_counts(out: str) -> tuple[int, int, int]:
     summary = json.loads(out)["summary"]
     return summary["create"], summary["delete"], summary["unchanged"]
@@ -93,7 +88,7 @@ def test_an_answer_that_is_not_the_documented_one_stops_the_run_with_no_write(
     s = space(Settings(limits=Limits.off(), garble=garble))  # type: ignore[arg-type]
     before = s.pairs()
     for command in (["plan", "specs"], ["apply", "specs", "--yes"]):
-        code, out, err = run(capsys, *command)
+        code, out, err = run_cli(capsys, *command)
         assert code == 1, out + err
         lines = [line for line in err.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: GET "), err  # one line, no traceback
@@ -104,16 +99,16 @@ def test_an_answer_that_is_not_the_documented_one_stops_the_run_with_no_write(
 
 def test_html_maintenance_page_is_named_as_such(space: Any, capsys: pytest.CaptureFixture[str]) -> None:
     space(Settings(limits=Limits.off(), garble="html"))
-    _, _, err = run(capsys, "plan", "specs")
+    _, _, err = run_cli(capsys, "plan", "specs")
     assert "answered an HTML page" in err and "try again later" in err
 
 
 def test_a_total_that_lies_blocks_every_write(space: Any, capsys: pytest.CaptureFixture[str]) -> None:
     s = space(Settings(limits=Limits.off(), garble="lying-total"))
-    code, out, _ = run(capsys, "plan", "specs")
+    code, out, _ = run_cli(capsys, "plan", "specs")
     assert code == 3
     assert "Blocked: incomplete read" in out and "Partial reads" in out
-    code, out, _ = run(capsys, "apply", "specs", "--yes", "--allow-deletes", "100000")
+    code, out, _ = run_cli(capsys, "apply", "specs", "--yes", "--allow-deletes", "100000")
     assert code == 3 and "Blocked: incomplete read" in out
     assert s.app.writes_seen == []
 
@@ -121,7 +116,7 @@ def test_a_total_that_lies_blocks_every_write(space: Any, capsys: pytest.Capture
 def test_endless_has_next_page_with_an_honest_total_reads_exactly(space: Any,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     s = space(Settings(limits=Limits.off(), garble="endless"), members=300, per_member=4)
-    code, out, err = run(capsys, "plan", "specs", "--format", "json")
+    code, out, err = run_cli(capsys, "plan", "specs", "--format", "json")
     assert code == 0, err
     assert plan_counts(out) == s.expected_counts()
 
@@ -130,13 +125,13 @@ def test_a_read_outage_longer_than_the_retries_writes_nothing_and_the_next_run_c
         space: Any, capsys: pytest.CaptureFixture[str]) -> None:
     s = space(Settings(limits=Limits.off(), read_outage_seconds=3600))
     before = s.pairs()
-    code, _, err = run(capsys, "apply", "specs", "--yes")
+    code, _, err = run_cli(capsys, "apply", "specs", "--yes")
     assert code == 1 and "try again later" in err and "Traceback" not in err
     assert s.app.writes_seen == [] and s.pairs() == before
     s.app.settings.read_outage_seconds = 0  # the service is back
-    code, out, err = run(capsys, "apply", "specs", "--yes")
+    code, out, err = run_cli(capsys, "apply", "specs", "--yes")
     assert code == 0, out + err
-    assert run(capsys, "plan", "specs", "--detailed-exitcode")[0] == 0
+    assert run_cli(capsys, "plan", "specs", "--detailed-exitcode")[0] == 0
     assert max(s.pairs().values()) == 1
 
 
@@ -149,13 +144,13 @@ def test_counts_are_exact_under_a_page_cap_of_300(space: Any, capsys: pytest.Cap
     s = space(Settings(limits=Limits.off(), max_page_size=300, report_requested_size=not honest),
               members=members, per_member=5)
     assert s.store.rows["coursecompletedlessons"].__len__() == members * 5
-    code, out, err = run(capsys, "plan", "specs", "--format", "json")
+    code, out, err = run_cli(capsys, "plan", "specs", "--format", "json")
     assert code == 0, err
     assert plan_counts(out) == s.expected_counts()
-    code, out, err = run(capsys, "apply", "specs", "--yes")
+    code, out, err = run_cli(capsys, "apply", "specs", "--yes")
     assert code == 0, out + err
     assert max(s.pairs().values()) == 1  # not one duplicate
-    assert run(capsys, "plan", "specs", "--detailed-exitcode")[0] == 0
+    assert run_cli(capsys, "plan", "specs", "--detailed-exitcode")[0] == 0
 
 
 def test_ignored_filters_still_give_exact_counts(space: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -163,13 +158,13 @@ def test_ignored_filters_still_give_exact_counts(space: Any, capsys: pytest.Capt
                          "CourseCompletedLesson_SystemId", "CourseLesson_Course", "CourseMember_Course",
                          "Coworker_Email"})
     s = space(Settings(limits=Limits.off(), ignored_filters=ignored), members=3, per_member=4)
-    code, out, err = run(capsys, "plan", "specs", "--format", "json")
+    code, out, err = run_cli(capsys, "plan", "specs", "--format", "json")
     assert code == 0, err
     assert plan_counts(out) == s.expected_counts()
-    code, out, err = run(capsys, "apply", "specs", "--yes")
+    code, out, err = run_cli(capsys, "apply", "specs", "--yes")
     assert code == 0, out + err
     assert max(s.pairs().values()) == 1
-    assert run(capsys, "plan", "specs", "--detailed-exitcode")[0] == 0
+    assert run_cli(capsys, "plan", "specs", "--detailed-exitcode")[0] == 0
 
 
 # --- emails --------------------------------------------------------------------------------------
@@ -183,7 +178,7 @@ def test_a_mixed_case_email_resolves_against_an_exact_case_sensitive_filter(
         space: Any, capsys: pytest.CaptureFixture[str]) -> None:
     s = space(Settings(limits=Limits.off(), email_filter="exact-case"), members=2, per_member=2)
     _respell(s, "member1@example.com", "Member1@Example.COM")
-    code, out, err = run(capsys, "plan", "specs", "--format", "json")
+    code, out, err = run_cli(capsys, "plan", "specs", "--format", "json")
     assert code == 0, err
     assert plan_counts(out) == s.expected_counts()
 
@@ -194,13 +189,13 @@ def test_two_coworkers_sharing_an_email_resolve_to_the_enrolled_one(
     deleted = dict(s.store.rows["coworkers"][10_001], Id=19_999, FullName="Member 0 (old account)")
     s.store.load("coworkers", [deleted])
     s.app.settings.deleted_coworkers = frozenset({19_999})
-    code, out, err = run(capsys, "plan", "specs", "--format", "json")
+    code, out, err = run_cli(capsys, "plan", "specs", "--format", "json")
     assert code == 0, err
     assert plan_counts(out) == s.expected_counts()
     # Enrolled both: nobody can tell which is meant, and the error names both.
     s.store.load("coursemembers", [dict(s.store.rows["coursemembers"][50_001], Id=59_999, CoworkerId=19_999,
                                         UniqueId="u59999")])
-    code, _, err = run(capsys, "plan", "specs")
+    code, _, err = run_cli(capsys, "plan", "specs")
     assert code == 1 and "10001, 19999 share it" in err and "specs/cohort.yaml:7:" in err
 
 
@@ -209,7 +204,7 @@ def test_a_misspelt_email_suggests_the_close_coworker_or_nobody(space: Any,
     s = space(members=12, per_member=1)
     _respell(s, "member1@example.com", "memebr1@example.com")
     _respell(s, "member2@example.com", "nobody-like-this@elsewhere.org")
-    code, _, err = run(capsys, "plan", "specs")
+    code, _, err = run_cli(capsys, "plan", "specs")
     assert code == 1
     assert "'memebr1@example.com'; did you mean 'member1@example.com'?" in err
     unknown = next(line for line in err.splitlines() if "nobody-like-this" in line)
@@ -220,7 +215,7 @@ def test_a_coworker_id_that_does_not_exist_says_so(space: Any, capsys: pytest.Ca
     s = space(members=2, per_member=1)
     spec = s.work / "specs" / "cohort.yaml"
     spec.write_text(spec.read_text() + "  - {coworker_id: 77777, completed: all}\n")
-    code, _, err = run(capsys, "plan", "specs")
+    code, _, err = run_cli(capsys, "plan", "specs")
     assert code == 1 and "coworker 77777 does not exist" in err and "not enrolled" not in err
 
 
