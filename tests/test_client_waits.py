@@ -432,3 +432,37 @@ def test_a_long_session_with_totp_against_the_emulator(emulator: EmulatorFactory
     with pytest.raises(SessionExpired, match="set NEXUDUS_TOTP to a fresh code and resume"):
         client.list_all(COMPLETIONS)
     assert sum("totp" in form for form in forms) == 1
+
+
+# --- an answer that trickles ---------------------------------------------------------------------
+
+def test_an_answer_that_trickles_ends_within_the_deadline(fake_time: FakeTime) -> None:
+    """The server sends a byte a minute: no single read times out, but the whole answer has a deadline,
+    and a read that keeps trickling ends as an error after the bounded retries, not never."""
+    from reconciler.client import REQUEST_DEADLINE
+    from reconciler.errors import TransportError
+
+    chunks_sent = []
+
+    def trickle() -> Any:
+        for _ in range(10_000):
+            fake_time.now += 60.0  # a minute passes before each byte
+            chunks_sent.append(1)
+            yield b" "
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=_Stream(trickle()))
+
+    client = client_with(handler, fake_time)
+    with pytest.raises(TransportError, match="ReadTimeout"):
+        client.request("GET", COMPLETIONS)
+    per_try = REQUEST_DEADLINE / 60.0 + 1
+    assert len(chunks_sent) <= client.max_tries * per_try  # each try gave up at the deadline
+
+
+class _Stream(httpx.SyncByteStream):
+    def __init__(self, chunks: Any) -> None:
+        self.chunks = chunks
+
+    def __iter__(self) -> Any:
+        yield from self.chunks
