@@ -98,6 +98,11 @@ def measure(members: int, work: Path) -> dict[str, Any]:
         replay = subprocess.run([sys.executable, "-c", REPLAY, str(work / "urls.txt")], capture_output=True,
                                 text=True, timeout=7200, check=True)
         replay_wall = float(replay.stdout.strip())
+        # Printed now, so that the plan's figures survive whatever the export then does at this size.
+        print(f"{members:>7,} members: plan {plan_time['wall']:7.1f} s wall, {plan_time['cpu']:7.1f} s CPU, "
+              f"{plan_time['rss']:6.0f} MiB peak, {len(requests):,} requests; bare replay {replay_wall:6.1f} s; "
+              f"ratio {plan_time['wall'] / replay_wall:.2f}x (goal <= 2); {summary['create']:,} to create, "
+              f"{summary['unchanged']:,} unchanged", flush=True)
 
         recorder.urls.clear()
         export, export_time = timed([*command, "export", "--out", "exported"], work, env)
@@ -125,12 +130,6 @@ def main() -> None:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         results.append(found)
-        plan = found["plan"]
-        summary = found["summary"]
-        print(f"{members:>7,} members: plan {plan['wall']:7.1f} s wall, {plan['cpu']:7.1f} s CPU, "
-              f"{plan['rss']:6.0f} MiB peak, {found['requests']:,} requests; bare replay {found['replay']:6.1f} s; "
-              f"ratio {plan['wall'] / found['replay']:.2f}x (goal <= 2); "
-              f"{summary['create']:,} to create, {summary['unchanged']:,} unchanged", flush=True)
         export = found["export"]
         print(f"{'':>16}export {export['wall']:7.1f} s wall, {export['cpu']:7.1f} s CPU, {export['rss']:6.0f} MiB "
               f"peak, {found['export_requests']:,} requests; plan on the export: exit {found['round_trip']} "
