@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,24 @@ def reconciler(work: Path, *argv: str, timeout: float = 120) -> subprocess.Compl
                           text=True, timeout=timeout)
 
 
+def kill_apply_when(work: Path, ready: Callable[[str], bool], *, poll: float = 0.02) -> Path:
+    """Start `apply specs --yes` in `work`, SIGKILL it once its journal's text satisfies `ready` (or after a
+    minute), and return the journal it leaves."""
+    process = subprocess.Popen([sys.executable, "-m", "reconciler", "apply", "specs", "--yes"], cwd=work, env=ENV,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal_dir = work / ".reconciler" / "journal"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        journals = list(journal_dir.glob("*.jsonl"))
+        if journals and ready(journals[0].read_text()):
+            break
+        time.sleep(poll)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    (journal,) = journal_dir.glob("*.jsonl")
+    return journal
+
+
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 1, result.stdout + result.stderr
@@ -144,22 +163,13 @@ def test_kill_with_a_delete_in_flight_then_resume_then_undo_restores_every_recor
     space = served(Settings(limits=Limits.off(), latency_ms=30), members=30, per_member=4)
     work = space.folder(through=1)
     before = space.pairs()
-    process = subprocess.Popen([sys.executable, "-m", "reconciler", "apply", "specs", "--yes"], cwd=work, env=ENV,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    journal_dir = work / ".reconciler" / "journal"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # until a delete is in flight: its intent written, no outcome yet
-        journals = list(journal_dir.glob("*.jsonl"))
-        if journals:
-            lines = [json.loads(x) for x in journals[0].read_text().splitlines() if x.endswith("}")]
-            intents = {x["seq"]: x for x in lines if x["type"] == "intent" and x["action"]["action"] == "delete"}
-            answered = {x["seq"] for x in lines if x["type"] == "outcome"}
-            if len(intents) >= 3 and set(intents) - answered:
-                break
-        time.sleep(0.002)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=10)
-    (journal,) = journal_dir.glob("*.jsonl")
+    def delete_in_flight(text: str) -> bool:  # a delete's intent written, its outcome not yet
+        lines = [json.loads(x) for x in text.splitlines() if x.endswith("}")]
+        intents = {x["seq"] for x in lines if x["type"] == "intent" and x["action"]["action"] == "delete"}
+        answered = {x["seq"] for x in lines if x["type"] == "outcome"}
+        return len(intents) >= 3 and bool(intents - answered)
+
+    journal = kill_apply_when(work, delete_in_flight, poll=0.002)
     resumed = reconciler(work, "apply", "--resume", str(journal), "--yes")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     undo = reconciler(work, "undo", str(journal), "--out", "undo.json")
@@ -173,18 +183,7 @@ def test_a_journal_cut_mid_line_resumes_and_undoes(served: Any) -> None:
     space = served(Settings(limits=Limits.off(), latency_ms=20), members=20, per_member=3)
     work = space.folder(through=2)
     before = space.pairs()
-    process = subprocess.Popen([sys.executable, "-m", "reconciler", "apply", "specs", "--yes"], cwd=work, env=ENV,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    journal_dir = work / ".reconciler" / "journal"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        journals = list(journal_dir.glob("*.jsonl"))
-        if journals and journals[0].read_text().count('"type":"outcome"') >= 10:
-            break
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=10)
-    (journal,) = journal_dir.glob("*.jsonl")
+    journal = kill_apply_when(work, lambda text: text.count('"type":"outcome"') >= 10)
     with journal.open("a") as out:  # as if the kill had cut the line being written
         out.write('{"type":"intent","seq":')
     resumed = reconciler(work, "apply", "--resume", str(journal), "--yes")
