@@ -1,26 +1,27 @@
 """Connecting to the target: the real service over HTTPS, or the embedded emulator in process.
 
 Both are reached through the same NexudusClient; only the httpx transport differs.
+
+This is the one product module that imports the emulator (`reconciler/emulator/`), and only inside the
+functions that need it: connecting the `local` target, and `reconciler emulator ...` (`run_emulator`). The
+emulator imports nothing from the product; the two share the seed schema and snapshot format as data.
+tests/test_layout.py holds both sides to that.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TextIO
 
 import httpx
 
 from reconciler.cache import RANGE_KEY, ReadCache
 from reconciler.client import NexudusClient
 from reconciler.config import Config, Credentials
-from reconciler.emulator.app import EmulatorApp, Settings
-from reconciler.emulator.limits import Limits
-from reconciler.emulator.seed import load_seed
-from reconciler.emulator.server import InProcessTransport
-from reconciler.emulator.store import Store
-from reconciler.errors import ConfigError
+from reconciler.errors import ConfigError, Problem, SeedError
 from reconciler.profile import TargetProfile, profiled
 
 LOCAL_BASE = "http://local.reconciler"
@@ -62,12 +63,22 @@ def connect(config: Config, env: Mapping[str, str] | None = None, *, profile: bo
     with the read cache when `cache` (and the configuration does not switch it off)."""
     env = os.environ if env is None else env
     if config.is_local:
+        from reconciler.emulator import errors
+        from reconciler.emulator.app import EmulatorApp, Settings
+        from reconciler.emulator.limits import Limits
+        from reconciler.emulator.seed import load_seed
+        from reconciler.emulator.server import InProcessTransport
+        from reconciler.emulator.store import Store
+
         db = config.state_dir / "local.sqlite"
         db.parent.mkdir(parents=True, exist_ok=True)
         store = Store(str(db))
         try:
             if store.is_empty() and config.seed is not None:
-                load_seed(config.seed, store)
+                try:
+                    load_seed(config.seed, store)
+                except errors.SeedError as e:  # the emulator's own error, as the product's
+                    raise SeedError([Problem(p.path, p.line, p.column, p.message) for p in e.problems]) from e
             limits = config.limits
             app = EmulatorApp(store, Settings(
                 limits=Limits(min_interval_ms=limits.min_interval_ms, requests_per_minute=limits.requests_per_minute,
@@ -92,3 +103,10 @@ def connect(config: Config, env: Mapping[str, str] | None = None, *, profile: bo
                                limits=config.limits)
         with profiled(client, config.state_dir, describe(config), enabled=profile) as found:
             yield Target(client, describe(config), credentials, found, read_cache(config, found) if cache else None)
+
+
+def run_emulator(argv: Sequence[str], stdout: TextIO, stderr: TextIO) -> int:
+    """`reconciler emulator ...`: the emulator's own command line, loaded only now; its exit code."""
+    from reconciler.emulator.cli import main
+
+    return main(argv, stdout=stdout, stderr=stderr)

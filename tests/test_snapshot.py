@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.space import build_space
 from reconciler.cli import main
 from reconciler.emulator.store import ENTITIES, Store
+from reconciler.emulator.synthetic import build_space
 
 from .conftest import EXAMPLES
 
@@ -53,11 +53,11 @@ def test_an_unknown_course_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.
 def test_a_snapshot_larger_than_the_spec_file_limit_seeds_line_by_line(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """`snapshot` writes one record a line; `emulator seed` reads it a line at a time, so its size is not
-    bounded by the 50 MB limit on spec files (a snapshot of 1,000,000 completions is about 500 MB)."""
-    import reconciler.yamlfile as yamlfile
+    bounded by the 50 MB limit on a file parsed whole (a snapshot of 1,000,000 completions is about 500 MB)."""
+    import reconciler.emulator.seed as emulator_seed
     from reconciler.cli import main as cli
-    from reconciler.emulator.seed import snapshot_document
     from reconciler.planning import write_document
+    from reconciler.snapshot import snapshot_document
 
     store = Store()
     build_space(store, members=200, lessons=5, per_member=3)
@@ -65,7 +65,7 @@ def test_a_snapshot_larger_than_the_spec_file_limit_seeds_line_by_line(tmp_path:
                for name in ("courses", "courselessons", "coursemembers", "coworkers", "coursecompletedlessons")}
     snapshot = tmp_path / "big.json"
     write_document(snapshot_document(records), snapshot)
-    monkeypatch.setattr(yamlfile, "MAX_FILE_BYTES", 1000)  # far below the snapshot's size
+    monkeypatch.setattr(emulator_seed, "MAX_FILE_BYTES", 1000)  # far below the snapshot's size
     assert snapshot.stat().st_size > 100_000
     assert cli(["emulator", "seed", str(snapshot), "--db", str(tmp_path / "copy.sqlite")]) == 0
     copy = Store(str(tmp_path / "copy.sqlite"))

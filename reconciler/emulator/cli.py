@@ -1,16 +1,95 @@
-"""`reconciler emulator serve` and `reconciler emulator seed`."""
+"""`reconciler emulator serve` and `reconciler emulator seed`: the emulator's own command line.
+
+The product's command line hands every word after `emulator` to `main` (through `reconciler.target`, which
+loads the emulator only then), so the product's parser never imports the emulator.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NoReturn, TextIO
 
 from reconciler.emulator.app import MAX_PAGE_SIZE, EmulatorApp, Settings, User
+from reconciler.emulator.errors import EmulatorError, UsageError
 from reconciler.emulator.limits import Limits
 from reconciler.emulator.seed import account, load_seed
 from reconciler.emulator.server import serve_forever
 from reconciler.emulator.store import ENTITIES, Store
-from reconciler.errors import UsageError
+
+PROG = "reconciler emulator"
+EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130  # the product's exit codes, as the emulator uses them
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on a usage error, but 2 means "changes found" to reconciler: raise instead."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None,
+         prog: str = PROG) -> int:
+    """Run the emulator's command line; returns the exit code (never raises for anything a user could cause)."""
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    try:
+        args = build_parser(prog).parse_args(list(sys.argv[1:] if argv is None else argv))
+        args.stdout, args.stderr = out, err
+        _configure_logging(args, err)
+        code: int = args.run(args)
+        return code
+    except EmulatorError as e:
+        print(f"error: {e}", file=err)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=err)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_ERROR
+
+
+def _configure_logging(args: argparse.Namespace, err: TextIO) -> None:
+    """-v / -q given to an emulator command; without them, whatever the caller set up stands."""
+    if not args.verbose and not args.quiet:
+        return
+    log = logging.getLogger("reconciler.emulator")
+    log.setLevel(logging.ERROR if args.quiet else logging.INFO if args.verbose == 1 else logging.DEBUG)
+    if not log.hasHandlers():
+        log.addHandler(logging.StreamHandler(err))
+
+
+def _port(text: str) -> int:
+    """A TCP port (0 picks a free one); anything else is a usage error, not a crash of the socket layer."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535)")
+    return port
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """The emulator's parser: `serve` and `seed` (their flags are documented in docs/emulator.md)."""
+    emulator = _Parser(prog=prog, description="The Nexudus-compatible emulator.")
+    _global_options(emulator, defaults=True)
+    common = _Parser(add_help=False)
+    _global_options(common, defaults=False)
+    add_commands(emulator, common)
+    return emulator
+
+
+def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """-v and -q, accepted before or after the command (after it, they must not reset what came before)."""
+    keep: dict[str, Any] = {} if defaults else {"default": argparse.SUPPRESS}
+    parser.add_argument("-v", "--verbose", action="count", help="more detail on stderr",
+                        **({"default": 0} if defaults else keep))
+    parser.add_argument("-q", "--quiet", action="store_true", help="only errors",
+                        **({"default": False} if defaults else keep))
 
 
 def add_commands(emulator: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
@@ -26,7 +105,7 @@ def add_commands(emulator: argparse.ArgumentParser, common: argparse.ArgumentPar
                                         "'listening on http://HOST:PORT' once it accepts connections.")
     serve.set_defaults(run=_serve)
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    serve.add_argument("--port", type=_port, default=8080, help="0 picks a free port")
     serve.add_argument("--db", type=Path, help="SQLite file holding the state (default: in memory)")
     serve.add_argument("--seed", type=Path, metavar="FILE", help="seed to load when the store is empty")
     serve.add_argument("--user", action="append", default=[], metavar="EMAIL:PASSWORD",
@@ -94,6 +173,9 @@ def add_commands(emulator: argparse.ArgumentParser, common: argparse.ArgumentPar
                         help="a completion create for a member and lesson that already have one answers 400")
     quirks.add_argument("--clock-offset", type=float, default=0.0, metavar="SECONDS",
                         help="the Date header of every answer runs this far ahead of the real time (negative: behind)")
+    quirks.add_argument("--backdate-minutes", type=float, nargs=2, default=(0.0, 0.0), metavar=("CREATED", "UPDATED"),
+                        help="a record created over the API is stamped this many minutes in the past (CreatedOn, "
+                             "UpdatedOn), as by a writer whose clock is behind")
 
     seed = subs.add_parser("seed", help="load a seed into an emulator store", parents=[common],
                            description="Load a friendly YAML seed or a JSON snapshot into an empty store.")
@@ -132,7 +214,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         outage_collections=frozenset(args.outage_collection or Settings().outage_collections),
         garble=args.garble, date_style=args.date_style, id_allocation=args.id_allocation,
         keep_system_id=not args.drop_system_id, system_id_in_lists=not args.no_system_id_in_lists,
-        refuse_duplicates=args.refuse_duplicates, clock_offset_seconds=args.clock_offset)
+        refuse_duplicates=args.refuse_duplicates, clock_offset_seconds=args.clock_offset,
+        backdate_minutes=tuple(args.backdate_minutes))
 
 
 def open_store(db: Path | None) -> Store:

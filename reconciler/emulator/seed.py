@@ -7,21 +7,31 @@ a coworker's `"Deleted": true`, which marks a deleted coworker that lists still 
 
 from __future__ import annotations
 
+import difflib
 import json
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
 from reconciler.emulator.app import User
+from reconciler.emulator.errors import Problem, SeedError
 from reconciler.emulator.store import COMMON_FIELDS, ENTITIES, LOAD_ORDER, Row, Store, precise_timestamp
-from reconciler.errors import Problem, SeedError
-from reconciler.schema_check import near_miss, schema_problems
-from reconciler.schemas import validator
-from reconciler.yamlfile import Document, LoadError, load_file, read_text
 
 SNAPSHOT_FORMAT = "nexudus-snapshot/1"
 SEED_ACTOR = "seed@reconciler"
+# The seed's JSON Schema is data, shared with the product (which publishes it for editors): read, not imported.
+SCHEMA_FILE = ("schemas", "seed.schema.json")
+MAX_FILE_BYTES = 50 * 1024 * 1024
+MAX_ALIASED_NODES = 500_000  # nodes reached again through YAML aliases (no "billion laughs")
+MAX_DEPTH = 200
 
 
 @dataclass(frozen=True)
@@ -49,13 +59,11 @@ def account(email: str, password: str, *, admin: bool = True, roles: list[str] |
 # --- friendly YAML -------------------------------------------------------------------------------
 
 def _load_friendly(path: Path, store: Store) -> SeedResult:
-    documents, problems = load_file(path)
-    if problems:
-        raise SeedError(problems)
+    documents = _yaml_documents(path)
     if len(documents) != 1:
         raise SeedError([Problem(str(path), 1, 1, "a seed file holds exactly one YAML document")])
     document = documents[0]
-    problems = schema_problems(document, validator("seed"))
+    problems = _schema_problems(document)
     if problems:
         raise SeedError(problems)
     records, accounts, problems = _friendly_records(document, store)
@@ -154,11 +162,9 @@ def _load_snapshot(path: Path, store: Store) -> SeedResult:
     try:
         data = _snapshot_lines(path)
         if data is None:  # not the layout `snapshot` writes: a whole-document parse, within the file limit
-            data = json.loads(read_text(path, shown))
+            data = json.loads(_read_text(path))
     except json.JSONDecodeError as e:
         raise SeedError([Problem(shown, e.lineno, e.colno, f"JSON syntax: {e.msg}")]) from e
-    except LoadError as e:
-        raise SeedError([e.problem]) from e
     except (OSError, UnicodeDecodeError) as e:
         raise SeedError([Problem(shown, 1, 1, f"cannot read the snapshot: {e}")]) from e
     if not isinstance(data, dict) or data.get("format") != SNAPSHOT_FORMAT:
@@ -204,9 +210,9 @@ MAX_SNAPSHOT_BYTES = 4 * 1024 * 1024 * 1024  # a snapshot of 1,000,000 completio
 def _snapshot_lines(path: Path) -> dict[str, Any] | None:
     """A snapshot in the layout `reconciler snapshot` writes (one key a line, one record a line), read a
     line at a time so that its size is bounded by the records, not by one string of the whole file; None
-    when the file has another layout (it is then parsed whole, within the spec file limit)."""
+    when the file has another layout (it is then parsed whole, within MAX_FILE_BYTES)."""
     if path.stat().st_size > MAX_SNAPSHOT_BYTES:
-        raise LoadError(Problem(str(path), 1, 1, f"the snapshot is larger than {MAX_SNAPSHOT_BYTES:,} bytes"))
+        raise SeedError([Problem(str(path), 1, 1, f"the snapshot is larger than {MAX_SNAPSHOT_BYTES:,} bytes")])
     data: dict[str, Any] = {}
     current: list[Any] | None = None
     with path.open(encoding="utf-8") as lines:
@@ -244,3 +250,229 @@ def _is_id(value: Any) -> bool:
 def snapshot_document(records: dict[str, list[Row]]) -> dict[str, Any]:
     """A snapshot holding `records` (collection → API records), in the load order."""
     return {"format": SNAPSHOT_FORMAT, **{name: records.get(name, []) for name in LOAD_ORDER}}
+
+
+# --- reading a friendly seed: YAML that remembers places, checked against the seed schema -------------------
+
+PathKey = tuple[Any, ...]
+Place = tuple[int, int]
+_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass
+class Document:
+    """A seed's plain data, and the place of each value and key by path (for problems that name the line)."""
+
+    path: str
+    data: Any = None
+    values: dict[PathKey, Place] = field(default_factory=dict)
+    keys: dict[PathKey, Place] = field(default_factory=dict)
+
+    def problem(self, at: PathKey, message: str, *, key: bool = False) -> Problem:
+        """A problem at the value (or key) at `at`, else at its nearest ancestor that has a place."""
+        probe = tuple(at)
+        while probe and probe not in (self.keys if key else self.values) and probe not in self.values:
+            probe = probe[:-1]
+        line, column = (self.keys.get(probe) if key else None) or self.values.get(probe, (1, 1))
+        return Problem(self.path, line, column, message)
+
+
+def _read_text(path: Path) -> str:
+    shown = str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise SeedError([Problem(shown, 1, 1, f"file is {size:,} bytes; the limit is {MAX_FILE_BYTES:,}")])
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SeedError([Problem(shown, 1, 1, f"file is not UTF-8 text ({e.reason} at byte {e.start})")]) from e
+    except OSError as e:
+        raise SeedError([Problem(shown, 1, 1, f"cannot read file: {e.strerror or e}")]) from e
+
+
+def _yaml_documents(path: Path) -> list[Document]:
+    """Every YAML document in `path`, built from the safe composer's nodes so each value keeps its place."""
+    text = _read_text(path)
+    try:
+        return _compose(text, str(path), _SAFE_LOADER)
+    except yaml.YAMLError:  # only from libyaml's loader: read again for the pure-Python parser's plainer message
+        return _compose(text, str(path), yaml.SafeLoader)
+
+
+def _compose(text: str, shown: str, loader_class: type[yaml.SafeLoader]) -> list[Document]:
+    documents: list[Document] = []
+    loader: yaml.SafeLoader | None = None
+    try:
+        loader = loader_class(text)
+        while loader.check_node():
+            node = loader.get_node()
+            if node is not None:
+                document = Document(shown)
+                document.data = _Builder(loader, document).build(node, (), 0, aliased=False)
+                documents.append(document)
+    except yaml.YAMLError as e:
+        if loader_class is not yaml.SafeLoader:
+            raise
+        raise SeedError([_syntax_problem(e, text, shown)]) from e
+    finally:
+        if loader is not None:
+            loader.dispose()
+    return documents
+
+
+def _syntax_problem(error: yaml.YAMLError, text: str, shown: str) -> Problem:
+    if isinstance(error, yaml.reader.ReaderError):
+        before = text[:max(0, error.position)]
+        line, column = before.count("\n") + 1, len(before) - before.rfind("\n")
+        code = error.character if isinstance(error.character, int) else ord(str(error.character)[:1] or "?")
+        return Problem(shown, line, column, f"YAML: the character U+{code:04X} is not allowed in YAML text")
+    if not isinstance(error, yaml.MarkedYAMLError):
+        return Problem(shown, 1, 1, f"YAML error: {error}")
+    mark = error.problem_mark or error.context_mark
+    line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    what = f"{error.context}, {error.problem}" if error.context else (error.problem or "invalid YAML")
+    started = error.context_mark
+    if "'\\t'" in what:
+        what = "a tab character is not allowed here; indent with spaces"
+    elif error.context and started is not None and mark is not None and started.line != mark.line:
+        what += f" (it started on line {started.line + 1}, column {started.column + 1})"
+    return Problem(shown, line, column, f"YAML syntax: {what}")
+
+
+class _Builder:
+    """Plain values from a node tree: duplicate keys refused, what aliases expand to bounded, places kept."""
+
+    def __init__(self, loader: yaml.SafeLoader, document: Document) -> None:
+        self.loader, self.document, self.seen, self.budget = loader, document, set[int](), MAX_ALIASED_NODES
+
+    def fail(self, node: yaml.Node, message: str) -> SeedError:
+        return SeedError([Problem(self.document.path, *_place(node), message)])
+
+    def build(self, node: yaml.Node, at: PathKey, depth: int, *, aliased: bool) -> Any:
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            aliased = aliased or id(node) in self.seen
+            self.seen.add(id(node))
+        self.budget -= aliased
+        if self.budget < 0:
+            raise self.fail(node, f"aliases expand to more than {MAX_ALIASED_NODES:,} nodes; refused")
+        if depth > MAX_DEPTH:
+            raise self.fail(node, f"the document is nested more than {MAX_DEPTH} levels deep")
+        self.document.values.setdefault(at, _place(node))
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*at, i), depth + 1, aliased=aliased) for i, item in enumerate(node.value)]
+        if not isinstance(node, yaml.MappingNode):
+            return self.scalar(node)
+        self.loader.flatten_mapping(node)  # `<<: *defaults` merge keys
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = self.scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else []
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                raise self.fail(key_node, "a mapping key must be a plain value")
+            if key in result:
+                first = self.document.keys[(*at, key)][0]
+                raise self.fail(key_node, f"duplicate key {key!r} (first defined on line {first})")
+            self.document.keys[(*at, key)] = _place(key_node)
+            result[key] = self.build(value_node, (*at, key), depth + 1, aliased=aliased)
+        return result
+
+    def scalar(self, node: yaml.Node) -> Any:
+        if node.tag == "tag:yaml.org,2002:str":  # the common case, without the constructor's dispatch
+            return node.value
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError as e:
+            raise self.fail(node, f"YAML: {e.problem}") from e
+
+
+def _place(node: yaml.Node) -> Place:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+@cache
+def seed_validator() -> Draft202012Validator:
+    return Draft202012Validator(seed_schema())
+
+
+@cache
+def seed_schema() -> dict[str, Any]:
+    """The friendly seed's JSON Schema (draft 2020-12), read as data from the reconciler package."""
+    text = resources.files("reconciler").joinpath(*SCHEMA_FILE).read_text(encoding="utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def _schema_problems(document: Document) -> list[Problem]:
+    errors = seed_validator().iter_errors(document.data)
+    return sorted({p for error in errors for p in _explain(document, error)})
+
+
+_KIND = {"string": "a string", "object": "a mapping", "array": "a list", "boolean": "true or false",
+         "integer": "a whole number", "number": "a number", "null": "null"}
+_TYPES: dict[str, Any] = {"string": str, "object": dict, "array": list, "boolean": bool, "null": type(None)}
+
+
+def _explain(document: Document, error: ValidationError) -> list[Problem]:
+    """One schema error in words: the seed schema uses type, required, additionalProperties, minLength,
+    pattern and oneOf (of a string or a mapping, of 'all' or a list)."""
+    at: PathKey = tuple(error.absolute_path)
+    subject = _dotted(at) or "the document"
+    instance: Any = error.instance
+    schema: Any = error.schema
+    rule: Any = error.validator_value
+    within = f" in {_dotted(at)}" if at else ""
+    if error.validator == "additionalProperties" and isinstance(instance, dict):
+        allowed = list(schema.get("properties", {}))
+        return [document.problem((*at, key), f"unknown key {key!r}{within}"
+                                 + (near_miss(str(key), allowed) or f" (allowed: {', '.join(allowed)})"), key=True)
+                for key in instance if key not in allowed]
+    if error.validator == "required":
+        return [document.problem(at, f"missing required key {key!r}{within}")
+                for key in rule if isinstance(instance, dict) and key not in instance]
+    if error.validator == "type":
+        return [document.problem(at, f"{subject} must be {_KIND.get(str(rule))}, "
+                                     f"not {_type_name(instance)}")]
+    if error.validator == "minLength":
+        return [document.problem(at, f"{subject} must not be empty")]
+    if error.validator == "pattern":
+        return [document.problem(at, f"{subject} {instance!r} does not match the pattern {rule}")]
+    if error.validator == "oneOf":
+        branches: list[Any] = rule
+        fitting = [i for i, b in enumerate(branches) if _fits(instance, b)]
+        inner = [e for e in error.context or [] if e.schema_path and e.schema_path[0] in fitting]
+        if len(fitting) == 1 and inner and "const" not in branches[fitting[0]]:
+            return [p for e in inner for p in _explain(document, e)]
+        kinds = [_KIND.get(str(b["type"]), str(b["type"])) for b in branches if "type" in b]
+        constants = [b["const"] for b in branches if "const" in b]
+        shown = repr(instance) if isinstance(instance, str | int | float) else _type_name(instance)
+        hint = near_miss(instance, [c for c in constants if isinstance(c, str)]) if isinstance(instance, str) else ""
+        return [document.problem(at, f"{subject} must be {' or '.join(kinds + [repr(c) for c in constants])}, "
+                                     f"not {shown}{hint}")]
+    return [document.problem(at, f"{subject}: {error.message}")]
+
+
+def _fits(instance: Any, branch: Any) -> bool:
+    if "const" in branch:
+        return type(instance) is type(branch["const"])
+    return isinstance(instance, _TYPES.get(str(branch.get("type")), object))
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    names = {str: "a string", list: "a list", dict: "a mapping", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _dotted(at: PathKey) -> str:
+    """A path as people write it: courses[0].members[2]."""
+    return "".join(f"[{part}]" if isinstance(part, int) else (f".{part}" if i else str(part))
+                   for i, part in enumerate(at))
+
+
+def near_miss(word: str, choices: Iterable[str]) -> str:
+    """'; did you mean 'X'?' for the closest choice, or '' when nothing is close."""
+    folded = {c.casefold(): c for c in choices}
+    found = difflib.get_close_matches(word.casefold(), list(folded), n=1, cutoff=0.6)
+    return f"; did you mean {folded[found[0]]!r}?" if found else ""
