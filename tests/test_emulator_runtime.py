@@ -15,11 +15,11 @@ import pytest
 
 from reconciler.cli import main
 from reconciler.emulator.app import EmulatorApp, Settings
+from reconciler.emulator.errors import SeedError
 from reconciler.emulator.limits import Limits
 from reconciler.emulator.seed import load_seed, snapshot_document
 from reconciler.emulator.server import InProcessTransport
 from reconciler.emulator.store import Store
-from reconciler.errors import SeedError
 
 from .conftest import API_SEED, EXAMPLES, EmulatorFactory
 
@@ -156,14 +156,14 @@ def test_serve_announces_its_url_serves_and_stops_on_sigterm(tmp_path: Path) -> 
         assert httpx.get(url + COMPLETIONS, auth=auth).status_code == 429
     finally:
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
+        process.communicate(timeout=10)  # waits, and closes the pipes
+        assert process.returncode == 0
     restarted, url = _start("--db", str(db), "--seed", str(API_SEED), "--limits", "off")
     try:  # the seed is not loaded twice; the seed's users persist
         assert httpx.get(url + COMPLETIONS, auth=("admin@example.com", "admin-pw")).json()["TotalItems"] == 5
     finally:
         restarted.terminate()
-        restarted.wait(timeout=10)
-        assert restarted.stderr is not None and "not loaded" in restarted.stderr.read()
+        assert "not loaded" in restarted.communicate(timeout=10)[1]
 
 
 def test_serve_passes_the_variant_flags_to_the_app() -> None:
@@ -177,7 +177,8 @@ def test_serve_passes_the_variant_flags_to_the_app() -> None:
         assert set(made["Value"]) == {"Id"}
     finally:
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
+        process.communicate(timeout=10)  # waits, and closes the pipes
+        assert process.returncode == 0
 
 
 def test_serve_refuses_a_malformed_user_flag() -> None:

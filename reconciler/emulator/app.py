@@ -21,7 +21,7 @@ import secrets
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
@@ -57,6 +57,7 @@ DEFAULT_PAGE_SIZE = 25
 TOKEN_TTL = 604799
 REFRESH_TTL = 15 * 86400
 MAX_BODY = 1_000_000
+SELECTIONS_KEPT = 8  # filtered list selections kept for the pages that follow (each up to a table's Ids)
 # The request's headers as sent, names unchanged: set by server.py, since WSGI servers drop `client_id`.
 RAW_HEADERS = "emulator.raw_headers"
 LIE = 1000  # how many records `garble="lying-total"` adds to TotalItems
@@ -113,6 +114,9 @@ class Settings:
     system_id_in_lists: bool = True
     refuse_duplicates: bool = False
     clock_offset_seconds: float = 0.0
+    # Minutes before now that a record created over the API is stamped (CreatedOn, UpdatedOn): a writer whose
+    # clock is behind, or a stamp set back (the read cache's hardest case).
+    backdate_minutes: tuple[float, float] = (0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -212,6 +216,8 @@ class EmulatorApp:
         self.writes_seen: list[tuple[str, str, Any]] = []
         # Requests answered, by "METHOD collection" ("POST token" for the token endpoint), for tests that count.
         self.requests_served: Counter[str] = Counter()
+        # Filtered or sorted list selections, for the next pages of the same read (see `_selection`).
+        self._selections: dict[tuple[Any, ...], tuple[tuple[int, int], list[int]]] = {}
 
     # --- WSGI ------------------------------------------------------------------------------------
 
@@ -395,23 +401,55 @@ class EmulatorApp:
         if batch.startswith("["):
             return self._batch_get(entity, batch)
 
-        rows = list(self.store.iter_rows(entity.collection))
-        for predicate in self._filters(entity, query):
-            rows = [row for row in rows if predicate(row)]
-
+        predicates = self._filters(entity, query)
         order_field = self._order_field(entity, params.get("orderby", ""))
         descending = self._descending(params.get("dir", ""))
-        if order_field in ("CreatedOn", "UpdatedOn"):  # as instants: stored dates need not share one form
-            rows.sort(key=lambda r: (timestamp_instant(r.get(order_field)) or _EPOCH, r["Id"]))
-        elif order_field != "Id":
-            rows.sort(key=lambda r: (*_sort_key(self.store.value(entity, r, order_field)), r["Id"]))
-        if descending:
-            rows.reverse()
-        return self._page(entity, rows, params, order_field, descending)
+        return self._page(entity, self._selection(entity, query, predicates, order_field), params, order_field,
+                          descending)
 
-    def _page(self, entity: Entity, rows: list[Row], params: dict[str, str], order_field: str,
+    def _selection(self, entity: Entity, query: list[tuple[str, str]], predicates: list[Predicate],
+                   order_field: str) -> Sequence[int]:
+        """The Ids a list request selects, ascending by `order_field` then Id (`_page` reads them backwards
+        for a descending order).
+
+        Unfiltered, or filtered by Id columns only, this is the store's own list (or index): a page costs its
+        records. Any other selection is computed once and kept, keyed by the request and the store's
+        generation, so that the next pages of the same read cost their records too.
+        """
+        store = self.store
+        equal = [p for p in predicates if isinstance(p, _Equals)]
+        rest = [p for p in predicates if not isinstance(p, _Equals)]
+        candidates = store.ids(entity.collection)
+        if equal:
+            narrowest = min((store.ids_where(entity.collection, p.column, p.wanted) for p in equal), key=len)
+            if len(equal) > 1:  # the other Id filters are checked record by record, as the rest are
+                rest = predicates
+            candidates = narrowest
+        if not rest and order_field == "Id":
+            return candidates
+        key = (entity.collection, order_field, repr(self.settings),
+               tuple((name.lower(), value) for name, value in query if name.lower() not in ("page", "size")))
+        found = self._selections.get(key)
+        if found is not None and found[0] == store.generation:
+            return found[1]
+        rows = store.rows[entity.collection]
+        selected = [rows[i] for i in candidates]
+        for predicate in rest:
+            selected = [row for row in selected if predicate(row)]
+        if order_field in ("CreatedOn", "UpdatedOn"):  # as instants: stored dates need not share one form
+            selected.sort(key=lambda r: (timestamp_instant(r.get(order_field)) or _EPOCH, r["Id"]))
+        elif order_field != "Id":
+            selected.sort(key=lambda r: (*_sort_key(store.value(entity, r, order_field)), r["Id"]))
+        ids = [row["Id"] for row in selected]
+        self._selections[key] = (store.generation, ids)
+        while len(self._selections) > SELECTIONS_KEPT:
+            del self._selections[next(iter(self._selections))]
+        return ids
+
+    def _page(self, entity: Entity, ids: Sequence[int], params: dict[str, str], order_field: str,
               descending: bool) -> Response:
-        """One page of `rows` in the list envelope, with the setting's cap, honesty and garbling."""
+        """One page of the records `ids` names (ascending; read from the end when `descending`) in the list
+        envelope, with the setting's cap, honesty and garbling."""
         settings = self.settings
         garble = settings.garble if entity.collection in settings.outage_collections else None
         if garble == "html":
@@ -421,13 +459,14 @@ class EmulatorApp:
         served = min(requested, max(1, settings.max_page_size))
         # Pages are always cut by the served size; a dishonest server reports the requested one.
         reported = requested if settings.report_requested_size else served
-        total = len(rows)
+        total = len(ids)
         start = (page - 1) * served
-        chunk = rows[start:start + served]
-        if garble == "endless" and not chunk and rows:  # past the end: the last page again
+        chunk = _window(ids, start, start + served, descending)
+        if garble == "endless" and not chunk and ids:  # past the end: the last page again
             start = (total - 1) // served * served
-            chunk = rows[start:]
-        records = [self._render(entity, row, full=False) for row in chunk]
+            chunk = _window(ids, start, total, descending)
+        rows = self.store.rows[entity.collection]
+        records = [self._render(entity, rows[i], full=False) for i in chunk]
         if not settings.system_id_in_lists:  # unknown live: list records may leave it out (get-by-id keeps it)
             for record in records:
                 record.pop("SystemId", None)
@@ -555,6 +594,10 @@ class EmulatorApp:
         else:
             fields = self._member_fields(body)
         fields["SystemId"] = system_id if self.settings.keep_system_id else None  # unknown live: may be dropped
+        if any(self.settings.backdate_minutes):
+            now = self.store.clock()
+            fields["CreatedOn"], fields["UpdatedOn"] = (precise_timestamp(now - timedelta(minutes=age))
+                                                        for age in self.settings.backdate_minutes)
         block = self.rng.randrange(ID_BLOCKS) if self.settings.id_allocation == "blocks" else None
         row = self.store.insert(entity.collection, fields, updated_by=actor, block=block)
         value: Any = {"Id": row["Id"]}
@@ -647,8 +690,27 @@ class EmulatorApp:
 Predicate = Callable[[Row], bool]
 
 
+@dataclass(frozen=True)
+class _Equals:
+    """A filter by an Id column (`Id`, `CourseLesson_Course`, ...): the store answers it from an index."""
+
+    column: str
+    wanted: int
+
+    def __call__(self, row: Row) -> bool:
+        return bool(row.get(self.column) == self.wanted)
+
+
 def _equals(column: str, wanted: int) -> Predicate:
-    return lambda row: bool(row.get(column) == wanted)
+    return _Equals(column, wanted)
+
+
+def _window(ids: Sequence[int], start: int, stop: int, descending: bool) -> list[int]:
+    """Items `start` ..< `stop` of `ids`, or of `ids` reversed when `descending` (without reversing it all)."""
+    if not descending:
+        return list(ids[start:stop])
+    total = len(ids)
+    return list(reversed(ids[max(0, total - stop):max(0, total - start)]))
 
 
 def _between(column: str, low: datetime | None, high: datetime | None) -> Predicate:

@@ -3,17 +3,23 @@
 Rows keep only an entity's own fields; the denormalised ones (`CourseTitle`, `CoworkerFullName`, ...)
 are computed when a record is rendered, so they can never fall out of step with what they copy. Dates are
 kept to 7 fractional digits; the app renders them in the form each endpoint uses.
+
+Reads cost what they return, not what the store holds: each collection keeps its Ids sorted (a page is a
+slice of them), and the columns lists filter on by Id (`CourseLesson_Course`, ...) get an index from value
+to sorted Ids, built the first time a filter asks for it and kept up to date by every write.
 """
 
 from __future__ import annotations
 
+import bisect
+import functools
 import itertools
 import json
 import re
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -135,11 +141,27 @@ def timestamp_instant(stamp: Any) -> datetime | None:
 def render_timestamp(stamp: Any, form: DateForm) -> Any:
     """A stored date as the API writes it: whole seconds (`...:09Z`), up to 7 fractional digits with trailing
     zeros trimmed (`...:18.7760862Z`), or milliseconds (`...:18.776Z`). Anything else is returned unchanged."""
-    parsed = parse_timestamp(stamp)
-    if parsed is None:
+    return _render_text(stamp, form) if isinstance(stamp, str) else stamp
+
+
+@functools.lru_cache(maxsize=1 << 16)  # a list page renders two dates a record, often the same one twice
+def _render_text(stamp: str, form: DateForm) -> str:
+    found = _STAMP.fullmatch(stamp.strip())
+    if found is None:
         return stamp
-    second, ticks = parsed
-    text = second.strftime("%Y-%m-%dT%H:%M:%S")
+    whole, fraction, offset = found.groups()
+    if offset in (None, "Z") and whole[0] != "0":  # already in UTC: the text is the second (once it is a date)
+        try:
+            datetime.fromisoformat(whole)
+        except ValueError:
+            return stamp
+        text = whole
+    else:
+        parsed = parse_timestamp(stamp)
+        if parsed is None:
+            return stamp
+        text = parsed[0].strftime("%Y-%m-%dT%H:%M:%S")
+    ticks = int((fraction or "0")[:7].ljust(7, "0"))
     if form == "millis":
         return f"{text}.{ticks // 10_000:03d}Z"
     if form == "precise" and ticks:
@@ -149,6 +171,50 @@ def render_timestamp(stamp: Any, form: DateForm) -> Any:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+class StoredRow(dict[str, Any]):
+    """A record as the store holds it: a dict that counts edits made to it in place.
+
+    The API has no update, but tests change records behind its back (a back-dated stamp, a moved
+    completion); the store's indexes cannot see such an edit, so every one is counted in `edits` and an
+    index built before the count last moved is rebuilt before it is used.
+    """
+
+    __slots__ = ()
+    edits = 0
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        StoredRow.edits += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        StoredRow.edits += 1
+        super().__delitem__(key)
+
+    def __ior__(self, other: Any) -> StoredRow:  # type: ignore[override,misc]
+        StoredRow.edits += 1
+        return super().__ior__(other)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        StoredRow.edits += 1
+        return super().pop(key, *default)
+
+    def popitem(self) -> tuple[str, Any]:
+        StoredRow.edits += 1
+        return super().popitem()
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        StoredRow.edits += 1
+        return super().setdefault(key, default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        StoredRow.edits += 1
+        super().update(*args, **kwargs)
+
+    def clear(self) -> None:
+        StoredRow.edits += 1
+        super().clear()
 
 
 class Store:
@@ -168,9 +234,18 @@ class Store:
         for name in ENTITIES:
             self._db.execute(f"CREATE TABLE IF NOT EXISTS {name} (Id INTEGER PRIMARY KEY, data TEXT NOT NULL)")
         self.rows: dict[str, dict[int, Row]] = {}
+        # Each collection's Ids in ascending order: a page in Id order is a slice of this list.
+        self._ids: dict[str, list[int]] = {}
+        # Collections whose `rows` dict is no longer in Id order (a write out of order); `iter_rows` re-sorts.
+        self._unsorted: set[str] = set()
+        # (collection, column) -> column value -> Ids holding it, ascending; built on first use.
+        self._indexes: dict[tuple[str, str], dict[Any, list[int]]] = {}
+        self._indexed_at = StoredRow.edits
+        self._writes = 0
         for name in LOAD_ORDER:
             loaded = self._db.execute(f"SELECT Id, data FROM {name} ORDER BY Id")  # noqa: S608 - fixed names
-            self.rows[name] = {int(i): json.loads(d) for i, d in loaded}
+            self.rows[name] = {int(i): StoredRow(json.loads(d)) for i, d in loaded}
+            self._ids[name] = list(self.rows[name])
         self._completions_by_member: dict[int, list[int]] = {}
         self._member_by_pair: dict[tuple[int, int], int] = {}
         for row in self.rows["coursecompletedlessons"].values():
@@ -204,6 +279,36 @@ class Store:
     def completions_of_member(self, member_id: int) -> list[int]:
         return self._completions_by_member.get(member_id, [])
 
+    @property
+    def generation(self) -> tuple[int, int]:
+        """Moves on every change to any record (through the store or in place): what a cache of answers
+        computed from the records is keyed on."""
+        return self._writes, StoredRow.edits
+
+    def ids(self, collection: str) -> Sequence[int]:
+        """Every Id of a collection, ascending. The store's own list: read it, never change it."""
+        return self._ids[collection]
+
+    def ids_where(self, collection: str, column: str, value: Any) -> Sequence[int]:
+        """The Ids of the records whose `column` equals `value`, ascending, from an index (built on first use,
+        kept by every write). The store's own list: read it, never change it."""
+        if column == "Id":
+            return [value] if isinstance(value, int) and value in self.rows[collection] else []
+        self._check_indexes()
+        index = self._indexes.get((collection, column))
+        if index is None:
+            index = {}
+            for record_id in self._ids[collection]:
+                index.setdefault(self.rows[collection][record_id].get(column), []).append(record_id)
+            self._indexes[(collection, column)] = index
+        return index.get(value, [])
+
+    def _check_indexes(self) -> None:
+        """Drop every index if a record was edited in place since they were built (they may be wrong)."""
+        if self._indexed_at != StoredRow.edits:
+            self._indexes.clear()
+            self._indexed_at = StoredRow.edits
+
     def value(self, entity: Entity, row: Row, name: str) -> Any:
         """One field of a record as the API shows it, computing denormalised fields on demand."""
         if name in row:
@@ -213,12 +318,16 @@ class Store:
 
     def render(self, entity: Entity, row: Row, *, full: bool) -> Row:
         """The record as the API returns it; lists (`full=False`) leave out the collection-like fields."""
-        record: Row = {name: row.get(name) for name in ("Id", *entity.own_fields)}
-        for name in entity.computed_fields:
-            record[name] = self.value(entity, row, name)
+        get = row.get
+        record: Row = {name: get(name) for name in _OWN[entity.collection]}
+        derived = _DERIVED.get(entity.collection)
+        if derived is not None:
+            for name, computed in zip(entity.computed_fields, derived(self, row), strict=True):
+                record[name] = row[name] if name in row else computed  # as `value` gives it
         for name in COMMON_FIELDS[1:]:
-            record[name] = row.get(name)
-        record["ToStringText"] = self.value(entity, row, _TO_STRING[entity.collection])
+            record[name] = get(name)
+        shown = _TO_STRING[entity.collection]
+        record["ToStringText"] = record[shown] if shown in record else self.value(entity, row, shown)
         if full:
             record["LocalizationDetails"] = None
             record["CustomFields"] = {"Data": []}
@@ -228,7 +337,8 @@ class Store:
 
     def next_id(self, collection: str) -> int:
         found = self._db.execute("SELECT value FROM meta WHERE key = ?", (f"next_id:{collection}",)).fetchone()
-        current = max(self.rows[collection], default=ID_BASE[collection] - 1) + 1
+        ids = self._ids[collection]
+        current = (ids[-1] if ids else ID_BASE[collection] - 1) + 1
         return max(int(found[0]), current) if found else current
 
     def next_block_id(self, collection: str, block: int) -> int:
@@ -236,7 +346,9 @@ class Store:
         start = ID_BASE[collection] + block * ID_BLOCK_SPAN
         end = start + ID_BLOCK_SPAN
         found = self._db.execute("SELECT value FROM meta WHERE key = ?", (f"next_id:{collection}:{block}",)).fetchone()
-        current = max((i for i in self.rows[collection] if start <= i < end), default=start - 1) + 1
+        ids = self._ids[collection]
+        below = bisect.bisect_left(ids, end)  # the highest Id of the block, if any, is just below `end`
+        current = (ids[below - 1] if below and ids[below - 1] >= start else start - 1) + 1
         return max(int(found[0]), current) if found else current
 
     def insert(self, collection: str, fields: Row, *, updated_by: str, block: int | None = None) -> Row:
@@ -246,9 +358,9 @@ class Store:
         """
         now = precise_timestamp(self.clock())
         record_id = self.next_id(collection) if block is None else self.next_block_id(collection, block)
-        row: Row = {"Id": record_id, "UniqueId": str(uuid.uuid4()), "CreatedOn": now,
-                    "UpdatedOn": now, "UpdatedBy": updated_by, "IsNew": False, "SystemId": None}
-        row.update(fields)
+        row = StoredRow({"Id": record_id, "UniqueId": str(uuid.uuid4()), "CreatedOn": now,
+                         "UpdatedOn": now, "UpdatedBy": updated_by, "IsNew": False, "SystemId": None})
+        dict.update(row, fields)  # not an edit: the record is not stored yet
         self._write_rows(collection, [row])
         if block is not None:
             self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
@@ -256,7 +368,9 @@ class Store:
         return row
 
     def load(self, collection: str, rows: Iterable[Row]) -> int:
-        """Insert records that already carry their Ids (seeds and snapshots) in one transaction."""
+        """Insert records that already carry their Ids (seeds and snapshots) in one transaction.
+
+        The store keeps its own copy of each record (see `StoredRow`): read them back from `rows`."""
         return self._write_rows(collection, list(rows))
 
     def delete(self, collection: str, record_id: int) -> Row | None:
@@ -264,17 +378,27 @@ class Store:
         if row is None:
             return None
         self._db.execute(f"DELETE FROM {collection} WHERE Id = ?", (record_id,))  # noqa: S608
+        self._writes += 1
+        _discard(self._ids[collection], record_id)
+        self._check_indexes()
+        for (name, column), index in self._indexes.items():
+            if name == collection:
+                held = index.get(row.get(column))
+                if held is not None:
+                    _discard(held, record_id)
         if collection == "coursecompletedlessons":
             self._completions_by_member[row["CourseMemberId"]].remove(record_id)
         elif collection == "coursemembers":
             self._member_by_pair.pop((row["CourseId"], row["CoworkerId"]), None)
         return row
 
-    def _write_rows(self, collection: str, rows: list[Row]) -> int:
-        if not rows:
+    def _write_rows(self, collection: str, given: list[Row]) -> int:
+        if not given:
             return 0
+        rows = [row if type(row) is StoredRow else StoredRow(row) for row in given]
         table = self.rows[collection]
-        in_order = rows[0]["Id"] > max(table, default=0) and all(
+        ids = self._ids[collection]
+        in_order = (not ids or rows[0]["Id"] > ids[-1]) and all(
             a["Id"] < b["Id"] for a, b in itertools.pairwise(rows))
         with self._transaction():
             self._db.executemany(
@@ -287,15 +411,28 @@ class Store:
                 "MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
                 (f"next_id:{collection}", str(top)),
             )
+        self._writes += 1
+        self._check_indexes()
+        indexes = [(column, index) for (name, column), index in self._indexes.items() if name == collection]
         for row in rows:
-            table[row["Id"]] = row
+            record_id = row["Id"]
+            table[record_id] = row
+            for column, index in indexes:
+                _add(index.setdefault(row.get(column), []), record_id)
             if collection == "coursecompletedlessons":
-                self._completions_by_member.setdefault(row["CourseMemberId"], []).append(row["Id"])
+                self._completions_by_member.setdefault(row["CourseMemberId"], []).append(record_id)
             elif collection == "coursemembers":
-                self._member_by_pair[(row["CourseId"], row["CoworkerId"])] = row["Id"]
-        if not in_order:
-            # Lists page in Id order by walking this dict, so it must stay sorted.
-            self.rows[collection] = dict(sorted(table.items()))
+                self._member_by_pair[(row["CourseId"], row["CoworkerId"])] = record_id
+        if in_order:
+            ids.extend(row["Id"] for row in rows)
+        else:
+            if len(rows) < 64:
+                for row in rows:
+                    bisect.insort(ids, row["Id"])
+            else:
+                ids.extend(row["Id"] for row in rows)
+                ids.sort()
+            self._unsorted.add(collection)
         return len(rows)
 
     def _transaction(self) -> _Transaction:
@@ -308,11 +445,33 @@ class Store:
             self._db.execute("DELETE FROM meta")
         for name in ENTITIES:
             self.rows[name] = {}
+            self._ids[name] = []
+        self._writes += 1
+        self._indexes.clear()
+        self._unsorted.clear()
         self._completions_by_member.clear()
         self._member_by_pair.clear()
 
     def iter_rows(self, collection: str) -> Iterator[Row]:
+        """Every record of a collection, in Id order."""
+        if collection in self._unsorted:
+            self.rows[collection] = {i: self.rows[collection][i] for i in self._ids[collection]}
+            self._unsorted.discard(collection)
         return iter(self.rows[collection].values())
+
+
+def _add(ids: list[int], record_id: int) -> None:
+    """Put an Id into an ascending list: appended when it is the highest, as new Ids usually are."""
+    if not ids or record_id > ids[-1]:
+        ids.append(record_id)
+    else:
+        bisect.insort(ids, record_id)
+
+
+def _discard(ids: list[int], record_id: int) -> None:
+    at = bisect.bisect_left(ids, record_id)
+    if at < len(ids) and ids[at] == record_id:
+        del ids[at]
 
 
 class _Transaction:
@@ -362,4 +521,32 @@ _TO_STRING = {
     "courselessons": "Title",
     "coursemembers": "CoworkerFullName",
     "coursecompletedlessons": "CourseLessonTitle",
+}
+
+# What a record shows of its own, in the order the API writes it.
+_OWN = {e.collection: ("Id", *e.own_fields) for e in ENTITIES.values()}
+
+
+def _lesson_derived(store: Store, row: Row) -> tuple[Any, ...]:
+    return (_parent(store, "courses", row.get("CourseId")).get("Title"),)
+
+
+def _member_derived(store: Store, row: Row) -> tuple[Any, ...]:
+    coworker = _parent(store, "coworkers", row.get("CoworkerId"))
+    return (_parent(store, "courses", row.get("CourseId")).get("Title"), coworker.get("FullName"),
+            coworker.get("CompanyName"), coworker.get("TeamNames"), _last_completed(store, row))
+
+
+def _completion_derived(store: Store, row: Row) -> tuple[Any, ...]:
+    coworker = _member_coworker(store, row)
+    return (_parent(store, "courselessons", row.get("CourseLessonId")).get("Title"), coworker.get("FullName"),
+            coworker.get("CompanyName"), coworker.get("TeamNames"))
+
+
+# The denormalised fields of a record, all at once (each parent looked up once), in `computed_fields` order:
+# the same values `_COMPUTED` gives one at a time.
+_DERIVED: dict[str, Callable[[Store, Row], tuple[Any, ...]]] = {
+    "courselessons": _lesson_derived,
+    "coursemembers": _member_derived,
+    "coursecompletedlessons": _completion_derived,
 }
