@@ -2,30 +2,30 @@
 
 One executor serves `apply`, `apply --plan`, `apply --resume` and the plans `undo` makes. It dispatches
 on the action's type and checks exactly the precondition the action carries: the plan said what must
-hold, and the executor checks that, nothing it works out again.
+hold, and the executor checks that, nothing it works out again. Its helpers each have their module:
+`fresh.py` (re-reading state, preconditions), `explain.py` (what moved), `progress.py`, `interrupt.py`
+(Ctrl-C), `verify.py` (after the run).
 """
 
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from types import FrameType
 from typing import Any, TextIO
 
-from deepdiff import DeepDiff
-
-from reconciler.actions import Action, Create, Delete, Enroll, Ref, action_to_dict, describe
+from reconciler.actions import Action, Create, Delete, Enroll, Ref, action_to_dict
 from reconciler.client import AmbiguousWrite, NexudusClient
-from reconciler.errors import ApiError, StopRun, WriteRefused
+from reconciler.errors import EXIT_INTERRUPTED, ApiError, StopRun, WriteRefused
+from reconciler.fresh import Fresh, member_of, stale_reason
+from reconciler.interrupt import interruptible
 from reconciler.journal import Journal
-from reconciler.model import MARKER_PREFIX, same_instant
+from reconciler.model import MARKER_PREFIX
+from reconciler.pacing import LOGGED_WAIT, duration
+from reconciler.progress import Progress
 from reconciler.state import COMPLETIONS, MEMBERS, Filter, StateReader
 
 log = logging.getLogger(__name__)
@@ -45,145 +45,6 @@ class Result:
     stopped: str | None = None
     stop_code: int = 3
     warnings: list[str] = field(default_factory=list)
-
-
-# --- reading what is there now -------------------------------------------------------------------
-
-@dataclass
-class Fresh:
-    """The current state of everything a list of actions touches, read just before they run."""
-
-    pairs: dict[tuple[int, int], list[dict[str, Any]]]
-    records: dict[int, dict[str, Any]]
-    enrolled: dict[tuple[int, int], int]
-
-
-def read_fresh(client: NexudusClient, actions: Sequence[Action], *, confirm_missing: bool = True) -> Fresh:
-    """Completions of every lesson and member the actions name, and the enrolments of the courses where
-    an enrolment is planned; a read that does not add up raises (nothing is written on it).
-
-    A delete's record that is not among its member's and lesson's completions is looked up by Id
-    (`confirm_missing`), so that a record that is now someone else's is named as such, not as gone."""
-    reader = StateReader(client)
-    enrolled: dict[tuple[int, int], int] = {}
-    courses = {a.course.id or 0 for a in actions if isinstance(a, Enroll) or a.member.id is None}
-    for course_id in sorted(courses):
-        for member in reader.records_of_courses(MEMBERS, "CourseMember_Course", {course_id}, 0):
-            enrolled[(course_id, member["CoworkerId"])] = member["Id"]
-    lessons = {a.lesson.id or 0 for a in actions if not isinstance(a, Enroll)}
-    members = {m for a in actions if not isinstance(a, Enroll) if (m := member_of(a, enrolled)) is not None}
-    members |= {a.record.member_id for a in actions if isinstance(a, Delete)}
-    records, partial = reader.completion_records(lessons, members) if lessons else ([], [])
-    if partial:
-        raise ApiError("could not re-read the current state in full, so nothing was written: " + "; ".join(partial))
-    missing = [a.record.id for a in actions if isinstance(a, Delete)]
-    if confirm_missing and missing:
-        present = {r["Id"] for r in records}
-        records += client.get_many(COMPLETIONS, [i for i in missing if i not in present])
-    pairs: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
-    for record in records:
-        pairs[(record["CourseMemberId"], record["CourseLessonId"])].append(record)
-    return Fresh(pairs, {r["Id"]: r for r in records}, enrolled)
-
-
-def member_of(action: Action, enrolled: dict[tuple[int, int], int]) -> int | None:
-    """The enrolment an action is for; for one whose enrolment was planned, the one that exists now."""
-    if action.member.id is not None:
-        return action.member.id
-    return enrolled.get((action.course.id or 0, action.coworker_id or 0))
-
-
-def describe_changes(planned: dict[str, Any], found: dict[str, Any]) -> str:
-    """What moved in a record between the plan and now, field by field (deepdiff does the comparing)."""
-    keys = [key for key in planned if key in found]
-    diff = DeepDiff({k: planned[k] for k in keys}, {k: found[k] for k in keys}, verbose_level=2)
-    changes = []
-    for kind in ("values_changed", "type_changes"):
-        for path, change in diff.get(kind, {}).items():
-            name = path.removeprefix("root[").removesuffix("]").strip("'")
-            changes.append(f"{name} {change['old_value']!r} → {change['new_value']!r}")
-    return "; ".join(sorted(changes)) or "UpdatedOn moved"
-
-
-def stale_reason(action: Action, fresh: Fresh) -> str | None:
-    """Why the precondition this action carries no longer holds, or None when it may run."""
-    if isinstance(action, Create):
-        member = member_of(action, fresh.enrolled)
-        if member is None:
-            return None  # its enrolment is still to be made: the completion cannot exist yet
-        existing = fresh.pairs.get((member, action.precondition.lesson_id))
-        return f"already exists (#{existing[0]['Id']})" if existing else None
-    if isinstance(action, Delete):
-        wanted = action.precondition
-        found = fresh.records.get(wanted.id)
-        if found is None:
-            return "already gone"
-        if (found["CourseMemberId"], found["CourseLessonId"]) != (wanted.member_id, wanted.lesson_id):
-            return (f"record #{wanted.id} is member {found['CourseMemberId']}'s completion of lesson "
-                    f"{found['CourseLessonId']}, not member {wanted.member_id}'s of lesson {wanted.lesson_id} as "
-                    "planned: not deleted")
-        if not same_instant(str(found.get("UpdatedOn") or ""), wanted.updated_on):
-            return f"changed since the plan: {describe_changes(action.record.as_api(), found)}"
-        return None
-    if (action.precondition.course_id, action.precondition.coworker_id) in fresh.enrolled:
-        return "already enrolled"
-    return None
-
-
-# --- progress ------------------------------------------------------------------------------------
-
-class Progress:
-    """A bar with count, rate and ETA on a terminal; otherwise a plain line every few seconds."""
-
-    def __init__(self, total: int, out: TextIO, *, every: float = 5.0) -> None:
-        self.total = total
-        self.out = out
-        self.every = every
-        self.done = 0
-        self.started = time.monotonic()
-        self._last_line = self.started
-        self._bar: Any = None
-        isatty = getattr(out, "isatty", None)
-        if isatty and isatty() and total:
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, file=out, unit="write", dynamic_ncols=True)
-
-    def step(self) -> None:
-        self.done += 1
-        if self._bar is not None:
-            self._bar.update(1)
-            return
-        now = time.monotonic()
-        if now - self._last_line >= self.every:
-            self._last_line = now
-            rate = self.done / max(now - self.started, 1e-9)
-            eta = (self.total - self.done) / rate if rate else 0.0
-            print(f"applied {self.done:,}/{self.total:,} ({rate * 60:.0f}/min, about {eta / 60:.1f} min left)",
-                  file=self.out, flush=True)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
-@contextmanager
-def interruptible() -> Iterator[list[bool]]:
-    """Ctrl-C sets a flag that the loop checks between writes, so the write in flight completes."""
-    flag = [False]
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        flag[0] = True
-
-    try:
-        previous = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread: no handler, Ctrl-C behaves as usual
-        yield flag
-        return
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 # --- the executor --------------------------------------------------------------------------------
@@ -209,29 +70,32 @@ class Executor:
         self._member_pairs: dict[int, dict[int, int]] = {}
         self._refused: dict[str, int] = defaultdict(int)
         self._accepted: dict[str, int] = defaultdict(int)
+        self._open_intent: int | None = None  # the seq whose intent is journaled and outcome not yet
+        self.progress = Progress(0, self.progress_out)
 
     def run(self, numbered: list[tuple[int, Action]], fresh: Fresh | None = None) -> Result:
         result = Result()
         if fresh is not None:
             self.enrolled.update(fresh.enrolled)
-        progress = Progress(len(numbered), self.progress_out)
+        progress = self.progress = Progress(len(numbered), self.progress_out, pacer=self.client.pacer,
+                                            clock=self.client.clock)
         failed: list[tuple[int, Action, str]] = []
         try:
-            with interruptible() as interrupted:
+            with interruptible(self.client.stop) as stop:
                 for seq, action in numbered:
-                    if interrupted[0]:
-                        result.stopped, result.stop_code = "interrupted", 130
+                    if stop.is_set:
+                        result.stopped, result.stop_code = "interrupted", EXIT_INTERRUPTED
                         break
                     reason = stale_reason(action, fresh) if fresh is not None else None
                     if reason is not None:
                         self._outcome(seq, "skipped", message=reason)
                         result.skipped.append((action, reason))
-                        progress.step()
+                        progress.step("skipped")
                         continue
                     status = self._run_one(seq, action, result, look_first=False)
-                    progress.step()
                     if status is None:
                         break
+                    progress.step(status)
                     if status == "failed":
                         failed.append((seq, action, result.failed.pop()[1]))
                         if self.fail_fast:
@@ -243,11 +107,13 @@ class Executor:
                     result.failed.extend((action, message) for _, action, message in failed)
                     failed = []
                 for index, (seq, action, _message) in enumerate(failed):
-                    if interrupted[0] or self._run_one(seq, action, result, look_first=True) is None:
+                    status = None if stop.is_set else self._run_one(seq, action, result, look_first=True)
+                    if status is None:
                         if not result.stopped:
-                            result.stopped, result.stop_code = "interrupted", 130
-                        result.failed.extend((a, m) for _, a, m in failed[index + (0 if interrupted[0] else 1):])
+                            result.stopped, result.stop_code = "interrupted", EXIT_INTERRUPTED
+                        result.failed.extend((a, m) for _, a, m in failed[index + (0 if stop.is_set else 1):])
                         break
+                    progress.retried(status)
         finally:
             progress.close()
         if result.stopped:
@@ -263,6 +129,8 @@ class Executor:
             status, new_id, message = self._execute(seq, action, look_first=look_first)
         except StopRun as e:
             result.stopped, result.stop_code = str(e), e.exit_code
+            if self._open_intent == seq:  # stopped in a wait after the intent: the resume re-reads it
+                self._outcome(seq, "failed", message=f"stopped before an answer came ({e}); the resume looks first")
             return None
         self._outcome(seq, status, new_id, message)
         if action.twin and isinstance(action, Create):
@@ -290,10 +158,27 @@ class Executor:
         if message:
             entry["message"] = message
         self.journal.write(entry)
+        self._open_intent = None
 
     def _intent(self, seq: int, attempt: int, action: Action) -> None:
+        """Journal a write about to be sent, once the write budget allows it (waiting here, not inside the
+        request, so that the wait shows in the progress and Ctrl-C during it leaves no intent open)."""
+        self._await_write_budget()
         self.journal.write({"type": "intent", "seq": seq, "attempt": attempt, "at": self.now().isoformat(),
                             "action": action_to_dict(action)})
+        self._open_intent = seq
+
+    def _await_write_budget(self) -> None:
+        logged = False
+        while True:
+            wait, budget = self.client.pacer.next_slot(write=True)
+            if wait <= 0:
+                return
+            if not logged and wait >= LOGGED_WAIT:
+                log.info("waiting %s for the %s", duration(round(wait, 1)), budget)
+                logged = True
+            self.progress.waiting(wait, budget)
+            self.client.wait(min(wait, self.progress.every), of=wait)
 
     def _execute(self, seq: int, action: Action, *, look_first: bool = False) -> tuple[str, int | None, str | None]:
         try:
@@ -417,48 +302,3 @@ def spare_reads(client: NexudusClient) -> bool:
     request_interval = max([60.0 / n for n in (limits.requests_per_minute,) if n] +
                            [(limits.min_interval_ms or 0) / 1000.0], default=0.0)
     return write_interval == 0.0 or request_interval * 2 <= write_interval
-
-
-# --- verification --------------------------------------------------------------------------------
-
-@dataclass
-class Verification:
-    """Whether the target converged to the plan: what is not in place and why, and duplicates made by a
-    concurrent writer of the pairs this run created."""
-
-    missing: list[str] = field(default_factory=list)
-    duplicates: list[str] = field(default_factory=list)
-
-    @property
-    def converged(self) -> bool:
-        return not self.missing and not self.duplicates
-
-
-def verify(client: NexudusClient, actions: Sequence[tuple[int, Action]],
-           outcomes: dict[int, dict[str, Any]]) -> Verification:
-    """Re-read every planned pair, record and enrolment and compare with the plan."""
-    result = Verification()
-    if not actions:
-        return result
-    fresh = read_fresh(client, [a for _, a in actions], confirm_missing=False)
-    known = fresh.enrolled
-    for seq, action in actions:
-        outcome = outcomes.get(seq, {})
-        why = outcome.get("message") or outcome.get("status") or "not attempted"
-        if isinstance(action, Create):
-            member = member_of(action, known)
-            found = fresh.pairs.get((member, action.lesson.id or 0), []) if member is not None else []
-            if not found:
-                result.missing.append(f"{describe(action)}: not there ({why})")
-            elif len(found) > 1 and outcome.get("status") == "created":
-                ids = ", ".join(f"#{r['Id']}" for r in found)
-                result.duplicates.append(f"{action.member.name or member}: {action.lesson.name or action.lesson.id} "
-                                         f"now has {len(found)} completions ({ids}): another writer created it at "
-                                         "the same time")
-        elif isinstance(action, Delete):
-            if action.record.id in fresh.records:
-                result.missing.append(f"{describe(action)}: #{action.record.id} is still there ({why})")
-        elif (action.course.id or 0, action.coworker_id or 0) not in known:
-            result.missing.append(f"enrol {action.member.name or action.coworker_id} in {action.course.name}: "
-                                  f"not enrolled ({why})")
-    return result

@@ -1,7 +1,12 @@
 """The one place where HTTP happens: auth, pacing, retries, paging and error mapping for the Nexudus API.
 
-Every request goes through `NexudusClient.request`. The client is handed its `httpx.Client` (or a
-transport), which is how the in-process emulator and the real service share this code.
+Every request goes through one loop, `NexudusClient._exchange`: API requests by `request` (which maps
+answers to errors), the token grant (sign-in, refresh, TOTP) by `_token_call`, with the same deadline,
+pacing, timeouts, throttle waits, retries and -vv trace. Its steps are named: `_admit` (deadline, pacing,
+auth), `_send`, `_goes_again` (classify an answer: throttled, renewed, retried, or final),
+`_after_lost_answer`, `_trace`. Every error leaving the client passes the one redactor (`redact.py`).
+The client is handed its `httpx.Client` (or a transport), which is how the in-process emulator and the
+real service share this code.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -27,6 +33,7 @@ from reconciler.errors import (
     AuthError,
     DailyCapReached,
     DeadlineReached,
+    Interrupted,
     MalformedAnswer,
     NotFoundError,
     PartialRead,
@@ -37,13 +44,16 @@ from reconciler.errors import (
     ValidationFailed,
     WriteRefused,
 )
-from reconciler.pacing import Pacer, _duration
+from reconciler.pacing import Pacer, StopFlag, duration
+from reconciler.redact import RedactingFilter, redact, redact_error, remember
 
 # The public names; the stop-the-run errors are re-exported for callers that import them from here.
-__all__ = ["PAGE_SIZE", "AmbiguousWrite", "DailyCapReached", "DeadlineReached", "NexudusClient", "Pacer", "Page",
-           "SessionExpired", "Stats", "StopRun", "ThrottledTooLong", "WriteRefused"]
+__all__ = ["PAGE_SIZE", "AmbiguousWrite", "DailyCapReached", "DeadlineReached", "Interrupted", "NexudusClient", "Pacer",
+           "Page", "SessionExpired", "Stats", "StopRun", "ThrottledTooLong", "WriteRefused"]
 
 log = logging.getLogger(__name__)
+trace = logging.getLogger("reconciler.http")  # -vv: one line per request sent
+trace.addFilter(RedactingFilter())  # the URLs are redacted as traced; this guards any other line of it
 
 PAGE_SIZE = 1000  # the largest page asked for: the documented maximum (a bigger one is never trusted)
 MAX_PAGES = 1_000_000  # a read without TotalItems stops here, whatever HasNextPage says
@@ -80,6 +90,32 @@ class Page:
 
 
 @dataclass
+class _Call:
+    """One call through the choke point, and what its attempts so far have cost."""
+
+    method: str
+    path: str
+    url: str
+    params: Mapping[str, Any] | None = None
+    json: Any = None
+    form: dict[str, str] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    # The token grant itself: no session header, no renewal on a 401, counted as a request but not as a
+    # read or a write of the API, and its failures worded for sign-in.
+    grant: bool = False
+    resend: bool = True  # may go again after the server may have acted on it
+    tries: int = 0
+    throttles: int = 0  # throttle answers in a row
+    waited: float = 0.0  # seconds of throttle waits in a row
+    slept_before: float = 0.0  # the client's `slept` when the call began: its waits are the difference
+    renewed: bool = False
+
+    @property
+    def write(self) -> bool:
+        return self.method != "GET" and not self.grant
+
+
+@dataclass
 class Stats:
     requests: int = 0
     reads: int = 0
@@ -101,7 +137,7 @@ class NexudusClient:
 
     def __init__(self, base_url: str, http: httpx.Client, *, credentials: Credentials | None = None,
                  auth_mode: str = "token", limits: ClientLimits | None = None, max_tries: int = MAX_TRIES,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] | None = None, clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time, rng: random.Random | None = None,
                  max_wait: float = MAX_WAIT, deadline: float | None = None) -> None:
         self.base_url = base_url.rstrip("/")
@@ -109,7 +145,11 @@ class NexudusClient:
         self.credentials = credentials or Credentials()
         self.auth_mode = auth_mode
         self.max_tries = max_tries
-        self.sleep = sleep
+        # Ctrl-C during an apply sets `stop`: every wait then ends within a fraction of a second, raising
+        # Interrupted (the default sleep watches the flag; an injected one is checked after it returns).
+        self.stop = StopFlag()
+        self.sleep = sleep or self.stop.sleep
+        self.slept = 0.0  # seconds of every wait so far (pacing, backoff, throttling)
         self.clock = clock
         self.wall_clock = wall_clock
         self.max_wait = max_wait
@@ -130,6 +170,7 @@ class NexudusClient:
         self._refresh_margin = 0.0
         self._renewed_at: float | None = None  # clock() of the last sign-in or refresh
         self._totp_spent = False  # a code is good for seconds: it goes with the first sign-in only
+        remember(self.credentials.token, self.credentials.password)
 
     # --- auth ------------------------------------------------------------------------------------
 
@@ -151,12 +192,14 @@ class NexudusClient:
     def sign_in_now(self) -> float | None:
         """Sign in now rather than at the first request (for `doctor`); the token's lifetime in seconds when
         the server said it."""
-        self._auth_header()
+        with self._redacting():
+            self._auth_header()
         return None if self._expires is None else self._expires - self.clock()
 
     def refresh_now(self) -> bool:
         """Trade the refresh token for new tokens now, with the client_id header; False if refused or none."""
-        return self._refresh is not None and self._refresh_grant()
+        with self._redacting():
+            return self._refresh is not None and self._refresh_grant()
 
     def _renew_after_401(self) -> bool:
         """Renew the session for a 401, unless it was renewed so recently that the 401 is the request's own
@@ -221,7 +264,7 @@ class NexudusClient:
                             "(must_reset_password): set a new password in Nexudus, then update NEXUDUS_PASSWORD",
                             method="POST", url=url, status=status)
         detail = (body.get("error_description") or error) if isinstance(body, dict) else None
-        raise AuthError(f"sign-in to {url} failed ({status}): {self._scrub(str(detail or 'no reason given'))}",
+        raise AuthError(f"sign-in to {url} failed ({status}): {self._redact(str(detail or 'no reason given'))}",
                         method="POST", url=url, status=status)
 
     def _refresh_grant(self) -> bool:
@@ -232,7 +275,7 @@ class NexudusClient:
             self._take_tokens(body)
             return True
         error = (body.get("error_description") or body.get("error")) if isinstance(body, dict) else None
-        log.info("the token refresh was refused (%s: %s)", status, self._scrub(str(error or "no reason given")))
+        log.info("the token refresh was refused (%s: %s)", status, self._redact(str(error or "no reason given")))
         self._refresh = None
         return False
 
@@ -240,6 +283,7 @@ class NexudusClient:
         self._token = str(body["access_token"])
         refresh = body.get("refresh_token")
         self._refresh = refresh if isinstance(refresh, str) and refresh else None
+        remember(self._token, self._refresh)
         expires_in = body.get("expires_in")
         lifetime = float(expires_in) if isinstance(expires_in, int | float) and not isinstance(expires_in, bool) \
             else None
@@ -249,48 +293,15 @@ class NexudusClient:
         self._renewed_at = self.clock()
 
     def _token_call(self, form: dict[str, str], headers: dict[str, str]) -> tuple[int, Any]:
-        """POST /api/token, paced, waiting out throttling and retrying transient failures; (status, JSON).
+        """POST /api/token through the choke point; (status, JSON) of the server's last answer.
 
         A form carrying a two-factor code is never resent after the server may have read it (a lost
         answer or a 5xx); a throttle answer is resent, since the server refused it unread.
         """
-        url = self.base_url + "/api/token"
-        once = "totp" in form
-        tries = throttles = 0
-        while True:
-            self._check_deadline("POST", url)
-            self.pacer.before(write=False)
-            self.stats.requests += 1
-            tries += 1
-            try:
-                reply = self.http.post(url, data=form, headers={"Accept": "application/json", **headers},
-                                       timeout=REQUEST_TIMEOUT)
-            except httpx.HTTPError as e:
-                self.pacer.after(write=False)
-                throttles = 0
-                reason = type(e).__name__
-                if once or tries >= self.max_tries:
-                    raise TransportError(f"cannot reach {url} ({reason}){_AFTER_CODE if once else ''}",
-                                         method="POST", url=url) from None
-                self._backoff(tries, f"POST {url}: {reason}")
-                continue
-            self.pacer.after(write=False)
-            status = reply.status_code
-            if status in (409, 429) and _is_throttle(reply):
-                throttles += 1
-                self.stats.throttled += 1
-                self._wait_out_throttle(reply, "POST", url, throttles)
-                tries -= 1
-                continue
-            throttles = 0
-            if status >= 500:
-                if once or tries >= self.max_tries:
-                    raise TransportError(f"{status} from POST {url}: {self._said(reply)}"
-                                         f"{_AFTER_CODE if once else '; try again later'}",
-                                         method="POST", url=url, status=status)
-                self._backoff(tries, f"POST {url}: {status}")
-                continue
-            return status, _json_or_none(reply)
+        call = _Call("POST", "/api/token", self.base_url + "/api/token", form=form, headers=headers, grant=True,
+                     resend="totp" not in form)
+        reply = self._exchange(call)
+        return reply.status_code, _json_or_none(reply)
 
     # --- bounded waits -----------------------------------------------------------------------------
 
@@ -299,14 +310,28 @@ class NexudusClient:
             raise DeadlineReached(f"the run's deadline ({self._utc_at(self.deadline)}) has passed: stopped cleanly "
                                   f"before {method} {url}; resume with a new run", method=method, url=url)
 
-    def _wait(self, seconds: float, method: str = "", url: str = "") -> None:
-        """Every sleep of the client (pacing, backoff, throttling): none may end past the run's deadline."""
-        if self.deadline is not None and self.clock() + seconds > self.deadline:
+    def wait(self, seconds: float, *, of: float | None = None) -> None:
+        """Sleep as the client does (for a caller pacing itself, in slices `of` a longer wait): bounded by the
+        deadline (the whole wait is checked against it), ended by `stop`."""
+        self._wait(seconds, whole=of)
+
+    def _wait(self, seconds: float, method: str = "", url: str = "", *, whole: float | None = None) -> None:
+        """Every sleep of the client (pacing, backoff, throttling): none may end past the run's deadline, and
+        one that `stop` cuts short raises Interrupted."""
+        whole = max(seconds, whole or 0.0)
+        if self.deadline is not None and self.clock() + whole > self.deadline:
             before = f" before {method} {url}" if method else ""
             raise DeadlineReached(f"the run's deadline ({self._utc_at(self.deadline)}) comes before the end of a "
-                                  f"{_duration(seconds)} wait: stopped cleanly{before}; resume with a new run",
+                                  f"{duration(whole)} wait: stopped cleanly{before}; resume with a new run",
                                   method=method, url=url)
+        self._check_stop(method, url)
         self.sleep(seconds)
+        self.slept += seconds
+        self._check_stop(method, url)
+
+    def _check_stop(self, method: str = "", url: str = "") -> None:
+        if self.stop.is_set:
+            raise Interrupted("interrupted", method=method, url=self._redact(url))
 
     def _wait_out_throttle(self, reply: httpx.Response, method: str, url: str, throttles: int,
                            waited: float = 0.0) -> float:
@@ -317,15 +342,15 @@ class NexudusClient:
         if wait > self.max_wait:
             until = _utc(self.wall_clock() + wait)
             raise ThrottledTooLong(f"{method} {url} was throttled ({status}): the server asked to wait "
-                                   f"{_duration(wait)}, until {until}, longer than the {_duration(self.max_wait)} "
+                                   f"{duration(wait)}, until {until}, longer than the {duration(self.max_wait)} "
                                    f"this run waits; stopped cleanly: resume after {until}",
                                    method=method, url=url, status=status, resume_after=wait)
         if throttles > MAX_THROTTLE_WAITS or waited + wait > self.max_wait:
             raise ThrottledTooLong(f"{method} {url}: the server keeps throttling ({status}, {throttles} times in a row "
-                                   f"over {_duration(waited)}, though each wait was kept); its daily write cap may be "
+                                   f"over {duration(waited)}, though each wait was kept); its daily write cap may be "
                                    "spent: stopped cleanly, resume in a few hours", method=method, url=url,
                                    status=status)
-        log.info("throttled (%s) on %s %s; waiting %s", status, method, url, _duration(wait))
+        log.info("throttled (%s) on %s %s; waiting %s", status, method, self._redact(url), duration(wait))
         self._wait(wait, method, url)
         return wait
 
@@ -333,15 +358,12 @@ class NexudusClient:
         """A `clock` instant as a UTC time."""
         return _utc(self.wall_clock() + (instant - self.clock()))
 
-    def _scrub(self, text: str) -> str:
-        """Server text with any credential of ours blanked out, before it goes into a message."""
-        for secret in [*self.credentials.secrets(), self._token, self._refresh]:
-            if secret and secret in text:
-                text = text.replace(secret, "[redacted]")
-        return text
+    def _redact(self, text: str) -> str:
+        """Text with every credential blanked out (ours, the two-factor code, anything shaped like one)."""
+        return redact(text, [*self.credentials.secrets(), self._token, self._refresh])
 
     def _said(self, reply: httpx.Response) -> str:
-        return self._scrub(_message(reply))
+        return self._redact(_message(reply))
 
     # --- the choke point ---------------------------------------------------------------------------
 
@@ -353,61 +375,122 @@ class NexudusClient:
         AmbiguousWrite so that the caller can re-read before deciding to try again. A StopRun (a wait
         too long, throttling without end, a session that needs a new code, the deadline) ends the run.
         """
-        url = self.base_url + path
-        write = method != "GET"
-        tries = throttles = 0
-        waited = 0.0
-        renewed = False
+        call = _Call(method, path, self.base_url + path, params=params, json=body, resend=retry_unsafe)
+        with self._redacting():
+            return self._check(method, call.url, path, self._exchange(call))
+
+    def _exchange(self, call: _Call) -> httpx.Response:
+        """Attempts until an answer is final: each one admitted (deadline, pacing, auth), sent and
+        classified; a failed or refused attempt either waits and goes again or raises."""
+        call.slept_before = self.slept
         while True:
-            self._check_deadline(method, url)
-            self.pacer.before(write=write)
-            headers = {"Accept": "application/json", **self._auth_header()}
-            self.stats.requests += 1
-            self.stats.by_path[path.split("?")[0]] = self.stats.by_path.get(path.split("?")[0], 0) + 1
-            if write:
-                self.stats.writes += 1
-            else:
-                self.stats.reads += 1
-            tries += 1
+            headers = self._admit(call)
+            sent = time.perf_counter()
             try:
-                reply = self._send(method, url, params=params, json=body, headers=headers)
+                reply = self._send(call.method, call.url, params=call.params, json=call.json, data=call.form,
+                                   headers=headers)
             except httpx.HTTPError as e:
-                self.pacer.after(write=write)
-                throttles, waited = 0, 0.0
-                reason = type(e).__name__
-                if not retry_unsafe and isinstance(e, _MAYBE_SENT):
-                    raise AmbiguousWrite(f"no answer to {method} {url} ({reason}); the write may have been done",
-                                         method=method, url=url) from None
-                if tries >= self.max_tries:
-                    raise TransportError(f"cannot reach {url} after {tries} tries ({reason}); nothing was "
-                                         "decided on it: try again later",
-                                         method=method, url=url) from None
-                self._backoff(tries, f"{method} {path}: {reason}")
+                self.pacer.after(write=call.write)
+                self._trace(call, type(e).__name__, sent)
+                self._after_lost_answer(call, e)
                 continue
-            self.pacer.after(write=write)
-            status = reply.status_code
-            if status in (409, 429) and _is_throttle(reply):
-                throttles += 1
-                self.stats.throttled += 1
-                waited += self._wait_out_throttle(reply, method, url, throttles, waited)
-                tries -= 1
-                continue
-            throttles, waited = 0, 0.0
-            if status == 401 and not renewed and self._renew_after_401():
-                renewed = True
-                tries -= 1
-                continue
-            if status >= 500:
-                if not retry_unsafe:
-                    raise AmbiguousWrite(f"{status} from {method} {url}: {self._said(reply)}", method=method,
-                                         url=url, status=status)
-                if tries >= self.max_tries:
-                    raise TransportError(f"{status} from {method} {url} after {tries} tries: {self._said(reply)}; "
-                                         "the service seems to be down: try again later",
-                                         method=method, url=url, status=status)
-                self._backoff(tries, f"{method} {path}: {status}")
-                continue
-            return self._check(method, url, path, reply)
+            self.pacer.after(write=call.write)
+            self._trace(call, str(reply.status_code), sent)
+            if not self._goes_again(call, reply):
+                return reply
+
+    def _admit(self, call: _Call) -> dict[str, str]:
+        """Before each attempt: the run's deadline, the request budget, the session; the headers to send."""
+        self._check_deadline(call.method, call.url)
+        self.pacer.before(write=call.write)
+        headers = {"Accept": "application/json", **call.headers}
+        if not call.grant:
+            headers.update(self._auth_header())
+        self._count(call)
+        call.tries += 1
+        return headers
+
+    def _count(self, call: _Call) -> None:
+        self.stats.requests += 1
+        if call.grant:
+            return
+        route = call.path.split("?")[0]
+        self.stats.by_path[route] = self.stats.by_path.get(route, 0) + 1
+        if call.write:
+            self.stats.writes += 1
+        else:
+            self.stats.reads += 1
+
+    def _after_lost_answer(self, call: _Call, error: httpx.HTTPError) -> None:
+        """No answer came (a connection refused, a timeout, a cut answer): back off and go again, unless the
+        call may have been acted on and must not be resent, or its tries are spent."""
+        call.throttles, call.waited = 0, 0.0
+        reason = type(error).__name__
+        if call.grant:
+            # A two-factor code goes once: whatever the failure, the server may have read it.
+            if not call.resend or call.tries >= self.max_tries:
+                raise TransportError(f"cannot reach {call.url} ({reason}){'' if call.resend else _AFTER_CODE}",
+                                     method=call.method, url=call.url) from None
+        else:
+            if not call.resend and isinstance(error, _MAYBE_SENT):
+                raise AmbiguousWrite(f"no answer to {call.method} {call.url} ({reason}); the write may have been "
+                                     "done", method=call.method, url=call.url) from None
+            if call.tries >= self.max_tries:
+                raise TransportError(f"cannot reach {call.url} after {call.tries} tries ({reason}); nothing was "
+                                     "decided on it: try again later", method=call.method, url=call.url) from None
+        self._backoff(call.tries, f"{call.method} {call.path}: {reason}")
+
+    def _goes_again(self, call: _Call, reply: httpx.Response) -> bool:
+        """Whether an answer sends the call again: after the throttle wait it asks for, on a renewed session
+        (a 401), or after a backoff (a 5xx); raises when a 5xx may not be resent or the tries are spent."""
+        status = reply.status_code
+        if status in (409, 429) and _is_throttle(reply):
+            call.throttles += 1
+            self.stats.throttled += 1
+            call.waited += self._wait_out_throttle(reply, call.method, call.url, call.throttles, call.waited)
+            call.tries -= 1  # refused unread: it costs no try
+            return True
+        call.throttles, call.waited = 0, 0.0
+        if status == 401 and not call.grant and not call.renewed and self._renew_after_401():
+            call.renewed = True
+            call.tries -= 1
+            return True
+        if status < 500:
+            return False
+        if call.grant and (not call.resend or call.tries >= self.max_tries):
+            raise TransportError(f"{status} from {call.method} {call.url}: {self._said(reply)}"
+                                 f"{'; try again later' if call.resend else _AFTER_CODE}",
+                                 method=call.method, url=call.url, status=status)
+        if not call.resend:
+            raise AmbiguousWrite(f"{status} from {call.method} {call.url}: {self._said(reply)}",
+                                 method=call.method, url=call.url, status=status)
+        if call.tries >= self.max_tries:
+            raise TransportError(f"{status} from {call.method} {call.url} after {call.tries} tries: "
+                                 f"{self._said(reply)}; the service seems to be down: try again later",
+                                 method=call.method, url=call.url, status=status)
+        self._backoff(call.tries, f"{call.method} {call.path}: {status}")
+        return True
+
+    def _trace(self, call: _Call, outcome: str, sent: float) -> None:
+        """The -vv HTTP trace: one line per request sent, every credential redacted."""
+        if not trace.isEnabledFor(logging.DEBUG):
+            return
+        url = httpx.URL(call.url).copy_merge_params(call.params) if call.params else httpx.URL(call.url)
+        notes = [f"try {call.tries}"] if call.tries > 1 else []
+        if (waited := self.slept - call.slept_before) > 0:
+            notes.append(f"waited {duration(waited)}")
+        elapsed = (time.perf_counter() - sent) * 1000
+        trace.debug("%s %s %s %.0f ms%s", call.method, self._redact(str(url)), outcome, elapsed,
+                    f" ({', '.join(notes)})" if notes else "")
+
+    @contextmanager
+    def _redacting(self) -> Iterator[None]:
+        """Every error leaving the client with its message and URL through the one redactor."""
+        try:
+            yield
+        except ApiError as e:
+            redact_error(e)
+            raise
 
     def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """One exchange, bounded in time as a whole: a server that trickles its answer a byte at a time
@@ -487,6 +570,11 @@ class NexudusClient:
         past any sane bound) raises PartialRead: a partial list is never taken for the whole.
         `first` continues a read whose first page `count` already fetched.
         """
+        with self._redacting():
+            yield from self._pages(path, filters, first)
+
+    def _pages(self, path: str, filters: Mapping[str, Any] | None,
+               first: Page | None) -> Iterator[list[dict[str, Any]]]:
         page = first or self._page(path, filters, 1, self.page_size)
         size = page.size
         total = _total(page.body)
@@ -510,6 +598,7 @@ class NexudusClient:
                 isinstance(page.body.get("TotalPages"), int) and number < page.body["TotalPages"])
             if total is not None:
                 if len(seen) == total:
+                    self._log_read(path, filters, len(seen), number, size)
                     return
                 if len(seen) > total:
                     raise PartialRead(f"{where}: {len(seen)} distinct records, more than TotalItems ({total})",
@@ -521,6 +610,7 @@ class NexudusClient:
                     raise PartialRead(f"{where} ended the list at {len(seen):,} of the {total:,} records its "
                                       "TotalItems promised", method="GET", url=self.base_url + path)
             elif served == 0 or not more:
+                self._log_read(path, filters, len(seen), number, size)
                 return
             if served < size:
                 if number > 1:
@@ -534,6 +624,11 @@ class NexudusClient:
                                   method="GET", url=self.base_url + path)
             number += 1
             page = self._page(path, filters, number, size)
+
+    def _log_read(self, path: str, filters: Mapping[str, Any] | None, records: int, pages: int, size: int) -> None:
+        where = f"{path}?{'&'.join(f'{k}={v}' for k, v in filters.items())}" if filters else path
+        log.info("read %s: %s record%s in %d page%s of up to %d", self._redact(where), f"{records:,}",
+                 "" if records == 1 else "s", pages, "" if pages == 1 else "s", size)
 
     def _learn_page_size(self, served: int, path: str) -> int:
         """The server served fewer records than asked while promising more: that is its page cap."""
@@ -559,6 +654,10 @@ class NexudusClient:
 
     def _page(self, path: str, filters: Mapping[str, Any] | None, number: int, size: int) -> Page:
         """One page of a listing (`page`/`size`, never PageNumber/PageSize), checked before it is believed."""
+        with self._redacting():
+            return self._checked_page(path, filters, number, size)
+
+    def _checked_page(self, path: str, filters: Mapping[str, Any] | None, number: int, size: int) -> Page:
         params = {**(filters or {}), "page": number, "size": size, "orderBy": "Id"}
         reply = self.request("GET", path, params=params)
         where = f"GET {reply.request.url if reply.request else self.base_url + path}"
@@ -580,6 +679,10 @@ class NexudusClient:
 
     def create(self, path: str, fields: Mapping[str, Any]) -> int:
         """POST a new record and return its Id; AmbiguousWrite if the answer was lost."""
+        with self._redacting():
+            return self._create(path, fields)
+
+    def _create(self, path: str, fields: Mapping[str, Any]) -> int:
         reply = self.request("POST", path, body=dict(fields), retry_unsafe=False)
         body = _json_or_none(reply)
         value = body.get("Value") if isinstance(body, dict) else None
@@ -610,6 +713,10 @@ class NexudusClient:
         A server that ignores the batch parameter answers a list envelope instead: only the records asked
         for are kept from it, and those it does not hold are looked up one by one.
         """
+        with self._redacting():
+            return self._get_many(path, ids, chunk)
+
+    def _get_many(self, path: str, ids: list[int], chunk: int) -> list[dict[str, Any]]:
         found: dict[int, dict[str, Any]] = {}
         wanted = sorted(set(ids))
         for start in range(0, len(wanted), chunk):

@@ -1,15 +1,46 @@
 """The client-side request budget: sliding windows per minute and hour, writes per minute and day, and the
 least interval between requests. Pure (a clock and a sleep are handed in), so that the client paces real
-requests with it and the plan's estimate plays the same pacer out on a simulated clock."""
+requests with it, the plan's estimate plays the same pacer out on a simulated clock, and apply's progress
+reads its rate and time left from the schedule. Also the stop flag that Ctrl-C sets, which every wait
+of the client watches."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
 
 from reconciler.config import ClientLimits
 from reconciler.errors import DailyCapReached
+
+log = logging.getLogger(__name__)
+
+SLICE = 0.2  # the longest sleep that does not look at the stop flag: Ctrl-C acts within it
+LOGGED_WAIT = 2.0  # waits at least this long are explained at -v (a paced apply waits ~1 s per write)
+
+
+class StopFlag:
+    """Set by a signal handler (so a plain attribute: no lock a handler could deadlock on); waits that
+    sleep through `sleep` wake within `SLICE` of it being set."""
+
+    def __init__(self) -> None:
+        self.is_set = False
+
+    def set(self) -> None:
+        self.is_set = True
+
+    def clear(self) -> None:
+        self.is_set = False
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep `seconds` in short slices, returning early once the flag is set."""
+        end = time.monotonic() + seconds
+        while not self.is_set:
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, SLICE))
 
 
 class Pacer:
@@ -43,27 +74,67 @@ class Pacer:
 
     def before(self, *, write: bool) -> None:
         """Wait until a request may be sent."""
+        while True:
+            wait, budget = self.next_slot(write=write)
+            if wait <= 0:
+                return
+            if wait >= LOGGED_WAIT:
+                log.info("waiting %s for the %s", duration(round(wait, 1)), budget)
+            self.sleep(wait)
+
+    def next_slot(self, *, write: bool) -> tuple[float, str]:
+        """Seconds until a request may be sent (0 when it may go now), and the budget it waits for.
+        Raises DailyCapReached for a write when the daily budget is spent."""
         left = self.writes_left_today() if write else None
         if left is not None and left <= 0:
             # The budget frees up as the oldest counted write leaves the 24-hour window.
             resume = max(0.0, self._day_writes[0] + 86400 - self.clock()) if self._day_writes else None
-            when = f"; the next write is allowed in {_duration(resume)}" if resume is not None else ""
+            when = f"; the next write is allowed in {duration(resume)}" if resume is not None else ""
             raise DailyCapReached(f"the daily write budget of {self.limits.writes_per_day} is spent{when}",
                                   resume_after=resume)
-        windows = self._all + (self._writes if write else [])
-        while True:
-            now = self.clock()
-            wait = 0.0
+        now = self.clock()
+        wait, budget = 0.0, ""
+        for kind, windows in (("request", self._all), ("write", self._writes if write else [])):
             for span, cap, stamps in windows:
                 while stamps and stamps[0] <= now - span:
                     stamps.popleft()
-                if len(stamps) >= cap:
-                    wait = max(wait, stamps[len(stamps) - cap] + span - now)
-            if self._last is not None and self.limits.min_interval_ms:
-                wait = max(wait, self._last + self.limits.min_interval_ms / 1000.0 - now)
-            if wait <= 0:
-                return
-            self.sleep(wait)
+                if len(stamps) >= cap and stamps[len(stamps) - cap] + span - now > wait:
+                    wait = stamps[len(stamps) - cap] + span - now
+                    budget = f"{kind} budget ({cap:,} {kind}s {_per(span)})"
+        if self._last is not None and self.limits.min_interval_ms:
+            gap = self._last + self.limits.min_interval_ms / 1000.0 - now
+            if gap > wait:
+                wait, budget = gap, f"least interval between requests ({self.limits.min_interval_ms} ms)"
+        return max(0.0, wait), budget
+
+    def write_rate(self) -> float | None:
+        """Writes a second the budget allows in the long run (None: unlimited)."""
+        rates = [cap / span for span, cap, _ in self._all + self._writes]
+        if self.limits.min_interval_ms:
+            rates.append(1000.0 / self.limits.min_interval_ms)
+        return min(rates, default=None)
+
+    def time_for_writes(self, count: int) -> float:
+        """Seconds from now until `count` more back-to-back writes can all have been sent, on the budget's
+        schedule (what the windows and the least interval allow; the daily cap and the time the requests
+        themselves take are not counted)."""
+        if count <= 0:
+            return 0.0
+        now = self.clock()
+        end = now
+        for span, cap, stamps in self._all + self._writes:
+            recent = [t for t in stamps if t > now - span][-cap:]
+            free = cap - len(recent)
+            if count <= free:
+                continue
+            slots = recent + [now] * free  # the window as it is, then the writes that may go at once
+            cycles, index = divmod(count - free - 1, cap)
+            end = max(end, slots[index] + span * (cycles + 1))
+        if self.limits.min_interval_ms:
+            interval = self.limits.min_interval_ms / 1000.0
+            first = max(now, self._last + interval) if self._last is not None else now
+            end = max(end, first + (count - 1) * interval)
+        return end - now
 
     def note_past_writes(self, ages: list[float]) -> None:
         """Count writes made `ages` seconds ago (by earlier runs) against the daily and minute budgets."""
@@ -85,7 +156,11 @@ class Pacer:
             self._day_writes.append(now)
 
 
-def _duration(seconds: float) -> str:
+def _per(span: float) -> str:
+    return {60.0: "a minute", 3600.0: "an hour", 86400.0: "a day"}.get(span, f"per {duration(span)}")
+
+
+def duration(seconds: float) -> str:
     """`1.5 s`, `300 s (5 min)`, `86,400 s (24 h)`: exact seconds, and a readable size when large."""
     shown = f"{seconds:,.1f}".removesuffix(".0") + " s"
     if seconds < 60:

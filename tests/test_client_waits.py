@@ -466,3 +466,30 @@ class _Stream(httpx.SyncByteStream):
 
     def __iter__(self) -> Any:
         yield from self.chunks
+
+
+def test_a_token_answer_that_trickles_ends_within_the_deadline(fake_time: FakeTime) -> None:
+    """The token grant goes through the same choke point: its answer has the same whole-exchange deadline,
+    and a grant carrying a two-factor code is not sent again after the server may have read it."""
+    from reconciler.client import REQUEST_DEADLINE
+    from reconciler.errors import TransportError
+
+    chunks_sent = []
+    grants = []
+
+    def trickle() -> Any:
+        for _ in range(10_000):
+            fake_time.now += 60.0
+            chunks_sent.append(1)
+            yield b" "
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        grants.append(request.url.path)
+        return httpx.Response(200, stream=_Stream(trickle()))
+
+    client = client_with(handler, fake_time, credentials=ADMIN_2FA)
+    with pytest.raises(TransportError, match=r"ReadTimeout.*the two-factor code may have been used") as raised:
+        client.list_all(COMPLETIONS)
+    assert grants == ["/api/token"]  # once: the code may have been read
+    assert len(chunks_sent) <= REQUEST_DEADLINE / 60.0 + 1
+    assert_no_secrets(raised.value)
