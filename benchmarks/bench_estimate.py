@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 
 from benchmarks.space import build_space, write_spec
-from reconciler.apply_command import execute_plan
 from reconciler.client import NexudusClient
+from reconciler.commands.apply import execute_plan
 from reconciler.config import DOCUMENTED_LIMITS, Config, Credentials
 from reconciler.emulator.app import EmulatorApp, Settings
 from reconciler.emulator.limits import Limits

@@ -1,60 +1,299 @@
-"""The command line: parses arguments, runs one command, and maps its outcome to an exit code.
+"""The command line: parses the arguments, runs one command, and is the one place errors are shown.
 
-Exit codes (PRODUCT.md): 0 success / no changes, 1 error, 2 changes found (plan --detailed-exitcode),
-3 blocked by a safety budget or a stale plan, 4 apply finished with failures, 130 interrupted.
+Each command is a function in `reconciler/commands/` with explicit parameters that returns an `Outcome`;
+`exit_code` is the one mapping from outcomes (and errors) to exit codes (PRODUCT.md):
+
+    0    success; for `plan --detailed-exitcode`, no changes
+    1    error: a bad spec, flag or file, an API failure, a refused confirmation, a bug (the traceback is saved)
+    2    `plan --detailed-exitcode` found changes
+    3    blocked: a safety budget, a stale plan, doctor's limits, or an apply that stopped cleanly (resumable)
+    4    `apply` finished with failed actions (`--fail-fast` included) or did not converge
+    130  interrupted
+
+Only the chosen command's module is imported, and only its arguments are built, so `--help`, `--version`
+and `validate --offline` start without the HTTP client, the emulator or the plan machinery.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from contextlib import redirect_stdout
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from reconciler import __version__
-from reconciler.apply_command import run_apply, run_undo
-from reconciler.config import ALLOW_INSECURE_HTTP, Config, load_config
-from reconciler.doctor import add_doctor_arguments, run_doctor
-from reconciler.emulator.seed import snapshot_document
+from reconciler.commands import Console, Outcome
 from reconciler.errors import (
     EXIT_BLOCKED,
     EXIT_CHANGES,
     EXIT_ERROR,
+    EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
-    ConfigError,
     ReconcilerError,
-    TransportError,
     UsageError,
 )
-from reconciler.export import duplicates_to_remove, export_specs, write_files
-from reconciler.foreign_yaml import load_spec_set
-from reconciler.init_command import add_init_commands
-from reconciler.model import SpecSet
-from reconciler.planning import load_plan, make_plan, save_plan, write_document
-from reconciler.profile import export_mode
-from reconciler.render import markdown, write_json, write_text
-from reconciler.render_html import html_page
-from reconciler.report import read_report, report_markdown
-from reconciler.resolve import resolve
-from reconciler.schemas import FOLDER as SCHEMA_FOLDER
-from reconciler.schemas import write_schemas
-from reconciler.state import StateReader
-from reconciler.target import connect
 
-Command = Callable[[argparse.Namespace], int]
-CACHED_COMMANDS = ("plan", "apply", "export", "report", "snapshot")  # the commands that read completions
+Dispatch = Callable[[argparse.Namespace, Console], Outcome]
 
+CODES = {
+    Outcome.OK: EXIT_OK,
+    Outcome.NO_CHANGES: EXIT_OK,
+    Outcome.CHANGES: EXIT_CHANGES,  # with --detailed-exitcode; 0 without
+    Outcome.BLOCKED: EXIT_BLOCKED,
+    Outcome.STOPPED: EXIT_BLOCKED,
+    Outcome.FAILED: EXIT_FAILED,
+    Outcome.ERROR: EXIT_ERROR,
+    Outcome.INTERRUPTED: EXIT_INTERRUPTED,
+}
+
+
+def exit_code(result: Outcome | BaseException, *, detailed_exitcode: bool = False) -> int:
+    """The exit code of a command's outcome, or of the exception that ended it."""
+    if isinstance(result, Outcome):
+        if result is Outcome.CHANGES and not detailed_exitcode:
+            return EXIT_OK
+        return CODES[result]
+    if isinstance(result, ReconcilerError):
+        return result.exit_code
+    if isinstance(result, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return EXIT_ERROR
+
+
+# --- the parser ----------------------------------------------------------------------------------
 
 class _Parser(argparse.ArgumentParser):
     """argparse exits 2 on a usage error, but 2 means "changes found" here: raise instead."""
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Dispatch
+    cached: bool = False  # reads completions: takes --no-cache
+    globals: bool = True  # takes the global options after its name
+
+
+PATHS_HELP = "spec files or folders (default: the current directory)"
+
+
+def _paths(parser: argparse.ArgumentParser, help_text: str = PATHS_HELP) -> None:
+    parser.add_argument("paths", nargs="*", type=Path, metavar="PATH", help=help_text)
+
+
+def _courses(parser: argparse.ArgumentParser, help_text: str = "a course title (repeatable; default: every course)"
+             ) -> None:
+    parser.add_argument("--course", action="append", default=[], metavar="C", help=help_text)
+
+
+def _validate_arguments(parser: argparse.ArgumentParser) -> None:
+    _paths(parser)
+    parser.add_argument("--offline", action="store_true", help="skip resolving names against the target")
+
+
+def _validate(args: argparse.Namespace, console: Console) -> Outcome:
+    from reconciler.commands.validate import validate
+
+    return validate(args.paths, offline=args.offline, config_file=args.config, api=args.api, console=console)
+
+
+def _plan_arguments(parser: argparse.ArgumentParser) -> None:
+    _paths(parser)
+    parser.add_argument("--out", type=Path, metavar="FILE", help="save the plan for `apply --plan`")
+    parser.add_argument("--format", choices=("text", "json", "markdown", "html"), default="text")
+    parser.add_argument("--out-html", type=Path, metavar="FILE",
+                        help="also write the HTML review page (one self-contained file) here")
+    parser.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when there are changes")
+    parser.add_argument("--allow-deletes", type=int, metavar="N", help="lift a delete budget up to N deletes")
+
+
+def _plan(args: argparse.Namespace, console: Console) -> Outcome:
+    from reconciler.commands.plan import plan
+
+    return plan(args.paths, config_file=args.config, api=args.api, out=args.out, out_html=args.out_html,
+                output_format=args.format, allow_deletes=args.allow_deletes, cache=not args.no_cache,
+                console=console)
+
+
+def _apply_arguments(parser: argparse.ArgumentParser) -> None:
+    _paths(parser)
+    parser.add_argument("--plan", type=Path, metavar="FILE", dest="plan_file", help="apply a saved plan")
+    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    parser.add_argument("--allow-deletes", type=int, metavar="N", help="lift a delete budget up to N deletes")
+    parser.add_argument("--fail-fast", action="store_true", help="stop at the first failed action (exit 4)")
+    parser.add_argument("--resume", type=Path, metavar="JOURNAL", help="finish an interrupted apply")
+    parser.add_argument("--strict", action="store_true",
+                        help="with --plan: refuse the whole plan if any action's precondition no longer holds")
+    parser.add_argument("--max-wait", type=float, metavar="SECONDS", default=300.0,
+                        help="stop cleanly (exit 3, resumable) when the server asks to wait longer (default 300)")
+    parser.add_argument("--max-duration", type=float, metavar="SECONDS",
+                        help="stop cleanly (exit 3, resumable) once the apply has run this long")
+
+
+def _apply(args: argparse.Namespace, console: Console) -> Outcome:
+    from reconciler.commands.apply import apply
+
+    return apply(args.paths, plan_file=args.plan_file, resume=args.resume, yes=args.yes,
+                 allow_deletes=args.allow_deletes, fail_fast=args.fail_fast, strict=args.strict,
+                 max_wait=args.max_wait, max_duration=args.max_duration, config_file=args.config, api=args.api,
+                 cache=not args.no_cache, console=console)
+
+
+def _undo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("journal", type=Path, metavar="JOURNAL")
+    parser.add_argument("--out", type=Path, metavar="FILE", help="save the plan for `apply --plan`")
+
+
+def _undo(args: argparse.Namespace, console: Console) -> Outcome:
+    from reconciler.commands.undo import undo
+
+    return undo(args.journal, out=args.out, config_file=args.config, api=args.api, console=console)
+
+
+def _export_arguments(parser: argparse.ArgumentParser) -> None:
+    _courses(parser)
+    parser.add_argument("--out", type=Path, metavar="DIR", default=Path("."), help="folder (default: here)")
+    parser.add_argument("--mode", choices=("owned", "additive", "authoritative"),
+                        help="the exported specs' mode (default owned; additive where doctor found owned cannot work)")
+    parser.add_argument("--force", action="store_true", help="overwrite files that exist")
+
+
+def _export(args: argparse.Namespace, console: Console) -> Outcome:
+    from reconciler.commands.export import export
+
+    return export(courses=args.course, out=args.out, mode=args.mode, force=args.force, config_file=args.config,
+                  api=args.api, cache=not args.no_cache, console=console)
+
+
+def _show_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("plan_file", type=Path, metavar="PLAN")
+    parser.add_argument("--format", choices=("text", "markdown", "json", "html"), default="text")
+
+
+def _show(args: argparse.Namespace, console: Console) -> Outcome:
+    from reconciler.commands.show import show
+
+    return show(args.plan_file, output_format=args.format, console=console)
+
+
+def _report_arguments(parser: argparse.ArgumentParser) -> None:
+    _paths(parser, "spec files or folders naming the courses (default: the current directory; with no spec, "
+                   "every course)")
+    _courses(parser, "a course title (repeatable), instead of the specs' courses")
+    parser.add_argument("--format", choices=("markdown", "html"), default="markdown")
+
+
+def _report(args: argparse.Namespace, console: Console) -> Outcome:
+    from reconciler.commands.report import report
+
+    return report(args.paths, courses=args.course, config_file=args.config, api=args.api, output_format=args.format,
+                  cache=not args.no_cache, console=console)
+
+
+def _snapshot_arguments(parser: argparse.ArgumentParser) -> None:
+    _courses(parser)
+    parser.add_argument("--out", type=Path, metavar="FILE", help="write here (default: standard output)")
+
+
+def _snapshot(args: argparse.Namespace, console: Console) -> Outcome:
+    from reconciler.commands.snapshot import snapshot
+
+    return snapshot(courses=args.course, out=args.out, config_file=args.config, api=args.api,
+                    cache=not args.no_cache, console=console)
+
+
+def _init_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("directory", nargs="?", type=Path, default=Path("."), metavar="DIR",
+                        help="where (default: the current directory; made if missing)")
+    parser.add_argument("--action", metavar="OWNER/REPO@REF",
+                        help="the reconciler repository and the tag or commit the workflows and pre-commit use "
+                             "(default: the GitHub commit this copy was installed from, else a placeholder to edit)")
+    parser.add_argument("--force", action="store_true", help="overwrite files that exist")
+
+
+def _init(args: argparse.Namespace, console: Console) -> Outcome:
+    from reconciler.commands.init import init
+
+    return init(args.directory, action=args.action, force=args.force, console=console)
+
+
+def _schemas_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, metavar="DIR", required=True, help="the folder to write them in")
+
+
+def _schemas(args: argparse.Namespace, console: Console) -> Outcome:
+    from reconciler.commands.schemas import schemas
+
+    return schemas(args.out, console=console)
+
+
+def _doctor_arguments(parser: argparse.ArgumentParser) -> None:
+    from reconciler.doctor import add_doctor_arguments
+
+    add_doctor_arguments(parser)
+
+
+def _doctor(args: argparse.Namespace, console: Console) -> Outcome:
+    from reconciler.commands.doctor import doctor
+
+    return doctor(args.paths, write_check=args.write_check, course=args.course, course_id=args.course_id,
+                  lesson=args.lesson, lesson_id=args.lesson_id, member=args.member, member_id=args.member_id,
+                  config_file=args.config, api=args.api, console=console)
+
+
+def _completion_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell to complete in")
+
+
+def _completion(args: argparse.Namespace, console: Console) -> Outcome:
+    from reconciler.commands.completion import completion
+
+    return completion(args.shell, build_parser(), console=console)
+
+
+def _emulator_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("words", nargs=argparse.REMAINDER, help="serve | seed, and their options (see "
+                                                                 "`reconciler emulator --help`)")
+
+
+def _emulator(args: argparse.Namespace, console: Console) -> Outcome:
+    from reconciler.commands.emulator import emulator
+
+    return emulator(list(args.words), console=console)
+
+
+COMMANDS: dict[str, Command] = {
+    "validate": Command("check spec files: schema, meaning, and names against the target", _validate_arguments,
+                        _validate),
+    "plan": Command("show what apply would change", _plan_arguments, _plan, cached=True),
+    "apply": Command("apply the changes a plan shows", _apply_arguments, _apply, cached=True),
+    "undo": Command("plan the inverse of an apply from its journal", _undo_arguments, _undo),
+    "export": Command("write the live state as spec files", _export_arguments, _export, cached=True),
+    "show": Command("re-render a saved plan (the reviewed file is the applied file)", _show_arguments, _show),
+    "report": Command("the current state per course: completion by lesson and team, and the matrix",
+                      _report_arguments, _report, cached=True),
+    "snapshot": Command("save the raw API records of the scope as a JSON snapshot", _snapshot_arguments, _snapshot,
+                        cached=True),
+    "init": Command("scaffold a repository: completions/, reconciler.yaml, GitHub workflows, pre-commit",
+                    _init_arguments, _init),
+    "schemas": Command("write the JSON Schemas where editors can load them", _schemas_arguments, _schemas),
+    "doctor": Command("measure the target (sign-in, roles, page size, filters, dates, clock) and write "
+                      ".reconciler/target-profile.json, which plan, apply and export then use", _doctor_arguments,
+                      _doctor),
+    "completion": Command("print the shell completion script for bash, zsh or fish", _completion_arguments,
+                          _completion),
+    "emulator": Command("the Nexudus-compatible emulator (serve, seed; see `reconciler emulator --help`)",
+                        _emulator_arguments, _emulator, globals=False),
+}
 
 
 def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
@@ -66,285 +305,167 @@ def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
                         "./reconciler.yaml, else the one in the first PATH)", **keep)
     counted: dict[str, Any] = {"default": 0} if defaults else keep
     flagged: dict[str, Any] = {"default": False} if defaults else keep
-    parser.add_argument("-v", "--verbose", action="count", help="more detail on stderr", **counted)
-    parser.add_argument("-q", "--quiet", action="store_true", help="only errors and the essential output", **flagged)
+    parser.add_argument("-v", "--verbose", action="count", help="explain decisions on stderr; -vv adds an HTTP "
+                        "trace (credentials redacted)", **counted)
+    parser.add_argument("-q", "--quiet", action="store_true", help="only what a script needs: the summary line, "
+                        "warnings and errors", **flagged)
     parser.add_argument("--no-color", action="store_true", help="plain output (also NO_COLOR or no terminal)",
                         **flagged)
     parser.add_argument("--allow-insecure-http", action="store_true", help="let credentials go to a plain http:// "
                         "target that is not loopback (a lab emulator; never the real service)", **flagged)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="reconciler", description="Course completions as code for Nexudus.")
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or (`only`) every command's name and help with just that one's arguments:
+    building a command's arguments may import its module, and `--help` needs none of them."""
+    parser = _Parser(prog="reconciler", description=f"reconciler {__version__}: course completions as code for "
+                     "Nexudus.", epilog="Exit codes: 0 ok, 1 error, 2 changes (plan --detailed-exitcode), "
+                     "3 blocked or stopped (resumable), 4 apply had failures, 130 interrupted. Shell completion: "
+                     "`reconciler completion bash|zsh|fish`.")
     parser.add_argument("--version", action="version", version=f"reconciler {__version__}")
     _global_options(parser, defaults=True)
     common = _Parser(add_help=False)
     _global_options(common, defaults=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
-    def command(name: str, help_text: str, run: Command) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text, parents=[common])
-        sub.set_defaults(run=run)
-        if name in CACHED_COMMANDS:
+    for name, command in COMMANDS.items():
+        if not command.globals:  # the words after it belong to another program
+            sub = commands.add_parser(name, help=command.help, add_help=False, prefix_chars="\0")
+        else:
+            sub = commands.add_parser(name, help=command.help, description=command.help, parents=[common])
+        sub.set_defaults(run=command.run)
+        if only is not None and name != only:
+            continue
+        command.arguments(sub)
+        if command.cached:
             sub.add_argument("--no-cache", action="store_true", help="read the completions in full, neither using "
                              "nor updating the read cache (.reconciler/cache/)")
-        return sub
-
-    paths_help = "spec files or folders (default: the current directory)"
-    validate = command("validate", "check spec files: schema, meaning, and names against the target", _validate)
-    validate.add_argument("paths", nargs="*", type=Path, metavar="PATH", help=paths_help)
-    validate.add_argument("--offline", action="store_true", help="skip resolving names against the target")
-
-    plan = command("plan", "show what apply would change", _plan)
-    plan.add_argument("paths", nargs="*", type=Path, metavar="PATH", help=paths_help)
-    plan.add_argument("--out", type=Path, metavar="FILE", help="save the plan for `apply --plan`")
-    plan.add_argument("--format", choices=("text", "json", "markdown", "html"), default="text")
-    plan.add_argument("--out-html", type=Path, metavar="FILE",
-                      help="also write the HTML review page (one self-contained file) here")
-    plan.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when there are changes")
-    plan.add_argument("--allow-deletes", type=int, metavar="N", help="lift a delete budget up to N deletes")
-
-    apply = command("apply", "apply the changes a plan shows", _apply)
-    apply.add_argument("paths", nargs="*", type=Path, metavar="PATH", help=paths_help)
-    apply.add_argument("--plan", type=Path, metavar="FILE", dest="plan_file", help="apply a saved plan")
-    apply.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    apply.add_argument("--allow-deletes", type=int, metavar="N", help="lift a delete budget up to N deletes")
-    apply.add_argument("--fail-fast", action="store_true", help="stop at the first failed action")
-    apply.add_argument("--resume", type=Path, metavar="JOURNAL", help="finish an interrupted apply")
-    apply.add_argument("--strict", action="store_true",
-                       help="with --plan: refuse the whole plan if any action's precondition no longer holds")
-    apply.add_argument("--max-wait", type=float, metavar="SECONDS", default=300.0,
-                       help="stop cleanly (exit 3, resumable) when the server asks to wait longer (default 300)")
-    apply.add_argument("--max-duration", type=float, metavar="SECONDS",
-                       help="stop cleanly (exit 3, resumable) once the apply has run this long")
-
-    undo = command("undo", "plan the inverse of an apply from its journal", _undo)
-    undo.add_argument("journal", type=Path, metavar="JOURNAL")
-    undo.add_argument("--out", type=Path, metavar="FILE", help="save the plan for `apply --plan`")
-
-    export = command("export", "write the live state as spec files", _export)
-    export.add_argument("--course", action="append", default=[], metavar="C",
-                        help="a course title (repeatable; default: every course)")
-    export.add_argument("--out", type=Path, metavar="DIR", default=Path("."), help="folder (default: here)")
-    export.add_argument("--mode", choices=("owned", "additive", "authoritative"),
-                        help="the exported specs' mode (default owned; additive where doctor found owned cannot work)")
-    export.add_argument("--force", action="store_true", help="overwrite files that exist")
-
-    show = command("show", "re-render a saved plan (the reviewed file is the applied file)", _show)
-    show.add_argument("plan_file", type=Path, metavar="PLAN")
-    show.add_argument("--format", choices=("text", "markdown", "json", "html"), default="text")
-
-    report = command("report", "the current state per course: completion by lesson and team, and the matrix",
-                     _report)
-    report.add_argument("paths", nargs="*", type=Path, metavar="PATH",
-                        help="spec files or folders naming the courses (default: the current directory; with no "
-                             "spec, every course)")
-    report.add_argument("--course", action="append", default=[], metavar="C",
-                        help="a course title (repeatable), instead of the specs' courses")
-    report.add_argument("--format", choices=("markdown", "html"), default="markdown")
-
-    snapshot = command("snapshot", "save the raw API records of the scope as a JSON snapshot", _snapshot)
-    snapshot.add_argument("--course", action="append", default=[], metavar="C",
-                          help="a course title (repeatable; default: every course)")
-    snapshot.add_argument("--out", type=Path, metavar="FILE", help="write here (default: standard output)")
-
-    add_init_commands(command)
-
-    doctor = command("doctor", "measure the target (sign-in, roles, page size, filters, dates, clock) and write "
-                     ".reconciler/target-profile.json, which plan, apply and export then use", _doctor)
-    add_doctor_arguments(doctor)
-
-    from reconciler.emulator import cli as emulator_cli
-
-    emulator = commands.add_parser("emulator", help="the Nexudus-compatible emulator",
-                                   description="The Nexudus-compatible emulator.", parents=[common])
-    emulator_cli.add_commands(emulator, common)
     return parser
 
 
-def load_context(args: argparse.Namespace, *, require_any: bool = True) -> tuple[Config, SpecSet]:
-    """The configuration and the spec set a command works on (an empty set is an error unless allowed)."""
-    config = load_config(config_flag=args.config, api_flag=args.api, paths=args.paths)
-    specs = load_spec_set(args.paths or [Path(".")], [config.seed] if config.seed else [], require_any=require_any)
-    return config, specs
+_VALUED = ("--api", "--config")  # the global options that take a value, as the words before a command may hold
 
 
-def _validate(args: argparse.Namespace) -> int:
-    # Files named one by one (the pre-commit hook names every changed YAML) may hold no spec at all.
-    config, specs = load_context(args, require_any=not args.paths or any(p.is_dir() for p in args.paths))
-    count = len(specs.completions) + len(specs.migrations)
-    files = len(specs.files)
-    summary = f"{count} spec{'s' if count != 1 else ''} in {files} file{'s' if files != 1 else ''}"
-    if args.offline:
-        print(f"valid: {summary} (offline: names not resolved)", file=args.stdout)
-        return EXIT_OK
-    try:
-        with connect(config) as target:
-            catalog = StateReader(target.client).catalog(specs)
-            resolution = resolve(specs, catalog)
-    except (ConfigError, TransportError) as e:
-        print(f"note: names not resolved: {e}", file=args.stderr)
-        print(f"valid: {summary} (offline: names not resolved)", file=args.stdout)
-        return EXIT_OK
-    for warning in resolution.warnings:
-        print(f"warning: {warning}", file=args.stderr)
-    print(f"valid: {summary}; every name resolved against {target.description}", file=args.stdout)
-    return EXIT_OK
+def chosen_command(words: Sequence[str]) -> str | None:
+    """The command the words name (the first word that is not an option or an option's value), if known."""
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+            continue
+        if word == "--":
+            return None
+        if word.startswith("-"):
+            skip = "=" not in word and len(word) > 3 and any(option.startswith(word) for option in _VALUED)
+            continue
+        return word if word in COMMANDS else None
+    return None
 
 
-def _plan(args: argparse.Namespace) -> int:
-    config, specs = load_context(args)
-    with connect(config, cache=not args.no_cache) as target:
-        planned = make_plan(target, specs, config, allow_deletes=args.allow_deletes)
-    doc = planned.doc
-    if args.out:
-        save_plan(doc, args.out, planned.spec_files)
-    if args.out_html:
-        write_page(html_page(doc), args.out_html)
-    if args.format == "json":
-        write_json(doc, args.stdout)
-    elif args.format == "markdown":
-        args.stdout.write(markdown(doc, full_plan_hint=f"`{args.out}`" if args.out else "the JSON plan"))
-    elif args.format == "html":
-        args.stdout.write(html_page(doc))
-    else:
-        write_text(doc, args.stdout, color=use_color(args))
-    if args.out:
-        print(f"saved the plan to {args.out}; apply it with: reconciler apply --plan {args.out}", file=args.stderr)
-    if args.out_html:
-        print(f"wrote the review page to {args.out_html}", file=args.stderr)
-    if planned.plan.blocked:
-        return EXIT_BLOCKED
-    return EXIT_CHANGES if args.detailed_exitcode and planned.plan.has_changes else EXIT_OK
-
-
-def write_page(text: str, path: Path) -> None:
-    """Write a page atomically, so a reader never opens half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(path)
-
-
-def _show(args: argparse.Namespace) -> int:
-    saved = load_plan(args.plan_file)  # validated and typed, exactly as apply --plan reads it
-    doc = saved.document
-    if args.format == "json":
-        write_json(doc, args.stdout)
-    elif args.format == "markdown":
-        args.stdout.write(markdown(doc, full_plan_hint=f"`{args.plan_file}`"))
-    elif args.format == "html":
-        args.stdout.write(html_page(doc))
-    else:
-        write_text(doc, args.stdout, color=use_color(args))
-    return EXIT_OK
-
-
-def _report(args: argparse.Namespace) -> int:
-    if args.course:
-        config, specs = load_config(config_flag=args.config, api_flag=args.api, paths=args.paths), SpecSet()
-    else:  # the specs' courses; every course when PATH holds no spec
-        config, specs = load_context(args, require_any=False)
-    with connect(config, cache=not args.no_cache) as target:
-        doc = read_report(target, specs, args.course, generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
-    args.stdout.write(html_page(doc) if args.format == "html" else report_markdown(doc))
-    return EXIT_OK
-
-
-def _doctor(args: argparse.Namespace) -> int:
-    return run_doctor(args)
-
-
-def _apply(args: argparse.Namespace) -> int:
-    return run_apply(args, color=use_color(args))
-
-
-def _undo(args: argparse.Namespace) -> int:
-    return run_undo(args, color=use_color(args))
-
-
-def _export(args: argparse.Namespace) -> int:
-    config = load_config(config_flag=args.config, api_flag=args.api, paths=[])
-    with connect(config, cache=not args.no_cache) as target:
-        mode, note = export_mode(args.mode, target.profile)
-        records = StateReader(target.client, target.cache).snapshot(args.course)
-        requests = target.client.stats.requests
-    if note:
-        print(f"note: {note}", file=args.stderr)
-    files = export_specs(records, mode=mode, target=target.description)
-    written = write_files(files, args.out, force=args.force)
-    for path in written:
-        print(path, file=args.stdout)
-    # The exported specs' first line points editors here (relative to each spec).
-    write_schemas(args.out / SCHEMA_FOLDER)
-    cleanup = duplicates_to_remove(records, mode=mode)
-    outcome = "shows no changes"
-    if cleanup:
-        outcome += (f", except removing {sum(cleanup.values()):,} duplicate completion(s) that the exported specs' "
-                    "own mode may delete (the oldest of each is kept): "
-                    + ", ".join(f"{title}: {count:,}" for title, count in cleanup.items()))
-    print(f"exported {len(written)} course(s) from {target.description} ({requests} requests); "
-          f"`reconciler plan {args.out}` {outcome}", file=args.stderr)
-    return EXIT_OK
-
-
-def _snapshot(args: argparse.Namespace) -> int:
-    config = load_config(config_flag=args.config, api_flag=args.api, paths=[])
-    with connect(config, cache=not args.no_cache) as target:
-        records = StateReader(target.client, target.cache).snapshot(args.course)
-        requests = target.client.stats.requests
-    document = snapshot_document(records)
-    if args.out:
-        write_document(document, args.out)
-        counts = ", ".join(f"{len(v):,} {k}" for k, v in records.items())
-        print(f"saved a snapshot of {target.description} to {args.out}: {counts} ({requests} requests)",
-              file=args.stderr)
-    else:
-        write_json(document, args.stdout)
-    return EXIT_OK
-
-
-def use_color(args: argparse.Namespace) -> bool:
-    if args.no_color or os.environ.get("NO_COLOR"):
-        return False
-    isatty = getattr(args.stdout, "isatty", None)
-    return bool(isatty and isatty())
-
+# --- the boundary --------------------------------------------------------------------------------
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
-    """Run the command line; returns the exit code (never raises for anything a user could cause)."""
+    """Run the command line; returns the exit code. The one place errors are printed: an expected one
+    as one `error: ...` line with its documented code, anything else as one line saying it is a bug and
+    where its traceback was saved (exit 1). Never raises."""
     out = stdout or sys.stdout
     err = stderr or sys.stderr
+    words = list(sys.argv[1:] if argv is None else argv)
     try:
-        words = list(sys.argv[1:] if argv is None else argv)
-        args = build_parser().parse_args(words)
-        args.stdout, args.stderr, args.argv = out, err, words
-        _configure_logging(args, err)
-        run: Command | None = getattr(args, "run", None)
-        if run is None:
-            build_parser().print_help(out)
+        parser = build_parser(only=chosen_command(words) or "")  # no command: help, or a usage error
+        with redirect_stdout(out):  # --help and --version print, then exit 0
+            try:
+                args = parser.parse_args(words)
+            except SystemExit as e:
+                out.flush()  # a reader that went away is met here, not at the interpreter's exit
+                return e.code if isinstance(e.code, int) else EXIT_OK
+        if getattr(args, "run", None) is None:
+            parser.print_help(out)
             return EXIT_ERROR
-        insecure = ALLOW_INSECURE_HTTP.set(bool(getattr(args, "allow_insecure_http", False)))
-        try:
-            return run(args)
-        finally:
-            ALLOW_INSECURE_HTTP.reset(insecure)
+        configure_logging(args.verbose, args.quiet, err)
+        console = Console(out, err, quiet=bool(args.quiet), color=use_color(bool(args.no_color), out), argv=words)
+        detailed = bool(getattr(args, "detailed_exitcode", False))
+        outcome = _run(args, console)
+        out.flush()
+        return exit_code(outcome, detailed_exitcode=detailed)
     except ReconcilerError as e:
-        print(f"error: {e}", file=err)
-        return e.exit_code
-    except KeyboardInterrupt:
+        from reconciler.redact import redact
+
+        print(f"error: {redact(str(e))}", file=err)
+        return exit_code(e)
+    except KeyboardInterrupt as e:
         print("interrupted", file=err)
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        return EXIT_ERROR
+        return exit_code(e)
+    except BrokenPipeError as e:  # the reader went away (`reconciler plan | head`): nothing more to say
+        _silence(out)
+        return exit_code(e)
+    except Exception as e:  # a bug: say so on one line, keep the traceback in a file
+        print(f"error: {_bug_report(e, words)}", file=err)
+        return exit_code(e)
 
 
-def _configure_logging(args: argparse.Namespace, err: TextIO) -> None:
-    level = logging.WARNING
-    if getattr(args, "verbose", 0):
-        level = logging.INFO if args.verbose == 1 else logging.DEBUG
-    if getattr(args, "quiet", False):
-        level = logging.ERROR
-    root = logging.getLogger("reconciler")
-    root.handlers[:] = [logging.StreamHandler(err)]
-    root.setLevel(level)
+def _run(args: argparse.Namespace, console: Console) -> Outcome:
+    run: Dispatch = args.run
+    if not args.allow_insecure_http:
+        return run(args, console)
+    from reconciler.config import ALLOW_INSECURE_HTTP
+
+    insecure = ALLOW_INSECURE_HTTP.set(True)
+    try:
+        return run(args, console)
+    finally:
+        ALLOW_INSECURE_HTTP.reset(insecure)
+
+
+def _bug_report(error: Exception, words: list[str]) -> str:
+    """Save the traceback (credentials redacted) and return the line that points at it."""
+    import tempfile
+    import traceback
+
+    from reconciler.redact import redact
+
+    text = "".join(traceback.format_exception(error))
+    report = f"reconciler {__version__}, Python {sys.version.split()[0]}\nreconciler {' '.join(words)}\n\n{text}"
+    try:
+        handle, name = tempfile.mkstemp(prefix="reconciler-bug-", suffix=".txt")
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(redact(report))
+        where = f"the traceback is in {name}"
+    except OSError as e:
+        where = f"its traceback could not be saved ({e.strerror})"
+    summary = redact(" ".join(f"{type(error).__name__}: {error}".split()))[:200]
+    return f"a bug in reconciler ({summary}); {where}; please report it"
+
+
+def _silence(out: TextIO) -> None:
+    """After a broken pipe, point stdout at /dev/null so that the interpreter's last flush does not fail too."""
+    if out is not sys.stdout:
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def configure_logging(verbose: int, quiet: bool, err: TextIO) -> None:
+    """-q: errors only; default: warnings; -v: the decisions ("reconciler" at INFO); -vv: DEBUG, and the HTTP
+    trace ("reconciler.http"). Every log line goes to `err` (stderr), never to the output."""
+    import logging  # here: `--help` and `--version` never need it
+    level = logging.ERROR if quiet else logging.WARNING if not verbose else logging.INFO if verbose == 1 \
+        else logging.DEBUG
+    log = logging.getLogger("reconciler")
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    from reconciler.redact import RedactingFilter
+
+    handler.addFilter(RedactingFilter())
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    logging.getLogger("reconciler.http").setLevel(logging.DEBUG if verbose >= 2 and not quiet else logging.WARNING)
+
+
+def use_color(no_color: bool, out: TextIO) -> bool:
+    if no_color or os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(out, "isatty", None)
+    return bool(isatty and isatty())

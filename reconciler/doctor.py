@@ -37,7 +37,6 @@ import httpx
 from reconciler import __version__
 from reconciler.actions import Create, Ref, action_to_dict
 from reconciler.apply import Executor
-from reconciler.apply_command import journal_history
 from reconciler.cache import CHANGED_SINCE, RANGE_KEY, minute_text
 from reconciler.client import PAGE_SIZE, AmbiguousWrite, NexudusClient, Page
 from reconciler.config import Config, load_config
@@ -60,7 +59,7 @@ from reconciler.schema_check import near_miss
 from reconciler.spec import load_specs
 from reconciler.state import COMPLETIONS, COURSES, COWORKERS, LESSONS, MEMBERS, Filter, StateReader
 from reconciler.target import Target, connect
-from reconciler.undo import CLOCK_SLACK, plan_undo
+from reconciler.undo import CLOCK_SLACK, journal_history, plan_undo
 
 READ_BUDGET = 30  # requests of a read-only run; the real service allows 120 a minute and 5,000 an hour
 WRITE_BUDGET = 4
@@ -927,7 +926,7 @@ class WriteCheck:
 # --- helpers -------------------------------------------------------------------------------------------
 
 def _instant(stamp: Any) -> datetime | None:
-    from reconciler.emulator.store import timestamp_instant
+    from reconciler.timestamps import timestamp_instant
 
     return timestamp_instant(stamp)
 

@@ -4,6 +4,8 @@
     ├── UsageError                  a bad flag combination or a command that cannot run as asked
     ├── ConfigError                 the environment or a flag's value is wrong
     ├── PlanFileError               a saved plan or journal that is malformed or was edited after the fact
+    ├── TargetMismatch              a journal (to resume or undo) of an apply to another target
+    ├── StalePlan                   (exit 3) a saved plan that no longer holds: another target, changed specs
     ├── FileProblems                one or more problems in files we read, each with file:line:col
     │   ├── SpecError               spec files (schema, meaning, name resolution)
     │   ├── ConfigFileError         reconciler.yaml
@@ -21,9 +23,11 @@
     │       ├── DailyCapReached     the client-side daily write budget is spent
     │       ├── ThrottledTooLong    the server asked for a wait longer than allowed, or never stopped throttling
     │       ├── SessionExpired      the session cannot be renewed without a new two-factor code
-    │       └── DeadlineReached     the run's deadline passed before the next request or wait
+    │       ├── DeadlineReached     the run's deadline passed before the next request or wait
+    │       └── Interrupted         (exit 130) Ctrl-C: stopped at the next wait or between two writes
 
-Messages never contain credentials: the client redacts before raising.
+Messages never contain credentials: the client redacts before raising. The command line (`cli.main`) is
+the one place that prints these, as one `error: ...` line, and maps them to exit codes (`cli.exit_code`).
 """
 
 from __future__ import annotations
@@ -121,6 +125,17 @@ class PlanFileError(ReconcilerError):
     """A saved plan or a journal that is not what this tool writes: malformed, or edited after the fact."""
 
 
+class TargetMismatch(ReconcilerError):
+    """A journal made against another target than the one configured: `apply --resume` and `undo` refuse it."""
+
+
+class StalePlan(ReconcilerError):
+    """A saved plan that no longer holds: made against another target, from spec files that changed or are
+    gone, or (with --strict) with actions whose preconditions no longer hold. Plan again."""
+
+    exit_code = EXIT_BLOCKED
+
+
 class WriteRefused(AuthError):
     """A write answered 401 after the session was renewed (or was fresh): the server refused this one write.
 
@@ -141,6 +156,12 @@ class StopRun(ApiError):
                  resume_after: float | None = None) -> None:
         self.resume_after = resume_after
         super().__init__(message, method=method, url=url, status=status)
+
+
+class Interrupted(StopRun):
+    """Ctrl-C during an apply: the run stops cleanly at the next wait or between two writes (exit 130)."""
+
+    exit_code = EXIT_INTERRUPTED
 
 
 class DailyCapReached(StopRun):

@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from reconciler.actions import Action, Create, Delete, Enroll, Record
+from reconciler.journal import JournalState
 from reconciler.model import instant
 
 # A record of the pair created this long before the intent was written still counts as the in-flight
@@ -90,3 +91,16 @@ def _made_by(item: Sent, action: Create, by_id: dict[int, dict[str, Any]],
     since = instant(item.sent_at) - CLOCK_SLACK
     return [record for record in by_pair.get((action.member.id, action.lesson.id or 0), [])
             if record.get("SystemId") == action.system_id and instant(str(record.get("CreatedOn") or "")) >= since]
+
+
+def journal_history(state: JournalState) -> list[Sent]:
+    """What the journal says of each action: as last sent, when, and its last outcome."""
+    history = []
+    for seq, planned in enumerate(state.typed_actions()):
+        intents = state.intents.get(seq, [])
+        outcome = state.outcomes.get(seq, {})
+        new_id = outcome.get("id")
+        history.append(Sent(seq, state.last_sent(seq) or planned, bool(intents),
+                            str(intents[0].get("at")) if intents else None, outcome.get("status"),
+                            new_id if isinstance(new_id, int) else None))
+    return history

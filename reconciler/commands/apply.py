@@ -1,0 +1,237 @@
+"""`reconciler apply`: from specs, a saved plan (`--plan`), or the journal of an interrupted apply (`--resume`).
+
+One apply per target at a time (the lock), a confirmation unless `--yes`, the actions run paced and
+journaled (apply.py's Executor), then the end table and a re-read of every planned change (converged or
+not).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from reconciler.actions import Action, TypedPlan, action_to_dict, describe, plan_from_document
+from reconciler.apply import DONE, Executor, Result
+from reconciler.commands import Console, Outcome, check_journal_target
+from reconciler.config import Config, load_config
+from reconciler.errors import EXIT_FAILED, EXIT_INTERRUPTED, StalePlan, StopRun, UsageError
+from reconciler.foreign_yaml import load_spec_set
+from reconciler.fresh import Fresh, read_fresh, stale_reason
+from reconciler.journal import Journal, JournalState, new_apply_id, read_journal, write_budget
+from reconciler.lock import target_lock
+from reconciler.planning import load_plan, make_plan, spec_paths_of
+from reconciler.render import blocked_lines, summary_line, write_text
+from reconciler.spec import load_specs
+from reconciler.target import Target, connect
+from reconciler.target import describe as describe_target
+from reconciler.verify import verify
+
+
+def apply(paths: list[Path], *, plan_file: Path | None = None, resume: Path | None = None, yes: bool = False,
+          allow_deletes: int | None = None, fail_fast: bool = False, strict: bool = False,
+          max_wait: float | None = 300.0, max_duration: float | None = None, config_file: Path | None,
+          api: str | None, cache: bool = True, console: Console) -> Outcome:
+    """Apply what a plan shows; OK when every planned change is in place, FAILED when an action failed or the
+    target did not converge, STOPPED when the run stopped cleanly (resumable), BLOCKED by a safety budget.
+    A stale saved plan raises StalePlan."""
+    if resume and (plan_file or paths):
+        raise UsageError("--resume takes the journal alone, without PATH or --plan")
+    saved = load_plan(plan_file) if plan_file else None
+    # A saved plan names its spec files (relative to itself), so it applies from any folder.
+    paths = paths or (spec_paths_of(saved.document, plan_file) if saved and plan_file else [])
+    config = load_config(config_flag=config_file, api_flag=api, paths=paths)
+    command = "reconciler " + " ".join(console.argv or ["apply"])
+    with target_lock(config.state_dir, describe_target(config), command), \
+            connect(config, cache=cache) as target:  # the plan may use it; preconditions never do
+        if max_wait is not None:  # the waits and the run time the user allows (beyond: a clean stop)
+            target.client.max_wait = float(max_wait)
+        if max_duration is not None:
+            target.client.deadline = target.client.clock() + float(max_duration)
+        if resume:
+            return _resume(resume, target, fail_fast=fail_fast, yes=yes, console=console)
+        if saved is not None:
+            problem = _saved_plan_problem(saved, paths, config, target)
+            if problem:
+                raise StalePlan(f"stale plan: {problem}")
+            plan = saved
+        else:
+            specs = load_spec_set(paths or [Path(".")], [config.seed] if config.seed else [])
+            plan = make_plan(target, specs, config, allow_deletes=allow_deletes, matrix=False).typed
+        doc = plan.document
+        if console.quiet:
+            for line in [summary_line(doc), *blocked_lines(doc)]:
+                print(line, file=console.stdout)
+        else:
+            write_text(doc, console.stdout, color=console.color)
+        if still_blocked(doc, allow_deletes):
+            return Outcome.BLOCKED
+        if not plan.actions:
+            return Outcome.OK
+        _confirm(console, len(plan.actions), target.description, yes=yes)
+        fresh = None
+        if saved is not None:  # time has passed since the plan: re-check every precondition
+            fresh = read_fresh(target.client, plan.actions)
+            stale = [(a, r) for a in plan.actions if (r := stale_reason(a, fresh)) is not None]
+            if stale and strict:
+                for action, reason in stale[:20]:
+                    print(f"  {describe(action)}: {reason}", file=console.stderr)
+                raise StalePlan(f"stale plan: {len(stale)} of {len(plan.actions)} actions no longer hold (--strict)")
+        result, journal_path = execute_plan(target, config, plan, fresh=fresh, fail_fast=fail_fast,
+                                            progress_out=console.progress(), warnings_out=console.stderr)
+        return _finish(console, target, journal_path, list(enumerate(plan.actions)), result)
+
+
+def execute_plan(target: Target, config: Config, plan: TypedPlan | dict[str, Any], *, fresh: Fresh | None = None,
+                 fail_fast: bool = False, progress_out: TextIO | None = None,
+                 warnings_out: TextIO | None = None) -> tuple[Result, Path]:
+    """Run a plan's actions under a new journal; returns the result and the journal's path. Progress goes to
+    `progress_out`, warnings to `warnings_out` (both default to stderr)."""
+    if not isinstance(plan, TypedPlan):
+        plan = plan_from_document(plan, "the plan")
+    apply_id = new_apply_id()
+    journal_path = config.state_dir / "journal" / f"{apply_id}.jsonl"
+    _count_earlier_writes(target, journal_path.parent, warnings_out or progress_out or sys.stderr)
+    with Journal(journal_path) as journal:
+        journal.write({"type": "start", "apply_id": apply_id, "target": target.description,
+                       "spec_digest": plan.document.get("spec_digest", ""), "undo_of": plan.document.get("undo_of"),
+                       "actions": [action_to_dict(a) for a in plan.actions]})
+        executor = Executor(target.client, journal, fail_fast=fail_fast, progress_out=progress_out)
+        result = executor.run(list(enumerate(plan.actions)), fresh)
+        if not result.stopped:
+            journal.write({"type": "end", "summary": dict(result.counts)})
+    return result, journal_path
+
+
+def still_blocked(doc: dict[str, Any], allow_deletes: int | None) -> bool:
+    """Whether a plan stays blocked: an incomplete read always; a delete budget unless --allow-deletes
+    covers the number the plan named (the deletes its budget counts, a migration's conserved ones not)."""
+    blocked = doc.get("blocked")
+    if not blocked:
+        return False
+    needed = blocked.get("allow_deletes")
+    if doc.get("partial") or needed is None:
+        return True
+    return allow_deletes is None or allow_deletes < needed
+
+
+def _count_earlier_writes(target: Target, folder: Path, out: TextIO) -> None:
+    """The daily write cap belongs to the account: what earlier runs spent today counts."""
+    budget = write_budget(folder, target.description)
+    for problem in budget.unreadable:
+        print(f"warning: the daily write budget may be undercounted: {problem}", file=out)
+    target.client.pacer.note_past_writes(budget.ages)
+
+
+def _saved_plan_problem(saved: TypedPlan, paths: list[Path], config: Config, target: Target) -> str | None:
+    doc = saved.document
+    if saved.target != target.description:
+        return f"it was made against {saved.target}, but the target is {target.description}"
+    undo_of = doc.get("undo_of")
+    if undo_of:
+        journal = config.state_dir / "journal" / f"{undo_of}.jsonl"
+        if not journal.is_file():
+            return f"it undoes apply {undo_of}, whose journal {journal} is not here; make the undo plan again"
+        if read_journal(journal).start.get("target") != target.description:
+            return f"it undoes apply {undo_of}, which was not made against {target.description}"
+        return None
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        return f"the spec file(s) it was made from are gone: {', '.join(missing)}; plan again"
+    specs = load_specs(paths or [Path(".")], exclude=[config.seed] if config.seed else [], require_any=False)
+    if specs.digest != doc.get("spec_digest"):
+        return "the spec files changed since it was made; plan again"
+    return None
+
+
+def _confirm(console: Console, count: int, description: str, *, yes: bool) -> None:
+    if yes:
+        return
+    stdin = console.input()
+    if not stdin.isatty():
+        raise UsageError("refusing to apply without confirmation: there is no terminal to ask on; pass --yes")
+    print(f"\nApply {count:,} change{'s' if count != 1 else ''} to {description}? Type 'yes' to go on: ",
+          end="", file=console.stderr, flush=True)
+    if stdin.readline().strip().lower() != "yes":
+        raise UsageError("not applied: the confirmation was declined")
+
+
+def _finish(console: Console, target: Target, journal_path: Path, actions: list[tuple[int, Action]],
+            result: Result) -> Outcome:
+    out = console.stdout
+    counts = result.counts
+    rows = [("created", counts["created"]), ("deleted", counts["deleted"] + counts["gone"]),
+            ("enrolled", counts["enrolled"]), ("skipped", len(result.skipped)), ("failed", len(result.failed))]
+    if console.quiet:
+        print(f"Applied to {target.description}: " + ", ".join(f"{count:,} {name}" for name, count in rows),
+              file=out)
+    else:
+        print(f"\nApplied to {target.description}:", file=out)
+        for name, count in rows:
+            print(f"  {name:<9}{count:>7,}", file=out)
+    shown = (("Failed", result.failed),) if console.quiet else (("Skipped", result.skipped), ("Failed", result.failed))
+    for title, items in shown:
+        if items:
+            print(f"{title}:", file=out)
+            for action, reason in items[:20]:
+                print(f"  {describe(action)}: {reason}", file=out)
+            if len(items) > 20:
+                print(f"  … {len(items) - 20:,} more in {journal_path}", file=out)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=out)
+    print(f"Journal: {journal_path}", file=out)
+    if result.stopped:
+        print(f"Stopped: {result.stopped}", file=out)
+        print(f"Resume with: reconciler apply --resume {journal_path}", file=out)
+        return stop_outcome(result.stop_code)
+    state = read_journal(journal_path)
+    checked = verify(target.client, actions, state.outcomes)
+    if checked.converged:
+        print(f"Converged: all {len(actions):,} planned changes are in place.", file=out)
+    if not console.quiet:
+        for line in checked.missing[:50]:
+            print(f"  not in place: {line}", file=out)
+    if checked.missing:
+        print(f"Not converged: {len(checked.missing):,} of {len(actions):,} planned changes are not in place"
+              + ("" if console.quiet else " (see above)") + "; `reconciler plan` shows what is left.", file=out)
+    if checked.duplicates:
+        if not console.quiet:
+            print("Duplicates made by a concurrent writer:", file=out)
+            for line in checked.duplicates[:50]:
+                print(f"  {line}", file=out)
+        print(f"{len(checked.duplicates):,} duplicate(s): the next `reconciler plan` keeps the oldest of each pair "
+              "and deletes the others its mode may delete (in owned mode, those carrying the spec's marker); "
+              "the rest it reports as drift.", file=out)
+    return Outcome.FAILED if result.failed or not checked.converged else Outcome.OK
+
+
+def stop_outcome(stop_code: int) -> Outcome:
+    """The outcome of a run the executor stopped, from the code it gave the stop."""
+    if stop_code == EXIT_INTERRUPTED:
+        return Outcome.INTERRUPTED
+    if stop_code == EXIT_FAILED:
+        return Outcome.FAILED  # --fail-fast after a failed action
+    if stop_code == StopRun.exit_code:
+        return Outcome.STOPPED
+    return Outcome.ERROR
+
+
+def _resume(journal_path: Path, target: Target, *, fail_fast: bool, yes: bool, console: Console) -> Outcome:
+    state: JournalState = read_journal(journal_path)
+    check_journal_target(state.start.get("target"), target.description)
+    actions = state.typed_actions()
+    remaining = [(seq, a) for seq, a in enumerate(actions) if state.outcomes.get(seq, {}).get("status") not in DONE]
+    print(f"Resuming apply {state.start['apply_id']} on {target.description}: {len(remaining):,} of "
+          f"{len(actions):,} actions left.", file=console.stdout)
+    if not remaining:
+        return Outcome.OK
+    _confirm(console, len(remaining), target.description, yes=yes)
+    fresh = read_fresh(target.client, [a for _, a in remaining])
+    progress = console.progress()
+    _count_earlier_writes(target, journal_path.parent, console.stderr)
+    with Journal(journal_path) as journal:
+        journal.write({"type": "resume", "remaining": len(remaining)})
+        result = Executor(target.client, journal, fail_fast=fail_fast, progress_out=progress).run(remaining, fresh)
+        if not result.stopped:
+            journal.write({"type": "end", "summary": dict(result.counts)})
+    return _finish(console, target, journal_path, list(enumerate(actions)), result)

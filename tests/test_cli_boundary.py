@@ -1,0 +1,168 @@
+"""The command line's one boundary: every outcome and error maps to its documented exit code, an expected
+error prints one `error:` line once, and a bug prints one line pointing at its saved traceback."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import reconciler.commands.show
+from reconciler.cli import CODES, exit_code
+from reconciler.commands import Outcome
+from reconciler.errors import (
+    DailyCapReached,
+    FileProblems,
+    ReconcilerError,
+    SpecError,
+    StalePlan,
+    StopRun,
+    TargetMismatch,
+    UsageError,
+)
+
+from .conftest import EXAMPLES, ROOT, run_cli
+
+DOCUMENTED = {  # PRODUCT.md and README.md
+    Outcome.OK: 0, Outcome.NO_CHANGES: 0, Outcome.CHANGES: 2, Outcome.BLOCKED: 3, Outcome.STOPPED: 3,
+    Outcome.FAILED: 4, Outcome.ERROR: 1, Outcome.INTERRUPTED: 130,
+}
+
+
+@pytest.mark.parametrize("outcome", list(Outcome), ids=lambda o: o.name)
+def test_every_outcome_has_its_documented_exit_code(outcome: Outcome) -> None:
+    assert exit_code(outcome, detailed_exitcode=True) == DOCUMENTED[outcome]
+    assert CODES[outcome] == DOCUMENTED[outcome]
+
+
+def test_changes_exit_2_only_when_asked() -> None:
+    assert exit_code(Outcome.CHANGES) == 0
+    assert exit_code(Outcome.CHANGES, detailed_exitcode=True) == 2
+    assert exit_code(Outcome.NO_CHANGES, detailed_exitcode=True) == 0
+
+
+@pytest.mark.parametrize(("error", "code"), [
+    (UsageError("x"), 1), (SpecError([]), 1), (TargetMismatch("x"), 1), (StalePlan("x"), 3), (StopRun("x"), 3),
+    (DailyCapReached("x"), 3), (KeyboardInterrupt(), 130), (RuntimeError("x"), 1), (BrokenPipeError(), 1),
+], ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v))
+def test_errors_map_to_their_documented_codes(error: BaseException, code: int) -> None:
+    assert exit_code(error) == code
+
+
+@pytest.fixture
+def bug_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where a bug's traceback is saved during the test (the temporary folder)."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def test_a_bug_inside_a_command_is_one_line_and_a_saved_traceback(
+        bug_folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    def broken(*args: object, **kwargs: object) -> Outcome:
+        raise RuntimeError("the renderer fell over")
+
+    monkeypatch.setattr(reconciler.commands.show, "show", broken)
+    code, out, err = run_cli(capsys, "show", "plan.json")
+    assert code == 1 and out == ""
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("error: a bug in reconciler (RuntimeError: the renderer fell over)")
+    saved = [p for p in bug_folder.iterdir() if p.name.startswith("reconciler-bug-")]
+    assert len(saved) == 1 and str(saved[0]) in err
+    text = saved[0].read_text()
+    assert "Traceback (most recent call last)" in text and "RuntimeError: the renderer fell over" in text
+    assert "in broken" in text and "reconciler show plan.json" in text
+
+
+def test_a_bug_report_never_holds_a_credential(bug_folder: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    def leaky(*args: object, **kwargs: object) -> Outcome:
+        raise ValueError("GET https://ops:hunter2-secret@example.com/api?access_token=abc123def456 failed")
+
+    monkeypatch.setattr(reconciler.commands.show, "show", leaky)
+    code, _, err = run_cli(capsys, "show", "plan.json")
+    saved = next(bug_folder.iterdir()).read_text()
+    assert code == 1
+    for secret in ("hunter2-secret", "abc123def456"):
+        assert secret not in err and secret not in saved
+
+
+@pytest.mark.parametrize(("raised", "code", "said"), [
+    (KeyboardInterrupt(), 130, "interrupted\n"), (BrokenPipeError(), 1, ""),
+    (DailyCapReached("the daily write budget is spent"), 3, "error: the daily write budget is spent\n"),
+])
+def test_interrupts_broken_pipes_and_expected_errors_are_caught_at_the_boundary(
+        raised: BaseException, code: int, said: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    def stop(*args: object, **kwargs: object) -> Outcome:
+        raise raised
+
+    monkeypatch.setattr(reconciler.commands.show, "show", stop)
+    assert run_cli(capsys, "show", "plan.json") == (code, "", said)
+
+
+def test_an_expected_error_is_printed_once_on_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "show", str(tmp_path / "missing.json"))
+    assert code == 1 and out == ""
+    assert err.count("error:") == 1 and err.startswith("error: ") and len(err.splitlines()) == 1
+
+
+def test_a_usage_error_exits_1_not_argparse_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "plan", "--no-such-flag")
+    assert code == 1 and out == ""
+    assert err == "error: reconciler: unrecognized arguments: --no-such-flag (see --help)\n"
+    assert run_cli(capsys, "frobnicate")[0] == 1
+
+
+def test_no_command_prints_error_itself() -> None:
+    """Only cli.main prints `error:`; a command raises and the boundary prints."""
+    for path in sorted((ROOT / "reconciler" / "commands").glob("*.py")):
+        assert not re.search(r"""["']error:""", path.read_text()), path
+    assert issubclass(SpecError, FileProblems) and issubclass(FileProblems, ReconcilerError)
+
+
+def test_a_journal_of_another_target_exits_1_in_resume_and_in_undo(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("NEXUDUS_API_URL", raising=False)
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder in (first, second):  # two local emulators: two targets
+        shutil.copytree(EXAMPLES, folder, ignore=shutil.ignore_patterns(".reconciler", "github-actions"))
+    monkeypatch.chdir(first)
+    assert run_cli(capsys, "apply", "--yes")[0] == 0
+    journal = next((first / ".reconciler" / "journal").glob("*.jsonl"))
+    monkeypatch.chdir(second)
+    resumed = run_cli(capsys, "apply", "--resume", str(journal))
+    undone = run_cli(capsys, "undo", str(journal))
+    for code, out, err in (resumed, undone):
+        assert code == 1 and out == ""
+        assert err == (f"error: the journal is of an apply to local emulator ({first / '.reconciler' / 'local.sqlite'})"
+                       f", not local emulator ({second / '.reconciler' / 'local.sqlite'})\n")
+
+
+def test_a_stale_saved_plan_exits_3_with_one_error_line(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(capsys, "plan", "--out", "plan.json")[0] == 0
+    with (demo / "makerspace.yaml").open("a") as spec:
+        spec.write("  - {email: tomas@example.com, completed: all}\n")
+    code, _, err = run_cli(capsys, "apply", "--plan", "plan.json", "--yes")
+    assert code == 3
+    assert err == "error: stale plan: the spec files changed since it was made; plan again\n"
+
+
+def test_a_reader_that_went_away_is_not_an_error_message() -> None:
+    """`reconciler ... | head` with head gone before the first write: exit 1, nothing on stderr."""
+    argv = ("completion", "bash")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        process = subprocess.run([sys.executable, "-m", "reconciler", *argv], stdout=write_end,
+                                 stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+    finally:
+        os.close(write_end)
+    assert (process.returncode, process.stderr) == (1, "")

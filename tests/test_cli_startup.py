@@ -1,0 +1,80 @@
+"""A quick start: `--help`, `--version` and `validate --offline` load neither the HTTP client, the emulator,
+the plan machinery nor the other commands (what they load is checked, not how long it takes)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli import chosen_command
+
+from .conftest import EXAMPLES, run_cli
+
+HEAVY = ("httpx", "werkzeug", "deepdiff", "sqlite3", "tqdm", "shtab", "reconciler.emulator", "reconciler.client",
+         "reconciler.target", "reconciler.plan", "reconciler.apply", "reconciler.doctor")
+RUNNER = """
+import json, sys
+from reconciler.cli import main
+code = main(sys.argv[1:])
+sys.stdout.flush()
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stderr)
+"""
+
+
+def loaded(*argv: str) -> tuple[int, set[str]]:
+    """Run the command line in a fresh interpreter: its exit code and every module it imported."""
+    result = subprocess.run([sys.executable, "-c", RUNNER, *argv], capture_output=True, text=True, timeout=60,
+                            cwd=EXAMPLES)
+    report = json.loads(result.stderr.strip().splitlines()[-1])
+    return report["code"], set(report["modules"])
+
+
+def heavy(modules: set[str]) -> list[str]:
+    return sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY))
+
+
+@pytest.mark.parametrize("argv", [("--help",), ("--version",), ()], ids=["help", "version", "nothing"])
+def test_help_and_version_load_no_command(argv: tuple[str, ...]) -> None:
+    code, modules = loaded(*argv)
+    assert code == (1 if not argv else 0)
+    assert heavy(modules) == []
+    assert "jsonschema" not in modules and "yaml" not in modules
+    assert sorted(m for m in modules if m.startswith("reconciler.commands.")) == []
+
+
+def test_validate_offline_loads_only_its_own_command() -> None:
+    code, modules = loaded("validate", "--offline", ".")
+    assert code == 0
+    assert heavy(modules) == []
+    assert sorted(m for m in modules if m.startswith("reconciler.commands.")) == ["reconciler.commands.validate"]
+
+
+def test_the_runner_sees_what_a_command_loads() -> None:
+    """The checks above can fail: running a command imports its module and what it needs."""
+    code, modules = loaded("show", "no-such-plan.json")
+    assert code == 1 and {"reconciler.commands.show", "reconciler.planning", "reconciler.render"} <= modules
+    code, modules = loaded("plan", "--help")  # a command's help builds its options without importing it
+    assert code == 0 and heavy(modules) == [] and "reconciler.commands.plan" not in modules
+
+
+@pytest.mark.parametrize(("words", "command"), [
+    ([], None), (["--help"], None), (["frobnicate"], None), (["-q", "plan"], "plan"),
+    (["--api", "plan", "validate"], "validate"), (["--ap", "local", "plan"], "plan"),
+    (["--config=reconciler.yaml", "apply", "--yes"], "apply"), (["-vv", "--no-color", "export"], "export"),
+    (["emulator", "serve", "--port", "0"], "emulator"),
+])
+def test_the_command_is_found_before_parsing(words: list[str], command: str | None) -> None:
+    assert chosen_command(words) == command
+
+
+def test_global_options_with_values_before_the_command_still_parse(demo: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Only the chosen command's arguments are built: the options before it must not hide it."""
+    for words in (["--api", "local", "validate", "--offline"], ["--ap", "local", "-q", "validate", "--offline"],
+                  ["--config", "reconciler.yaml", "validate", "--offline", "."]):
+        code, out, _ = run_cli(capsys, *words)
+        assert (code, out) == (0, "valid: 4 specs in 4 files (offline: names not resolved)\n"), words
