@@ -3,23 +3,34 @@
 A read of the whole scope costs one request per page (about 1,000 requests for a million completions). The
 cache (`.reconciler/cache/`, one file per scope; no secret in it, it names its target and the reconciler
 version) keeps the records of the last read and the server's watermark: the largest `UpdatedOn` seen, as
-the server wrote it. The next read is exact, or it is a full read:
+the server wrote it. The range's start is the watermark less the overlap and the time the last read took
+(the filters have minutes; clocks differ; a record written while a long read ran may carry a stamp older
+than the watermark). The next read is exact, or it is a full read:
 
-1. what changed since the watermark, less the overlap and the time the last read took (the range filter
-   `from_CourseCompletedLesson_UpdatedOn` has minutes; clocks differ; a record written while a long read
-   ran may carry a stamp older than the watermark), merged by Id: every record created or changed since
-   the last read is then known, so the merged set holds every live record, plus those deleted since;
-2. counts, each a `size=1` request: the whole table's `TotalItems` (for a cache of the whole table), or
-   each lesson's. A count equal to the merged count proves nothing was deleted; a lesson counted lower is
-   read again, alone; a count higher than the merged one cannot be explained (a record written with an
-   `UpdatedOn` before the range) and means a full read.
+1. the records whose `UpdatedOn` is in the range (`from_CourseCompletedLesson_UpdatedOn`), merged by Id:
+   every record created or changed since, unless its stamp is older than the range;
+2. the table's `TotalItems` (a `size=1` request) for a cache of the whole table. Equal to the merged count:
+   nothing was deleted, or as many records were written with stamps older than the range; then
+3. the records created in the range whose `UpdatedOn` is before it (`from_…CreatedOn` and `to_…UpdatedOn`;
+   none as a rule, 1 request). Those held records created in the range that neither read answers are gone.
+   An unchanged scope costs these 3 requests.
+4. When the counts differ (or for a cache of some lessons): each lesson's records created before the range
+   (`CourseCompletedLesson_CourseLesson` and `to_…CreatedOn`, one `size=1` request each) against those held;
+   a lesson that differs (deletions, or records stamped before the range) is read again, alone; or, when it
+   differs by a few records over many pages, narrowed down by counting halves of its `CreatedOn` until a
+   window of two pages at most, which is read. When what is left to do costs as much as a full read, the read
+   is full. What the lessons' counts leave of the table's are records created in the range with an older
+   `UpdatedOn` (read as in 3); anything left over means a full read.
 
-Any doubt (a cache of another target or version, a full read older than `cache.max_age_hours`, a range
-filter the server ignores, an answer that does not add up, more changes than a full read costs) means a
-full read, and `-v` says why. Without a target profile in which `doctor` found the range filter and the
-counts working, the first incremental read is checked against a full read once. What no count can show: a
-record created with an `UpdatedOn` older than the range *and* a delete in the same lesson; the maximum age
-bounds how long such drift can go unseen.
+Any doubt (a cache of another target or version, a full read older than `cache.max_age_hours`, a filter the
+server ignores, an answer that does not add up, more to read again than a full read costs) means a full
+read, and `-v` says why. Without a target profile in which `doctor` found the range filter and the counts
+working, the first incremental read is checked against a full read once.
+
+What no count can show, so that only the maximum age bounds it: a record deleted while another is written
+with both `CreatedOn` and `UpdatedOn` older than the range, in the same lesson (anywhere in the table when
+the table's count is equal), and an update that sets `UpdatedOn` back before the range. The server stamps
+both dates itself, so either takes a writer whose clock is behind by more than the overlap.
 """
 
 from __future__ import annotations
@@ -33,15 +44,15 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from reconciler import __version__
 from reconciler.config import CacheSettings
-from reconciler.emulator.store import timestamp_instant
 from reconciler.errors import PartialRead
+from reconciler.timestamps import timestamp_instant
 
 if TYPE_CHECKING:
     from reconciler.state import StateReader
@@ -51,8 +62,18 @@ log = logging.getLogger(__name__)
 CACHE_FORMAT = "reconciler-read-cache/1"
 COMPLETIONS = "/api/content/coursecompletedlessons"
 CHANGED_SINCE = "from_CourseCompletedLesson_UpdatedOn"
+CHANGED_UNTIL = "to_CourseCompletedLesson_UpdatedOn"
+CREATED_SINCE = "from_CourseCompletedLesson_CreatedOn"
+CREATED_UNTIL = "to_CourseCompletedLesson_CreatedOn"
 BY_LESSON = "CourseCompletedLesson_CourseLesson"
 RANGE_KEY = f"{COMPLETIONS}?{CHANGED_SINCE.casefold()}"
+UPDATED_UNTIL_KEY = f"{COMPLETIONS}?{CHANGED_UNTIL.casefold()}"
+CREATED_KEY = f"{COMPLETIONS}?{CREATED_SINCE.casefold()}"
+CREATED_UNTIL_KEY = f"{COMPLETIONS}?{CREATED_UNTIL.casefold()}"
+FILTER_KEYS = {RANGE_KEY: CHANGED_SINCE, UPDATED_UNTIL_KEY: CHANGED_UNTIL, CREATED_KEY: CREATED_SINCE,
+               CREATED_UNTIL_KEY: CREATED_UNTIL}
+MINUTE = timedelta(minutes=1)  # a `to_` bound takes in the whole minute it names (as the emulator does)
+NEVER = 1 << 62  # the cost of a way not open
 COUNTS_KEY = "counts"
 DISTRUST_FILE = "distrusted.json"
 
@@ -78,6 +99,58 @@ class Entry:
     verified: bool
     page_size: int | None = None  # the page size the server served the full read at
     full_requests: int = 0  # what the last full read cost
+
+
+@dataclass
+class Merge:
+    """An incremental read under way: the entry's records as brought up to date so far."""
+
+    entry: Entry
+    since: datetime  # the range's start, a whole minute
+    records: dict[int, Record]
+    watermark: str
+    returned: set[int] = field(default_factory=set)  # Ids the range read answered
+    reread: set[int] = field(default_factory=set)  # lessons read again whole
+    fresh: list[Record] = field(default_factory=list)  # what those reads answered
+    recent_known: bool = False  # the records created since `since` with an older UpdatedOn have been read
+    dirty: bool = False  # whether the records or the watermark differ from the entry's (else it is not rewritten)
+
+    def keep(self, record: Record) -> None:
+        """A record as the server has it now: held if in the entry's scope, dropped if it moved out."""
+        if self.entry.kind == "all" or record["CourseLessonId"] in self.entry.lessons:
+            if self.records.get(record["Id"]) != record:
+                self.records[record["Id"]] = record
+                self.dirty = True
+        elif self.records.pop(record["Id"], None) is not None:
+            self.dirty = True
+        watermark = newest((str(record.get("UpdatedOn")),), self.watermark)
+        self.dirty = self.dirty or watermark != self.watermark
+        self.watermark = watermark
+
+    def drop(self, record_id: int) -> None:
+        del self.records[record_id]
+        self.dirty = True
+
+    def pending(self) -> list[int]:
+        """Held records created since the range's start that the range read did not answer (outside lessons read
+        again): deleted since, unless their UpdatedOn was set back (`ReadCache._recent` tells which)."""
+        if self.recent_known:
+            return []
+        since_text = minute_text(self.since)
+        return [record_id for record_id, record in self.records.items()
+                if record_id not in self.returned and record["CourseLessonId"] not in self.reread
+                and created_since(record, self.since, since_text)]
+
+
+def created_since(record: Record, since: datetime, since_text: str) -> bool:
+    """Whether the record's CreatedOn is at or after `since` (a whole minute, `since_text` its minute_text), as
+    instants. A UTC stamp in the lists' form (`2026-08-27T08:47:09Z`, or with fractions) is judged by its minute
+    alone, which orders as its instant does (a million of them are judged per read); any other form is read."""
+    stamp = record.get("CreatedOn")
+    if isinstance(stamp, str) and len(stamp) >= 20 and stamp[-1] == "Z" and stamp[16] == ":" and stamp[10] == "T":
+        return stamp[:16] >= since_text
+    at = timestamp_instant(stamp)
+    return at is not None and at >= since
 
 
 def minute_text(moment: datetime) -> str:
@@ -108,7 +181,6 @@ class ReadCache:
         self.clock = clock
         self.monotonic = monotonic
         self.last: str = ""  # how the last read went: "full (why)" or "incremental"
-        self._reread: list[Record] = []  # records read again by lesson in the read under way
         self._full_requests = 0  # what a full read of the entry under way cost
 
     # --- the read ---------------------------------------------------------------------------------
@@ -121,17 +193,18 @@ class ReadCache:
         entry: Entry | None = None
         try:
             entry = self._entry(lesson_ids)
-            records, watermark = self._incremental(reader, entry, lesson_ids)
+            records, watermark, dirty = self._incremental(reader, entry, lesson_ids)
         except Doubt as e:
             why = str(e)
         else:
             span = self.monotonic() - started
             if entry.verified or self.vouched:
-                self._save(reader, entry.path, entry.kind, entry.lessons, records, watermark, entry.full_read_at, span,
-                           True, entry.full_requests)
+                if dirty or not entry.verified:
+                    self._save(reader, entry.path, entry.kind, entry.lessons, records, watermark, entry.full_read_at,
+                               span, True, entry.full_requests)
                 self.last = "incremental"
-                log.info("read cache: %d changed or re-read records merged into %s; exact by counts",
-                         len(records), entry.path.name)
+                log.info("read cache: %s brought up to date (%d completions); exact by counts", entry.path.name,
+                         len(records))
                 return _in_scope(records.values(), lesson_ids, convert), []
             why = ("no target profile vouches for the range filter and counts (`reconciler doctor`): checking the "
                    "incremental read against a full read once")
@@ -162,15 +235,18 @@ class ReadCache:
                         cost=reader.client.stats.requests - asked)
         return found, partial
 
-    def _incremental(self, reader: StateReader, entry: Entry, lesson_ids: set[int]) -> tuple[dict[int, Record], str]:
-        """The entry brought up to date exactly, and its new watermark; Doubt when that cannot be proven."""
+    def _incremental(self, reader: StateReader, entry: Entry,
+                     lesson_ids: set[int]) -> tuple[dict[int, Record], str, bool]:
+        """The entry brought up to date exactly, its new watermark, and whether either changed; Doubt when that
+        cannot be proven."""
         client = reader.client
-        least = 2 if entry.kind == "all" else 1 + len(entry.lessons)
+        least = 3 if entry.kind == "all" else 2 + len(entry.lessons)
         if least >= entry.full_requests:
             raise Doubt(f"a full read costs no more ({entry.full_requests} requests) than the fewest an incremental "
                         f"one takes ({least})")
-        if RANGE_KEY in client.ignored_filters:
-            raise Doubt(f"the server ignores {CHANGED_SINCE}")
+        for key, name in FILTER_KEYS.items():
+            if key in client.ignored_filters:
+                raise Doubt(f"the server ignores {name}")
         mark = timestamp_instant(entry.watermark)
         if mark is None:
             raise Doubt(f"the cache's watermark {entry.watermark!r} is not a date")
@@ -178,36 +254,37 @@ class ReadCache:
         since = since.replace(second=0, microsecond=0)
         if entry.page_size is not None:  # what a full read would cost is judged at the size the server serves
             client.page_size = min(client.page_size, entry.page_size)
-        records = dict(entry.records)
-        watermark = entry.watermark
         self._full_requests = entry.full_requests
-        self._reread = []
+        merge = Merge(entry, since, dict(entry.records), entry.watermark)
         try:
-            total, first = client.count(COMPLETIONS, {CHANGED_SINCE: minute_text(since)})
-            self._within(first.records, since, client)
-            if total > client.page_size and client.pages_for(total) >= client.pages_for(len(records)):
-                raise Doubt(f"{total:,} completions changed since {minute_text(since)}: as many pages as a full read")
-            for page in client.pages(COMPLETIONS, {CHANGED_SINCE: minute_text(since)}, first=first):
-                self._within(page, since, client)
-                for record in page:
-                    if entry.kind == "all" or record["CourseLessonId"] in entry.lessons:
-                        records[record["Id"]] = record
-                    else:  # moved out of the scope
-                        records.pop(record["Id"], None)
-                watermark = newest((str(r.get("UpdatedOn")) for r in page), watermark)
-            changed = total
+            changed = self._changes(client, merge)
             if entry.kind == "all":
-                table = self._count(reader, None)
-                if table != len(records):
-                    self._explain(reader, entry, records, table)
-                    if table != len(records):  # records in lessons the cache never saw, or a change meanwhile
-                        raise Doubt(f"the lessons' counts do not add up to the table's ({table:,})")
+                table = self._count(reader, None, since)
+                if table == len(merge.records):  # nothing deleted, or as many records stamped before the range
+                    self._recent(client, merge)
+                if table != len(merge.records):
+                    self._explain(reader, merge, table)
             else:
-                self._per_lesson(reader, sorted(entry.lessons), records)
+                self._recent(client, merge)
+                self._per_lesson(reader, merge, sorted(entry.lessons), None)
         except PartialRead as e:
             raise Doubt(f"an answer did not add up: {e}") from None
         log.info("read cache: %d completion(s) changed since %s", changed, minute_text(since))
-        return records, newest((str(r.get("UpdatedOn")) for r in self._reread), watermark)
+        return merge.records, merge.watermark, merge.dirty
+
+    def _changes(self, client: Any, merge: Merge) -> int:
+        """Every record changed since the range's start, merged by Id (1 request when they fit a page)."""
+        since, records = merge.since, merge.records
+        total, first = client.count(COMPLETIONS, {CHANGED_SINCE: minute_text(since)})
+        self._within(first.records, since, client)
+        if total > client.page_size and client.pages_for(total) >= client.pages_for(len(records)):
+            raise Doubt(f"{total:,} completions changed since {minute_text(since)}: as many pages as a full read")
+        for page in client.pages(COMPLETIONS, {CHANGED_SINCE: minute_text(since)}, first=first):
+            self._within(page, since, client)
+            for record in page:
+                merge.returned.add(record["Id"])
+                merge.keep(record)
+        return int(total)
 
     def _within(self, page: list[Record], since: datetime, client: Any) -> None:
         """Every record the range filter answered is in the range; else the server ignored it."""
@@ -220,55 +297,196 @@ class ReadCache:
                 raise Doubt(f"the server ignored {CHANGED_SINCE}={minute_text(since)}: it answered completion "
                             f"{record['Id']} of UpdatedOn {record.get('UpdatedOn')}")
 
-    def _explain(self, reader: StateReader, entry: Entry, records: dict[int, Record], table: int) -> None:
-        if table > len(records):
-            raise Doubt(f"the server counts {table:,} completions, more than the {len(records):,} the cache and the "
-                        "changes hold (a record written with an UpdatedOn before the range, or during the read)")
-        lessons = sorted({r["CourseLessonId"] for r in records.values()})
-        if len(lessons) + 2 >= reader.client.pages_for(len(records)):
-            raise Doubt(f"{len(records) - table:,} completion(s) deleted, and counting {len(lessons)} lessons costs "
-                        "as much as a full read")
-        self._per_lesson(reader, lessons, records)
+    def _recent(self, client: Any, merge: Merge) -> None:
+        """The records created since the range's start whose UpdatedOn is before it (a writer's clock behind, a
+        stamp set back): the range missed them, so they are read by CreatedOn (1 request; there are none as a
+        rule). Held records created since the start that neither read returns were deleted."""
+        since = merge.since
+        filters = {CREATED_SINCE: minute_text(since), CHANGED_UNTIL: minute_text(since)}
+        total, first = client.count(COMPLETIONS, filters)
+        self._created_since(first.records, since, client)
+        if total > client.page_size and client.pages_for(total) >= self._full_requests:
+            raise Doubt(f"{total:,} completions created since {minute_text(since)} carry an older UpdatedOn: as "
+                        "many pages as a full read")
+        found: dict[int, Record] = {}
+        for page in client.pages(COMPLETIONS, filters, first=first):
+            self._created_since(page, since, client)
+            found.update((r["Id"], r) for r in page)
+        for record_id in merge.pending():
+            if record_id not in found:
+                merge.drop(record_id)
+        for record in found.values():
+            if record["CourseLessonId"] not in merge.reread:
+                merge.keep(record)
+        merge.recent_known = True
+        if found:
+            log.info("read cache: %d completion(s) created since %s with an UpdatedOn before it", len(found),
+                     minute_text(since))
 
-    def _per_lesson(self, reader: StateReader, lessons: list[int], records: dict[int, Record]) -> None:
-        """Each lesson counted (one `size=1` request); a lesson counted lower than held is read again alone."""
-        held = Counter(r["CourseLessonId"] for r in records.values())
-        short: dict[int, int] = {}
-        for lesson in lessons:
-            counted = self._count(reader, lesson)
-            if counted > held[lesson]:
-                raise Doubt(f"the server counts {counted:,} completions of lesson {lesson}, more than the "
-                            f"{held[lesson]:,} the cache and the changes hold (a record written with an UpdatedOn "
-                            "before the range, or during the read)")
-            if counted < held[lesson]:
-                short[lesson] = counted
-        again = sum(reader.client.pages_for(counted) for counted in short.values())
-        if again >= self._full_requests:
-            raise Doubt(f"reading {len(short)} lessons with deletions again ({again} requests) costs as much as a "
-                        f"full read ({self._full_requests})")
-        for lesson, counted in short.items():
-            log.info("read cache: lesson %d has %d completion(s) fewer than held: reading it again", lesson,
-                     held[lesson] - counted)
+    def _created_since(self, page: list[Record], since: datetime, client: Any) -> None:
+        """What `_recent` asked: created at or after `since`, updated before the minute after it."""
+        for record in page:
+            created, updated = timestamp_instant(record.get("CreatedOn")), timestamp_instant(record.get("UpdatedOn"))
+            if created is None or created < since:
+                client.ignored_filters.add(CREATED_KEY)
+                raise Doubt(f"the server ignored {CREATED_SINCE}={minute_text(since)}: it answered completion "
+                            f"{record['Id']} of CreatedOn {record.get('CreatedOn')}")
+            if updated is None or updated >= since + MINUTE:
+                client.ignored_filters.add(UPDATED_UNTIL_KEY)
+                raise Doubt(f"the server ignored {CHANGED_UNTIL}={minute_text(since)}: it answered completion "
+                            f"{record['Id']} of UpdatedOn {record.get('UpdatedOn')}")
+
+    def _explain(self, reader: StateReader, merge: Merge, table: int) -> None:
+        """The table's count differs from what is held: count each lesson, read again those that differ, and
+        account for every record."""
+        lessons = sorted({r["CourseLessonId"] for r in merge.records.values()})
+        if len(lessons) + 2 >= reader.client.pages_for(table):
+            raise Doubt(f"the server counts {table:,} completions, {len(merge.records):,} held, and counting "
+                        f"{len(lessons)} lessons costs as much as a full read")
+        self._per_lesson(reader, merge, lessons, table)
+        if not merge.recent_known and (table != len(merge.records) or merge.pending()):
+            self._recent(reader.client, merge)
+        if table != len(merge.records):  # records in lessons the cache never saw, or a change meanwhile
+            raise Doubt(f"the lessons' counts do not add up to the table's ({table:,}; {len(merge.records):,} "
+                        "accounted for)")
+
+    def _per_lesson(self, reader: StateReader, merge: Merge, lessons: list[int], table: int | None) -> None:
+        """Each lesson's records created before the range's start, counted (one `size=1` request each): those
+        held are exactly the server's unless some were deleted or written with dates before the range. A lesson
+        whose count differs is read again, alone, unless that costs as much as a full read."""
+        client, since = reader.client, merge.since
+        full = min(client.pages_for(table) if table is not None else NEVER, self._full_requests or NEVER)
+        older: Counter[int] = Counter()
+        newer: Counter[int] = Counter()
+        since_text = minute_text(since)
+        for record in merge.records.values():
+            (newer if created_since(record, since, since_text) else older)[record["CourseLessonId"]] += 1
+        differ: dict[int, int] = {}
+        again = 0
+        for done, lesson in enumerate(lessons, 1):
+            counted = self._count(reader, lesson, since)
+            if counted != older[lesson]:
+                differ[lesson] = counted
+                again += self._cost_again(client, counted, older[lesson], newer[lesson])
+                # What is left of this way (the lessons still to count, those to read again) against a full read.
+                if again + len(lessons) - done >= full:
+                    raise Doubt(f"{len(differ)} of {done} lessons counted differ: counting the rest and reading "
+                                f"those again costs at least {again + len(lessons) - done} requests, a full read "
+                                f"{full}")
+        for lesson, counted in differ.items():
+            if self._narrows(client, counted, older[lesson], newer[lesson]) and self._narrow(reader, merge, lesson,
+                                                                                             counted):
+                continue
+            log.info("read cache: lesson %d counts %d completion(s) created before %s, %d held: reading it again",
+                     lesson, counted, minute_text(since), older[lesson])
             fresh: list[Record] = []
-            for page in reader.client.pages(COMPLETIONS, {BY_LESSON: lesson}):
+            for page in client.pages(COMPLETIONS, {BY_LESSON: lesson}):
                 if any(r.get("CourseLessonId") != lesson for r in page):
                     raise Doubt(f"the server ignored {BY_LESSON}")
                 fresh += page
-            if len(fresh) != counted:
-                raise Doubt(f"lesson {lesson} changed while it was read")
-            for record_id in [i for i, r in records.items() if r["CourseLessonId"] == lesson]:
-                del records[record_id]
-            records.update((r["Id"], r) for r in fresh)
-            self._reread += fresh
+            merge.reread.add(lesson)
+            merge.fresh += fresh
+        whole = {lesson for lesson in differ if lesson in merge.reread}
+        if whole:
+            for record_id in [i for i, r in merge.records.items() if r["CourseLessonId"] in whole]:
+                merge.drop(record_id)
+            for record in merge.fresh:
+                merge.keep(record)
 
-    def _count(self, reader: StateReader, lesson: int | None) -> int:
-        filters = {} if lesson is None else {BY_LESSON: lesson}
+    @staticmethod
+    def _narrows(client: Any, counted: int, held: int, newer: int) -> bool:
+        """Whether a lesson whose count differs by a few of many pages is narrowed down by counting windows of
+        its CreatedOn rather than read again whole (a delete among 20 pages: about 6 requests instead of 20)."""
+        pages = int(client.pages_for(counted + newer))
+        return pages >= 4 and abs(held - counted) * 4 <= pages
+
+    def _cost_again(self, client: Any, counted: int, held: int, newer: int) -> int:
+        """What bringing a lesson whose count differs up to date is expected to cost."""
+        pages = int(client.pages_for(counted + newer))
+        if self._narrows(client, counted, held, newer):
+            return min(pages, abs(held - counted) * (pages.bit_length() + 2))
+        return pages
+
+    def _narrow(self, reader: StateReader, merge: Merge, lesson: int, counted: int) -> bool:
+        """Bring a lesson's records created before the range up to date by halving windows of CreatedOn: a window
+        whose count equals the records held in it is taken as it is (as a lesson's is), one that differs is split
+        at the middle of what is held, down to a window of two pages at most, which is read. False (nothing
+        done) when a held record has no readable CreatedOn."""
+        client, since = reader.client, merge.since
+        since_text = minute_text(since)
+        held: list[tuple[datetime, int]] = []
+        for record_id, record in merge.records.items():
+            if record["CourseLessonId"] == lesson and not created_since(record, since, since_text):
+                at = timestamp_instant(record.get("CreatedOn"))
+                if at is None:
+                    return False
+                held.append((at, record_id))
+        held.sort()
+        log.info("read cache: lesson %d counts %d completion(s) created before %s, %d held: narrowing it down by "
+                 "CreatedOn", lesson, counted, since_text, len(held))
+        windows: list[tuple[datetime | None, datetime, int, list[tuple[datetime, int]]]] = [(None, since, counted,
+                                                                                              held)]
+        while windows:
+            start, end, server, inside = windows.pop()
+            if server == len(inside):
+                continue
+            middle = inside[len(inside) // 2][0].replace(second=0, microsecond=0) if inside else None
+            if middle is not None and start is not None and middle <= start:
+                middle = start + MINUTE
+            if client.pages_for(max(server, len(inside))) <= 2 or middle is None or middle >= end:
+                self._read_window(client, merge, lesson, start, end, inside)
+                continue
+            left = self._count(reader, lesson, middle, start)
+            windows.append((start, middle, left, [x for x in inside if x[0] < middle]))
+            windows.append((middle, end, server - left, [x for x in inside if x[0] >= middle]))
+        after = sum(1 for r in merge.records.values()
+                    if r["CourseLessonId"] == lesson and not created_since(r, since, since_text))
+        if after != counted:
+            raise Doubt(f"lesson {lesson} counts {counted:,} completions created before {since_text}; its windows "
+                        f"add up to {after:,}")
+        return True
+
+    def _read_window(self, client: Any, merge: Merge, lesson: int, start: datetime | None, end: datetime,
+                     inside: list[tuple[datetime, int]]) -> None:
+        """Read a lesson's records created in [start, end) and hold them instead of those held there."""
+        filters: dict[str, Any] = {BY_LESSON: lesson, CREATED_UNTIL: minute_text(end - MINUTE)}
+        if start is not None:
+            filters[CREATED_SINCE] = minute_text(start)
+        fresh: list[Record] = []
+        for page in client.pages(COMPLETIONS, filters):
+            for record in page:
+                at = timestamp_instant(record.get("CreatedOn"))
+                if record.get("CourseLessonId") != lesson or at is None or at >= end or (start and at < start):
+                    raise Doubt(f"the server ignored {BY_LESSON}, {CREATED_SINCE} or {CREATED_UNTIL}: asked for "
+                                f"lesson {lesson}'s completions created from {minute_text(start) if start else '-'} "
+                                f"to {minute_text(end)}, it answered completion {record['Id']} of lesson "
+                                f"{record.get('CourseLessonId')} created {record.get('CreatedOn')}")
+            fresh += page
+        for _, record_id in inside:
+            merge.drop(record_id)
+        for record in fresh:
+            merge.keep(record)
+
+    def _count(self, reader: StateReader, lesson: int | None, since: datetime, start: datetime | None = None) -> int:
+        """The table's count, or a lesson's records created before `since` (and from `start`): one `size=1`
+        request."""
+        filters: dict[str, Any] = {}
+        if lesson is not None:
+            filters = {BY_LESSON: lesson, CREATED_UNTIL: minute_text(since - MINUTE)}
+        if start is not None:
+            filters[CREATED_SINCE] = minute_text(start)
         page = reader.client.page(COMPLETIONS, filters, size=1)
         total = page.body.get("TotalItems")
         if not isinstance(total, int) or isinstance(total, bool):
             raise Doubt("a count answered no TotalItems")
-        if lesson is not None and any(r.get("CourseLessonId") != lesson for r in page.records):
-            raise Doubt(f"the server ignored {BY_LESSON}")
+        for record in page.records if lesson is not None else ():
+            if record.get("CourseLessonId") != lesson:
+                raise Doubt(f"the server ignored {BY_LESSON}")
+            created = timestamp_instant(record.get("CreatedOn"))
+            if created is not None and created >= since:
+                reader.client.ignored_filters.add(CREATED_UNTIL_KEY)
+                raise Doubt(f"the server ignored {CREATED_UNTIL}: it counted completion {record['Id']} of CreatedOn "
+                            f"{record.get('CreatedOn')}")
         return total
 
     # --- the files ----------------------------------------------------------------------------------
@@ -371,8 +589,9 @@ class ReadCache:
             path.parent.mkdir(parents=True, exist_ok=True)
             handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
             try:
-                with os.fdopen(handle, "wb") as raw, gzip.open(raw, "wt", encoding="utf-8", compresslevel=1) as out:
-                    json.dump(doc, out, separators=(",", ":"))
+                text = json.dumps(doc, separators=(",", ":"))  # at once: the C encoder, not a write per item
+                with os.fdopen(handle, "wb") as raw, gzip.open(raw, "wb", compresslevel=1) as out:
+                    out.write(text.encode())
                 os.replace(temporary, path)
             except BaseException:
                 Path(temporary).unlink(missing_ok=True)
