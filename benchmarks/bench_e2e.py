@@ -9,12 +9,14 @@ from this process (limits off) and records every request it is sent. Then, each 
 - the bare replay: the very same GET requests, sent by a bare httpx loop that reads each body and does
   nothing else, in its own process: the floor our own work is measured against (ratio = plan wall ÷
   replay wall; goal <= 2);
+- reading the saved plan back as `apply --plan` does (`load_plan`), timed;
 - `reconciler export --out exported` and `reconciler plan exported --detailed-exitcode`: the round trip
   (the plan on the export must show no changes).
 
 Finally the growth factor between sizes (goal: each 5x in members costs at most 6x in time).
 
-Run: python -m benchmarks.bench_e2e [--sizes 3000,10000,50000,200000]
+Run: python -m benchmarks.bench_e2e [--sizes 3000,10000,50000,200000] [--no-export] [--no-cache]
+(`--no-cache`: the read cache, on by default, keeps every raw record of a full read to save it.)
 """
 
 from __future__ import annotations
@@ -37,6 +39,15 @@ from reconciler.emulator.app import EmulatorApp, Settings
 from reconciler.emulator.limits import Limits
 from reconciler.emulator.server import BackgroundServer
 from reconciler.emulator.store import Store
+
+LOAD = """
+import sys, time
+from pathlib import Path
+from reconciler.planning import load_plan
+started = time.perf_counter()
+plan = load_plan(Path(sys.argv[1]))
+print(time.perf_counter() - started, len(plan.actions))
+"""
 
 REPLAY = """
 import sys, time, httpx
@@ -75,7 +86,7 @@ def timed(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[subproces
     return result, {"wall": float(wall), "cpu": float(user) + float(system), "rss": int(rss) / 1024}
 
 
-def measure(members: int, work: Path) -> dict[str, Any]:
+def measure(members: int, work: Path, *, export: bool = True, cache: bool = True) -> dict[str, Any]:
     store = Store()
     emails = build_space(store, members=members, lessons=20, per_member=10)
     app = EmulatorApp(store, Settings(limits=Limits.off(), require_auth=False))
@@ -90,7 +101,8 @@ def measure(members: int, work: Path) -> dict[str, Any]:
     with BackgroundServer(recorder) as server:  # type: ignore[arg-type]
         base[0] = server.url
         command = [sys.executable, "-m", "reconciler", "--api", server.url]
-        plan, plan_time = timed([*command, "plan", "specs", "--format", "json", "--out", "plan.json"], work, env)
+        plan, plan_time = timed([*command, "plan", "specs", "--format", "json", "--out", "plan.json",
+                                 *([] if cache else ["--no-cache"])], work, env)
         assert plan.returncode in (0, 3), plan.stderr[-2000:]
         summary = json.loads((work / "plan.json").read_text())["summary"]
         requests = list(recorder.urls)
@@ -98,18 +110,28 @@ def measure(members: int, work: Path) -> dict[str, Any]:
         replay = subprocess.run([sys.executable, "-c", REPLAY, str(work / "urls.txt")], capture_output=True,
                                 text=True, timeout=7200, check=True)
         replay_wall = float(replay.stdout.strip())
+        # What `apply --plan` pays to read the saved plan back (schema, digest, every action typed and checked).
+        loaded = subprocess.run([sys.executable, "-c", LOAD, str(work / "plan.json")], capture_output=True, text=True,
+                                timeout=7200, check=True, env=env)
+        load_seconds = float(loaded.stdout.split()[0])
         # Printed now, so that the plan's figures survive whatever the export then does at this size.
         print(f"{members:>7,} members: plan {plan_time['wall']:7.1f} s wall, {plan_time['cpu']:7.1f} s CPU, "
               f"{plan_time['rss']:6.0f} MiB peak, {len(requests):,} requests; bare replay {replay_wall:6.1f} s; "
               f"ratio {plan_time['wall'] / replay_wall:.2f}x (goal <= 2); {summary['create']:,} to create, "
-              f"{summary['unchanged']:,} unchanged", flush=True)
+              f"{summary['unchanged']:,} unchanged; the saved plan loads in {load_seconds:.1f} s", flush=True)
 
+        if not export:
+            store.close()
+            return {"members": members, "plan": plan_time, "requests": len(requests), "replay": replay_wall,
+                    "summary": summary, "export": None}
         recorder.urls.clear()
-        export, export_time = timed([*command, "export", "--out", "exported"], work, env)
-        assert export.returncode == 0, export.stderr[-2000:]
+        export_run, export_time = timed([*command, "export", "--out", "exported", *([] if cache else ["--no-cache"])],
+                                        work, env)
+        assert export_run.returncode == 0, export_run.stderr[-2000:]
         export_requests = len(recorder.urls)
         recorder.urls.clear()
-        again, again_time = timed([*command, "plan", "exported", "--detailed-exitcode"], work, env)
+        again, again_time = timed([*command, "plan", "exported", "--detailed-exitcode",
+                                   *([] if cache else ["--no-cache"])], work, env)
     store.close()
     return {"members": members, "plan": plan_time, "requests": len(requests), "replay": replay_wall,
             "summary": summary, "export": export_time, "export_requests": export_requests,
@@ -120,17 +142,22 @@ def measure(members: int, work: Path) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="3000,10000,50000,200000")
-    sizes = [int(x) for x in parser.parse_args().sizes.split(",")]
+    parser.add_argument("--no-export", action="store_true", help="measure the plan only (no export round trip)")
+    parser.add_argument("--no-cache", action="store_true", help="run every command with --no-cache")
+    options = parser.parse_args()
+    sizes = [int(x) for x in options.sizes.split(",")]
     results = []
     for members in sizes:
         work = Path(tempfile.mkdtemp(prefix=f"bench-e2e-{members}-"))
         try:
             started = time.perf_counter()
-            found = measure(members, work)
+            found = measure(members, work, export=not options.no_export, cache=not options.no_cache)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         results.append(found)
         export = found["export"]
+        if export is None:
+            continue
         print(f"{'':>16}export {export['wall']:7.1f} s wall, {export['cpu']:7.1f} s CPU, {export['rss']:6.0f} MiB "
               f"peak, {found['export_requests']:,} requests; plan on the export: exit {found['round_trip']} "
               f"({'no changes' if found['round_trip'] == 0 else 'CHANGES'}) in "

@@ -217,16 +217,29 @@ def action_from_dict(entry: dict[str, Any], where: str) -> Action:
     return Enroll(**common)
 
 
-def encode_actions(actions: Iterable[dict[str, Any]]) -> list[str]:
-    """Each action as one line of JSON, as a saved plan holds it (and its digest is taken over)."""
-    return [json.dumps(entry, ensure_ascii=False) for entry in actions]
-
-
-def actions_digest(actions: Iterable[dict[str, Any]], *, encoded: list[str] | None = None) -> str:
+def actions_digest(actions: Iterable[dict[str, Any]]) -> str:
     """SHA-256 over the actions' JSON lines: a plan edited after it was made no longer matches. (JSON
     objects keep their key order through a save and a load, so the lines read back are the lines saved.)"""
-    lines = encoded if encoded is not None else encode_actions(actions)
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    digest = ActionsDigest()
+    digest.add([json.dumps(entry, ensure_ascii=False) for entry in actions])
+    return digest.hexdigest()
+
+
+class ActionsDigest:
+    """`actions_digest` taken as the lines are written: `add` the actions' JSON lines, a batch at a time."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._first = True
+
+    def add(self, lines: list[str]) -> None:
+        if lines:
+            text = "\n".join(lines)
+            self._hash.update(text.encode() if self._first else b"\n" + text.encode())
+            self._first = False
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -248,7 +261,7 @@ def plan_from_document(document: Any, source: str) -> TypedPlan:
     """
     if not isinstance(document, dict):
         raise PlanFileError(f"{source} is not a saved plan (not a JSON object)")
-    errors = sorted(validator("plan").iter_errors(document), key=lambda e: list(e.absolute_path))
+    errors = sorted(validator("plan").iter_errors(_for_schema(document)), key=lambda e: list(e.absolute_path))
     if errors:
         first = errors[0]
         where = _dotted(first.absolute_path)
@@ -261,6 +274,99 @@ def plan_from_document(document: Any, source: str) -> TypedPlan:
     actions = tuple(action_from_dict(entry, f"{source}: actions[{index}]")
                     for index, entry in enumerate(document["actions"]))
     return TypedPlan(document, actions)
+
+
+def _for_schema(document: dict[str, Any]) -> dict[str, Any]:
+    """The document as the schema needs to see it. jsonschema costs tens of microseconds an action (about
+    20 s for a plan of 160,000), so when every action has a plain shape (`plain_action`, which the schema
+    certainly accepts) the schema sees only the first; otherwise it sees them all and explains the first
+    problem exactly as before. The same for each course's matrix rows (`plain_matrix_row`). (Property tests
+    check the shapes against the schema.)"""
+    trimmed = dict(document)
+    actions = document.get("actions")
+    if isinstance(actions, list) and len(actions) > 1 and all(map(plain_action, actions)):
+        trimmed["actions"] = actions[:1]
+    matrix = document.get("matrix")
+    if isinstance(matrix, list):  # a row per member: as many as the actions
+        courses = []
+        for course in matrix:
+            rows = course.get("members") if isinstance(course, dict) else None
+            if isinstance(rows, list) and len(rows) > 1 and all(map(plain_matrix_row, rows)):
+                course = {**course, "members": rows[:1]}
+            courses.append(course)
+        trimmed["matrix"] = courses
+    return trimmed
+
+
+_ROW_KEYS = frozenset(("id", "coworker_id", "name", "teams", "kept"))
+
+
+def plain_matrix_row(row: Any) -> bool:
+    """Whether a matrix row has a shape that specs/plan.schema.json certainly accepts."""
+    return (type(row) is dict and {"id", "name", "teams", "kept"} <= row.keys() <= _ROW_KEYS
+            and type(row["id"]) is int and (row.get("coworker_id") is None or type(row["coworker_id"]) is int)
+            and type(row["name"]) is str and type(row["teams"]) is list
+            and all(type(team) is str for team in row["teams"])
+            and type(row["kept"]) is str and not row["kept"].strip("01"))
+
+
+_REQUIRED = frozenset(("action", "course", "member", "lesson", "spec", "reason", "origin", "precondition"))
+_ALLOWED = _REQUIRED | {"note", "system_id", "coworker_id", "twin", "record"}
+_REASONS = frozenset(("declared", "migrated", "revoked", "undeclared", "orphaned", "duplicate", "undo"))
+_RECORD_REQUIRED = frozenset(("Id", "CourseMemberId", "CourseLessonId", "CreatedOn", "UpdatedOn", "SystemId"))
+_RECORD_ALLOWED = _RECORD_REQUIRED | {"CourseLessonTitle", "CourseMemberCoworkerFullName", "UniqueId"}
+
+
+def _named(value: Any) -> bool:
+    return (type(value) is dict and "id" in value and value.keys() <= {"id", "title", "name"}
+            and (value["id"] is None or type(value["id"]) is int)
+            and type(value.get("title", "")) is str and type(value.get("name", "")) is str)
+
+
+def _text_or_none(value: Any) -> bool:
+    return value is None or type(value) is str
+
+
+def _record(value: Any) -> bool:
+    return (type(value) is dict and _RECORD_REQUIRED <= value.keys() <= _RECORD_ALLOWED
+            and type(value["Id"]) is int and type(value["CourseMemberId"]) is int
+            and type(value["CourseLessonId"]) is int and type(value["CreatedOn"]) is str
+            and type(value["UpdatedOn"]) is str and _text_or_none(value["SystemId"])
+            and _text_or_none(value.get("UniqueId")) and type(value.get("CourseLessonTitle", "")) is str
+            and type(value.get("CourseMemberCoworkerFullName", "")) is str)
+
+
+def _precondition(value: Any) -> bool:
+    if type(value) is not dict or len(value) != 1:
+        return False
+    (kind, fields), = value.items()
+    if type(fields) is not dict:
+        return False
+    if kind == "absent":
+        return (fields.keys() == {"CourseMemberId", "CourseLessonId"} and type(fields["CourseLessonId"]) is int
+                and (fields["CourseMemberId"] is None or type(fields["CourseMemberId"]) is int))
+    if kind == "exists":
+        return (fields.keys() == {"Id", "CourseMemberId", "CourseLessonId", "UpdatedOn"}
+                and type(fields["Id"]) is int and type(fields["CourseMemberId"]) is int
+                and type(fields["CourseLessonId"]) is int and type(fields["UpdatedOn"]) is str)
+    if kind == "not_enrolled":
+        return (fields.keys() == {"CourseId", "CoworkerId"} and type(fields["CourseId"]) is int
+                and type(fields["CoworkerId"]) is int)
+    return False
+
+
+def plain_action(entry: Any) -> bool:
+    """Whether an action has a shape that specs/plan.schema.json certainly accepts (a subset of what it
+    accepts: anything else is left to the schema, which explains it)."""
+    return (type(entry) is dict and _REQUIRED <= entry.keys() <= _ALLOWED
+            and entry["action"] in ("create", "delete", "enroll")
+            and type(entry["reason"]) is str and entry["reason"] in _REASONS
+            and _named(entry["course"]) and _named(entry["member"]) and _named(entry["lesson"])
+            and type(entry["spec"]) is str and _text_or_none(entry["origin"])
+            and type(entry.get("note", "")) is str and type(entry.get("twin", "")) is str
+            and _text_or_none(entry.get("system_id"))
+            and (entry.get("coworker_id") is None or type(entry["coworker_id"]) is int)
+            and ("record" not in entry or _record(entry["record"])) and _precondition(entry["precondition"]))
 
 
 def _dotted(path: Iterable[Any]) -> str:

@@ -26,8 +26,19 @@ _MODE_NOTE = {
 }
 
 
-def _scalar(value: str) -> str:
+# Text that is certainly a plain YAML string: a first letter that starts none of YAML 1.1's implicit types
+# (bool yes/no/on/off/true/false, null; numbers, dates, .inf start with a digit, sign or dot), then only
+# letters, digits and `_.@+-` and single inner spaces. An address or a name is decided here without a parse.
+_PLAIN_STRING = re.compile(r"[A-EG-MP-SU-XZa-eg-mp-su-xz_][A-Za-z0-9_.@+\-]*(?: [A-Za-z0-9_.@+\-]+)*\Z")
+
+
+_YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
+
+
+def yaml_scalar(value: str) -> str:
     """A YAML scalar that reads back as exactly `value`: plain when safe, double-quoted otherwise."""
+    if _PLAIN_STRING.match(value):
+        return value
     plain = value.strip() == value and value and not re.search(r"[:#\[\]{},&*!|>'\"%`]|^[-?@]", value)
     if plain:
         try:
@@ -35,12 +46,17 @@ def _scalar(value: str) -> str:
                 return value
         except yaml.YAMLError:
             pass
-    return json.dumps(value, ensure_ascii=False)
+    # JSON leaves DEL, the C1 controls and the line separators as they are; YAML refuses or folds them.
+    return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(value, ensure_ascii=False))
 
 
 def slug(title: str) -> str:
     ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
     return re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")[:80] or "course"
+
+
+# The completion fields export reads (`StateReader.snapshot(completion_fields=...)`): all it keeps of each.
+EXPORT_FIELDS = ("Id", "CourseMemberId", "CourseLessonId", "CreatedOn", "SystemId")
 
 
 def export_specs(records: dict[str, list[dict[str, Any]]], *, mode: str, target: str) -> dict[str, str]:
@@ -69,13 +85,15 @@ def export_specs(records: dict[str, list[dict[str, Any]]], *, mode: str, target:
 
         def lesson_ref(lesson: dict[str, Any], titles: Counter[str] = lesson_titles) -> str:
             text = str(lesson.get("Title") or "").strip()
-            return _scalar(text) if text and titles[text] == 1 else f"{{id: {lesson['Id']}}}"
+            return yaml_scalar(text) if text and titles[text] == 1 else f"{{id: {lesson['Id']}}}"
+
+        refs = {x["Id"]: lesson_ref(x) for x in lessons}  # once per lesson, not once per member
 
         lines = [f"# yaml-language-server: $schema={SCHEMA_REF}",
                  f"# Exported from {target}: {title or course['Id']!s}.",
                  *(f"# {line}" for line in _MODE_NOTE[mode]),
                  "apiVersion: reconciler/v1", "kind: Completions", "metadata:", f"  name: {name}",
-                 "course: " + (_scalar(title) if title and title_count[title] == 1 else f"{{id: {course['Id']}}}"),
+                 "course: " + (yaml_scalar(title) if title and title_count[title] == 1 else f"{{id: {course['Id']}}}"),
                  f"mode: {mode}"]
         entries = []
         all_ids = {x["Id"] for x in lessons}
@@ -87,13 +105,13 @@ def export_specs(records: dict[str, list[dict[str, Any]]], *, mode: str, target:
             email = str(coworker.get("Email") or "").strip()
             full_name = str(member.get("CoworkerFullName") or coworker.get("FullName") or "").strip()
             if email and email_count[email.casefold()] == 1:
-                selector, sort_key = f"email: {_scalar(email)}", (0, email.casefold())
+                selector, sort_key = f"email: {yaml_scalar(email)}", (0, email.casefold())
             else:
                 selector, sort_key = f"coworker_id: {member['CoworkerId']}", (1, str(member["CoworkerId"]))
             if completed == all_ids:
                 what = "all"
             else:
-                what = "[" + ", ".join(lesson_ref(x) for x in lessons if x["Id"] in completed) + "]"
+                what = "[" + ", ".join(refs[x["Id"]] for x in lessons if x["Id"] in completed) + "]"
             comment = f"   # {full_name}" if full_name else ""
             entries.append((sort_key, [f"  - {selector}{comment}", f"    completed: {what}"]))
         if entries:
@@ -131,14 +149,18 @@ def duplicates_to_remove(records: dict[str, list[dict[str, Any]]], *, mode: str)
     names = spec_names(records["courses"])
     titles = {c["Id"]: str(c.get("Title") or "").strip() or str(c["Id"]) for c in records["courses"]}
     course_of = {x["Id"]: x["CourseId"] for x in records["courselessons"]}
-    pairs: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
+    first: dict[tuple[int, int], dict[str, Any]] = {}
+    more: dict[tuple[int, int], list[dict[str, Any]]] = {}  # only the pairs with duplicates (a list each)
     for record in records["coursecompletedlessons"]:
         if record["CourseLessonId"] in course_of:
-            pairs[(record["CourseMemberId"], record["CourseLessonId"])].append(record)
+            pair = (record["CourseMemberId"], record["CourseLessonId"])
+            if pair in first:
+                more.setdefault(pair, [first[pair]]).append(record)
+            else:
+                first[pair] = record
+    del first
     found: Counter[str] = Counter()
-    for (_, lesson), same in pairs.items():
-        if len(same) < 2:
-            continue
+    for (_, lesson), same in more.items():
         course = course_of[lesson]
         marker = marker_for(names[course])
         extras = sorted(same, key=lambda r: (instant(str(r.get("CreatedOn") or "")), r["Id"]))[1:]

@@ -97,15 +97,24 @@ def _plan_changes(resolution: Resolution, current: Iterable[Completion], catalog
     for resolved in resolution.completions:
         specs_by_course[resolved.course.id].append(resolved)
     lesson_course = {lesson.id: lesson.course_id for lesson in catalog.lessons.values()}
-    records_by_course: dict[int, dict[Pair, list[Completion]]] = defaultdict(lambda: defaultdict(list))
+    # Per course, each pair's first record, and the others of the pairs that have more (duplicates are rare:
+    # a list per pair would cost more than the record itself on a read of millions).
+    first_by_course: dict[int, dict[Pair, Completion]] = defaultdict(dict)
+    more_by_course: dict[int, dict[Pair, list[Completion]]] = defaultdict(dict)
     for record in current:
         course_id = lesson_course.get(record.lesson_id)
         if course_id in specs_by_course:
-            records_by_course[course_id][record.pair].append(record)
+            pair = (record.member_id, record.lesson_id)
+            first = first_by_course[course_id]
+            if pair in first:
+                more_by_course[course_id].setdefault(pair, []).append(record)
+            else:
+                first[pair] = record
     order = {lesson.id: (lesson.display_order, lesson.id) for lesson in catalog.lessons.values()}
 
     for course_id in sorted(specs_by_course):
-        _plan_course(plan, specs_by_course[course_id], records_by_course[course_id], order)
+        _plan_course(plan, specs_by_course[course_id], first_by_course[course_id], more_by_course[course_id],
+                     order)
     if resolution.migrations:
         by_pair: dict[Pair, list[Completion]] = defaultdict(list)
         for record in current:
@@ -117,8 +126,8 @@ def _plan_changes(resolution: Resolution, current: Iterable[Completion], catalog
     return plan
 
 
-def _plan_course(plan: Plan, specs: list[ResolvedCompletions], records: dict[Pair, list[Completion]],
-                 order: dict[int, tuple[int, int]]) -> None:
+def _plan_course(plan: Plan, specs: list[ResolvedCompletions], records: dict[Pair, Completion],
+                 more: dict[Pair, list[Completion]], order: dict[int, tuple[int, int]]) -> None:
     course_id = specs[0].course.id
     mode = specs[0].spec.mode  # one course takes one mode (checked when resolving)
     desired: dict[Pair, tuple[ResolvedCompletions, tuple[Origin, ...]]] = {}
@@ -154,13 +163,33 @@ def _plan_course(plan: Plan, specs: list[ResolvedCompletions], records: dict[Pai
                                    origin, record, note=note,
                                    sort_key=key("delete", record.member_id, record.lesson_id, record.id)))
 
+    create_rank = _RANK["create"]
     for pair, (resolved, origins) in desired.items():
         if pair not in records:
-            plan.actions.append(Change("create", course_id, pair[0], pair[1], resolved.spec.name, "declared",
+            member_id, lesson_id = pair
+            plan.actions.append(Change("create", course_id, member_id, lesson_id, resolved.spec.name, "declared",
                                        origins[0], system_id=resolved.spec.marker,
-                                       sort_key=key("create", pair[0], pair[1])))
+                                       sort_key=(course_id, member_id, create_rank,
+                                                 *order.get(lesson_id, (0, lesson_id)), 0)))
 
-    for pair, found in records.items():
+    owned = mode == "owned"
+    for pair, first in records.items():
+        if pair not in more and pair not in revoked:  # one record, not revoked: as below, without the lists
+            if not (first.member_id in named or (owned and first.system_id in markers)):
+                continue
+            plan.existing_in_scope += 1
+            if pair in desired:
+                plan.unchanged += 1
+                continue
+            owner = deletable(first)
+            if owner is None:
+                continue
+            if mode == "authoritative":
+                delete(first, owner, "undeclared", owner.member_origins.get(first.member_id, owner.spec.origin))
+            else:
+                delete(first, owner, "orphaned", owner.spec.origin)
+            continue
+        found = [first, *more[pair]] if pair in more else [first]
         reachable = [r for r in found if in_reach(r)]
         if not reachable and pair not in revoked:
             continue

@@ -5,20 +5,20 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from reconciler.actions import TypedPlan, actions_digest, encode_actions, plan_from_document
+from reconciler.actions import ActionsDigest, TypedPlan, plan_from_document
 from reconciler.config import Config
 from reconciler.errors import PlanFileError, SpecError, UsageError
 from reconciler.matrix import matrix_section
 from reconciler.model import Catalog, SpecSet
 from reconciler.plan import Plan, apply_budgets, gc_paused, plan_changes
 from reconciler.profile import refuse_owned
-from reconciler.render import Labels, format_json, plan_dict, typed_action
+from reconciler.render import ChunkedWriter, Deferred, Labels, keyed_json_pieces, plan_dict, typed_action
 from reconciler.resolve import Resolution, resolve
 from reconciler.state import StateReader
 from reconciler.target import Target
@@ -58,36 +58,49 @@ def make_plan(target: Target, specs: SpecSet, config: Config, *, allow_deletes: 
         raise SpecError(plan.errors)
     apply_budgets(plan, config.safety, allow_deletes)
     labels = Labels.from_catalog(catalog)
-    doc = plan_dict(plan, labels, target=target.description, spec_digest=specs.digest, limits=config.limits)
+    doc = plan_dict(plan, labels, target=target.description, spec_digest=specs.digest, limits=config.limits,
+                    lazy=True)
     if matrix:  # rows: the members whose completions were read in full (all of them for a migration)
         doc["matrix"] = matrix_section(catalog, resolution.course_ids, current, plan.actions,
                                        None if resolution.migrations else named)
     return Planned(plan, doc, catalog, resolution, labels, specs.files)
 
 
-def write_document(doc: dict[str, Any], path: Path, *, encoded_actions: list[str] | None = None) -> None:
-    """Write a JSON document atomically; it holds no secret: the client never puts one in."""
+def write_document(doc: dict[str, Any], path: Path, *, on_action: Callable[[list[str]], None] | None = None,
+                   echo: TextIO | None = None, echoed: Collection[str] = ()) -> None:
+    """Write a JSON document atomically, piece by piece (a plan of a million actions is never one string);
+    it holds no secret: the client never puts one in. With `echo`, the document made of its leading keys
+    `echoed` goes there as it is written (the same pieces, encoded once)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(format_json(doc, encoded_actions=encoded_actions))
+            writer, copy = ChunkedWriter(out), ChunkedWriter(echo) if echo is not None else None
+            for key, piece in keyed_json_pieces(doc, on_action=on_action):
+                writer.write(piece)
+                if copy is not None and (key is None or key in echoed):
+                    copy.write(piece)
+            writer.flush()
         os.replace(temporary, path)
+        if copy is not None:
+            copy.flush()
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
 
 
-def save_plan(doc: dict[str, Any], path: Path, spec_files: Sequence[str] = ()) -> None:
+def save_plan(doc: dict[str, Any], path: Path, spec_files: Sequence[str] = (), *, echo: TextIO | None = None) -> None:
     """Save a plan for `apply --plan`: with the spec files it was made from (relative to the plan file, so
-    that it applies from any folder) and a digest of its actions (so that an edited plan is refused)."""
+    that it applies from any folder) and a digest of its actions (so that an edited plan is refused), taken
+    over the action lines as they are written. With `echo`, the plan's JSON form (`render.write_json` of
+    `doc`) is written there at the same time, its actions encoded once for both."""
     saved = dict(doc)
     if spec_files:
         folder = path.resolve().parent
         saved["spec_paths"] = sorted(os.path.relpath(Path(f).resolve(), folder) for f in spec_files)
-    encoded = encode_actions(doc["actions"])
-    saved["actions_digest"] = actions_digest(doc["actions"], encoded=encoded)
-    write_document(saved, path, encoded_actions=encoded)
+    digest = ActionsDigest()
+    saved["actions_digest"] = Deferred(digest.hexdigest)
+    write_document(saved, path, on_action=digest.add, echo=echo, echoed=doc.keys())
 
 
 def spec_paths_of(doc: dict[str, Any], plan_file: Path) -> list[Path]:

@@ -1,19 +1,24 @@
 """Renderers: a plan becomes one dict (the versioned JSON form), and that dict becomes text or Markdown.
 
-Output goes to the stream given; nothing here reads the network or the clock.
+Output goes to the stream given; nothing here reads the network or the clock. A plan of a million actions
+streams: its actions are made as they are written (`ActionEntries`), the JSON goes out in pieces
+(`json_pieces`) and the text one member at a time.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from itertools import islice
+from json.encoder import encode_basestring  # json.dumps of one str, ensure_ascii=False
+from typing import Any, TextIO, overload
 
 from reconciler.actions import Action as TypedAction
 from reconciler.actions import Create, Delete, Enroll, Record, Ref
 from reconciler.config import DOCUMENTED_LIMITS, ClientLimits
-from reconciler.model import Catalog, Completion
+from reconciler.model import Catalog, Completion, Origin
 from reconciler.plan import Change, Plan, estimate_writes
 
 FORMAT_VERSION = 1
@@ -109,7 +114,107 @@ def action_dict(action: Change, labels: Labels, shared: dict[tuple[Any, ...], An
     return entry
 
 
-def plan_dict(plan: Plan, labels: Labels, *, target: str, spec_digest: str, limits: ClientLimits) -> dict[str, Any]:
+class ActionEntries(Sequence[dict[str, Any]]):
+    """A plan document's `actions`: the JSON form of each change, made when it is read rather than held.
+
+    A plan of a million creates would hold a million dicts (about a gigabyte) that are only ever written
+    out once or twice; this sequence makes each as it is needed (`action_dict`), so writing a plan streams.
+    It reads like the list it stands for (len, index, iterate, compare), and is never changed."""
+
+    __slots__ = ("_changes", "_labels")
+
+    def __init__(self, changes: Sequence[Change], labels: Labels) -> None:
+        self._changes = changes
+        self._labels = labels
+
+    def __len__(self) -> int:
+        return len(self._changes)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return [action_dict(change, self._labels) for change in self._changes[index]]
+        return action_dict(self._changes[index], self._labels)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        labels = self._labels
+        for change in self._changes:
+            yield action_dict(change, labels)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ActionEntries | list | tuple):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ActionEntries({len(self)} actions)"
+
+    def encoded(self) -> Iterator[str]:
+        """Each action as one line of JSON: exactly `json.dumps(action_dict(change, labels),
+        ensure_ascii=False)` (a test checks). A create's line is its lesson between two parts that one
+        member's creates share (course, member, spec, reason, origin, marker), made once per member; other
+        actions go the long way."""
+        labels = self._labels
+        lessons: dict[int, str] = {}
+        courses: dict[int, str] = {}
+        texts: dict[str | None, str] = {None: "null"}
+        last: tuple[Any, ...] = ()
+        last_origin: Origin | None = None
+        head = middle = ""
+
+        def encode(value: Any) -> str:
+            return json.dumps(value, ensure_ascii=False)
+
+        def text(value: str | None) -> str:  # a few distinct values (spec names, reasons, markers)
+            found = texts.get(value)
+            if found is None:
+                found = texts[value] = encode(value)
+            return found
+
+        for change in self._changes:
+            if change.kind != "create" or change.note or change.twin or change.coworker_id is not None:
+                yield encode(action_dict(change, labels))
+                continue
+            key = (change.course_id, change.member_id, change.name, change.spec, change.reason, change.system_id)
+            if key != last or change.origin is not last_origin:
+                last, last_origin = key, change.origin
+                member = str(change.member_id) if change.member_id else "null"
+                name = labels.members.get(change.member_id) or change.name or ""
+                course = courses.get(change.course_id)
+                if course is None:
+                    course = courses[change.course_id] = encode(
+                        {"id": change.course_id, "title": labels.courses.get(change.course_id, "")})
+                origin = encode_basestring(str(change.origin)) if change.origin else "null"
+                head = (f'{{"action": "create", "course": {course}, "member": {{"id": {member}, "name": '
+                        f'{encode_basestring(name)}}}, "lesson": ')
+                middle = (f', "spec": {text(change.spec)}, "reason": {text(change.reason)}, "origin": {origin}, '
+                          f'"system_id": {text(change.system_id)}, "precondition": {{"absent": '
+                          f'{{"CourseMemberId": {member}, "CourseLessonId": ')
+            lesson = lessons.get(change.lesson_id)
+            if lesson is None:
+                lesson = lessons[change.lesson_id] = encode(
+                    {"id": change.lesson_id, "title": labels.lessons.get(change.lesson_id, "")})
+            yield f"{head}{lesson}{middle}{change.lesson_id}}}}}}}"
+
+    def group_keys(self) -> Iterator[tuple[tuple[int, str], tuple[int | None, str]]]:
+        """Each action's course and member as the text groups them, without making its dict."""
+        courses, members = self._labels.courses, self._labels.members
+        for change in self._changes:
+            yield ((change.course_id, courses.get(change.course_id, "")),
+                   (change.member_id or None, members.get(change.member_id) or change.name or ""))
+
+
+def plan_dict(plan: Plan, labels: Labels, *, target: str, spec_digest: str, limits: ClientLimits,
+              lazy: bool = False) -> dict[str, Any]:
+    """The plan's JSON form. Its `actions` are a list of dicts, or with `lazy` an `ActionEntries` that makes
+    each as it is read (for a plan that is written out and read, never validated or changed in place)."""
     writes = len(plan.actions)
     shared: dict[tuple[Any, ...], Any] = {}
     estimate = estimate_writes(writes, limits)
@@ -124,7 +229,8 @@ def plan_dict(plan: Plan, labels: Labels, *, target: str, spec_digest: str, limi
                     "estimate_days": estimate.days,
                     "estimate_documented": (estimate_writes(writes, DOCUMENTED_LIMITS).describe()
                                             if limits != DOCUMENTED_LIMITS and writes else None)},
-        "actions": [action_dict(a, labels, shared) for a in plan.actions],
+        "actions": (ActionEntries(plan.actions, labels) if lazy
+                    else [action_dict(a, labels, shared) for a in plan.actions]),
         "warnings": list(plan.warnings),
         "drift": list(plan.drift),
         "partial": list(plan.partial),
@@ -154,30 +260,91 @@ def blocked_lines(doc: dict[str, Any]) -> list[str]:
 
 # --- JSON ----------------------------------------------------------------------------------------
 
-def format_json(doc: dict[str, Any], *, encoded_actions: list[str] | None = None) -> str:
-    """The document with one top-level key, and one action, per line.
+class Deferred:
+    """A document value known only once the parts before it are written (a saved plan's actions digest,
+    taken over the action lines as they stream out)."""
+
+    def __init__(self, value: Callable[[], Any]) -> None:
+        self.value = value
+
+
+def json_pieces(doc: dict[str, Any], *, on_action: Callable[[list[str]], None] | None = None
+                ) -> Iterator[str]:
+    """The document with one top-level key, and one action, per line, as pieces to write in turn (a plan
+    of a million actions is never one string).
 
     json's `indent` switches to its pure-Python encoder (six times slower on a big plan); encoding each
     piece with the C encoder keeps a 100,000-action plan fast and still readable and diffable.
-    `encoded_actions` are the actions already encoded (`encode_actions`), when the caller has them.
+    `on_action` sees the actions' lines as they go, a batch at a time (a saved plan takes its digest so).
     """
+    return (piece for _, piece in keyed_json_pieces(doc, on_action=on_action))
+
+
+def keyed_json_pieces(doc: dict[str, Any], *, on_action: Callable[[list[str]], None] | None = None
+                      ) -> Iterator[tuple[str | None, str]]:
+    """`json_pieces`, each with the top-level key it belongs to (None: the braces around them all). A
+    document's pieces up to a key do not depend on the keys after it."""
     def encode(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)
 
-    parts = []
-    for key, value in doc.items():
+    yield None, "{\n"
+    for number, (key, value) in enumerate(doc.items()):
+        if isinstance(value, Deferred):
+            value = value.value()
+        comma = ",\n" if number else ""
         if key == "matrix" and isinstance(value, list) and value:  # one member per line, not one per course
-            courses = ",\n    ".join(_matrix_course_json(course) for course in value)
-            parts.append(f"  {encode(key)}: [\n    {courses}\n  ]")
-        elif key == "actions" and value and encoded_actions is not None:
-            items = ",\n    ".join(encoded_actions)
-            parts.append(f"  {encode(key)}: [\n    {items}\n  ]")
-        elif isinstance(value, list) and value:
-            items = ",\n    ".join(encode(item) for item in value)
-            parts.append(f"  {encode(key)}: [\n    {items}\n  ]")
+            yield key, f"{comma}  {encode(key)}: [\n    "
+            for index, course in enumerate(value):
+                yield key, (",\n    " if index else "") + _matrix_course_json(course)
+            yield key, "\n  ]"
+        elif isinstance(value, ActionEntries | list) and value:
+            items = value.encoded() if isinstance(value, ActionEntries) else map(encode, value)
+            watch = on_action if key == "actions" else None
+            yield key, f"{comma}  {encode(key)}: [\n    "
+            separator = ""
+            while batch := list(islice(items, 2048)):
+                if watch is not None:
+                    watch(batch)
+                yield key, separator + ",\n    ".join(batch)
+                separator = ",\n    "
+            yield key, "\n  ]"
         else:
-            parts.append(f"  {encode(key)}: {encode(value)}")
-    return "{\n" + ",\n".join(parts) + "\n}\n"
+            yield key, f"{comma}  {encode(key)}: {encode(list(value) if isinstance(value, ActionEntries) else value)}"
+    yield None, "\n}\n"
+
+
+def format_json(doc: dict[str, Any]) -> str:
+    """The document as `json_pieces` writes it, in one string (for documents of a reasonable size)."""
+    return "".join(json_pieces(doc))
+
+
+class ChunkedWriter:
+    """Many small pieces written in chunks of about `chunk` characters (one write per piece is slow)."""
+
+    def __init__(self, out: TextIO, chunk: int = 1 << 16) -> None:
+        self.out = out
+        self.chunk = chunk
+        self._buffer: list[str] = []
+        self._size = 0
+
+    def write(self, piece: str) -> None:
+        self._buffer.append(piece)
+        self._size += len(piece)
+        if self._size >= self.chunk:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._buffer:
+            self.out.write("".join(self._buffer))
+            self._buffer.clear()
+            self._size = 0
+
+
+def write_pieces(pieces: Iterable[str], out: TextIO) -> None:
+    writer = ChunkedWriter(out)
+    for piece in pieces:
+        writer.write(piece)
+    writer.flush()
 
 
 def _matrix_course_json(course: Any) -> str:
@@ -190,7 +357,7 @@ def _matrix_course_json(course: Any) -> str:
 
 
 def write_json(doc: dict[str, Any], out: TextIO) -> None:
-    out.write(format_json(doc))
+    write_pieces(json_pieces(doc), out)
 
 
 # --- text ----------------------------------------------------------------------------------------
@@ -214,23 +381,77 @@ def _action_text(entry: dict[str, Any]) -> str:
     return text
 
 
+def _group_keys(entry: dict[str, Any]) -> tuple[tuple[int, str], tuple[int | None, str]]:
+    return (entry["course"]["id"], entry["course"]["title"]), (entry["member"]["id"], entry["member"]["name"])
+
+
+def _grouped(actions: Sequence[dict[str, Any]]
+             ) -> Iterator[tuple[tuple[int, str], Iterator[tuple[tuple[int | None, str], list[dict[str, Any]]]]]]:
+    """The actions by course, then by member, each in the order first seen. A plan's actions come sorted by
+    course and member, so the groups are runs and stream one member at a time; only when they are not (a
+    migration's source deletes, a hand-made document) are they gathered first."""
+    keys = actions.group_keys() if isinstance(actions, ActionEntries) else map(_group_keys, actions)
+    seen_courses: set[tuple[int, str]] = set()
+    seen: set[tuple[Any, Any]] = set()
+    last: tuple[Any, Any] | None = None
+    runs = True
+    for key in keys:
+        if key != last:
+            if key in seen or (last is not None and key[0] != last[0] and key[0] in seen_courses):
+                runs = False
+                break
+            seen.add(key)
+            seen_courses.add(key[0])
+            last = key
+    seen.clear()
+    if not runs:
+        gathered: dict[tuple[int, str], dict[tuple[int | None, str], list[dict[str, Any]]]] = \
+            defaultdict(lambda: defaultdict(list))
+        for entry in actions:
+            course, member = _group_keys(entry)
+            gathered[course][member].append(entry)
+        for course, by_member in gathered.items():
+            yield course, iter(by_member.items())
+        return
+    entries = iter(actions)
+    head = next(entries, None)
+
+    def members_of(course: tuple[int, str]) -> Iterator[tuple[tuple[int | None, str], list[dict[str, Any]]]]:
+        nonlocal head
+        while head is not None and _group_keys(head)[0] == course:
+            key, group, head = _group_keys(head), [head], None
+            for entry in entries:
+                if _group_keys(entry) != key:
+                    head = entry
+                    break
+                group.append(entry)
+            yield key[1], group
+
+    while head is not None:
+        course = _group_keys(head)[0]
+        members = members_of(course)
+        yield course, members
+        for _ in members:  # whatever the reader left of this course
+            pass
+
+
 def write_text(doc: dict[str, Any], out: TextIO, *, color: bool = False) -> None:
     def paint(kind: str, text: str) -> str:
         return f"{_COLORS[kind]}{text}{_RESET}" if color else text
 
     out.write(f"Target: {doc['target']}\n")
-    grouped: dict[tuple[int, str], dict[tuple[int, str], list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
-    for entry in doc["actions"]:
-        course = (entry["course"]["id"], entry["course"]["title"])
-        member = (entry["member"]["id"], entry["member"]["name"])
-        grouped[course][member].append(entry)
-    for (course_id, course_title), members in grouped.items():
-        out.write(f"\n{paint('bold', course_title or f'course {course_id}')} (course {course_id})\n")
-        for (member_id, name), entries in members.items():
+    lines: list[str] = []
+    for (course_id, course_title), members in _grouped(doc["actions"]):
+        lines.append(f"\n{paint('bold', course_title or f'course {course_id}')} (course {course_id})\n")
+        for (member_id, name), entries in members:
             where = f"member {member_id}" if member_id is not None else "to be enrolled"
-            out.write(f"  {name or 'member'} ({where})\n")
+            lines.append(f"  {name or 'member'} ({where})\n")
             for entry in entries:
-                out.write("    " + paint(entry["action"], _action_text(entry)) + "\n")
+                lines.append("    " + paint(entry["action"], _action_text(entry)) + "\n")
+            if len(lines) > 4096:
+                out.write("".join(lines))
+                lines.clear()
+    out.write("".join(lines))
     if not doc["actions"]:
         out.write("\nNo changes.\n")
     for title, key in (("Warnings", "warnings"), ("Drift the mode may not repair", "drift"),

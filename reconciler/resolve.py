@@ -202,14 +202,20 @@ def resolve(specs: SpecSet, catalog: Catalog) -> Resolution:
         course = resolver.course(spec.course)
         if course is None:
             continue
-        desired: dict[Pair, list[Origin]] = defaultdict(list)
+        # Pair → the rules' places: one shared tuple per rule (a spec of 200,000 members declares millions of
+        # pairs, nearly all named once), extended only where rules overlap.
+        desired: dict[Pair, tuple[Origin, ...]] = {}
         named: dict[int, Origin] = {}
         for rule in spec.members:
             lessons = resolver.lessons(rule.completed, course)
+            origin = rule.member.origin
+            once = (origin,)
             for member in resolver.members(rule.member, course):
-                named.setdefault(member.id, rule.member.origin)
+                named.setdefault(member.id, origin)
                 for lesson in lessons:
-                    desired[(member.id, lesson.id)].append(rule.member.origin)
+                    pair = (member.id, lesson.id)
+                    before = desired.get(pair)
+                    desired[pair] = once if before is None else (*before, origin)
         revoked: dict[Pair, tuple[Origin, str | None]] = {}
         for revocation in spec.revocations:
             lessons = resolver.lessons(revocation.lessons, course)
@@ -223,8 +229,7 @@ def resolve(specs: SpecSet, catalog: Catalog) -> Resolution:
                                       f"({desired[pair][0]}) and revoked; remove one of them")
                     revoked.setdefault(pair, (revocation.member.origin, revocation.reason))
         result.completions.append(ResolvedCompletions(
-            spec, course, frozenset(named), {pair: tuple(origins) for pair, origins in desired.items()}, revoked,
-            named))
+            spec, course, frozenset(named), desired, revoked, named))
 
     for migration in specs.migrations:
         source, target = resolver.course(migration.source_course), resolver.course(migration.target_course)

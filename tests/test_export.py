@@ -10,7 +10,7 @@ import yaml
 from reconciler.cli import main
 from reconciler.emulator.seed import load_seed
 from reconciler.emulator.store import Store
-from reconciler.export import _scalar
+from reconciler.export import yaml_scalar
 
 from .conftest import API_SEED
 
@@ -70,7 +70,7 @@ def test_export_does_not_overwrite_without_force(space: Path, capsys: pytest.Cap
 @pytest.mark.parametrize("text", ["Welcome", "Safety: part 1", "yes", "123", "- dash", "#hash", "a # b", "Zoë",
                                   "'quoted'", "[x]", "null", " padded ", "@home", "x: y"])
 def test_scalars_read_back_exactly(text: str) -> None:
-    assert yaml.safe_load(f"key: {_scalar(text)}") == {"key": text}
+    assert yaml.safe_load(f"key: {yaml_scalar(text)}") == {"key": text}
 
 
 @pytest.mark.parametrize(("mode", "removed"), [("owned", 1), ("authoritative", 2), ("additive", 0)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -31,6 +32,8 @@ def catalog() -> Catalog:
 def world(draw: st.DrawFn) -> tuple[ResolvedCompletions, list[Completion]]:
     mode = draw(st.sampled_from(["additive", "owned", "authoritative"]))
     named = draw(st.sets(st.sampled_from(MEMBERS)))
+    desired: dict[tuple[int, int], tuple[Origin, ...]]
+    revoked: dict[tuple[int, int], tuple[Origin, str | None]]
     desired = {(m, x): (ORIGIN,) for m in named for x in draw(st.sets(st.sampled_from(LESSONS)))}
     revocable = [(m, x) for m in named for x in LESSONS if (m, x) not in desired]
     revoked = {pair: (ORIGIN, "why") for pair in draw(st.sets(st.sampled_from(revocable))) } if revocable else {}
@@ -57,6 +60,7 @@ def apply_actions(current: list[Completion], actions: list[Change]) -> list[Comp
     return list(after.values())
 
 
+@pytest.mark.slow
 @settings(max_examples=600, deadline=None)
 @given(world())
 def test_applying_the_plan_reaches_the_desired_state_and_touches_nothing_out_of_reach(

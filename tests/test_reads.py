@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from benchmarks.space import build_space, write_spec
 from reconciler.emulator.app import EmulatorApp, Settings
 from reconciler.emulator.limits import Limits
 from reconciler.emulator.seed import account
 from reconciler.emulator.server import BackgroundServer
 from reconciler.emulator.store import Store
+from reconciler.emulator.synthetic import build_space, write_spec
 
 from .conftest import run_cli
 
@@ -121,6 +121,7 @@ def test_endless_has_next_page_with_an_honest_total_reads_exactly(space: Any,
     assert plan_counts(out) == s.expected_counts()
 
 
+@pytest.mark.slow
 def test_a_read_outage_longer_than_the_retries_writes_nothing_and_the_next_run_converges(
         space: Any, capsys: pytest.CaptureFixture[str]) -> None:
     s = space(Settings(limits=Limits.off(), read_outage_seconds=3600))
@@ -137,6 +138,7 @@ def test_a_read_outage_longer_than_the_retries_writes_nothing_and_the_next_run_c
 
 # --- paging that follows the server --------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("members", [50, 160, 500])  # 250, 800 and 2,500 completions in scope
 @pytest.mark.parametrize("honest", [True, False])
 def test_counts_are_exact_under_a_page_cap_of_300(space: Any, capsys: pytest.CaptureFixture[str], members: int,
