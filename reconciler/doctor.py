@@ -1009,12 +1009,13 @@ def add_doctor_arguments(parser: argparse.ArgumentParser) -> None:
                                                                       else ""))
 
 
-def sandbox_from(args: argparse.Namespace, config: Config) -> Sandbox:
-    """The lesson and member `--write-check` writes to: flags first, then reconciler.yaml's `doctor:`."""
+def sandbox_from(flags: Mapping[str, str | int | None], config: Config) -> Sandbox:
+    """The lesson and member `--write-check` writes to: flags first (`course`, `course_id`, `lesson`,
+    `lesson_id`, `member`, `member_id`), then reconciler.yaml's `doctor:`."""
     saved: Mapping[str, Any] = config.doctor or {}
     picked: dict[str, str | int] = {}
     for name, by_id in (("course", "id"), ("lesson", "id"), ("member", "course_member_id")):
-        flag, flag_id = getattr(args, name, None), getattr(args, f"{name}_id", None)
+        flag, flag_id = flags.get(name), flags.get(f"{name}_id")
         if flag_id is not None:
             picked[name] = int(flag_id)
         elif flag:
@@ -1030,13 +1031,14 @@ def sandbox_from(args: argparse.Namespace, config: Config) -> Sandbox:
     return Sandbox(picked["course"], picked["lesson"], picked["member"])
 
 
-def run_doctor(args: argparse.Namespace) -> int:
-    config = load_config(config_flag=args.config, api_flag=args.api, paths=args.paths)
-    sandbox = sandbox_from(args, config) if args.write_check else None
+def run_doctor(paths: list[Path], *, config_file: Path | None, api: str | None, out: TextIO,
+               write_check: bool = False, sandbox_flags: Mapping[str, str | int | None] | None = None) -> int:
+    """Measure the target, print the table and the verdict to `out`, write the profile; the exit code."""
+    config = load_config(config_flag=config_file, api_flag=api, paths=paths)
+    sandbox = sandbox_from(sandbox_flags or {}, config) if write_check else None
     with connect(config, profile=False) as target:
         report = Doctor(target, config).run(sandbox)
         description = target.description
-    out: TextIO = args.stdout
     mode = f"doctor --write-check: at most {WRITE_BUDGET} writes, all undone" if sandbox else "doctor: read-only"
     print(f"Target: {description} ({mode})\n", file=out)
     write_table(report.findings, out)
@@ -1055,14 +1057,14 @@ def run_doctor(args: argparse.Namespace) -> int:
         write_document(report.profile, path)
         print(f"Profile: {path}: plan, apply and export against {description} use it", file=out)
     code = report.exit_code
-    print(_verdict(report, code, _owned_specs(args, config)), file=out)
+    print(_verdict(report, code, _owned_specs(paths, config)), file=out)
     return code
 
 
-def _owned_specs(args: argparse.Namespace, config: Config) -> list[str]:
+def _owned_specs(paths: list[Path], config: Config) -> list[str]:
     """`file (name)` of each spec in owned mode under PATH, for the verdict; none if the specs do not load."""
     try:
-        specs = load_specs(args.paths or [Path(".")], exclude=[config.seed] if config.seed else [],
+        specs = load_specs(paths or [Path(".")], exclude=[config.seed] if config.seed else [],
                            require_any=False)
     except ReconcilerError:
         return []

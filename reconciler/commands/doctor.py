@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from reconciler.commands import Console, Outcome
@@ -15,9 +14,8 @@ def doctor(paths: list[Path], *, write_check: bool = False, course: str | None =
            member: str | None = None, member_id: int | None = None, config_file: Path | None, api: str | None,
            console: Console) -> Outcome:
     """OK: the tool can work safely against the target; BLOCKED: it works with limits; ERROR: it cannot."""
-    # reconciler/doctor.py reads its options by name; these are exactly the ones it reads.
-    options = argparse.Namespace(paths=paths, write_check=write_check, course=course, course_id=course_id,
-                                 lesson=lesson, lesson_id=lesson_id, member=member, member_id=member_id,
-                                 config=config_file, api=api, stdout=console.stdout, stderr=console.stderr)
-    code = run_doctor(options)
+    sandbox_flags = {"course": course, "course_id": course_id, "lesson": lesson, "lesson_id": lesson_id,
+                     "member": member, "member_id": member_id}
+    code = run_doctor(paths, config_file=config_file, api=api, out=console.stdout, write_check=write_check,
+                      sandbox_flags=sandbox_flags)
     return Outcome.OK if code == EXIT_OK else Outcome.BLOCKED if code == EXIT_BLOCKED else Outcome.ERROR
