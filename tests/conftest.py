@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,6 +22,19 @@ API_SEED = DATA / "api-seed.yaml"
 EXAMPLES = ROOT / "examples"
 
 EmulatorFactory = Callable[..., BackgroundServer]
+
+
+@pytest.fixture(autouse=True)
+def contained(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test gets back the "reconciler" loggers as they were (the CLI points them at the streams of its
+    run, which pytest closes), and a bug report the CLI saves lands in the test's own temporary folder."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path_factory.mktemp("tmp")))
+    loggers = [logging.getLogger(name) for name in ("reconciler", "reconciler.http")]
+    saved = [(logger, logger.level, list(logger.handlers)) for logger in loggers]
+    yield
+    for logger, level, handlers in saved:
+        logger.setLevel(level)
+        logger.handlers[:] = handlers
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -10,10 +10,10 @@ State format (compact, for people to read and write):
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from reconciler.config import DOCUMENTED_LIMITS, ClientLimits, Safety
@@ -75,12 +75,9 @@ def _planned(folder: Path) -> tuple[Plan, Catalog, dict[str, Any]]:
     if (folder / "options.yaml").exists():
         options = yaml.safe_load((folder / "options.yaml").read_text()) or {}
     catalog, current = load_state(folder / "state.yaml")
-    previous = Path.cwd()
-    os.chdir(folder)
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)  # paths in messages are then as a user in that folder sees them
         specs = load_specs([Path("specs")])
-    finally:
-        os.chdir(previous)
     resolution = resolve(specs, catalog)
     plan = plan_changes(resolution, current, catalog, partial=options.get("partial", []))
     apply_budgets(plan, Safety(**options.get("safety", {})), options.get("allow_deletes"))

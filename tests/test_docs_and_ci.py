@@ -26,6 +26,7 @@ def env_with_our_command() -> dict[str, str]:
     return {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""), "NO_COLOR": "1"}
 
 
+@pytest.mark.slow
 def test_the_readme_tour_runs_green(tmp_path: Path) -> None:
     readme = (ROOT / "README.md").read_text()
     tour = readme.split("## Tour", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
@@ -109,6 +110,7 @@ def test_the_apply_workflow_never_overlaps_and_keeps_the_journal() -> None:
     assert save["if"].startswith("always()") and upload["with"]["retention-days"] == 90
 
 
+@pytest.mark.slow
 def test_the_pre_commit_hook_works_through_try_repo(tmp_path: Path) -> None:
     project = tmp_path / "project"
     (project / "deploy").mkdir(parents=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -86,8 +86,11 @@ class Site:
         self.store.close()
 
 
+SiteFactory = Callable[..., Site]
+
+
 @pytest.fixture
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SiteFactory]:
     made: list[Site] = []
 
     def make(settings: Settings = OPEN, *, store: Store | None = None, users: list[dict[str, Any]] | None = None,
@@ -101,7 +104,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 
 def finding(site: Site, check: str) -> dict[str, Any]:
-    found = [f for f in site.profile()["findings"] if f["check"] == check]
+    found: list[dict[str, Any]] = [f for f in site.profile()["findings"] if f["check"] == check]
     assert len(found) == 1, [f["check"] for f in site.profile()["findings"]]
     return found[0]
 
@@ -114,8 +117,9 @@ def requests_printed(out: str) -> int:
 
 # --- read-only checks, one emulator setting at a time ----------------------------------------------------
 
+@pytest.mark.slow
 def test_doctor_against_the_default_emulator_stays_inside_its_budget(
-        site: Any, capsys: pytest.CaptureFixture[str]) -> None:
+        site: SiteFactory, capsys: pytest.CaptureFixture[str]) -> None:
     s = site(Settings(), config="")  # the documented limits on both sides, as against the real service
     code, out, err = run_cli(capsys, "doctor")
     assert code == 0, out + err
@@ -167,7 +171,7 @@ READ_ONLY_CASES = [
 
 @pytest.mark.parametrize(("changes", "check", "level", "seen", "exit_code"),
                          [case[1:] for case in READ_ONLY_CASES], ids=[case[0] for case in READ_ONLY_CASES])
-def test_each_setting_gives_its_finding_and_exit_code(site: Any, capsys: pytest.CaptureFixture[str],
+def test_each_setting_gives_its_finding_and_exit_code(site: SiteFactory, capsys: pytest.CaptureFixture[str],
                                                       changes: dict[str, Any], check: str, level: str, seen: str,
                                                       exit_code: int) -> None:
     s = site(replace(OPEN, **changes))
@@ -180,7 +184,7 @@ def test_each_setting_gives_its_finding_and_exit_code(site: Any, capsys: pytest.
     assert others == []
 
 
-def test_findings_land_in_the_profile_the_runs_use(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_findings_land_in_the_profile_the_runs_use(site: SiteFactory, capsys: pytest.CaptureFixture[str]) -> None:
     s = site(replace(OPEN, max_page_size=20, email_filter="exact-case",
                      ignored_filters=frozenset({"CourseLesson_Course", "CourseCompletedLesson_SystemId"})))
     assert run_cli(capsys, "doctor")[0] == 0
@@ -192,14 +196,15 @@ def test_findings_land_in_the_profile_the_runs_use(site: Any, capsys: pytest.Cap
     assert profile["filters"]["/api/spaces/coworkers?coworker_email"]["case"] == "sensitive"
 
 
-def test_a_clock_far_off_is_measured(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_clock_far_off_is_measured(site: SiteFactory, capsys: pytest.CaptureFixture[str]) -> None:
     s = site(replace(OPEN, clock_offset_seconds=-600.0))
     code, out, _ = run_cli(capsys, "doctor")
     assert code == 3 and "undo of an apply killed mid-create allows 120 s" in out
     assert abs(s.profile()["clock_offset_seconds"] + 600) < 2
 
 
-def test_throttling_met_during_the_checks_is_reported(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.slow
+def test_throttling_met_during_the_checks_is_reported(site: SiteFactory, capsys: pytest.CaptureFixture[str]) -> None:
     s = site(Settings(limits=replace(Limits.off(), min_interval_ms=100), throttle_status=429,
                       retry_after_header=False))
     code, out, err = run_cli(capsys, "doctor")
@@ -210,7 +215,7 @@ def test_throttling_met_during_the_checks_is_reported(site: Any, capsys: pytest.
     assert s.profile()["throttling"]["status"] == 429
 
 
-def test_an_account_without_list_roles_cannot_work(site: Any, capsys: pytest.CaptureFixture[str],
+def test_an_account_without_list_roles_cannot_work(site: SiteFactory, capsys: pytest.CaptureFixture[str],
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     s = site(Settings(limits=Limits.off()),
              users=[account("reader@example.com", "reader-pw", admin=False, roles=["CourseCompletedLesson-List"])])
@@ -225,7 +230,8 @@ def test_an_account_without_list_roles_cannot_work(site: Any, capsys: pytest.Cap
     assert s.profile()["roles"]["CourseCompletedLesson-List"] == "yes"
 
 
-def test_an_account_that_cannot_read_completions_works_with_limits(site: Any, capsys: pytest.CaptureFixture[str],
+def test_an_account_that_cannot_read_completions_works_with_limits(site: SiteFactory,
+                                                                   capsys: pytest.CaptureFixture[str],
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     lister = [f"{e}-List" for e in ("Course", "CourseLesson", "CourseMember", "Coworker", "CourseCompletedLesson")]
     s = site(Settings(limits=Limits.off()),
@@ -237,7 +243,7 @@ def test_an_account_that_cannot_read_completions_works_with_limits(site: Any, ca
     assert finding(s, "roles")["level"] == "limit" and "give the account CourseCompletedLesson-Read" in out
 
 
-def test_a_wrong_password_stops_at_sign_in_and_writes_no_profile(site: Any, capsys: pytest.CaptureFixture[str],
+def test_a_wrong_password_stops_at_sign_in_and_writes_no_profile(site: SiteFactory, capsys: pytest.CaptureFixture[str],
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     s = site()
     monkeypatch.setenv("NEXUDUS_PASSWORD", "not-it")
@@ -247,7 +253,7 @@ def test_a_wrong_password_stops_at_sign_in_and_writes_no_profile(site: Any, caps
     assert s.served() == 1  # the sign-in, and nothing after it
 
 
-def test_two_factor_sign_in_and_refresh(site: Any, capsys: pytest.CaptureFixture[str],
+def test_two_factor_sign_in_and_refresh(site: SiteFactory, capsys: pytest.CaptureFixture[str],
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     s = site(users=[account("twofa@example.com", "twofa-pw", totp="123456")])
     monkeypatch.setenv("NEXUDUS_USERNAME", "twofa@example.com")
@@ -260,7 +266,8 @@ def test_two_factor_sign_in_and_refresh(site: Any, capsys: pytest.CaptureFixture
     assert "123456" not in s.profile_file.read_text()
 
 
-def test_a_list_that_cannot_be_believed_means_it_cannot_work(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_list_that_cannot_be_believed_means_it_cannot_work(site: SiteFactory,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
     s = site(replace(OPEN, garble="html"))
     code, out, _ = run_cli(capsys, "doctor")
     assert code == 1 and "answered an HTML page" in out
@@ -280,7 +287,7 @@ def test_doctor_on_the_local_emulator(demo: Path, capsys: pytest.CaptureFixture[
 
 # --- the write check --------------------------------------------------------------------------------------
 
-def test_write_check_makes_four_writes_and_undoes_them(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_write_check_makes_four_writes_and_undoes_them(site: SiteFactory, capsys: pytest.CaptureFixture[str]) -> None:
     s = site()
     before = s.completions()
     code, out, err = run_cli(capsys, "doctor", "--write-check", *SANDBOX)
@@ -307,7 +314,7 @@ def test_write_check_makes_four_writes_and_undoes_them(site: Any, capsys: pytest
     assert code == 0 and "No changes." in out, out + err
 
 
-def test_write_check_counts_requests_and_writes(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_write_check_counts_requests_and_writes(site: SiteFactory, capsys: pytest.CaptureFixture[str]) -> None:
     s = site()
     code, out, _ = run_cli(capsys, "doctor", "--write-check", *SANDBOX)
     assert code == 0
@@ -318,7 +325,7 @@ def test_write_check_counts_requests_and_writes(site: Any, capsys: pytest.Captur
     assert total == s.served() == checks + write_check and checks <= 30 and write_check <= 14
 
 
-def test_duplicates_refused(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_duplicates_refused(site: SiteFactory, capsys: pytest.CaptureFixture[str]) -> None:
     s = site(replace(OPEN, refuse_duplicates=True))
     before = s.completions()
     code, out, err = run_cli(capsys, "doctor", "--write-check", *SANDBOX)
@@ -328,14 +335,15 @@ def test_duplicates_refused(site: Any, capsys: pytest.CaptureFixture[str]) -> No
     assert s.profile()["duplicates"] == "refused" and s.writes() == 3 and s.completions() == before
 
 
-def test_value_holding_only_the_id(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_value_holding_only_the_id(site: SiteFactory, capsys: pytest.CaptureFixture[str]) -> None:
     s = site(replace(OPEN, create_value="id"))
     assert run_cli(capsys, "doctor", "--write-check", *SANDBOX)[0] == 0
     assert s.profile()["create_value"] == "id"
     assert "Value holds only the Id" in finding(s, "write check: create")["seen"]
 
 
-def test_system_id_dropped_on_create_makes_owned_unavailable(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_system_id_dropped_on_create_makes_owned_unavailable(site: SiteFactory,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
     s = site(replace(OPEN, keep_system_id=False))
     (s.work / "onboarding.yaml").write_text(OWNED_SPEC)
     before = s.completions()
@@ -349,7 +357,7 @@ def test_system_id_dropped_on_create_makes_owned_unavailable(site: Any, capsys: 
     assert code == 3 and "dropped (--write-check of " in out
 
 
-def test_write_check_settings_from_reconciler_yaml(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_write_check_settings_from_reconciler_yaml(site: SiteFactory, capsys: pytest.CaptureFixture[str]) -> None:
     s = site(config=FAST + "doctor: {course: Onboarding 101, lesson: {id: 2006}, member: {course_member_id: 50002}}\n")
     before = s.completions()
     code, out, err = run_cli(capsys, "doctor", "--write-check")
@@ -358,14 +366,14 @@ def test_write_check_settings_from_reconciler_yaml(site: Any, capsys: pytest.Cap
     assert s.completions() == before and s.writes() == 4
 
 
-def test_write_check_needs_a_sandbox(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_write_check_needs_a_sandbox(site: SiteFactory, capsys: pytest.CaptureFixture[str]) -> None:
     s = site()
     code, _, err = run_cli(capsys, "doctor", "--write-check", "--course", "Onboarding 101")
     assert code == 1 and "--write-check needs a course, a lesson of it and an enrolled member" in err
     assert "missing: lesson, member" in err and s.served() == 0
 
 
-def test_write_check_never_touches_a_real_completion(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_write_check_never_touches_a_real_completion(site: SiteFactory, capsys: pytest.CaptureFixture[str]) -> None:
     s = site()
     code, out, _ = run_cli(capsys, "doctor", "--write-check", "--course", "Onboarding 101", "--lesson", "Welcome",
                        "--member", "bob@example.com")
@@ -373,7 +381,7 @@ def test_write_check_never_touches_a_real_completion(site: Any, capsys: pytest.C
     assert s.writes() == 0
 
 
-def test_write_check_names_a_near_miss(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_write_check_names_a_near_miss(site: SiteFactory, capsys: pytest.CaptureFixture[str]) -> None:
     s = site()
     code = run_cli(capsys, "doctor", "--write-check", "--course", "Onboarding 10", "--lesson", "Welcome",
                "--member", "bob@example.com")[0]
@@ -427,7 +435,7 @@ def counted(site: Site, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple
     return code, out, err, site.served() - before
 
 
-def test_plan_starts_from_the_measured_page_size(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_plan_starts_from_the_measured_page_size(site: SiteFactory, capsys: pytest.CaptureFixture[str]) -> None:
     # 300 coworkers, served 20 a page: five emails are five filtered reads, not the whole list in 15 pages.
     s = site(replace(OPEN, max_page_size=20), store=build_store([("Cohort", 3, 5, 1)], coworkers=300))
     additive_spec(s.work / "specs", "Cohort", [f"person{n}@example.com" for n in range(5)])
@@ -441,7 +449,8 @@ def test_plan_starts_from_the_measured_page_size(site: Any, capsys: pytest.Captu
     assert (without, used) == (22, 13)
 
 
-def test_plan_and_apply_avoid_a_filter_known_to_be_ignored(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_plan_and_apply_avoid_a_filter_known_to_be_ignored(site: SiteFactory,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
     # The member filter is ignored: without a profile, a plan naming two members reads all 490 completions through
     # it (10 pages of 50); with one, it reads the three lessons of its course instead (1 page each).
     def make(name: str) -> Site:
@@ -474,7 +483,7 @@ def test_plan_and_apply_avoid_a_filter_known_to_be_ignored(site: Any, capsys: py
     assert blind.completions().keys() == measured.completions().keys()
 
 
-def test_owned_specs_are_refused_before_any_request(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_owned_specs_are_refused_before_any_request(site: SiteFactory, capsys: pytest.CaptureFixture[str]) -> None:
     s = site(replace(OPEN, system_id_in_lists=False))
     (s.work / "specs").mkdir()
     (s.work / "specs" / "onboarding.yaml").write_text(OWNED_SPEC)
@@ -489,7 +498,7 @@ def test_owned_specs_are_refused_before_any_request(site: Any, capsys: pytest.Ca
     assert s.writes() == 0
 
 
-def test_export_takes_additive_where_owned_cannot_work(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_takes_additive_where_owned_cannot_work(site: SiteFactory, capsys: pytest.CaptureFixture[str]) -> None:
     s = site(replace(OPEN, system_id_in_lists=False))
     assert run_cli(capsys, "doctor")[0] == 3
     code, _, err = run_cli(capsys, "export", "--out", "exported", "--course", "Coffee Bar Basics")
@@ -500,7 +509,7 @@ def test_export_takes_additive_where_owned_cannot_work(site: Any, capsys: pytest
     assert code == 1 and "--mode owned cannot work against" in err
 
 
-def test_a_run_that_contradicts_the_profile_says_so(site: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_run_that_contradicts_the_profile_says_so(site: SiteFactory, capsys: pytest.CaptureFixture[str]) -> None:
     s = site(replace(OPEN, max_page_size=20))
     (s.work / "specs").mkdir()
     (s.work / "specs" / "onboarding.yaml").write_text(OWNED_SPEC)
@@ -514,7 +523,7 @@ def test_a_run_that_contradicts_the_profile_says_so(site: Any, capsys: pytest.Ca
     assert "says the server honours the filter CourseMember_Course, but it ignored it in this run" in err
 
 
-def test_a_profile_of_another_target_is_not_used(site: Any, capsys: pytest.CaptureFixture[str],
+def test_a_profile_of_another_target_is_not_used(site: SiteFactory, capsys: pytest.CaptureFixture[str],
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     s = site(replace(OPEN, system_id_in_lists=False))
     (s.work / "specs").mkdir()
@@ -527,7 +536,7 @@ def test_a_profile_of_another_target_is_not_used(site: Any, capsys: pytest.Captu
     assert f"is of {s.server.url}, not {other.server.url}: not used" in err
 
 
-def test_write_check_never_resends_a_create_whose_answer_was_lost(site: Any,
+def test_write_check_never_resends_a_create_whose_answer_was_lost(site: SiteFactory,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     s = site(replace(OPEN, lose_rate=1.0))  # every write is done, and its answer never comes
     before = s.completions()
@@ -547,7 +556,7 @@ def test_write_check_never_resends_a_create_whose_answer_was_lost(site: Any,
 @pytest.mark.parametrize(("cap", "seen"), [(1000, "served 1,000 records at size=1,000 (Coworker, 1,100 in all); "
                                                    "1,000 at size=2,000"),
                                            (5000, "; 1,100 at size=2,000")])
-def test_page_size_above_a_thousand_is_measured_but_never_used(site: Any, capsys: pytest.CaptureFixture[str],
+def test_page_size_above_a_thousand_is_measured_but_never_used(site: SiteFactory, capsys: pytest.CaptureFixture[str],
                                                                cap: int, seen: str) -> None:
     s = site(replace(OPEN, max_page_size=cap), store=build_store([("Cohort", 1, 1, 0)], coworkers=1100))
     code, out, _ = run_cli(capsys, "doctor")

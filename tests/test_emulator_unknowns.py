@@ -11,9 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from reconciler.cli import build_parser
 from reconciler.emulator.app import EmulatorApp, Settings
-from reconciler.emulator.cli import settings_from
+from reconciler.emulator.cli import build_parser, settings_from
 from reconciler.emulator.limits import Limits
 from reconciler.emulator.seed import load_seed
 from reconciler.emulator.server import InProcessTransport
@@ -132,12 +131,12 @@ def test_requests_are_counted_by_route(emulator: EmulatorFactory) -> None:
 
 
 def test_serve_flags_set_the_new_variants() -> None:
-    args = build_parser().parse_args(["emulator", "serve", "--drop-system-id", "--no-system-id-in-lists",
+    args = build_parser().parse_args(["serve", "--drop-system-id", "--no-system-id-in-lists",
                                       "--refuse-duplicates", "--clock-offset", "-90"])
     settings = settings_from(args)
     assert (settings.keep_system_id, settings.system_id_in_lists, settings.refuse_duplicates) == (False, False, True)
     assert settings.clock_offset_seconds == -90
-    assert settings_from(build_parser().parse_args(["emulator", "serve"])) == Settings()
+    assert settings_from(build_parser().parse_args(["serve"])) == Settings()
 
 
 def test_the_new_flags_are_documented() -> None:

@@ -29,6 +29,7 @@ from reconciler.report import report_markdown
 from reconciler.schemas import schema
 
 from .conftest import EXAMPLES
+from .synthetic_plan import report_document
 
 
 def seed_completions() -> dict[str, dict[str, set[str]]]:
@@ -309,13 +310,11 @@ def test_report_by_course_title_and_as_a_page(demo: Path, capsys: pytest.Capture
     assert re.search(r"Read at \d{4}-\d\d-\d\d \d\d:\d\d UTC: 5 courses, ", page)
 
 
+@pytest.mark.slow
 def test_report_markdown_stays_under_the_limit_for_20000_members() -> None:
-    from benchmarks.bench_html import plan_document
-
-    doc = plan_document(20_000)
-    report = {"target": "https://spaces.nexudus.com", "generated": "now", "matrix": doc["matrix"], "actions": []}
+    report = report_document(20_000)
     text = report_markdown(report)
     assert len(text) < MARKDOWN_LIMIT and "20,000 members, 30 lessons" in text
     assert "more members; `reconciler report --format html` shows them all." in text
     (grid,), _ = course_grids(report)
-    assert grid.count(KEPT) == sum(m["kept"].count("1") for m in doc["matrix"][0]["members"])
+    assert grid.count(KEPT) == sum(m["kept"].count("1") for m in report["matrix"][0]["members"]) > 0

@@ -23,6 +23,8 @@ from reconciler.cli import main
 from reconciler.render import format_json
 from reconciler.render_html import html_page
 
+from .synthetic_plan import plan_document
+
 CHROMIUM = os.environ.get("RECONCILER_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
@@ -33,6 +35,9 @@ playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwrig
 if not Path(CHROMIUM).exists():
     pytest.skip(f"no browser: Chromium is not at {CHROMIUM} (run .ci/install-browser, or set RECONCILER_CHROMIUM)",
                 allow_module_level=True)
+
+# Each test drives a real Chromium; the module's tests share one (the `browser` fixture), on one worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
 
 @pytest.fixture(scope="module")
@@ -314,8 +319,6 @@ def test_report_page_draws_the_state(browser: Any, demo: Path, capsys: pytest.Ca
 
 
 def test_a_large_plan_is_virtualised_and_quick(browser: Any, tmp_path: Path) -> None:
-    from benchmarks.bench_html import plan_document
-
     doc = plan_document(3_000)
     page_file = tmp_path / "large.html"
     page_file.write_text(html_page(doc))

@@ -43,20 +43,18 @@ def api_client() -> Iterator[NexudusClient]:
 
 
 def outcome(folder: Path, client: NexudusClient) -> str:
-    previous = Path.cwd()
-    os.chdir(folder)  # paths in messages are then as a user in that folder sees them
-    try:
-        specs = load_specs([Path(".")])
-        if not folder.name.startswith("resolve_"):
-            return "NO ERROR"
-        result = resolve(specs, StateReader(client).catalog(specs))
-        return "NO ERROR" + "".join(f"\nwarning: {w}" for w in result.warnings)
-    except SpecError as e:
-        return "\n".join(str(p) for p in e.problems)
-    except UsageError as e:
-        return f"error: {e}"
-    finally:
-        os.chdir(previous)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)  # paths in messages are then as a user in that folder sees them
+        try:
+            specs = load_specs([Path(".")])
+            if not folder.name.startswith("resolve_"):
+                return "NO ERROR"
+            result = resolve(specs, StateReader(client).catalog(specs))
+            return "NO ERROR" + "".join(f"\nwarning: {w}" for w in result.warnings)
+        except SpecError as e:
+            return "\n".join(str(p) for p in e.problems)
+        except UsageError as e:
+            return f"error: {e}"
 
 
 def test_the_corpus_is_large_enough() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import httpx
@@ -24,7 +23,7 @@ from reconciler.spec import discover, load_specs
 from reconciler.state import StateReader
 from reconciler.yamlfile import LoadError, load_text
 
-from .conftest import API_SEED, EXAMPLES
+from .conftest import API_SEED, EXAMPLES, run_cli
 
 HEAD = "apiVersion: reconciler/v1\nkind: Completions\nmetadata: {name: s1}\n"
 
@@ -172,15 +171,40 @@ def test_default_target_is_local(tmp_path: Path) -> None:
     assert config.is_local and config.target_origin == "the default" and config.seed is None
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("target: ftp://x\n", "must be 'local' or an http(s) URL"),
-    ("target: https://user:pw@x.example\n", "must not carry credentials"),
-])
-def test_bad_targets(tmp_path: Path, content: str, message: str) -> None:
-    (tmp_path / "reconciler.yaml").write_text(content)
-    with pytest.raises(ConfigError, match=re.escape(message)):
-        load_config(env={}, cwd=tmp_path)
-    assert "pw" not in message
+SECRET = "pw-s3cret-71"
+
+
+@pytest.mark.parametrize(("target", "problem"), [
+    ("ftp://x", "must be 'local' or an http(s) URL, not 'ftp://x'"),
+    (f"https://ops:{SECRET}@x.example", "must not carry credentials; use NEXUDUS_USERNAME/PASSWORD"),
+], ids=["not-http", "credentials"])
+@pytest.mark.parametrize("source", ["file", "env", "flag"])
+def test_a_bad_target_is_refused_naming_where_it_came_from(tmp_path: Path, target: str, problem: str,
+                                                          source: str) -> None:
+    env: dict[str, str] = {}
+    flag: str | None = None
+    if source == "file":
+        (tmp_path / "reconciler.yaml").write_text(f"target: {target}\n")
+        origin = str(tmp_path / "reconciler.yaml")
+    elif source == "env":
+        env["NEXUDUS_API_URL"] = target
+        origin = "NEXUDUS_API_URL"
+    else:
+        flag, origin = target, "--api"
+    with pytest.raises(ConfigError) as caught:
+        load_config(api_flag=flag, env=env, cwd=tmp_path)
+    assert str(caught.value) == f"the target from {origin} {problem}"
+    assert SECRET not in str(caught.value)
+
+
+def test_a_target_with_a_password_is_refused_by_the_cli_without_echoing_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NEXUDUS_API_URL", f"https://ops:{SECRET}@x.example")
+    (tmp_path / "s.yaml").write_text(HEAD + "course: Onboarding\nmembers: []\n")
+    code, out, err = run_cli(capsys, "plan", "s.yaml")
+    assert code == 1 and out == ""
+    assert err == "error: the target from NEXUDUS_API_URL must not carry credentials; use NEXUDUS_USERNAME/PASSWORD\n"
 
 
 def test_config_schema_errors_name_the_place(tmp_path: Path) -> None:
@@ -239,15 +263,23 @@ def test_raw_bytes_never_escape_as_anything_but_load_errors(raw: bytes) -> None:
         assert e.problem.line >= 1
 
 
-def test_a_large_honest_file_is_not_mistaken_for_an_alias_bomb(tmp_path: Path) -> None:
-    # 150,000 members: about 600,000 nodes, more than the alias budget, and no alias at all.
-    members = "".join(f"  - {{email: m{n}@example.com, completed: {{through: Welcome}}}}\n" for n in range(150_000))
+def test_a_large_honest_file_is_not_mistaken_for_an_alias_bomb(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # The alias budget lowered to 2,000 nodes (it is 500,000): 1,000 members are about 4,000 nodes, twice the
+    # budget, and no alias at all, so nothing is refused; the same number of nodes reached through aliases is.
+    import reconciler.yamlfile as yamlfile
+
+    monkeypatch.setattr(yamlfile, "MAX_ALIASED_NODES", 2_000)
+    members = "".join(f"  - {{email: m{n}@example.com, completed: {{through: Welcome}}}}\n" for n in range(1_000))
     (tmp_path / "big.yaml").write_text(HEAD + "course: X\nmembers:\n" + members)
     specs = load_specs([tmp_path])
     (spec,) = specs.completions
-    assert len(spec.members) == 150_000
+    assert len(spec.members) == 1_000
     last = spec.members[-1]
-    assert last.member.value == "m149999@example.com" and last.member.origin.line == HEAD.count("\n") + 2 + 150_000
+    assert last.member.value == "m999@example.com" and last.member.origin.line == HEAD.count("\n") + 2 + 1_000
+    (tmp_path / "big.yaml").write_text(HEAD + "course: X\nmembers: &m\n" + members + "revoke: [*m, *m, *m]\n")
+    with pytest.raises(SpecError, match=r"big.yaml:\d+:\d+: aliases expand to more than 2,000 nodes; refused"):
+        load_specs([tmp_path])
 
 
 def test_plain_member_shapes_are_ones_the_schema_accepts() -> None:

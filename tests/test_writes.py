@@ -10,19 +10,21 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from benchmarks.space import build_space, write_spec
 from reconciler.emulator.app import EmulatorApp, Settings
 from reconciler.emulator.limits import Limits
 from reconciler.emulator.seed import account
 from reconciler.emulator.server import BackgroundServer
 from reconciler.emulator.store import Store
+from reconciler.emulator.synthetic import build_space, write_spec
 from reconciler.journal import read_journal
+
+from .conftest import run_cli
 
 USER, PASSWORD = "ops@example.com", "ops-Secret-7731"
 CONFIG = ("limits: {min_interval_ms: 0, writes_per_minute: 100000, requests_per_minute: 100000}\n"
@@ -34,8 +36,9 @@ ENV.pop("NEXUDUS_API_URL", None)
 class Served:
     """A synthetic space served over HTTP on 127.0.0.1, and folders whose specs name its members."""
 
-    def __init__(self, tmp_path: Path, settings: Settings, *, members: int = 30, per_member: int = 3,
-                 lessons: int = 6) -> None:
+    def __init__(self, tmp_path: Path, capsys: pytest.CaptureFixture[str], settings: Settings, *, members: int = 30,
+                 per_member: int = 3, lessons: int = 6) -> None:
+        self.capsys = capsys
         self.store = Store()
         self.emails = build_space(self.store, members=members, lessons=lessons, per_member=per_member)
         self.store.save_user(account(USER, PASSWORD))
@@ -53,6 +56,21 @@ class Served:
         self.server.__exit__(None, None, None)
         self.store.close()
 
+    def run(self, work: Path, *argv: str, api_url: str | None = None) -> subprocess.CompletedProcess[str]:
+        """`reconciler ARGV` in `work`, as `reconciler()` runs it but in this process: the same command, exit
+        code and output, without a Python start-up and imports per call. Runs that must be separate
+        processes (killed, or holding the lock against another) use `reconciler()`."""
+        with pytest.MonkeyPatch.context() as patch:
+            patch.chdir(work)
+            patch.setenv("NEXUDUS_USERNAME", USER)
+            patch.setenv("NEXUDUS_PASSWORD", PASSWORD)
+            if api_url is None:
+                patch.delenv("NEXUDUS_API_URL", raising=False)
+            else:
+                patch.setenv("NEXUDUS_API_URL", api_url)
+            code, out, err = run_cli(self.capsys, *argv)
+        return subprocess.CompletedProcess(["reconciler", *argv], code, out, err)
+
     def records(self) -> dict[int, dict[str, Any]]:
         return {row["Id"]: dict(row) for row in self.store.iter_rows("coursecompletedlessons")}
 
@@ -61,12 +79,15 @@ class Served:
         return Counter((r["CourseMemberId"], r["CourseLessonId"]) for r in rows)
 
 
+ServedFactory = Callable[..., Served]
+
+
 @pytest.fixture
-def served(tmp_path: Path) -> Any:
+def served(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[ServedFactory]:
     made: list[Served] = []
 
     def make(settings: Settings | None = None, **kwargs: Any) -> Served:
-        made.append(Served(tmp_path, settings or Settings(limits=Limits.off()), **kwargs))
+        made.append(Served(tmp_path, capsys, settings or Settings(limits=Limits.off()), **kwargs))
         return made[-1]
 
     yield make
@@ -90,6 +111,7 @@ def kill_apply_when(work: Path, ready: Callable[[str], bool], *, poll: float = 0
         journals = list(journal_dir.glob("*.jsonl"))
         if journals and ready(journals[0].read_text()):
             break
+        assert process.poll() is None, f"apply ended with exit {process.returncode} before it could be killed"
         time.sleep(poll)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
@@ -106,7 +128,8 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
 
 # --- one apply at a time -------------------------------------------------------------------------
 
-def test_two_applies_from_one_folder_make_no_duplicate(served: Any) -> None:
+@pytest.mark.slow
+def test_two_applies_from_one_folder_make_no_duplicate(served: ServedFactory) -> None:
     space = served(Settings(limits=Limits.off(), latency_ms=15), members=40, per_member=0)
     work = space.folder()
     first = subprocess.Popen([sys.executable, "-m", "reconciler", "apply", "specs", "--yes"], cwd=work, env=ENV,
@@ -121,10 +144,11 @@ def test_two_applies_from_one_folder_make_no_duplicate(served: Any) -> None:
     assert "another run holds the lock" in message and f"pid {first.pid}" in message
     assert "reconciler apply specs --yes" in message
     assert max(space.pairs().values()) == 1 and len(space.pairs()) == 40 * 3
-    assert reconciler(work, "plan", "specs", "--detailed-exitcode").returncode == 0
+    assert space.run(work, "plan", "specs", "--detailed-exitcode").returncode == 0
 
 
-def test_two_applies_from_two_folders_make_no_duplicate_or_say_so(served: Any) -> None:
+@pytest.mark.slow
+def test_two_applies_from_two_folders_make_no_duplicate_or_say_so(served: ServedFactory) -> None:
     space = served(Settings(limits=Limits.off(), latency_ms=10), members=40, per_member=0)
     left, right = space.folder("left", mode="owned"), space.folder("right", mode="owned")
     runs = [subprocess.Popen([sys.executable, "-m", "reconciler", "apply", "specs", "--yes"], cwd=work, env=ENV,
@@ -136,31 +160,35 @@ def test_two_applies_from_two_folders_make_no_duplicate_or_say_so(served: Any) -
     else:
         assert all(code == 0 for code, _, _ in results), results
     # Either way the next plan cleans up: what one run created twice carries the spec's marker.
-    assert reconciler(left, "apply", "specs", "--yes").returncode == 0
+    assert space.run(left, "apply", "specs", "--yes").returncode == 0
     assert max(space.pairs().values()) == 1 and len(space.pairs()) == 40 * 3
 
 
 # --- undo restores whatever the server deleted ---------------------------------------------------
 
-def test_with_every_delete_answer_lost_undo_restores_every_record(served: Any) -> None:
-    space = served(Settings(limits=Limits.off()), members=10, per_member=5)
+@pytest.mark.slow
+def test_with_every_delete_answer_lost_undo_restores_every_record(served: ServedFactory) -> None:
+    # Each lost answer costs the client a backoff (0.25 to 0.75 s) before the re-send finds the record gone:
+    # three members, about ten deletes, are enough.
+    space = served(Settings(limits=Limits.off()), members=3, per_member=5)
     work = space.folder(through=2)  # authoritative: lessons 3.. are deleted, 1..2 created where missing
     before = space.pairs()
     space.app.settings.lose_rate = 1.0  # every write is done, and no answer comes back
-    applied = reconciler(work, "apply", "specs", "--yes")
+    applied = space.run(work, "apply", "specs", "--yes")
     assert applied.returncode in (0, 4), applied.stdout + applied.stderr
     space.app.settings.lose_rate = 0.0
     (journal,) = (work / ".reconciler" / "journal").glob("*.jsonl")
     gone = [entry for entry in read_journal(journal).outcomes.values() if entry["status"] == "gone"]
-    assert gone, "the deletes were answered 404 on the re-send"
-    undo = reconciler(work, "undo", str(journal), "--out", "undo.json")
+    assert len(gone) >= 6, "the deletes were answered 404 on the re-send"
+    undo = space.run(work, "undo", str(journal), "--out", "undo.json")
     assert undo.returncode == 0, undo.stdout + undo.stderr
-    assert reconciler(work, "apply", "--plan", "undo.json", "--yes").returncode == 0
+    assert space.run(work, "apply", "--plan", "undo.json", "--yes").returncode == 0
     assert space.pairs() == before  # every deleted pair is back, every created one gone again
 
 
-def test_kill_with_a_delete_in_flight_then_resume_then_undo_restores_every_record(served: Any) -> None:
-    space = served(Settings(limits=Limits.off(), latency_ms=30), members=30, per_member=4)
+@pytest.mark.slow
+def test_kill_with_a_delete_in_flight_then_resume_then_undo_restores_every_record(served: ServedFactory) -> None:
+    space = served(Settings(limits=Limits.off(), latency_ms=30), members=10, per_member=4)
     work = space.folder(through=1)
     before = space.pairs()
     def delete_in_flight(text: str) -> bool:  # a delete's intent written, its outcome not yet
@@ -170,34 +198,35 @@ def test_kill_with_a_delete_in_flight_then_resume_then_undo_restores_every_recor
         return len(intents) >= 3 and bool(intents - answered)
 
     journal = kill_apply_when(work, delete_in_flight, poll=0.002)
-    resumed = reconciler(work, "apply", "--resume", str(journal), "--yes")
+    resumed = space.run(work, "apply", "--resume", str(journal), "--yes")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    undo = reconciler(work, "undo", str(journal), "--out", "undo.json")
+    undo = space.run(work, "undo", str(journal), "--out", "undo.json")
     assert undo.returncode == 0, undo.stdout + undo.stderr
-    applied = reconciler(work, "apply", "--plan", "undo.json", "--yes")
+    applied = space.run(work, "apply", "--plan", "undo.json", "--yes")
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert space.pairs() == before
 
 
-def test_a_journal_cut_mid_line_resumes_and_undoes(served: Any) -> None:
-    space = served(Settings(limits=Limits.off(), latency_ms=20), members=20, per_member=3)
+@pytest.mark.slow
+def test_a_journal_cut_mid_line_resumes_and_undoes(served: ServedFactory) -> None:
+    space = served(Settings(limits=Limits.off(), latency_ms=20), members=8, per_member=3)
     work = space.folder(through=2)
     before = space.pairs()
     journal = kill_apply_when(work, lambda text: text.count('"type":"outcome"') >= 10)
     with journal.open("a") as out:  # as if the kill had cut the line being written
         out.write('{"type":"intent","seq":')
-    resumed = reconciler(work, "apply", "--resume", str(journal), "--yes")
+    resumed = space.run(work, "apply", "--resume", str(journal), "--yes")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert reconciler(work, "plan", "specs", "--detailed-exitcode").returncode == 0
-    undo = reconciler(work, "undo", str(journal), "--out", "undo.json")
+    assert space.run(work, "plan", "specs", "--detailed-exitcode").returncode == 0
+    undo = space.run(work, "undo", str(journal), "--out", "undo.json")
     assert undo.returncode == 0, undo.stdout + undo.stderr
-    assert reconciler(work, "apply", "--plan", "undo.json", "--yes").returncode == 0
+    assert space.run(work, "apply", "--plan", "undo.json", "--yes").returncode == 0
     assert space.pairs() == before
 
 
 # --- bounded waits -------------------------------------------------------------------------------
 
-def test_a_day_long_wait_ends_the_apply_within_a_minute_with_exit_3(served: Any) -> None:
+def test_a_day_long_wait_ends_the_apply_within_a_minute_with_exit_3(served: ServedFactory) -> None:
     space = served(Settings(limits=Limits(min_interval_ms=None, requests_per_minute=None, requests_per_hour=None,
                                           requests_per_day=None, writes_per_minute=None, writes_per_day=3),
                             throttle_status=429, retry_after_header=False), members=5, per_member=0)
@@ -214,13 +243,14 @@ def test_a_day_long_wait_ends_the_apply_within_a_minute_with_exit_3(served: Any)
 # --- saved plans are checked, not believed -------------------------------------------------------
 
 def _saved_plan(space: Served, work: Path) -> dict[str, Any]:
-    made = reconciler(work, "plan", "specs", "--out", "plan.json")
+    made = space.run(work, "plan", "specs", "--out", "plan.json")
     assert made.returncode == 0, made.stdout + made.stderr
     loaded: dict[str, Any] = json.loads((work / "plan.json").read_text())
     return loaded
 
 
-def test_a_delete_re_pointed_at_another_members_record_deletes_nothing_of_theirs(served: Any) -> None:
+@pytest.mark.slow
+def test_a_delete_re_pointed_at_another_members_record_deletes_nothing_of_theirs(served: ServedFactory) -> None:
     space = served(members=4, per_member=5)
     work = space.folder(through=2)
     plan = _saved_plan(space, work)
@@ -233,7 +263,7 @@ def test_a_delete_re_pointed_at_another_members_record_deletes_nothing_of_theirs
         delete.update(edited)
     plan.pop("actions_digest")  # a careful forger drops the digest; the preconditions still hold the line
     (work / "edited.json").write_text(json.dumps(plan))
-    result = reconciler(work, "apply", "--plan", "edited.json", "--yes")
+    result = space.run(work, "apply", "--plan", "edited.json", "--yes")
     assert victim["Id"] in space.records(), result.stdout + result.stderr
     assert f"record #{victim['Id']} is member {victim['CourseMemberId']}'s" in result.stdout
     # With the digest kept, the edit is refused outright.
@@ -241,7 +271,7 @@ def test_a_delete_re_pointed_at_another_members_record_deletes_nothing_of_theirs
     plan["actions"][0]["note"] = "edited"
     (work / "edited.json").write_text(json.dumps(plan))
     assert "actions were changed after the plan was made" in one_line_error(
-        reconciler(work, "apply", "--plan", "edited.json", "--yes"))
+        space.run(work, "apply", "--plan", "edited.json", "--yes"))
 
 
 @pytest.mark.parametrize("corrupt", [
@@ -253,72 +283,70 @@ def test_a_delete_re_pointed_at_another_members_record_deletes_nothing_of_theirs
     lambda plan: json.dumps({**plan, "actions": [{**plan["actions"][0], "lesson": {"id": "x"}}]}),
     lambda plan: json.dumps({**plan, "undo_of": "20260101T000000Z-abcdef", "actions_digest": "0" * 64}),
 ])
-def test_a_malformed_saved_plan_is_one_line_and_exit_1(served: Any, corrupt: Any) -> None:
+def test_a_malformed_saved_plan_is_one_line_and_exit_1(served: ServedFactory, corrupt: Any) -> None:
     space = served(members=3, per_member=2)
     work = space.folder(through=2)
     plan = _saved_plan(space, work)
     (work / "bad.json").write_text(corrupt(plan))
-    message = one_line_error(reconciler(work, "apply", "--plan", "bad.json", "--yes"))
+    message = one_line_error(space.run(work, "apply", "--plan", "bad.json", "--yes"))
     assert "bad.json" in message
     assert space.app.writes_seen == []
 
 
-def test_a_forged_undo_of_does_not_skip_the_checks(served: Any) -> None:
+def test_a_forged_undo_of_does_not_skip_the_checks(served: ServedFactory) -> None:
     space = served(members=3, per_member=2)
     work = space.folder(through=2)
     plan = _saved_plan(space, work)
     plan["undo_of"] = "20260101T000000Z-abcdef"
     (work / "forged.json").write_text(json.dumps(plan))
-    result = reconciler(work, "apply", "--plan", "forged.json", "--yes")
+    result = space.run(work, "apply", "--plan", "forged.json", "--yes")
     assert result.returncode == 3 and "whose journal" in result.stderr, result.stdout + result.stderr
     assert space.app.writes_seen == []
 
 
 @pytest.mark.parametrize("damage", ['{"type":"intent"}\n', "hello\n", '{"type":"outcome","seq":"x"}\n'])
-def test_a_damaged_journal_is_one_line_and_exit_1(served: Any, damage: str) -> None:
+def test_a_damaged_journal_is_one_line_and_exit_1(served: ServedFactory, damage: str) -> None:
     space = served(members=3, per_member=2)
     work = space.folder(through=2)
-    assert reconciler(work, "apply", "specs", "--yes").returncode == 0
+    assert space.run(work, "apply", "specs", "--yes").returncode == 0
     (journal,) = (work / ".reconciler" / "journal").glob("*.jsonl")
     lines = journal.read_text().splitlines(keepends=True)
     journal.write_text("".join([lines[0], damage, *lines[1:]]))
     for command in (["apply", "--resume", str(journal), "--yes"], ["undo", str(journal)]):
-        assert f"{journal}:2" in one_line_error(reconciler(work, *command))
+        assert f"{journal}:2" in one_line_error(space.run(work, *command))
 
 
 # --- 401 is one item's failure -------------------------------------------------------------------
 
-def test_a_401_on_one_create_is_that_items_failure(served: Any) -> None:
+def test_a_401_on_one_create_is_that_items_failure(served: ServedFactory) -> None:
     space = served(Settings(limits=Limits.off(), stale_reference_status=401), members=6, per_member=0)
     work = space.folder(through=2)
     _saved_plan(space, work)
     gone = next(iter(space.store.rows["coursemembers"]))  # an enrolment deleted after the plan was made
     space.store.delete("coursemembers", gone)
-    result = reconciler(work, "apply", "--plan", "plan.json", "--yes")
+    result = space.run(work, "apply", "--plan", "plan.json", "--yes")
     assert result.returncode == 4, result.stdout + result.stderr
     assert "refused this write" in result.stdout and "role" not in result.stdout.split("Failed:")[1]
     assert "created       10" in result.stdout and "failed         2" in result.stdout
 
 
-def test_a_saved_plan_applies_from_any_folder(served: Any, tmp_path: Path) -> None:
+def test_a_saved_plan_applies_from_any_folder(served: ServedFactory, tmp_path: Path) -> None:
     space = served(members=4, per_member=2)
     work = space.folder(through=2)
     (work / "seed.yaml").write_text("# not a spec: not part of the digest\n")
     _saved_plan(space, work)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = {**ENV, "NEXUDUS_API_URL": space.server.url}
-    result = subprocess.run([sys.executable, "-m", "reconciler", "apply", "--plan", str(work / "plan.json"), "--yes"],
-                            cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
+    result = space.run(elsewhere, "apply", "--plan", str(work / "plan.json"), "--yes", api_url=space.server.url)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Converged" in result.stdout
-    assert reconciler(work, "plan", "specs", "--detailed-exitcode").returncode == 0
+    assert space.run(work, "plan", "specs", "--detailed-exitcode").returncode == 0
 
 
-def test_fail_fast_stops_at_the_first_failed_action_with_exit_4(served: Any) -> None:
+def test_fail_fast_stops_at_the_first_failed_action_with_exit_4(served: ServedFactory) -> None:
     space = served(Settings(limits=Limits.off(), unsuccessful_rate=1.0), members=3, per_member=0)
     work = space.folder()
-    result = reconciler(work, "apply", "specs", "--yes", "--fail-fast")
+    result = space.run(work, "apply", "specs", "--yes", "--fail-fast")
     assert result.returncode == 4, result.stdout + result.stderr  # an action failed: not "blocked" (3)
     assert "--fail-fast: an action failed" in result.stdout
     assert "Resume with: reconciler apply --resume" in result.stdout
