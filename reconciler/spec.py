@@ -146,7 +146,7 @@ def _for_schema(doc: Document, kind: str) -> Document:
         entries = data.get(name)
         if isinstance(entries, list) and len(entries) > 1 and all(plain(entry) for entry in entries):
             trimmed[name] = entries[:1]
-    return Document(doc.path, trimmed, doc.values, doc.keys)
+    return doc.with_data(trimmed)
 
 
 def _plain_lesson(value: Any) -> bool:

@@ -1,19 +1,37 @@
 """Safe YAML reading that remembers where every key and value stood, for errors that point at the line.
 
-Parsing goes through PyYAML's safe composer only (libyaml's, where PyYAML was built with it: it keeps
-the marks and is several times faster on a large member list; else the pure-Python one); values are
-built here from the node tree, so that duplicate keys are refused (PyYAML would silently keep the last
-one), what aliases expand to is bounded (no "billion laughs", while a large honest file is not), and
-every value's place is kept under its path.
+Values are built straight from the parser's events (libyaml's parser where PyYAML was built with it, else
+the pure-Python one); no node tree is composed. Duplicate keys are refused (PyYAML would silently keep the
+last one), what aliases expand to is bounded (no "billion laughs", while a large honest file is not), and
+the place of every value and key is kept compactly: per document, one array of ints holding, container by
+container, each entry's key place, value place and the number of the container it holds (if any), found
+again by walking the data along a path.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from array import array
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import ComposerError
+from yaml.constructor import ConstructorError, SafeConstructor
+from yaml.error import Mark
+from yaml.events import (
+    AliasEvent,
+    DocumentEndEvent,
+    DocumentStartEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+)
+from yaml.nodes import ScalarNode
+from yaml.resolver import Resolver
 
 from reconciler.errors import Problem
 
@@ -24,7 +42,83 @@ MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_ALIASED_NODES = 500_000  # nodes reached again through aliases; plain nodes are not counted
 SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_DEPTH = 200
-_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_STR_TAG = "tag:yaml.org,2002:str"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_VALUE_TAG = "tag:yaml.org,2002:value"
+_SHIFT = 32  # a place is packed into one int: line << 32 | column
+_SMALL_MAP = 4  # a key is found in a larger mapping through an index built on first use
+_SHORT, _REMEMBERED = 40, 4096
+
+
+def _pack(mark: Any) -> int:
+    return int(mark.line + 1) << _SHIFT | int(mark.column + 1)
+
+
+def _unpack(packed: int) -> Place:
+    return packed >> _SHIFT, packed & ((1 << _SHIFT) - 1)
+
+
+def _mark(packed: int) -> Mark:
+    line, column = _unpack(packed)
+    return Mark("<yaml>", 0, line - 1, column - 1, None, None)  # type: ignore[arg-type]
+
+
+@dataclass
+class Places:
+    """Where one document's values and mapping keys stood.
+
+    Container number c (in the order their ends were read) has its entries at cells[firsts[c]:], three
+    ints per mapping entry (key place, value place, link) and two per sequence item (value place, link),
+    in the order of the data; a link is the number of the container the entry holds, or -1. An alias holds
+    the very container it names, so what it expands to costs no cell.
+    """
+
+    root: int = (1 << _SHIFT) | 1
+    link: int = -1
+    cells: array[int] = field(default_factory=lambda: array("q"))
+    firsts: array[int] = field(default_factory=lambda: array("q"))
+    indexes: dict[int, dict[Any, int]] = field(default_factory=dict)
+
+    def locate(self, data: Any, at: PathKey, *, key: bool) -> Place:
+        """The place of the value (or key) at `at` in `data`, else of its nearest ancestor that has one."""
+        value_place, key_place = self.root, 0
+        link, node, cells = self.link, data, self.cells
+        for part in at:
+            if link < 0:
+                break
+            base = self.firsts[link]
+            if type(node) is dict or isinstance(node, dict):
+                index = -1
+                if len(node) <= _SMALL_MAP:
+                    for at_index, name in enumerate(node):
+                        if name == part:
+                            index = at_index
+                            break
+                else:
+                    index = self._index(link, node, part)
+                if index < 0:
+                    break
+                base += 3 * index
+                key_place, value_place, link = cells[base], cells[base + 1], cells[base + 2]
+                node = node[part]
+            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+                base += 2 * part
+                key_place, value_place, link = 0, cells[base], cells[base + 1]
+                node = node[part]
+            else:
+                break
+        return _unpack(key_place if key and key_place else value_place)
+
+    def _index(self, link: int, node: dict[Any, Any], part: Any) -> int:
+        positions = self.indexes.get(link)
+        if positions is None:
+            positions = self.indexes[link] = {name: i for i, name in enumerate(node)}
+        try:
+            return positions.get(part, -1)
+        except TypeError:  # an unhashable part names no key
+            return -1
 
 
 @dataclass
@@ -33,24 +127,20 @@ class Document:
 
     path: str
     data: Any
-    values: dict[PathKey, Place] = field(default_factory=dict)
-    keys: dict[PathKey, Place] = field(default_factory=dict)
+    places: Places = field(default_factory=Places)
 
     def place(self, at: PathKey, *, key: bool = False) -> Place:
         """The place of the value (or key) at `at`, else of its nearest ancestor that has one."""
-        table = self.keys if key else self.values
-        probe = tuple(at)
-        while probe:
-            if probe in table:
-                return table[probe]
-            if probe in self.values:
-                return self.values[probe]
-            probe = probe[:-1]
-        return self.values.get((), (1, 1))
+        return self.places.locate(self.data, tuple(at), key=key)
 
     def problem(self, at: PathKey, message: str, *, key: bool = False) -> Problem:
         line, column = self.place(at, key=key)
         return Problem(self.path, line, column, message)
+
+    def with_data(self, data: Any) -> Document:
+        """The same document seeing other data of its shape: each mapping with the same keys in the same order,
+        a list possibly cut short (the places are found by walking the data along a path)."""
+        return replace(self, data=data)
 
 
 class LoadError(Exception):
@@ -101,13 +191,13 @@ def _load_text(text: str, shown: str, loader_class: type[yaml.SafeLoader]) -> li
     except yaml.reader.ReaderError as e:
         raise LoadError(_reader_problem(e, text, shown), syntax=True) from e
     try:
-        while loader.check_node():
-            node = loader.get_node()
-            if node is None:
-                continue
-            document = Document(shown, None)
-            document.data = _Builder(loader, document).build(node, (), 0, aliased=False)
-            documents.append(document)
+        builder = _Builder(loader.get_event, shown)
+        while True:
+            event = loader.get_event()  # type: ignore[no-untyped-call]
+            if isinstance(event, StreamEndEvent):
+                break
+            if isinstance(event, DocumentStartEvent):
+                documents.append(builder.document())
     except yaml.reader.ReaderError as e:
         raise LoadError(_reader_problem(e, text, shown), syntax=True) from e
     except yaml.MarkedYAMLError as e:
@@ -143,62 +233,385 @@ def _syntax_problem(error: yaml.MarkedYAMLError, shown: str) -> Problem:
     return Problem(shown, line, column, f"YAML syntax: {problem}")
 
 
-def _place(node: yaml.Node) -> Place:
-    return node.start_mark.line + 1, node.start_mark.column + 1
+class _Refused(Exception):
+    """A value the document may not hold; said once the rest of the document proved to parse (a syntax
+    error anywhere in the document is said first, as when the whole document was composed before)."""
+
+    def __init__(self, place: int, message: str, error: yaml.MarkedYAMLError | None = None) -> None:
+        super().__init__(message)
+        self.place = place
+        self.message = message
+        self.error = error  # said as a syntax error is
+
+
+class _Anchored:
+    """What an anchor names: its value, place, container (-1 for a scalar) and the start of its text."""
+
+    __slots__ = ("link", "mark", "place", "value")
+
+    def __init__(self, value: Any, place: int, link: int, mark: Any) -> None:
+        self.value, self.place, self.link, self.mark = value, place, link, mark
+
+
+class _Frame:
+    """A mapping or sequence being read: its data, its entries' cells, and what it expands to so far."""
+
+    __slots__ = (
+        "anchor",
+        "cells",
+        "data",
+        "depth",
+        "height",
+        "key",
+        "key_place",
+        "later",
+        "mark",
+        "merges",
+        "number",
+        "place",
+        "size",
+    )
+
+    def __init__(self, data: Any, depth: int, place: int, mark: Any, anchor: str | None, number: int) -> None:
+        self.data = data
+        self.cells: list[int] = []
+        self.depth, self.place, self.mark, self.anchor, self.number = depth, place, mark, anchor, number
+        self.size, self.height = 1, 0  # nodes and levels it expands to (what an alias to it costs)
+        self.key: Any = _NO_KEY
+        self.key_place = 0
+        self.merges: list[tuple[Any, int, int, bool]] = []  # value, place, link, through an alias
+        self.later: set[Any] = set()  # keys whose alias is spent after what is merged, as PyYAML reads them
+
+
+_NO_KEY = object()
+_MERGE = object()
+_READING = -2  # the link of an anchored container not yet read to its end
 
 
 class _Builder:
-    """Values from one document's node tree, with the place of each; a node met a second time is an
-    alias, and everything built under it counts against MAX_ALIASED_NODES."""
+    """Values from the parser's events, one document at a time, with the place of each."""
 
-    def __init__(self, loader: yaml.SafeLoader, doc: Document) -> None:
-        self.loader = loader
-        self.doc = doc
-        self.seen: set[int] = set()
+    def __init__(self, next_event: Any, shown: str) -> None:
+        self.next_event = next_event
+        self.shown = shown
+        self.constructor = SafeConstructor()
+        self.resolver = Resolver()
+        self.implicit = Resolver.yaml_implicit_resolvers
+        self.wildcard = None in self.implicit
+        self.key_texts: dict[str, str] = {}  # one str object for each distinct key text
+        self.texts: dict[str, str] = {}  # and for the first few thousand short values (a lesson named often)
+        self.tags: dict[str, str] = {}  # what the first few thousand plain texts resolved to
+
+    # --- a document ------------------------------------------------------------------------------
+
+    def document(self) -> Document:
+        self.anchors: dict[str, _Anchored] = {}
+        self.places = Places(cells=array("q"), firsts=array("q"))
+        self.sizes: array[int] = array("q")  # by container: the nodes and levels it expands to
+        self.heights: array[int] = array("q")
+        self.merged_ids: dict[int, list[Any]] = {}  # the keys' identities of mappings that merged others
+        self.merged_aliases: dict[int, set[int]] = {}  # in a list of mappings to merge, which are aliases
         self.budget = MAX_ALIASED_NODES
-
-    def fail(self, node: yaml.Node, message: str) -> LoadError:
-        line, column = _place(node)
-        return LoadError(Problem(self.doc.path, line, column, message))
-
-    def build(self, node: yaml.Node, at: PathKey, depth: int, *, aliased: bool) -> Any:
-        doc = self.doc
-        if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
-            if id(node) in self.seen:
-                aliased = True
-            self.seen.add(id(node))
-        if aliased:
-            self.budget -= 1
-            if self.budget < 0:
-                raise self.fail(node, f"aliases expand to more than {MAX_ALIASED_NODES:,} nodes; refused")
-        if depth > MAX_DEPTH:
-            raise self.fail(node, f"document is nested more than {MAX_DEPTH} levels deep")
-        doc.values.setdefault(at, _place(node))
-        if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and node.tag not in _PLAIN_TAGS:
-            raise self.fail(node, f"YAML tag {node.tag!r} is not allowed")
-        if isinstance(node, yaml.MappingNode):
-            self.loader.flatten_mapping(node)
-            result: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
-                if not isinstance(key_node, yaml.ScalarNode):
-                    raise self.fail(key_node, "a mapping key must be a plain value")
-                key = self.scalar(key_node)
-                if not isinstance(key, str | int | bool | float) and key is not None:
-                    raise self.fail(key_node, "a mapping key must be a plain value")
-                if key in result:
-                    first = doc.keys.get((*at, key), (0, 0))[0]
-                    raise self.fail(key_node, f"duplicate key {key!r} (first defined on line {first})")
-                doc.keys[(*at, key)] = _place(key_node)
-                result[key] = self.build(value_node, (*at, key), depth + 1, aliased=aliased)
-            return result
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, (*at, i), depth + 1, aliased=aliased) for i, item in enumerate(node.value)]
-        return self.scalar(node)
-
-    def scalar(self, node: yaml.Node) -> Any:
-        if node.tag == "tag:yaml.org,2002:str":  # the common case, without the constructor's dispatch
-            return node.value
+        self.stack: list[_Frame] = []
+        self.result: Any = None
         try:
-            return self.loader.construct_object(node, deep=True)
-        except yaml.constructor.ConstructorError as e:
-            raise self.fail(node, f"YAML: {e.problem}") from e
+            self.read_node()
+        except _Refused as refused:
+            self.drain()
+            if refused.error is not None:
+                raise refused.error from None
+            line, column = _unpack(refused.place)
+            raise LoadError(Problem(self.shown, line, column, refused.message)) from None
+        self.next_event()  # the document's end
+        return Document(self.shown, self.result, self.places)
+
+    def drain(self) -> None:
+        """The rest of a refused document, read for the syntax errors that take precedence."""
+        while True:
+            event: Any = self.next_event()
+            if isinstance(event, DocumentEndEvent):
+                return
+            if event.__class__ is AliasEvent:
+                if event.anchor not in self.anchors:
+                    mark: Any = event.start_mark
+                    raise ComposerError(None, None, f"found undefined alias {event.anchor!r}", mark)
+            elif isinstance(event, ScalarEvent | MappingStartEvent | SequenceStartEvent) and event.anchor is not None:
+                self.check_anchor(event)
+                self.anchors[event.anchor] = _Anchored(None, 0, -1, event.start_mark)
+
+    def check_anchor(self, event: Any) -> None:
+        if event.anchor in self.anchors:
+            raise ComposerError(f"found duplicate anchor {event.anchor!r}; first occurrence",
+                                self.anchors[event.anchor].mark, "second occurrence", event.start_mark)
+
+    def read_node(self) -> None:
+        """Every event of one node (the document's root), building as it goes."""
+        next_event, stack = self.next_event, self.stack
+        while True:
+            event = next_event()
+            kind = event.__class__
+            if kind is ScalarEvent:
+                self.scalar(event)
+            elif kind is MappingStartEvent or kind is SequenceStartEvent:
+                self.open(event, kind is MappingStartEvent)
+            elif kind is MappingEndEvent or kind is SequenceEndEvent:
+                self.close(stack.pop())
+            elif kind is AliasEvent:
+                self.alias(event)
+            if not stack:
+                return
+
+    # --- the events --------------------------------------------------------------------------------
+
+    def scalar(self, event: Any) -> None:
+        place = _pack(event.start_mark)
+        if event.anchor is not None:
+            self.check_anchor(event)
+            self.anchors[event.anchor] = _Anchored(None, place, -1, event.start_mark)  # known, even if refused
+        tag = event.tag
+        if tag is None or tag == "!":
+            tag = self.resolve(event.value, event.implicit)
+        stack = self.stack
+        if stack and stack[-1].key is _NO_KEY and isinstance(stack[-1].data, dict):
+            if tag == _MERGE_TAG:
+                key: Any = _MERGE
+            elif tag == _STR_TAG or tag == _VALUE_TAG:
+                key = self.key_texts.setdefault(event.value, event.value)
+            else:
+                key = self.construct(tag, event, place)
+            if event.anchor is not None:
+                self.anchors[event.anchor] = _Anchored(key, place, -1, event.start_mark)
+            self.set_key(stack[-1], key, place)
+            return
+        if (stack[-1].depth + 1 if stack else 0) > MAX_DEPTH:
+            raise _Refused(place, f"document is nested more than {MAX_DEPTH} levels deep")
+        if tag == _STR_TAG:
+            value = event.value
+            if len(value) <= _SHORT:
+                texts = self.texts
+                if len(texts) < _REMEMBERED:
+                    value = texts.setdefault(value, value)
+                else:
+                    value = texts.get(value, value)
+        else:
+            value = self.construct(tag, event, place)
+        if event.anchor is not None:
+            self.anchors[event.anchor] = _Anchored(value, place, -1, event.start_mark)
+        self.add(value, place, -1, 1, 0)
+
+    def resolve(self, value: str, implicit: tuple[bool, bool]) -> str:
+        if implicit[0] and value and not self.wildcard and value[0] not in self.implicit:
+            return _STR_TAG  # the common case, without trying every implicit resolver
+        if implicit == (True, False):
+            tag = self.tags.get(value)
+            if tag is None:
+                tag = str(self.resolver.resolve(ScalarNode, value, implicit))  # type: ignore[no-untyped-call]
+                if len(self.tags) < _REMEMBERED and len(value) <= _SHORT:
+                    self.tags[value] = tag
+            return tag
+        return str(self.resolver.resolve(ScalarNode, value, implicit))  # type: ignore[no-untyped-call]
+
+    def construct(self, tag: str, event: Any, place: int) -> Any:
+        node = ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except ConstructorError as e:
+            raise _Refused(place, f"YAML: {e.problem}") from e
+        finally:
+            self.constructor.constructed_objects.clear()
+
+    def set_key(self, frame: _Frame, key: Any, place: int) -> None:
+        if key is not _MERGE:
+            if not isinstance(key, str | int | bool | float) and key is not None:
+                raise _Refused(place, "a mapping key must be a plain value")
+            if key in frame.data:
+                first = frame.cells[3 * list(frame.data).index(key)] >> _SHIFT
+                raise _Refused(place, f"duplicate key {key!r} (first defined on line {first})")
+        frame.key, frame.key_place = key, place
+
+    def wants_key(self) -> bool:
+        return bool(self.stack) and self.stack[-1].key is _NO_KEY and isinstance(self.stack[-1].data, dict)
+
+    def open(self, event: Any, mapping: bool) -> None:
+        place = _pack(event.start_mark)
+        if event.anchor is not None:
+            self.check_anchor(event)
+            self.anchors[event.anchor] = _Anchored(None, place, _READING, event.start_mark)
+        if self.wants_key():
+            raise _Refused(place, "a mapping key must be a plain value")
+        depth = self.stack[-1].depth + 1 if self.stack else 0
+        if depth > MAX_DEPTH:
+            raise _Refused(place, f"document is nested more than {MAX_DEPTH} levels deep")
+        tag = event.tag
+        if tag is not None and tag != "!" and tag != (_MAP_TAG if mapping else _SEQ_TAG):
+            raise _Refused(place, f"YAML tag {tag!r} is not allowed")
+        number = len(self.places.firsts)
+        self.places.firsts.append(0)
+        self.sizes.append(0)
+        self.heights.append(0)
+        self.stack.append(_Frame({} if mapping else [], depth, place, event.start_mark, event.anchor, number))
+
+    def close(self, frame: _Frame) -> None:
+        if frame.merges:
+            self.flatten(frame)
+        firsts, cells = self.places.firsts, self.places.cells
+        firsts[frame.number] = len(cells)
+        cells.extend(frame.cells)
+        self.sizes[frame.number], self.heights[frame.number] = frame.size, frame.height
+        if frame.anchor is not None:
+            self.anchors[frame.anchor] = _Anchored(frame.data, frame.place, frame.number, frame.mark)
+        self.add(frame.data, frame.place, frame.number, frame.size, frame.height)
+
+    def alias(self, event: Any) -> None:
+        if event.anchor not in self.anchors:
+            raise ComposerError(None, None, f"found undefined alias {event.anchor!r}", event.start_mark)
+        anchored = self.anchors[event.anchor]
+        if self.wants_key():
+            if anchored.link != -1:
+                raise _Refused(anchored.place, "a mapping key must be a plain value")
+            self.set_key(self.stack[-1], anchored.value, anchored.place)
+            return
+        stack = self.stack
+        merging = stack and (stack[-1].key is _MERGE or (isinstance(stack[-1].data, list) and len(stack) > 1
+                                                         and stack[-2].key is _MERGE))
+        if anchored.link == _READING:  # a container that holds itself: it would expand without end
+            again = (stack[-1] if stack[-1].key is _MERGE else stack[-2]).place if merging else anchored.place
+            raise _Refused(again, f"document is nested more than {MAX_DEPTH} levels deep")
+        if merging:
+            # What is merged is read when the mapping ends (flatten), entry by entry, not as one node here.
+            if stack[-1].key is not _MERGE:
+                self.merged_aliases.setdefault(stack[-1].number, set()).add(len(stack[-1].data))
+            self.add(anchored.value, anchored.place, anchored.link, 0, 0, aliased=True)
+            return
+        if stack and stack[-1].merges and anchored.link >= 0:  # spent when the mapping ends, after the merged
+            stack[-1].later.add(stack[-1].key)
+            self.add(anchored.value, anchored.place, anchored.link, self.sizes[anchored.link],
+                     self.heights[anchored.link], aliased=True)
+            return
+        depth = self.stack[-1].depth + 1 if self.stack else 0
+        link = anchored.link
+        if anchored.value is _MERGE:  # `<<` named as a value: no value at all
+            raise _Refused(anchored.place, f"YAML: could not determine a constructor for the tag {_MERGE_TAG!r}")
+        if link < 0:
+            if depth > MAX_DEPTH:
+                raise _Refused(anchored.place, f"document is nested more than {MAX_DEPTH} levels deep")
+            self.add(anchored.value, anchored.place, -1, 1, 0)
+            return
+        size, height = self.sizes[link], self.heights[link]
+        if size > self.budget or depth + height > MAX_DEPTH:
+            self.expand(anchored.value, link, anchored.place, depth)  # spends node by node, to the one refused
+        else:
+            self.budget -= size
+        self.add(anchored.value, anchored.place, link, size, height, aliased=True)
+
+    def expand(self, value: Any, link: int, place: int, depth: int) -> None:
+        """Walk what an alias expands to, node by node as if it were copied, to the node that breaks a limit."""
+        self.budget -= 1
+        if self.budget < 0:
+            raise _Refused(place, f"aliases expand to more than {MAX_ALIASED_NODES:,} nodes; refused")
+        if depth > MAX_DEPTH:
+            raise _Refused(place, f"document is nested more than {MAX_DEPTH} levels deep")
+        if link < 0:
+            return
+        cells, base = self.places.cells, self.places.firsts[link]
+        step, offset = (3, 1) if isinstance(value, dict) else (2, 0)
+        for i, item in enumerate(value.values() if isinstance(value, dict) else value):
+            at = base + step * i + offset
+            self.expand(item, cells[at + 1], cells[at], depth + 1)
+
+    def add(self, value: Any, place: int, link: int, size: int, height: int, *, aliased: bool = False) -> None:
+        """A finished value, into the container being read (or as the document's root)."""
+        if not self.stack:
+            self.result, self.places.root, self.places.link = value, place, link
+            return
+        frame = self.stack[-1]
+        if isinstance(frame.data, list):
+            frame.data.append(value)
+            frame.cells += (place, link)
+        elif frame.key is _MERGE:
+            frame.merges.append((value, place, link, aliased))
+            frame.key = _NO_KEY
+            return
+        else:
+            frame.data[frame.key] = value
+            frame.cells += (frame.key_place, place, link)
+            frame.key = _NO_KEY
+        frame.size += size
+        if height >= frame.height:
+            frame.height = height + 1
+
+    def flatten(self, frame: _Frame) -> None:
+        """`<<` merge keys, as PyYAML reads them: the merged entries first (an entry merged twice, once),
+        then the mapping's own; a key both merged and written again is a duplicate, as any other."""
+        cells = self.places.cells
+        merged: list[tuple[Any, Any, int, int, int, Any]] = []  # key, value, key place, value place, link, id
+        again: set[Any] = set()  # the identities of entries merged through an alias (read a second time)
+        taken: set[Any] = set()
+        for value, place, link, through_alias in frame.merges:
+            if isinstance(value, dict):
+                sources = [(value, link, through_alias)]
+            elif isinstance(value, list):
+                sources = []
+                base = self.places.firsts[link]
+                aliases = self.merged_aliases.get(link, set())
+                for i, item in enumerate(value):
+                    if not isinstance(item, dict):
+                        raise _merge_error(frame.mark, ConstructorError(
+                            "while constructing a mapping", frame.mark,
+                            f"expected a mapping for merging, but found {_kind(item)}", _mark(cells[base + 2 * i])))
+                    sources.append((item, cells[base + 2 * i + 1], i in aliases))
+            else:
+                raise _merge_error(frame.mark, ConstructorError(
+                    "while constructing a mapping", frame.mark,
+                    f"expected a mapping or list of mappings for merging, but found {_kind(value)}", _mark(place)))
+            for source, source_link, aliased in sources:
+                base = self.places.firsts[source_link]
+                ids = self.merged_ids.get(source_link)
+                for i, (key, item) in enumerate(source.items()):
+                    identity = ids[i] if ids is not None else _identity(key, source_link, i)
+                    if aliased:
+                        again.add(identity)
+                    if identity not in taken:
+                        taken.add(identity)
+                        at = base + 3 * i
+                        merged.append((key, item, cells[at], cells[at + 1], cells[at + 2], identity))
+        entries = merged + [(key, frame.data[key], frame.cells[3 * i], frame.cells[3 * i + 1],
+                             frame.cells[3 * i + 2], _identity(key, frame.number, i))
+                            for i, key in enumerate(frame.data)]
+        own_from = len(merged)
+        data: dict[Any, Any] = {}
+        lines: dict[Any, int] = {}
+        out: list[int] = []
+        size, height = 1, 0
+        for n, (key, value, key_place, value_place, link, identity) in enumerate(entries):
+            if key in data:
+                raise _Refused(key_place, f"duplicate key {key!r} (first defined on line {lines[key]})")
+            lines[key] = key_place >> _SHIFT
+            nodes, levels = (self.sizes[link], self.heights[link]) if link >= 0 else (1, 0)
+            if link >= 0 and (identity in again if n < own_from else key in frame.later):  # read a second time
+                if nodes > self.budget or frame.depth + 1 + levels > MAX_DEPTH:
+                    self.expand(value, link, value_place, frame.depth + 1)
+                else:
+                    self.budget -= nodes
+            data[key] = value
+            out += (key_place, value_place, link)
+            size += nodes
+            height = max(height, levels + 1)
+        frame.data, frame.cells, frame.size, frame.height = data, out, size, height
+        self.merged_ids[frame.number] = [identity for *_, identity in entries]
+
+
+def _identity(key: Any, link: int, index: int) -> Any:
+    """Which merged entries PyYAML takes for one: the same key node (here, the same entry), or keys of one
+    character, whose text Python holds once."""
+    if isinstance(key, str) and len(key) <= 1 and key < "\u0100":
+        return ("text", key)
+    return (link, index)
+
+
+def _merge_error(mark: Any, error: ConstructorError) -> _Refused:
+    return _Refused(_pack(mark), str(error.problem), error)
+
+
+def _kind(value: Any) -> str:
+    return "mapping" if isinstance(value, dict) else "sequence" if isinstance(value, list) else "scalar"
