@@ -15,7 +15,9 @@ from this process (limits off) and records every request it is sent. Then, each 
 
 Finally the growth factor between sizes (goal: each 5x in members costs at most 6x in time).
 
-Run: python -m benchmarks.bench_e2e [--sizes 3000,10000,50000,200000] [--no-export] [--no-cache]
+Run: python -m benchmarks.bench_e2e [--sizes 3000,10000,50000,200000] [--no-export] [--no-cache] [--stages]
+(`--stages`: the plan once more, printing its RSS after each stage: specs, catalog, resolve, completions, plan,
+matrix, saved.)
 (`--no-cache`: the read cache, on by default, keeps every raw record of a full read to save it.)
 """
 
@@ -47,6 +49,41 @@ from reconciler.planning import load_plan
 started = time.perf_counter()
 plan = load_plan(Path(sys.argv[1]))
 print(time.perf_counter() - started, len(plan.actions))
+"""
+
+STAGES = """
+import os, sys, time
+started = time.perf_counter()
+out = open(os.environ["BENCH_STAGES"], "a")
+
+def mark(stage):
+    status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    now, peak = (int(status[k].split()[0]) // 1024 for k in ("VmRSS", "VmHWM"))
+    print(f"  {stage:<12} RSS {now:6,} MiB, peak {peak:6,} MiB, at {time.perf_counter() - started:6.1f} s",
+          file=out, flush=True)
+
+def after(owner, name, stage):
+    inner = getattr(owner, name)
+    def wrapped(*args, **kwargs):
+        result = inner(*args, **kwargs)
+        mark(stage)
+        return result
+    setattr(owner, name, wrapped)
+
+import reconciler.commands.plan as command
+import reconciler.planning as planning
+from reconciler.cli import main
+from reconciler.state import StateReader
+after(command, "load_spec_set", "specs")
+after(StateReader, "catalog", "catalog")
+after(planning, "resolve", "resolve")
+after(StateReader, "completions", "completions")
+after(planning, "plan_changes", "plan")
+after(planning, "matrix_section", "matrix")
+after(command, "save_plan", "saved")
+code = main(sys.argv[1:])
+mark("done")
+sys.exit(code)
 """
 
 REPLAY = """
@@ -86,7 +123,8 @@ def timed(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[subproces
     return result, {"wall": float(wall), "cpu": float(user) + float(system), "rss": int(rss) / 1024}
 
 
-def measure(members: int, work: Path, *, export: bool = True, cache: bool = True) -> dict[str, Any]:
+def measure(members: int, work: Path, *, export: bool = True, cache: bool = True,
+            stages: bool = False) -> dict[str, Any]:
     store = Store()
     emails = build_space(store, members=members, lessons=20, per_member=10)
     app = EmulatorApp(store, Settings(limits=Limits.off(), require_auth=False))
@@ -106,6 +144,15 @@ def measure(members: int, work: Path, *, export: bool = True, cache: bool = True
         assert plan.returncode in (0, 3), plan.stderr[-2000:]
         summary = json.loads((work / "plan.json").read_text())["summary"]
         requests = list(recorder.urls)
+        if stages:  # the same plan again, in a process that says its memory after each stage
+            print(f"{members:>7,} members: RSS by stage of `plan` (current, and the peak so far)", flush=True)
+            subprocess.run([sys.executable, "-c", STAGES, "--api", server.url, "plan", "specs", "--format", "json",
+                            "--out", "staged.json", *([] if cache else ["--no-cache"])], cwd=work,
+                           env={**env, "BENCH_STAGES": str(work / "stages.txt")}, capture_output=True,
+                           timeout=7200, check=False)
+            print((work / "stages.txt").read_text(), end="", flush=True)
+            recorder.urls.clear()
+            recorder.urls.extend(requests)
         (work / "urls.txt").write_text("\n".join(requests) + "\n")
         replay = subprocess.run([sys.executable, "-c", REPLAY, str(work / "urls.txt")], capture_output=True,
                                 text=True, timeout=7200, check=True)
@@ -144,6 +191,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="3000,10000,50000,200000")
     parser.add_argument("--no-export", action="store_true", help="measure the plan only (no export round trip)")
     parser.add_argument("--no-cache", action="store_true", help="run every command with --no-cache")
+    parser.add_argument("--stages", action="store_true", help="also print the plan's memory after each stage")
     options = parser.parse_args()
     sizes = [int(x) for x in options.sizes.split(",")]
     results = []
@@ -151,7 +199,8 @@ def main() -> None:
         work = Path(tempfile.mkdtemp(prefix=f"bench-e2e-{members}-"))
         try:
             started = time.perf_counter()
-            found = measure(members, work, export=not options.no_export, cache=not options.no_cache)
+            found = measure(members, work, export=not options.no_export, cache=not options.no_cache,
+                            stages=options.stages)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         results.append(found)

@@ -167,61 +167,77 @@ def action_to_dict(action: Action) -> dict[str, Any]:
     return entry
 
 
-def action_from_dict(entry: dict[str, Any], where: str) -> Action:
-    """One action of a document that already passed the schema; `where` names it in errors."""
-    common: dict[str, Any] = {
-        "course": Ref(entry["course"]["id"], entry["course"].get("title", "")),
-        "member": Ref(entry["member"]["id"], entry["member"].get("name", "")),
-        "lesson": Ref(entry["lesson"]["id"], entry["lesson"].get("title", "")),
-        "spec": entry["spec"], "reason": entry["reason"], "origin": entry.get("origin"),
-        "note": entry.get("note"), "twin": entry.get("twin"), "coworker_id": entry.get("coworker_id"),
-    }
+def _expect(where: str, name: str, found: object, wanted: object, what: str) -> None:
+    if found != wanted:
+        raise PlanFileError(f"{where}.precondition.{name} is {found!r}, but {what} is {wanted!r}: the action "
+                            "does not agree with itself (was the plan edited?); plan again")
+
+
+def _ref(named: dict[str, Any], label: str, refs: dict[tuple[Any, str], Ref] | None) -> Ref:
+    """`{"id": …, "title"/"name": …}` as a Ref; with `refs`, one Ref for each Id and name (a plan's actions
+    name few courses and lessons many times, and each member a few times)."""
+    key = (named["id"], named.get(label, ""))
+    if refs is None:
+        return Ref(*key)
+    found = refs.get(key)
+    if found is None:
+        found = refs[key] = Ref(*key)
+    return found
+
+
+def action_from_dict(entry: dict[str, Any], where: str, refs: dict[tuple[Any, str], Ref] | None = None) -> Action:
+    """One action of a document that already passed the schema; `where` names it in errors. `refs` (any dict,
+    kept across the actions of one document) shares the Refs that name the same thing."""
+    course, member, lesson = _ref(entry["course"], "title", refs), _ref(entry["member"], "name", refs), \
+        _ref(entry["lesson"], "title", refs)
+    get = entry.get
+    spec, reason, origin = entry["spec"], entry["reason"], get("origin")
+    note, twin, coworker_id = get("note"), get("twin"), get("coworker_id")
     kind = entry["action"]
     condition = entry["precondition"]
-
-    def expect(name: str, found: object, wanted: object, what: str) -> None:
-        if found != wanted:
-            raise PlanFileError(f"{where}.precondition.{name} is {found!r}, but {what} is {wanted!r}: the action "
-                                "does not agree with itself (was the plan edited?); plan again")
 
     if kind == "create":
         absent = condition.get("absent")
         if absent is None:
             raise PlanFileError(f"{where}.precondition: a create needs 'absent'")
-        expect("absent.CourseMemberId", absent.get("CourseMemberId"), common["member"].id, "the member's Id")
-        expect("absent.CourseLessonId", absent.get("CourseLessonId"), common["lesson"].id, "the lesson's Id")
-        if common["lesson"].id is None:
+        if absent.get("CourseMemberId") != member.id or absent.get("CourseLessonId") != lesson.id:
+            _expect(where, "absent.CourseMemberId", absent.get("CourseMemberId"), member.id, "the member's Id")
+            _expect(where, "absent.CourseLessonId", absent.get("CourseLessonId"), lesson.id, "the lesson's Id")
+        if lesson.id is None:
             raise PlanFileError(f"{where}.lesson.id: a create needs a lesson Id")
-        if common["member"].id is None and common["coworker_id"] is None:
+        if member.id is None and coworker_id is None:
             raise PlanFileError(f"{where}: a create for a member this apply enrols needs coworker_id")
-        return Create(**common, system_id=entry.get("system_id"))
+        return Create(course, member, lesson, spec, reason, origin, note, twin, coworker_id, get("system_id"))
     if kind == "delete":
-        exists, raw = condition.get("exists"), entry.get("record")
+        exists, raw = condition.get("exists"), get("record")
         if exists is None or raw is None:
             raise PlanFileError(f"{where}: a delete needs 'record' and precondition 'exists'")
         record = Record.from_api(raw)
-        expect("exists.Id", exists.get("Id"), record.id, "the record's Id")
-        expect("exists.CourseMemberId", exists.get("CourseMemberId"), record.member_id, "the record's CourseMemberId")
-        expect("exists.CourseLessonId", exists.get("CourseLessonId"), record.lesson_id, "the record's CourseLessonId")
-        expect("exists.UpdatedOn", exists.get("UpdatedOn"), record.updated_on, "the record's UpdatedOn")
-        expect("exists.CourseMemberId", record.member_id, common["member"].id, "the action's member Id")
-        expect("exists.CourseLessonId", record.lesson_id, common["lesson"].id, "the action's lesson Id")
-        return Delete(**common, record=record)
+        _expect(where, "exists.Id", exists.get("Id"), record.id, "the record's Id")
+        _expect(where, "exists.CourseMemberId", exists.get("CourseMemberId"), record.member_id,
+                "the record's CourseMemberId")
+        _expect(where, "exists.CourseLessonId", exists.get("CourseLessonId"), record.lesson_id,
+                "the record's CourseLessonId")
+        _expect(where, "exists.UpdatedOn", exists.get("UpdatedOn"), record.updated_on, "the record's UpdatedOn")
+        _expect(where, "exists.CourseMemberId", record.member_id, member.id, "the action's member Id")
+        _expect(where, "exists.CourseLessonId", record.lesson_id, lesson.id, "the action's lesson Id")
+        return Delete(course, member, lesson, spec, reason, origin, note, twin, coworker_id, record)
     enrolment = condition.get("not_enrolled")
     if enrolment is None:
         raise PlanFileError(f"{where}.precondition: an enrolment needs 'not_enrolled'")
-    expect("not_enrolled.CourseId", enrolment.get("CourseId"), common["course"].id, "the course's Id")
-    expect("not_enrolled.CoworkerId", enrolment.get("CoworkerId"), common["coworker_id"], "the coworker_id")
-    if common["coworker_id"] is None:
+    _expect(where, "not_enrolled.CourseId", enrolment.get("CourseId"), course.id, "the course's Id")
+    _expect(where, "not_enrolled.CoworkerId", enrolment.get("CoworkerId"), coworker_id, "the coworker_id")
+    if coworker_id is None:
         raise PlanFileError(f"{where}.coworker_id: an enrolment needs the coworker's Id")
-    return Enroll(**common)
+    return Enroll(course, member, lesson, spec, reason, origin, note, twin, coworker_id)
 
 
 def actions_digest(actions: Iterable[dict[str, Any]]) -> str:
     """SHA-256 over the actions' JSON lines: a plan edited after it was made no longer matches. (JSON
     objects keep their key order through a save and a load, so the lines read back are the lines saved.)"""
     digest = ActionsDigest()
-    digest.add([json.dumps(entry, ensure_ascii=False) for entry in actions])
+    encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(entry, ensure_ascii=False), one encoder
+    digest.add([encode(entry) for entry in actions])
     return digest.hexdigest()
 
 
@@ -271,7 +287,8 @@ def plan_from_document(document: Any, source: str) -> TypedPlan:
     if recorded is not None and recorded != actions_digest(document["actions"]):
         raise PlanFileError(f"{source}: the actions were changed after the plan was made (actions_digest does not "
                             "match); plan again and apply the plan as saved")
-    actions = tuple(action_from_dict(entry, f"{source}: actions[{index}]")
+    refs: dict[tuple[Any, str], Ref] = {}
+    actions = tuple(action_from_dict(entry, f"{source}: actions[{index}]", refs)
                     for index, entry in enumerate(document["actions"]))
     return TypedPlan(document, actions)
 

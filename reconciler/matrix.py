@@ -51,10 +51,11 @@ def matrix_section(catalog: Catalog, course_ids: Iterable[int], current: Iterabl
             name = change.record.member_name if change.record is not None else change.name
             touched[change.course_id].setdefault(change.member_id, name or "")
     wanted = set(courses)
-    kept: dict[int, set[int]] = defaultdict(set)  # member Id → lessons kept
+    # Member Id → lessons kept: a list, not a set (a set is several times the size: 100 MB at 200,000 members).
+    kept: dict[int, list[int]] = defaultdict(list)
     for record in current:
         if record.id not in deleted and lesson_course.get(record.lesson_id) in wanted:
-            kept[record.member_id].add(record.lesson_id)
+            kept[record.member_id].append(record.lesson_id)
 
     sections = []
     for course_id in courses:
@@ -65,12 +66,12 @@ def matrix_section(catalog: Catalog, course_ids: Iterable[int], current: Iterabl
         for member in enrolled:
             if members is None or member.id in members or member.id in in_course:
                 rows.append(_member_row(member.id, member.coworker_id, member.full_name, member.teams,
-                                        lessons_kept=kept.get(member.id, set()), lessons=lessons))
+                                        lessons_kept=kept.get(member.id, ()), lessons=lessons))
         # A record can name an enrolment the catalog does not list (withdrawn since): still a row.
         known = {m.id for m in enrolled}
         for member_id in sorted(set(in_course) - known):
             rows.append(_member_row(member_id, None, in_course[member_id], (),
-                                    lessons_kept=kept.get(member_id, set()), lessons=lessons))
+                                    lessons_kept=kept.get(member_id, ()), lessons=lessons))
         sections.append({
             "course": {"id": course_id, "title": catalog.courses[course_id].title},
             "lessons": [{"id": x.id, "title": x.title, "display_order": x.display_order} for x in lessons],
@@ -81,7 +82,7 @@ def matrix_section(catalog: Catalog, course_ids: Iterable[int], current: Iterabl
 
 
 def _member_row(member_id: int, coworker_id: int | None, name: str, teams: Iterable[str], *,
-                lessons_kept: set[int], lessons: list[Any]) -> dict[str, Any]:
+                lessons_kept: Collection[int], lessons: list[Any]) -> dict[str, Any]:
     return {"id": member_id, "coworker_id": coworker_id, "name": name, "teams": list(teams),
             "kept": "".join("1" if x.id in lessons_kept else "0" for x in lessons)}
 

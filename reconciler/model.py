@@ -123,13 +123,13 @@ class SpecSet:
 
 # --- the catalog: what names resolve against -----------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Course:
     id: int
     title: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Lesson:
     id: int
     course_id: int
@@ -137,7 +137,7 @@ class Lesson:
     display_order: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Coworker:
     id: int
     full_name: str
@@ -145,7 +145,7 @@ class Coworker:
     teams: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Member:
     """An enrolment (CourseMember): the Id completions carry as CourseMemberId."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -25,10 +25,15 @@ ChangeKind = Literal["enroll", "create", "delete"]
 _RANK = {"enroll": 0, "create": 1, "delete": 2}
 
 
-@dataclass(frozen=True, slots=True)
 class Change:
     """One write the planner decided (its internal, compact form; `render.typed_action` turns it into the
-    write side's typed action). `record` is the full completion a delete removes; `origin` asked for it."""
+    write side's typed action). `record` is the full completion a delete removes; `origin` asked for it.
+
+    A value (equal by its fields, hashable, never changed once made). A plan holds one per create, often
+    millions: the fields a create leaves empty (record, note, coworker_id, sort_key, name, twin) share one
+    slot, so a create is 9 slots rather than 14."""
+
+    __slots__ = ("_more", "course_id", "kind", "lesson_id", "member_id", "origin", "reason", "spec", "system_id")
 
     kind: ChangeKind
     course_id: int
@@ -36,18 +41,67 @@ class Change:
     lesson_id: int
     spec: str
     reason: str
-    origin: Origin | None = None
-    record: Completion | None = None
-    system_id: str | None = None
-    note: str | None = None
-    coworker_id: int | None = None
-    sort_key: tuple[int, ...] = ()
-    name: str | None = None  # the person, when the enrolment that names them does not exist yet
-    twin: str | None = None  # migrations: the target completion a create makes, or a source delete needs
+    origin: Origin | None
+    system_id: str | None
+    _more: tuple[Completion | None, str | None, int | None, tuple[int, ...], str | None, str | None] | None
+
+    def __init__(self, kind: ChangeKind, course_id: int, member_id: int, lesson_id: int, spec: str, reason: str,
+                 origin: Origin | None = None, record: Completion | None = None, system_id: str | None = None,
+                 note: str | None = None, coworker_id: int | None = None, sort_key: tuple[int, ...] = (),
+                 name: str | None = None, twin: str | None = None) -> None:
+        self.kind, self.course_id, self.member_id, self.lesson_id = kind, course_id, member_id, lesson_id
+        self.spec, self.reason, self.origin, self.system_id = spec, reason, origin, system_id
+        if record is None and note is None and coworker_id is None and not sort_key and name is None and twin is None:
+            self._more = None
+        else:
+            self._more = (record, note, coworker_id, sort_key, name, twin)
+
+    @property
+    def record(self) -> Completion | None:
+        return self._more[0] if self._more else None
+
+    @property
+    def note(self) -> str | None:
+        return self._more[1] if self._more else None
+
+    @property
+    def coworker_id(self) -> int | None:
+        return self._more[2] if self._more else None
+
+    @property
+    def sort_key(self) -> tuple[int, ...]:
+        return self._more[3] if self._more else ()
+
+    @property
+    def name(self) -> str | None:
+        """The person, when the enrolment that names them does not exist yet."""
+        return self._more[4] if self._more else None
+
+    @property
+    def twin(self) -> str | None:
+        """Migrations: the target completion a create makes, or a source delete needs."""
+        return self._more[5] if self._more else None
 
     @property
     def pair(self) -> Pair:
         return (self.member_id, self.lesson_id)
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.kind, self.course_id, self.member_id, self.lesson_id, self.spec, self.reason, self.origin,
+                self.record, self.system_id, self.note, self.coworker_id, self.sort_key, self.name, self.twin)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Change:
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        names = ("kind", "course_id", "member_id", "lesson_id", "spec", "reason", "origin", "record", "system_id",
+                 "note", "coworker_id", "sort_key", "name", "twin")
+        return "Change(" + ", ".join(f"{n}={v!r}" for n, v in zip(names, self._fields(), strict=True)) + ")"
 
 
 @dataclass
@@ -93,51 +147,79 @@ def plan_changes(resolution: Resolution, current: Iterable[Completion], catalog:
 def _plan_changes(resolution: Resolution, current: Iterable[Completion], catalog: Catalog,
                   partial: list[str]) -> Plan:
     plan = Plan(partial=partial)
+    records_in = current if isinstance(current, Sequence) else list(current)  # read twice at most
     specs_by_course: dict[int, list[ResolvedCompletions]] = defaultdict(list)
     for resolved in resolution.completions:
         specs_by_course[resolved.course.id].append(resolved)
     lesson_course = {lesson.id: lesson.course_id for lesson in catalog.lessons.values()}
-    # Per course, each pair's first record, and the others of the pairs that have more (duplicates are rare:
-    # a list per pair would cost more than the record itself on a read of millions).
-    first_by_course: dict[int, dict[Pair, Completion]] = defaultdict(dict)
+    # Per course and lesson, each member's first record (a dict per lesson rather than one keyed by pairs: no
+    # pair tuple a record, a hundred megabytes on a read of millions), and the others of the pairs that have
+    # more (duplicates are rare: a list per pair would cost more than the record itself).
+    first_by_course: dict[int, dict[int, dict[int, Completion]]] = defaultdict(dict)
     more_by_course: dict[int, dict[Pair, list[Completion]]] = defaultdict(dict)
-    for record in current:
+    for record in records_in:
         course_id = lesson_course.get(record.lesson_id)
         if course_id in specs_by_course:
-            pair = (record.member_id, record.lesson_id)
-            first = first_by_course[course_id]
-            if pair in first:
-                more_by_course[course_id].setdefault(pair, []).append(record)
+            by_lesson = first_by_course[course_id]
+            first = by_lesson.get(record.lesson_id)
+            if first is None:
+                by_lesson[record.lesson_id] = {record.member_id: record}
+            elif record.member_id in first:
+                more_by_course[course_id].setdefault((record.member_id, record.lesson_id), []).append(record)
             else:
-                first[pair] = record
+                first[record.member_id] = record
     order = {lesson.id: (lesson.display_order, lesson.id) for lesson in catalog.lessons.values()}
 
     for course_id in sorted(specs_by_course):
-        _plan_course(plan, specs_by_course[course_id], first_by_course[course_id], more_by_course[course_id],
-                     order)
+        _plan_course(plan, specs_by_course[course_id], first_by_course.pop(course_id, {}),
+                     more_by_course[course_id], order, records_in)
     if resolution.migrations:
         by_pair: dict[Pair, list[Completion]] = defaultdict(list)
-        for record in current:
+        for record in records_in:
             by_pair[record.pair].append(record)
         for migration in resolution.migrations:
             _plan_migration(plan, migration, by_pair, catalog, order)
-    plan.actions.sort(key=lambda a: a.sort_key)
+
+    def sort_key(change: Change) -> tuple[int, ...]:
+        """A course's changes carry no key (a tuple each, on a plan of millions): it is made here, as
+        `_plan_course` would have (course, member, rank, lesson order, record Id)."""
+        if change.sort_key:
+            return change.sort_key
+        return (change.course_id, change.member_id, _RANK[change.kind],
+                *order.get(change.lesson_id, (0, change.lesson_id)), change.record.id if change.record else 0)
+
+    plan.actions.sort(key=sort_key)
     plan.warnings.extend(str(w) for w in resolution.warnings)
     return plan
 
 
-def _plan_course(plan: Plan, specs: list[ResolvedCompletions], records: dict[Pair, Completion],
-                 more: dict[Pair, list[Completion]], order: dict[int, tuple[int, int]]) -> None:
+_NONE: dict[int, Completion] = {}
+
+
+def _plan_course(plan: Plan, specs: list[ResolvedCompletions], records: dict[int, dict[int, Completion]],
+                 more: dict[Pair, list[Completion]], order: dict[int, tuple[int, int]],
+                 current: Sequence[Completion]) -> None:
+    """One course's changes; `records` holds each member's first record per lesson (lesson → member →
+    record), `more` the other records of the pairs that have several."""
     course_id = specs[0].course.id
     mode = specs[0].spec.mode  # one course takes one mode (checked when resolving)
-    desired: dict[Pair, tuple[ResolvedCompletions, tuple[Origin, ...]]] = {}
     revoked: dict[Pair, tuple[ResolvedCompletions, Origin, str | None]] = {}
     named: set[int] = set()
     markers = {r.spec.marker: r for r in specs}
+    # The desired pairs; the spec that wants each is looked up only when several specs share the course.
+    desired: dict[Pair, tuple[Origin, ...]]
+    wanted_by: dict[Pair, ResolvedCompletions] | None = None
+    if len(specs) == 1:
+        desired = specs[0].desired
+    else:
+        desired, wanted_by = {}, {}
+        for resolved in specs:
+            for pair, origins in resolved.desired.items():
+                if pair not in desired:
+                    desired[pair] = origins
+                    wanted_by[pair] = resolved
     for resolved in specs:
         named |= resolved.named_members
-        for pair, origins in resolved.desired.items():
-            desired.setdefault(pair, (resolved, origins))
         for pair, (origin, reason) in resolved.revoked.items():
             revoked.setdefault(pair, (resolved, origin, reason))
 
@@ -154,29 +236,29 @@ def _plan_course(plan: Plan, specs: list[ResolvedCompletions], records: dict[Pai
             return markers[record.system_id]
         return None
 
-    def key(kind: str, member: int, lesson: int, record_id: int = 0) -> tuple[int, ...]:
-        return (course_id, member, _RANK[kind], *order.get(lesson, (0, lesson)), record_id)
-
     def delete(record: Completion, spec: ResolvedCompletions, reason: str, origin: Origin | None,
-               note: str | None = None) -> None:
+               note: str | None = None) -> None:  # its sort key is made when the plan is sorted
         plan.actions.append(Change("delete", course_id, record.member_id, record.lesson_id, spec.spec.name, reason,
-                                   origin, record, note=note,
-                                   sort_key=key("delete", record.member_id, record.lesson_id, record.id)))
+                                   origin, record, note=note))
 
-    create_rank = _RANK["create"]
-    for pair, (resolved, origins) in desired.items():
-        if pair not in records:
-            member_id, lesson_id = pair
+    only = specs[0]
+    for pair, origins in desired.items():
+        member_id, lesson_id = pair
+        if member_id not in records.get(lesson_id, _NONE):
+            resolved = only if wanted_by is None else wanted_by[pair]
             plan.actions.append(Change("create", course_id, member_id, lesson_id, resolved.spec.name, "declared",
-                                       origins[0], system_id=resolved.spec.marker,
-                                       sort_key=(course_id, member_id, create_rank,
-                                                 *order.get(lesson_id, (0, lesson_id)), 0)))
+                                       origins[0], system_id=resolved.spec.marker))
 
     owned = mode == "owned"
-    for pair, first in records.items():
-        if pair not in more and pair not in revoked:  # one record, not revoked: as below, without the lists
-            if not (first.member_id in named or (owned and first.system_id in markers)):
-                continue
+    slow: set[Pair] = set(more)  # pairs with several records, or revoked: taken below in the order read
+    slow.update(pair for pair in revoked if pair[0] in records.get(pair[1], _NONE))
+    for lesson_id, by_member in records.items():
+        for member_id, first in by_member.items():
+            if not (member_id in named or (owned and first.system_id in markers)):
+                continue  # out of reach (a slow pair out of reach is skipped below too, unless revoked)
+            pair = (member_id, lesson_id)
+            if slow and pair in slow:
+                continue  # taken below
             plan.existing_in_scope += 1
             if pair in desired:
                 plan.unchanged += 1
@@ -188,7 +270,19 @@ def _plan_course(plan: Plan, specs: list[ResolvedCompletions], records: dict[Pai
                 delete(first, owner, "undeclared", owner.member_origins.get(first.member_id, owner.spec.origin))
             else:
                 delete(first, owner, "orphaned", owner.spec.origin)
-            continue
+    if not slow:
+        return
+    ordered_pairs: list[Pair] = []  # the order their first records were read in (drift is listed so)
+    pending = set(slow)
+    for record in current:
+        if record.lesson_id in records and (record.member_id, record.lesson_id) in pending:
+            pending.discard(record.pair)
+            ordered_pairs.append(record.pair)
+            if not pending:
+                break
+    for pair in ordered_pairs:
+        member_id, lesson_id = pair
+        first = records[lesson_id][member_id]
         found = [first, *more[pair]] if pair in more else [first]
         reachable = [r for r in found if in_reach(r)]
         if not reachable and pair not in revoked:

@@ -46,6 +46,7 @@ def make_plan(target: Target, specs: SpecSet, config: Config, *, allow_deletes: 
     refuse_owned(target.profile, specs)  # before any request: `doctor` found owned mode cannot work here
     reader = StateReader(target.client, target.cache)
     catalog = reader.catalog(specs)
+    reader.release()  # the raw records behind the catalog are not needed again
     resolution = resolve(specs, catalog)
     lesson_ids = {lesson.id for course_id in resolution.course_ids for lesson in catalog.lessons_of(course_id)}
     named = set().union(*(r.named_members for r in resolution.completions)) if resolution.completions else set()

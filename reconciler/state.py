@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from reconciler.client import NexudusClient
@@ -96,10 +96,11 @@ _Kept = TypeVar("_Kept")
 
 @dataclass
 class FullRead:
-    """What a full completions read saw, for the read cache: every raw record it kept, and whether they are
-    the whole table (`all`), exactly the lessons asked (`lessons`), or neither (None: not cacheable)."""
+    """What a full completions read saw, for the read cache: every raw record, handed to `keep` as it arrives
+    (the cache writes it away at once), and whether they are the whole table (`all`), exactly the lessons asked
+    (`lessons`), or neither (None: not cacheable)."""
 
-    records: list[dict[str, Any]] = field(default_factory=list)
+    keep: Callable[[dict[str, Any]], None]
     kind: str | None = None
 
 
@@ -206,6 +207,12 @@ class StateReader:
         for coworker_id in sorted({int(r.value) for r in selectors if r.by == "coworker_id"} - enrolled):
             self._look_up_coworker(catalog, coworker_id)
         return catalog
+
+    def release(self) -> None:
+        """Let go of the raw tables the catalog was read from (a cohort's coworkers and enrolments: hundreds
+        of megabytes of raw JSON at 200,000 members); a later read of one of them asks again. What a
+        completions read kept whole stays: a later completions read of this run is served from it."""
+        self._tables = {path: kept for path, kept in self._tables.items() if path == COMPLETIONS}
 
     def _named_courses(self, specs: SpecSet, catalog: Catalog) -> set[int]:
         refs = [s.course for s in specs.completions]
@@ -391,7 +398,7 @@ class StateReader:
         def keep(records: Iterable[dict[str, Any]]) -> None:
             for record in records:
                 if seen is not None:
-                    seen.records.append(record)
+                    seen.keep(record)
                 if record["CourseLessonId"] in lesson_ids:
                     found.put(record["Id"], convert(record))
 
