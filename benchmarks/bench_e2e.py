@@ -18,7 +18,7 @@ Finally the growth factor between sizes (goal: each 5x in members costs at most 
 Run: python -m benchmarks.bench_e2e [--sizes 3000,10000,50000,200000] [--no-export] [--no-cache] [--stages]
 (`--stages`: the plan once more, printing its RSS after each stage: specs, catalog, resolve, completions, plan,
 matrix, saved.)
-(`--no-cache`: the read cache, on by default, keeps every raw record of a full read to save it.)
+(`--no-cache`: plan without the read cache, which is on by default and writes a full read away page by page.)
 """
 
 from __future__ import annotations

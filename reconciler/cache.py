@@ -31,19 +31,28 @@ What no count can show, so that only the maximum age bounds it: a record deleted
 with both `CreatedOn` and `UpdatedOn` older than the range, in the same lesson (anywhere in the table when
 the table's count is equal), and an update that sets `UpdatedOn` back before the range. The server stamps
 both dates itself, so either takes a writer whose clock is behind by more than the overlap.
+
+The file (gzip, JSON lines) never holds a read twice over: a first line says what it is (`format`, target,
+version, watermark, scope; a file of another format, such as an older cache, is refused before anything else
+is read), then each shape of record once (its keys in order) and the records a page to a line, each a row
+`[shape, value, ...]`. A full read writes each page as it arrives (to a temporary body, joined to the first line
+as a second gzip member when the read is whole), and a cache is loaded straight into those rows, one tuple a
+record, its repeated texts shared.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -59,7 +68,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = "reconciler-read-cache/1"
+CACHE_FORMAT = "reconciler-read-cache/2"
 COMPLETIONS = "/api/content/coursecompletedlessons"
 CHANGED_SINCE = "from_CourseCompletedLesson_UpdatedOn"
 CHANGED_UNTIL = "to_CourseCompletedLesson_UpdatedOn"
@@ -77,12 +86,77 @@ NEVER = 1 << 62  # the cost of a way not open
 COUNTS_KEY = "counts"
 DISTRUST_FILE = "distrusted.json"
 
+CHUNK = 1000  # records a line of the file
+HEADER_LIMIT = 1 << 24  # the longest first line read: a file of another format is refused without reading it all
+STALE_SECONDS = 24 * 3600  # a temporary body this old was left by a run that was killed
+SHARED_LIMIT = 1 << 17  # texts and numbers kept for sharing while a cache loads (emptied when full)
+
 _Kept = TypeVar("_Kept")
 Record = dict[str, Any]
+Row = tuple[Any, ...]  # (shape, *values): a record as the cache holds it
 
 
 class Doubt(Exception):
     """Why the cache cannot be trusted for this read: the read is then a full one."""
+
+
+class Rows:
+    """Records held compactly, by Id: each a tuple `(shape, *values)` whose keys are `shapes[shape]`, in the
+    order the server wrote them (a dict of a dozen keys per record costs three times as much)."""
+
+    def __init__(self) -> None:
+        self.shapes: list[tuple[str, ...]] = []
+        self.by_id: dict[int, Row] = {}
+        self.known: dict[tuple[str, ...], int] = {}  # each shape's number
+        self._at: list[tuple[int, int, int]] = []  # a shape's positions of Id, CourseLessonId, CreatedOn (0: none)
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+    def shape(self, keys: tuple[str, ...]) -> int:
+        """The number of a shape of record, added when new (ValueError for one without Id or CourseLessonId)."""
+        found = self.known.get(keys)
+        if found is None:
+            if "Id" not in keys or "CourseLessonId" not in keys or not all(isinstance(k, str) for k in keys):
+                raise ValueError(f"a record shape without Id or CourseLessonId: {list(keys)[:20]}")
+            found = self.known[keys] = len(self.shapes)
+            self.shapes.append(keys)
+            self._at.append((keys.index("Id") + 1, keys.index("CourseLessonId") + 1,
+                             keys.index("CreatedOn") + 1 if "CreatedOn" in keys else 0))
+        return found
+
+    def row(self, record: Record) -> Row:
+        return (self.shape(tuple(record)), *record.values())
+
+    def put(self, row: Row) -> None:
+        self.by_id[row[self._at[row[0]][0]]] = row
+
+    def lesson(self, row: Row) -> Any:
+        return row[self._at[row[0]][1]]
+
+    def created(self, row: Row) -> Any:
+        at = self._at[row[0]][2]
+        return row[at] if at else None
+
+    def record(self, row: Row) -> Record:
+        return dict(zip(self.shapes[row[0]], itertools.islice(row, 1, None), strict=True))
+
+    def load(self, rows: Any, shared: dict[Any, Any]) -> int:
+        """Hold the rows of one line of the file (ValueError, IndexError or TypeError when they are not rows);
+        texts and numbers equal to one held already share it. Returns how many rows there were."""
+        if not isinstance(rows, list):
+            raise ValueError("a line of rows is not a list")
+        keep, plain, by_id, at = shared.setdefault, (str, int), self.by_id, self._at
+        widths = [len(keys) + 1 for keys in self.shapes]
+        for values in rows:
+            if type(values) is not list or type(values[0]) is not int or values[0] < 0 \
+                    or len(values) != widths[values[0]]:
+                raise ValueError(f"not a row: {str(values)[:80]}")
+            row: Row = tuple([keep(v, v) if type(v) in plain else v for v in values])
+            by_id[row[at[row[0]][0]]] = row
+            if len(shared) > SHARED_LIMIT:
+                shared.clear()
+        return len(rows)
 
 
 @dataclass
@@ -92,22 +166,24 @@ class Entry:
     path: Path
     kind: str
     lessons: frozenset[int]
-    records: dict[int, Record]
+    records: Rows
     watermark: str
     full_read_at: float
     span_seconds: float
     verified: bool
     page_size: int | None = None  # the page size the server served the full read at
     full_requests: int = 0  # what the last full read cost
+    count: int = 0  # the rows the file holds after its first line
 
 
 @dataclass
 class Merge:
-    """An incremental read under way: the entry's records as brought up to date so far."""
+    """An incremental read under way: the entry's records as brought up to date so far (the entry's own rows,
+    changed in place)."""
 
     entry: Entry
     since: datetime  # the range's start, a whole minute
-    records: dict[int, Record]
+    records: Rows
     watermark: str
     returned: set[int] = field(default_factory=set)  # Ids the range read answered
     reread: set[int] = field(default_factory=set)  # lessons read again whole
@@ -117,18 +193,20 @@ class Merge:
 
     def keep(self, record: Record) -> None:
         """A record as the server has it now: held if in the entry's scope, dropped if it moved out."""
+        held = self.records.by_id
         if self.entry.kind == "all" or record["CourseLessonId"] in self.entry.lessons:
-            if self.records.get(record["Id"]) != record:
-                self.records[record["Id"]] = record
+            row = self.records.row(record)
+            if held.get(record["Id"]) != row:
+                held[record["Id"]] = row
                 self.dirty = True
-        elif self.records.pop(record["Id"], None) is not None:
+        elif held.pop(record["Id"], None) is not None:
             self.dirty = True
         watermark = newest((str(record.get("UpdatedOn")),), self.watermark)
         self.dirty = self.dirty or watermark != self.watermark
         self.watermark = watermark
 
     def drop(self, record_id: int) -> None:
-        del self.records[record_id]
+        del self.records.by_id[record_id]
         self.dirty = True
 
     def pending(self) -> list[int]:
@@ -136,17 +214,129 @@ class Merge:
         again): deleted since, unless their UpdatedOn was set back (`ReadCache._recent` tells which)."""
         if self.recent_known:
             return []
-        since_text = minute_text(self.since)
-        return [record_id for record_id, record in self.records.items()
-                if record_id not in self.returned and record["CourseLessonId"] not in self.reread
-                and created_since(record, self.since, since_text)]
+        since_text, rows = minute_text(self.since), self.records
+        return [record_id for record_id, row in rows.by_id.items()
+                if record_id not in self.returned and rows.lesson(row) not in self.reread
+                and stamp_since(rows.created(row), self.since, since_text)]
+
+
+class Body:
+    """The records of a full read as they arrive (`FullRead`'s hook), written a line of rows at a time to a
+    temporary file beside the cache, so that nothing holds them all; with the newest UpdatedOn seen. `against`:
+    the rows of an incremental read to check record for record (the Ids in scope that differ are noted)."""
+
+    def __init__(self, folder: Path, against: Rows | None = None, lesson_ids: set[int] | None = None) -> None:
+        self.rows = Rows()
+        self._known = self.rows.known
+        self.count = 0
+        self.watermark, self._last = "", None
+        self._best_at: datetime | None = None  # the watermark's instant (None: not read yet)
+        self.against, self.lesson_ids = against, lesson_ids or set()
+        self.differ: set[int] = set()
+        self._pending: list[Row] = []
+        self._written = 0  # shapes written
+        self.path: Path | None = None
+        self._out: Any = None
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for stale in folder.glob(".body.*"):  # left by a run that was killed
+                if time.time() - stale.stat().st_mtime > STALE_SECONDS:
+                    stale.unlink(missing_ok=True)
+            handle, name = tempfile.mkstemp(dir=folder, prefix=".body.")
+            self.path = Path(name)
+            self._out = gzip.GzipFile(fileobj=os.fdopen(handle, "wb"), mode="wb", compresslevel=1)
+        except OSError as e:
+            log.warning("warning: the read cache in %s could not be written (%s)", folder, e)
+            self.close()
+
+    def keep(self, record: Record) -> None:
+        stamp = record.get("UpdatedOn")
+        if stamp != self._last:
+            self._newer(stamp)
+        if self.against is not None and record["CourseLessonId"] in self.lesson_ids:
+            held = self.against.by_id.get(record["Id"])
+            if held is not None and self.against.record(held) == record:
+                self.differ.discard(record["Id"])
+            else:
+                self.differ.add(record["Id"])
+        if self._out is None:
+            return
+        keys = tuple(record)
+        shape = self._known.get(keys)
+        if shape is None:
+            shape = self.rows.shape(keys)
+        self._pending.append((shape, *record.values()))
+        if len(self._pending) >= CHUNK:
+            self.flush()
+
+    def _newer(self, stamp: Any) -> None:
+        """The watermark (as `newest`): a UTC stamp of the lists' form is compared as text with one of its length
+        and form (which orders as the instant does); any other is read."""
+        self._last = stamp
+        text, best = str(stamp), self.watermark
+        if len(text) == len(best) and text[-1:] == best[-1:] == "Z" and text[10:11] == best[10:11] == "T":
+            if text > best:
+                self.watermark, self._best_at = text, None
+            return
+        at, best_at = timestamp_instant(text), self._best_at or timestamp_instant(best)
+        if at is not None and (best_at is None or at > best_at):
+            self.watermark, self._best_at = text, at
+
+    def flush(self) -> None:
+        if self._out is None or not self._pending:
+            return
+        try:
+            write_rows(self._out, self.rows.shapes[self._written:], self._pending)
+        except OSError as e:
+            log.warning("warning: the read cache could not be written (%s)", e)
+            self.close()
+            return
+        self._written = len(self.rows.shapes)
+        self.count += len(self._pending)
+        self._pending = []
+
+    def finish(self) -> Path | None:
+        """Stop writing: the body's file, complete (None when it could not be written)."""
+        out, self._out = self._out, None
+        if out is None:
+            return None
+        try:
+            raw = out.fileobj
+            out.close()
+            raw.close()
+        except OSError as e:
+            log.warning("warning: the read cache could not be written (%s)", e)
+            return None
+        return self.path
+
+    def close(self) -> None:
+        """Stop writing and delete the body (after `ReadCache._commit`, or when the read is not to be kept)."""
+        try:
+            self.finish()
+        except OSError:
+            pass
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+            self.path = None
+
+
+def write_rows(out: Any, shapes: Iterable[tuple[str, ...]], rows: list[Row]) -> None:
+    """One line per shape not yet written, then one line of rows (the C encoder, once a line)."""
+    for keys in shapes:
+        out.write(json.dumps({"shape": list(keys)}, separators=(",", ":")).encode() + b"\n")
+    out.write(json.dumps(rows, separators=(",", ":")).encode() + b"\n")
 
 
 def created_since(record: Record, since: datetime, since_text: str) -> bool:
     """Whether the record's CreatedOn is at or after `since` (a whole minute, `since_text` its minute_text), as
-    instants. A UTC stamp in the lists' form (`2026-08-27T08:47:09Z`, or with fractions) is judged by its minute
-    alone, which orders as its instant does (a million of them are judged per read); any other form is read."""
-    stamp = record.get("CreatedOn")
+    instants."""
+    return stamp_since(record.get("CreatedOn"), since, since_text)
+
+
+def stamp_since(stamp: Any, since: datetime, since_text: str) -> bool:
+    """Whether a stamp is at or after `since` (`created_since`). A UTC stamp in the lists' form
+    (`2026-08-27T08:47:09Z`, or with fractions) is judged by its minute alone, which orders as its instant does
+    (a million of them are judged per read); any other form is read."""
     if isinstance(stamp, str) and len(stamp) >= 20 and stamp[-1] == "Z" and stamp[16] == ":" and stamp[10] == "T":
         return stamp[:16] >= since_text
     at = timestamp_instant(stamp)
@@ -187,8 +377,6 @@ class ReadCache:
 
     def collect(self, reader: StateReader, lesson_ids: set[int], named_members: set[int] | None,
                 markers: Iterable[str], convert: Callable[[Record], _Kept]) -> tuple[list[_Kept], list[str]]:
-        from reconciler.state import FullRead
-
         started = self.monotonic()
         entry: Entry | None = None
         try:
@@ -205,38 +393,56 @@ class ReadCache:
                 self.last = "incremental"
                 log.info("read cache: %s brought up to date (%d completions); exact by counts", entry.path.name,
                          len(records))
-                return _in_scope(records.values(), lesson_ids, convert), []
+                return _in_scope(records, lesson_ids, convert), []
             why = ("no target profile vouches for the range filter and counts (`reconciler doctor`): checking the "
                    "incremental read against a full read once")
             log.info("read cache: %s", why)
-            seen = FullRead()
-            asked = reader.client.stats.requests
-            found, partial = reader.read_completions(lesson_ids, named_members, markers, convert, seen)
-            if partial or seen.kind is None:
+            in_scope = sum(1 for row in records.by_id.values() if records.lesson(row) in lesson_ids)
+            body = Body(self.folder, records, lesson_ids)
+            try:
+                asked = reader.client.stats.requests
+                found, partial, kind = self._full(reader, lesson_ids, named_members, markers, convert, body)
+                if partial or kind is None:
+                    return found, partial
+                if body.differ or len(found) != in_scope:
+                    log.warning("warning: read cache: an incremental read of %s differed from the full read; the "
+                                "cache is not used for it again (delete %s to try anew)", self.target, self.folder)
+                    self._distrust()
+                    self.last = "full (the incremental read differed: not trusted again)"
+                    return found, partial
+                body.against = None
+                self._commit(reader, body, kind, lesson_ids, started, verified=True,
+                             cost=reader.client.stats.requests - asked)
+                self.last = "full (checking the incremental read)"
                 return found, partial
-            full = {r["Id"]: r for r in seen.records}
-            agree = _in_scope(records.values(), lesson_ids, dict) == _in_scope(full.values(), lesson_ids, dict)
-            if not agree:
-                log.warning("warning: read cache: an incremental read of %s differed from the full read; the cache "
-                            "is not used for it again (delete %s to try anew)", self.target, self.folder)
-                self._distrust()
-                self.last = "full (the incremental read differed: not trusted again)"
-                return found, partial
-            self._store(reader, seen, lesson_ids, started, verified=True, cost=reader.client.stats.requests - asked)
-            self.last = "full (checking the incremental read)"
-            return found, partial
+            finally:
+                body.close()
         log.info("read cache: reading in full: %s", why)
         self.last = f"full ({why})"
-        seen = FullRead()
-        asked = reader.client.stats.requests
+        body = Body(self.folder)
+        try:
+            asked = reader.client.stats.requests
+            found, partial, kind = self._full(reader, lesson_ids, named_members, markers, convert, body)
+            if not partial and kind is not None:
+                self._commit(reader, body, kind, lesson_ids, started, verified=entry.verified if entry else False,
+                             cost=reader.client.stats.requests - asked)
+            return found, partial
+        finally:
+            body.close()
+
+    @staticmethod
+    def _full(reader: StateReader, lesson_ids: set[int], named_members: set[int] | None, markers: Iterable[str],
+              convert: Callable[[Record], _Kept], body: Body) -> tuple[list[_Kept], list[str], str | None]:
+        """A full read, each raw record handed to `body` as it arrives; with what it covers (`FullRead.kind`)."""
+        from reconciler.state import FullRead
+
+        seen = FullRead(body.keep)
         found, partial = reader.read_completions(lesson_ids, named_members, markers, convert, seen)
-        if not partial and seen.kind is not None:
-            self._store(reader, seen, lesson_ids, started, verified=entry.verified if entry else False,
-                        cost=reader.client.stats.requests - asked)
-        return found, partial
+        body.flush()
+        return found, partial, seen.kind
 
     def _incremental(self, reader: StateReader, entry: Entry,
-                     lesson_ids: set[int]) -> tuple[dict[int, Record], str, bool]:
+                     lesson_ids: set[int]) -> tuple[Rows, str, bool]:
         """The entry brought up to date exactly, its new watermark, and whether either changed; Doubt when that
         cannot be proven."""
         client = reader.client
@@ -255,7 +461,7 @@ class ReadCache:
         if entry.page_size is not None:  # what a full read would cost is judged at the size the server serves
             client.page_size = min(client.page_size, entry.page_size)
         self._full_requests = entry.full_requests
-        merge = Merge(entry, since, dict(entry.records), entry.watermark)
+        merge = Merge(entry, since, entry.records, entry.watermark)
         try:
             changed = self._changes(client, merge)
             if entry.kind == "all":
@@ -339,7 +545,8 @@ class ReadCache:
     def _explain(self, reader: StateReader, merge: Merge, table: int) -> None:
         """The table's count differs from what is held: count each lesson, read again those that differ, and
         account for every record."""
-        lessons = sorted({r["CourseLessonId"] for r in merge.records.values()})
+        rows = merge.records
+        lessons = sorted({rows.lesson(row) for row in rows.by_id.values()})
         if len(lessons) + 2 >= reader.client.pages_for(table):
             raise Doubt(f"the server counts {table:,} completions, {len(merge.records):,} held, and counting "
                         f"{len(lessons)} lessons costs as much as a full read")
@@ -359,8 +566,9 @@ class ReadCache:
         older: Counter[int] = Counter()
         newer: Counter[int] = Counter()
         since_text = minute_text(since)
-        for record in merge.records.values():
-            (newer if created_since(record, since, since_text) else older)[record["CourseLessonId"]] += 1
+        rows = merge.records
+        for row in rows.by_id.values():
+            (newer if stamp_since(rows.created(row), since, since_text) else older)[rows.lesson(row)] += 1
         differ: dict[int, int] = {}
         again = 0
         for done, lesson in enumerate(lessons, 1):
@@ -388,7 +596,7 @@ class ReadCache:
             merge.fresh += fresh
         whole = {lesson for lesson in differ if lesson in merge.reread}
         if whole:
-            for record_id in [i for i, r in merge.records.items() if r["CourseLessonId"] in whole]:
+            for record_id in [i for i, row in rows.by_id.items() if rows.lesson(row) in whole]:
                 merge.drop(record_id)
             for record in merge.fresh:
                 merge.keep(record)
@@ -415,9 +623,10 @@ class ReadCache:
         client, since = reader.client, merge.since
         since_text = minute_text(since)
         held: list[tuple[datetime, int]] = []
-        for record_id, record in merge.records.items():
-            if record["CourseLessonId"] == lesson and not created_since(record, since, since_text):
-                at = timestamp_instant(record.get("CreatedOn"))
+        rows = merge.records
+        for record_id, row in rows.by_id.items():
+            if rows.lesson(row) == lesson and not stamp_since(rows.created(row), since, since_text):
+                at = timestamp_instant(rows.created(row))
                 if at is None:
                     return False
                 held.append((at, record_id))
@@ -439,8 +648,8 @@ class ReadCache:
             left = self._count(reader, lesson, middle, start)
             windows.append((start, middle, left, [x for x in inside if x[0] < middle]))
             windows.append((middle, end, server - left, [x for x in inside if x[0] >= middle]))
-        after = sum(1 for r in merge.records.values()
-                    if r["CourseLessonId"] == lesson and not created_since(r, since, since_text))
+        after = sum(1 for row in rows.by_id.values()
+                    if rows.lesson(row) == lesson and not stamp_since(rows.created(row), since, since_text))
         if after != counted:
             raise Doubt(f"lesson {lesson} counts {counted:,} completions created before {since_text}; its windows "
                         f"add up to {after:,}")
@@ -498,22 +707,45 @@ class ReadCache:
         return self.folder / f"completions-lessons-{digest}.json.gz"
 
     def _entry(self, lesson_ids: set[int]) -> Entry:
-        """The cache entry that covers `lesson_ids`, checked; Doubt saying why there is none."""
+        """The cache entry that covers `lesson_ids`, checked, then loaded; Doubt saying why there is none."""
         if self._distrusted():
             raise Doubt(f"an incremental read of this target once differed from a full read ({DISTRUST_FILE})")
         why = "no cache yet"
         for path in (self.path_of("all"), self.path_of("lessons", lesson_ids)):
             try:
                 with gzip.open(path, "rt", encoding="utf-8") as handle:
-                    doc = json.load(handle)
+                    first = handle.readline(HEADER_LIMIT)
+                    try:
+                        doc = json.loads(first) if first.endswith("\n") else None
+                    except ValueError:
+                        doc = None
+                    entry = self._checked(path, doc, lesson_ids)
+                    self._load(entry, handle)
+                    return entry
             except FileNotFoundError:
                 continue
-            except (OSError, ValueError, EOFError) as e:
+            except (OSError, EOFError, UnicodeDecodeError) as e:
                 raise Doubt(f"the cache {path} cannot be read ({e})") from None
-            return self._checked(path, doc, lesson_ids)
         raise Doubt(why)
 
+    def _load(self, entry: Entry, lines: Iterator[str]) -> None:
+        """The rows after the first line, into `entry.records` (Doubt when the file is damaged)."""
+        rows, count = entry.records, 0
+        shared: dict[Any, Any] = {}
+        try:
+            for line in lines:
+                item = json.loads(line)
+                if isinstance(item, dict):
+                    rows.shape(tuple(item["shape"]))
+                else:
+                    count += rows.load(item, shared)
+            if count != entry.count:
+                raise ValueError(f"{count:,} rows, the first line says {entry.count:,}")
+        except (KeyError, IndexError, TypeError, ValueError) as e:
+            raise Doubt(f"the cache {entry.path} is damaged ({e!r})") from None
+
     def _checked(self, path: Path, doc: Any, lesson_ids: set[int]) -> Entry:
+        """The entry a cache file's first line describes, without its records; Doubt when it is not to be used."""
         if not isinstance(doc, dict) or doc.get("format") != CACHE_FORMAT:
             raise Doubt(f"{path} is not a read cache ({CACHE_FORMAT})")
         if doc.get("target") != self.target:
@@ -527,22 +759,19 @@ class ReadCache:
         if age > self.settings.max_age_hours * 3600 or age < -3600:
             raise Doubt(f"the last full read is {age / 3600:.1f} hours old (cache.max_age_hours: "
                         f"{self.settings.max_age_hours:g})")
-        kind, lessons = doc.get("kind"), frozenset(doc.get("lessons") or ())
+        try:
+            kind, lessons = doc.get("kind"), frozenset(doc.get("lessons") or ())
+        except TypeError as e:
+            raise Doubt(f"the cache {path} is damaged ({e!r})") from None
         if kind not in ("all", "lessons") or (kind == "lessons" and lessons != lesson_ids):
             raise Doubt("the cache does not cover these lessons")
-        try:
-            shapes = [tuple(s) for s in doc["shapes"]]
-            records = {}
-            for row in doc["records"]:
-                record = dict(zip(shapes[row[0]], row[1:], strict=True))
-                records[record["Id"]] = record
-        except (KeyError, IndexError, TypeError, ValueError) as e:
-            raise Doubt(f"the cache {path} is damaged ({e!r})") from None
-        size, cost = doc.get("page_size"), doc.get("full_requests")
-        return Entry(path, kind, lessons, records, str(doc.get("watermark") or ""), float(full_read_at),
+        size, cost, count = doc.get("page_size"), doc.get("full_requests"), doc.get("records")
+        if not isinstance(count, int) or isinstance(count, bool):
+            raise Doubt(f"the cache {path} is damaged (no count of records: {str(count)[:40]})")
+        return Entry(path, kind, lessons, Rows(), str(doc.get("watermark") or ""), float(full_read_at),
                      float(doc.get("span_seconds") or 0.0), doc.get("verified") is True,
                      size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None,
-                     cost if isinstance(cost, int) and not isinstance(cost, bool) else 0)
+                     cost if isinstance(cost, int) and not isinstance(cost, bool) else 0, count)
 
     def _distrust(self) -> None:
         """Incremental reads of this target are not to be trusted again (until the folder is deleted)."""
@@ -563,43 +792,73 @@ class ReadCache:
             return True
         return not isinstance(known, list) or self.target in known
 
-    def _store(self, reader: StateReader, seen: Any, lesson_ids: set[int], started: float, *, verified: bool,
-               cost: int) -> None:
-        records = {r["Id"]: r for r in seen.records}
-        lessons = frozenset(lesson_ids) if seen.kind == "lessons" else frozenset()
-        watermark = newest(str(r.get("UpdatedOn")) for r in records.values())
-        self._save(reader, self.path_of(seen.kind, lessons), seen.kind, lessons, records, watermark, self.clock(),
-                   self.monotonic() - started, verified, cost)
-
-    def _save(self, reader: StateReader, path: Path, kind: str, lessons: frozenset[int], records: dict[int, Record],
-              watermark: str, full_read_at: float, span: float, verified: bool, full_requests: int) -> None:
-        """Write the entry atomically; a cache that cannot be written only costs the next run a full read."""
-        shapes: dict[tuple[str, ...], int] = {}
-        rows = []
-        for record_id in sorted(records):
-            record = records[record_id]
-            shape = shapes.setdefault(tuple(record), len(shapes))
-            rows.append([shape, *record.values()])
+    def _header(self, reader: StateReader, kind: str, lessons: frozenset[int], watermark: str, full_read_at: float,
+                span: float, verified: bool, full_requests: int, count: int) -> bytes:
         doc = {"format": CACHE_FORMAT, "target": self.target, "reconciler": __version__, "kind": kind,
                "lessons": sorted(lessons), "watermark": watermark, "full_read_at": full_read_at,
                "read_at": self.clock(), "span_seconds": round(span, 3), "verified": verified,
-               "page_size": reader.client.page_size,
-               "full_requests": full_requests, "shapes": [list(s) for s in shapes], "records": rows}
+               "page_size": reader.client.page_size, "full_requests": full_requests, "records": count}
+        return json.dumps(doc, separators=(",", ":")).encode() + b"\n"
+
+    def _commit(self, reader: StateReader, body: Body, kind: str, lesson_ids: set[int], started: float, *,
+                verified: bool, cost: int) -> None:
+        """A whole full read's body becomes the cache: its first line, then the body (a second gzip member)."""
+        source = body.finish()
+        if source is None:
+            return
+        lessons = frozenset(lesson_ids) if kind == "lessons" else frozenset()
+        path = self.path_of(kind, lessons)
+        header = self._header(reader, kind, lessons, body.watermark, self.clock(), self.monotonic() - started,
+                              verified, cost, body.count)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-            try:
-                text = json.dumps(doc, separators=(",", ":"))  # at once: the C encoder, not a write per item
-                with os.fdopen(handle, "wb") as raw, gzip.open(raw, "wb", compresslevel=1) as out:
-                    out.write(text.encode())
-                os.replace(temporary, path)
-            except BaseException:
-                Path(temporary).unlink(missing_ok=True)
-                raise
+            def write(handle: Any) -> None:
+                with gzip.GzipFile(fileobj=handle, mode="wb", compresslevel=1) as first:
+                    first.write(header)
+                with source.open("rb") as rest:
+                    shutil.copyfileobj(rest, handle, 1 << 20)
+
+            self._replace(path, write)
         except OSError as e:
             log.warning("warning: the read cache %s could not be written (%s)", path, e)
 
+    def _save(self, reader: StateReader, path: Path, kind: str, lessons: frozenset[int], records: Rows,
+              watermark: str, full_read_at: float, span: float, verified: bool, full_requests: int) -> None:
+        """Write the entry a line of rows at a time; a cache that cannot be written only costs the next run a
+        full read."""
+        header = self._header(reader, kind, lessons, watermark, full_read_at, span, verified, full_requests,
+                              len(records))
 
-def _in_scope(records: Iterable[Record], lesson_ids: set[int], convert: Callable[[Record], _Kept]) -> list[_Kept]:
-    kept = sorted((r for r in records if r["CourseLessonId"] in lesson_ids), key=lambda r: r["Id"])
-    return [convert(r) for r in kept]
+        def write(handle: Any) -> None:
+            with gzip.GzipFile(fileobj=handle, mode="wb", compresslevel=1) as out:
+                out.write(header)
+                rows, shapes = iter(records.by_id.values()), records.shapes
+                while chunk := list(itertools.islice(rows, CHUNK)):
+                    write_rows(out, shapes, chunk)
+                    shapes = []
+                if shapes:  # no record: the shapes alone
+                    write_rows(out, shapes, [])
+
+        try:
+            self._replace(path, write)
+        except OSError as e:
+            log.warning("warning: the read cache %s could not be written (%s)", path, e)
+
+    @staticmethod
+    def _replace(path: Path, write: Callable[[Any], None]) -> None:
+        """Write `path` atomically (a temporary file beside it, then renamed)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(handle, "wb") as raw:
+                write(raw)
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+
+def _in_scope(rows: Rows, lesson_ids: set[int], convert: Callable[[Record], _Kept]) -> list[_Kept]:
+    """The records of `lesson_ids`, by Id, each as `convert` makes it (a dict at a time)."""
+    held = rows.by_id
+    kept = sorted(i for i, row in held.items() if rows.lesson(row) in lesson_ids)
+    return [convert(rows.record(held[i])) for i in kept]

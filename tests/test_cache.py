@@ -203,19 +203,22 @@ def test_a_cache_of_another_target_another_version_or_too_old_is_not_used(site: 
     assert s.exact()[1] == "full (the cache is of https://elsewhere.example, not " + s.server.url + ")"
     path = s.folder / "completions-all.json.gz"
 
-    def rewrite(**fields: Any) -> None:
+    def rewrite(rows: list[Any] | None = None, **fields: Any) -> None:
+        """Change fields of the cache's first line; `rows`: one line of rows instead of those after it."""
         with gzip.open(path, "rt") as handle:
-            doc = json.load(handle)
+            lines = handle.readlines()
+        doc = json.loads(lines[0])
         doc.update(fields)
+        body = lines[1:] if rows is None else [json.dumps(rows) + "\n"]
         with gzip.open(path, "wt") as handle:
-            json.dump(doc, handle)
+            handle.write(json.dumps(doc) + "\n" + "".join(body))
 
     rewrite(reconciler="0.0.1")
     assert s.exact()[1] == f"full (the cache was written by reconciler 0.0.1, not {__version__})"
     rewrite(full_read_at=datetime.now(UTC).timestamp() - 8 * 24 * 3600)
     assert s.exact()[1].startswith("full (the last full read is 192.0 hours old (cache.max_age_hours: 168)")
     assert s.exact(settings=CacheSettings(max_age_hours=1e-9))[1].startswith("full (the last full read is")
-    rewrite(records=[[7, 1]])
+    rewrite(rows=[[7, 1]])
     how = s.exact()[1]
     assert how.startswith("full (the cache") and "damaged" in how
 

@@ -1,0 +1,262 @@
+"""The read cache's file and what it holds (issue 17 x 18): a first line that says what the file is, then each
+shape of record once and the records a page to a line; an older format refused before anything else is read;
+values kept exactly (types, key order); a full read that holds no second copy of the records it reads."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import time
+import tracemalloc
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from reconciler import __version__
+from reconciler.cache import CACHE_FORMAT, Body, ReadCache, Rows
+from reconciler.client import NexudusClient
+from reconciler.config import CacheSettings
+from reconciler.emulator.app import EmulatorApp, Settings
+from reconciler.emulator.limits import Limits
+from reconciler.emulator.server import BackgroundServer
+from reconciler.emulator.store import Store, precise_timestamp
+from reconciler.emulator.synthetic import build_space
+from reconciler.state import StateReader
+
+COMPLETIONS = "coursecompletedlessons"
+
+
+class Served:
+    """A space of `members` x `per_member` completions written over days, served 20 a page over HTTP."""
+
+    def __init__(self, folder: Path, *, members: int = 40, lessons: int = 5, per_member: int = 3,
+                 page: int = 20) -> None:
+        self.store = Store()
+        build_space(self.store, members=members, lessons=lessons, per_member=per_member)
+        start = datetime.now(UTC) - timedelta(days=3)
+        for n, row in enumerate(self.store.iter_rows(COMPLETIONS)):
+            row["CreatedOn"] = row["UpdatedOn"] = precise_timestamp(start + timedelta(minutes=7 * n))
+        self.app = EmulatorApp(self.store, Settings(limits=Limits.off(), require_auth=False, max_page_size=page))
+        self.server = BackgroundServer(self.app)
+        self.server.__enter__()
+        self.http = httpx.Client()
+        self.folder = folder
+        self.lessons = {r["Id"] for r in self.store.iter_rows("courselessons")}
+
+    def close(self) -> None:
+        self.http.close()
+        self.server.__exit__(None, None, None)
+        self.store.close()
+
+    def read(self, *, cache: bool = True) -> tuple[list[dict[str, Any]], int, str]:
+        client = NexudusClient(self.server.url, self.http)
+        store = ReadCache(self.folder, self.server.url, CacheSettings(), vouched=True) if cache else None
+        records, partial = StateReader(client, store).completion_records(self.lessons)
+        assert partial == []
+        return records, client.stats.requests, store.last if store else "no cache"
+
+    @property
+    def path(self) -> Path:
+        return self.folder / "completions-all.json.gz"
+
+    def lines(self) -> list[Any]:
+        with gzip.open(self.path, "rt", encoding="utf-8") as handle:
+            return [json.loads(line) for line in handle]
+
+    def touch(self) -> None:
+        """An update behind the reader's back (so that the next read through the cache rewrites it)."""
+        row = self.store.rows[COMPLETIONS][min(self.store.rows[COMPLETIONS])]
+        row["SystemId"], row["UpdatedOn"] = "touched", precise_timestamp(datetime.now(UTC))
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    made = Served(tmp_path / "cache")
+    yield made
+    made.close()
+
+
+def decoded(lines: list[Any]) -> list[dict[str, Any]]:
+    """The records of a cache file's lines after the first, as the file says they are."""
+    shapes: list[list[str]] = []
+    records = []
+    for item in lines[1:]:
+        if isinstance(item, dict):
+            shapes.append(item["shape"])
+            continue
+        for row in item:
+            keys = shapes[row[0]]  # a shape comes before the first row of it
+            records.append(dict(zip(keys, row[1:], strict=True)))
+    return sorted(records, key=lambda r: r["Id"])
+
+
+@pytest.mark.parametrize("incremental", [False, True])
+def test_the_file_is_a_first_line_then_shapes_and_a_line_of_rows_a_page(served: Served, incremental: bool) -> None:
+    served.read()
+    if incremental:  # written again from the rows held, not from a full read
+        served.touch()
+        assert served.read()[2] == "incremental"
+    full, _, _ = served.read(cache=False)
+    lines = served.lines()
+    first = lines[0]
+    assert first["format"] == CACHE_FORMAT == "reconciler-read-cache/2"
+    assert first["target"] == served.server.url and first["reconciler"] == __version__ and first["kind"] == "all"
+    assert first["records"] == len(full) == 120
+    assert [list(r) for r in decoded(lines)] == [list(r) for r in full]  # keys in the server's order
+    assert decoded(lines) == full
+    assert all(isinstance(item, list) and len(item) <= 1000 for item in lines[1:] if not isinstance(item, dict))
+    assert [p.name for p in served.folder.iterdir()] == ["completions-all.json.gz"]  # no temporary file left
+
+
+def test_a_cache_of_the_older_format_is_refused_then_replaced(served: Served) -> None:
+    """Format 1 was one JSON document (every record at once); it is refused by its first line, without being
+    read whole, and the full read that follows writes the new format."""
+    full, _, _ = served.read(cache=False)
+    served.folder.mkdir(parents=True)
+    shapes = [list(full[0])]
+    old = {"format": "reconciler-read-cache/1", "target": served.server.url, "reconciler": __version__,
+           "kind": "all", "lessons": [], "watermark": full[-1]["UpdatedOn"],
+           "full_read_at": datetime.now(UTC).timestamp(), "span_seconds": 1.0, "verified": True, "page_size": 20,
+           "full_requests": 7, "shapes": shapes, "records": [[0, *r.values()] for r in full]}
+    with gzip.open(served.path, "wt", encoding="utf-8") as handle:
+        json.dump(old, handle)
+    got, _, how = served.read()
+    assert got == full
+    assert how == f"full ({served.path} is not a read cache (reconciler-read-cache/2))"
+    assert served.lines()[0]["format"] == CACHE_FORMAT
+    assert served.read() == (full, 3, "incremental")
+
+
+def test_a_file_with_fewer_rows_than_its_first_line_says_is_damaged(served: Served) -> None:
+    served.read()
+    lines = served.lines()
+    with gzip.open(served.path, "wt", encoding="utf-8") as handle:
+        handle.write("".join(json.dumps(item) + "\n" for item in lines[:-1]))  # the last line of rows lost
+    got, _, how = served.read()
+    assert got == served.read(cache=False)[0]
+    assert how.startswith(f"full (the cache {served.path} is damaged (ValueError('") and "rows, the first" in how
+
+
+def test_a_cache_that_cannot_be_written_costs_only_the_cache(served: Served, caplog: pytest.LogCaptureFixture
+                                                             ) -> None:
+    served.folder.parent.mkdir(parents=True, exist_ok=True)
+    served.folder.write_text("not a folder")
+    with caplog.at_level(logging.WARNING, logger="reconciler"):
+        got, _, how = served.read()
+    assert got == served.read(cache=False)[0] and how.startswith("full (")
+    assert "could not be written" in caplog.text
+    assert served.folder.read_text() == "not a folder"
+
+
+def test_values_keep_their_types_and_order_through_the_cache(served: Served) -> None:
+    """Shared while loading, a value is never mistaken for an equal one of another type (True is 1 in a dict)."""
+    rows = sorted(served.store.rows[COMPLETIONS])
+    values: list[Any] = [True, 1, 1.0, "1", None, [1, {"a": False}], {"b": [None, 0]}, 0, False, "True"]
+    for record_id, value in zip(rows, values * 3, strict=False):
+        served.store.rows[COMPLETIONS][record_id]["IsNew"] = value
+    served.read()
+    served.touch()
+    got, _, how = served.read()
+    full, _, _ = served.read(cache=False)
+    assert how == "incremental"
+    assert json.dumps(got) == json.dumps(full)
+    assert [type(r["IsNew"]) for r in got] == [type(r["IsNew"]) for r in full]
+    got_again, _, how = served.read()  # loaded from the file written by the incremental read
+    assert how == "incremental" and json.dumps(got_again) == json.dumps(full)
+
+
+def test_a_full_read_through_the_cache_holds_no_second_copy_of_the_records(tmp_path: Path) -> None:
+    """The records of a full read go to the file page by page: the read's peak memory with the cache is about
+    its peak without."""
+    space = Served(tmp_path / "cache", members=1500, lessons=20, per_member=10, page=500)
+    try:
+        peaks, hows = [], []
+        for cache in (False, True):
+            client = NexudusClient(space.server.url, space.http)
+            store = ReadCache(space.folder, space.server.url, CacheSettings(), vouched=True) if cache else None
+            tracemalloc.start()
+            try:  # compact values, as `plan` keeps them: raw records kept beside them would show
+                completions, partial = StateReader(client, store).completions(space.lessons)
+                peaks.append(tracemalloc.get_traced_memory()[1])
+            finally:
+                tracemalloc.stop()
+            assert len(completions) == 15_000 and partial == []
+            hows.append(store.last if store else "")
+            del completions
+        assert hows[1] == "full (no cache yet)" and space.path.exists()
+        assert peaks[1] < peaks[0] * 1.3, peaks  # 1.75 times as much when the raw records were kept
+    finally:
+        space.close()
+
+
+# --- the rows held ---------------------------------------------------------------------------------------
+
+def test_rows_give_back_each_record_as_it_was() -> None:
+    rows = Rows()
+    records: list[dict[str, Any]] = [
+        {"Id": 1, "CourseLessonId": 7, "CreatedOn": "2026-01-01T00:00:00Z", "SystemId": None},
+        {"CourseLessonId": 8, "Id": 2, "Extra": [1, {"a": True}]},  # another shape: other keys, another order
+        {"Id": 3, "CourseLessonId": 7, "CreatedOn": "2026-01-02T00:00:00Z", "SystemId": True},
+    ]
+    for record in records:
+        rows.put(rows.row(record))
+    assert len(rows) == 3 and len(rows.shapes) == 2
+    back = [rows.record(rows.by_id[i]) for i in (1, 2, 3)]
+    assert back == records and [list(r) for r in back] == [list(r) for r in records]
+    assert [rows.lesson(rows.by_id[i]) for i in (1, 2, 3)] == [7, 8, 7]
+    assert [rows.created(rows.by_id[i]) for i in (1, 2, 3)] == ["2026-01-01T00:00:00Z", None, "2026-01-02T00:00:00Z"]
+    assert rows.by_id[3][-1] is True
+
+
+def test_rows_refuse_what_is_not_a_record() -> None:
+    rows = Rows()
+    with pytest.raises(ValueError, match="without Id or CourseLessonId"):
+        rows.row({"Id": 1, "Title": "a lesson?"})
+    shape = rows.shape(("Id", "CourseLessonId"))
+    bad_lines: list[Any] = [[[shape, 1]], [[shape, 1, 2, 3]], [["0", 1, 2]], [[-1, 1, 2]], {"rows": []}]
+    for bad in bad_lines:
+        with pytest.raises(ValueError):
+            rows.load(bad, {})
+    with pytest.raises(IndexError):
+        rows.load([[5, 1, 2]], {})
+    assert rows.load([[shape, 1, 2], [shape, 3, 2]], {}) == 2 and sorted(rows.by_id) == [1, 3]
+
+
+@pytest.mark.parametrize(("stamps", "newest"), [
+    (["2026-03-01T10:00:00.000Z", "2026-03-01T09:00:00.000Z"], "2026-03-01T10:00:00.000Z"),
+    (["2026-03-01T10:00:00Z", "2026-03-01T10:00:00.5Z", "2026-03-01T09:59:59.9Z"], "2026-03-01T10:00:00.5Z"),
+    (["2026-03-01T10:00:00.000Z", "2026-03-01T12:00:00+01:00", "2026-03-01T10:30:00.000Z"],
+     "2026-03-01T12:00:00+01:00"),
+    (["2026-03-01T10:00:00.000Z", "2026-03-01T12:00:00+01:00", "2026-03-01T11:30:00.000Z"],
+     "2026-03-01T11:30:00.000Z"),
+    (["2026-03-01T12:00:00+01:00", "2026-03-01T10:59:00.000Z", "2026-03-01T11:00:01+00:00"],
+     "2026-03-01T11:00:01+00:00"),
+    ([None, "not a date", "2026-03-01T10:00:00Z", None], "2026-03-01T10:00:00Z"),
+])
+def test_a_full_reads_watermark_is_its_newest_stamp_as_an_instant(tmp_path: Path, stamps: list[str | None],
+                                                                  newest: str) -> None:
+    body = Body(tmp_path)
+    try:
+        for n, stamp in enumerate(stamps):
+            body.keep({"Id": n, "CourseLessonId": 1, "UpdatedOn": stamp})
+        assert body.watermark == newest
+    finally:
+        body.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_body_left_by_a_killed_run_is_removed_a_day_later(served: Served) -> None:
+    served.folder.mkdir(parents=True)
+    old, recent = served.folder / ".body.killed", served.folder / ".body.running"
+    for path in (old, recent):
+        path.write_bytes(b"\x1f\x8b")
+    day_ago = time.time() - 25 * 3600
+    os.utime(old, (day_ago, day_ago))
+    assert served.read()[2] == "full (no cache yet)"
+    assert sorted(p.name for p in served.folder.iterdir()) == [".body.running", "completions-all.json.gz"]
