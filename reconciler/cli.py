@@ -83,6 +83,28 @@ class Command:
     globals: bool = True  # takes the global options after its name
 
 
+def _count(text: str) -> int:
+    """A whole number, 0 or more (a budget of deletes)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 0 or more")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """A duration in seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds of 0 or more")
+    return value
+
+
 PATHS_HELP = "spec files or folders (default: the current directory)"
 
 
@@ -113,7 +135,7 @@ def _plan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out-html", type=Path, metavar="FILE",
                         help="also write the HTML review page (one self-contained file) here")
     parser.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when there are changes")
-    parser.add_argument("--allow-deletes", type=int, metavar="N", help="lift a delete budget up to N deletes")
+    parser.add_argument("--allow-deletes", type=_count, metavar="N", help="lift a delete budget up to N deletes")
 
 
 def _plan(args: argparse.Namespace, console: Console) -> Outcome:
@@ -128,14 +150,14 @@ def _apply_arguments(parser: argparse.ArgumentParser) -> None:
     _paths(parser)
     parser.add_argument("--plan", type=Path, metavar="FILE", dest="plan_file", help="apply a saved plan")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    parser.add_argument("--allow-deletes", type=int, metavar="N", help="lift a delete budget up to N deletes")
+    parser.add_argument("--allow-deletes", type=_count, metavar="N", help="lift a delete budget up to N deletes")
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failed action (exit 4)")
     parser.add_argument("--resume", type=Path, metavar="JOURNAL", help="finish an interrupted apply")
     parser.add_argument("--strict", action="store_true",
                         help="with --plan: refuse the whole plan if any action's precondition no longer holds")
-    parser.add_argument("--max-wait", type=float, metavar="SECONDS", default=300.0,
+    parser.add_argument("--max-wait", type=_seconds, metavar="SECONDS", default=300.0,
                         help="stop cleanly (exit 3, resumable) when the server asks to wait longer (default 300)")
-    parser.add_argument("--max-duration", type=float, metavar="SECONDS",
+    parser.add_argument("--max-duration", type=_seconds, metavar="SECONDS",
                         help="stop cleanly (exit 3, resumable) once the apply has run this long")
 
 
@@ -161,7 +183,8 @@ def _undo(args: argparse.Namespace, console: Console) -> Outcome:
 
 def _export_arguments(parser: argparse.ArgumentParser) -> None:
     _courses(parser)
-    parser.add_argument("--out", type=Path, metavar="DIR", default=Path("."), help="folder (default: here)")
+    parser.add_argument("--out", type=Path, metavar="DIR", default=Path("."),
+                        help="a folder of its own (default: here; refused where other specs already are)")
     parser.add_argument("--mode", choices=("owned", "additive", "authoritative"),
                         help="the exported specs' mode (default owned; additive where doctor found owned cannot work)")
     parser.add_argument("--force", action="store_true", help="overwrite files that exist")
@@ -398,6 +421,9 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
     except BrokenPipeError as e:  # the reader went away (`reconciler plan | head`): nothing more to say
         _silence(out)
         return exit_code(e)
+    except OSError as e:  # the file system said no (a folder where a file was named, no permission, disk full)
+        print(f"error: {_os_error(e)}", file=err)
+        return exit_code(e)
     except Exception as e:  # a bug: say so on one line, keep the traceback in a file
         print(f"error: {_bug_report(e, words)}", file=err)
         return exit_code(e)
@@ -414,6 +440,13 @@ def _run(args: argparse.Namespace, console: Console) -> Outcome:
         return run(args, console)
     finally:
         ALLOW_INSECURE_HTTP.reset(insecure)
+
+
+def _os_error(error: OSError) -> str:
+    """One line for an error of the file system: what it said, and about which path."""
+    what = error.strerror or str(error)
+    paths = [str(p) for p in (error.filename, error.filename2) if p is not None]
+    return f"{' -> '.join(paths)}: {what}" if paths else what
 
 
 def _bug_report(error: Exception, words: list[str]) -> str:

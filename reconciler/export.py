@@ -169,6 +169,13 @@ def duplicates_to_remove(records: dict[str, list[dict[str, Any]]], *, mode: str)
 
 
 def write_files(files: dict[str, str], folder: Path, *, force: bool) -> list[Path]:
+    """Write the exported specs into `folder`. A folder that already holds other specs is refused: `plan`
+    on it would see both (two specs of one course) and the exported state would not plan to no changes."""
+    others = other_specs(folder, set(files))
+    if others:
+        more = f" and {len(others) - 1} more" if others[1:] else ""
+        raise UsageError(f"{folder} already holds specs ({others[0]}{more}); export into a folder of its own "
+                         "with --out DIR, so that `reconciler plan DIR` shows the live state")
     folder.mkdir(parents=True, exist_ok=True)
     clashes = [folder / name for name in files if (folder / name).exists()]
     if clashes and not force:
@@ -179,3 +186,23 @@ def write_files(files: dict[str, str], folder: Path, *, force: bool) -> list[Pat
         (folder / name).write_text(text, encoding="utf-8")
         written.append(folder / name)
     return written
+
+
+SPEC_MARK = "apiVersion: reconciler/"
+
+
+def other_specs(folder: Path, ours: set[str]) -> list[Path]:
+    """The spec files under `folder` that an export would not write (by their `apiVersion: reconciler/...`
+    line near the top; hidden folders such as `.reconciler/` are not looked into)."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if path.suffix not in (".yaml", ".yml") or not path.is_file() or str(relative) in ours \
+                or any(part.startswith(".") for part in relative.parts):
+            continue
+        with path.open("r", encoding="utf-8", errors="replace") as file:
+            if SPEC_MARK in file.read(4096):
+                found.append(path)
+    return found

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,6 +50,11 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
         print("interrupted", file=err)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
+        return EXIT_ERROR
+    except (OSError, sqlite3.Error) as e:  # the file system or the store's file said no
+        where = f"{e.filename}: " if isinstance(e, OSError) and e.filename is not None else ""
+        what = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        print(f"error: {where}{what}", file=err)
         return EXIT_ERROR
 
 
