@@ -232,17 +232,34 @@ def action_from_dict(entry: dict[str, Any], where: str, refs: dict[tuple[Any, st
     return Enroll(course, member, lesson, spec, reason, origin, note, twin, coworker_id)
 
 
-def actions_digest(actions: Iterable[dict[str, Any]]) -> str:
-    """SHA-256 over the actions' JSON lines: a plan edited after it was made no longer matches. (JSON
-    objects keep their key order through a save and a load, so the lines read back are the lines saved.)"""
+GUARD_FIELDS = ("blocked", "partial")
+"""The fields apply --plan reads to decide whether it may write at all (`commands/apply.still_blocked`): a
+safety budget's block and the reads that did not add up. The saved plan's digest covers them."""
+
+
+def guard_of(document: dict[str, Any]) -> dict[str, Any] | None:
+    """What of `GUARD_FIELDS` a document's digest covers: None when the plan blocks nothing (`blocked` null,
+    `partial` empty), so that such a plan digests as before (the actions alone); else the fields."""
+    guard = {name: document.get(name) for name in GUARD_FIELDS}
+    if guard["blocked"] is None and not guard["partial"]:
+        return None
+    return guard
+
+
+def actions_digest(actions: Iterable[dict[str, Any]], guard: dict[str, Any] | None = None) -> str:
+    """SHA-256 over the actions' JSON lines, and over the guard fields (`guard_of`) when the plan blocks
+    anything: a plan whose actions, `blocked` or `partial` were edited after it was made no longer matches.
+    (JSON objects keep their key order through a save and a load, so the lines read back are the lines
+    saved.)"""
     digest = ActionsDigest()
     encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(entry, ensure_ascii=False), one encoder
     digest.add([encode(entry) for entry in actions])
-    return digest.hexdigest()
+    return digest.hexdigest(guard)
 
 
 class ActionsDigest:
-    """`actions_digest` taken as the lines are written: `add` the actions' JSON lines, a batch at a time."""
+    """`actions_digest` taken as the lines are written: `add` the actions' JSON lines, a batch at a time,
+    then `hexdigest` with the document's guard fields once they are known."""
 
     def __init__(self) -> None:
         self._hash = hashlib.sha256()
@@ -254,8 +271,15 @@ class ActionsDigest:
             self._hash.update(text.encode() if self._first else b"\n" + text.encode())
             self._first = False
 
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
+    def hexdigest(self, guard: dict[str, Any] | None = None) -> str:
+        """The digest of the lines added so far, with `guard` (`guard_of` the document) folded in after
+        them as one line no action line can be (an action line is a JSON object; this starts with '#')."""
+        if guard is None:
+            return self._hash.hexdigest()
+        folded = self._hash.copy()
+        line = "#guard " + json.dumps(guard, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        folded.update(line.encode() if self._first else b"\n" + line.encode())
+        return folded.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -270,8 +294,11 @@ class TypedPlan:
         return str(self.document["target"])
 
 
-def plan_from_document(document: Any, source: str) -> TypedPlan:
-    """Validate a plan document (schema, then each action's self-consistency) and type its actions.
+def plan_from_document(document: Any, source: str, *, saved: bool = False) -> TypedPlan:
+    """Validate a plan document (schema, then each action's self-consistency, then its digest) and type its
+    actions. A `saved` document (a plan or undo plan read from a file, for show and apply --plan) must carry
+    `actions_digest`, and it must match its actions and guard fields (`guard_of`); a document made in this
+    process (no digest) is checked for the rest.
 
     Any mismatch is one PlanFileError naming `source` and the field, never a traceback.
     """
@@ -283,13 +310,18 @@ def plan_from_document(document: Any, source: str) -> TypedPlan:
         where = _dotted(first.absolute_path)
         more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
         raise PlanFileError(f"{source}: {where or 'the document'}: {first.message}{more}")
-    recorded = document.get("actions_digest")
-    if recorded is not None and recorded != actions_digest(document["actions"]):
-        raise PlanFileError(f"{source}: the actions were changed after the plan was made (actions_digest does not "
-                            "match); plan again and apply the plan as saved")
     refs: dict[tuple[Any, str], Ref] = {}
     actions = tuple(action_from_dict(entry, f"{source}: actions[{index}]", refs)
                     for index, entry in enumerate(document["actions"]))
+    recorded = document.get("actions_digest")
+    if recorded is None and saved:
+        raise PlanFileError(f"{source}: the plan carries no actions_digest, so its actions and its blocked and "
+                            "partial fields cannot be checked (was it edited?); plan again and apply the plan "
+                            "as saved")
+    if recorded is not None and recorded != actions_digest(document["actions"], guard_of(document)):
+        raise PlanFileError(f"{source}: the actions were changed after the plan was made, or its blocked or "
+                            "partial fields were (actions_digest does not match); plan again and apply the plan "
+                            "as saved")
     return TypedPlan(document, actions)
 
 

@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, TextIO
 
-from reconciler.actions import ActionsDigest, TypedPlan, plan_from_document
+from reconciler.actions import ActionsDigest, TypedPlan, guard_of, plan_from_document
 from reconciler.config import Config
 from reconciler.errors import PlanFileError, SpecError, UsageError
 from reconciler.matrix import matrix_section
@@ -92,15 +92,16 @@ def write_document(doc: dict[str, Any], path: Path, *, on_action: Callable[[list
 
 def save_plan(doc: dict[str, Any], path: Path, spec_files: Sequence[str] = (), *, echo: TextIO | None = None) -> None:
     """Save a plan for `apply --plan`: with the spec files it was made from (relative to the plan file, so
-    that it applies from any folder) and a digest of its actions (so that an edited plan is refused), taken
-    over the action lines as they are written. With `echo`, the plan's JSON form (`render.write_json` of
-    `doc`) is written there at the same time, its actions encoded once for both."""
-    saved = dict(doc)
+    that it applies from any folder) and a digest of its actions and of the fields that block it (`blocked`,
+    `partial`; so that an edited plan is refused), taken over the action lines as they are written. With
+    `echo`, the plan's JSON form (`render.write_json` of `doc`) is written there at the same time, its actions
+    encoded once for both."""
+    saved = {key: value for key, value in doc.items() if key != "actions_digest"}  # due after the actions
     if spec_files:
         folder = path.resolve().parent
         saved["spec_paths"] = sorted(os.path.relpath(Path(f).resolve(), folder) for f in spec_files)
-    digest = ActionsDigest()
-    saved["actions_digest"] = Deferred(digest.hexdigest)
+    digest = ActionsDigest()  # its value is taken once the action lines are written, with the guard fields
+    saved["actions_digest"] = Deferred(lambda: digest.hexdigest(guard_of(saved)))
     write_document(saved, path, on_action=digest.add, echo=echo, echoed=doc.keys())
 
 
@@ -119,4 +120,4 @@ def load_plan(path: Path) -> TypedPlan:
         raise PlanFileError(f"{path} is not a saved plan (not JSON)") from e
     except OSError as e:
         raise UsageError(f"cannot read {path}: {e.strerror}") from e
-    return plan_from_document(doc, str(path))
+    return plan_from_document(doc, str(path), saved=True)
