@@ -80,6 +80,11 @@ class Executor:
         progress = self.progress = Progress(len(numbered), self.progress_out, pacer=self.client.pacer,
                                             clock=self.client.clock)
         failed: list[tuple[int, Action, str]] = []
+        # Every wait the client makes during the run (the write budget, the server's throttling, a backoff)
+        # is told to the progress, at least every `progress.every` seconds while it lasts.
+        listener, self.client.wait_listener = self.client.wait_listener, progress.on_wait
+        report_every, self.client.report_every = self.client.report_every, min(self.client.report_every,
+                                                                               progress.every)
         try:
             with interruptible(self.client.stop) as stop:
                 for seq, action in numbered:
@@ -115,6 +120,7 @@ class Executor:
                         break
                     progress.retried(status)
         finally:
+            self.client.wait_listener, self.client.report_every = listener, report_every
             progress.close()
         if result.stopped:
             self.journal.write({"type": "stop", "why": result.stopped, "at": self.now().isoformat()})
@@ -169,6 +175,7 @@ class Executor:
         self._open_intent = seq
 
     def _await_write_budget(self) -> None:
+        """Wait for the write budget through the client's wait, which reports it to the progress as it goes."""
         logged = False
         while True:
             wait, budget = self.client.pacer.next_slot(write=True)
@@ -177,8 +184,7 @@ class Executor:
             if not logged and wait >= LOGGED_WAIT:
                 log.info("waiting %s for the %s", duration(round(wait, 1)), budget)
                 logged = True
-            self.progress.waiting(wait, budget)
-            self.client.wait(min(wait, self.progress.every), of=wait)
+            self.client.wait(wait, reason=f"for the {budget}")
 
     def _execute(self, seq: int, action: Action, *, look_first: bool = False) -> tuple[str, int | None, str | None]:
         try:

@@ -66,6 +66,7 @@ MAX_ANSWER_BYTES = 512 * 1024 * 1024
 # waits it asked for add up to more than max_wait, or after this many answers whatever they asked.
 MAX_THROTTLE_WAITS = 600
 MAX_WAIT = 300.0  # the longest throttle wait slept through; a longer one stops the run (resume later)
+REPORT_EVERY = 5.0  # with a wait listener, the longest slice of a wait between two reports of it
 REAUTH_INTERVAL = 60.0  # a 401 within this long of a sign-in or refresh is the request's answer, not the session's
 ENTITY_NAMES = {"coursecompletedlessons": "CourseCompletedLesson", "courses": "Course",
                 "courselessons": "CourseLesson", "coursemembers": "CourseMember", "coworkers": "Coworker"}
@@ -155,7 +156,11 @@ class NexudusClient:
         self.wall_clock = wall_clock
         self.max_wait = max_wait
         self.deadline = deadline
-        self.pacer = Pacer(limits or ClientLimits(), clock=clock, sleep=self._wait)
+        # Told of every wait as it goes (seconds left, and what for: "for the write budget (...)"), at least
+        # every `report_every` seconds of it: apply's progress sets it, so that no wait goes unexplained.
+        self.wait_listener: Callable[[float, str], None] | None = None
+        self.report_every = REPORT_EVERY
+        self.pacer = Pacer(limits or ClientLimits(), clock=clock, sleep=self._wait, wait=self._pacing_wait)
         self.rng = rng or random.Random()
         self.stats = Stats()
         self.page_size = PAGE_SIZE  # lowered for the rest of the run once the server is seen to serve fewer
@@ -311,14 +316,21 @@ class NexudusClient:
             raise DeadlineReached(f"the run's deadline ({self._utc_at(self.deadline)}) has passed: stopped cleanly "
                                   f"before {method} {url}; resume with a new run", method=method, url=url)
 
-    def wait(self, seconds: float, *, of: float | None = None) -> None:
-        """Sleep as the client does (for a caller pacing itself, in slices `of` a longer wait): bounded by the
-        deadline (the whole wait is checked against it), ended by `stop`."""
-        self._wait(seconds, whole=of)
+    def wait(self, seconds: float, *, of: float | None = None, reason: str = "") -> None:
+        """Sleep as the client does (for a caller pacing itself, possibly in slices `of` a longer wait),
+        reported to the wait listener with `reason`: bounded by the deadline (the whole wait is checked
+        against it), ended by `stop`."""
+        self._wait(seconds, whole=of, reason=reason)
 
-    def _wait(self, seconds: float, method: str = "", url: str = "", *, whole: float | None = None) -> None:
+    def _pacing_wait(self, seconds: float, budget: str) -> None:
+        self._wait(seconds, reason=f"for the {budget}")
+
+    def _wait(self, seconds: float, method: str = "", url: str = "", *, whole: float | None = None,
+              reason: str = "") -> None:
         """Every sleep of the client (pacing, backoff, throttling): none may end past the run's deadline, and
-        one that `stop` cuts short raises Interrupted."""
+        one that `stop` cuts short raises Interrupted. With a wait listener, it is told of the wait (the
+        seconds left and `reason`) as it starts and then every `report_every` seconds, the wait being slept
+        in slices that long."""
         whole = max(seconds, whole or 0.0)
         if self.deadline is not None and self.clock() + whole > self.deadline:
             before = f" before {method} {url}" if method else ""
@@ -326,9 +338,20 @@ class NexudusClient:
                                   f"{duration(whole)} wait: stopped cleanly{before}; resume with a new run",
                                   method=method, url=url)
         self._check_stop(method, url)
-        self.sleep(seconds)
-        self.slept += seconds
-        self._check_stop(method, url)
+        listener = self.wait_listener
+        if listener is None:
+            self.sleep(seconds)
+            self.slept += seconds
+            self._check_stop(method, url)
+            return
+        left = seconds
+        while left > 1e-9:
+            listener(left, reason)
+            step = min(left, self.report_every)
+            self.sleep(step)
+            self.slept += step
+            left -= step
+            self._check_stop(method, url)
 
     def _check_stop(self, method: str = "", url: str = "") -> None:
         if self.stop.is_set:
@@ -352,7 +375,9 @@ class NexudusClient:
                                    "spent: stopped cleanly, resume in a few hours", method=method, url=url,
                                    status=status)
         log.info("throttled (%s) on %s %s; waiting %s", status, method, self._redact(url), duration(wait))
-        self._wait(wait, method, url)
+        path = httpx.URL(url).path or url
+        self._wait(wait, method, url, reason=f"for the server: it throttled {method} {self._redact(path)} ({status}) "
+                                             f"and asked for {duration(wait)}")
         return wait
 
     def _utc_at(self, instant: float) -> str:
@@ -439,7 +464,7 @@ class NexudusClient:
             if call.tries >= self.max_tries:
                 raise TransportError(f"cannot reach {call.url} after {call.tries} tries ({reason}); nothing was "
                                      "decided on it: try again later", method=call.method, url=call.url) from None
-        self._backoff(call.tries, f"{call.method} {call.path}: {reason}")
+        self._backoff(call.tries, f"{call.method} {self._redact(call.path)} ({reason})")
 
     def _goes_again(self, call: _Call, reply: httpx.Response) -> bool:
         """Whether an answer sends the call again: after the throttle wait it asks for, on a renewed session
@@ -469,7 +494,7 @@ class NexudusClient:
             raise TransportError(f"{status} from {call.method} {call.url} after {call.tries} tries: "
                                  f"{self._said(reply)}; the service seems to be down: try again later",
                                  method=call.method, url=call.url, status=status)
-        self._backoff(call.tries, f"{call.method} {call.path}: {status}")
+        self._backoff(call.tries, f"{call.method} {self._redact(call.path)} ({status})")
         return True
 
     def _trace(self, call: _Call, outcome: str, sent: float) -> None:
@@ -518,7 +543,7 @@ class NexudusClient:
         self.stats.retries += 1
         delay = min(30.0, 0.5 * 2 ** (tries - 1)) * (0.5 + self.rng.random())
         log.info("retrying %s in %.1f s", what, delay)
-        self._wait(delay)
+        self._wait(delay, reason=f"before retrying {what}")
 
     def _check(self, method: str, url: str, path: str, reply: httpx.Response) -> httpx.Response:
         status = reply.status_code

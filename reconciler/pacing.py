@@ -53,10 +53,14 @@ class Pacer:
     """
 
     def __init__(self, limits: ClientLimits, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 wait: Callable[[float, str], None] | None = None) -> None:
         self.limits = limits
         self.clock = clock
         self.sleep = sleep
+        # A sleep told what it waits for (the budget), as the client's is so that it can report the wait;
+        # `sleep` when none is given.
+        self.wait = wait
         self._last: float | None = None
         self._all = [(span, cap, deque[float]()) for span, cap in (
             (60.0, limits.requests_per_minute), (3600.0, limits.requests_per_hour)) if cap]
@@ -80,7 +84,10 @@ class Pacer:
                 return
             if wait >= LOGGED_WAIT:
                 log.info("waiting %s for the %s", duration(round(wait, 1)), budget)
-            self.sleep(wait)
+            if self.wait is not None:
+                self.wait(wait, budget)
+            else:
+                self.sleep(wait)
 
     def next_slot(self, *, write: bool) -> tuple[float, str]:
         """Seconds until a request may be sent (0 when it may go now), and the budget it waits for.

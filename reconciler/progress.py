@@ -1,5 +1,7 @@
 """Apply's progress: done, applied, failed and skipped counts, with the rate and time left read from the
-client's pacing schedule (not from a burst's speed), and a word while it waits for the write budget.
+client's pacing schedule (not from a burst's speed) and, once all is done, the rate measured; and a word while
+the client waits, whatever for (the write budget, the server's throttling, a backoff before a retry): the
+executor makes `Progress.on_wait` the client's wait listener.
 
 A bar on a terminal; otherwise a plain line every few seconds, waits included."""
 
@@ -9,9 +11,11 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from reconciler.pacing import Pacer
+from reconciler.pacing import Pacer, duration
 
 EVERY = 5.0  # seconds between plain lines, and the longest a wait goes without one
+SHORT_WAIT = 1.0  # a wait shorter than this starts no line of its own (the least interval's ~0.1 s, say)
+_SLACK = 0.05  # a wait reported every `every` seconds gets its line, however the clock's float adds up
 
 
 class Progress:
@@ -67,14 +71,31 @@ class Progress:
     def waiting(self, seconds: float, budget: str) -> None:
         """A wait of `seconds` for the budget is under way (called again as it goes on): say so at least
         every `every` seconds."""
-        what = f"waiting {_short(seconds)} for the {budget}"
+        self.on_wait(seconds, f"for the {budget}")
+
+    def on_wait(self, seconds: float, reason: str) -> None:
+        """The client's wait listener: a wait with `seconds` left is under way, `reason` saying what for
+        ("for the server: it throttled ..."); called as it starts and again at least every `every` seconds
+        as it goes on (the client sleeps in slices that long). A line as a long wait starts, and whenever
+        this wait (or its next slice) would leave the output silent for more than `every` seconds: so a run
+        of short waits (a server answering `Retry-After: 1` for a minute) is said every few seconds too. A
+        wait under a second starts no line of its own: it is shown only when a line is overdue."""
+        short = seconds < SHORT_WAIT
+        what = f"waiting {'under 1 s' if short else _short(seconds)} {reason}".rstrip()
         if self._bar is not None:
-            self._bar.set_postfix_str(self._apart(what), refresh=True)
+            if not short:
+                self._bar.set_postfix_str(self._apart(what), refresh=True)
             return
         now = self.clock()
-        starts_long_wait = not self._in_wait and seconds >= self.every
-        self._in_wait = True
-        if starts_long_wait or self._last_line is None or now - self._last_line >= self.every:
+        since = now - (self._last_line if self._last_line is not None else self.started)
+        show = since >= self.every - _SLACK  # a line is overdue
+        if not short:
+            starts_long_wait = not self._in_wait and seconds >= self.every
+            first = self._last_line is None
+            silent_past_every = since + min(seconds, self.every) > self.every + _SLACK
+            self._in_wait = True
+            show = show or starts_long_wait or first or silent_past_every
+        if show:
             self._show(what, now)
 
     def close(self) -> None:
@@ -93,10 +114,15 @@ class Progress:
 
     def _pace(self) -> str:
         """`60/min, about 3 min left`: the rate and time left the budget's schedule allows, or what was
-        seen when that is slower (the requests themselves take time)."""
+        seen when that is slower (the requests themselves take time). Once every action is done, the rate
+        measured over the run (a burst inside the budget's windows goes faster than its long-run rate)."""
         left = self.total - self.done
         elapsed = max(self.clock() - self.started, 1e-9)
         seen = self.done / elapsed  # actions a second so far
+        if not left:
+            if elapsed < 1:
+                return "done in under 1 s, 0 s left"
+            return f"{seen * 60:,.0f}/min measured over {duration(round(elapsed, 1))}, 0 s left"
         allowed = self.pacer.write_rate() if self.pacer is not None else None
         rate = min(seen, allowed) if allowed is not None and self.done else (allowed or seen)
         eta = left / seen if seen else 0.0

@@ -1,16 +1,20 @@
 """Apply's progress during pacing: rate and time left from the schedule, a line while it waits for the write
-budget, failures counted apart; Ctrl-C during a pacing wait ends the run within a second, journal intact."""
+budget or for a server that throttles, failures counted apart; Ctrl-C during a pacing wait ends the run within
+a second, journal intact."""
 
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -25,11 +29,13 @@ from reconciler.emulator.limits import Limits
 from reconciler.emulator.seed import account, load_seed
 from reconciler.emulator.server import BackgroundServer
 from reconciler.emulator.store import Store
+from reconciler.errors import Interrupted
 from reconciler.journal import Journal, read_journal
 from reconciler.pacing import Pacer, StopFlag
 from reconciler.planning import make_plan
 from reconciler.progress import Progress
 from reconciler.spec import load_specs
+from reconciler.state import COMPLETIONS
 from reconciler.target import Target
 
 from .conftest import EXAMPLES
@@ -52,10 +58,11 @@ class FakeTime:
         self.now += seconds
 
 
-def seeded_app(settings: Settings) -> EmulatorApp:
+def seeded_app(settings: Settings, monotonic: Callable[[], float] = time.monotonic) -> EmulatorApp:
     store = Store()
     load_seed(EXAMPLES / "seed.yaml", store)
-    return EmulatorApp(store, settings, users=[User.from_account(account(ADMIN.username or "", ADMIN.password or ""))])
+    return EmulatorApp(store, settings, users=[User.from_account(account(ADMIN.username or "", ADMIN.password or ""))],
+                       monotonic=monotonic)
 
 
 def copy_specs(folder: Path) -> Path:
@@ -270,3 +277,115 @@ def test_the_default_sleep_wakes_within_a_fraction_of_a_second_of_the_stop_flag(
     started = time.monotonic()
     flag.sleep(30.0)
     assert time.monotonic() - started < 2.0 and flag.is_set
+
+
+class StampedOut(io.StringIO):
+    """Progress output that notes the fake clock's time of every line written."""
+
+    def __init__(self, fake: FakeTime) -> None:
+        super().__init__()
+        self.fake = fake
+        self.stamps: list[float] = []
+
+    def write(self, text: str) -> int:
+        self.stamps.extend(self.fake.now for _ in range(text.count("\n")))
+        return super().write(text)
+
+
+def test_a_server_throttling_the_writes_is_said_while_it_waits(tmp_path: Path) -> None:
+    """The server allows 6 writes a minute and the client does not know it (it keeps only a least interval):
+    the server's throttle waits (409, `Retry-After: 1`, a minute of them) are said at least every 5 s, and the
+    least interval's sub-second waits print no `waiting 0 s` line."""
+    server_limits = Limits(min_interval_ms=None, requests_per_minute=None, requests_per_hour=None,
+                           requests_per_day=None, writes_per_minute=6, writes_per_day=None)
+    fake = FakeTime()
+    app = seeded_app(Settings(limits=server_limits), monotonic=fake.clock)  # the server's windows on the fake clock
+    config = Config(target="http://emulator", target_origin="test", base_dir=tmp_path,
+                    safety=Safety(max_delete_fraction=1.0, max_deletes=10_000), state_dir=tmp_path / ".reconciler")
+    specs = load_specs([copy_specs(tmp_path / "specs")])
+    out = StampedOut(fake)
+    with BackgroundServer(app) as server, httpx.Client() as http:
+        client = NexudusClient(server.url, http, credentials=ADMIN, limits=ClientLimits(min_interval_ms=100),
+                               sleep=fake.sleep, clock=fake.clock)
+        plan = make_plan(Target(client, server.url, ADMIN), specs, config).typed
+        assert len(plan.actions) >= 12
+        started = fake.now
+        with Journal(tmp_path / "journal.jsonl") as journal:
+            result = Executor(client, journal, progress_out=out, recheck_members=False).run(
+                list(enumerate(plan.actions)))
+        ended = fake.now
+    lines = out.getvalue().splitlines()
+    total = len(plan.actions)
+    assert result.stopped is None and not result.failed, lines
+    assert app.throttled_count >= 50 and ended - started >= 60  # a minute and more of the server's waits
+    server_waits = [line for line in lines if "waiting" in line and "for the server" in line]
+    assert server_waits, lines
+    assert all(line.endswith(f"; waiting 1 s for the server: it throttled POST {COMPLETIONS} (409) and asked for 1 s")
+               for line in server_waits), server_waits
+    assert any(line.startswith(f"6/{total} done (6 applied,") for line in server_waits)  # while the 7th write waited
+    stamps = [started, *out.stamps, ended]
+    assert max(later - earlier for earlier, later in itertools.pairwise(stamps)) <= 5.0 + 0.2, \
+        list(zip(out.stamps, lines, strict=True))
+    assert not [line for line in lines if "waiting 0 s" in line or "least interval" in line], lines
+    assert lines[-1].startswith(f"{total}/{total} done ({total} applied, 0 failed, 0 skipped); ")
+    assert lines[-1].endswith(f"{total * 60 / (ended - started):,.0f}/min measured over "
+                              f"{ended - started:,.1f} s ({round((ended - started) / 60)} min), 0 s left"), lines[-1]
+    assert client.wait_listener is None  # the executor's listener is gone with its run
+
+
+def test_the_final_rate_is_the_one_measured_not_the_budget_s_long_run_figure() -> None:
+    """124 writes in 3.6 s inside an hour's budget of 5,000 requests: the run went at 2,067/min, not 83/min."""
+    fake = FakeTime()
+    pacer = Pacer(ClientLimits(requests_per_hour=5000), clock=fake.clock, sleep=fake.sleep)
+    out = io.StringIO()
+    progress = Progress(124, out, pacer=pacer, clock=fake.clock)
+    for _ in range(124):
+        pacer.before(write=True)
+        fake.now += 3.6 / 124
+        pacer.after(write=True)
+        progress.step("created")
+    assert out.getvalue().splitlines()[-1] == ("124/124 done (124 applied, 0 failed, 0 skipped); 2,067/min measured "
+                                               "over 3.6 s, 0 s left")
+
+
+class FixedRandom(random.Random):
+    """A backoff's jitter, fixed."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__(0)
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
+def test_every_wait_of_the_client_is_told_to_its_listener_in_slices() -> None:
+    """Throttle waits (`Wait N seconds`, Retry-After) and backoffs reach the wait listener with the time left and
+    the reason, every `report_every` seconds while they last; Ctrl-C still ends a long wait after one slice."""
+    fake = FakeTime()
+    answers = iter([httpx.Response(429, text="API calls quota exceeded. Wait 12 seconds."),
+                    httpx.Response(503, text="busy"),
+                    httpx.Response(409, headers={"Retry-After": "3"}),
+                    httpx.Response(200, json={"Records": [], "TotalItems": 0, "TotalPages": 0, "HasNextPage": False})])
+    http = httpx.Client(transport=httpx.MockTransport(lambda request: next(answers)))
+    client = NexudusClient("https://x.example", http, sleep=fake.sleep, clock=fake.clock, rng=FixedRandom(0.5))
+    told: list[tuple[float, str]] = []
+    client.wait_listener = lambda seconds, reason: told.append((seconds, reason))
+    assert client.request("GET", COMPLETIONS).status_code == 200
+    throttled_429 = f"for the server: it throttled GET {COMPLETIONS} (429) and asked for 12 s"
+    assert told[:3] == [(12.0, throttled_429), (7.0, throttled_429), (2.0, throttled_429)]
+    assert told[3][0] == pytest.approx(0.5) and told[3][1] == f"before retrying GET {COMPLETIONS} (503)"
+    assert told[4:] == [(3.0, f"for the server: it throttled GET {COMPLETIONS} (409) and asked for 3 s")]
+    assert fake.sleeps == [5.0, 5.0, 2.0, pytest.approx(0.5), 3.0]
+
+    def sleep_then_ctrl_c(seconds: float) -> None:
+        fake.sleep(seconds)
+        client.stop.set()
+
+    client.sleep = sleep_then_ctrl_c
+    client.http = httpx.Client(transport=httpx.MockTransport(
+        lambda request: httpx.Response(409, headers={"Retry-After": "60"})))
+    told.clear()
+    with pytest.raises(Interrupted):
+        client.request("GET", COMPLETIONS)
+    assert len(told) == 1 and fake.sleeps[-1] == 5.0  # one slice, then the stop flag ends the wait
