@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import difflib
 from collections import defaultdict
+from collections.abc import ItemsView, Iterator, KeysView, ValuesView
 from dataclasses import dataclass, field
+from typing import Any
 
 from reconciler.errors import Problem, SpecError
 from reconciler.model import (
@@ -27,6 +29,159 @@ from reconciler.model import (
 from reconciler.schema_check import near_miss
 
 Pair = tuple[int, int]  # (CourseMemberId, CourseLessonId)
+
+
+@dataclass(slots=True)
+class _Rule:
+    """One rule's lessons and place, shared by every member the rule names."""
+
+    origin: Origin
+    once: tuple[Origin, ...]
+    lessons: tuple[int, ...]  # in the rule's order, each once
+    counts: dict[int, int]  # lesson Id → how many times the rule names it (nearly always 1)
+    members: list[int]
+
+
+class DesiredPairs(dict[Pair, tuple[Origin, ...]]):
+    """The desired pairs of a spec, each with the places of the rules that declare it, read-only.
+
+    A dict to its readers (the planner takes one), held lean: each list of lessons once, each member's rules as one
+    Id or a tuple of them, instead of a key and a tuple per pair (a spec of 200,000 members declares millions of
+    pairs). Iteration follows the order the pairs were first declared in: rule by rule, member by member, lesson
+    by lesson. The dict underneath stays empty."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rules: list[_Rule] = []
+        self._of: dict[int, int | tuple[int, ...]] = {}  # member Id → the index of its rules, in rule order
+        self._size = 0
+        self._shapes: dict[tuple[int, ...], tuple[tuple[int, ...], dict[int, int]]] = {}
+
+    def declare(self, origin: Origin, lessons: list[int], members: list[int]) -> None:
+        """A rule: every one of `members` completes every one of `lessons`."""
+        key = tuple(lessons)
+        shape = self._shapes.get(key)
+        if shape is None:  # rules naming the same lessons (a cohort's: nearly all) share them
+            counts: dict[int, int] = {}
+            for lesson in lessons:
+                counts[lesson] = counts.get(lesson, 0) + 1
+            shape = self._shapes[key] = (tuple(counts), counts)
+        unique, counts = shape
+        index = len(self._rules)
+        self._rules.append(_Rule(origin, (origin,), unique, counts, members))
+        for member in members:
+            before = self._of.get(member)
+            if before is None:
+                self._of[member] = index
+                self._size += len(counts)
+                continue
+            earlier = (before,) if isinstance(before, int) else before
+            self._size += sum(1 for x in counts if not any(x in self._rules[i].counts for i in earlier))
+            self._of[member] = (*earlier, index)
+
+    def _origins(self, member: int, lesson: int) -> tuple[Origin, ...] | None:
+        rules = self._of.get(member)
+        if rules is None:
+            return None
+        if isinstance(rules, int):
+            rule = self._rules[rules]
+            count = rule.counts.get(lesson, 0)
+            if count == 0:
+                return None
+            return rule.once if count == 1 else (rule.origin,) * count
+        found = tuple(self._rules[i].origin for i in rules for _ in range(self._rules[i].counts.get(lesson, 0)))
+        return found or None
+
+    def _pairs(self) -> Iterator[tuple[Pair, tuple[Origin, ...]]]:
+        for index, rule in enumerate(self._rules):
+            done: set[int] = set()  # members of several rules already taken in this one
+            for member in rule.members:
+                rules = self._of[member]
+                if isinstance(rules, int):
+                    for lesson in rule.lessons:
+                        count = rule.counts[lesson]
+                        yield (member, lesson), rule.once if count == 1 else (rule.origin,) * count
+                    continue
+                if member in done:
+                    continue
+                done.add(member)
+                earlier = [self._rules[i].counts for i in rules if i < index]
+                for lesson in rule.lessons:
+                    if not any(lesson in counts for counts in earlier):
+                        origins = self._origins(member, lesson)
+                        assert origins is not None
+                        yield (member, lesson), origins
+
+    def __getitem__(self, pair: Pair) -> tuple[Origin, ...]:
+        found = self._origins(*pair)
+        if found is None:
+            raise KeyError(pair)
+        return found
+
+    def get(self, pair: Pair, default: Any = None) -> Any:
+        found = self._origins(*pair)
+        return default if found is None else found
+
+    def __contains__(self, pair: object) -> bool:
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            return False
+        return self._origins(pair[0], pair[1]) is not None
+
+    def __iter__(self) -> Iterator[Pair]:
+        return (pair for pair, _ in self._pairs())
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __bool__(self) -> bool:
+        return self._size > 0
+
+    def keys(self) -> KeysView[Pair]:  # type: ignore[override]
+        return KeysView(self)
+
+    def values(self) -> ValuesView[tuple[Origin, ...]]:  # type: ignore[override]
+        return _Values(self)
+
+    def items(self) -> ItemsView[Pair, tuple[Origin, ...]]:  # type: ignore[override]
+        return _Items(self)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, dict) and len(self) == len(other) and dict(self._pairs()) == dict(other.items())
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return repr(dict(self._pairs()))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict, (dict(self._pairs()),))
+
+    def copy(self) -> dict[Pair, tuple[Origin, ...]]:
+        """A plain dict of the same pairs (which can be changed)."""
+        return dict(self._pairs())
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
+        # The dict underneath is empty: a write to it would be silently invisible to every read.
+        raise TypeError("the desired pairs are read-only; take .copy() to change them")
+
+    __setitem__ = __delitem__ = pop = popitem = setdefault = update = clear = __ior__ = _read_only
+
+
+class _Items(ItemsView[Pair, tuple[Origin, ...]]):
+    _mapping: DesiredPairs
+
+    def __iter__(self) -> Iterator[tuple[Pair, tuple[Origin, ...]]]:
+        return self._mapping._pairs()
+
+
+class _Values(ValuesView[tuple[Origin, ...]]):
+    _mapping: DesiredPairs
+
+    def __iter__(self) -> Iterator[tuple[Origin, ...]]:
+        return (origins for _, origins in self._mapping._pairs())
 
 
 @dataclass
@@ -202,20 +357,16 @@ def resolve(specs: SpecSet, catalog: Catalog) -> Resolution:
         course = resolver.course(spec.course)
         if course is None:
             continue
-        # Pair → the rules' places: one shared tuple per rule (a spec of 200,000 members declares millions of
-        # pairs, nearly all named once), extended only where rules overlap.
-        desired: dict[Pair, tuple[Origin, ...]] = {}
+        # Pair → the rules' places, held per rule (see DesiredPairs).
+        desired = DesiredPairs()
         named: dict[int, Origin] = {}
         for rule in spec.members:
             lessons = resolver.lessons(rule.completed, course)
             origin = rule.member.origin
-            once = (origin,)
-            for member in resolver.members(rule.member, course):
-                named.setdefault(member.id, origin)
-                for lesson in lessons:
-                    pair = (member.id, lesson.id)
-                    before = desired.get(pair)
-                    desired[pair] = once if before is None else (*before, origin)
+            members = [member.id for member in resolver.members(rule.member, course)]
+            for member_id in members:
+                named.setdefault(member_id, origin)
+            desired.declare(origin, [lesson.id for lesson in lessons], members)
         revoked: dict[Pair, tuple[Origin, str | None]] = {}
         for revocation in spec.revocations:
             lessons = resolver.lessons(revocation.lessons, course)

@@ -11,11 +11,11 @@ whose pages do not add up leaves the state `partial`, and the plan then writes n
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from reconciler.client import NexudusClient
+from reconciler.client import NexudusClient, Page
 from reconciler.errors import AuthError, PartialRead, UsageError
 from reconciler.model import Catalog, Completion, Course, Coworker, Lesson, Member, SpecSet, split_teams
 from reconciler.schema_check import near_miss
@@ -32,6 +32,17 @@ COWORKERS = "/api/spaces/coworkers"
 COMPLETIONS = "/api/content/coursecompletedlessons"
 FEW = 3  # up to this many filtered requests are made without first probing the wholesale size
 MAX_COST = 1 << 40  # the request cost of a way that is never taken while another works
+# What the catalog keeps of each raw record of the tables it reads in bulk (the fields the catalog's records,
+# `select`'s checks, `records_of_courses` and export use): a cohort's raw records die with their page.
+SLIM_FIELDS: dict[str, tuple[str, ...]] = {
+    MEMBERS: ("Id", "CourseId", "CoworkerId", "CoworkerFullName", "CoworkerTeamNames"),
+    COWORKERS: ("Id", "FullName", "Email", "TeamNames"),
+}
+
+
+def slim(path: str, record: dict[str, Any]) -> dict[str, Any]:
+    """The fields of `record` the catalog keeps (`SLIM_FIELDS`), sharing the record's values."""
+    return {k: record[k] for k in SLIM_FIELDS[path] if k in record}
 
 
 def course_from(record: dict[str, Any]) -> Course:
@@ -209,8 +220,8 @@ class StateReader:
         return catalog
 
     def release(self) -> None:
-        """Let go of the raw tables the catalog was read from (a cohort's coworkers and enrolments: hundreds
-        of megabytes of raw JSON at 200,000 members); a later read of one of them asks again. What a
+        """Let go of the tables the catalog was read from (a cohort's coworkers and enrolments, kept as `slim`
+        makes them: tens of megabytes at 200,000 members); a later read of one of them asks again. What a
         completions read kept whole stays: a later completions read of this run is served from it."""
         self._tables = {path: kept for path, kept in self._tables.items() if path == COMPLETIONS}
 
@@ -227,9 +238,65 @@ class StateReader:
 
     def _per_course(self, catalog: Catalog, courses: set[int], path: str, course_filter: str,
                     build: Any, into: dict[int, Any]) -> None:
-        for record in self.records_of_courses(path, course_filter, courses, len(catalog.courses)):
+        if path not in SLIM_FIELDS:
+            records: Iterable[dict[str, Any]] = self.records_of_courses(path, course_filter, courses,
+                                                                        len(catalog.courses))
+        else:
+            records = self._slim_records_of_courses(path, course_filter, courses, len(catalog.courses))
+        for record in records:
             item = build(record)
             into[item.id] = item
+
+    def _slim_records_of_courses(self, path: str, course_filter: str, courses: set[int],
+                                 all_courses: int) -> Iterator[dict[str, Any]]:
+        """`records_of_courses` page by page, each record as `slim` keeps it: the same requests, and a table
+        kept whole for the rest of the run is kept slim."""
+        if not courses:
+            return
+        if len(courses) <= FEW or len(courses) < all_courses // 2:
+            log.info("%s of %d course(s): filtered per course (%s)", path, len(courses), course_filter)
+            for course_id in sorted(courses):
+                yield from self._slim_select(path, Filter(course_filter, "CourseId", course_id))
+            return
+        log.info("%s of %d course(s) of %d: the whole table, read once", path, len(courses), all_courses)
+        yield from (r for r in self._slim_table(path) if r.get("CourseId") in courses)
+
+    def _slim_table(self, path: str, first: Page | None = None) -> list[dict[str, Any]]:
+        """`table`, each record kept as `slim` makes it while its page is read."""
+        if path not in self._tables:
+            self._tables[path] = [slim(path, r) for page in self.client.pages(path, first=first) for r in page]
+        return self._tables[path]
+
+    def _slim_select(self, path: str, wanted: Filter) -> Iterator[dict[str, Any]]:
+        """`select` page by page, each record as `slim` keeps it (the same requests and checks: the records
+        matching come out as their page arrives; a missing field raises once every page is in)."""
+        key = f"{path}?{wanted.name.casefold()}"
+        if path in self._tables or self.known_ignored(path, wanted):
+            yield from (r for r in self.table(path) if wanted.matches(r))
+            return
+        kept: list[dict[str, Any]] = []  # every record, slim: the whole table if the filter proves ignored
+        absent = ignored = False
+        matching: list[dict[str, Any]] = []
+        for page in self.client.pages(path, {wanted.name: wanted.value}):
+            absent = absent or any(wanted.field not in r for r in page)
+            ignored = ignored or any(wanted.contradicted_by(r) for r in page)
+            slimmed = [slim(path, r) for r in page]
+            kept += slimmed
+            if not absent:
+                matching += [r for r in slimmed if wanted.matches(r)]
+        if absent:
+            self.client.observed.add(f"{wanted.field.lower()}-absent-from-lists")
+            raise Unverifiable(f"{path} list records carry no {wanted.field}, so the {wanted.name} filter cannot "
+                               "be confirmed")
+        if ignored:
+            log.info("the server ignored the filter %s on %s (it answered records that do not match); reading "
+                     "that table whole for the rest of the run", wanted.name, path)
+            self.client.ignored_filters.add(key)
+            self._tables[path] = kept if self._is_whole(path, len(kept)) else self._slim_table(path)
+        elif key not in self._verified:
+            self._verified.add(key)
+            log.info("the filter %s on %s is honoured: every record answered matches it", wanted.name, path)
+        yield from matching
 
     def records_of_courses(self, path: str, course_filter: str, courses: set[int],
                            all_courses: int) -> list[dict[str, Any]]:
@@ -250,6 +317,8 @@ class StateReader:
         """The raw records of the named courses (all courses when none), as the API returned them; with
         `completion_fields`, each completion keeps only those fields (export: a read of millions then holds
         a small dict per record, each page's raw records dying as the next arrives)."""
+        for path in SLIM_FIELDS:  # a catalog read before kept these slim: the snapshot reads them as they are
+            self._tables.pop(path, None)
         courses = self.table(COURSES)
         wanted_titles = [t.strip() for t in course_titles]
         if wanted_titles:
@@ -301,7 +370,7 @@ class StateReader:
         if len(pending) > FEW and COWORKERS not in self._tables:
             total, first = self.client.count(COWORKERS)
             if self.client.pages_for(total) <= len(pending):
-                self._tables[COWORKERS] = self.client.list_all(COWORKERS, first=first)
+                self._slim_table(COWORKERS, first)
         if COWORKERS in self._tables:
             whole()
             return
