@@ -14,14 +14,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TextIO
 
 import httpx
 import pytest
 
-from reconciler.actions import action_to_dict
-from reconciler.apply import Executor
+from reconciler.actions import Action, action_to_dict
+from reconciler.apply import Executor, Result
 from reconciler.client import NexudusClient
 from reconciler.config import ClientLimits, Config, Credentials, Safety
 from reconciler.emulator.app import EmulatorApp, Settings, User
@@ -31,6 +32,7 @@ from reconciler.emulator.server import BackgroundServer
 from reconciler.emulator.store import Store
 from reconciler.errors import Interrupted
 from reconciler.journal import Journal, read_journal
+from reconciler.model import SpecSet
 from reconciler.pacing import Pacer, StopFlag
 from reconciler.planning import make_plan
 from reconciler.progress import Progress
@@ -73,6 +75,21 @@ def copy_specs(folder: Path) -> Path:
     return folder
 
 
+def config_and_specs(tmp_path: Path) -> tuple[Config, SpecSet]:
+    """A configuration whose safety budgets let every planned delete through, and a copy of the example specs."""
+    config = Config(target="http://emulator", target_origin="test", base_dir=tmp_path,
+                    safety=Safety(max_delete_fraction=1.0, max_deletes=10_000), state_dir=tmp_path / ".reconciler")
+    return config, load_specs([copy_specs(tmp_path / "specs")])
+
+
+def run_journaled(client: NexudusClient, actions: Sequence[Action], journal_path: Path, out: TextIO) -> Result:
+    """The executor over `actions` under a journal that starts as `apply` starts one, progress to `out`."""
+    with Journal(journal_path) as journal:
+        journal.write({"type": "start", "apply_id": "t", "target": client.base_url, "spec_digest": "",
+                       "actions": [action_to_dict(a) for a in actions]})
+        return Executor(client, journal, progress_out=out, recheck_members=False).run(list(enumerate(actions)))
+
+
 def test_the_schedule_gives_rate_and_time_left_after_a_burst() -> None:
     fake = FakeTime()
     pacer = Pacer(ClientLimits(writes_per_minute=10), clock=fake.clock, sleep=fake.sleep)
@@ -100,18 +117,14 @@ def test_the_schedule_gives_rate_and_time_left_after_a_burst() -> None:
 def test_a_paced_apply_says_it_waits_and_counts_failures_apart(tmp_path: Path) -> None:
     app = seeded_app(Settings(limits=Limits.off(), unsuccessful_rate=0.25, rng_seed=3))
     fake = FakeTime()
-    config = Config(target="http://emulator", target_origin="test", base_dir=tmp_path,
-                    safety=Safety(max_delete_fraction=1.0, max_deletes=10_000), state_dir=tmp_path / ".reconciler")
-    specs = load_specs([copy_specs(tmp_path / "specs")])
+    config, specs = config_and_specs(tmp_path)
     out = io.StringIO()
     with BackgroundServer(app) as server, httpx.Client() as http:
         client = NexudusClient(server.url, http, credentials=ADMIN, limits=ClientLimits(writes_per_minute=6),
                                sleep=fake.sleep, clock=fake.clock)
         plan = make_plan(Target(client, server.url, ADMIN), specs, config).typed
         assert len(plan.actions) >= 12
-        with Journal(tmp_path / "journal.jsonl") as journal:
-            result = Executor(client, journal, progress_out=out, recheck_members=False).run(
-                list(enumerate(plan.actions)))
+        result = run_journaled(client, plan.actions, tmp_path / "journal.jsonl", out)
     lines = out.getvalue().splitlines()
     waits = [line for line in lines if "waiting" in line]
     assert waits and all(line.endswith("for the write budget (6 writes a minute)") for line in waits), lines
@@ -141,19 +154,13 @@ def test_an_interrupt_during_a_pacing_wait_stops_before_the_next_intent(tmp_path
         fake.sleep(seconds)
         client.stop.set()  # as the SIGINT handler does, in the middle of the wait
 
-    config = Config(target="http://emulator", target_origin="test", base_dir=tmp_path,
-                    safety=Safety(max_delete_fraction=1.0, max_deletes=10_000), state_dir=tmp_path / ".reconciler")
-    specs = load_specs([copy_specs(tmp_path / "specs")])
+    config, specs = config_and_specs(tmp_path)
     with BackgroundServer(app) as server, httpx.Client() as http:
         client = NexudusClient(server.url, http, credentials=ADMIN, limits=ClientLimits(writes_per_minute=3),
                                sleep=fake.sleep, clock=fake.clock)
         plan = make_plan(Target(client, server.url, ADMIN), specs, config).typed
         client.sleep = sleep_then_ctrl_c
-        with Journal(tmp_path / "journal.jsonl") as journal:
-            journal.write({"type": "start", "apply_id": "t", "target": server.url, "spec_digest": "",
-                           "actions": [action_to_dict(a) for a in plan.actions]})
-            result = Executor(client, journal, progress_out=io.StringIO(), recheck_members=False).run(
-                list(enumerate(plan.actions)))
+        result = run_journaled(client, plan.actions, tmp_path / "journal.jsonl", io.StringIO())
     assert result.stopped == "interrupted" and result.stop_code == 130
     assert sum(result.counts.values()) == 3 and len(fake.sleeps) == 1  # the burst, then one slice of the wait
     state = read_journal(tmp_path / "journal.jsonl")
@@ -163,19 +170,13 @@ def test_an_interrupt_during_a_pacing_wait_stops_before_the_next_intent(tmp_path
 def test_a_budget_wait_past_the_deadline_stops_before_sleeping_or_journaling(tmp_path: Path) -> None:
     app = seeded_app(Settings(limits=Limits.off()))
     fake = FakeTime()
-    config = Config(target="http://emulator", target_origin="test", base_dir=tmp_path,
-                    safety=Safety(max_delete_fraction=1.0, max_deletes=10_000), state_dir=tmp_path / ".reconciler")
-    specs = load_specs([copy_specs(tmp_path / "specs")])
+    config, specs = config_and_specs(tmp_path)
     with BackgroundServer(app) as server, httpx.Client() as http:
         client = NexudusClient(server.url, http, credentials=ADMIN, limits=ClientLimits(writes_per_minute=3),
                                sleep=fake.sleep, clock=fake.clock)
         plan = make_plan(Target(client, server.url, ADMIN), specs, config).typed
         client.deadline = fake.now + 30  # the minute's three writes fit; the wait for the fourth does not
-        with Journal(tmp_path / "journal.jsonl") as journal:
-            journal.write({"type": "start", "apply_id": "t", "target": server.url, "spec_digest": "",
-                           "actions": [action_to_dict(a) for a in plan.actions]})
-            result = Executor(client, journal, progress_out=io.StringIO(), recheck_members=False).run(
-                list(enumerate(plan.actions)))
+        result = run_journaled(client, plan.actions, tmp_path / "journal.jsonl", io.StringIO())
     assert result.stop_code == 3 and result.stopped and "deadline" in result.stopped
     assert fake.sleeps == []
     state = read_journal(tmp_path / "journal.jsonl")
@@ -195,19 +196,13 @@ def test_an_interrupt_during_a_throttle_wait_after_the_intent_closes_it_in_the_j
         fake.sleep(seconds)
         client.stop.set()
 
-    config = Config(target="http://emulator", target_origin="test", base_dir=tmp_path,
-                    safety=Safety(max_delete_fraction=1.0, max_deletes=10_000), state_dir=tmp_path / ".reconciler")
-    specs = load_specs([copy_specs(tmp_path / "specs")])
+    config, specs = config_and_specs(tmp_path)
     with BackgroundServer(app) as server, httpx.Client() as http:
         client = NexudusClient(server.url, http, credentials=ADMIN, limits=ClientLimits(), sleep=fake.sleep,
                                clock=fake.clock)
         plan = make_plan(Target(client, server.url, ADMIN), specs, config).typed
         client.sleep = sleep_then_ctrl_c
-        with Journal(tmp_path / "journal.jsonl") as journal:
-            journal.write({"type": "start", "apply_id": "t", "target": server.url, "spec_digest": "",
-                           "actions": [action_to_dict(a) for a in plan.actions]})
-            result = Executor(client, journal, progress_out=io.StringIO(), recheck_members=False).run(
-                list(enumerate(plan.actions)))
+        result = run_journaled(client, plan.actions, tmp_path / "journal.jsonl", io.StringIO())
     assert result.stopped == "interrupted" and result.stop_code == 130 and app.throttled_count == 1
     state = read_journal(tmp_path / "journal.jsonl")
     assert set(state.intents) == set(state.outcomes) == {0, 1, 2}
@@ -300,9 +295,7 @@ def test_a_server_throttling_the_writes_is_said_while_it_waits(tmp_path: Path) -
                            requests_per_day=None, writes_per_minute=6, writes_per_day=None)
     fake = FakeTime()
     app = seeded_app(Settings(limits=server_limits), monotonic=fake.clock)  # the server's windows on the fake clock
-    config = Config(target="http://emulator", target_origin="test", base_dir=tmp_path,
-                    safety=Safety(max_delete_fraction=1.0, max_deletes=10_000), state_dir=tmp_path / ".reconciler")
-    specs = load_specs([copy_specs(tmp_path / "specs")])
+    config, specs = config_and_specs(tmp_path)
     out = StampedOut(fake)
     with BackgroundServer(app) as server, httpx.Client() as http:
         client = NexudusClient(server.url, http, credentials=ADMIN, limits=ClientLimits(min_interval_ms=100),
@@ -310,9 +303,7 @@ def test_a_server_throttling_the_writes_is_said_while_it_waits(tmp_path: Path) -
         plan = make_plan(Target(client, server.url, ADMIN), specs, config).typed
         assert len(plan.actions) >= 12
         started = fake.now
-        with Journal(tmp_path / "journal.jsonl") as journal:
-            result = Executor(client, journal, progress_out=out, recheck_members=False).run(
-                list(enumerate(plan.actions)))
+        result = run_journaled(client, plan.actions, tmp_path / "journal.jsonl", out)
         ended = fake.now
     lines = out.getvalue().splitlines()
     total = len(plan.actions)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,20 +42,8 @@ class TokenRecordingApp(EmulatorApp):
         return body
 
 
-@pytest.fixture
-def quiet_logging_after() -> Iterator[None]:
-    """The CLI sets the "reconciler" loggers up for its run; later tests get them back as they were."""
-    loggers = [logging.getLogger(name) for name in ("reconciler", "reconciler.http")]
-    saved = [(logger, logger.level, list(logger.handlers)) for logger in loggers]
-    yield
-    for logger, level, handlers in saved:
-        logger.setLevel(level)
-        logger.handlers[:] = handlers
-
-
 def test_apply_at_vv_traces_every_request_and_shows_no_credential(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                 capsys: pytest.CaptureFixture[str],
-                                                                 quiet_logging_after: None) -> None:
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     store = Store()
     seed = EXAMPLES / "seed.yaml"
     load_seed(seed, store)
@@ -181,8 +168,7 @@ def test_the_log_filter_redacts_a_record_and_keeps_it() -> None:
     assert record.getMessage() == f"retrying GET /x with Authorization: Bearer {MASK}"
 
 
-def test_v_explains_the_read_decisions_and_vv_adds_the_trace(demo: Path, capsys: pytest.CaptureFixture[str],
-                                                             quiet_logging_after: None) -> None:
+def test_v_explains_the_read_decisions_and_vv_adds_the_trace(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "-v", "plan", "makerspace.yaml")
     assert code == 0
     assert "of 1 course(s): filtered per course (CourseLesson_Course)" in err
