@@ -21,7 +21,7 @@ def marker_for(spec_name: str) -> str:
     return MARKER_PREFIX + spec_name
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Origin:
     """Where in a spec file something was asked for."""
 
@@ -33,7 +33,7 @@ class Origin:
         return f"{self.path}:{self.line}:{self.column}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Ref:
     """A course or lesson named by exact title or by Id."""
 
@@ -45,7 +45,7 @@ class Ref:
         return repr(self.title) if self.title is not None else f"{{id: {self.id}}}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MemberSelector:
     by: SelectorKind
     value: str | int
@@ -60,7 +60,7 @@ class MemberSelector:
         return (self.by, self.value.casefold() if isinstance(self.value, str) and self.by == "email" else self.value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LessonSet:
     """`all`, a list of lessons, or `{through: X}` (every lesson up to X in DisplayOrder)."""
 
@@ -69,20 +69,20 @@ class LessonSet:
     lessons: tuple[Ref, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MemberRule:
     member: MemberSelector
     completed: LessonSet
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Revocation:
     member: MemberSelector
     lessons: LessonSet
     reason: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CompletionsSpec:
     name: str
     origin: Origin
@@ -97,7 +97,7 @@ class CompletionsSpec:
         return marker_for(self.name)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MigrationSpec:
     name: str
     origin: Origin
@@ -113,7 +113,7 @@ class MigrationSpec:
         return marker_for(self.name)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SpecSet:
     completions: tuple[CompletionsSpec, ...] = ()
     migrations: tuple[MigrationSpec, ...] = ()
