@@ -13,9 +13,16 @@ from this process (limits off) and records every request it is sent. Then, each 
 - `reconciler export --out exported` and `reconciler plan exported --detailed-exitcode`: the round trip
   (the plan on the export must show no changes).
 
-Finally the growth factor between sizes (goal: each 5x in members costs at most 6x in time).
+- with `--apply SECONDS`: `reconciler apply --plan plan.json --yes --max-duration SECONDS` on the saved plan
+  (limits off): the plan read back, every precondition re-read, then as many writes as fit, journaled, until
+  the duration stops it cleanly (exit 3, resumable): wall, CPU, peak memory, writes done and writes a second.
 
-Run: python -m benchmarks.bench_e2e [--sizes 3000,10000,50000,200000] [--no-export] [--no-cache] [--stages]
+Finally the growth factor between sizes (goal: each 5x in members costs at most 6x in time).
+`--courses K` spreads the members over K courses of 20 lessons (one spec file each): `--sizes 200000 --courses 20`
+is 20 courses of 10,000.
+
+Run: python -m benchmarks.bench_e2e [--sizes 3000,10000,50000,200000] [--courses 1] [--no-export] [--no-cache]
+[--stages] [--apply SECONDS]
 (`--stages`: the plan once more, printing its RSS after each stage: specs, catalog, resolve, completions, plan,
 matrix, saved.)
 (`--no-cache`: plan without the read cache, which is on by default and writes a full read away page by page.)
@@ -36,7 +43,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.space import build_space, write_spec
+from benchmarks.space import build_courses, write_spec
 from reconciler.emulator.app import EmulatorApp, Settings
 from reconciler.emulator.limits import Limits
 from reconciler.emulator.server import BackgroundServer
@@ -104,12 +111,15 @@ class Recorder:
         self.app = app
         self.base = base
         self.urls: list[str] = []
+        self.writes = 0  # requests other than GET (the token's aside)
         self.lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         query = environ.get("QUERY_STRING", "")
         with self.lock:
             self.urls.append(self.base[0] + environ.get("PATH_INFO", "") + (f"?{query}" if query else ""))
+            if environ.get("REQUEST_METHOD") != "GET" and not environ.get("PATH_INFO", "").endswith("/token"):
+                self.writes += 1
         return self.app(environ, start_response)
 
 
@@ -123,14 +133,14 @@ def timed(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[subproces
     return result, {"wall": float(wall), "cpu": float(user) + float(system), "rss": int(rss) / 1024}
 
 
-def measure(members: int, work: Path, *, export: bool = True, cache: bool = True,
-            stages: bool = False) -> dict[str, Any]:
+def measure(members: int, work: Path, *, courses: int = 1, export: bool = True, cache: bool = True,
+            stages: bool = False, apply: float = 0) -> dict[str, Any]:
     store = Store()
-    emails = build_space(store, members=members, lessons=20, per_member=10)
+    for title, emails in build_courses(store, courses, members // courses, lessons=20, per_member=10):
+        write_spec(work / "specs", emails, title, through=12)
     app = EmulatorApp(store, Settings(limits=Limits.off(), require_auth=False))
     base = [""]
     recorder = Recorder(app, base)
-    write_spec(work / "specs", emails, through=12)
     # Limits off on both sides (the client's pacing would otherwise be the whole story).
     (work / "reconciler.yaml").write_text("limits: {min_interval_ms: 0, requests_per_minute: 100000000, "
                                           "requests_per_hour: 100000000, writes_per_minute: 100000000}\n")
@@ -167,6 +177,17 @@ def measure(members: int, work: Path, *, export: bool = True, cache: bool = True
               f"ratio {plan_time['wall'] / replay_wall:.2f}x (goal <= 2); {summary['create']:,} to create, "
               f"{summary['unchanged']:,} unchanged; the saved plan loads in {load_seconds:.1f} s", flush=True)
 
+        if apply:
+            recorder.urls.clear()
+            recorder.writes = 0
+            applied, apply_time = timed([*command, "apply", "--plan", "plan.json", "--yes", "--max-duration",
+                                         str(apply), *([] if cache else ["--no-cache"])], work, env)
+            tail = (applied.stdout.strip().splitlines() or applied.stderr.strip().splitlines() or [""])[-1]
+            print(f"{'':>16}apply  {apply_time['wall']:7.1f} s wall, {apply_time['cpu']:7.1f} s CPU, "
+                  f"{apply_time['rss']:6.0f} MiB peak, exit {applied.returncode}, {len(recorder.urls):,} requests "
+                  f"of which {recorder.writes:,} writes ({recorder.writes / apply_time['wall']:,.0f} a second over "
+                  f"the whole run, the plan's loading and the preconditions' reads included): {tail[-160:]}",
+                  flush=True)
         if not export:
             store.close()
             return {"members": members, "plan": plan_time, "requests": len(requests), "replay": replay_wall,
@@ -192,6 +213,9 @@ def main() -> None:
     parser.add_argument("--no-export", action="store_true", help="measure the plan only (no export round trip)")
     parser.add_argument("--no-cache", action="store_true", help="run every command with --no-cache")
     parser.add_argument("--stages", action="store_true", help="also print the plan's memory after each stage")
+    parser.add_argument("--courses", type=int, default=1, help="spread the members over this many courses")
+    parser.add_argument("--apply", type=float, default=0, metavar="SECONDS",
+                        help="also apply the saved plan for at most this long (limits off)")
     options = parser.parse_args()
     sizes = [int(x) for x in options.sizes.split(",")]
     results = []
@@ -199,8 +223,8 @@ def main() -> None:
         work = Path(tempfile.mkdtemp(prefix=f"bench-e2e-{members}-"))
         try:
             started = time.perf_counter()
-            found = measure(members, work, export=not options.no_export, cache=not options.no_cache,
-                            stages=options.stages)
+            found = measure(members, work, courses=options.courses, export=not options.no_export,
+                            cache=not options.no_cache, stages=options.stages, apply=options.apply)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         results.append(found)
