@@ -14,11 +14,12 @@ Two halves, both pure:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.model import Catalog, Completion
+from reconciler.columns import CompletionColumns
+from reconciler.model import Catalog, Completion, Lesson
 from reconciler.plan import Change
 
 # Cell codes (also the page's): one character each, so a row of cells is a short string.
@@ -51,11 +52,18 @@ def matrix_section(catalog: Catalog, course_ids: Iterable[int], current: Iterabl
             name = change.record.member_name if change.record is not None else change.name
             touched[change.course_id].setdefault(change.member_id, name or "")
     wanted = set(courses)
-    # Member Id → lessons kept: a list, not a set (a set is several times the size: 100 MB at 200,000 members).
-    kept: dict[int, list[int]] = defaultdict(list)
-    for record in current:
-        if record.id not in deleted and lesson_course.get(record.lesson_id) in wanted:
-            kept[record.member_id].append(record.lesson_id)
+    if isinstance(current, CompletionColumns):
+        kept_text = _kept_from_columns(catalog, courses, current, deleted, touched, members)
+    else:
+        # Member Id → lessons kept: a list, not a set (a set is several times the size: 100 MB at 200,000 members).
+        kept: dict[int, list[int]] = defaultdict(list)
+        for record in current:
+            if record.id not in deleted and lesson_course.get(record.lesson_id) in wanted:
+                kept[record.member_id].append(record.lesson_id)
+
+        def kept_text(course_id: int, member_id: int, lessons: list[Lesson]) -> str:
+            lessons_kept = kept.get(member_id, ())
+            return "".join("1" if x.id in lessons_kept else "0" for x in lessons)
 
     sections = []
     for course_id in courses:
@@ -66,12 +74,12 @@ def matrix_section(catalog: Catalog, course_ids: Iterable[int], current: Iterabl
         for member in enrolled:
             if members is None or member.id in members or member.id in in_course:
                 rows.append(_member_row(member.id, member.coworker_id, member.full_name, member.teams,
-                                        lessons_kept=kept.get(member.id, ()), lessons=lessons))
+                                        kept_text(course_id, member.id, lessons)))
         # A record can name an enrolment the catalog does not list (withdrawn since): still a row.
         known = {m.id for m in enrolled}
         for member_id in sorted(set(in_course) - known):
             rows.append(_member_row(member_id, None, in_course[member_id], (),
-                                    lessons_kept=kept.get(member_id, ()), lessons=lessons))
+                                    kept_text(course_id, member_id, lessons)))
         sections.append({
             "course": {"id": course_id, "title": catalog.courses[course_id].title},
             "lessons": [{"id": x.id, "title": x.title, "display_order": x.display_order} for x in lessons],
@@ -81,10 +89,46 @@ def matrix_section(catalog: Catalog, course_ids: Iterable[int], current: Iterabl
     return sections
 
 
-def _member_row(member_id: int, coworker_id: int | None, name: str, teams: Iterable[str], *,
-                lessons_kept: Collection[int], lessons: list[Any]) -> dict[str, Any]:
-    return {"id": member_id, "coworker_id": coworker_id, "name": name, "teams": list(teams),
-            "kept": "".join("1" if x.id in lessons_kept else "0" for x in lessons)}
+def _member_row(member_id: int, coworker_id: int | None, name: str, teams: Iterable[str], kept: str
+                ) -> dict[str, Any]:
+    return {"id": member_id, "coworker_id": coworker_id, "name": name, "teams": list(teams), "kept": kept}
+
+
+_KEPT_DIGITS = bytes.maketrans(b"\0\1", b"01")
+
+
+def _kept_from_columns(catalog: Catalog, courses: list[int], current: CompletionColumns, deleted: set[int],
+                       touched: dict[int, dict[int, str]], members: Collection[int] | None
+                       ) -> Callable[[int, int, list[Lesson]], str]:
+    """`kept_text` from completions held as columns: per course a byte per row member and lesson (no list a
+    member, no object a record), for the members that become rows."""
+    lesson_at: dict[int, tuple[int, int]] = {}  # lesson → (course, its column)
+    member_at: dict[int, dict[int, int]] = {}  # course → member Id → its row
+    cells: dict[int, bytearray] = {}
+    for course_id in courses:
+        lessons = catalog.lessons_of(course_id)
+        lesson_at.update((x.id, (course_id, i)) for i, x in enumerate(lessons))
+        in_course = touched.get(course_id, {})
+        shown = [m.id for m in catalog.members_of(course_id) if members is None or m.id in members
+                 or m.id in in_course]
+        at = member_at[course_id] = {}
+        for member_id in (*shown, *in_course):
+            at.setdefault(member_id, len(at))
+        cells[course_id] = bytearray(len(at) * len(lessons))
+    widths = {course_id: len(catalog.lessons_of(course_id)) for course_id in courses}
+    for record_id, member, lesson in zip(current.ids, current.member_ids, current.lesson_ids, strict=True):
+        place = lesson_at.get(lesson)
+        if place is None:
+            continue
+        row = member_at[place[0]].get(member)
+        if row is not None and record_id not in deleted:
+            cells[place[0]][row * widths[place[0]] + place[1]] = 1
+
+    def kept_text(course_id: int, member_id: int, lessons: list[Lesson]) -> str:
+        start = member_at[course_id][member_id] * len(lessons)
+        return cells[course_id][start:start + len(lessons)].translate(_KEPT_DIGITS).decode()
+
+    return kept_text
 
 
 # --- reading side: a document's grids -----------------------------------------------------------

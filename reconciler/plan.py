@@ -2,19 +2,24 @@
 
 Per course, the desired pairs of every spec are united; each current record in reach of a spec's
 mode is kept, or deleted for a reason (revoked, undeclared, orphaned, duplicate). The diff is a keyed
-set difference, linear in the number of records.
+set difference, linear in the number of records. Completions held as columns (`columns.py`) are planned from
+the columns, with no object a record, to the very plan their values would give.
 """
 
 from __future__ import annotations
 
 import gc
+import heapq
 import math
+from array import array
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from operator import attrgetter
 from typing import Literal
 
+from reconciler.columns import CompletionColumns
 from reconciler.config import ClientLimits, Safety
 from reconciler.errors import Problem
 from reconciler.model import Catalog, Completion, Origin, oldest_first
@@ -25,36 +30,61 @@ ChangeKind = Literal["enroll", "create", "delete"]
 _RANK = {"enroll": 0, "create": 1, "delete": 2}
 
 
+_HEADS: dict[tuple[ChangeKind, int, str, str, str | None], tuple[ChangeKind, int, str, str, str | None]] = {}
+_MAX_HEADS = 65536  # past this many distinct heads (never, in practice), changes stop sharing them
+
+
 class Change:
     """One write the planner decided (its internal, compact form; `render.typed_action` turns it into the
     write side's typed action). `record` is the full completion a delete removes; `origin` asked for it.
 
     A value (equal by its fields, hashable, never changed once made). A plan holds one per create, often
-    millions: the fields a create leaves empty (record, note, coworker_id, sort_key, name, twin) share one
-    slot, so a create is 9 slots rather than 14."""
+    millions: what the changes of one spec share (kind, course, spec, reason, SystemId) is one tuple they all
+    point to, and the fields a create leaves empty (record, note, coworker_id, sort_key, name, twin) share
+    one slot, so a create is 5 slots rather than 14 (72 bytes, not 144)."""
 
-    __slots__ = ("_more", "course_id", "kind", "lesson_id", "member_id", "origin", "reason", "spec", "system_id")
+    __slots__ = ("_head", "_more", "lesson_id", "member_id", "origin")
 
-    kind: ChangeKind
-    course_id: int
     member_id: int
     lesson_id: int
-    spec: str
-    reason: str
     origin: Origin | None
-    system_id: str | None
+    _head: tuple[ChangeKind, int, str, str, str | None]
     _more: tuple[Completion | None, str | None, int | None, tuple[int, ...], str | None, str | None] | None
 
     def __init__(self, kind: ChangeKind, course_id: int, member_id: int, lesson_id: int, spec: str, reason: str,
                  origin: Origin | None = None, record: Completion | None = None, system_id: str | None = None,
                  note: str | None = None, coworker_id: int | None = None, sort_key: tuple[int, ...] = (),
                  name: str | None = None, twin: str | None = None) -> None:
-        self.kind, self.course_id, self.member_id, self.lesson_id = kind, course_id, member_id, lesson_id
-        self.spec, self.reason, self.origin, self.system_id = spec, reason, origin, system_id
+        head = (kind, course_id, spec, reason, system_id)
+        shared = _HEADS.get(head)
+        if shared is None and len(_HEADS) < _MAX_HEADS:
+            shared = _HEADS[head] = head
+        self._head = shared or head
+        self.member_id, self.lesson_id, self.origin = member_id, lesson_id, origin
         if record is None and note is None and coworker_id is None and not sort_key and name is None and twin is None:
             self._more = None
         else:
             self._more = (record, note, coworker_id, sort_key, name, twin)
+
+    @property
+    def kind(self) -> ChangeKind:
+        return self._head[0]
+
+    @property
+    def course_id(self) -> int:
+        return self._head[1]
+
+    @property
+    def spec(self) -> str:
+        return self._head[2]
+
+    @property
+    def reason(self) -> str:
+        return self._head[3]
+
+    @property
+    def system_id(self) -> str | None:
+        return self._head[4]
 
     @property
     def record(self) -> Completion | None:
@@ -147,10 +177,34 @@ def plan_changes(resolution: Resolution, current: Iterable[Completion], catalog:
 def _plan_changes(resolution: Resolution, current: Iterable[Completion], catalog: Catalog,
                   partial: list[str]) -> Plan:
     plan = Plan(partial=partial)
-    records_in = current if isinstance(current, Sequence) else list(current)  # read twice at most
     specs_by_course: dict[int, list[ResolvedCompletions]] = defaultdict(list)
     for resolved in resolution.completions:
         specs_by_course[resolved.course.id].append(resolved)
+    order = {lesson.id: (lesson.display_order, lesson.id) for lesson in catalog.lessons.values()}
+    if isinstance(current, CompletionColumns):
+        presorted = _plan_columns(plan, resolution, specs_by_course, current, catalog, order)
+    else:
+        _plan_records(plan, resolution, specs_by_course, current, catalog, order)
+        presorted = False
+
+    def sort_key(change: Change) -> tuple[int, ...]:
+        """A course's changes carry no key (a tuple each, on a plan of millions): it is made here, as
+        `_plan_course` would have (course, member, rank, lesson order, record Id)."""
+        if change.sort_key:
+            return change.sort_key
+        return (change.course_id, change.member_id, _RANK[change.kind],
+                *order.get(change.lesson_id, (0, change.lesson_id)), change.record.id if change.record else 0)
+
+    if not presorted:
+        plan.actions.sort(key=sort_key)
+    plan.warnings.extend(str(w) for w in resolution.warnings)
+    return plan
+
+
+def _plan_records(plan: Plan, resolution: Resolution, specs_by_course: dict[int, list[ResolvedCompletions]],
+                  current: Iterable[Completion], catalog: Catalog, order: dict[int, tuple[int, int]]) -> None:
+    """The changes, from completions as values."""
+    records_in = current if isinstance(current, Sequence) else list(current)  # read twice at most
     lesson_course = {lesson.id: lesson.course_id for lesson in catalog.lessons.values()}
     # Per course and lesson, each member's first record (a dict per lesson rather than one keyed by pairs: no
     # pair tuple a record, a hundred megabytes on a read of millions), and the others of the pairs that have
@@ -168,88 +222,134 @@ def _plan_changes(resolution: Resolution, current: Iterable[Completion], catalog
                 more_by_course[course_id].setdefault((record.member_id, record.lesson_id), []).append(record)
             else:
                 first[record.member_id] = record
-    order = {lesson.id: (lesson.display_order, lesson.id) for lesson in catalog.lessons.values()}
 
     for course_id in sorted(specs_by_course):
         _plan_course(plan, specs_by_course[course_id], first_by_course.pop(course_id, {}),
-                     more_by_course[course_id], order, records_in)
+                     more_by_course[course_id], records_in)
     if resolution.migrations:
         by_pair: dict[Pair, list[Completion]] = defaultdict(list)
         for record in records_in:
             by_pair[record.pair].append(record)
         for migration in resolution.migrations:
-            _plan_migration(plan, migration, by_pair, catalog, order)
+            _plan_migration(plan, migration, by_pair, by_pair, catalog, order)
 
-    def sort_key(change: Change) -> tuple[int, ...]:
-        """A course's changes carry no key (a tuple each, on a plan of millions): it is made here, as
-        `_plan_course` would have (course, member, rank, lesson order, record Id)."""
-        if change.sort_key:
-            return change.sort_key
-        return (change.course_id, change.member_id, _RANK[change.kind],
-                *order.get(change.lesson_id, (0, change.lesson_id)), change.record.id if change.record else 0)
 
-    plan.actions.sort(key=sort_key)
-    plan.warnings.extend(str(w) for w in resolution.warnings)
-    return plan
+class _CourseRules:
+    """One course's specs as the rules both planning paths apply: what is desired (and by which spec), revoked,
+    in reach of the mode, and deletable by whom; the changes they make."""
+
+    def __init__(self, plan: Plan, specs: list[ResolvedCompletions]) -> None:
+        self.plan, self.specs = plan, specs
+        self.course_id = specs[0].course.id
+        self.mode = specs[0].spec.mode  # one course takes one mode (checked when resolving)
+        self.owned = self.mode == "owned"
+        self.revoked: dict[Pair, tuple[ResolvedCompletions, Origin, str | None]] = {}
+        self.named: set[int] = set()
+        self.markers = {r.spec.marker: r for r in specs}
+        # Each spec's marker made once: a create carries it, and `spec.marker` makes a new string each time (a
+        # string a create, 75 MB on a plan of a million creates).
+        self.marker_of = {id(r): r.spec.marker for r in specs}
+        self.creates = plan.actions  # where creates go (the columns path keeps them apart, to order them cheaply)
+        # The desired pairs; the spec that wants each is looked up only when several specs share the course.
+        self.wanted_by: dict[Pair, ResolvedCompletions] | None = None
+        if len(specs) == 1:
+            self.desired = specs[0].desired
+        else:
+            self.desired, self.wanted_by = {}, {}
+            for resolved in specs:
+                for pair, origins in resolved.desired.items():
+                    if pair not in self.desired:
+                        self.desired[pair] = origins
+                        self.wanted_by[pair] = resolved
+        for resolved in specs:
+            self.named |= resolved.named_members
+            for pair, (origin, reason) in resolved.revoked.items():
+                self.revoked.setdefault(pair, (resolved, origin, reason))
+
+    def in_reach(self, record: Completion) -> bool:
+        if record.member_id in self.named:
+            return True
+        return self.owned and record.system_id in self.markers
+
+    def deletable(self, member_id: int, system_id: str | None) -> ResolvedCompletions | None:
+        """The spec whose mode may delete a record of this member with this SystemId, if any (revoke aside)."""
+        if self.mode == "authoritative" and member_id in self.named:
+            return next(r for r in self.specs if member_id in r.named_members)
+        if self.owned and system_id in self.markers:
+            return self.markers[system_id]
+        return None
+
+    def delete(self, record: Completion, spec: ResolvedCompletions, reason: str, origin: Origin | None,
+               note: str | None = None) -> None:  # its sort key is made when the plan is sorted
+        self.plan.actions.append(Change("delete", self.course_id, record.member_id, record.lesson_id, spec.spec.name,
+                                        reason, origin, record, note=note))
+
+    def create(self, pair: Pair, origins: tuple[Origin, ...]) -> None:
+        resolved = self.specs[0] if self.wanted_by is None else self.wanted_by[pair]
+        self.creates.append(Change("create", self.course_id, pair[0], pair[1], resolved.spec.name, "declared",
+                                   origins[0], system_id=self.marker_of[id(resolved)]))
+
+    def take_back(self, record: Completion, owner: ResolvedCompletions) -> None:
+        """Delete a record the mode reaches and no spec declares."""
+        if self.mode == "authoritative":
+            self.delete(record, owner, "undeclared", owner.member_origins.get(record.member_id, owner.spec.origin))
+        else:
+            self.delete(record, owner, "orphaned", owner.spec.origin)
+
+    def settle(self, pair: Pair, found: list[Completion]) -> None:
+        """A pair with several records, or a revoked one: `found` in the order read."""
+        plan, mode = self.plan, self.mode
+        reachable = [r for r in found if self.in_reach(r)]
+        if not reachable and pair not in self.revoked:
+            return
+        plan.existing_in_scope += len(reachable)
+        ordered = oldest_first(found)
+        if pair in self.revoked:
+            spec, origin, reason = self.revoked[pair]
+            for record in ordered:
+                self.delete(record, spec, "revoked", origin, reason)
+            plan.existing_in_scope += len(found) - len(reachable)
+            return
+        if pair in self.desired:
+            plan.unchanged += 1
+            keeper, extras = ordered[0], ordered[1:]
+            for record in extras:
+                owner = self.deletable(record.member_id, record.system_id)
+                if owner is not None:
+                    self.delete(record, owner, "duplicate", owner.spec.origin,
+                                f"duplicate of #{keeper.id}, the oldest (created {keeper.created_on or 'unknown'}), "
+                                "which is kept")
+                else:
+                    lesson = record.lesson_title or str(record.lesson_id)
+                    plan.drift.append(f"duplicate completion #{record.id} of lesson {lesson} for "
+                                      f"{record.member_name or record.member_id!s} (kept #{keeper.id}); "
+                                      f"mode {mode!r} may not delete it")
+            return
+        for record in ordered:
+            owner = self.deletable(record.member_id, record.system_id)
+            if owner is not None:
+                self.take_back(record, owner)
+        undeletable = [r for r in ordered if self.deletable(r.member_id, r.system_id) is None and self.in_reach(r)]
+        if len(undeletable) > 1:
+            plan.drift.append(f"{len(undeletable)} completions of lesson "
+                              f"{undeletable[0].lesson_title or undeletable[0].lesson_id!s} for "
+                              f"{undeletable[0].member_name or undeletable[0].member_id!s} "
+                              f"(#{', #'.join(str(r.id) for r in undeletable)}) are duplicates the mode may not delete")
 
 
 _NONE: dict[int, Completion] = {}
 
 
 def _plan_course(plan: Plan, specs: list[ResolvedCompletions], records: dict[int, dict[int, Completion]],
-                 more: dict[Pair, list[Completion]], order: dict[int, tuple[int, int]],
-                 current: Sequence[Completion]) -> None:
+                 more: dict[Pair, list[Completion]], current: Sequence[Completion]) -> None:
     """One course's changes; `records` holds each member's first record per lesson (lesson → member →
     record), `more` the other records of the pairs that have several."""
-    course_id = specs[0].course.id
-    mode = specs[0].spec.mode  # one course takes one mode (checked when resolving)
-    revoked: dict[Pair, tuple[ResolvedCompletions, Origin, str | None]] = {}
-    named: set[int] = set()
-    markers = {r.spec.marker: r for r in specs}
-    # The desired pairs; the spec that wants each is looked up only when several specs share the course.
-    desired: dict[Pair, tuple[Origin, ...]]
-    wanted_by: dict[Pair, ResolvedCompletions] | None = None
-    if len(specs) == 1:
-        desired = specs[0].desired
-    else:
-        desired, wanted_by = {}, {}
-        for resolved in specs:
-            for pair, origins in resolved.desired.items():
-                if pair not in desired:
-                    desired[pair] = origins
-                    wanted_by[pair] = resolved
-    for resolved in specs:
-        named |= resolved.named_members
-        for pair, (origin, reason) in resolved.revoked.items():
-            revoked.setdefault(pair, (resolved, origin, reason))
-
-    def in_reach(record: Completion) -> bool:
-        if record.member_id in named:
-            return True
-        return mode == "owned" and record.system_id in markers
-
-    def deletable(record: Completion) -> ResolvedCompletions | None:
-        """The spec whose mode may delete this record, if any (revoke aside)."""
-        if mode == "authoritative" and record.member_id in named:
-            return next(r for r in specs if record.member_id in r.named_members)
-        if mode == "owned" and record.system_id in markers:
-            return markers[record.system_id]
-        return None
-
-    def delete(record: Completion, spec: ResolvedCompletions, reason: str, origin: Origin | None,
-               note: str | None = None) -> None:  # its sort key is made when the plan is sorted
-        plan.actions.append(Change("delete", course_id, record.member_id, record.lesson_id, spec.spec.name, reason,
-                                   origin, record, note=note))
-
-    only = specs[0]
+    rules = _CourseRules(plan, specs)
+    named, markers, desired, revoked, owned = rules.named, rules.markers, rules.desired, rules.revoked, rules.owned
     for pair, origins in desired.items():
-        member_id, lesson_id = pair
-        if member_id not in records.get(lesson_id, _NONE):
-            resolved = only if wanted_by is None else wanted_by[pair]
-            plan.actions.append(Change("create", course_id, member_id, lesson_id, resolved.spec.name, "declared",
-                                       origins[0], system_id=resolved.spec.marker))
+        if pair[0] not in records.get(pair[1], _NONE):
+            rules.create(pair, origins)
 
-    owned = mode == "owned"
     slow: set[Pair] = set(more)  # pairs with several records, or revoked: taken below in the order read
     slow.update(pair for pair in revoked if pair[0] in records.get(pair[1], _NONE))
     for lesson_id, by_member in records.items():
@@ -263,13 +363,9 @@ def _plan_course(plan: Plan, specs: list[ResolvedCompletions], records: dict[int
             if pair in desired:
                 plan.unchanged += 1
                 continue
-            owner = deletable(first)
-            if owner is None:
-                continue
-            if mode == "authoritative":
-                delete(first, owner, "undeclared", owner.member_origins.get(first.member_id, owner.spec.origin))
-            else:
-                delete(first, owner, "orphaned", owner.spec.origin)
+            owner = rules.deletable(member_id, first.system_id)
+            if owner is not None:
+                rules.take_back(first, owner)
     if not slow:
         return
     ordered_pairs: list[Pair] = []  # the order their first records were read in (drift is listed so)
@@ -283,53 +379,159 @@ def _plan_course(plan: Plan, specs: list[ResolvedCompletions], records: dict[int
     for pair in ordered_pairs:
         member_id, lesson_id = pair
         first = records[lesson_id][member_id]
-        found = [first, *more[pair]] if pair in more else [first]
-        reachable = [r for r in found if in_reach(r)]
-        if not reachable and pair not in revoked:
-            continue
-        plan.existing_in_scope += len(reachable)
-        ordered = oldest_first(found)
-        if pair in revoked:
-            spec, origin, reason = revoked[pair]
-            for record in ordered:
-                delete(record, spec, "revoked", origin, reason)
-            plan.existing_in_scope += len(found) - len(reachable)
-            continue
-        if pair in desired:
-            plan.unchanged += 1
-            keeper, extras = ordered[0], ordered[1:]
-            for record in extras:
-                owner = deletable(record)
-                if owner is not None:
-                    delete(record, owner, "duplicate", owner.spec.origin,
-                           f"duplicate of #{keeper.id}, the oldest (created {keeper.created_on or 'unknown'}), "
-                           "which is kept")
-                else:
-                    lesson = record.lesson_title or str(record.lesson_id)
-                    plan.drift.append(f"duplicate completion #{record.id} of lesson {lesson} for "
-                                      f"{record.member_name or record.member_id!s} (kept #{keeper.id}); "
-                                      f"mode {mode!r} may not delete it")
-            continue
-        for record in ordered:
-            owner = deletable(record)
-            if owner is None:
-                continue
-            if mode == "authoritative":
-                delete(record, owner, "undeclared", owner.member_origins.get(record.member_id, owner.spec.origin))
-            else:
-                delete(record, owner, "orphaned", owner.spec.origin)
-        undeletable = [r for r in ordered if deletable(r) is None and in_reach(r)]
-        if len(undeletable) > 1:
-            plan.drift.append(f"{len(undeletable)} completions of lesson "
-                              f"{undeletable[0].lesson_title or undeletable[0].lesson_id!s} for "
-                              f"{undeletable[0].member_name or undeletable[0].member_id!s} "
-                              f"(#{', #'.join(str(r.id) for r in undeletable)}) are duplicates the mode may not delete")
+        rules.settle(pair, [first, *more[pair]] if pair in more else [first])
 
 
-def _plan_migration(plan: Plan, migration: ResolvedMigration, records: dict[Pair, list[Completion]],
-                    catalog: Catalog, order: dict[int, tuple[int, int]]) -> None:
+# --- planning from columns -----------------------------------------------------------------------
+
+def _plan_columns(plan: Plan, resolution: Resolution, specs_by_course: dict[int, list[ResolvedCompletions]],
+                  columns: CompletionColumns, catalog: Catalog, order: dict[int, tuple[int, int]]) -> bool:
+    """The changes, from completions held as columns (`columns.py`), to the same plan as `_plan_records`: no
+    object a record, a `Completion` made only for a record that becomes a change, drift, or a migration's input.
+    Returns whether they are already in the plan's order (they are made so when no migration adds to them).
+
+    Per course, one byte per member and lesson counts its records (none, one, several); a pair with one record
+    is decided from its columns, the rest (duplicates, revoked pairs) are settled as `_plan_course` does."""
+    lesson_course = {lesson.id: lesson.course_id for lesson in catalog.lessons.values()}
+    course_of = {lesson: lesson_course.get(lesson) for lesson in set(columns.lesson_ids)}
+    lessons_by_course: dict[int, list[int]] = defaultdict(list)
+    for lesson, course_id in course_of.items():
+        if course_id in specs_by_course:
+            lessons_by_course[course_id].append(lesson)
+    rows_by_course: dict[int, Sequence[int]] = {}
+    if len(lessons_by_course) == 1 and sum(map(len, lessons_by_course.values())) == len(course_of):
+        rows_by_course[next(iter(lessons_by_course))] = range(len(columns))  # every record in one course
+    elif lessons_by_course:
+        held: dict[int, array[int]] = {course_id: array("q") for course_id in lessons_by_course}
+        wanted = {lesson: held[course_id] for course_id, lessons in lessons_by_course.items() for lesson in lessons}
+        for row, lesson in enumerate(columns.lesson_ids):
+            rows = wanted.get(lesson)
+            if rows is not None:
+                rows.append(row)
+        rows_by_course.update(held)
+    for course_id in sorted(specs_by_course):
+        start = len(plan.actions)
+        creates = _plan_course_columns(plan, specs_by_course[course_id], columns,
+                                       rows_by_course.get(course_id, range(0)), lessons_by_course.get(course_id, []))
+        if resolution.migrations:  # sorted with the migrations' changes, by `_plan_changes`
+            plan.actions.extend(creates)
+        else:
+            others = plan.actions[start:]
+            del plan.actions[start:]
+            plan.actions.extend(_in_order(creates, others, order))
+    if resolution.migrations:
+        sources = {lesson for m in resolution.migrations for lesson in m.lesson_map}
+        sources |= {x.id for m in resolution.migrations for x in catalog.lessons_of(m.source.id)}
+        targets = {lesson for m in resolution.migrations for lesson in m.lesson_map.values()}
+        by_pair: dict[Pair, list[Completion]] = defaultdict(list)
+        present: set[Pair] = set()
+        for row, (member, lesson) in enumerate(zip(columns.member_ids, columns.lesson_ids, strict=True)):
+            if lesson in sources:
+                by_pair[(member, lesson)].append(columns.completion(row))
+            if lesson in targets:
+                present.add((member, lesson))
+        for migration in resolution.migrations:
+            _plan_migration(plan, migration, by_pair, present, catalog, order)
+    return not resolution.migrations
+
+
+def _in_order(creates: list[Change], others: list[Change], order: dict[int, tuple[int, int]]) -> Iterator[Change]:
+    """One course's changes (none made by a migration) in the plan's order (`_plan_changes`' `sort_key`),
+    without a key tuple a change: the creates (often millions) are sorted by the lesson's rank in DisplayOrder,
+    then (stably) by member, keys that are objects already made; the deletes (few) by the full key; then merged."""
+    lessons = sorted({c.lesson_id for c in creates}, key=lambda lesson: order.get(lesson, (0, lesson)))
+    rank = {lesson: i for i, lesson in enumerate(lessons)}
+    creates.sort(key=lambda c: rank[c.lesson_id])
+    creates.sort(key=attrgetter("member_id"))
+
+    def key(change: Change) -> tuple[int, ...]:
+        return (change.member_id, _RANK[change.kind], *order.get(change.lesson_id, (0, change.lesson_id)),
+                change.record.id if change.record else 0)
+
+    others.sort(key=key)
+    return heapq.merge(creates, others, key=key)
+
+
+def _plan_course_columns(plan: Plan, specs: list[ResolvedCompletions], columns: CompletionColumns,
+                         rows: Sequence[int], lessons: list[int]) -> list[Change]:
+    """One course's changes from the rows of its records (in the order read) and its lessons among them: its
+    creates returned, the rest added to the plan."""
+    rules = _CourseRules(plan, specs)
+    rules.creates = []
+    named, desired, revoked, owned = rules.named, rules.desired, rules.revoked, rules.owned
+    member_ids, lesson_ids, system_codes = columns.member_ids, columns.lesson_ids, columns.systems.codes
+    whole = isinstance(rows, range) and len(rows) == len(columns)
+    # Member and lesson as positions; per pair a byte: its records so far, up to 2 ("several").
+    lesson_at = {lesson: i for i, lesson in enumerate(lessons)}
+    width = len(lessons)
+    member_at: dict[int, int] = {}
+    counts = bytearray()
+    cells = array("i")  # each row's pair, as its place in `counts` (read once, used twice)
+    pairs = (zip(member_ids, lesson_ids, strict=True) if whole
+             else ((member_ids[row], lesson_ids[row]) for row in rows))
+    place, column_of, keep = member_at.get, lesson_at.__getitem__, cells.append
+    for member, lesson in pairs:
+        at = place(member)
+        if at is None:
+            at = member_at[member] = len(counts)
+            counts.extend(bytes(width))
+        at += column_of(lesson)
+        try:
+            keep(at)
+        except OverflowError:  # past 2**31 members × lessons
+            cells = array("q", cells)
+            keep = cells.append
+            keep(at)
+        if counts[at] < 2:
+            counts[at] += 1
+
+    for pair, origins in desired.items():
+        at = member_at.get(pair[0])
+        offset = lesson_at.get(pair[1])
+        if at is None or offset is None or not counts[at + offset]:
+            rules.create(pair, origins)
+
+    # Per SystemId code: whether `owned` reaches it, and the spec that may delete it (when no member rule does).
+    systems: dict[int, tuple[bool, ResolvedCompletions | None]] = {}
+    for code in set(system_codes):
+        system_id = columns.systems.decode(code)
+        owner = rules.markers.get(system_id) if owned and system_id is not None else None
+        systems[code] = (owner is not None, owner)
+    authoritative = rules.mode == "authoritative"
+    revoked_members = {member for member, _ in revoked}
+    slow: dict[Pair, list[int]] = {}  # pairs with several records, or revoked: their rows in the order read
+    existing = unchanged = 0
+    rows_read = (zip(range(len(columns)), cells, member_ids, lesson_ids, system_codes, strict=True) if whole
+                 else ((row, at, member_ids[row], lesson_ids[row], system_codes[row])
+                       for row, at in zip(rows, cells, strict=True)))
+    for row, at, member, lesson, code in rows_read:
+        if counts[at] == 2 or (revoked_members and member in revoked_members and (member, lesson) in revoked):
+            slow.setdefault((member, lesson), []).append(row)
+            continue
+        if member not in named and not systems[code][0]:
+            continue  # out of reach
+        existing += 1
+        if (member, lesson) in desired:
+            unchanged += 1
+            continue
+        if authoritative and member in named:
+            rules.take_back(columns.completion(row), next(r for r in specs if member in r.named_members))
+        elif owned:
+            owner = systems[code][1]
+            if owner is not None:
+                rules.take_back(columns.completion(row), owner)
+    plan.existing_in_scope += existing
+    plan.unchanged += unchanged
+    for pair, found in slow.items():
+        rules.settle(pair, [columns.completion(row) for row in found])
+    return rules.creates
+
+
+def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[Pair, list[Completion]],
+                    present: Container[Pair], catalog: Catalog, order: dict[int, tuple[int, int]]) -> None:
     """Per coworker: enrol in the target if needed, create each missing mapped completion, then (with
-    `source: remove`) delete the source completion, which the executor does only once its twin exists."""
+    `source: remove`) delete the source completion, which the executor does only once its twin exists.
+    `records`: the source lessons' records by pair, in the order read; `present`: the pairs with a record."""
     spec = migration.spec
     source, target = migration.source.id, migration.target.id
     target_member = {m.coworker_id: m for m in catalog.members_of(target)}
@@ -361,7 +563,7 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: dict[Pair
             twin_lesson = migration.lesson_map[lesson]
             entry = migration.map_origins.get(lesson, spec.origin)  # the lessons: entry that maps it
             twin = f"{target}:{member.coworker_id}:{twin_lesson}"
-            exists = twin_member is not None and bool(records.get((twin_member.id, twin_lesson)))
+            exists = twin_member is not None and (twin_member.id, twin_lesson) in present
             if exists:
                 plan.unchanged += 1
             else:
