@@ -34,10 +34,10 @@ both dates itself, so either takes a writer whose clock is behind by more than t
 
 The file (gzip, JSON lines) never holds a read twice over: a first line says what it is (`format`, target,
 version, watermark, scope; a file of another format, such as an older cache, is refused before anything else
-is read), then each shape of record once (its keys in order) and the records a page to a line, each a row
-`[shape, value, ...]`. A full read writes each page as it arrives (to a temporary body, joined to the first line
-as a second gzip member when the read is whole), and a cache is loaded straight into those rows, one tuple a
-record, its repeated texts shared.
+is read), then the records a page to a line, each line a JSON array of the records as the server wrote them
+(keys in its order). A full read writes each page as it arrives, in one call of msgspec's encoder (to a
+temporary body, joined to the first line as a second gzip member when the read is whole), and a cache is loaded
+a line at a time into compact rows, one tuple a record, its repeated texts shared.
 """
 
 from __future__ import annotations
@@ -47,9 +47,12 @@ import hashlib
 import itertools
 import json
 import logging
+import operator
 import os
+import queue
 import shutil
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -57,6 +60,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
 
 from reconciler import __version__
 from reconciler.config import CacheSettings
@@ -68,7 +73,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = "reconciler-read-cache/2"
+CACHE_FORMAT = "reconciler-read-cache/3"
 COMPLETIONS = "/api/content/coursecompletedlessons"
 CHANGED_SINCE = "from_CourseCompletedLesson_UpdatedOn"
 CHANGED_UNTIL = "to_CourseCompletedLesson_UpdatedOn"
@@ -141,22 +146,24 @@ class Rows:
     def record(self, row: Row) -> Record:
         return dict(zip(self.shapes[row[0]], itertools.islice(row, 1, None), strict=True))
 
-    def load(self, rows: Any, shared: dict[Any, Any]) -> int:
-        """Hold the rows of one line of the file (ValueError, IndexError or TypeError when they are not rows);
-        texts and numbers equal to one held already share it. Returns how many rows there were."""
-        if not isinstance(rows, list):
-            raise ValueError("a line of rows is not a list")
-        keep, plain, by_id, at = shared.setdefault, (str, int), self.by_id, self._at
-        widths = [len(keys) + 1 for keys in self.shapes]
-        for values in rows:
-            if type(values) is not list or type(values[0]) is not int or values[0] < 0 \
-                    or len(values) != widths[values[0]]:
-                raise ValueError(f"not a row: {str(values)[:80]}")
-            row: Row = tuple([keep(v, v) if type(v) in plain else v for v in values])
-            by_id[row[at[row[0]][0]]] = row
+    def load(self, records: Any, shared: dict[Any, Any]) -> int:
+        """Hold the records of one line of the file as rows (ValueError or TypeError when they are not records);
+        texts and numbers equal to one held already share it. Returns how many records there were."""
+        if type(records) is not list:
+            raise ValueError("a line of records is not a list")
+        keep, plain, by_id, at, known = shared.setdefault, (str, int), self.by_id, self._at, self.known
+        for record in records:
+            if type(record) is not dict:
+                raise ValueError(f"not a record: {str(record)[:80]}")
+            keys = tuple(record)
+            shape = known.get(keys)
+            if shape is None:
+                shape = self.shape(keys)
+            row: Row = (shape, *[keep(v, v) if type(v) in plain else v for v in record.values()])
+            by_id[row[at[shape][0]]] = row
             if len(shared) > SHARED_LIMIT:
                 shared.clear()
-        return len(rows)
+        return len(records)
 
 
 @dataclass
@@ -221,22 +228,23 @@ class Merge:
 
 
 class Body:
-    """The records of a full read as they arrive (`FullRead`'s hook), written a line of rows at a time to a
-    temporary file beside the cache, so that nothing holds them all; with the newest UpdatedOn seen. `against`:
+    """The records of a full read a page at a time as they arrive (`FullRead`'s hook), each page a line of a
+    temporary file beside the cache, so that nothing holds them all; with the newest UpdatedOn seen. A thread of
+    the body's own encodes, compresses and writes the pages while the read waits for the next one (a page waits
+    at most: the read's memory does not grow, and it only waits on the writer when that falls behind). `against`:
     the rows of an incremental read to check record for record (the Ids in scope that differ are noted)."""
 
     def __init__(self, folder: Path, against: Rows | None = None, lesson_ids: set[int] | None = None) -> None:
-        self.rows = Rows()
-        self._known = self.rows.known
-        self.count = 0
+        self.count = 0  # the records handed to the writer
         self.watermark, self._last = "", None
         self._best_at: datetime | None = None  # the watermark's instant (None: not read yet)
         self.against, self.lesson_ids = against, lesson_ids or set()
         self.differ: set[int] = set()
-        self._pending: list[Row] = []
-        self._written = 0  # shapes written
         self.path: Path | None = None
         self._out: Any = None
+        self._pages: queue.Queue[list[Record] | None] = queue.Queue(maxsize=1)
+        self._writer: threading.Thread | None = None
+        self._failed: BaseException | None = None  # what stopped the writer (an OSError: only the cache is lost)
         try:
             folder.mkdir(parents=True, exist_ok=True)
             for stale in folder.glob(".body.*"):  # left by a run that was killed
@@ -248,26 +256,49 @@ class Body:
         except OSError as e:
             log.warning("warning: the read cache in %s could not be written (%s)", folder, e)
             self.close()
-
-    def keep(self, record: Record) -> None:
-        stamp = record.get("UpdatedOn")
-        if stamp != self._last:
-            self._newer(stamp)
-        if self.against is not None and record["CourseLessonId"] in self.lesson_ids:
-            held = self.against.by_id.get(record["Id"])
-            if held is not None and self.against.record(held) == record:
-                self.differ.discard(record["Id"])
-            else:
-                self.differ.add(record["Id"])
-        if self._out is None:
             return
-        keys = tuple(record)
-        shape = self._known.get(keys)
-        if shape is None:
-            shape = self.rows.shape(keys)
-        self._pending.append((shape, *record.values()))
-        if len(self._pending) >= CHUNK:
-            self.flush()
+        self._writer = threading.Thread(target=self._write, args=(self._out,), name="read-cache-body", daemon=True)
+        self._writer.start()
+
+    def keep(self, page: list[Record]) -> None:
+        """A page of raw records (or a whole table read at once: written CHUNK records a line)."""
+        try:  # a page holds a handful of distinct stamps: each is judged once, in the order they came
+            stamps: Iterable[Any] = dict.fromkeys([record.get("UpdatedOn") for record in page])
+        except TypeError:  # a stamp that is a list or an object
+            stamps = [record.get("UpdatedOn") for record in page]
+        for stamp in stamps:
+            if stamp != self._last:
+                self._newer(stamp)
+        if self.against is not None:
+            self._check(page, self.against)
+        if self._out is None or not page:
+            return
+        if self._failed is not None:
+            self.close()
+            return
+        self._pages.put(page)
+        self.count += len(page)
+
+    def _write(self, out: Any) -> None:
+        """The writer: each page queued, CHUNK records a line, until None. After a failure pages are still
+        taken (the read never waits on a writer that stopped); the read's thread says what failed."""
+        while (page := self._pages.get()) is not None:
+            if self._failed is None:
+                try:
+                    for start in range(0, len(page), CHUNK):
+                        write_records(out, page if len(page) <= CHUNK else page[start:start + CHUNK])
+                except BaseException as e:  # raised again by `finish`, unless an OSError
+                    self._failed = e
+
+    def _check(self, page: list[Record], against: Rows) -> None:
+        """Note the records in scope that differ from those the incremental read holds."""
+        for record in page:
+            if record["CourseLessonId"] in self.lesson_ids:
+                held = against.by_id.get(record["Id"])
+                if held is not None and against.record(held) == record:
+                    self.differ.discard(record["Id"])
+                else:
+                    self.differ.add(record["Id"])
 
     def _newer(self, stamp: Any) -> None:
         """The watermark (as `newest`): a UTC stamp of the lists' form is compared as text with one of its length
@@ -282,30 +313,29 @@ class Body:
         if at is not None and (best_at is None or at > best_at):
             self.watermark, self._best_at = text, at
 
-    def flush(self) -> None:
-        if self._out is None or not self._pending:
-            return
-        try:
-            write_rows(self._out, self.rows.shapes[self._written:], self._pending)
-        except OSError as e:
-            log.warning("warning: the read cache could not be written (%s)", e)
-            self.close()
-            return
-        self._written = len(self.rows.shapes)
-        self.count += len(self._pending)
-        self._pending = []
-
     def finish(self) -> Path | None:
-        """Stop writing: the body's file, complete (None when it could not be written)."""
+        """Stop writing, once the writer has written every page handed to it: the body's file, complete (None
+        when it could not be written)."""
         out, self._out = self._out, None
         if out is None:
             return None
+        if self._writer is not None:
+            self._pages.put(None)
+            self._writer.join()
+            self._writer = None
+        failed, self._failed = self._failed, None
+        raw = out.fileobj
         try:
-            raw = out.fileobj
-            out.close()
-            raw.close()
+            try:
+                out.close()
+            finally:
+                raw.close()
         except OSError as e:
-            log.warning("warning: the read cache could not be written (%s)", e)
+            failed = failed or e
+        if failed is not None and not isinstance(failed, OSError):
+            raise failed
+        if failed is not None:
+            log.warning("warning: the read cache could not be written (%s)", failed)
             return None
         return self.path
 
@@ -315,16 +345,38 @@ class Body:
             self.finish()
         except OSError:
             pass
-        if self.path is not None:
-            self.path.unlink(missing_ok=True)
-            self.path = None
+        finally:
+            if self.path is not None:
+                self.path.unlink(missing_ok=True)
+                self.path = None
 
 
-def write_rows(out: Any, shapes: Iterable[tuple[str, ...]], rows: list[Row]) -> None:
-    """One line per shape not yet written, then one line of rows (the C encoder, once a line)."""
-    for keys in shapes:
-        out.write(json.dumps({"shape": list(keys)}, separators=(",", ":")).encode() + b"\n")
-    out.write(json.dumps(rows, separators=(",", ":")).encode() + b"\n")
+_ENCODE = msgspec.json.Encoder().encode
+_DECODE = msgspec.json.Decoder().decode
+
+
+def write_records(out: Any, records: list[Record]) -> None:
+    """One line of the file: the records as a JSON array, by msgspec in one call; by the standard library when
+    msgspec would not write them exactly: a lone surrogate (which it refuses), NaN or an infinity (which it
+    writes as null: so a line with more nulls than the records' values of None is written again)."""
+    try:
+        text = _ENCODE(records)
+    except (msgspec.EncodeError, TypeError, ValueError, OverflowError):
+        text = b""
+    if not text or (b"null" in text and text.count(b"null") != operator.countOf(
+            itertools.chain.from_iterable(map(dict.values, records)), None)):
+        text = json.dumps(records, separators=(",", ":")).encode()
+    out.write(text)
+    out.write(b"\n")
+
+
+def read_line(line: bytes) -> Any:
+    """A line of the file as values: by msgspec, or by the standard library when msgspec refuses it (NaN, an
+    infinity, a lone surrogate, as `write_records` leaves them)."""
+    try:
+        return _DECODE(line)
+    except msgspec.DecodeError:
+        return json.loads(line)
 
 
 def created_since(record: Record, since: datetime, since_text: str) -> bool:
@@ -438,7 +490,6 @@ class ReadCache:
 
         seen = FullRead(body.keep)
         found, partial = reader.read_completions(lesson_ids, named_members, markers, convert, seen)
-        body.flush()
         return found, partial, seen.kind
 
     def _incremental(self, reader: StateReader, entry: Entry,
@@ -713,10 +764,10 @@ class ReadCache:
         why = "no cache yet"
         for path in (self.path_of("all"), self.path_of("lessons", lesson_ids)):
             try:
-                with gzip.open(path, "rt", encoding="utf-8") as handle:
+                with gzip.open(path, "rb") as handle:
                     first = handle.readline(HEADER_LIMIT)
                     try:
-                        doc = json.loads(first) if first.endswith("\n") else None
+                        doc = json.loads(first) if first.endswith(b"\n") else None
                     except ValueError:
                         doc = None
                     entry = self._checked(path, doc, lesson_ids)
@@ -728,19 +779,15 @@ class ReadCache:
                 raise Doubt(f"the cache {path} cannot be read ({e})") from None
         raise Doubt(why)
 
-    def _load(self, entry: Entry, lines: Iterator[str]) -> None:
-        """The rows after the first line, into `entry.records` (Doubt when the file is damaged)."""
+    def _load(self, entry: Entry, lines: Iterator[bytes]) -> None:
+        """The records after the first line, into `entry.records` (Doubt when the file is damaged)."""
         rows, count = entry.records, 0
         shared: dict[Any, Any] = {}
         try:
             for line in lines:
-                item = json.loads(line)
-                if isinstance(item, dict):
-                    rows.shape(tuple(item["shape"]))
-                else:
-                    count += rows.load(item, shared)
+                count += rows.load(read_line(line), shared)
             if count != entry.count:
-                raise ValueError(f"{count:,} rows, the first line says {entry.count:,}")
+                raise ValueError(f"{count:,} records, the first line says {entry.count:,}")
         except (KeyError, IndexError, TypeError, ValueError) as e:
             raise Doubt(f"the cache {entry.path} is damaged ({e!r})") from None
 
@@ -823,7 +870,7 @@ class ReadCache:
 
     def _save(self, reader: StateReader, path: Path, kind: str, lessons: frozenset[int], records: Rows,
               watermark: str, full_read_at: float, span: float, verified: bool, full_requests: int) -> None:
-        """Write the entry a line of rows at a time; a cache that cannot be written only costs the next run a
+        """Write the entry a line of records at a time; a cache that cannot be written only costs the next run a
         full read."""
         header = self._header(reader, kind, lessons, watermark, full_read_at, span, verified, full_requests,
                               len(records))
@@ -831,12 +878,9 @@ class ReadCache:
         def write(handle: Any) -> None:
             with gzip.GzipFile(fileobj=handle, mode="wb", compresslevel=1) as out:
                 out.write(header)
-                rows, shapes = iter(records.by_id.values()), records.shapes
+                rows = iter(records.by_id.values())
                 while chunk := list(itertools.islice(rows, CHUNK)):
-                    write_rows(out, shapes, chunk)
-                    shapes = []
-                if shapes:  # no record: the shapes alone
-                    write_rows(out, shapes, [])
+                    write_records(out, [records.record(row) for row in chunk])
 
         try:
             self._replace(path, write)

@@ -107,11 +107,12 @@ _Kept = TypeVar("_Kept")
 
 @dataclass
 class FullRead:
-    """What a full completions read saw, for the read cache: every raw record, handed to `keep` as it arrives
-    (the cache writes it away at once), and whether they are the whole table (`all`), exactly the lessons asked
-    (`lessons`), or neither (None: not cacheable)."""
+    """What a full completions read saw, for the read cache: every raw record, handed to `keep` a page at a time
+    as it arrives (the cache writes the page away at once, on a thread of its own: a page handed over is not to
+    be changed), and whether they are the whole table (`all`), exactly the lessons asked (`lessons`), or neither
+    (None: not cacheable)."""
 
-    keep: Callable[[dict[str, Any]], None]
+    keep: Callable[[list[dict[str, Any]]], None]
     kind: str | None = None
 
 
@@ -464,10 +465,10 @@ class StateReader:
         found: ById[_Kept] = ById()
         whole = [False]  # a filter the server ignored brought the whole table: everything in scope is kept
 
-        def keep(records: Iterable[dict[str, Any]]) -> None:
+        def keep(records: list[dict[str, Any]]) -> None:
+            if seen is not None:
+                seen.keep(records)
             for record in records:
-                if seen is not None:
-                    seen.keep(record)
                 if record["CourseLessonId"] in lesson_ids:
                     found.put(record["Id"], convert(record))
 

@@ -1,10 +1,12 @@
-"""The read cache's file and what it holds (issue 17 x 18): a first line that says what the file is, then each
-shape of record once and the records a page to a line; an older format refused before anything else is read;
-values kept exactly (types, key order); a full read that holds no second copy of the records it reads."""
+"""The read cache's file and what it holds (issue 17 x 18): a first line that says what the file is, then the
+records a page to a line; an older format refused before anything else is read; values kept exactly (types, key
+order, and what msgspec would not write: NaN, infinities, lone surrogates); a full read that holds no second copy
+of the records it reads."""
 
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import logging
 import os
@@ -19,7 +21,7 @@ import httpx
 import pytest
 
 from reconciler import __version__
-from reconciler.cache import CACHE_FORMAT, Body, ReadCache, Rows
+from reconciler.cache import CACHE_FORMAT, CHUNK, Body, ReadCache, Rows, read_line, write_records
 from reconciler.client import NexudusClient
 from reconciler.config import CacheSettings
 from reconciler.emulator.app import EmulatorApp, Settings
@@ -83,21 +85,12 @@ def served(tmp_path: Path) -> Iterator[Served]:
 
 
 def decoded(lines: list[Any]) -> list[dict[str, Any]]:
-    """The records of a cache file's lines after the first, as the file says they are."""
-    shapes: list[list[str]] = []
-    records = []
-    for item in lines[1:]:
-        if isinstance(item, dict):
-            shapes.append(item["shape"])
-            continue
-        for row in item:
-            keys = shapes[row[0]]  # a shape comes before the first row of it
-            records.append(dict(zip(keys, row[1:], strict=True)))
-    return sorted(records, key=lambda r: r["Id"])
+    """The records of a cache file's lines after the first."""
+    return sorted((record for line in lines[1:] for record in line), key=lambda r: r["Id"])
 
 
 @pytest.mark.parametrize("incremental", [False, True])
-def test_the_file_is_a_first_line_then_shapes_and_a_line_of_rows_a_page(served: Served, incremental: bool) -> None:
+def test_the_file_is_a_first_line_then_a_line_of_records_a_page(served: Served, incremental: bool) -> None:
     served.read()
     if incremental:  # written again from the rows held, not from a full read
         served.touch()
@@ -105,30 +98,43 @@ def test_the_file_is_a_first_line_then_shapes_and_a_line_of_rows_a_page(served: 
     full, _, _ = served.read(cache=False)
     lines = served.lines()
     first = lines[0]
-    assert first["format"] == CACHE_FORMAT == "reconciler-read-cache/2"
+    assert first["format"] == CACHE_FORMAT == "reconciler-read-cache/3"
     assert first["target"] == served.server.url and first["reconciler"] == __version__ and first["kind"] == "all"
     assert first["records"] == len(full) == 120
     assert [list(r) for r in decoded(lines)] == [list(r) for r in full]  # keys in the server's order
     assert decoded(lines) == full
-    assert all(isinstance(item, list) and len(item) <= 1000 for item in lines[1:] if not isinstance(item, dict))
+    assert all(isinstance(line, list) and all(isinstance(r, dict) for r in line) for line in lines[1:])
+    # A full read writes each page (20 records here) as it arrives; the incremental one CHUNK records a line.
+    assert [len(line) for line in lines[1:]] == ([120] if incremental else [20] * 6)
     assert [p.name for p in served.folder.iterdir()] == ["completions-all.json.gz"]  # no temporary file left
 
 
-def test_a_cache_of_the_older_format_is_refused_then_replaced(served: Served) -> None:
-    """Format 1 was one JSON document (every record at once); it is refused by its first line, without being
-    read whole, and the full read that follows writes the new format."""
+def format_2(served: Served, full: list[dict[str, Any]]) -> list[Any]:
+    """The lines of a cache of format 2: a first line, each shape of record once, then rows `[shape, value, ...]`."""
+    shape = list(full[0])
+    return [{"format": "reconciler-read-cache/2", "target": served.server.url, "reconciler": __version__,
+             "kind": "all", "lessons": [], "watermark": full[-1]["UpdatedOn"],
+             "full_read_at": datetime.now(UTC).timestamp(), "span_seconds": 1.0, "verified": True, "page_size": 20,
+             "full_requests": 7, "records": len(full)},
+            {"shape": shape}, [[0, *r.values()] for r in full]]
+
+
+@pytest.mark.parametrize("older", [1, 2])
+def test_a_cache_of_an_older_format_is_refused_then_replaced(served: Served, older: int) -> None:
+    """Format 1 was one JSON document (every record at once), format 2 a line per shape of record then lines of
+    rows; either is refused by its first line, without being read whole, and the full read that follows writes
+    the new format."""
     full, _, _ = served.read(cache=False)
     served.folder.mkdir(parents=True)
-    shapes = [list(full[0])]
-    old = {"format": "reconciler-read-cache/1", "target": served.server.url, "reconciler": __version__,
-           "kind": "all", "lessons": [], "watermark": full[-1]["UpdatedOn"],
-           "full_read_at": datetime.now(UTC).timestamp(), "span_seconds": 1.0, "verified": True, "page_size": 20,
-           "full_requests": 7, "shapes": shapes, "records": [[0, *r.values()] for r in full]}
+    lines: list[Any] = format_2(served, full)
+    if older == 1:
+        lines = [{**lines[0], "format": "reconciler-read-cache/1", "shapes": [lines[1]["shape"]],
+                  "records": lines[2]}]
     with gzip.open(served.path, "wt", encoding="utf-8") as handle:
-        json.dump(old, handle)
+        handle.write("".join(json.dumps(line) + "\n" for line in lines))
     got, _, how = served.read()
     assert got == full
-    assert how == f"full ({served.path} is not a read cache (reconciler-read-cache/2))"
+    assert how == f"full ({served.path} is not a read cache (reconciler-read-cache/3))"
     assert served.lines()[0]["format"] == CACHE_FORMAT
     assert served.read() == (full, 3, "incremental")
 
@@ -140,7 +146,7 @@ def test_a_file_with_fewer_rows_than_its_first_line_says_is_damaged(served: Serv
         handle.write("".join(json.dumps(item) + "\n" for item in lines[:-1]))  # the last line of rows lost
     got, _, how = served.read()
     assert got == served.read(cache=False)[0]
-    assert how.startswith(f"full (the cache {served.path} is damaged (ValueError('") and "rows, the first" in how
+    assert how.startswith(f"full (the cache {served.path} is damaged (ValueError('") and "records, the first" in how
 
 
 def test_a_cache_that_cannot_be_written_costs_only_the_cache(served: Served, caplog: pytest.LogCaptureFixture
@@ -169,6 +175,39 @@ def test_values_keep_their_types_and_order_through_the_cache(served: Served) -> 
     assert [type(r["IsNew"]) for r in got] == [type(r["IsNew"]) for r in full]
     got_again, _, how = served.read()  # loaded from the file written by the incremental read
     assert how == "incremental" and json.dumps(got_again) == json.dumps(full)
+
+
+def test_values_msgspec_would_not_write_exactly_go_through_the_cache_as_they_were(served: Served) -> None:
+    """msgspec writes NaN and infinities as null and refuses a lone surrogate: a page that holds one is written
+    by the standard library (as the server's JSON had it), whether a full read or an incremental one wrote it."""
+    rows = sorted(served.store.rows[COMPLETIONS])
+    placed: dict[int, Any] = {  # the first page without a lone surrogate (which alone sends a page to json)
+        0: float("nan"), 3: float("inf"), 6: -float("inf"), 9: [None, float("nan")], 12: 2**70, 15: "null",
+        40: "\ud800", 43: {"null": None}, 46: None, 49: 1e300, 52: -0.0}
+    for at, value in placed.items():
+        served.store.rows[COMPLETIONS][rows[at]]["IsNew"] = value
+    full, _, _ = served.read(cache=False)
+    assert served.read()[2] == "full (no cache yet)"
+    got, _, how = served.read()  # loaded from the file the full read wrote
+    assert how == "incremental" and json.dumps(got) == json.dumps(full)
+    assert [type(r["IsNew"]) for r in got] == [type(r["IsNew"]) for r in full]
+    served.touch()
+    assert served.read()[2] == "incremental"  # the file written again from the rows held
+    got, _, how = served.read()
+    full, _, _ = served.read(cache=False)
+    assert how == "incremental" and json.dumps(got) == json.dumps(full)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), "\ud800", 2**70, "null", [None], {"null": None},
+                                   "é", None])
+def test_a_line_of_records_reads_back_as_it_was_written(value: Any) -> None:
+    records = [{"Id": 1, "CourseLessonId": 2, "SystemId": None}, {"Id": 2, "CourseLessonId": 2, "X": value}]
+    out = io.BytesIO()
+    write_records(out, records)
+    line = out.getvalue()
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    back = read_line(line)
+    assert json.dumps(back) == json.dumps(records) and [list(r) for r in back] == [list(r) for r in records]
 
 
 def test_a_full_read_through_the_cache_holds_no_second_copy_of_the_records(tmp_path: Path) -> None:
@@ -218,14 +257,16 @@ def test_rows_refuse_what_is_not_a_record() -> None:
     rows = Rows()
     with pytest.raises(ValueError, match="without Id or CourseLessonId"):
         rows.row({"Id": 1, "Title": "a lesson?"})
-    shape = rows.shape(("Id", "CourseLessonId"))
-    bad_lines: list[Any] = [[[shape, 1]], [[shape, 1, 2, 3]], [["0", 1, 2]], [[-1, 1, 2]], {"rows": []}]
+    bad_lines: list[Any] = [[[0, 1, 2]], [{"Id": 1}], [{"CourseLessonId": 1}], [None], {"rows": []}, "[]"]
     for bad in bad_lines:
         with pytest.raises(ValueError):
             rows.load(bad, {})
-    with pytest.raises(IndexError):
-        rows.load([[5, 1, 2]], {})
-    assert rows.load([[shape, 1, 2], [shape, 3, 2]], {}) == 2 and sorted(rows.by_id) == [1, 3]
+    with pytest.raises(TypeError):
+        rows.load([{"Id": [1], "CourseLessonId": 2}], {})
+    loaded = rows.load([{"Id": 1, "CourseLessonId": 2}, {"CourseLessonId": 2, "Id": 3, "SystemId": "x"}], {})
+    assert loaded == 2 and sorted(rows.by_id) == [1, 3] and len(rows.shapes) == 2
+    assert [rows.record(rows.by_id[i]) for i in (1, 3)] == [{"Id": 1, "CourseLessonId": 2},
+                                                          {"CourseLessonId": 2, "Id": 3, "SystemId": "x"}]
 
 
 @pytest.mark.parametrize(("stamps", "newest"), [
@@ -239,13 +280,71 @@ def test_rows_refuse_what_is_not_a_record() -> None:
      "2026-03-01T11:00:01+00:00"),
     ([None, "not a date", "2026-03-01T10:00:00Z", None], "2026-03-01T10:00:00Z"),
 ])
+@pytest.mark.parametrize("paged", [False, True])
 def test_a_full_reads_watermark_is_its_newest_stamp_as_an_instant(tmp_path: Path, stamps: list[str | None],
-                                                                  newest: str) -> None:
+                                                                  newest: str, paged: bool) -> None:
+    body = Body(tmp_path)
+    records = [{"Id": n, "CourseLessonId": 1, "UpdatedOn": stamp} for n, stamp in enumerate(stamps)]
+    try:
+        for page in [records[:1], records[1:]] if paged else [records + records[::-1]]:
+            body.keep(page)
+        assert body.watermark == newest
+    finally:
+        body.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_body_writes_a_long_page_chunk_records_a_line(tmp_path: Path) -> None:
+    """A whole table handed over at once (a filter the server ignored) is still written a bounded line at a
+    time."""
+    body = Body(tmp_path)
+    records = [{"Id": n, "CourseLessonId": 1, "UpdatedOn": [n]} for n in range(2 * CHUNK + 5)]  # unhashable stamps
+    try:
+        body.keep(records)
+        body.keep([])
+        path = body.finish()
+        assert path is not None and body.count == len(records)
+        with gzip.open(path, "rb") as handle:
+            lines = [read_line(line) for line in handle]
+        assert [len(line) for line in lines] == [CHUNK, CHUNK, 5]
+        assert [r for line in lines for r in line] == records
+    finally:
+        body.close()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists() or not Path("/proc/self/fd").is_dir(),
+                    reason="a full disk is played by /dev/full, the body's file found in /proc/self/fd")
+def test_a_body_that_cannot_be_written_midway_costs_only_the_cache(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """The pages are written by the body's own thread: a failure there neither stops nor stalls the read."""
+    body = Body(tmp_path)
+    records = [{"Id": n, "CourseLessonId": 1, "UpdatedOn": "2026-03-01T10:00:00Z", "Text": os.urandom(50).hex()}
+               for n in range(CHUNK)]
+    assert body.path is not None
+    try:
+        written = [int(fd.name) for fd in Path("/proc/self/fd").iterdir() if fd.resolve() == body.path.resolve()]
+        assert len(written) == 1
+        full = os.open("/dev/full", os.O_WRONLY)
+        os.dup2(full, written[0])  # the disk full from now on
+        os.close(full)
+        with caplog.at_level(logging.WARNING, logger="reconciler"):
+            for _ in range(5):
+                body.keep(records)
+            assert body.finish() is None
+        assert "the read cache could not be written" in caplog.text
+        assert body.watermark == "2026-03-01T10:00:00Z"
+    finally:
+        body.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_body_that_fails_otherwise_says_so(tmp_path: Path) -> None:
+    """Anything but an OSError in the writer is a fault, raised in the read's thread."""
     body = Body(tmp_path)
     try:
-        for n, stamp in enumerate(stamps):
-            body.keep({"Id": n, "CourseLessonId": 1, "UpdatedOn": stamp})
-        assert body.watermark == newest
+        body.keep([{"Id": 1, "CourseLessonId": 1, "Odd": object()}])  # not JSON at all
+        with pytest.raises(TypeError):
+            body.finish()
     finally:
         body.close()
     assert list(tmp_path.iterdir()) == []
