@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from reconciler.client import NexudusClient, Page
+from reconciler.columns import CompletionColumns
 from reconciler.errors import AuthError, PartialRead, UsageError
 from reconciler.model import Catalog, Completion, Course, Coworker, Lesson, Member, SpecSet, split_teams
 from reconciler.schema_check import near_miss
@@ -399,40 +400,18 @@ class StateReader:
 
     def completions(self, lesson_ids: set[int], named_members: set[int] | None = None,
                     markers: Iterable[str] = (), *, catalog: Catalog | None = None
-                    ) -> tuple[list[Completion], list[str]]:
+                    ) -> tuple[CompletionColumns, list[str]]:
         """Every completion of `lesson_ids` (or, when cheaper, of `named_members` plus those carrying
         `markers`); the planner narrows this to its scope. Returns (completions, partial-read reasons).
 
-        Each page is turned into compact values as it arrives (titles and names shared with `catalog`),
-        so a read of millions of records never holds them all as raw JSON."""
+        Each record is added to columns as it arrives (`columns.py`: a few bytes a record, titles and names
+        from `catalog`), so a read of millions of records never holds them as raw JSON nor as an object each;
+        the columns read back as `Completion` values."""
         titles = {x.id: x.title for x in catalog.lessons.values()} if catalog else {}
         names = {m.id: m.full_name for m in catalog.members.values()} if catalog else {}
-        # The catalog's own int objects for lesson and member Ids (JSON makes a new one per record: two
-        # fewer objects a record, a hundred megabytes on a read of millions).
-        ids = {x.id: x.id for x in catalog.lessons.values()} if catalog else {}
-        ids.update({m.id: m.id for m in catalog.members.values()} if catalog else {})
-        shared: dict[str, str] = {}
-        last = ["", ""]  # the stamps of the record before: records written together share them
-
-        def compact(record: dict[str, Any]) -> Completion:
-            lesson, member, system = record["CourseLessonId"], record["CourseMemberId"], record.get("SystemId")
-            lesson, member = ids.get(lesson, lesson), ids.get(member, member)
-            created, updated = record["CreatedOn"], record["UpdatedOn"]
-            if created == last[0]:
-                created = last[0]
-            else:
-                last[0] = created
-            if updated == last[1]:
-                updated = last[1]
-            else:
-                last[1] = updated
-            return Completion(record["Id"], member, lesson, created, updated,
-                              shared.setdefault(system, system) if system is not None else None,
-                              record.get("UniqueId"),
-                              titles.get(lesson) or str(record.get("CourseLessonTitle") or ""),
-                              names.get(member) or str(record.get("CourseMemberCoworkerFullName") or ""))
-
-        return self._collect(lesson_ids, named_members, markers, compact)
+        columns = CompletionColumns(titles, names)
+        rows, partial = self._collect(lesson_ids, named_members, markers, columns.add)
+        return columns.take(rows), partial
 
     def completion_records(self, lesson_ids: set[int], named_members: set[int] | None = None,
                            markers: Iterable[str] = ()) -> tuple[list[dict[str, Any]], list[str]]:
