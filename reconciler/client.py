@@ -4,7 +4,9 @@ Every request goes through one loop, `NexudusClient._exchange`: API requests by 
 answers to errors), the token grant (sign-in, refresh, TOTP) by `_token_call`, with the same deadline,
 pacing, timeouts, throttle waits, retries and -vv trace. Its steps are named: `_admit` (deadline, pacing,
 auth), `_send`, `_goes_again` (classify an answer: throttled, renewed, retried, or final),
-`_after_lost_answer`, `_trace`. Every error leaving the client passes the one redactor (`redact.py`).
+`_after_lost_answer`, `_trace`. The loop serves one request at a time, whichever thread sends it (`pages`
+fetches a read's next page in a thread of its own). Every error leaving the client passes the one redactor
+(`redact.py`).
 The client is handed its `httpx.Client` (or a transport), which is how the in-process emulator and the
 real service share this code.
 """
@@ -17,8 +19,9 @@ import logging
 import math
 import random
 import re
+import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,7 +48,7 @@ from reconciler.errors import (
     ValidationFailed,
     WriteRefused,
 )
-from reconciler.pacing import Pacer, StopFlag, duration
+from reconciler.pacing import SLICE, Pacer, StopFlag, duration
 from reconciler.redact import RedactingFilter, redact, redact_error, remember
 
 # The public names; the stop-the-run errors are re-exported for callers that import them from here.
@@ -89,6 +92,47 @@ class Page:
     body: dict[str, Any]
     records: list[dict[str, Any]]
     size: int
+
+
+class _ReadLeft(Exception):
+    """Ends a thread fetching a page ahead once its read is left; never leaves the client."""
+
+
+class _Ahead:
+    """The next page of a read, fetched in a thread of its own while the caller takes in the page in hand.
+
+    `take` hands the page over, or raises what fetching it raised, as the caller asking for the page would
+    have met it. `drop` is for a read that is left: a request not yet sent is not sent, a wait ends, and
+    whatever comes of it is let go (nothing is printed). Both return once the thread has ended, so that no
+    thread outlives its read.
+    """
+
+    def __init__(self, fetch: Callable[[threading.Event], Page]) -> None:
+        self.left = threading.Event()
+        self._page: Page | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fetch,), name="reconciler-page-ahead", daemon=True)
+        self._thread.start()
+
+    def _run(self, fetch: Callable[[threading.Event], Page]) -> None:
+        try:
+            self._page = fetch(self.left)
+        except BaseException as e:  # the reader's to raise (`take`) or let go (`drop`), never the thread's
+            self._error = e
+
+    def take(self) -> Page:
+        self._thread.join()
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+        assert self._page is not None
+        return self._page
+
+    def drop(self) -> None:
+        self.left.set()
+        if self._thread is not threading.current_thread():  # left from its own thread (finalized there): it ends
+            self._thread.join()
+        self._page = self._error = None
 
 
 @dataclass
@@ -150,7 +194,7 @@ class NexudusClient:
         # Ctrl-C during an apply sets `stop`: every wait then ends within a fraction of a second, raising
         # Interrupted (the default sleep watches the flag; an injected one is checked after it returns).
         self.stop = StopFlag()
-        self.sleep = sleep or self.stop.sleep
+        self.sleep = sleep or self._sleep
         self.slept = 0.0  # seconds of every wait so far (pacing, backoff, throttling)
         self.clock = clock
         self.wall_clock = wall_clock
@@ -176,6 +220,12 @@ class NexudusClient:
         self._refresh_margin = 0.0
         self._renewed_at: float | None = None  # clock() of the last sign-in or refresh
         self._totp_spent = False  # a code is good for seconds: it goes with the first sign-in only
+        # One request in flight at a time, whichever thread sends it (a read fetches its next page in a
+        # thread of its own): held by the one loop, the token grant and renewal included, and by every other
+        # use of the pacer, the session, the stats and the wait listener. Reentrant: a request signs in or
+        # renews inside its own turn.
+        self._lock = threading.RLock()
+        self._local = threading.local()  # `left`: in a thread fetching a page ahead, set once its read is left
         remember(self.credentials.token, self.credentials.password)
 
     # --- auth ------------------------------------------------------------------------------------
@@ -198,13 +248,13 @@ class NexudusClient:
     def sign_in_now(self) -> float | None:
         """Sign in now rather than at the first request (for `doctor`); the token's lifetime in seconds when
         the server said it."""
-        with self._redacting():
+        with self._lock, self._redacting():
             self._auth_header()
         return None if self._expires is None else self._expires - self.clock()
 
     def refresh_now(self) -> bool:
         """Trade the refresh token for new tokens now, with the client_id header; False if refused or none."""
-        with self._redacting():
+        with self._lock, self._redacting():
             return self._refresh is not None and self._refresh_grant()
 
     def _renew_after_401(self) -> bool:
@@ -320,7 +370,8 @@ class NexudusClient:
         """Sleep as the client does (for a caller pacing itself, possibly in slices `of` a longer wait),
         reported to the wait listener with `reason`: bounded by the deadline (the whole wait is checked
         against it), ended by `stop`."""
-        self._wait(seconds, whole=of, reason=reason)
+        with self._lock:
+            self._wait(seconds, whole=of, reason=reason)
 
     def _pacing_wait(self, seconds: float, budget: str) -> None:
         self._wait(seconds, reason=f"for the {budget}")
@@ -353,9 +404,30 @@ class NexudusClient:
             left -= step
             self._check_stop(method, url)
 
+    def _sleep(self, seconds: float) -> None:
+        """The default sleep: the stop flag's, in slices (Ctrl-C ends it), and in a thread fetching a page
+        ahead, ended as well once the read it fetches for is left."""
+        read_left = getattr(self._local, "left", None)
+        if read_left is None:
+            self.stop.sleep(seconds)
+            return
+        end = time.monotonic() + seconds
+        while not (self.stop.is_set or read_left.is_set()):
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                return
+            read_left.wait(min(remaining, SLICE))
+
     def _check_stop(self, method: str = "", url: str = "") -> None:
         if self.stop.is_set:
             raise Interrupted("interrupted", method=method, url=self._redact(url))
+        self._check_read_left()
+
+    def _check_read_left(self) -> None:
+        """In a thread fetching a page ahead: stop (sending nothing more, waiting no longer) once its read is left."""
+        read_left = getattr(self._local, "left", None)
+        if read_left is not None and read_left.is_set():
+            raise _ReadLeft
 
     def _wait_out_throttle(self, reply: httpx.Response, method: str, url: str, throttles: int,
                            waited: float = 0.0) -> float:
@@ -408,25 +480,28 @@ class NexudusClient:
     def _exchange(self, call: _Call) -> httpx.Response:
         """Attempts until an answer is final: each one admitted (deadline, pacing, auth), sent and
         classified; a failed or refused attempt either waits and goes again or raises."""
-        call.slept_before = self.slept
-        while True:
-            headers = self._admit(call)
-            sent = time.perf_counter()
-            try:
-                reply = self._send(call.method, call.url, params=call.params, json=call.json, data=call.form,
-                                   headers=headers)
-            except httpx.HTTPError as e:
+        with self._lock:
+            call.slept_before = self.slept
+            while True:
+                headers = self._admit(call)
+                sent = time.perf_counter()
+                try:
+                    reply = self._send(call.method, call.url, params=call.params, json=call.json, data=call.form,
+                                       headers=headers)
+                except httpx.HTTPError as e:
+                    self.pacer.after(write=call.write)
+                    self._trace(call, type(e).__name__, sent)
+                    self._after_lost_answer(call, e)
+                    continue
                 self.pacer.after(write=call.write)
-                self._trace(call, type(e).__name__, sent)
-                self._after_lost_answer(call, e)
-                continue
-            self.pacer.after(write=call.write)
-            self._trace(call, str(reply.status_code), sent)
-            if not self._goes_again(call, reply):
-                return reply
+                self._trace(call, str(reply.status_code), sent)
+                if not self._goes_again(call, reply):
+                    return reply
 
     def _admit(self, call: _Call) -> dict[str, str]:
-        """Before each attempt: the run's deadline, the request budget, the session; the headers to send."""
+        """Before each attempt: the run's deadline, the request budget, the session; the headers to send.
+        A page fetched ahead for a read that has been left is not sent."""
+        self._check_read_left()
         self._check_deadline(call.method, call.url)
         self.pacer.before(write=call.write)
         headers = {"Accept": "application/json", **call.headers}
@@ -584,7 +659,7 @@ class NexudusClient:
         return [record for page in self.pages(path, filters, first=first) for record in page]
 
     def pages(self, path: str, filters: Mapping[str, Any] | None = None, *,
-              first: Page | None = None) -> Iterator[list[dict[str, Any]]]:
+              first: Page | None = None) -> Generator[list[dict[str, Any]], None, None]:
         """Every record of a list endpoint, page by page as the server pages it (a caller that keeps only
         what it needs of each page holds one page at a time, not the whole list).
 
@@ -596,68 +671,126 @@ class NexudusClient:
         past any sane bound) raises PartialRead: a partial list is never taken for the whole.
         `first` continues a read whose first page `count` already fetched.
 
-        The next page is asked for only when the caller comes back for it, never fetched ahead: a caller
-        may stop after any page (a filter seen ignored) or send requests of its own between pages, and a
-        page fetched ahead would then be a request nobody asked for, or a second request in flight beside
-        the pacer, the session renewal and the stop flag, which keep one at a time. Against the service,
-        what a page costs to take in is spent inside the pacing interval anyway.
+        While the caller takes in a page, the next one is already being fetched, in a thread of its own,
+        so that our work on one page and the server's on the next overlap. Only a page the read will
+        certainly ask for is fetched so: one the answers promise (TotalItems says more distinct records
+        remain, or HasNextPage / TotalPages say so) once every check of the page in hand has passed; a
+        read that runs to its end sends exactly the requests, in the order, it always did. It is safe
+        because:
+        - one request is in flight at a time: the one loop (pacing, auth, the token grant and its
+          renewal, throttle waits, retries, stats, trace, wait listener) holds the client's lock, so a
+          request the caller sends between pages waits for the fetch ahead to finish, and follows it;
+        - the fetch ahead is the same `_page` call as ever, and what it raises (PartialRead,
+          MalformedAnswer, TransportError, AuthError, a StopRun...) is raised to the caller, unchanged,
+          when the caller comes back for that page: where the caller would have met it. The checks
+          across pages (a moving total, a short page, a record seen twice, endless pages) are made
+          here, in the caller's thread, as before;
+        - its waits watch the stop flag and the deadline as every wait does (Ctrl-C ends them within a
+          fraction of a second), so the caller, waiting for a page, waits no longer than it would have
+          asking for it;
+        - a caller that leaves the read (a break, an exception, the generator closed) drops the page:
+          not sent if it has not been, its wait cut short, its answer or error let go; the thread is
+          joined before the read is left, so none outlives it. Against the service, this is at most one
+          page read that was not needed, by a caller that stopped early.
         """
         with self._redacting():
             yield from self._pages(path, filters, first)
 
     def _pages(self, path: str, filters: Mapping[str, Any] | None,
-               first: Page | None) -> Iterator[list[dict[str, Any]]]:
+               first: Page | None) -> Generator[list[dict[str, Any]], None, None]:
         page = first or self._page(path, filters, 1, self.page_size)
         size = page.size
         total = _total(page.body)
         seen: set[int] = set()
         number = 1
-        limit = MAX_PAGES
-        while True:
-            where = f"GET {self.base_url}{path} (page {number}, size {size})"
-            ids = [record["Id"] for record in page.records]
-            fresh = set(ids)
-            if len(fresh) < len(ids) or not seen.isdisjoint(fresh):
-                repeated = next(i for n, i in enumerate(ids) if i in seen or i in ids[:n])
-                raise PartialRead(f"{where} repeated record {repeated} of an earlier page: the server's "
-                                  "paging moved or is ignored", method="GET", url=self.base_url + path)
-            seen |= fresh
-            yield page.records
-            now_total = _total(page.body)
-            if now_total != total:
-                raise PartialRead(f"{where}: TotalItems changed from {total} to {now_total} during the read",
-                                  method="GET", url=self.base_url + path)
-            served = len(page.records)
-            more = page.body.get("HasNextPage") is True or (
-                isinstance(page.body.get("TotalPages"), int) and number < page.body["TotalPages"])
-            if total is not None:
-                if len(seen) == total:
+        ahead: _Ahead | None = None
+        try:
+            while True:
+                where = f"GET {self.base_url}{path} (page {number}, size {size})"
+                ids = [record["Id"] for record in page.records]
+                fresh = set(ids)
+                if len(fresh) < len(ids) or not seen.isdisjoint(fresh):
+                    repeated = next(i for n, i in enumerate(ids) if i in seen or i in ids[:n])
+                    raise PartialRead(f"{where} repeated record {repeated} of an earlier page: the server's "
+                                      "paging moved or is ignored", method="GET", url=self.base_url + path)
+                seen |= fresh
+                following = self._following(path, page, where, number, size, total, len(seen))
+                if isinstance(following, int):
+                    if following < size:
+                        size = self._learn_page_size(following, path)
+                    ahead = self._fetch_ahead(path, filters, number + 1, size)
+                yield page.records
+                if isinstance(following, PartialRead):
+                    raise following
+                if following is None:
                     self._log_read(path, filters, len(seen), number, size)
                     return
-                if len(seen) > total:
-                    raise PartialRead(f"{where}: {len(seen)} distinct records, more than TotalItems ({total})",
-                                      method="GET", url=self.base_url + path)
-                # A first page that holds fewer than asked while the total says more shows the server's cap
-                # (its HasNextPage may be worked out from the size we asked, so it is not believed here).
-                capped = number == 1 and 0 < served < size
-                if served == 0 or (not more and not capped):
-                    raise PartialRead(f"{where} ended the list at {len(seen):,} of the {total:,} records its "
-                                      "TotalItems promised", method="GET", url=self.base_url + path)
-            elif served == 0 or not more:
-                self._log_read(path, filters, len(seen), number, size)
-                return
-            if served < size:
-                if number > 1:
-                    raise PartialRead(f"{where} served {served} records while more were promised",
-                                      method="GET", url=self.base_url + path)
-                size = self._learn_page_size(served, path)
-            if number == 1 and total is not None:
-                limit = math.ceil(total / size) + 1
-            if number >= limit:
-                raise PartialRead(f"{where}: the server keeps promising more pages; stopped after {number}",
-                                  method="GET", url=self.base_url + path)
-            number += 1
-            page = self._page(path, filters, number, size)
+                number += 1
+                assert ahead is not None
+                page = ahead.take()  # dropped below if the wait for it ends otherwise (Ctrl-C)
+                ahead = None
+        finally:
+            if ahead is not None:
+                ahead.drop()
+
+    def _following(self, path: str, page: Page, where: str, number: int, size: int, total: int | None,
+                   seen: int) -> int | PartialRead | None:
+        """What comes after page `number` of a read, decided before the page is handed over (so that the
+        next can be fetched meanwhile) and acted on after, as when it was decided then: the size to ask
+        the next page at, None when the list is whole, or the PartialRead the read ends with.
+
+        The read ends when `total` (TotalItems of the first page) distinct records are in or, without a
+        total, when the server says there is no next page; a total that moves, a short or empty page
+        while more are promised, more records than the total, or pages past any sane bound do not add up.
+        """
+        url = self.base_url + path
+        now_total = _total(page.body)
+        if now_total != total:
+            return PartialRead(f"{where}: TotalItems changed from {total} to {now_total} during the read",
+                               method="GET", url=url)
+        served = len(page.records)
+        more = page.body.get("HasNextPage") is True or (
+            isinstance(page.body.get("TotalPages"), int) and number < page.body["TotalPages"])
+        if total is not None:
+            if seen == total:
+                return None
+            if seen > total:
+                return PartialRead(f"{where}: {seen} distinct records, more than TotalItems ({total})",
+                                   method="GET", url=url)
+            # A first page that holds fewer than asked while the total says more shows the server's cap
+            # (its HasNextPage may be worked out from the size we asked, so it is not believed here).
+            capped = number == 1 and 0 < served < size
+            if served == 0 or (not more and not capped):
+                return PartialRead(f"{where} ended the list at {seen:,} of the {total:,} records its "
+                                   "TotalItems promised", method="GET", url=url)
+        elif served == 0 or not more:
+            return None
+        if served < size:
+            if number > 1:
+                return PartialRead(f"{where} served {served} records while more were promised", method="GET",
+                                   url=url)
+            size = served  # the server's page cap, learned from the first page
+        limit = math.ceil(total / size) + 1 if total is not None else MAX_PAGES
+        if number >= limit:
+            return PartialRead(f"{where}: the server keeps promising more pages; stopped after {number}",
+                               method="GET", url=url)
+        return size
+
+    def _fetch_ahead(self, path: str, filters: Mapping[str, Any] | None, number: int, size: int) -> _Ahead:
+        """Page `number` of a read, asked for now in a thread of its own (see `pages`)."""
+
+        def fetch(left: threading.Event) -> Page:
+            self._local.left = left  # what ends this thread's waits when the read is left
+            # Its turn is waited for watching `left` too: a read may be left by a thread holding the lock
+            # (a generator finalized while that thread is inside the client), which then waits for this one.
+            while not self._lock.acquire(timeout=SLICE):
+                self._check_read_left()
+            try:
+                return self._page(path, filters, number, size)
+            finally:
+                self._lock.release()
+
+        return _Ahead(fetch)
 
     def _log_read(self, path: str, filters: Mapping[str, Any] | None, records: int, pages: int, size: int) -> None:
         where = f"{path}?{'&'.join(f'{k}={v}' for k, v in filters.items())}" if filters else path
