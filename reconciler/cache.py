@@ -55,7 +55,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -428,7 +428,7 @@ class ReadCache:
     # --- the read ---------------------------------------------------------------------------------
 
     def collect(self, reader: StateReader, lesson_ids: set[int], named_members: set[int] | None,
-                markers: Iterable[str], convert: Callable[[Record], _Kept]) -> tuple[list[_Kept], list[str]]:
+                markers: Iterable[str], convert: Callable[[Record], _Kept]) -> tuple[Sequence[_Kept], list[str]]:
         started = self.monotonic()
         entry: Entry | None = None
         try:
@@ -484,7 +484,7 @@ class ReadCache:
 
     @staticmethod
     def _full(reader: StateReader, lesson_ids: set[int], named_members: set[int] | None, markers: Iterable[str],
-              convert: Callable[[Record], _Kept], body: Body) -> tuple[list[_Kept], list[str], str | None]:
+              convert: Callable[[Record], _Kept], body: Body) -> tuple[Sequence[_Kept], list[str], str | None]:
         """A full read, each raw record handed to `body` as it arrives; with what it covers (`FullRead.kind`)."""
         from reconciler.state import FullRead
 

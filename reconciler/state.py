@@ -11,7 +11,8 @@ whose pages do not add up leaves the state `partial`, and the plan then writes n
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable, Iterator
+from array import array
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -120,27 +121,31 @@ class FullRead:
 class ById(Generic[_Kept]):
     """Records by Id, the last read of an Id winning, returned in Id order. A read nearly always arrives in
     Id order, so the records are a list until an Id does not ascend, and only then a dict (a dict of
-    millions of entries costs a hundred bytes each)."""
+    millions of entries costs a hundred bytes each). The Ids are an array, and so are the records when they
+    are ints (the rows of `CompletionColumns`): 16 bytes a record rather than 80 on a read of millions."""
 
     def __init__(self) -> None:
-        self._ids: list[int] = []
-        self._kept: list[_Kept] = []
+        self._ids = array("q")
+        self._kept: list[_Kept] | array[int] | None = None
         self._by_id: dict[int, _Kept] | None = None
 
     def put(self, record_id: int, kept: _Kept) -> None:
         if self._by_id is not None:
             self._by_id[record_id] = kept
-        elif not self._ids or record_id > self._ids[-1]:
+        elif self._kept is None:
             self._ids.append(record_id)
-            self._kept.append(kept)
+            self._kept = array("q", [kept]) if type(kept) is int else [kept]  # type: ignore[list-item]
+        elif record_id > self._ids[-1]:
+            self._ids.append(record_id)
+            self._kept.append(kept)  # type: ignore[arg-type]
         else:
-            self._by_id = dict(zip(self._ids, self._kept, strict=True))
-            self._ids, self._kept = [], []
+            self._by_id = dict(zip(self._ids, self._kept, strict=True))  # type: ignore[arg-type]
+            self._ids, self._kept = array("q"), None
             self._by_id[record_id] = kept
 
-    def in_order(self) -> list[_Kept]:
+    def in_order(self) -> Sequence[_Kept]:
         if self._by_id is None:
-            return self._kept
+            return self._kept if self._kept is not None else []  # type: ignore[return-value]
         return [self._by_id[i] for i in sorted(self._by_id)]
 
 
@@ -341,7 +346,8 @@ class StateReader:
             completions, partial = self.completion_records(lesson_ids)
         else:
             fields = tuple(completion_fields)
-            completions, partial = self._collect(lesson_ids, None, (), lambda r: {k: r.get(k) for k in fields})
+            picked, partial = self._collect(lesson_ids, None, (), lambda r: {k: r.get(k) for k in fields})
+            completions = list(picked)
         if partial:
             raise PartialRead("the snapshot would be incomplete: " + "; ".join(partial))
         return {"courses": chosen, "courselessons": lessons, "coursemembers": members, "coworkers": coworkers,
@@ -416,10 +422,11 @@ class StateReader:
     def completion_records(self, lesson_ids: set[int], named_members: set[int] | None = None,
                            markers: Iterable[str] = ()) -> tuple[list[dict[str, Any]], list[str]]:
         """The raw records behind `completions`, sorted by Id, and the reasons any read was partial."""
-        return self._collect(lesson_ids, named_members, markers, lambda record: record)
+        records, partial = self._collect(lesson_ids, named_members, markers, lambda record: record)
+        return list(records), partial
 
     def _collect(self, lesson_ids: set[int], named_members: set[int] | None, markers: Iterable[str],
-                 convert: Callable[[dict[str, Any]], _Kept]) -> tuple[list[_Kept], list[str]]:
+                 convert: Callable[[dict[str, Any]], _Kept]) -> tuple[Sequence[_Kept], list[str]]:
         """The completions of `lesson_ids`: from the read cache and what changed since, when it can be
         proven exact, else by a full read (which then refreshes the cache)."""
         if self.cache is not None and lesson_ids:
@@ -428,7 +435,7 @@ class StateReader:
 
     def read_completions(self, lesson_ids: set[int], named_members: set[int] | None, markers: Iterable[str],
                          convert: Callable[[dict[str, Any]], _Kept], seen: FullRead | None = None,
-                         ) -> tuple[list[_Kept], list[str]]:
+                         ) -> tuple[Sequence[_Kept], list[str]]:
         """The completions of `lesson_ids` by the cheapest way, each page kept as `convert` makes it (and
         every raw record kept in `seen`, with what they cover, when given).
 
