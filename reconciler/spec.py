@@ -227,7 +227,7 @@ def _ref(doc: Document, value: Any, at: PathKey) -> Ref:
 
 
 def _selector(doc: Document, entry: dict[str, Any], at: PathKey) -> tuple[MemberSelector, list[Problem]]:
-    by = next(name for name in SELECTORS if name in entry)
+    by = "email" if "email" in entry else next(name for name in SELECTORS if name in entry)  # emails: nearly all
     value = entry[by]
     problems = []
     if by == "email":
