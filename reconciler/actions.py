@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, overload
 
 from reconciler.errors import PlanFileError
 from reconciler.schemas import validator
@@ -173,7 +173,7 @@ def _expect(where: str, name: str, found: object, wanted: object, what: str) -> 
                             "does not agree with itself (was the plan edited?); plan again")
 
 
-def _ref(named: dict[str, Any], label: str, refs: dict[tuple[Any, str], Ref] | None) -> Ref:
+def _ref(named: dict[str, Any], label: str, refs: dict[Any, Any] | None) -> Ref:
     """`{"id": …, "title"/"name": …}` as a Ref; with `refs`, one Ref for each Id and name (a plan's actions
     name few courses and lessons many times, and each member a few times)."""
     key = (named["id"], named.get(label, ""))
@@ -185,13 +185,22 @@ def _ref(named: dict[str, Any], label: str, refs: dict[tuple[Any, str], Ref] | N
     return found
 
 
-def action_from_dict(entry: dict[str, Any], where: str, refs: dict[tuple[Any, str], Ref] | None = None) -> Action:
+def _shared(text: Any, refs: dict[Any, Any] | None) -> Any:
+    """One string for each text that many actions repeat (spec, reason, origin, marker): a plan read back
+    would otherwise hold a string of its own for each, per action."""
+    if refs is None or type(text) is not str:
+        return text
+    return refs.setdefault(text, text)
+
+
+def action_from_dict(entry: dict[str, Any], where: str, refs: dict[Any, Any] | None = None) -> Action:
     """One action of a document that already passed the schema; `where` names it in errors. `refs` (any dict,
-    kept across the actions of one document) shares the Refs that name the same thing."""
+    kept across the actions of one document) shares the Refs that name the same thing, and the texts that
+    many actions repeat."""
     course, member, lesson = _ref(entry["course"], "title", refs), _ref(entry["member"], "name", refs), \
         _ref(entry["lesson"], "title", refs)
     get = entry.get
-    spec, reason, origin = entry["spec"], entry["reason"], get("origin")
+    spec, reason, origin = _shared(entry["spec"], refs), _shared(entry["reason"], refs), _shared(get("origin"), refs)
     note, twin, coworker_id = get("note"), get("twin"), get("coworker_id")
     kind = entry["action"]
     condition = entry["precondition"]
@@ -207,7 +216,8 @@ def action_from_dict(entry: dict[str, Any], where: str, refs: dict[tuple[Any, st
             raise PlanFileError(f"{where}.lesson.id: a create needs a lesson Id")
         if member.id is None and coworker_id is None:
             raise PlanFileError(f"{where}: a create for a member this apply enrols needs coworker_id")
-        return Create(course, member, lesson, spec, reason, origin, note, twin, coworker_id, get("system_id"))
+        return Create(course, member, lesson, spec, reason, origin, note, twin, coworker_id,
+                      _shared(get("system_id"), refs))
     if kind == "delete":
         exists, raw = condition.get("exists"), get("record")
         if exists is None or raw is None:
@@ -282,6 +292,37 @@ class ActionsDigest:
         return folded.hexdigest()
 
 
+class ActionDicts(Sequence[dict[str, Any]]):
+    """Typed actions read as their JSON form (`action_to_dict`), each made when it is read: the `actions` of a
+    plan document that is only shown, never written back (a saved plan loaded for apply keeps its typed
+    actions, not a dict each as well)."""
+
+    __slots__ = ("_actions",)
+
+    def __init__(self, actions: Sequence[Action]) -> None:
+        self._actions = actions
+
+    def __len__(self) -> int:
+        return len(self._actions)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return [action_to_dict(a) for a in self._actions[index]]
+        return action_to_dict(self._actions[index])
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return map(action_to_dict, self._actions)
+
+    def __repr__(self) -> str:
+        return f"ActionDicts({len(self)} actions)"
+
+
 @dataclass(frozen=True)
 class TypedPlan:
     """A plan document read back and checked: the header as written, and typed actions."""
@@ -304,28 +345,39 @@ def plan_from_document(document: Any, source: str, *, saved: bool = False) -> Ty
     """
     if not isinstance(document, dict):
         raise PlanFileError(f"{source} is not a saved plan (not a JSON object)")
-    errors = sorted(validator("plan").iter_errors(_for_schema(document)), key=lambda e: list(e.absolute_path))
+    check_schema(for_schema(document), source)
+    refs: dict[Any, Any] = {}
+    actions = tuple(action_from_dict(entry, f"{source}: actions[{index}]", refs)
+                    for index, entry in enumerate(document["actions"]))
+    check_digest(document, lambda: actions_digest(document["actions"], guard_of(document)), source, saved=saved)
+    return TypedPlan(document, actions)
+
+
+def check_schema(document: dict[str, Any], source: str) -> None:
+    """PlanFileError naming the first field of `document` that specs/plan.schema.json refuses, if any."""
+    errors = sorted(validator("plan").iter_errors(document), key=lambda e: list(e.absolute_path))
     if errors:
         first = errors[0]
         where = _dotted(first.absolute_path)
         more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
         raise PlanFileError(f"{source}: {where or 'the document'}: {first.message}{more}")
-    refs: dict[tuple[Any, str], Ref] = {}
-    actions = tuple(action_from_dict(entry, f"{source}: actions[{index}]", refs)
-                    for index, entry in enumerate(document["actions"]))
+
+
+def check_digest(document: dict[str, Any], digest: Callable[[], str], source: str, *, saved: bool) -> None:
+    """PlanFileError unless the document's `actions_digest` is `digest()` (taken over its actions and guard
+    fields); a `saved` document must carry one."""
     recorded = document.get("actions_digest")
     if recorded is None and saved:
         raise PlanFileError(f"{source}: the plan carries no actions_digest, so its actions and its blocked and "
                             "partial fields cannot be checked (was it edited?); plan again and apply the plan "
                             "as saved")
-    if recorded is not None and recorded != actions_digest(document["actions"], guard_of(document)):
+    if recorded is not None and recorded != digest():
         raise PlanFileError(f"{source}: the actions were changed after the plan was made, or its blocked or "
                             "partial fields were (actions_digest does not match); plan again and apply the plan "
                             "as saved")
-    return TypedPlan(document, actions)
 
 
-def _for_schema(document: dict[str, Any]) -> dict[str, Any]:
+def for_schema(document: dict[str, Any]) -> dict[str, Any]:
     """The document as the schema needs to see it. jsonschema costs tens of microseconds an action (about
     20 s for a plan of 160,000), so when every action has a plain shape (`plain_action`, which the schema
     certainly accepts) the schema sees only the first; otherwise it sees them all and explains the first

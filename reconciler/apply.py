@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 import sys
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, TextIO, overload
 
 from reconciler.actions import Action, Create, Delete, Enroll, Ref, action_to_dict
 from reconciler.client import AmbiguousWrite, NexudusClient
@@ -73,7 +73,7 @@ class Executor:
         self._open_intent: int | None = None  # the seq whose intent is journaled and outcome not yet
         self.progress = Progress(0, self.progress_out)
 
-    def run(self, numbered: list[tuple[int, Action]], fresh: Fresh | None = None) -> Result:
+    def run(self, numbered: Sequence[tuple[int, Action]], fresh: Fresh | None = None) -> Result:
         result = Result()
         if fresh is not None:
             self.enrolled.update(fresh.enrolled)
@@ -217,6 +217,9 @@ class Executor:
         elif self.recheck_members:
             pairs = self._member_pairs.get(member)
             if pairs is None:
+                # Only the member in hand: a plan's creates come a member at a time, and one read per member
+                # kept for a whole apply of millions would grow with it.
+                self._member_pairs.clear()
                 pairs = self._member_pairs[member] = self._completions_of(member)
             if lesson in pairs:
                 return "skipped", None, (f"already exists (#{pairs[lesson]}): made by another writer since the "
@@ -293,6 +296,35 @@ class Executor:
             self.enrolled[(course, coworker)] = new_id
             return "enrolled", new_id, None
         return "failed", None, f"no answer after {CREATE_TRIES} tries, and the enrolment is not there"
+
+
+class Numbered(Sequence[tuple[int, Action]]):
+    """Actions with their index in the plan (the journal's `seq`), made as they are read: what
+    `list(enumerate(actions))` holds, without a tuple per action for the whole apply."""
+
+    __slots__ = ("_actions",)
+
+    def __init__(self, actions: Sequence[Action]) -> None:
+        self._actions = actions
+
+    def __len__(self) -> int:
+        return len(self._actions)
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[int, Action]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[tuple[int, Action]]: ...
+
+    def __getitem__(self, index: int | slice) -> tuple[int, Action] | list[tuple[int, Action]]:
+        if isinstance(index, slice):
+            return [(i, self._actions[i]) for i in range(*index.indices(len(self._actions)))]
+        if index < 0:
+            index += len(self._actions)
+        return index, self._actions[index]
+
+    def __iter__(self) -> Iterator[tuple[int, Action]]:
+        return enumerate(self._actions)
 
 
 def _with_member(action: Create, member: int) -> Create:

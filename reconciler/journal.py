@@ -23,8 +23,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
@@ -56,6 +58,24 @@ class Journal:
         self._out.flush()
         os.fsync(self._out.fileno())
 
+    def write_start(self, header: dict[str, Any], actions: Iterable[dict[str, Any]]) -> None:
+        """The start entry: `header` with `"actions"` last, the line `write` would make of it, written a batch of
+        actions at a time (a plan of a million actions is never one string nor one list of dicts), then made
+        durable. A kill while it is written leaves a cut line, as `write` would."""
+        if "actions" in header:
+            raise ValueError("the start entry's actions are given apart from its header")
+        encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+        head = encode(header)[:-1]
+        self._out.write(head + ("," if len(head) > 1 else "") + '"actions":[')
+        entries = iter(actions)
+        separator = ""
+        while batch := list(islice(entries, 2048)):
+            self._out.write(separator + ",".join(map(encode, batch)))
+            separator = ","
+        self._out.write("]}\n")
+        self._out.flush()
+        os.fsync(self._out.fileno())
+
     def close(self) -> None:
         self._out.close()
 
@@ -84,7 +104,8 @@ class JournalState:
 
     def typed_actions(self) -> list[Action]:
         """The plan the apply ran, typed and checked like a saved plan (PlanFileError naming the line)."""
-        return [action_from_dict(entry, f"{self.path}: start.actions[{seq}]")
+        shared: dict[Any, Any] = {}  # one Ref, and one text, for what many actions name alike
+        return [action_from_dict(entry, f"{self.path}: start.actions[{seq}]", shared)
                 for seq, entry in enumerate(self.actions)]
 
     def last_sent(self, seq: int) -> Action | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import tempfile
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -11,7 +12,19 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, TextIO
 
-from reconciler.actions import ActionsDigest, TypedPlan, guard_of, plan_from_document
+from reconciler.actions import (
+    Action,
+    ActionDicts,
+    ActionsDigest,
+    TypedPlan,
+    action_from_dict,
+    check_digest,
+    check_schema,
+    for_schema,
+    guard_of,
+    plain_action,
+    plan_from_document,
+)
 from reconciler.config import Config
 from reconciler.errors import PlanFileError, SpecError, UsageError
 from reconciler.matrix import matrix_section
@@ -110,9 +123,17 @@ def spec_paths_of(doc: dict[str, Any], plan_file: Path) -> list[Path]:
     return [plan_file.parent / p for p in doc.get("spec_paths") or []]
 
 
-def load_plan(path: Path) -> TypedPlan:
-    """A saved plan, validated against specs/plan.schema.json and typed; PlanFileError naming the field."""
+def load_plan(path: Path, *, lean: bool = False) -> TypedPlan:
+    """A saved plan, validated against specs/plan.schema.json and typed; PlanFileError naming the field.
+
+    `lean` (apply): the plan as apply needs it, read a line at a time: its document without the `matrix`,
+    and with `actions` that read its typed actions (`ActionDicts`) instead of a dict each. Exactly the same
+    checks, and for a plan that fails any of them, exactly the same error (such a plan is read whole)."""
     try:
+        if lean:
+            streamed = _stream_plan(path)
+            if streamed is not None:
+                return streamed
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
         raise UsageError(f"no plan file {path}") from e
@@ -121,3 +142,82 @@ def load_plan(path: Path) -> TypedPlan:
     except OSError as e:
         raise UsageError(f"cannot read {path}: {e.strerror}") from e
     return plan_from_document(doc, str(path), saved=True)
+
+
+def _stream_plan(path: Path) -> TypedPlan | None:
+    """A saved plan as `save_plan` lays it out (an action a line), read a line at a time into typed actions:
+    each line parsed, digested and typed, then let go, so that a plan of a million actions is never held as
+    text nor as dicts. None whenever anything is not as expected (another layout, an action whose shape the
+    schema must judge, an action that does not agree with itself, a damaged file): the caller then reads the
+    file whole, as before, and reports exactly what it always did."""
+    source = str(path)
+    placeholder = f"actions-{secrets.token_hex(8)}"  # where the actions were, in the rest of the document
+    rest: list[str] = []
+    first: dict[str, Any] | None = None
+    actions: list[Action] = []
+    shared: dict[Any, Any] = {}
+    digest = ActionsDigest()
+    encode = json.JSONEncoder(ensure_ascii=False).encode  # the action lines the digest was taken over
+    batch: list[str] = []
+    state = "before"  # → "actions" → "after"; "more": an action line ended with a comma
+    with path.open("rb") as lines:
+        for raw in lines:
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+            if state in ("before", "after"):
+                if line.strip() == '"actions": [':
+                    if state == "after":
+                        return None  # a second list of actions: the whole-file reading decides
+                    rest.append(f'"actions": "{placeholder}"')
+                    state = "actions"
+                else:
+                    rest.append(line)
+                continue
+            text = line.strip()
+            if text in ("]", "],"):
+                if state == "more":
+                    return None
+                rest.append(text[1:] + "\n")
+                state = "after"
+                continue
+            if state == "actions" and actions:
+                return None  # two actions without a comma between them
+            state = "more" if text.endswith(",") else "actions"
+            try:
+                entry = json.loads(text.removesuffix(",") if state == "more" else text)
+            except ValueError:
+                return None
+            if not plain_action(entry):
+                return None  # the schema explains it, reading the whole file
+            try:
+                actions.append(action_from_dict(entry, f"{source}: actions[{len(actions)}]", shared))
+            except PlanFileError:
+                return None  # reported after any schema error of the document, as the whole-file reading does
+            first = first or entry
+            batch.append(encode(entry))
+            if len(batch) >= 2048:
+                digest.add(batch)
+                batch = []
+    if state != "before" and state != "after":
+        return None
+    digest.add(batch)
+    try:
+        document = json.loads("".join(rest))
+    except ValueError:
+        return None
+    if not isinstance(document, dict):
+        return None
+    if state == "after" and document.get("actions") != placeholder:
+        return None  # the list was not the document's own `actions` (or another one overrode it)
+    if state == "after":
+        document["actions"] = [first] if first is not None else []
+    if not isinstance(document.get("actions"), list) or (state == "before" and document["actions"]):
+        return None  # actions laid out otherwise: read the file whole
+    check_schema(for_schema(document), source)  # the actions are plain: the schema sees the first, as before
+    check_digest(document, lambda: digest.hexdigest(guard_of(document)), source, saved=True)
+    document.pop("matrix", None)  # apply does not show it
+    typed = tuple(actions)
+    document["actions"] = ActionDicts(typed)
+    return TypedPlan(document, typed)

@@ -8,11 +8,12 @@ not).
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from reconciler.actions import Action, TypedPlan, action_to_dict, describe, plan_from_document
-from reconciler.apply import DONE, Executor, Result
+from reconciler.apply import DONE, Executor, Numbered, Result
 from reconciler.commands import Console, Outcome, check_journal_target
 from reconciler.config import Config, load_config
 from reconciler.errors import EXIT_FAILED, EXIT_INTERRUPTED, StalePlan, StopRun, UsageError
@@ -37,7 +38,7 @@ def apply(paths: list[Path], *, plan_file: Path | None = None, resume: Path | No
     A stale saved plan raises StalePlan."""
     if resume and (plan_file or paths):
         raise UsageError("--resume takes the journal alone, without PATH or --plan")
-    saved = load_plan(plan_file) if plan_file else None
+    saved = load_plan(plan_file, lean=True) if plan_file else None
     # A saved plan names its spec files (relative to itself), so it applies from any folder.
     paths = paths or (spec_paths_of(saved.document, plan_file) if saved and plan_file else [])
     config = load_config(config_flag=config_file, api_flag=api, paths=paths)
@@ -72,14 +73,15 @@ def apply(paths: list[Path], *, plan_file: Path | None = None, resume: Path | No
         fresh = None
         if saved is not None:  # time has passed since the plan: re-check every precondition
             fresh = read_fresh(target.client, plan.actions)
-            stale = [(a, r) for a in plan.actions if (r := stale_reason(a, fresh)) is not None]
-            if stale and strict:
+            # Without --strict the executor checks each action's precondition just before it runs.
+            stale = [(a, r) for a in plan.actions if (r := stale_reason(a, fresh)) is not None] if strict else []
+            if stale:
                 for action, reason in stale[:20]:
                     print(f"  {describe(action)}: {reason}", file=console.stderr)
                 raise StalePlan(f"stale plan: {len(stale)} of {len(plan.actions)} actions no longer hold (--strict)")
         result, journal_path = execute_plan(target, config, plan, fresh=fresh, fail_fast=fail_fast,
                                             progress_out=console.progress(), warnings_out=console.stderr)
-        return _finish(console, target, journal_path, list(enumerate(plan.actions)), result)
+        return _finish(console, target, journal_path, Numbered(plan.actions), result)
 
 
 def execute_plan(target: Target, config: Config, plan: TypedPlan | dict[str, Any], *, fresh: Fresh | None = None,
@@ -93,11 +95,11 @@ def execute_plan(target: Target, config: Config, plan: TypedPlan | dict[str, Any
     journal_path = config.state_dir / "journal" / f"{apply_id}.jsonl"
     _count_earlier_writes(target, journal_path.parent, warnings_out or progress_out or sys.stderr)
     with Journal(journal_path) as journal:
-        journal.write({"type": "start", "apply_id": apply_id, "target": target.description,
-                       "spec_digest": plan.document.get("spec_digest", ""), "undo_of": plan.document.get("undo_of"),
-                       "actions": [action_to_dict(a) for a in plan.actions]})
+        journal.write_start({"type": "start", "apply_id": apply_id, "target": target.description,
+                             "spec_digest": plan.document.get("spec_digest", ""),
+                             "undo_of": plan.document.get("undo_of")}, map(action_to_dict, plan.actions))
         executor = Executor(target.client, journal, fail_fast=fail_fast, progress_out=progress_out)
-        result = executor.run(list(enumerate(plan.actions)), fresh)
+        result = executor.run(Numbered(plan.actions), fresh)
         if not result.stopped:
             journal.write({"type": "end", "summary": dict(result.counts)})
     return result, journal_path
@@ -156,7 +158,7 @@ def _confirm(console: Console, count: int, description: str, *, yes: bool) -> No
         raise UsageError("not applied: the confirmation was declined")
 
 
-def _finish(console: Console, target: Target, journal_path: Path, actions: list[tuple[int, Action]],
+def _finish(console: Console, target: Target, journal_path: Path, actions: Sequence[tuple[int, Action]],
             result: Result) -> Outcome:
     out = console.stdout
     counts = result.counts
@@ -234,4 +236,4 @@ def _resume(journal_path: Path, target: Target, *, fail_fast: bool, yes: bool, c
         result = Executor(target.client, journal, fail_fast=fail_fast, progress_out=progress).run(remaining, fresh)
         if not result.stopped:
             journal.write({"type": "end", "summary": dict(result.counts)})
-    return _finish(console, target, journal_path, list(enumerate(actions)), result)
+    return _finish(console, target, journal_path, Numbered(actions), result)
