@@ -102,26 +102,32 @@ class _Ahead:
     """The next page of a read, fetched in a thread of its own while the caller takes in the page in hand.
 
     `take` hands the page over, or raises what fetching it raised, as the caller asking for the page would
-    have met it. `drop` is for a read that is left: a request not yet sent is not sent, a wait ends, and
-    whatever comes of it is let go (nothing is printed). Both return once the thread has ended, so that no
-    thread outlives its read.
+    have met it; its wait ends at Ctrl-C like any wait of the caller's. `drop` is for a read that is left: a
+    request not yet sent is not sent, a wait ends, and whatever comes of it is let go (nothing is printed).
+    `drop` returns once the thread has ended, unless an exchange is on the wire: a read left at Ctrl-C (or
+    by a caller that stopped) is not held up by it. That exchange then ends on its own, within the request's
+    time bounds, holding the client's lock, so the next request still waits for it: one at a time.
     """
 
-    def __init__(self, fetch: Callable[[threading.Event], Page]) -> None:
+    def __init__(self, fetch: Callable[[threading.Event, threading.Event], Page]) -> None:
         self.left = threading.Event()
+        self.on_wire = threading.Event()  # set while the thread's request is being sent and answered
+        self._done = threading.Event()
         self._page: Page | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(fetch,), name="reconciler-page-ahead", daemon=True)
         self._thread.start()
 
-    def _run(self, fetch: Callable[[threading.Event], Page]) -> None:
+    def _run(self, fetch: Callable[[threading.Event, threading.Event], Page]) -> None:
         try:
-            self._page = fetch(self.left)
+            self._page = fetch(self.left, self.on_wire)
         except BaseException as e:  # the reader's to raise (`take`) or let go (`drop`), never the thread's
             self._error = e
+        finally:
+            self._done.set()
 
     def take(self) -> Page:
-        self._thread.join()
+        self._done.wait()  # an Event, not Thread.join: Ctrl-C during it leaves the thread as it was
         error, self._error = self._error, None
         if error is not None:
             raise error
@@ -130,8 +136,8 @@ class _Ahead:
 
     def drop(self) -> None:
         self.left.set()
-        if self._thread is not threading.current_thread():  # left from its own thread (finalized there): it ends
-            self._thread.join()
+        if self._thread is not threading.current_thread() and not self.on_wire.is_set():
+            self._done.wait()  # not sending: `left` ends it within a slice
         self._page = self._error = None
 
 
@@ -221,9 +227,10 @@ class NexudusClient:
         self._renewed_at: float | None = None  # clock() of the last sign-in or refresh
         self._totp_spent = False  # a code is good for seconds: it goes with the first sign-in only
         # One request in flight at a time, whichever thread sends it (a read fetches its next page in a
-        # thread of its own): held by the one loop, the token grant and renewal included, and by every other
-        # use of the pacer, the session, the stats and the wait listener. Reentrant: a request signs in or
-        # renews inside its own turn.
+        # thread of its own): held by the one loop, the token grant and renewal included, and by the client's
+        # other uses of the pacer, the session, the stats and the wait listener. Callers that read the pacer
+        # themselves (apply's schedule and progress, doctor) do so between writes, when no read has a page in
+        # flight. Reentrant: a request signs in or renews inside its own turn.
         self._lock = threading.RLock()
         self._local = threading.local()  # `left`: in a thread fetching a page ahead, set once its read is left
         remember(self.credentials.token, self.credentials.password)
@@ -485,9 +492,16 @@ class NexudusClient:
             while True:
                 headers = self._admit(call)
                 sent = time.perf_counter()
+                on_wire = getattr(self._local, "on_wire", None)  # a page fetched ahead: `drop` lets it be
                 try:
-                    reply = self._send(call.method, call.url, params=call.params, json=call.json, data=call.form,
-                                       headers=headers)
+                    if on_wire is not None:
+                        on_wire.set()
+                    try:
+                        reply = self._send(call.method, call.url, params=call.params, json=call.json,
+                                           data=call.form, headers=headers)
+                    finally:
+                        if on_wire is not None:
+                            on_wire.clear()
                 except httpx.HTTPError as e:
                     self.pacer.after(write=call.write)
                     self._trace(call, type(e).__name__, sent)
@@ -688,10 +702,12 @@ class NexudusClient:
         - its waits watch the stop flag and the deadline as every wait does (Ctrl-C ends them within a
           fraction of a second), so the caller, waiting for a page, waits no longer than it would have
           asking for it;
-        - a caller that leaves the read (a break, an exception, the generator closed) drops the page:
-          not sent if it has not been, its wait cut short, its answer or error let go; the thread is
-          joined before the read is left, so none outlives it. Against the service, this is at most one
-          page read that was not needed, by a caller that stopped early.
+        - a caller that leaves the read (a break, an exception, Ctrl-C, the generator closed) drops the
+          page: not sent if it has not been, its wait cut short, its answer or error let go. The read is
+          left once the thread has ended, except while its request is on the wire: Ctrl-C is not held up
+          by it, and that one exchange ends on its own, within the request's time bounds, holding the
+          client's lock (the next request waits for it). Against the service, this is at most one page
+          read that was not needed, by a caller that stopped early.
         """
         with self._redacting():
             yield from self._pages(path, filters, first)
@@ -779,8 +795,9 @@ class NexudusClient:
     def _fetch_ahead(self, path: str, filters: Mapping[str, Any] | None, number: int, size: int) -> _Ahead:
         """Page `number` of a read, asked for now in a thread of its own (see `pages`)."""
 
-        def fetch(left: threading.Event) -> Page:
+        def fetch(left: threading.Event, on_wire: threading.Event) -> Page:
             self._local.left = left  # what ends this thread's waits when the read is left
+            self._local.on_wire = on_wire  # what `drop` does not wait for
             # Its turn is waited for watching `left` too: a read may be left by a thread holding the lock
             # (a generator finalized while that thread is inside the client), which then waits for this one.
             while not self._lock.acquire(timeout=SLICE):
@@ -988,7 +1005,7 @@ REQUIRED_FIELDS: dict[str, tuple[tuple[str, tuple[type, ...]], ...]] = {
     "coworkers": (),
 }
 OPTIONAL_FIELDS: dict[str, tuple[tuple[str, tuple[type, ...]], ...]] = {
-    "coursecompletedlessons": (("SystemId", _TEXT_OR_NONE),),
+    "coursecompletedlessons": (("SystemId", _TEXT_OR_NONE), ("UniqueId", _TEXT_OR_NONE)),
     "courselessons": (("Title", _TEXT_OR_NONE),),
     "coursemembers": (("CoworkerTeamNames", _TEXT_OR_NONE),),
     "courses": (("Title", _TEXT_OR_NONE),),

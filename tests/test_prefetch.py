@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -37,7 +39,7 @@ from reconciler.errors import (
 )
 from reconciler.state import COMPLETIONS, COWORKERS
 
-from .conftest import API_SEED
+from .conftest import API_SEED, ROOT
 
 ADMIN = Credentials(username="admin@example.com", password="admin-pw")
 AHEAD = "reconciler-page-ahead"  # the name of the thread a page is fetched ahead in
@@ -124,7 +126,7 @@ def no_thread_left_or_exception_printed(monkeypatch: pytest.MonkeyPatch) -> Iter
     monkeypatch.setattr(threading, "excepthook", lambda args: died.append(f"{args.exc_type.__name__}: "
                                                                           f"{args.exc_value}"))
     yield died
-    assert [t.name for t in threading.enumerate() if t.name == AHEAD] == []
+    assert after_their_exchange(ahead_threads()) == []
     assert died == []
 
 
@@ -139,6 +141,14 @@ def client_for(url: str, http: httpx.Client, **kwargs: Any) -> NexudusClient:
 
 def ahead_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == AHEAD]
+
+
+def after_their_exchange(threads: list[threading.Thread]) -> list[threading.Thread]:
+    """The threads still running once each has had the time to end its exchange on the wire (a read that is left
+    does not wait for that exchange; it ends on its own)."""
+    for thread in threads:
+        thread.join(PATIENCE)
+    return [t for t in threads if t.is_alive()]
 
 
 # --- the overlap, and nothing more on the wire -----------------------------------------------------
@@ -214,7 +224,7 @@ def test_leaving_a_read_leaves_no_thread_and_loses_no_exception(wire: tuple[Wire
         pages = client.pages(COMPLETIONS)
         next(pages)
         pages.close()
-    assert ahead_threads() == []
+    assert after_their_exchange(ahead_threads()) == []
     assert front.pages() in ([1], [1, 2])  # at most the one page fetched ahead, never more
     assert client.stats.requests == len(front.seen)
     assert capsys.readouterr().err == ""
@@ -229,7 +239,7 @@ def test_an_error_on_a_page_fetched_ahead_for_a_read_left_is_let_go(wire: tuple[
     next(pages)
     assert front.wait_for(lambda: front.pages() == [1, 2] and front.in_flight == 0)
     pages.close()  # page 2's MalformedAnswer is nobody's: not raised, not printed
-    assert ahead_threads() == [] and capsys.readouterr().err == ""
+    assert after_their_exchange(ahead_threads()) == [] and capsys.readouterr().err == ""
 
 
 class Throttled:
@@ -371,3 +381,62 @@ def test_a_record_seen_twice_is_caught_before_the_page_and_nothing_is_fetched_pa
                                           "of an earlier page"):
         got.extend(client_for(url, http).pages(COMPLETIONS))
     assert len(got) == 1 and front.pages() == [1, 2]
+
+
+CTRL_C_ON_THE_WIRE = """
+import contextlib, os, signal, sys, threading
+import httpx
+from tests.test_prefetch import COMPLETIONS, PATIENCE, Wire, ahead_threads, after_their_exchange, client_for
+from reconciler.emulator.app import EmulatorApp, Settings
+from reconciler.emulator.limits import Limits
+from reconciler.emulator.seed import load_seed
+from reconciler.emulator.server import BackgroundServer
+from reconciler.emulator.store import Store
+from tests.conftest import API_SEED
+
+store = Store()
+load_seed(API_SEED, store)
+front = Wire(EmulatorApp(store, Settings(limits=Limits.off())))
+answer = threading.Event()
+
+def slow():
+    answer.wait(10)  # page 2 is answered once told (or after 10 s, when the read waited for it)
+    return "503 Service Unavailable", [("Content-Type", "text/plain")], b"down"
+
+def ctrl_c_once_on_the_wire():
+    if front.wait_for(lambda: front.pages()[-1:] == [2] and front.in_flight == 1):
+        os.kill(os.getpid(), signal.SIGINT)
+
+front.faults[2] = slow
+with BackgroundServer(front) as server, httpx.Client() as http:
+    client = client_for(server.url, http)
+    for where in ("waiting for page 2", "taking in page 1"):
+        answer.clear()
+        front.seen.clear()
+        threading.Thread(target=ctrl_c_once_on_the_wire).start()
+        try:
+            with contextlib.closing(client.pages(COMPLETIONS)) as pages:
+                for page in pages:
+                    if where == "taking in page 1":
+                        threading.Event().wait(PATIENCE)  # the caller's own work, which Ctrl-C ends
+        except KeyboardInterrupt:
+            print(f"Ctrl-C {where}: out while page 2 was still on the wire:", front.in_flight == 1)
+        answer.set()
+        print("threads left after their exchange:", after_their_exchange(ahead_threads()))
+        print("pages asked:", front.pages())
+"""
+
+
+def test_ctrl_c_while_a_page_is_on_the_wire_is_not_held_up_by_it() -> None:
+    """A real SIGINT (as at a terminal, no stop flag: plan, report, export) while page 2's request is on the wire,
+    the caller waiting for it or still taking in page 1: the read is left at once, not once the server answers;
+    that exchange then ends on its own, and its 503 is not retried. In a process of its own, so the signal is
+    its alone."""
+    result = subprocess.run([sys.executable, "-c", CTRL_C_ON_THE_WIRE], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.stdout.splitlines() == [
+        "Ctrl-C waiting for page 2: out while page 2 was still on the wire: True",
+        "threads left after their exchange: []", "pages asked: [1, 2]",
+        "Ctrl-C taking in page 1: out while page 2 was still on the wire: True",
+        "threads left after their exchange: []", "pages asked: [1, 2]"], result.stdout + result.stderr
+    assert result.returncode == 0 and result.stderr == ""
