@@ -410,10 +410,14 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
         # A read fetches its next page in a thread that mostly waits on the socket (client.pages): once its
         # answer is in, it gets the interpreter within 0.2 ms rather than the default 5 ms, so that our work
         # on one page and the server's on the next overlap (with one thread, nothing changes).
+        previous = sys.getswitchinterval()  # put back after: main may be called by a program of its own
         sys.setswitchinterval(SWITCH_INTERVAL)
         console = Console(out, err, quiet=bool(args.quiet), color=use_color(bool(args.no_color), out), argv=words)
         detailed = bool(getattr(args, "detailed_exitcode", False))
-        outcome = _run(args, console)
+        try:
+            outcome = _run(args, console)
+        finally:
+            sys.setswitchinterval(previous)
         out.flush()
         return exit_code(outcome, detailed_exitcode=detailed)
     except ReconcilerError as e:

@@ -75,6 +75,7 @@ def test_json_that_cannot_be_read_is_named(body: bytes, complaint: str) -> None:
     ({"UpdatedOn": None}, r"\(Id 1000\) has UpdatedOn = None"),
     ({"SystemId": ["a"]}, r"\(Id 1000\) has SystemId = \['a'\]"),
     ({"SystemId": 1.5}, r"\(Id 1000\) has SystemId = 1.5"),
+    ({"UniqueId": {"x": 1}}, r"\(Id 1000\) has UniqueId = \{'x': 1\}"),
 ])
 def test_the_last_record_of_a_full_page_is_checked_like_the_first(bad: dict[str, object], complaint: str) -> None:
     records = [completion(i) for i in range(1, 1000)] + [completion(1000, **bad)]
