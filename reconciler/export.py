@@ -6,13 +6,15 @@ import json
 import re
 import unicodedata
 from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from reconciler.columns import CompletionColumns
 from reconciler.errors import UsageError
-from reconciler.model import instant, marker_for
+from reconciler.model import Completion, instant, marker_for
 
 # Relative to each exported spec: `export` writes the schemas into this folder beside the specs, so that an
 # editor (yaml-language-server) finds them wherever the folder is checked out.
@@ -55,12 +57,16 @@ def slug(title: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")[:80] or "course"
 
 
-# The completion fields export reads (`StateReader.snapshot(completion_fields=...)`): all it keeps of each.
-EXPORT_FIELDS = ("Id", "CourseMemberId", "CourseLessonId", "CreatedOn", "SystemId")
+def _pairs(completions: Sequence[Any]) -> Iterator[tuple[int, int]]:
+    """(member, lesson) of each completion: from the columns' arrays, or from raw records."""
+    if isinstance(completions, CompletionColumns):
+        return zip(completions.member_ids, completions.lesson_ids, strict=True)
+    return ((r["CourseMemberId"], r["CourseLessonId"]) for r in completions)
 
 
-def export_specs(records: dict[str, list[dict[str, Any]]], *, mode: str, target: str) -> dict[str, str]:
-    """File name → spec text, for every course in `records` (raw API records, as `snapshot` reads them)."""
+def export_specs(records: dict[str, Any], *, mode: str, target: str) -> dict[str, str]:
+    """File name → spec text, for every course in `records` (raw API records, as `snapshot` reads them; the
+    completions raw or as `CompletionColumns`)."""
     courses = records["courses"]
     title_count = Counter(str(c.get("Title") or "").strip() for c in courses)
     lessons_by_course: dict[int, list[dict[str, Any]]] = defaultdict(list)
@@ -72,8 +78,8 @@ def export_specs(records: dict[str, list[dict[str, Any]]], *, mode: str, target:
     coworkers = {c["Id"]: c for c in records["coworkers"]}
     email_count = Counter(str(c.get("Email") or "").strip().casefold() for c in coworkers.values())
     done: dict[int, set[int]] = defaultdict(set)
-    for record in records["coursecompletedlessons"]:
-        done[record["CourseMemberId"]].add(record["CourseLessonId"])
+    for member_id, lesson_id in _pairs(records["coursecompletedlessons"]):
+        done[member_id].add(lesson_id)
 
     files: dict[str, str] = {}
     names = spec_names(courses)
@@ -139,7 +145,7 @@ def spec_names(courses: list[dict[str, Any]]) -> dict[int, str]:
     return names
 
 
-def duplicates_to_remove(records: dict[str, list[dict[str, Any]]], *, mode: str) -> dict[str, int]:
+def duplicates_to_remove(records: dict[str, Any], *, mode: str) -> dict[str, int]:
     """Course title → how many duplicate completions a plan on the export removes: the extras (all but the
     oldest of one member's lesson) that the exported spec's mode may delete, i.e. in `owned` mode those
     carrying the exported spec's own marker, in `authoritative` mode all of them. Export says so, since
@@ -149,23 +155,37 @@ def duplicates_to_remove(records: dict[str, list[dict[str, Any]]], *, mode: str)
     names = spec_names(records["courses"])
     titles = {c["Id"]: str(c.get("Title") or "").strip() or str(c["Id"]) for c in records["courses"]}
     course_of = {x["Id"]: x["CourseId"] for x in records["courselessons"]}
-    first: dict[tuple[int, int], dict[str, Any]] = {}
-    more: dict[tuple[int, int], list[dict[str, Any]]] = {}  # only the pairs with duplicates (a list each)
-    for record in records["coursecompletedlessons"]:
-        if record["CourseLessonId"] in course_of:
-            pair = (record["CourseMemberId"], record["CourseLessonId"])
-            if pair in first:
-                more.setdefault(pair, [first[pair]]).append(record)
+    completions = records["coursecompletedlessons"]
+    # The pairs with duplicates (a set of the pairs seen: no record held twice), then their records' places.
+    seen: set[tuple[int, int]] = set()
+    twice: set[tuple[int, int]] = set()
+    for pair in _pairs(completions):
+        if pair[1] in course_of:
+            if pair in seen:
+                twice.add(pair)
             else:
-                first[pair] = record
-    del first
+                seen.add(pair)
+    del seen
+    more: dict[tuple[int, int], list[int]] = {}
+    if twice:
+        for at, pair in enumerate(_pairs(completions)):
+            if pair in twice:
+                more.setdefault(pair, []).append(at)
     found: Counter[str] = Counter()
-    for (_, lesson), same in more.items():
+    for (_, lesson), places in more.items():
         course = course_of[lesson]
         marker = marker_for(names[course])
-        extras = sorted(same, key=lambda r: (instant(str(r.get("CreatedOn") or "")), r["Id"]))[1:]
-        found[titles[course]] += sum(1 for r in extras if mode == "authoritative" or r.get("SystemId") == marker)
+        same = [_created_id_system(completions[at]) for at in places]
+        extras = sorted(same, key=lambda r: (instant(r[0]), r[1]))[1:]
+        found[titles[course]] += sum(1 for r in extras if mode == "authoritative" or r[2] == marker)
     return {title: count for title, count in sorted(found.items()) if count}
+
+
+def _created_id_system(record: Any) -> tuple[str, int, str | None]:
+    """CreatedOn, Id and SystemId of a completion, raw or as a `Completion`."""
+    if isinstance(record, Completion):
+        return record.created_on or "", record.id, record.system_id
+    return str(record.get("CreatedOn") or ""), record["Id"], record.get("SystemId")
 
 
 def write_files(files: dict[str, str], folder: Path, *, force: bool) -> list[Path]:

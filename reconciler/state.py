@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from array import array
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -319,11 +319,10 @@ class StateReader:
         log.info("%s of %d course(s) of %d: the whole table, read once", path, len(courses), all_courses)
         return [r for r in self.table(path) if r.get("CourseId") in courses]
 
-    def snapshot(self, course_titles: Iterable[str] = (), *, completion_fields: Collection[str] | None = None
-                 ) -> dict[str, list[dict[str, Any]]]:
+    def snapshot(self, course_titles: Iterable[str] = (), *, columns: bool = False) -> dict[str, Any]:
         """The raw records of the named courses (all courses when none), as the API returned them; with
-        `completion_fields`, each completion keeps only those fields (export: a read of millions then holds
-        a small dict per record, each page's raw records dying as the next arrives)."""
+        `columns`, the completions as `CompletionColumns` (export: a read of millions then holds tens of bytes
+        a record, each page's raw records dying as the next arrives)."""
         for path in SLIM_FIELDS:  # a catalog read before kept these slim: the snapshot reads them as they are
             self._tables.pop(path, None)
         courses = self.table(COURSES)
@@ -342,12 +341,11 @@ class StateReader:
         coworker_ids = {m.get("CoworkerId") for m in members}
         coworkers = [c for c in self.table(COWORKERS) if c["Id"] in coworker_ids] if coworker_ids else []
         lesson_ids = {int(x["Id"]) for x in lessons}
-        if completion_fields is None:
-            completions, partial = self.completion_records(lesson_ids)
+        completions: Sequence[Any]
+        if columns:
+            completions, partial = self.completions(lesson_ids)
         else:
-            fields = tuple(completion_fields)
-            picked, partial = self._collect(lesson_ids, None, (), lambda r: {k: r.get(k) for k in fields})
-            completions = list(picked)
+            completions, partial = self.completion_records(lesson_ids)
         if partial:
             raise PartialRead("the snapshot would be incomplete: " + "; ".join(partial))
         return {"courses": chosen, "courselessons": lessons, "coursemembers": members, "coworkers": coworkers,

@@ -7,7 +7,7 @@ from typing import Literal
 
 from reconciler.commands import Console, Outcome
 from reconciler.config import load_config
-from reconciler.export import EXPORT_FIELDS, duplicates_to_remove, export_specs, write_files
+from reconciler.export import duplicates_to_remove, export_specs, write_files
 from reconciler.profile import export_mode
 from reconciler.schemas import FOLDER as SCHEMA_FOLDER
 from reconciler.schemas import write_schemas
@@ -23,7 +23,7 @@ def export(*, courses: list[str], out: Path, mode: Literal["owned", "additive", 
     config = load_config(config_flag=config_file, api_flag=api, paths=[])
     with connect(config, cache=cache) as target:
         chosen, note = export_mode(mode, target.profile)
-        records = StateReader(target.client, target.cache).snapshot(courses, completion_fields=EXPORT_FIELDS)
+        records = StateReader(target.client, target.cache).snapshot(courses, columns=True)
         requests = target.client.stats.requests
     if note:
         console.note(f"note: {note}")
