@@ -13,10 +13,12 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, overload
+from typing import Any, ClassVar, TypeVar, overload
 
 from reconciler.errors import PlanFileError
 from reconciler.schemas import validator
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,32 +294,44 @@ class ActionsDigest:
         return folded.hexdigest()
 
 
-class ActionDicts(Sequence[dict[str, Any]]):
+class Mapped(Sequence[_T]):
+    """`make` of each item of `source`, made when it is read and never held: a plan of a million actions
+    would otherwise hold a million dicts (or tuples) that are only read once or twice. It reads like the
+    list it stands for (len, index, slice, iterate), and is never changed."""
+
+    __slots__ = ("_make", "_source")
+
+    def __init__(self, source: Sequence[Any], make: Callable[[Any], _T]) -> None:
+        self._source = source
+        self._make = make
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    @overload
+    def __getitem__(self, index: int) -> _T: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[_T]: ...
+
+    def __getitem__(self, index: int | slice) -> _T | list[_T]:
+        if isinstance(index, slice):
+            return list(map(self._make, self._source[index]))
+        return self._make(self._source[index])
+
+    def __iter__(self) -> Iterator[_T]:
+        return map(self._make, self._source)
+
+
+class ActionDicts(Mapped[dict[str, Any]]):
     """Typed actions read as their JSON form (`action_to_dict`), each made when it is read: the `actions` of a
     plan document that is only shown, never written back (a saved plan loaded for apply keeps its typed
     actions, not a dict each as well)."""
 
-    __slots__ = ("_actions",)
+    __slots__ = ()
 
     def __init__(self, actions: Sequence[Action]) -> None:
-        self._actions = actions
-
-    def __len__(self) -> int:
-        return len(self._actions)
-
-    @overload
-    def __getitem__(self, index: int) -> dict[str, Any]: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
-
-    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
-        if isinstance(index, slice):
-            return [action_to_dict(a) for a in self._actions[index]]
-        return action_to_dict(self._actions[index])
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        return map(action_to_dict, self._actions)
+        super().__init__(actions, action_to_dict)
 
     def __repr__(self) -> str:
         return f"ActionDicts({len(self)} actions)"

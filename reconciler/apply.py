@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, TextIO, overload
+from typing import Any, TextIO
 
-from reconciler.actions import Action, Create, Delete, Enroll, Ref, action_to_dict
+from reconciler.actions import Action, Create, Delete, Enroll, Mapped, Ref, action_to_dict
 from reconciler.client import AmbiguousWrite, NexudusClient
 from reconciler.errors import EXIT_INTERRUPTED, ApiError, StopRun, WriteRefused
 from reconciler.fresh import Fresh, member_of, stale_reason
@@ -298,33 +298,14 @@ class Executor:
         return "failed", None, f"no answer after {CREATE_TRIES} tries, and the enrolment is not there"
 
 
-class Numbered(Sequence[tuple[int, Action]]):
+class Numbered(Mapped[tuple[int, Action]]):
     """Actions with their index in the plan (the journal's `seq`), made as they are read: what
     `list(enumerate(actions))` holds, without a tuple per action for the whole apply."""
 
-    __slots__ = ("_actions",)
+    __slots__ = ()
 
     def __init__(self, actions: Sequence[Action]) -> None:
-        self._actions = actions
-
-    def __len__(self) -> int:
-        return len(self._actions)
-
-    @overload
-    def __getitem__(self, index: int) -> tuple[int, Action]: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[tuple[int, Action]]: ...
-
-    def __getitem__(self, index: int | slice) -> tuple[int, Action] | list[tuple[int, Action]]:
-        if isinstance(index, slice):
-            return [(i, self._actions[i]) for i in range(*index.indices(len(self._actions)))]
-        if index < 0:
-            index += len(self._actions)
-        return index, self._actions[index]
-
-    def __iter__(self) -> Iterator[tuple[int, Action]]:
-        return enumerate(self._actions)
+        super().__init__(range(len(actions)), lambda index: (index, actions[index]))
 
 
 def _with_member(action: Create, member: int) -> Create:

@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from json.encoder import encode_basestring  # json.dumps of one str, ensure_ascii=False
-from typing import Any, TextIO, overload
+from typing import Any, TextIO
 
 from reconciler.actions import Action as TypedAction
-from reconciler.actions import Create, Delete, Enroll, Record, Ref
+from reconciler.actions import Create, Delete, Enroll, Mapped, Record, Ref
 from reconciler.config import DOCUMENTED_LIMITS, ClientLimits
 from reconciler.model import Catalog, Completion, Origin
 from reconciler.plan import Change, Plan, estimate_writes
@@ -114,37 +114,18 @@ def action_dict(action: Change, labels: Labels, shared: dict[tuple[Any, ...], An
     return entry
 
 
-class ActionEntries(Sequence[dict[str, Any]]):
+class ActionEntries(Mapped[dict[str, Any]]):
     """A plan document's `actions`: the JSON form of each change, made when it is read rather than held.
 
     A plan of a million creates would hold a million dicts (about a gigabyte) that are only ever written
     out once or twice; this sequence makes each as it is needed (`action_dict`), so writing a plan streams.
     It reads like the list it stands for (len, index, iterate, compare), and is never changed."""
 
-    __slots__ = ("_changes", "_labels")
+    __slots__ = ("_labels",)
 
     def __init__(self, changes: Sequence[Change], labels: Labels) -> None:
-        self._changes = changes
+        super().__init__(changes, lambda change: action_dict(change, labels))
         self._labels = labels
-
-    def __len__(self) -> int:
-        return len(self._changes)
-
-    @overload
-    def __getitem__(self, index: int) -> dict[str, Any]: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
-
-    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
-        if isinstance(index, slice):
-            return [action_dict(change, self._labels) for change in self._changes[index]]
-        return action_dict(self._changes[index], self._labels)
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        labels = self._labels
-        for change in self._changes:
-            yield action_dict(change, labels)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, ActionEntries | list | tuple):
@@ -178,7 +159,7 @@ class ActionEntries(Sequence[dict[str, Any]]):
                 found = texts[value] = encode(value)
             return found
 
-        for change in self._changes:
+        for change in self._source:
             if change.kind != "create" or change.note or change.twin or change.coworker_id is not None:
                 yield encode(action_dict(change, labels))
                 continue
@@ -206,7 +187,7 @@ class ActionEntries(Sequence[dict[str, Any]]):
     def group_keys(self) -> Iterator[tuple[tuple[int, str], tuple[int | None, str]]]:
         """Each action's course and member as the text groups them, without making its dict."""
         courses, members = self._labels.courses, self._labels.members
-        for change in self._changes:
+        for change in self._source:
             yield ((change.course_id, courses.get(change.course_id, "")),
                    (change.member_id or None, members.get(change.member_id) or change.name or ""))
 
