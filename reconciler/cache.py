@@ -34,10 +34,11 @@ both dates itself, so either takes a writer whose clock is behind by more than t
 
 The file (gzip, JSON lines) never holds a read twice over: a first line says what it is (`format`, target,
 version, watermark, scope; a file of another format, such as an older cache, is refused before anything else
-is read), then the records a page to a line, each line a JSON array of the records as the server wrote them
-(keys in its order). A full read writes each page as it arrives, in one call of msgspec's encoder (to a
-temporary body, joined to the first line as a second gzip member when the read is whole), and a cache is loaded
-a line at a time into compact rows, one tuple a record, its repeated texts shared.
+is read), then the records a page to a line: each line the body of the answer that brought them, as the server
+wrote it (its line breaks made spaces), or a JSON array of the records (keys in the server's order). A full read
+writes each page's body as it arrives (to a temporary body, joined to the first line as a second gzip member
+when the read is whole; a page the client kept no body of is encoded by msgspec in one call), and a cache is
+loaded a line at a time into compact rows, one tuple a record, its repeated texts shared.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from reconciler import __version__
+from reconciler.client import parse_json
 from reconciler.config import CacheSettings
 from reconciler.errors import PartialRead
 from reconciler.timestamps import timestamp_instant
@@ -73,7 +75,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = "reconciler-read-cache/3"
+CACHE_FORMAT = "reconciler-read-cache/4"
 COMPLETIONS = "/api/content/coursecompletedlessons"
 CHANGED_SINCE = "from_CourseCompletedLesson_UpdatedOn"
 CHANGED_UNTIL = "to_CourseCompletedLesson_UpdatedOn"
@@ -280,11 +282,17 @@ class Body:
         self.count += len(page)
 
     def _write(self, out: Any) -> None:
-        """The writer: each page queued, CHUNK records a line, until None. After a failure pages are still
-        taken (the read never waits on a writer that stopped); the read's thread says what failed."""
+        """The writer: each page queued, until None: the answer's body it was read from, as it came, when the
+        client kept it (`PageRecords.text`: a line of its own once any line break in it, which JSON allows only
+        between values, is a space), else CHUNK records a line. After a failure pages are still taken (the read
+        never waits on a writer that stopped); the read's thread says what failed."""
         while (page := self._pages.get()) is not None:
             if self._failed is None:
                 try:
+                    text = getattr(page, "text", None)
+                    if text is not None:
+                        out.write(text.replace(b"\n", b" ").replace(b"\r", b" ") + b"\n")
+                        continue
                     for start in range(0, len(page), CHUNK):
                         write_records(out, page if len(page) <= CHUNK else page[start:start + CHUNK])
                 except BaseException as e:  # raised again by `finish`, unless an OSError
@@ -352,7 +360,6 @@ class Body:
 
 
 _ENCODE = msgspec.json.Encoder().encode
-_DECODE = msgspec.json.Decoder().decode
 
 
 def write_records(out: Any, records: list[Record]) -> None:
@@ -371,12 +378,13 @@ def write_records(out: Any, records: list[Record]) -> None:
 
 
 def read_line(line: bytes) -> Any:
-    """A line of the file as values: by msgspec, or by the standard library when msgspec refuses it (NaN, an
-    infinity, a lone surrogate, as `write_records` leaves them)."""
-    try:
-        return _DECODE(line)
-    except msgspec.DecodeError:
-        return json.loads(line)
+    """The records of a line of the file: a JSON array of them (`write_records`), or the body of the answer they
+    came in (an object: its `Records`), read as the client reads an answer (`parse_json`: msgspec, or the
+    standard library when msgspec refuses it: NaN, an infinity, a lone surrogate)."""
+    value = parse_json(line)
+    if type(value) is dict:
+        value = value.get("Records")
+    return value
 
 
 def created_since(record: Record, since: datetime, since_text: str) -> bool:

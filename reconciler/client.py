@@ -85,6 +85,19 @@ class AmbiguousWrite(ApiError):
     """A write whose outcome is unknown: the request may have been done, but no answer came back."""
 
 
+class PageRecords(list[dict[str, Any]]):
+    """A page's records, as `pages` hands them over, with `text`: the answer's body they were read from when it
+    is UTF-8 JSON text that begins with its object (else None). Read again as the client read it (msgspec, then
+    the standard library), its `Records` are these records; so the read cache writes the body away as it came
+    rather than encoding every record again."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, records: list[dict[str, Any]], text: bytes | None = None) -> None:
+        super().__init__(records)
+        self.text = text
+
+
 @dataclass(frozen=True)
 class Page:
     """One page of a listing as the server answered it, and the size it was asked for."""
@@ -859,7 +872,8 @@ class NexudusClient:
                 raise MalformedAnswer(f"{where} answered {name} = {value!r}, not a count", method="GET",
                                       url=self.base_url + path, status=reply.status_code)
         _check_records(records, _collection(path), where, self.base_url + path)
-        return Page(body, records, size)
+        text = reply.content
+        return Page(body, PageRecords(records, text if text[:1] == b"{" else None), size)
 
     def create(self, path: str, fields: Mapping[str, Any]) -> int:
         """POST a new record and return its Id; AmbiguousWrite if the answer was lost."""
@@ -1084,11 +1098,12 @@ def _json_kind(value: Any) -> str:
 _JSON = msgspec.json.Decoder()
 
 
-def _parse(text: bytes) -> Any:
+def parse_json(text: bytes) -> Any:
     """JSON text as values: by msgspec (twice as fast on a page of a thousand records), and by the standard
     library whenever msgspec refuses the text, so that what is read and how a failure is worded are the same
     either way (json also takes NaN, numbers past a float, UTF-16, a byte-order mark and lone surrogates).
-    Not orjson: it reads an integer past 64 bits as a float, without a word."""
+    Not orjson: it reads an integer past 64 bits as a float, without a word. The read cache reads the bodies it
+    keeps (`PageRecords.text`) with it too, so that they read back as they were read."""
     try:
         return _JSON.decode(text)
     except (msgspec.DecodeError, UnicodeDecodeError):
@@ -1108,7 +1123,7 @@ def _decode(reply: httpx.Response, where: str) -> Any:
                               "maintenance; try again later", method=reply.request.method, url=str(reply.url),
                               status=reply.status_code)
     try:
-        return _parse(text)
+        return parse_json(text)
     except UnicodeDecodeError:
         problem = "bytes that are not UTF-8 text"
     except ValueError as e:

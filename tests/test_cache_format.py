@@ -84,9 +84,14 @@ def served(tmp_path: Path) -> Iterator[Served]:
     made.close()
 
 
+def records_of(line: Any) -> list[dict[str, Any]]:
+    """The records of a line of a cache file: a page's body (an object) or an array of records."""
+    return line["Records"] if isinstance(line, dict) else line
+
+
 def decoded(lines: list[Any]) -> list[dict[str, Any]]:
     """The records of a cache file's lines after the first."""
-    return sorted((record for line in lines[1:] for record in line), key=lambda r: r["Id"])
+    return sorted((record for line in lines[1:] for record in records_of(line)), key=lambda r: r["Id"])
 
 
 @pytest.mark.parametrize("incremental", [False, True])
@@ -98,14 +103,18 @@ def test_the_file_is_a_first_line_then_a_line_of_records_a_page(served: Served, 
     full, _, _ = served.read(cache=False)
     lines = served.lines()
     first = lines[0]
-    assert first["format"] == CACHE_FORMAT == "reconciler-read-cache/3"
+    assert first["format"] == CACHE_FORMAT == "reconciler-read-cache/4"
     assert first["target"] == served.server.url and first["reconciler"] == __version__ and first["kind"] == "all"
     assert first["records"] == len(full) == 120
     assert [list(r) for r in decoded(lines)] == [list(r) for r in full]  # keys in the server's order
     assert decoded(lines) == full
-    assert all(isinstance(line, list) and all(isinstance(r, dict) for r in line) for line in lines[1:])
-    # A full read writes each page (20 records here) as it arrives; the incremental one CHUNK records a line.
-    assert [len(line) for line in lines[1:]] == ([120] if incremental else [20] * 6)
+    assert all(all(isinstance(r, dict) for r in records_of(line)) for line in lines[1:])
+    # A full read writes each page (20 records here) as it arrives, the body the server answered; the
+    # incremental one CHUNK records a line, an array.
+    if incremental:
+        assert [type(line) for line in lines[1:]] == [list] and len(lines[1]) == 120
+    else:
+        assert [(line["CurrentPage"], len(line["Records"])) for line in lines[1:]] == [(n, 20) for n in range(1, 7)]
     assert [p.name for p in served.folder.iterdir()] == ["completions-all.json.gz"]  # no temporary file left
 
 
@@ -119,22 +128,24 @@ def format_2(served: Served, full: list[dict[str, Any]]) -> list[Any]:
             {"shape": shape}, [[0, *r.values()] for r in full]]
 
 
-@pytest.mark.parametrize("older", [1, 2])
+@pytest.mark.parametrize("older", [1, 2, 3])
 def test_a_cache_of_an_older_format_is_refused_then_replaced(served: Served, older: int) -> None:
     """Format 1 was one JSON document (every record at once), format 2 a line per shape of record then lines of
-    rows; either is refused by its first line, without being read whole, and the full read that follows writes
-    the new format."""
+    rows, format 3 lines of records only (never a page's body); each is refused by its first line, without
+    being read whole, and the full read that follows writes the new format."""
     full, _, _ = served.read(cache=False)
     served.folder.mkdir(parents=True)
     lines: list[Any] = format_2(served, full)
     if older == 1:
         lines = [{**lines[0], "format": "reconciler-read-cache/1", "shapes": [lines[1]["shape"]],
                   "records": lines[2]}]
+    elif older == 3:
+        lines = [{**lines[0], "format": "reconciler-read-cache/3"}, full]
     with gzip.open(served.path, "wt", encoding="utf-8") as handle:
         handle.write("".join(json.dumps(line) + "\n" for line in lines))
     got, _, how = served.read()
     assert got == full
-    assert how == f"full ({served.path} is not a read cache (reconciler-read-cache/3))"
+    assert how == f"full ({served.path} is not a read cache (reconciler-read-cache/4))"
     assert served.lines()[0]["format"] == CACHE_FORMAT
     assert served.read() == (full, 3, "incremental")
 
@@ -359,3 +370,48 @@ def test_a_body_left_by_a_killed_run_is_removed_a_day_later(served: Served) -> N
     os.utime(old, (day_ago, day_ago))
     assert served.read()[2] == "full (no cache yet)"
     assert sorted(p.name for p in served.folder.iterdir()) == [".body.running", "completions-all.json.gz"]
+
+
+# A page's body as a server may write it: pretty-printed (line breaks between values), with values that only the
+# standard library reads (NaN, an integer past 64 bits, a lone surrogate) and keys in its own order.
+ODD_BODY = (b'{\r\n  "TotalItems": 2,\n  "Records": [\n    {"CourseLessonId": 2, "Id": 1, "X": NaN, "Big": '
+            + str(2**70).encode() + b', "SystemId": null},\n    {"Id": 2, "CourseLessonId": 2, "T": "\\ud800 a\\nb"}'
+            b'\n  ],\n  "HasNextPage": false\n}\n')
+
+
+@pytest.mark.parametrize("prefix", [b"", b" ", b"\xef\xbb\xbf"])
+def test_a_page_is_written_as_the_body_it_came_in_and_reads_back_as_the_client_read_it(tmp_path: Path,
+                                                                                      prefix: bytes) -> None:
+    """Through the client (a server answering ODD_BODY) and a Body: the page's records come back from the file
+    exactly as the client read them (values, types and key order), whether the body was kept as it came (it
+    begins with its object) or the records were encoded again (a body that begins otherwise)."""
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=prefix + ODD_BODY, headers={"Content-Type": "application/json"})
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as mocked:
+        pages = list(NexudusClient("https://x.example", mocked).pages("/api/spaces/coworkers"))
+    [page] = pages
+    assert page.text == (ODD_BODY if not prefix else None)  # type: ignore[attr-defined]
+    body = Body(tmp_path)
+    try:
+        body.keep(page)
+        path = body.finish()
+        assert path is not None
+        with gzip.open(path, "rb") as handle:
+            lines = handle.read().split(b"\n")
+        assert lines[-1] == b"" and len(lines) == 2  # one line, whatever line breaks the body held
+        back = read_line(lines[0])
+        assert json.dumps(back) == json.dumps(page) and [list(r) for r in back] == [list(r) for r in page]
+        assert back[0]["Big"] == 2**70 and back[1]["T"] == "\ud800 a\nb" and back[0]["X"] != back[0]["X"]
+    finally:
+        body.close()
+
+
+def test_a_line_that_is_neither_records_nor_a_body_of_records_is_damage(served: Served) -> None:
+    served.read()
+    lines = served.lines()
+    with gzip.open(served.path, "wt", encoding="utf-8") as handle:
+        handle.write("".join(json.dumps(item) + "\n" for item in [*lines[:-1], {"Records": "none"}]))
+    got, _, how = served.read()
+    assert got == served.read(cache=False)[0]
+    assert how.startswith(f"full (the cache {served.path} is damaged (ValueError('a line of records is not a list")
