@@ -61,6 +61,7 @@ trace.addFilter(RedactingFilter())  # the URLs are redacted as traced; this guar
 
 PAGE_SIZE = 1000  # the largest page asked for: the documented maximum (a bigger one is never trusted)
 MAX_PAGES = 1_000_000  # a read without TotalItems stops here, whatever HasNextPage says
+AHEAD = 2  # pages a read asks for past the one its caller holds (see `pages`)
 MAX_TRIES = 5
 REQUEST_TIMEOUT = httpx.Timeout(60.0, connect=15.0)  # each connect, read and write
 REQUEST_DEADLINE = 180.0  # one whole exchange, however the server trickles it
@@ -112,46 +113,74 @@ class _ReadLeft(Exception):
 
 
 class _Ahead:
-    """The next page of a read, fetched in a thread of its own while the caller takes in the page in hand.
+    """Pages `first` to `last` of a read, asked for one after the other in a thread of its own while the caller
+    takes in the pages before: each request goes as soon as the one before is answered, up to AHEAD pages past the
+    page the caller holds. The thread only sends and receives; the caller decodes and checks each answer as it
+    takes it (`take`), while the next request is on the wire.
 
-    `take` hands the page over, or raises what fetching it raised, as the caller asking for the page would
-    have met it; its wait ends at Ctrl-C like any wait of the caller's. `drop` is for a read that is left: a
-    request not yet sent is not sent, a wait ends, and whatever comes of it is let go (nothing is printed).
-    `drop` returns once the thread has ended, unless an exchange is on the wire: a read left at Ctrl-C (or
-    by a caller that stopped) is not held up by it. That exchange then ends on its own, within the request's
-    time bounds, holding the client's lock, so the next request still waits for it: one at a time.
+    `take` hands over a page's answer, or raises what asking for it raised, as the caller asking for the page
+    would have met it; its wait ends at Ctrl-C like any wait of the caller's. `drop` is for a read that is left
+    (or that goes on otherwise): a request not yet sent is not sent, a wait ends, and whatever comes of it is let
+    go (nothing is printed). `drop` returns once the thread has ended, unless an exchange is on the wire: a read
+    left at Ctrl-C (or by a caller that stopped) is not held up by it. That exchange then ends on its own, within
+    the request's time bounds, holding the client's lock, so the next request still waits for it: one at a time.
     """
 
-    def __init__(self, fetch: Callable[[threading.Event, threading.Event], Page]) -> None:
+    def __init__(self, fetch: Callable[[int, threading.Event, threading.Event], httpx.Response], first: int,
+                 last: int, size: int) -> None:
+        self.first, self.last, self.size = first, last, size
         self.left = threading.Event()
         self.on_wire = threading.Event()  # set while the thread's request is being sent and answered
+        self._answered = threading.Condition()  # guards `_answers` and `_held`
+        self._answers: dict[int, httpx.Response | BaseException] = {}
+        self._held = first - 1  # the page the caller holds
         self._done = threading.Event()
-        self._page: Page | None = None
-        self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(fetch,), name="reconciler-page-ahead", daemon=True)
         self._thread.start()
 
-    def _run(self, fetch: Callable[[threading.Event, threading.Event], Page]) -> None:
+    def _run(self, fetch: Callable[[int, threading.Event, threading.Event], httpx.Response]) -> None:
         try:
-            self._page = fetch(self.left, self.on_wire)
-        except BaseException as e:  # the reader's to raise (`take`) or let go (`drop`), never the thread's
-            self._error = e
+            for number in range(self.first, self.last + 1):
+                with self._answered:
+                    while number - self._held > AHEAD and not self.left.is_set():
+                        self._answered.wait()
+                if self.left.is_set():
+                    return
+                answer: httpx.Response | BaseException
+                try:
+                    answer = fetch(number, self.left, self.on_wire)
+                except BaseException as e:  # the reader's to raise (`take`) or let go (`drop`), never the thread's
+                    answer = e
+                with self._answered:
+                    self._answers[number] = answer
+                    self._answered.notify_all()
+                if isinstance(answer, BaseException):
+                    return
         finally:
             self._done.set()
+            with self._answered:
+                self._answered.notify_all()
 
-    def take(self) -> Page:
-        self._done.wait()  # an Event, not Thread.join: Ctrl-C during it leaves the thread as it was
-        error, self._error = self._error, None
-        if error is not None:
-            raise error
-        assert self._page is not None
-        return self._page
+    def take(self, number: int) -> httpx.Response:
+        """Page `number`'s answer, once it is in (the caller then holds that page: room for one more ahead)."""
+        with self._answered:
+            while number not in self._answers and not self._done.is_set():
+                self._answered.wait()  # Ctrl-C ends it: the read is then left (`drop`)
+            answer = self._answers.pop(number, None)
+            self._held = number
+            self._answered.notify_all()
+        if isinstance(answer, BaseException):
+            raise answer
+        assert answer is not None, f"page {number} is not among pages {self.first}-{self.last} of this read"
+        return answer
 
     def drop(self) -> None:
         self.left.set()
+        with self._answered:
+            self._answered.notify_all()
         if self._thread is not threading.current_thread() and not self.on_wire.is_set():
             self._done.wait()  # not sending: `left` ends it within a slice
-        self._page = self._error = None
+        self._answers.clear()
 
 
 @dataclass
@@ -698,29 +727,30 @@ class NexudusClient:
         past any sane bound) raises PartialRead: a partial list is never taken for the whole.
         `first` continues a read whose first page `count` already fetched.
 
-        While the caller takes in a page, the next one is already being fetched, in a thread of its own,
-        so that our work on one page and the server's on the next overlap. Only a page the read will
-        certainly ask for is fetched so: one the answers promise (TotalItems says more distinct records
-        remain, or HasNextPage / TotalPages say so) once every check of the page in hand has passed; a
-        read that runs to its end sends exactly the requests, in the order, it always did. It is safe
-        because:
+        While the caller takes in a page, the next ones are already being asked for, in a thread of its own,
+        so that our work on the pages in hand and the server's on the next overlap: the thread sends each
+        request as soon as the one before is answered, and the caller decodes and checks each answer as it
+        takes it. Only pages the read is promised are asked for so: those the first page's TotalItems promises
+        at the size served (without a total, only the next, once the page in hand says there is one, by
+        HasNextPage or TotalPages), never more than AHEAD pages past the one the caller holds. A read that runs
+        to its end sends exactly the requests, in the order, it always did. It is safe because:
         - one request is in flight at a time: the one loop (pacing, auth, the token grant and its
           renewal, throttle waits, retries, stats, trace, wait listener) holds the client's lock, so a
-          request the caller sends between pages waits for the fetch ahead to finish, and follows it;
-        - the fetch ahead is the same `_page` call as ever, and what it raises (PartialRead,
-          MalformedAnswer, TransportError, AuthError, a StopRun...) is raised to the caller, unchanged,
-          when the caller comes back for that page: where the caller would have met it. The checks
-          across pages (a moving total, a short page, a record seen twice, endless pages) are made
-          here, in the caller's thread, as before;
+          request the caller sends between pages waits for the one ahead to finish, and follows it;
+        - each request ahead is the same `request` call as ever, and what it raises (TransportError,
+          AuthError, a StopRun...) or what decoding its answer raises (MalformedAnswer) reaches the caller,
+          unchanged, when the caller comes back for that page: where the caller would have met it. The checks
+          across pages (a moving total, a short page, a record seen twice, endless pages) are made here, in
+          the caller's thread, as before;
         - its waits watch the stop flag and the deadline as every wait does (Ctrl-C ends them within a
           fraction of a second), so the caller, waiting for a page, waits no longer than it would have
           asking for it;
-        - a caller that leaves the read (a break, an exception, Ctrl-C, the generator closed) drops the
-          page: not sent if it has not been, its wait cut short, its answer or error let go. The read is
-          left once the thread has ended, except while its request is on the wire: Ctrl-C is not held up
-          by it, and that one exchange ends on its own, within the request's time bounds, holding the
-          client's lock (the next request waits for it). Against the service, this is at most one page
-          read that was not needed, by a caller that stopped early.
+        - a caller that leaves the read (a break, an exception, Ctrl-C, the generator closed) drops the pages
+          ahead: a request not sent is not sent, a wait is cut short, answers and errors are let go. The read
+          is left once the thread has ended, except while its request is on the wire: Ctrl-C is not held up
+          by it, and that one exchange ends on its own, within the request's time bounds, holding the client's
+          lock (the next request waits for it). Against the service, this is at most AHEAD pages read that were
+          not needed, by a caller that stopped early or a read that stopped at a page that did not add up.
         """
         with self._redacting():
             yield from self._pages(path, filters, first)
@@ -747,7 +777,12 @@ class NexudusClient:
                 if isinstance(following, int):
                     if following < size:
                         size = self._learn_page_size(following, path)
-                    ahead = self._fetch_ahead(path, filters, number + 1, size)
+                    if ahead is None or ahead.size != size or number + 1 > ahead.last:
+                        if ahead is not None:
+                            ahead.drop()
+                        # The pages the first page's total promises (without one: the next, as it says).
+                        last = max(number + 1, math.ceil(total / size)) if total is not None else number + 1
+                        ahead = self._fetch_ahead(path, filters, number + 1, last, size)
                 yield page.records
                 if isinstance(following, PartialRead):
                     raise following
@@ -756,8 +791,7 @@ class NexudusClient:
                     return
                 number += 1
                 assert ahead is not None
-                page = ahead.take()  # dropped below if the wait for it ends otherwise (Ctrl-C)
-                ahead = None
+                page = self._page_of(ahead.take(number), path, size)  # dropped below if that fails or Ctrl-C
         finally:
             if ahead is not None:
                 ahead.drop()
@@ -805,10 +839,11 @@ class NexudusClient:
                                method="GET", url=url)
         return size
 
-    def _fetch_ahead(self, path: str, filters: Mapping[str, Any] | None, number: int, size: int) -> _Ahead:
-        """Page `number` of a read, asked for now in a thread of its own (see `pages`)."""
+    def _fetch_ahead(self, path: str, filters: Mapping[str, Any] | None, first: int, last: int,
+                     size: int) -> _Ahead:
+        """Pages `first` to `last` of a read, asked for now in a thread of their own (see `pages`)."""
 
-        def fetch(left: threading.Event, on_wire: threading.Event) -> Page:
+        def fetch(number: int, left: threading.Event, on_wire: threading.Event) -> httpx.Response:
             self._local.left = left  # what ends this thread's waits when the read is left
             self._local.on_wire = on_wire  # what `drop` does not wait for
             # Its turn is waited for watching `left` too: a read may be left by a thread holding the lock
@@ -816,11 +851,11 @@ class NexudusClient:
             while not self._lock.acquire(timeout=SLICE):
                 self._check_read_left()
             try:
-                return self._page(path, filters, number, size)
+                return self._list_request(path, filters, number, size)
             finally:
                 self._lock.release()
 
-        return _Ahead(fetch)
+        return _Ahead(fetch, first, last, size)
 
     def _log_read(self, path: str, filters: Mapping[str, Any] | None, records: int, pages: int, size: int) -> None:
         where = f"{path}?{'&'.join(f'{k}={v}' for k, v in filters.items())}" if filters else path
@@ -855,8 +890,13 @@ class NexudusClient:
             return self._checked_page(path, filters, number, size)
 
     def _checked_page(self, path: str, filters: Mapping[str, Any] | None, number: int, size: int) -> Page:
-        params = {**(filters or {}), "page": number, "size": size, "orderBy": "Id"}
-        reply = self.request("GET", path, params=params)
+        return self._page_of(self._list_request(path, filters, number, size), path, size)
+
+    def _list_request(self, path: str, filters: Mapping[str, Any] | None, number: int, size: int) -> httpx.Response:
+        return self.request("GET", path, params={**(filters or {}), "page": number, "size": size, "orderBy": "Id"})
+
+    def _page_of(self, reply: httpx.Response, path: str, size: int) -> Page:
+        """A list answer as a page, once it is checked: an envelope of records of the types we use."""
         where = f"GET {reply.request.url if reply.request else self.base_url + path}"
         body = _decode(reply, where)
         if not isinstance(body, dict):
