@@ -10,8 +10,10 @@ the matrix read the columns directly and make a `Completion` only for a record t
 
 from __future__ import annotations
 
+import binascii
 import operator
 import re
+import sys
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, overload
@@ -24,7 +26,10 @@ _MANY = 4096  # past this many distinct texts, a stamp column packs them (see `_
 _DIGIT_SLOTS = str.maketrans({"%": "%%", **{d: "%s" for d in "0123456789"}})
 _NOT_DIGITS = re.compile(r"[^0-9]")
 _MAX_DIGITS = 16  # a text's digits packed with its shape into one 63-bit code: 10**16 < 2**54
+_NOT_DIGIT_BYTES = bytes(sorted(set(range(256)) - set(b"0123456789\n")))  # `_NOT_DIGITS` in ASCII, lines kept
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _UNSET = object()
+_PLAIN = frozenset((str, type(None)))  # the values a page at a time takes (`add_page`); any other, `add` does
 
 # UniqueId kinds (one byte a row).
 _NO_UID, _GUID, _GUID_UPPER, _OTHER_UID = 0, 1, 2, 3
@@ -32,6 +37,10 @@ _LOW = (1 << 64) - 1
 # A GUID's text in one case (one of digits alone is both, and reads back lower-case: the same text).
 _LOWER_GUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _UPPER_GUID_TEXT = re.compile(r"[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}")
+_LOWER_HEX = b"0123456789abcdef"
+_DASHES = (8, 13, 18, 23)  # where a GUID's text has its dashes (36 characters in all)
+_ID, _MEMBER, _LESSON = (operator.itemgetter(k) for k in ("Id", "CourseMemberId", "CourseLessonId"))
+_CREATED, _UPDATED = operator.itemgetter("CreatedOn"), operator.itemgetter("UpdatedOn")
 
 
 def _append(column: array[int], value: int) -> array[int]:
@@ -42,6 +51,47 @@ def _append(column: array[int], value: int) -> array[int]:
         column = array(_WIDER[column.typecode], column)
         return _append(column, value)
     return column
+
+
+def _extended(column: array[int], values: list[int], times: int = 1) -> array[int]:
+    """`column` with `values` (`times` over) appended, widened first (as far as `_append` would) until they fit."""
+    try:
+        column.extend(array(column.typecode, values) * times)
+    except OverflowError:
+        return _extended(array(_WIDER[column.typecode], column), values, times)
+    return column
+
+
+def _lower_guids(texts: list[str | None]) -> array[int] | None:
+    """The numbers of `texts` (high and low 64 bits of each, in turn) when every one is a lower-case GUID's text
+    (`_LOWER_GUID_TEXT` matches it whole), else None; each a str or None (not a subclass of str: the caller
+    checks). Exactly the regex's test, a page at a time: the texts joined by newlines are checked once (every
+    other character a lower-case hex digit, the dashes and newlines exactly where n GUIDs put theirs), in a
+    tenth of the time the regex takes a text."""
+    count = len(texts)
+    try:
+        joined = "\n".join(texts)  # type: ignore[arg-type]
+    except TypeError:  # a None among them
+        return None
+    if not count or len(joined) != 37 * count - 1 or not joined.isascii():
+        return None
+    dashes, data = "-" * count, joined.encode()
+    if (any(joined[at::37] != dashes for at in _DASHES) or joined[36::37] != "\n" * (count - 1)
+            or data.translate(None, _LOWER_HEX) != (b"----\n" * count)[:-1]):
+        return None
+    numbers = array("Q")
+    numbers.frombytes(binascii.unhexlify(data.translate(None, b"-\n")))
+    if sys.byteorder == "little":  # the hex digits read big-endian
+        numbers.byteswap()
+    return numbers
+
+
+def _optional(records: Sequence[Mapping[str, Any]], field: str) -> list[Any]:
+    """`field` of every record, None where a record has none (`record.get`)."""
+    try:
+        return list(map(operator.itemgetter(field), records))
+    except KeyError:
+        return [record.get(field) for record in records]
 
 
 class _Packer:
@@ -62,19 +112,53 @@ class _Packer:
         if type(value) is str:
             digits = _NOT_DIGITS.sub("", value)
             if len(digits) <= _MAX_DIGITS:
-                shape = value.translate(_DIGIT_SLOTS)
-                index = self.shape_index.get(shape)
-                if index is None and len(self.shapes) < 256:
-                    index = self.shape_index[shape] = len(self.shapes)
-                    self.shapes.append((shape, len(digits)))
+                index = self._shape(value, len(digits))
                 if index is not None:
                     return ((int(digits or "0") << 8 | index) << 1)
+        return self._whole(value)
+
+    def pack_many(self, values: list[str | None]) -> list[int]:
+        """`pack` of each value in turn, each a str (not a subclass) or None. When they are all ASCII texts of a
+        line each (stamps are), their digits and shapes are taken for all at once, from the texts joined (a
+        tenth of the time `pack` takes a text), and each text's code is made from them."""
+        try:
+            joined = "\n".join(values)  # type: ignore[arg-type]
+        except TypeError:  # a None among them
+            return list(map(self.pack, values))
+        if not joined.isascii() or joined.count("\n") != len(values) - 1:
+            return list(map(self.pack, values))
+        data = joined.encode()
+        indexes: dict[bytes, int | None] = {}  # by the text with each digit a 0: its shape's index
+        codes = []
+        for value, digits, key in zip(values, data.translate(None, _NOT_DIGIT_BYTES).split(b"\n"),
+                                      data.translate(_DIGITS_AS_ZERO).split(b"\n"), strict=True):
+            if len(digits) <= _MAX_DIGITS:
+                index = indexes.get(key, -1)
+                if index == -1:
+                    index = indexes[key] = self._shape(value, len(digits))  # type: ignore[arg-type]
+                if index is not None:
+                    codes.append((int(digits or b"0") << 8 | index) << 1)
+                    continue
+            codes.append(self._whole(value))
+        return codes
+
+    def _whole(self, value: Any) -> int:
+        """The code of `value` kept whole, in the table of distinct values."""
         index = self.value_index.get(value)
         if index is None or type(self.values[index]) is not type(value):
             index = len(self.values)
             self.values.append(value)
             self.value_index.setdefault(value, index)
         return index << 1 | 1
+
+    def _shape(self, text: str, width: int) -> int | None:
+        """The index of `text`'s shape (its `width` digits each a slot), added while there are fewer than 256."""
+        shape = text.translate(_DIGIT_SLOTS)
+        index = self.shape_index.get(shape)
+        if index is None and len(self.shapes) < 256:
+            index = self.shape_index[shape] = len(self.shapes)
+            self.shapes.append((shape, width))
+        return index
 
     def unpack(self, code: int) -> Any:
         if code & 1:
@@ -89,7 +173,7 @@ class _Texts:
     two a row), and once they are many (stamps of records made one by one: nearly every one distinct) codes
     that pack each text (`_Packer`: 8 bytes a row, no string kept)."""
 
-    __slots__ = ("_last", "_last_code", "codes", "index", "packer", "values")
+    __slots__ = ("_last", "_last_code", "_plain", "codes", "index", "packer", "values")
 
     def __init__(self) -> None:
         self.codes: array[int] = array("B")
@@ -98,12 +182,15 @@ class _Texts:
         self.packer: _Packer | None = None
         self._last: Any = _UNSET
         self._last_code = 0
+        self._plain = True  # every value added a text or None: a value's code is then its key's (see `add_many`)
 
     def add(self, value: Any) -> None:
         last = self._last
         if value is last or (type(value) is str and type(last) is str and value == last):
             self.codes = _append(self.codes, self._last_code)
             return
+        if type(value) not in _PLAIN:
+            self._plain = False
         if self.packer is not None:
             code = self.packer.pack(value)
         else:
@@ -117,6 +204,39 @@ class _Texts:
                     code = self.packer.pack(value) if self.packer is not None else code
         self._last, self._last_code = value, code
         self.codes = _append(self.codes, code)
+
+    def add_many(self, values: list[str | None]) -> None:
+        """`add` of each value in turn, every one a text or None (the caller checks: `add` takes any value).
+
+        While every value ever added is a text or None, two are one key exactly when `add` gives them one code
+        (no 1 and True, no NaN), so a page's codes are dictionary look-ups: the same value as the last one
+        throughout (a page of one stamp, of no SystemId) at once, else each distinct value coded once."""
+        if not values:
+            return
+        if not self._plain:
+            for value in values:
+                self.add(value)
+            return
+        if values.count(self._last) == len(values):
+            self.codes = _extended(self.codes, [self._last_code], len(values))
+            return
+        if self.packer is not None:
+            distinct = list(dict.fromkeys(values))  # packed in the order first seen, as `add` packs them
+            coded = dict(zip(distinct, self.packer.pack_many(distinct), strict=True))
+            codes = list(map(coded.__getitem__, values))
+        else:
+            index = self.index
+            fresh = [value for value in dict.fromkeys(values) if value not in index]
+            if len(self.values) + len(fresh) > _MANY:  # a code past _MANY packs them all: as `add` does it
+                for value in values:
+                    self.add(value)
+                return
+            for value in fresh:
+                index[value] = len(self.values)
+                self.values.append(value)
+            codes = list(map(index.__getitem__, values))
+        self._last, self._last_code = values[-1], codes[-1]  # equal to what `add` leaves, and of its type
+        self.codes = _extended(self.codes, codes)
 
     def _pack_all(self) -> None:
         packer = _Packer()
@@ -135,7 +255,7 @@ class _Texts:
     def take(self, rows: Sequence[int]) -> _Texts:
         taken = _Texts()
         taken.codes = array(self.codes.typecode, map(self.codes.__getitem__, rows))
-        taken.values, taken.index, taken.packer = self.values, self.index, self.packer
+        taken.values, taken.index, taken.packer, taken._plain = self.values, self.index, self.packer, self._plain
         return taken
 
     def nbytes(self) -> int:
@@ -144,8 +264,9 @@ class _Texts:
 
 class CompletionColumns(Sequence[Completion]):
     """Completions as columns, in the order they were added; a `Sequence[Completion]` whose items are made on
-    access. Built a raw API record at a time (`add`, what the reader's `compact` takes), then `take` keeps the
-    rows a read keeps, in the order it keeps them.
+    access. Built a raw API record at a time (`add`, what the reader's `compact` takes) or a page at a time
+    (`add_page`, the same columns, as the full read builds them), then `take` keeps the rows a read keeps, in the
+    order it keeps them.
 
     `titles` (lesson Id → title) and `names` (CourseMember Id → full name) are the catalog's; a record's own
     title or name is kept only when the catalog has none (once per lesson or member, and per row only for a
@@ -210,6 +331,67 @@ class CompletionColumns(Sequence[Completion]):
         if name != (self.names.get(member) or self._member_names.setdefault(member, name)):
             self._row_names[row] = name
         return row
+
+    def add_page(self, records: Sequence[Mapping[str, Any]]) -> range:
+        """`add` of each record in turn, a page at a time; returns their rows. The very same columns (to the last
+        code) at a fraction of the cost a record, which matters on the full read (its pages are taken on the main
+        thread while the next one is fetched: every µs is wall time): each field is taken for the whole page, the
+        texts coded by `_Texts.add_many`, the UniqueIds tested and parsed by `_lower_guids`, titles and names
+        looked at once per distinct lesson and member. A page it cannot take whole (a field missing, a value
+        neither text nor None, an Id that is no machine integer) is left to `add`, which raises what it raises."""
+        start = len(self.ids)
+        fields = self._page_fields(records)
+        if fields is None:
+            for record in records:
+                self.add(record)
+            return range(start, len(self.ids))
+        ids, members, lessons, created, updated, systems, uids, untitled, unnamed = fields
+        self.ids.extend(ids)
+        self.member_ids.extend(members)
+        self.lesson_ids.extend(lessons)
+        self.created.add_many(created)
+        self.updated.add_many(updated)
+        self.systems.add_many(systems)
+        numbers = _lower_guids(uids)
+        if numbers is not None:
+            self._uid_kind.extend(array("B", [_GUID]) * len(uids))
+            self._uid_high.extend(numbers[0::2])
+            self._uid_low.extend(numbers[1::2])
+        else:
+            for uid in uids:
+                self._add_uid(uid)
+        if untitled or unnamed:  # the catalog has no title (name): the records' own, as `add` keeps them
+            for row, record in enumerate(records, start):
+                lesson, member = record["CourseLessonId"], record["CourseMemberId"]
+                if lesson in untitled:
+                    title = str(record.get("CourseLessonTitle") or "")
+                    if title != self._lesson_titles.setdefault(lesson, title):
+                        self._row_titles[row] = title
+                if member in unnamed:
+                    name = str(record.get("CourseMemberCoworkerFullName") or "")
+                    if name != self._member_names.setdefault(member, name):
+                        self._row_names[row] = name
+        return range(start, len(self.ids))
+
+    def _page_fields(self, records: Sequence[Mapping[str, Any]]) -> tuple[
+            array[int], array[int], array[int], list[str | None], list[str | None], list[str | None],
+            list[str | None], set[int], set[int]] | None:
+        """A page's fields as `add_page` takes them (Ids, members, lessons; stamps, SystemIds, UniqueIds; the
+        lessons and members the catalog has no title or name for), or None when the page is not one it can take
+        whole. Nothing is changed here: a page found wanting is added from its first record."""
+        try:
+            ids = array("q", list(map(_ID, records)))
+            member_list, lesson_list = list(map(_MEMBER, records)), list(map(_LESSON, records))
+            members, lessons = array("q", member_list), array("q", lesson_list)
+            created, updated = list(map(_CREATED, records)), list(map(_UPDATED, records))
+            systems, uids = _optional(records, "SystemId"), _optional(records, "UniqueId")
+            untitled = {lesson for lesson in set(lesson_list) if not self.titles.get(lesson)}
+            unnamed = {member for member in set(member_list) if not self.names.get(member)}
+        except Exception:  # whatever a record has wrong, `add` meets it again at that record and raises it there
+            return None
+        if not all(_PLAIN.issuperset(map(type, values)) for values in (created, updated, systems, uids)):
+            return None
+        return ids, members, lessons, created, updated, systems, uids, untitled, unnamed
 
     def _add_uid(self, uid: Any) -> None:
         high = low = 0

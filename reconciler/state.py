@@ -11,6 +11,7 @@ whose pages do not add up leaves the state `partial`, and the plan then writes n
 from __future__ import annotations
 
 import logging
+import operator
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -105,6 +106,16 @@ class Filter:
 
 
 _Kept = TypeVar("_Kept")
+_RECORD_ID = operator.itemgetter("Id")
+
+
+def _page_form(convert: Callable[[dict[str, Any]], Any]) -> Callable[[list[dict[str, Any]]], Sequence[Any]] | None:
+    """What `convert` is for a page at once, when it has such a form: a `CompletionColumns`' `add` (the full
+    read's, where every µs a record is wall time) is its `add_page`."""
+    columns = getattr(convert, "__self__", None)
+    if isinstance(columns, CompletionColumns) and getattr(convert, "__func__", None) is CompletionColumns.add:
+        return columns.add_page
+    return None
 
 
 @dataclass
@@ -142,6 +153,36 @@ class ById(Generic[_Kept]):
             self._by_id = dict(zip(self._ids, self._kept, strict=True))  # type: ignore[arg-type]
             self._ids, self._kept = array("q"), None
             self._by_id[record_id] = kept
+
+    def put_many(self, record_ids: Sequence[int], kept: Sequence[_Kept]) -> None:
+        """`put` of each pair in turn, a page at a time: Ids that ascend past those kept (nearly every page of a
+        read) are appended at once, and once the records are by Id a page is one update."""
+        if not record_ids:
+            return
+        if self._kept is None and self._by_id is None:  # the first decides what the records are
+            self.put(record_ids[0], kept[0])
+            record_ids, kept = record_ids[1:], kept[1:]
+        if self._by_id is not None:
+            self._by_id.update(zip(record_ids, kept, strict=True))
+            return
+        try:  # machine integers, else `put` meets the Id at its record and raises there
+            ids: array[int] | None = array("q", record_ids)
+        except (TypeError, OverflowError):
+            ids = None
+        if (ids is not None and (not ids or record_ids[0] > self._ids[-1])
+                and all(map(operator.lt, record_ids, record_ids[1:]))):
+            try:  # all or nothing (`fromlist`): a record that does not fit is `put`'s to raise, at its record
+                if isinstance(self._kept, array):
+                    self._kept.fromlist(list(kept))  # type: ignore[arg-type]
+                else:
+                    self._kept.extend(kept)  # type: ignore[union-attr]
+            except (TypeError, OverflowError):
+                pass
+            else:
+                self._ids.extend(ids)
+                return
+        for record_id, one in zip(record_ids, kept, strict=True):
+            self.put(record_id, one)
 
     def in_order(self) -> Sequence[_Kept]:
         if self._by_id is None:
@@ -449,9 +490,15 @@ class StateReader:
         found: ById[_Kept] = ById()
         whole = [False]  # a filter the server ignored brought the whole table: everything in scope is kept
 
+        by_page = _page_form(convert)
+
         def keep(records: list[dict[str, Any]]) -> None:
             if seen is not None:
                 seen.keep(records)
+            if by_page is not None:
+                in_scope = [record for record in records if record["CourseLessonId"] in lesson_ids]
+                found.put_many(list(map(_RECORD_ID, in_scope)), by_page(in_scope))
+                return
             for record in records:
                 if record["CourseLessonId"] in lesson_ids:
                     found.put(record["Id"], convert(record))

@@ -86,7 +86,8 @@ def served(tmp_path: Path) -> Iterator[Served]:
 
 def records_of(line: Any) -> list[dict[str, Any]]:
     """The records of a line of a cache file: a page's body (an object) or an array of records."""
-    return line["Records"] if isinstance(line, dict) else line
+    records: list[dict[str, Any]] = line["Records"] if isinstance(line, dict) else line
+    return records
 
 
 def decoded(lines: list[Any]) -> list[dict[str, Any]]:
