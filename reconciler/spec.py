@@ -6,9 +6,11 @@ Checks that need the live catalog (unknown titles, enrolment) live in resolve.py
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ from reconciler.model import (
 )
 from reconciler.schema_check import dotted, near_miss, schema_problems
 from reconciler.schemas import validator
-from reconciler.yamlfile import Document, PathKey, load_file
+from reconciler.yamlfile import Cursor, Document, PathKey, load_file
 
 API_VERSION = "reconciler/v1"
 KINDS = {"Completions": "completions", "Migration": "migration"}
@@ -67,22 +69,15 @@ def load_specs(paths: Sequence[Path], exclude: Iterable[Path] = (), *, require_a
     migrations: list[MigrationSpec] = []
     contents: list[str] = []
     spec_files: list[Path] = []
-    for path in files:
-        shown = str(path)
-        documents, load_problems = load_file(path, shown)
-        problems.extend(load_problems)
-        holds_spec = bool(load_problems)
-        for document in documents:
-            spec, found = _model(document)
+    with _gc_paused():
+        for path in files:
+            specs, found, holds_spec = _read_file(path)
             problems.extend(found)
-            holds_spec = holds_spec or spec is not None or bool(found)
-            if isinstance(spec, CompletionsSpec):
-                completions.append(spec)
-            elif isinstance(spec, MigrationSpec):
-                migrations.append(spec)
-        if holds_spec and not load_problems:
-            spec_files.append(path)
-            contents.append(hashlib.sha256(path.read_bytes()).hexdigest())
+            completions.extend(spec for spec in specs if isinstance(spec, CompletionsSpec))
+            migrations.extend(spec for spec in specs if isinstance(spec, MigrationSpec))
+            if holds_spec:
+                spec_files.append(path)
+                contents.append(hashlib.sha256(path.read_bytes()).hexdigest())
     problems.extend(_meaning(completions, migrations))
     if problems:
         raise SpecError(problems)
@@ -94,6 +89,37 @@ def load_specs(paths: Sequence[Path], exclude: Iterable[Path] = (), *, require_a
     # YAML beside them), wherever they are checked out and whatever the order.
     digest = hashlib.sha256("\n".join(sorted(contents)).encode()).hexdigest()
     return SpecSet(tuple(completions), tuple(migrations), tuple(str(f) for f in spec_files), digest)
+
+
+def _read_file(path: Path) -> tuple[list[CompletionsSpec | MigrationSpec], list[Problem], bool]:
+    """The specs in one file, their problems, and whether the file read as YAML and holds a spec (its YAML
+    values are let go on return, before the collector looks at what is left)."""
+    documents, load_problems = load_file(path, str(path))
+    problems = list(load_problems)
+    holds_spec = bool(load_problems)
+    specs: list[CompletionsSpec | MigrationSpec] = []
+    for document in documents:
+        spec, found = _model(document)
+        problems.extend(found)
+        holds_spec = holds_spec or spec is not None or bool(found)
+        if spec is not None:
+            specs.append(spec)
+    return specs, problems, holds_spec and not load_problems
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """A spec of 200,000 members is a million small objects (its YAML values, then the model), none of them
+    garbage: the cyclic collector would scan them all again each time the heap grew by a quarter, about a
+    fifth of the time the load took. (As plan.gc_paused does for planning; a collector already paused by the
+    caller stays paused.)"""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _model(doc: Document) -> tuple[CompletionsSpec | MigrationSpec | None, list[Problem]]:
@@ -144,7 +170,7 @@ def _for_schema(doc: Document, kind: str) -> Document:
     trimmed = dict(data)
     for name, plain in (("members", plain_member), ("revoke", plain_revocation)):
         entries = data.get(name)
-        if isinstance(entries, list) and len(entries) > 1 and all(plain(entry) for entry in entries):
+        if isinstance(entries, list) and len(entries) > 1 and all(map(plain, entries)):
             trimmed[name] = entries[:1]
     return doc.with_data(trimmed)
 
@@ -156,11 +182,16 @@ def _plain_lesson(value: Any) -> bool:
 
 
 def _plain_selector(entry: dict[str, Any]) -> bool:
-    named = [key for key in SELECTORS if key in entry]
-    if len(named) != 1:
+    named = ""
+    for key in SELECTORS:
+        if key in entry:
+            if named:
+                return False
+            named = key
+    if not named:
         return False
-    value = entry[named[0]]
-    if named[0] in ("email", "team"):
+    value = entry[named]
+    if named in ("email", "team"):
         return type(value) is str and bool(value)
     return type(value) is int and value >= 1
 
@@ -201,7 +232,9 @@ def _through_in_lists(doc: Document) -> dict[PathKey, Problem]:
         entries = data.get(section)
         for i, entry in enumerate(entries if isinstance(entries, list) else []):
             lessons = entry.get(field) if isinstance(entry, dict) else None
-            for j, item in enumerate(lessons if isinstance(lessons, list) else []):
+            if not isinstance(lessons, list):
+                continue  # most often: `all` or `{through: X}`
+            for j, item in enumerate(lessons):
                 if not (isinstance(item, dict) and "through" in item):
                     continue
                 at: PathKey = (section, i, field, j)
@@ -215,70 +248,87 @@ def _through_in_lists(doc: Document) -> dict[PathKey, Problem]:
     return found
 
 
-def _origin(doc: Document, at: PathKey, *, key: bool = False) -> Origin:
-    line, column = doc.place(at, key=key)
-    return Origin(doc.path, line, column)
+def _origin(at_value: Cursor, at: PathKey = (), *, key: bool = False) -> Origin:
+    line, column = at_value.place(at, key=key)
+    return Origin(at_value.path, line, column)
 
 
-def _ref(doc: Document, value: Any, at: PathKey) -> Ref:
+def _ref(at_value: Cursor, value: Any, at: PathKey) -> Ref:
     if isinstance(value, dict):
-        return Ref(_origin(doc, at), id=int(value["id"]))
-    return Ref(_origin(doc, at), title=str(value).strip())
+        return Ref(_origin(at_value, at), id=int(value["id"]))
+    return Ref(_origin(at_value, at), title=str(value).strip())
 
 
-def _selector(doc: Document, entry: dict[str, Any], at: PathKey) -> tuple[MemberSelector, list[Problem]]:
+def _selector(entry_at: Cursor, entry: dict[str, Any], problems: list[Problem]) -> MemberSelector:
+    """The member a members or revoke entry names (found at `entry_at`); a malformed email into `problems`."""
     by = "email" if "email" in entry else next(name for name in SELECTORS if name in entry)  # emails: nearly all
     value = entry[by]
-    problems = []
     if by == "email":
         value = value.strip()
         if not EMAIL.match(value):
-            problems.append(doc.problem((*at, by), f"malformed email {value!r}"))
+            problems.append(entry_at.problem((by,), f"malformed email {value!r}"))
     elif by == "team":
         value = value.strip()
-    return MemberSelector(by, value, _origin(doc, (*at, by))), problems  # type: ignore[arg-type]
+    return MemberSelector(by, value, _origin(entry_at, (by,)))  # type: ignore[arg-type]
 
 
-def _lesson_set(doc: Document, value: Any, at: PathKey) -> LessonSet:
-    origin = _origin(doc, at)
-    if value == "all":
-        return LessonSet("all", origin)
-    if isinstance(value, dict):
-        return LessonSet("through", origin, (_ref(doc, value["through"], (*at, "through")),))
-    return LessonSet("list", origin, tuple(_ref(doc, item, (*at, i)) for i, item in enumerate(value)))
+class _LessonSets:
+    """Lesson sets as written, the lesson titles of each distinct text read once: a list of 200,000 members
+    most often names one `through:` for all of them, which differ only in their places."""
+
+    def __init__(self) -> None:
+        self.titles: dict[str, str] = {}
+
+    def read(self, entry_at: Cursor, name: str, value: Any) -> LessonSet:
+        """The lesson set `value`, written as `name` of the entry at `entry_at`."""
+        origin = _origin(entry_at, (name,))
+        if value == "all":
+            return LessonSet("all", origin)
+        if isinstance(value, dict):
+            return LessonSet("through", origin, (self.ref(entry_at, value["through"], (name, "through")),))
+        return LessonSet("list", origin, tuple(self.ref(entry_at, item, (name, i)) for i, item in enumerate(value)))
+
+    def ref(self, entry_at: Cursor, lesson: Any, at: PathKey) -> Ref:
+        if type(lesson) is str:
+            title = self.titles.get(lesson)
+            if title is None:
+                title = self.titles[lesson] = lesson.strip()
+            return Ref(_origin(entry_at, at), title=title)
+        return _ref(entry_at, lesson, at)
 
 
 def _completions(doc: Document) -> tuple[CompletionsSpec, list[Problem]]:
     data: dict[str, Any] = doc.data
+    root = doc.cursor()
+    lesson_sets = _LessonSets()
     problems: list[Problem] = []
     rules = []
-    for i, entry in enumerate(data.get("members", [])):
-        selector, found = _selector(doc, entry, ("members", i))
-        problems.extend(found)
-        rules.append(MemberRule(selector, _lesson_set(doc, entry["completed"], ("members", i, "completed"))))
+    for entry, entry_at in zip(data.get("members", []), root.child(("members",)).items(), strict=True):
+        rules.append(MemberRule(_selector(entry_at, entry, problems),
+                                lesson_sets.read(entry_at, "completed", entry["completed"])))
     revocations = []
-    for i, entry in enumerate(data.get("revoke", [])):
-        selector, found = _selector(doc, entry, ("revoke", i))
-        problems.extend(found)
-        revocations.append(Revocation(selector, _lesson_set(doc, entry["lessons"], ("revoke", i, "lessons")),
+    for entry, entry_at in zip(data.get("revoke", []), root.child(("revoke",)).items(), strict=True):
+        revocations.append(Revocation(_selector(entry_at, entry, problems),
+                                      lesson_sets.read(entry_at, "lessons", entry["lessons"]),
                                       entry.get("reason")))
     spec = CompletionsSpec(
-        name=data["metadata"]["name"], origin=_origin(doc, ("metadata", "name")),
-        course=_ref(doc, data["course"], ("course",)), mode=data.get("mode", "owned"),
-        mode_origin=_origin(doc, ("mode",) if "mode" in data else ("course",)),
+        name=data["metadata"]["name"], origin=_origin(root, ("metadata", "name")),
+        course=_ref(root, data["course"], ("course",)), mode=data.get("mode", "owned"),
+        mode_origin=_origin(root, ("mode",) if "mode" in data else ("course",)),
         members=tuple(rules), revocations=tuple(revocations))
     return spec, problems
 
 
 def _migration(doc: Document) -> MigrationSpec:
     data: dict[str, Any] = doc.data
-    pairs = tuple((Ref(_origin(doc, ("lessons", source), key=True), title=str(source).strip()),
-                   Ref(_origin(doc, ("lessons", source)), title=str(target).strip()))
+    root = doc.cursor()
+    pairs = tuple((Ref(_origin(root, ("lessons", source), key=True), title=str(source).strip()),
+                   Ref(_origin(root, ("lessons", source)), title=str(target).strip()))
                   for source, target in data["lessons"].items())
     return MigrationSpec(
-        name=data["metadata"]["name"], origin=_origin(doc, ("metadata", "name")),
-        source_course=_ref(doc, data["from"]["course"], ("from", "course")),
-        target_course=_ref(doc, data["to"]["course"], ("to", "course")),
+        name=data["metadata"]["name"], origin=_origin(root, ("metadata", "name")),
+        source_course=_ref(root, data["from"]["course"], ("from", "course")),
+        target_course=_ref(root, data["to"]["course"], ("to", "course")),
         lesson_map=pairs, enroll=data.get("enroll", False), source_policy=data.get("source", "keep"),
         strict=data.get("strict", False))
 
@@ -324,6 +374,8 @@ def _meaning(completions: list[CompletionsSpec], migrations: list[MigrationSpec]
 
 def _declared_and_revoked(spec: CompletionsSpec) -> list[Problem]:
     """The same member, named the same way, both declared and revoked for a lesson (literal check)."""
+    if not spec.revocations:
+        return []  # most specs revoke nothing: no need to gather what 200,000 members declare
     declared: dict[tuple[str, str | int], list[LessonSet]] = {}
     for rule in spec.members:
         declared.setdefault(rule.member.key, []).append(rule.completed)

@@ -11,6 +11,7 @@ again by walking the data along a path.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _VALUE_TAG = "tag:yaml.org,2002:value"
 _SHIFT = 32  # a place is packed into one int: line << 32 | column
+_COLUMN = (1 << _SHIFT) - 1
 _SMALL_MAP = 4  # a key is found in a larger mapping through an index built on first use
 _SHORT, _REMEMBERED = 40, 4096
 
@@ -57,7 +59,7 @@ def _pack(mark: Any) -> int:
 
 
 def _unpack(packed: int) -> Place:
-    return packed >> _SHIFT, packed & ((1 << _SHIFT) - 1)
+    return packed >> _SHIFT, packed & _COLUMN
 
 
 def _mark(packed: int) -> Mark:
@@ -83,8 +85,14 @@ class Places:
 
     def locate(self, data: Any, at: PathKey, *, key: bool) -> Place:
         """The place of the value (or key) at `at` in `data`, else of its nearest ancestor that has one."""
-        value_place, key_place = self.root, 0
-        link, node, cells = self.link, data, self.cells
+        _, value_place, key_place, _ = self.walk(data, self.root, 0, self.link, at)
+        return _unpack(key_place if key and key_place else value_place)
+
+    def walk(self, node: Any, value_place: int, key_place: int, link: int, at: PathKey) -> tuple[Any, int, int, int]:
+        """From a value (its data, packed places and container), along `at` as far as the data goes: the value
+        reached, its places and container. Where the data ends the container is -1, so that no walk goes on
+        from there."""
+        cells = self.cells
         for part in at:
             if link < 0:
                 break
@@ -99,6 +107,7 @@ class Places:
                 else:
                     index = self._index(link, node, part)
                 if index < 0:
+                    link = -1
                     break
                 base += 3 * index
                 key_place, value_place, link = cells[base], cells[base + 1], cells[base + 2]
@@ -108,8 +117,9 @@ class Places:
                 key_place, value_place, link = 0, cells[base], cells[base + 1]
                 node = node[part]
             else:
+                link = -1
                 break
-        return _unpack(key_place if key and key_place else value_place)
+        return node, value_place, key_place, link
 
     def _index(self, link: int, node: dict[Any, Any], part: Any) -> int:
         positions = self.indexes.get(link)
@@ -137,10 +147,60 @@ class Document:
         line, column = self.place(at, key=key)
         return Problem(self.path, line, column, message)
 
+    def cursor(self, at: PathKey = ()) -> Cursor:
+        """The value at `at`, to find the places of what it holds from there rather than from the root."""
+        return Cursor(self.path, self.places, self.data, self.places.root, 0, self.places.link).child(at)
+
     def with_data(self, data: Any) -> Document:
         """The same document seeing other data of its shape: each mapping with the same keys in the same order,
         a list possibly cut short (the places are found by walking the data along a path)."""
         return replace(self, data=data)
+
+
+class Cursor:
+    """A value of a document, whose places (and those of what it holds) are found by walking from it: a loop
+    over a long list steps to each entry once, instead of walking the whole path from the root for every
+    place it asks for. It finds exactly what the document would: a path the data does not hold takes the
+    place of its nearest ancestor, also when that ancestor is above the cursor."""
+
+    __slots__ = ("key_place", "link", "node", "path", "places", "value_place")
+
+    def __init__(self, path: str, places: Places, node: Any, value_place: int, key_place: int, link: int) -> None:
+        self.path, self.places, self.node = path, places, node
+        self.value_place, self.key_place, self.link = value_place, key_place, link
+
+    def child(self, at: PathKey) -> Cursor:
+        """The value at `at` below this one."""
+        if not at:
+            return self
+        places = self.places
+        node, value_place, key_place, link = places.walk(self.node, self.value_place, self.key_place, self.link, at)
+        return Cursor(self.path, places, node, value_place, key_place, link)
+
+    def items(self) -> Iterator[Cursor]:
+        """A cursor at each item of the list here, in order, as `child((i,))` finds it but without a walk
+        (none if there is no list here)."""
+        node, link = self.node, self.link
+        if link < 0 or not isinstance(node, list):
+            return
+        path, places, cells = self.path, self.places, self.places.cells
+        at = places.firsts[link]
+        for item in node:
+            yield Cursor(path, places, item, cells[at], 0, cells[at + 1])
+            at += 2
+
+    def place(self, at: PathKey = (), *, key: bool = False) -> Place:
+        """The place of the value (or key) at `at` below this one, as `Document.place` finds it."""
+        if at:
+            _, value_place, key_place, _ = self.places.walk(self.node, self.value_place, self.key_place, self.link, at)
+        else:
+            value_place, key_place = self.value_place, self.key_place
+        packed = key_place if key and key_place else value_place
+        return packed >> _SHIFT, packed & _COLUMN
+
+    def problem(self, at: PathKey, message: str, *, key: bool = False) -> Problem:
+        line, column = self.place(at, key=key)
+        return Problem(self.path, line, column, message)
 
 
 class LoadError(Exception):
@@ -265,6 +325,7 @@ class _Frame:
         "key",
         "key_place",
         "later",
+        "mapping",
         "mark",
         "merges",
         "number",
@@ -272,8 +333,9 @@ class _Frame:
         "size",
     )
 
-    def __init__(self, data: Any, depth: int, place: int, mark: Any, anchor: str | None, number: int) -> None:
-        self.data = data
+    def __init__(self, mapping: bool, depth: int, place: int, mark: Any, anchor: str | None, number: int) -> None:
+        self.mapping = mapping
+        self.data: Any = {} if mapping else []
         self.cells: list[int] = []
         self.depth, self.place, self.mark, self.anchor, self.number = depth, place, mark, anchor, number
         self.size, self.height = 1, 0  # nodes and levels it expands to (what an alias to it costs)
@@ -346,16 +408,16 @@ class _Builder:
 
     def read_node(self) -> None:
         """Every event of one node (the document's root), building as it goes."""
-        next_event, stack = self.next_event, self.stack
+        next_event, stack, scalar, open_, close = self.next_event, self.stack, self.scalar, self.open, self.close
         while True:
             event = next_event()
             kind = event.__class__
             if kind is ScalarEvent:
-                self.scalar(event)
+                scalar(event)
             elif kind is MappingStartEvent or kind is SequenceStartEvent:
-                self.open(event, kind is MappingStartEvent)
+                open_(event, kind is MappingStartEvent)
             elif kind is MappingEndEvent or kind is SequenceEndEvent:
-                self.close(stack.pop())
+                close(stack.pop())
             elif kind is AliasEvent:
                 self.alias(event)
             if not stack:
@@ -364,29 +426,37 @@ class _Builder:
     # --- the events --------------------------------------------------------------------------------
 
     def scalar(self, event: Any) -> None:
-        place = _pack(event.start_mark)
+        mark = event.start_mark
+        place = (mark.line + 1) << _SHIFT | (mark.column + 1)  # _pack, inline: a file has a scalar a line or more
         if event.anchor is not None:
             self.check_anchor(event)
-            self.anchors[event.anchor] = _Anchored(None, place, -1, event.start_mark)  # known, even if refused
-        tag = event.tag
+            self.anchors[event.anchor] = _Anchored(None, place, -1, mark)  # known, even if refused
+        tag, value = event.tag, event.value
         if tag is None or tag == "!":
-            tag = self.resolve(event.value, event.implicit)
+            implicit = event.implicit
+            if implicit[0] and value and not self.wildcard and value[0] not in self.implicit:
+                tag = _STR_TAG  # the common case, without trying every implicit resolver
+            else:
+                tag = self.resolve(value, implicit)
         stack = self.stack
-        if stack and stack[-1].key is _NO_KEY and isinstance(stack[-1].data, dict):
+        frame = stack[-1] if stack else None
+        if frame is not None and frame.key is _NO_KEY and frame.mapping:
             if tag == _MERGE_TAG:
                 key: Any = _MERGE
             elif tag == _STR_TAG or tag == _VALUE_TAG:
-                key = self.key_texts.setdefault(event.value, event.value)
+                key = self.key_texts.setdefault(value, value)
             else:
                 key = self.construct(tag, event, place)
             if event.anchor is not None:
-                self.anchors[event.anchor] = _Anchored(key, place, -1, event.start_mark)
-            self.set_key(stack[-1], key, place)
+                self.anchors[event.anchor] = _Anchored(key, place, -1, mark)
+            if type(key) is str and key not in frame.data:
+                frame.key, frame.key_place = key, place  # set_key, inline for the keys that are most of a file
+            else:
+                self.set_key(frame, key, place)
             return
-        if (stack[-1].depth + 1 if stack else 0) > MAX_DEPTH:
+        if frame is not None and frame.depth >= MAX_DEPTH:
             raise _Refused(place, f"document is nested more than {MAX_DEPTH} levels deep")
         if tag == _STR_TAG:
-            value = event.value
             if len(value) <= _SHORT:
                 texts = self.texts
                 if len(texts) < _REMEMBERED:
@@ -396,12 +466,23 @@ class _Builder:
         else:
             value = self.construct(tag, event, place)
         if event.anchor is not None:
-            self.anchors[event.anchor] = _Anchored(value, place, -1, event.start_mark)
-        self.add(value, place, -1, 1, 0)
+            self.anchors[event.anchor] = _Anchored(value, place, -1, mark)
+        if frame is None or frame.key is _MERGE:
+            self.add(value, place, -1, 1, 0)
+            return
+        # add(), inline for the values that are most of a file
+        if frame.mapping:
+            frame.data[frame.key] = value
+            frame.cells += (frame.key_place, place, -1)
+            frame.key = _NO_KEY
+        else:
+            frame.data.append(value)
+            frame.cells += (place, -1)
+        frame.size += 1
+        if not frame.height:
+            frame.height = 1
 
     def resolve(self, value: str, implicit: tuple[bool, bool]) -> str:
-        if implicit[0] and value and not self.wildcard and value[0] not in self.implicit:
-            return _STR_TAG  # the common case, without trying every implicit resolver
         if implicit == (True, False):
             tag = self.tags.get(value)
             if tag is None:
@@ -422,7 +503,7 @@ class _Builder:
 
     def set_key(self, frame: _Frame, key: Any, place: int) -> None:
         if key is not _MERGE:
-            if not isinstance(key, str | int | bool | float) and key is not None:
+            if type(key) is not str and not isinstance(key, (str, int, bool, float)) and key is not None:
                 raise _Refused(place, "a mapping key must be a plain value")
             if key in frame.data:
                 first = frame.cells[3 * list(frame.data).index(key)] >> _SHIFT
@@ -430,37 +511,56 @@ class _Builder:
         frame.key, frame.key_place = key, place
 
     def wants_key(self) -> bool:
-        return bool(self.stack) and self.stack[-1].key is _NO_KEY and isinstance(self.stack[-1].data, dict)
+        return bool(self.stack) and self.stack[-1].key is _NO_KEY and self.stack[-1].mapping
 
     def open(self, event: Any, mapping: bool) -> None:
-        place = _pack(event.start_mark)
+        mark = event.start_mark
+        place = (mark.line + 1) << _SHIFT | (mark.column + 1)
         if event.anchor is not None:
             self.check_anchor(event)
-            self.anchors[event.anchor] = _Anchored(None, place, _READING, event.start_mark)
-        if self.wants_key():
+            self.anchors[event.anchor] = _Anchored(None, place, _READING, mark)
+        stack = self.stack
+        frame = stack[-1] if stack else None
+        if frame is not None and frame.key is _NO_KEY and frame.mapping:
             raise _Refused(place, "a mapping key must be a plain value")
-        depth = self.stack[-1].depth + 1 if self.stack else 0
+        depth = frame.depth + 1 if frame is not None else 0
         if depth > MAX_DEPTH:
             raise _Refused(place, f"document is nested more than {MAX_DEPTH} levels deep")
         tag = event.tag
         if tag is not None and tag != "!" and tag != (_MAP_TAG if mapping else _SEQ_TAG):
             raise _Refused(place, f"YAML tag {tag!r} is not allowed")
-        number = len(self.places.firsts)
-        self.places.firsts.append(0)
+        firsts = self.places.firsts
+        number = len(firsts)
+        firsts.append(0)
         self.sizes.append(0)
         self.heights.append(0)
-        self.stack.append(_Frame({} if mapping else [], depth, place, event.start_mark, event.anchor, number))
+        stack.append(_Frame(mapping, depth, place, mark, event.anchor, number))
 
     def close(self, frame: _Frame) -> None:
         if frame.merges:
             self.flatten(frame)
-        firsts, cells = self.places.firsts, self.places.cells
-        firsts[frame.number] = len(cells)
-        cells.extend(frame.cells)
-        self.sizes[frame.number], self.heights[frame.number] = frame.size, frame.height
+        number, cells = frame.number, self.places.cells
+        self.places.firsts[number] = len(cells)
+        cells.fromlist(frame.cells)
+        self.sizes[number], self.heights[number] = frame.size, frame.height
         if frame.anchor is not None:
-            self.anchors[frame.anchor] = _Anchored(frame.data, frame.place, frame.number, frame.mark)
-        self.add(frame.data, frame.place, frame.number, frame.size, frame.height)
+            self.anchors[frame.anchor] = _Anchored(frame.data, frame.place, number, frame.mark)
+        stack = self.stack
+        if not stack or stack[-1].key is _MERGE:
+            self.add(frame.data, frame.place, number, frame.size, frame.height)
+            return
+        # add(), inline for the containers of a long list
+        parent = stack[-1]
+        if parent.mapping:
+            parent.data[parent.key] = frame.data
+            parent.cells += (parent.key_place, frame.place, number)
+            parent.key = _NO_KEY
+        else:
+            parent.data.append(frame.data)
+            parent.cells += (frame.place, number)
+        parent.size += frame.size
+        if frame.height >= parent.height:
+            parent.height = frame.height + 1
 
     def alias(self, event: Any) -> None:
         if event.anchor not in self.anchors:

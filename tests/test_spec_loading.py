@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -18,6 +19,7 @@ from reconciler.emulator.seed import load_seed
 from reconciler.emulator.server import InProcessTransport
 from reconciler.emulator.store import Store
 from reconciler.errors import ConfigError, ConfigFileError, Problem, SpecError, UsageError
+from reconciler.model import LessonSet, Origin
 from reconciler.resolve import resolve
 from reconciler.spec import discover, load_specs
 from reconciler.state import StateReader
@@ -317,3 +319,72 @@ def test_plain_member_shapes_are_ones_the_schema_accepts() -> None:
             assert accepted("revoke", revoke), revoke
 
     check()
+
+
+def test_every_origin_is_the_place_the_document_gives(tmp_path: Path) -> None:
+    """The model's origins are found by stepping through the member list; each is the place the document itself
+    gives for that path, for every shape of member and lesson set (merged and aliased entries included)."""
+    from reconciler.yamlfile import load_file
+
+    text = (HEAD + "course: {id: 4}\nmode: additive\n"
+            "members:\n  - {email: a@b.co, completed: all}\n  - {team: ' Ops ', completed: &l [' A ', {id: 2}]}\n"
+            "  - coworker_id: 7\n    completed: &t {through: '  Lesson 3'}\n  - {course_member_id: 9, completed: *l}\n"
+            "  - {email: ' Shared@Example.com ', completed: {<<: *t}}\n"
+            "  - {email: c@d.co, completed: {through: {id: 5}}}\n"
+            "revoke:\n  - {email: e@f.co, lessons: [C], reason: left}\n  - {team: Sales, lessons: all}\n")
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    (spec,) = load_specs([path]).completions
+    (doc,), _ = load_file(path, str(path))
+
+    def origin(at: tuple[Any, ...]) -> Origin:
+        return Origin(str(path), *doc.place(at))
+
+    def lessons(lesson_set: LessonSet, at: tuple[Any, ...]) -> None:
+        assert lesson_set.origin == origin(at)
+        parts = [("through",)] if lesson_set.kind == "through" else [(i,) for i in range(len(lesson_set.lessons))]
+        assert [ref.origin for ref in lesson_set.lessons] == [origin((*at, *part)) for part in parts]
+
+    assert len(spec.members) == 6 and len(spec.revocations) == 2
+    for i, rule in enumerate(spec.members):
+        assert rule.member.origin == origin(("members", i, rule.member.by))
+        lessons(rule.completed, ("members", i, "completed"))
+    for i, revocation in enumerate(spec.revocations):
+        assert revocation.member.origin == origin(("revoke", i, revocation.member.by))
+        lessons(revocation.lessons, ("revoke", i, "lessons"))
+    assert [rule.member.value for rule in spec.members] == ["a@b.co", "Ops", 7, 9, "Shared@Example.com", "c@d.co"]
+    assert [[ref.title or ref.id for ref in rule.completed.lessons] for rule in spec.members] == \
+        [[], ["A", 2], ["Lesson 3"], ["A", 2], ["Lesson 3"], [5]]
+    assert spec.origin == origin(("metadata", "name")) and spec.mode_origin == origin(("mode",))
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_loading_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path, enabled: bool) -> None:
+    import gc
+
+    (tmp_path / "s.yaml").write_text(HEAD + "course: X\nmembers: [{email: a@b.co, completed: all}]\n")
+    (tmp_path / "bad.yaml").write_text(HEAD + "course: X\nmembers: [{email: a@b.co}]\n")
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        assert len(load_specs([tmp_path / "s.yaml"]).completions) == 1
+        assert gc.isenabled() is enabled
+        with pytest.raises(SpecError):
+            load_specs([tmp_path])
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()
+
+
+def test_a_file_of_another_tool_is_told_by_an_api_version_that_starts_a_line(tmp_path: Path) -> None:
+    from reconciler.foreign_yaml import is_foreign
+
+    manifest = tmp_path / "deploy.yaml"
+    manifest.write_text("apiVersion: apps/v1\nkind: Deployment\nnote: 'apiVersion: reconciler/v1'\n")
+    assert is_foreign(manifest)  # ours, but inside a line: not this file's apiVersion
+    manifest.write_text("kind: Deployment\napiVersion: apps/v1 # apiVersion: reconciler/v1\n")
+    assert is_foreign(manifest)
+    manifest.write_text("apiVersion: apps/v1\nkind: Deployment\n---\napiVersion: 'reconciler/v2'\n")
+    assert not is_foreign(manifest)  # a near miss of ours that starts a line is a spec with a problem
+    manifest.write_text("x: 1\n  apiVersion: apps/v1\n")
+    assert not is_foreign(manifest)  # no apiVersion starts a line

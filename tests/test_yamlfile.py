@@ -247,3 +247,41 @@ def test_validate_names_the_place_of_a_duplicate_key_in_a_member(tmp_path: Path,
     (tmp_path / "s.yaml").write_text(HEAD + "members:\n" + members + "  - {email: x@y.co, completed: al}\n")
     code, out, err = run_cli(capsys, "validate", "--offline", "s.yaml")
     assert code == 1 and "s.yaml:306:32: members[300].completed must be" in err
+
+
+def test_a_cursor_finds_every_place_the_document_finds(parser: str) -> None:
+    """Places found from a cursor, and from each item a cursor lists, are the document's own, for every path
+    and every split of it (a path that is not there included, and one that runs on past where the data ends)."""
+    doc = one("base: &b {x: 1, y: [p, q]}\nmerged: {<<: *b, z: 2}\nlist:\n  - *b\n  - {a: {b: [1, {c: 3}]}}\n"
+              "  - plain\n" + "".join(f"big{n}: {n}\n" for n in range(10)) + "empty: []\n")
+    paths: list[tuple[Any, ...]] = []
+
+    def collect(value: Any, at: tuple[Any, ...]) -> None:
+        # past the end of the data, and on from there to what the data holds elsewhere (which must not be found)
+        paths.extend([at, (*at, "missing"), (*at, 7), (*at, "missing", "x"), (*at, 99, 0), (*at, 0, "x")])
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else []
+        for name, item in items:
+            collect(item, (*at, name))
+
+    collect(doc.data, ())
+    for at in paths:
+        for split in range(len(at) + 1):
+            cursor = doc.cursor(at[:split])
+            assert cursor.path == "s.yaml"
+            for key in (False, True):
+                assert cursor.place(at[split:], key=key) == doc.place(at, key=key), (at, split, key)
+                assert cursor.child(at[split:]).place(key=key) == doc.place(at, key=key), (at, split, key)
+            assert cursor.problem(at[split:], "m") == doc.problem(at, "m")
+        listed = list(doc.cursor(at).items())
+        value: Any = doc.data
+        for part in at:
+            value = value[part] if isinstance(value, dict | list) and _holds(value, part) else None
+        assert len(listed) == (len(value) if isinstance(value, list) else 0), at
+        for i, item in enumerate(listed):
+            for key in (False, True):
+                assert item.place(key=key) == doc.place((*at, i), key=key)
+                assert item.place(("a", "b", 1, "c"), key=key) == doc.place((*at, i, "a", "b", 1, "c"), key=key)
+
+
+def _holds(value: dict[Any, Any] | list[Any], part: Any) -> bool:
+    return part in value if isinstance(value, dict) else isinstance(part, int) and 0 <= part < len(value)
