@@ -136,6 +136,10 @@ class _Ahead:
         self._held = first - 1  # the page the caller holds
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(fetch,), name="reconciler-page-ahead", daemon=True)
+
+    def start(self) -> None:
+        """Start asking (apart from making it: a read holds its `_Ahead` before a Ctrl-C can come during the
+        start, so that it is dropped whatever happens)."""
         self._thread.start()
 
     def _run(self, fetch: Callable[[int, threading.Event, threading.Event], httpx.Response]) -> None:
@@ -178,7 +182,8 @@ class _Ahead:
         self.left.set()
         with self._answered:
             self._answered.notify_all()
-        if self._thread is not threading.current_thread() and not self.on_wire.is_set():
+        started = self._thread.ident is not None
+        if started and self._thread is not threading.current_thread() and not self.on_wire.is_set():
             self._done.wait()  # not sending: `left` ends it within a slice
         self._answers.clear()
 
@@ -783,6 +788,7 @@ class NexudusClient:
                         # The pages the first page's total promises (without one: the next, as it says).
                         last = max(number + 1, math.ceil(total / size)) if total is not None else number + 1
                         ahead = self._fetch_ahead(path, filters, number + 1, last, size)
+                        ahead.start()
                 yield page.records
                 if isinstance(following, PartialRead):
                     raise following

@@ -319,6 +319,29 @@ def test_ctrl_c_ends_the_wait_of_a_page_fetched_ahead(wire: tuple[Wire, str], ht
     assert ahead_threads() == [] and front.pages() == [1, 2]
 
 
+def test_ctrl_c_while_the_thread_asking_ahead_starts_leaves_the_read_all_the_same(wire: tuple[Wire, str],
+                                                                                   http: httpx.Client,
+                                                                                   monkeypatch: pytest.MonkeyPatch
+                                                                                   ) -> None:
+    """Under load the caller may wait a while for the thread it starts to run: a Ctrl-C then still leaves the read,
+    and page 2's 500 is not retried by a thread nobody holds."""
+    front, url = wire
+    front.faults[2] = lambda: ("500 Internal Server Error", [("Content-Type", "application/json")], b"{}")
+    start = threading.Thread.start
+
+    def start_then_ctrl_c(thread: threading.Thread) -> None:
+        start(thread)
+        if thread.name == AHEAD:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(threading.Thread, "start", start_then_ctrl_c)
+    client = client_for(url, http, sleep=lambda seconds: None)
+    with pytest.raises(KeyboardInterrupt):
+        list(client.pages(COMPLETIONS))
+    assert after_their_exchange(ahead_threads()) == []
+    assert front.pages() in ([1], [1, 2])  # not [1, 2, 2, 2, 2...]
+
+
 def test_the_deadline_stops_a_page_fetched_ahead_as_it_stops_any_request(wire: tuple[Wire, str],
                                                                          http: httpx.Client) -> None:
     front, url = wire
