@@ -13,9 +13,11 @@ Two halves, both pure:
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import add
 from typing import Any
 
 from reconciler.columns import CompletionColumns
@@ -45,7 +47,13 @@ def matrix_section(catalog: Catalog, course_ids: Iterable[int], current: Iterabl
     lesson_course = {lesson.id: lesson.course_id for lesson in catalog.lessons.values()}
     deleted: set[int] = set()
     touched: dict[int, dict[int, str]] = defaultdict(dict)  # course → member Id → a name for it
+    last: tuple[object, int] | None = None
     for change in changes:
+        if change._more is None:  # no record, no name (nearly every create): one member's run is taken once
+            if change.member_id and (change._head, change.member_id) != last:
+                last = (change._head, change.member_id)
+                touched[change._head[1]].setdefault(change.member_id, "")
+            continue
         if change.kind == "delete" and change.record is not None:
             deleted.add(change.record.id)
         if change.member_id:  # 0: the enrolment this apply makes
@@ -116,6 +124,32 @@ def _kept_from_columns(catalog: Catalog, courses: list[int], current: Completion
             at.setdefault(member_id, len(at))
         cells[course_id] = bytearray(len(at) * len(lessons))
     widths = {course_id: len(catalog.lessons_of(course_id)) for course_id in courses}
+    if len(courses) == 1:  # the usual plan: each row's cell found in C, not a Python step a record
+        course_id = courses[0]
+        found = cells[course_id]
+        # A cell's place is its member's start + its lesson's column, made negative by `missing` (more than
+        # either can make up) when either is not shown or the record is deleted.
+        missing = -len(found) - widths[course_id] - 1
+        starts = {member_id: row * widths[course_id] for member_id, row in member_at[course_id].items()}
+        columns = {lesson: column for lesson, (_, column) in lesson_at.items()}
+        places = map(add, map(starts.get, current.member_ids, repeat(missing)),
+                     map(columns.get, current.lesson_ids, repeat(missing)))
+        if deleted:
+            places = map(add, places, map(dict.fromkeys(deleted, missing).get, current.ids, repeat(0)))
+        deque(map(found.__setitem__, filter((0).__le__, places), repeat(1)), maxlen=0)
+    else:
+        _mark_kept(current, deleted, lesson_at, member_at, cells, widths)
+
+    def kept_text(course_id: int, member_id: int, lessons: list[Lesson]) -> str:
+        start = member_at[course_id][member_id] * len(lessons)
+        return cells[course_id][start:start + len(lessons)].translate(_KEPT_DIGITS).decode()
+
+    return kept_text
+
+
+def _mark_kept(current: CompletionColumns, deleted: set[int], lesson_at: dict[int, tuple[int, int]],
+               member_at: dict[int, dict[int, int]], cells: dict[int, bytearray], widths: dict[int, int]) -> None:
+    """Each kept record's cell set, a record at a time (the plan reaches several courses)."""
     for record_id, member, lesson in zip(current.ids, current.member_ids, current.lesson_ids, strict=True):
         place = lesson_at.get(lesson)
         if place is None:
@@ -123,12 +157,6 @@ def _kept_from_columns(catalog: Catalog, courses: list[int], current: Completion
         row = member_at[place[0]].get(member)
         if row is not None and record_id not in deleted:
             cells[place[0]][row * widths[place[0]] + place[1]] = 1
-
-    def kept_text(course_id: int, member_id: int, lessons: list[Lesson]) -> str:
-        start = member_at[course_id][member_id] * len(lessons)
-        return cells[course_id][start:start + len(lessons)].translate(_KEPT_DIGITS).decode()
-
-    return kept_text
 
 
 # --- reading side: a document's grids -----------------------------------------------------------

@@ -12,11 +12,12 @@ import gc
 import heapq
 import math
 from array import array
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from operator import attrgetter
+from itertools import pairwise, repeat
+from operator import add, attrgetter
 from typing import Literal
 
 from reconciler.columns import CompletionColumns
@@ -24,7 +25,7 @@ from reconciler.config import ClientLimits, Safety
 from reconciler.errors import Problem
 from reconciler.model import Catalog, Completion, Origin, oldest_first
 from reconciler.pacing import Pacer
-from reconciler.resolve import Pair, Resolution, ResolvedCompletions, ResolvedMigration
+from reconciler.resolve import DesiredPairs, Pair, Resolution, ResolvedCompletions, ResolvedMigration
 
 ChangeKind = Literal["enroll", "create", "delete"]
 _RANK = {"enroll": 0, "create": 1, "delete": 2}
@@ -41,7 +42,9 @@ class Change:
     A value (equal by its fields, hashable, never changed once made). A plan holds one per create, often
     millions: what the changes of one spec share (kind, course, spec, reason, SystemId) is one tuple they all
     point to, and the fields a create leaves empty (record, note, coworker_id, sort_key, name, twin) share
-    one slot, so a create is 5 slots rather than 14 (72 bytes, not 144)."""
+    one slot, so a create is 5 slots rather than 14 (72 bytes, not 144). The loops over every change of a plan
+    (`render.ActionEntries.encoded_batches`, `matrix.matrix_section`) read those two slots, `_head` and `_more`,
+    directly: a create with `_more` None is told from its head alone."""
 
     __slots__ = ("_head", "_more", "lesson_id", "member_id", "origin")
 
@@ -65,6 +68,14 @@ class Change:
             self._more = None
         else:
             self._more = (record, note, coworker_id, sort_key, name, twin)
+
+    def like(self, member_id: int, lesson_id: int, origin: Origin | None) -> Change:
+        """This change for another pair and origin (a create of the same spec): what `Change(...)` with this
+        one's other fields makes, without its checks (the planner makes one a desired pair missing)."""
+        change = _new_change(Change)
+        change._head, change._more = self._head, self._more
+        change.member_id, change.lesson_id, change.origin = member_id, lesson_id, origin
+        return change
 
     @property
     def kind(self) -> ChangeKind:
@@ -132,6 +143,9 @@ class Change:
         names = ("kind", "course_id", "member_id", "lesson_id", "spec", "reason", "origin", "record", "system_id",
                  "note", "coworker_id", "sort_key", "name", "twin")
         return "Change(" + ", ".join(f"{n}={v!r}" for n, v in zip(names, self._fields(), strict=True)) + ")"
+
+
+_new_change = object.__new__
 
 
 @dataclass
@@ -411,14 +425,15 @@ def _plan_columns(plan: Plan, resolution: Resolution, specs_by_course: dict[int,
         rows_by_course.update(held)
     for course_id in sorted(specs_by_course):
         start = len(plan.actions)
-        creates = _plan_course_columns(plan, specs_by_course[course_id], columns,
-                                       rows_by_course.get(course_id, range(0)), lessons_by_course.get(course_id, []))
+        creates, ordered = _plan_course_columns(plan, specs_by_course[course_id], columns,
+                                                rows_by_course.get(course_id, range(0)),
+                                                lessons_by_course.get(course_id, []), order)
         if resolution.migrations:  # sorted with the migrations' changes, by `_plan_changes`
             plan.actions.extend(creates)
         else:
             others = plan.actions[start:]
             del plan.actions[start:]
-            plan.actions.extend(_in_order(creates, others, order))
+            plan.actions.extend(_in_order(creates, others, order, ordered))
     if resolution.migrations:
         sources = {lesson for m in resolution.migrations for lesson in m.lesson_map}
         sources |= {x.id for m in resolution.migrations for x in catalog.lessons_of(m.source.id)}
@@ -435,14 +450,17 @@ def _plan_columns(plan: Plan, resolution: Resolution, specs_by_course: dict[int,
     return not resolution.migrations
 
 
-def _in_order(creates: list[Change], others: list[Change], order: dict[int, tuple[int, int]]) -> Iterator[Change]:
+def _in_order(creates: list[Change], others: list[Change], order: dict[int, tuple[int, int]],
+              ordered: bool = False) -> Iterator[Change]:
     """One course's changes (none made by a migration) in the plan's order (`_plan_changes`' `sort_key`),
     without a key tuple a change: the creates (often millions) are sorted by the lesson's rank in DisplayOrder,
-    then (stably) by member, keys that are objects already made; the deletes (few) by the full key; then merged."""
-    lessons = sorted({c.lesson_id for c in creates}, key=lambda lesson: order.get(lesson, (0, lesson)))
-    rank = {lesson: i for i, lesson in enumerate(lessons)}
-    creates.sort(key=lambda c: rank[c.lesson_id])
-    creates.sort(key=attrgetter("member_id"))
+    then (stably) by member, keys that are objects already made (unless `ordered`: they were made in that order);
+    the deletes (few) by the full key; then merged."""
+    if not ordered:
+        lessons = sorted({c.lesson_id for c in creates}, key=lambda lesson: order.get(lesson, (0, lesson)))
+        rank = {lesson: i for i, lesson in enumerate(lessons)}
+        creates.sort(key=lambda c: rank[c.lesson_id])
+        creates.sort(key=attrgetter("member_id"))
 
     def key(change: Change) -> tuple[int, ...]:
         return (change.member_id, _RANK[change.kind], *order.get(change.lesson_id, (0, change.lesson_id)),
@@ -453,65 +471,111 @@ def _in_order(creates: list[Change], others: list[Change], order: dict[int, tupl
 
 
 def _plan_course_columns(plan: Plan, specs: list[ResolvedCompletions], columns: CompletionColumns,
-                         rows: Sequence[int], lessons: list[int]) -> list[Change]:
+                         rows: Sequence[int], lessons: list[int], order: dict[int, tuple[int, int]]
+                         ) -> tuple[list[Change], bool]:
     """One course's changes from the rows of its records (in the order read) and its lessons among them: its
-    creates returned, the rest added to the plan."""
+    creates returned, with whether they were made in the plan's order (by member, then lesson in `order`: a spec
+    that lists its members in Id order, each rule its lessons in DisplayOrder), the rest added to the plan.
+
+    Each pass over the rows that needs no decision runs in C (`map`, `array`, `bytearray`): the rows' cells, and
+    their counts when no pair has several records (the usual read); the desired pairs are read a run at a time
+    (`DesiredPairs.runs`) and their creates made from one (`Change.like`)."""
     rules = _CourseRules(plan, specs)
-    rules.creates = []
+    creates: list[Change] = []
+    rules.creates = creates
     named, desired, revoked, owned = rules.named, rules.desired, rules.revoked, rules.owned
-    member_ids, lesson_ids, system_codes = columns.member_ids, columns.lesson_ids, columns.systems.codes
     whole = isinstance(rows, range) and len(rows) == len(columns)
-    # Member and lesson as positions; per pair a byte: its records so far, up to 2 ("several").
+    if whole:
+        rows = range(len(columns))
+
+    def read(column: array[int]) -> Iterable[int]:
+        """The column's values at `rows` (the column itself when they are all of it), afresh at each call."""
+        return column if whole else map(column.__getitem__, rows)
+
+    # Member and lesson as positions (members in the order first read); per pair a byte: its records, up to 2
+    # ("several"); and each row's pair as its place in `counts` (made once, read twice).
     lesson_at = {lesson: i for i, lesson in enumerate(lessons)}
     width = len(lessons)
-    member_at: dict[int, int] = {}
-    counts = bytearray()
-    cells = array("i")  # each row's pair, as its place in `counts` (read once, used twice)
-    pairs = (zip(member_ids, lesson_ids, strict=True) if whole
-             else ((member_ids[row], lesson_ids[row]) for row in rows))
-    place, column_of, keep = member_at.get, lesson_at.__getitem__, cells.append
-    for member, lesson in pairs:
-        at = place(member)
-        if at is None:
-            at = member_at[member] = len(counts)
-            counts.extend(bytes(width))
-        at += column_of(lesson)
-        try:
-            keep(at)
-        except OverflowError:  # past 2**31 members × lessons
-            cells = array("q", cells)
-            keep = cells.append
-            keep(at)
-        if counts[at] < 2:
-            counts[at] += 1
+    member_at = dict.fromkeys(read(columns.member_ids), 0)
+    for place, member in enumerate(member_at):
+        member_at[member] = place * width
+    counts = bytearray(len(member_at) * width)
 
-    for pair, origins in desired.items():
-        at = member_at.get(pair[0])
-        offset = lesson_at.get(pair[1])
-        if at is None or offset is None or not counts[at + offset]:
-            rules.create(pair, origins)
+    def cells_of(typecode: str) -> array[int]:
+        return array(typecode, map(add, map(member_at.__getitem__, read(columns.member_ids)),
+                                   map(lesson_at.__getitem__, read(columns.lesson_ids))))
+
+    try:
+        cells = cells_of("i")
+    except OverflowError:  # past 2**31 members × lessons
+        cells = cells_of("q")
+    deque(map(counts.__setitem__, cells, repeat(1)), maxlen=0)
+    several = counts.count(1) != len(cells)  # some pair has more than one record: count them
+    if several:
+        counts = bytearray(len(counts))
+        for at in cells:
+            if counts[at] < 2:
+                counts[at] += 1
+
+    wanted = bytearray(len(counts))  # the desired pairs that have a record
+    ordered = True  # whether the creates are made in the plan's order (known for lean desired pairs only)
+    if isinstance(desired, DesiredPairs) and rules.wanted_by is None:
+        resolved = specs[0]  # what `rules.create` makes, from one change
+        make = Change("create", rules.course_id, 0, 0, resolved.spec.name, "declared",
+                      system_id=rules.marker_of[id(resolved)]).like
+        keep = creates.append
+        ranked: dict[tuple[int, ...], bool] = {}  # per run of lessons: whether it is in DisplayOrder
+        previous: int | None = None
+        for origin, member, run in desired.runs():
+            if ordered:  # each member's run after the last one's, its lessons in order
+                fine = ranked.get(run)
+                if fine is None:
+                    places = [order.get(lesson, (0, lesson)) for lesson in run]
+                    fine = ranked[run] = all(a < b for a, b in pairwise(places))
+                ordered = fine and (previous is None or member > previous)
+                previous = member
+            start = member_at.get(member)
+            if start is None:
+                for lesson in run:
+                    keep(make(member, lesson, origin))
+                continue
+            for lesson in run:
+                offset = lesson_at.get(lesson)
+                if offset is not None and counts[start + offset]:
+                    wanted[start + offset] = 1
+                else:
+                    keep(make(member, lesson, origin))
+    else:
+        ordered = False
+        for pair, origins in desired.items():
+            start = member_at.get(pair[0])
+            offset = lesson_at.get(pair[1])
+            if start is None or offset is None or not counts[start + offset]:
+                rules.create(pair, origins)
+            else:
+                wanted[start + offset] = 1
 
     # Per SystemId code: whether `owned` reaches it, and the spec that may delete it (when no member rule does).
     systems: dict[int, tuple[bool, ResolvedCompletions | None]] = {}
-    for code in set(system_codes):
+    for code in set(read(columns.systems.codes)):
         system_id = columns.systems.decode(code)
         owner = rules.markers.get(system_id) if owned and system_id is not None else None
         systems[code] = (owner is not None, owner)
+    reached = {code: found[0] for code, found in systems.items()}
     authoritative = rules.mode == "authoritative"
     revoked_members = {member for member, _ in revoked}
+    check = several or bool(revoked_members)  # whether any row can be a slow one
     slow: dict[Pair, list[int]] = {}  # pairs with several records, or revoked: their rows in the order read
     existing = unchanged = 0
-    rows_read = (zip(range(len(columns)), cells, member_ids, lesson_ids, system_codes, strict=True) if whole
-                 else ((row, at, member_ids[row], lesson_ids[row], system_codes[row])
-                       for row, at in zip(rows, cells, strict=True)))
-    for row, at, member, lesson, code in rows_read:
-        if counts[at] == 2 or (revoked_members and member in revoked_members and (member, lesson) in revoked):
+    for row, at, member, lesson, code in zip(rows, cells, read(columns.member_ids), read(columns.lesson_ids),
+                                             read(columns.systems.codes), strict=True):
+        if check and (counts[at] == 2 or (member in revoked_members and (member, lesson) in revoked)):
             slow.setdefault((member, lesson), []).append(row)
             continue
-        if member not in named and not systems[code][0]:
+        if member not in named and not reached[code]:
             continue  # out of reach
         existing += 1
-        if (member, lesson) in desired:
+        if wanted[at]:
             unchanged += 1
             continue
         if authoritative and member in named:
@@ -524,7 +588,7 @@ def _plan_course_columns(plan: Plan, specs: list[ResolvedCompletions], columns: 
     plan.unchanged += unchanged
     for pair, found in slow.items():
         rules.settle(pair, [columns.completion(row) for row in found])
-    return rules.creates
+    return creates, ordered
 
 
 def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[Pair, list[Completion]],

@@ -11,8 +11,8 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import islice
-from json.encoder import encode_basestring  # json.dumps of one str, ensure_ascii=False
+from itertools import chain, islice
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]  # json.dumps' own parts
 from typing import Any, TextIO
 
 from reconciler.actions import Action as TypedAction
@@ -139,16 +139,26 @@ class ActionEntries(Mapped[dict[str, Any]]):
 
     def encoded(self) -> Iterator[str]:
         """Each action as one line of JSON: exactly `json.dumps(action_dict(change, labels),
-        ensure_ascii=False)` (a test checks). A create's line is its lesson between two parts that one
-        member's creates share (course, member, spec, reason, origin, marker), made once per member; other
-        actions go the long way."""
+        ensure_ascii=False)` (a test checks)."""
+        return chain.from_iterable(self.encoded_batches())
+
+    def encoded_batches(self, size: int = 2048) -> Iterator[list[str]]:
+        """`encoded`, `size` lines at a time. A create's line is its lesson between two parts that one member's
+        creates share (course, member, spec, reason, origin, marker), made once per member; other actions go the
+        long way. A create with none of the fields only some changes carry (the planner's usual create: its
+        `Change._more` is None) is told, and its run found, from its shared head (`Change._head`) alone: a plan
+        of a million creates encodes in half the time."""
         labels = self._labels
         lessons: dict[int, str] = {}
         courses: dict[int, str] = {}
         texts: dict[str | None, str] = {None: "null"}
-        last: tuple[Any, ...] = ()
+        last: tuple[Any, ...] = ()  # the run of the creates that go the long way
+        last_head: tuple[Any, ...] | None = None  # the run of the usual creates (head, member, origin)
+        last_member = 0
         last_origin: Origin | None = None
         head = middle = ""
+        batch: list[str] = []
+        keep = batch.append
 
         def encode(value: Any) -> str:
             return json.dumps(value, ensure_ascii=False)
@@ -159,30 +169,50 @@ class ActionEntries(Mapped[dict[str, Any]]):
                 found = texts[value] = encode(value)
             return found
 
+        def parts(course_id: int, member_id: int, name: str | None, spec: str, reason: str, system_id: str | None,
+                  origin: Origin | None) -> tuple[str, str]:
+            """A create's line before its lesson, and between its lesson and the lesson's Id."""
+            member = str(member_id) if member_id else "null"
+            shown = labels.members.get(member_id) or name or ""
+            course = courses.get(course_id)
+            if course is None:
+                course = courses[course_id] = encode({"id": course_id, "title": labels.courses.get(course_id, "")})
+            where = encode_basestring(str(origin)) if origin else "null"
+            return ((f'{{"action": "create", "course": {course}, "member": {{"id": {member}, "name": '
+                     f'{encode_basestring(shown)}}}, "lesson": '),
+                    (f', "spec": {text(spec)}, "reason": {text(reason)}, "origin": {where}, '
+                     f'"system_id": {text(system_id)}, "precondition": {{"absent": '
+                     f'{{"CourseMemberId": {member}, "CourseLessonId": '))
+
         for change in self._source:
-            if change.kind != "create" or change.note or change.twin or change.coworker_id is not None:
-                yield encode(action_dict(change, labels))
+            fields = change._head  # (kind, course, spec, reason, SystemId), shared by a spec's creates
+            if change._more is None and fields[0] == "create":
+                if fields is not last_head or change.member_id != last_member or change.origin is not last_origin:
+                    last_head, last_member, last_origin, last = fields, change.member_id, change.origin, ()
+                    head, middle = parts(fields[1], last_member, None, fields[2], fields[3], fields[4], last_origin)
+            elif change.kind != "create" or change.note or change.twin or change.coworker_id is not None:
+                keep(encode(action_dict(change, labels)))
+                if len(batch) >= size:
+                    yield batch
+                    batch = []
+                    keep = batch.append
                 continue
-            key = (change.course_id, change.member_id, change.name, change.spec, change.reason, change.system_id)
-            if key != last or change.origin is not last_origin:
-                last, last_origin = key, change.origin
-                member = str(change.member_id) if change.member_id else "null"
-                name = labels.members.get(change.member_id) or change.name or ""
-                course = courses.get(change.course_id)
-                if course is None:
-                    course = courses[change.course_id] = encode(
-                        {"id": change.course_id, "title": labels.courses.get(change.course_id, "")})
-                origin = encode_basestring(str(change.origin)) if change.origin else "null"
-                head = (f'{{"action": "create", "course": {course}, "member": {{"id": {member}, "name": '
-                        f'{encode_basestring(name)}}}, "lesson": ')
-                middle = (f', "spec": {text(change.spec)}, "reason": {text(change.reason)}, "origin": {origin}, '
-                          f'"system_id": {text(change.system_id)}, "precondition": {{"absent": '
-                          f'{{"CourseMemberId": {member}, "CourseLessonId": ')
+            else:
+                key = (change.course_id, change.member_id, change.name, change.spec, change.reason, change.system_id)
+                if key != last or change.origin is not last_origin:
+                    last, last_origin, last_head = key, change.origin, None
+                    head, middle = parts(*key, last_origin)
             lesson = lessons.get(change.lesson_id)
             if lesson is None:
                 lesson = lessons[change.lesson_id] = encode(
                     {"id": change.lesson_id, "title": labels.lessons.get(change.lesson_id, "")})
-            yield f"{head}{lesson}{middle}{change.lesson_id}}}}}}}"
+            keep(f"{head}{lesson}{middle}{change.lesson_id}}}}}}}")
+            if len(batch) >= size:
+                yield batch
+                batch = []
+                keep = batch.append
+        if batch:
+            yield batch
 
     def group_keys(self) -> Iterator[tuple[tuple[int, str], tuple[int | None, str]]]:
         """Each action's course and member as the text groups them, without making its dict."""
@@ -279,11 +309,12 @@ def keyed_json_pieces(doc: dict[str, Any], *, on_action: Callable[[list[str]], N
                 yield key, (",\n    " if index else "") + _matrix_course_json(course)
             yield key, "\n  ]"
         elif isinstance(value, ActionEntries | list) and value:
-            items = value.encoded() if isinstance(value, ActionEntries) else map(encode, value)
+            batches = (value.encoded_batches(2048) if isinstance(value, ActionEntries)
+                       else _in_batches(map(encode, value), 2048))
             watch = on_action if key == "actions" else None
             yield key, f"{comma}  {encode(key)}: [\n    "
             separator = ""
-            while batch := list(islice(items, 2048)):
+            for batch in batches:
                 if watch is not None:
                     watch(batch)
                 yield key, separator + ",\n    ".join(batch)
@@ -292,6 +323,11 @@ def keyed_json_pieces(doc: dict[str, Any], *, on_action: Callable[[list[str]], N
         else:
             yield key, f"{comma}  {encode(key)}: {encode(list(value) if isinstance(value, ActionEntries) else value)}"
     yield None, "\n}\n"
+
+
+def _in_batches(items: Iterator[str], size: int) -> Iterator[list[str]]:
+    while batch := list(islice(items, size)):
+        yield batch
 
 
 def format_json(doc: dict[str, Any]) -> str:
@@ -333,8 +369,19 @@ def _matrix_course_json(course: Any) -> str:
     if not members:
         return json.dumps(course, ensure_ascii=False)
     head = json.dumps({k: v for k, v in course.items() if k != "members"}, ensure_ascii=False)[:-1]
-    rows = ",\n      ".join(json.dumps(member, ensure_ascii=False) for member in members)
+    rows = ",\n      ".join(_each_dumped(members))
     return f'{head}{", " if len(head) > 1 else ""}"members": [\n      {rows}\n    ]}}'
+
+
+def _each_dumped(values: Iterable[Any]) -> list[str]:
+    """`json.dumps(value, ensure_ascii=False)` of each value, by one encoder: json.dumps makes its C encoder
+    anew for every value, half the time of a small dict (a matrix row: 50,000 rows a course are common)."""
+    if c_make_encoder is None:  # pragma: no cover - CPython has it
+        return [json.dumps(value, ensure_ascii=False) for value in values]
+    defaults = json.JSONEncoder(ensure_ascii=False)  # json.dumps' own settings, and its `default`
+    encoder = c_make_encoder({}, defaults.default, encode_basestring, None, defaults.key_separator,
+                             defaults.item_separator, defaults.sort_keys, defaults.skipkeys, defaults.allow_nan)
+    return ["".join(encoder(value, 0)) if type(value) is not str else encode_basestring(value) for value in values]
 
 
 def write_json(doc: dict[str, Any], out: TextIO) -> None:

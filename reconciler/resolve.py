@@ -112,6 +112,25 @@ class DesiredPairs(dict[Pair, tuple[Origin, ...]]):
                         assert origins is not None
                         yield (member, lesson), origins
 
+    def runs(self) -> Iterator[tuple[Origin, int, tuple[int, ...]]]:
+        """The pairs in iteration order, a run at a time: a rule's place, a member, and the lessons that rule is
+        the first to declare for the member (that place is the first origin of each of those pairs). The planner
+        reads millions of pairs so, without a key and a tuple of origins for each."""
+        for index, rule in enumerate(self._rules):
+            done: set[int] = set()  # as `_pairs`
+            for member in rule.members:
+                rules = self._of[member]
+                if isinstance(rules, int):
+                    yield rule.origin, member, rule.lessons
+                    continue
+                if member in done:
+                    continue
+                done.add(member)
+                earlier = [self._rules[i].counts for i in rules if i < index]
+                lessons = tuple(x for x in rule.lessons if not any(x in counts for counts in earlier))
+                if lessons:
+                    yield rule.origin, member, lessons
+
     def __getitem__(self, pair: Pair) -> tuple[Origin, ...]:
         found = self._origins(*pair)
         if found is None:
