@@ -34,8 +34,9 @@ from reconciler.emulator.server import InProcessTransport
 from reconciler.emulator.store import Store
 from reconciler.emulator.synthetic import build_courses, write_spec
 from reconciler.foreign_yaml import load_spec_set
+from reconciler.gc_pause import gc_paused
 from reconciler.matrix import matrix_section
-from reconciler.plan import apply_budgets, gc_paused, plan_changes
+from reconciler.plan import apply_budgets, plan_changes
 from reconciler.planning import save_plan
 from reconciler.render import Labels, markdown, plan_dict, write_text
 from reconciler.resolve import resolve

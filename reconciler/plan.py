@@ -8,13 +8,11 @@ the columns, with no object a record, to the very plan their values would give.
 
 from __future__ import annotations
 
-import gc
 import heapq
 import math
 from array import array
 from collections import defaultdict, deque
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from itertools import pairwise, repeat
 from operator import add, attrgetter
@@ -23,6 +21,7 @@ from typing import Literal
 from reconciler.columns import CompletionColumns
 from reconciler.config import ClientLimits, Safety
 from reconciler.errors import Problem
+from reconciler.gc_pause import gc_paused
 from reconciler.model import Catalog, Completion, Origin, oldest_first
 from reconciler.pacing import Pacer
 from reconciler.resolve import DesiredPairs, Pair, Resolution, ResolvedCompletions, ResolvedMigration
@@ -166,19 +165,6 @@ class Plan:
     @property
     def has_changes(self) -> bool:
         return bool(self.actions)
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Planning builds millions of small acyclic objects; the cyclic collector would re-scan them all
-    over and over (about 40% of the time on a million records) without ever finding garbage."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def plan_changes(resolution: Resolution, current: Iterable[Completion], catalog: Catalog, *,

@@ -27,9 +27,10 @@ from reconciler.actions import (
 )
 from reconciler.config import Config
 from reconciler.errors import PlanFileError, SpecError, UsageError
+from reconciler.gc_pause import gc_paused
 from reconciler.matrix import matrix_section
 from reconciler.model import Catalog, SpecSet
-from reconciler.plan import Plan, apply_budgets, gc_paused, plan_changes
+from reconciler.plan import Plan, apply_budgets, plan_changes
 from reconciler.profile import refuse_owned
 from reconciler.render import ChunkedWriter, Deferred, Labels, keyed_json_pieces, plan_dict, typed_action
 from reconciler.resolve import Resolution, resolve
@@ -52,7 +53,7 @@ class Planned:
         return TypedPlan(self.doc, tuple(typed_action(a, self.labels) for a in self.plan.actions))
 
 
-@gc_paused()  # reads, plan and document build millions of small acyclic objects (see plan.gc_paused)
+@gc_paused()  # reads, plan and document build millions of small acyclic objects (see gc_pause)
 def make_plan(target: Target, specs: SpecSet, config: Config, *, allow_deletes: int | None = None,
               matrix: bool = True) -> Planned:
     """Read, resolve, plan and budget; the document carries the `matrix` section unless `matrix` is False."""

@@ -6,16 +6,15 @@ Checks that need the live catalog (unknown titles, enrolment) live in resolve.py
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import re
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from reconciler.config import CONFIG_NAME
 from reconciler.errors import Problem, SpecError, UsageError
+from reconciler.gc_pause import gc_paused
 from reconciler.model import (
     CompletionsSpec,
     LessonSet,
@@ -69,7 +68,7 @@ def load_specs(paths: Sequence[Path], exclude: Iterable[Path] = (), *, require_a
     migrations: list[MigrationSpec] = []
     contents: list[str] = []
     spec_files: list[Path] = []
-    with _gc_paused():
+    with gc_paused():
         for path in files:
             specs, found, holds_spec = _read_file(path)
             problems.extend(found)
@@ -105,21 +104,6 @@ def _read_file(path: Path) -> tuple[list[CompletionsSpec | MigrationSpec], list[
         if spec is not None:
             specs.append(spec)
     return specs, problems, holds_spec and not load_problems
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """A spec of 200,000 members is a million small objects (its YAML values, then the model), none of them
-    garbage: the cyclic collector would scan them all again each time the heap grew by a quarter, about a
-    fifth of the time the load took. (As plan.gc_paused does for planning; a collector already paused by the
-    caller stays paused.)"""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _model(doc: Document) -> tuple[CompletionsSpec | MigrationSpec | None, list[Problem]]:

@@ -1,0 +1,22 @@
+"""The cyclic garbage collector paused while a stage builds millions of small objects that are not garbage."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Loading a spec of 200,000 members, reading a million completions, planning and building the plan document
+    make millions of small acyclic objects: the cyclic collector would scan them all again each time the heap
+    grew by a quarter (a fifth of a spec's load, about 40% of planning a million records) without ever finding
+    garbage. A collector already paused by the caller stays paused."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
