@@ -116,7 +116,10 @@ def save_plan(doc: dict[str, Any], path: Path, spec_files: Sequence[str] = (), *
         saved["spec_paths"] = sorted(os.path.relpath(Path(f).resolve(), folder) for f in spec_files)
     digest = ActionsDigest()  # its value is taken once the action lines are written, with the guard fields
     saved["actions_digest"] = Deferred(lambda: digest.hexdigest(guard_of(saved)))
-    write_document(saved, path, on_action=digest.add, echo=echo, echoed=doc.keys())
+    try:
+        write_document(saved, path, on_action=digest.add, echo=echo, echoed=doc.keys())
+    finally:  # the digest refers back to `saved`: a cycle that would hold the plan until the collector ran
+        saved.clear()
 
 
 def spec_paths_of(doc: dict[str, Any], plan_file: Path) -> list[Path]:

@@ -4,6 +4,7 @@ may change what a plan says."""
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -97,6 +98,24 @@ def saved(tmp_path: Path) -> tuple[Path, list[Change], Labels]:
     path = tmp_path / "plan.json"
     save_plan(plan_dict(plan, labels, target="t", spec_digest="d", limits=DOCUMENTED_LIMITS, lazy=True), path)
     return path, plan.actions, labels
+
+
+def test_a_saved_plan_is_let_go_once_written_not_left_to_the_collector(tmp_path: Path) -> None:
+    """Saving leaves no cycle behind (the digest, taken once the actions are written, refers back to the document
+    written): a plan of a million actions would otherwise stay in memory until the collector ran, which the
+    planning stages pause."""
+    gc.collect()
+    gc.disable()
+    try:
+        saved(tmp_path)
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        left = [o for o in gc.garbage if isinstance(o, dict) and "actions_digest" in o]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert left == []
 
 
 def test_a_saved_plan_reads_back_as_made_sharing_the_names_it_repeats(tmp_path: Path) -> None:
