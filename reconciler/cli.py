@@ -439,6 +439,23 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
         return exit_code(e)
 
 
+def run() -> NoReturn:
+    """The `reconciler` command and `python -m reconciler`: `main`, then out of the process at once. By then every
+    file the run wrote is closed (the journal durable line by line, the lock the system's to release), and the
+    output streams and log handlers are flushed here; all the interpreter's own teardown would add is freeing,
+    an object at a time, what the run built (about a second after a plan of 200,000 members)."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader that went away, a stream closed: nothing more to say there
+            pass
+    logging = sys.modules.get("logging")  # imported by a run that logs (`configure_logging`), not by --help
+    if logging is not None:
+        logging.shutdown()
+    os._exit(code)
+
+
 def _run(args: argparse.Namespace, console: Console) -> Outcome:
     run: Dispatch = args.run
     if not args.allow_insecure_http:
