@@ -246,6 +246,7 @@ class _Resolver:
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
         self._lessons_found: dict[tuple[int, int | None, str | None], Lesson] = {}
+        self._lesson_sets: dict[tuple[int, str, tuple[tuple[int | None, str | None], ...]], list[Lesson]] = {}
         self._by_email: dict[str, list[int]] = defaultdict(list)
         for coworker in catalog.coworkers.values():
             self._by_email[coworker.email.strip().casefold()].append(coworker.id)
@@ -301,16 +302,27 @@ class _Resolver:
         return None
 
     def lessons(self, chosen: LessonSet, course: Course) -> list[Lesson]:
+        """The lessons a rule names (not to be changed: a set every lesson of which was found is shared by the
+        rules that name the same lessons, a cohort's 200,000 alike)."""
         every = self.catalog.lessons_of(course.id)
         if chosen.kind == "all":
             return every
+        key = (course.id, chosen.kind, tuple((ref.id, ref.title) for ref in chosen.lessons))
+        known = self._lesson_sets.get(key)
+        if known is not None:
+            return known
         if chosen.kind == "through":
             last = self.lesson(chosen.lessons[0], course)
             if last is None:
                 return []
-            return every[:every.index(last) + 1]
-        found = (self.lesson(ref, course) for ref in chosen.lessons)
-        return [x for x in found if x is not None]
+            found = every[:every.index(last) + 1]
+        else:
+            named = [self.lesson(ref, course) for ref in chosen.lessons]
+            found = [x for x in named if x is not None]
+            if len(found) < len(named):  # a failure is reported at each place that names it
+                return found
+        self._lesson_sets[key] = found
+        return found
 
     def members(self, selector: MemberSelector, course: Course, *, enrolment_required: bool = True) -> list[Member]:
         origin = selector.origin
