@@ -5,8 +5,8 @@ answers to errors), the token grant (sign-in, refresh, TOTP) by `_token_call`, w
 pacing, timeouts, throttle waits, retries and -vv trace. Its steps are named: `_admit` (deadline, pacing,
 auth), `_send`, `_goes_again` (classify an answer: throttled, renewed, retried, or final),
 `_after_lost_answer`, `_trace`. The loop serves one request at a time, whichever thread sends it (`pages`
-fetches a read's next page in a thread of its own). Every error leaving the client passes the one redactor
-(`redact.py`).
+asks for the pages a read is promised in a thread of its own, at most two past the one its caller holds).
+Every error leaving the client passes the one redactor (`redact.py`).
 The client is handed its `httpx.Client` (or a transport), which is how the in-process emulator and the
 real service share this code.
 """
@@ -53,7 +53,8 @@ from reconciler.redact import RedactingFilter, redact, redact_error, remember
 
 # The public names; the stop-the-run errors are re-exported for callers that import them from here.
 __all__ = ["PAGE_SIZE", "AmbiguousWrite", "DailyCapReached", "DeadlineReached", "Interrupted", "NexudusClient", "Pacer",
-           "Page", "SessionExpired", "Stats", "StopRun", "ThrottledTooLong", "WriteRefused"]
+           "Page", "PageRecords", "SessionExpired", "Stats", "StopRun", "ThrottledTooLong", "WriteRefused",
+           "parse_json"]
 
 log = logging.getLogger(__name__)
 trace = logging.getLogger("reconciler.http")  # -vv: one line per request sent
@@ -112,6 +113,35 @@ class _ReadLeft(Exception):
     """Ends a thread fetching a page ahead once its read is left; never leaves the client."""
 
 
+class _Gate:
+    """Whether the thread asking ahead for a read may send, and whether it is sending. `drop` sets `left` and
+    reads whether a request is on the wire under the lock under which the thread checks `left` and says it
+    sends: so no request goes out once its read is left, and a read is never left waiting for an exchange it
+    took for one not sent."""
+
+    def __init__(self) -> None:
+        self.left = threading.Event()
+        self._lock = threading.Lock()
+        self._on_wire = False
+
+    def sending(self) -> None:
+        """Just before a request goes: _ReadLeft once the read is left."""
+        with self._lock:
+            if self.left.is_set():
+                raise _ReadLeft
+            self._on_wire = True
+
+    def sent(self) -> None:
+        with self._lock:
+            self._on_wire = False
+
+    def leave(self) -> bool:
+        """The read is left: whether a request is on the wire now (its exchange then ends on its own)."""
+        with self._lock:
+            self.left.set()
+            return self._on_wire
+
+
 class _Ahead:
     """Pages `first` to `last` of a read, asked for one after the other in a thread of its own while the caller
     takes in the pages before: each request goes as soon as the one before is answered, up to AHEAD pages past the
@@ -126,11 +156,9 @@ class _Ahead:
     the request's time bounds, holding the client's lock, so the next request still waits for it: one at a time.
     """
 
-    def __init__(self, fetch: Callable[[int, threading.Event, threading.Event], httpx.Response], first: int,
-                 last: int, size: int) -> None:
-        self.first, self.last, self.size = first, last, size
-        self.left = threading.Event()
-        self.on_wire = threading.Event()  # set while the thread's request is being sent and answered
+    def __init__(self, fetch: Callable[[int, _Gate], httpx.Response], first: int, last: int) -> None:
+        self.first, self.last = first, last
+        self.gate = _Gate()
         self._answered = threading.Condition()  # guards `_answers` and `_held`
         self._answers: dict[int, httpx.Response | BaseException] = {}
         self._held = first - 1  # the page the caller holds
@@ -142,17 +170,17 @@ class _Ahead:
         start, so that it is dropped whatever happens)."""
         self._thread.start()
 
-    def _run(self, fetch: Callable[[int, threading.Event, threading.Event], httpx.Response]) -> None:
+    def _run(self, fetch: Callable[[int, _Gate], httpx.Response]) -> None:
         try:
             for number in range(self.first, self.last + 1):
                 with self._answered:
-                    while number - self._held > AHEAD and not self.left.is_set():
+                    while number - self._held > AHEAD and not self.gate.left.is_set():
                         self._answered.wait()
-                if self.left.is_set():
+                if self.gate.left.is_set():
                     return
                 answer: httpx.Response | BaseException
                 try:
-                    answer = fetch(number, self.left, self.on_wire)
+                    answer = fetch(number, self.gate)
                 except BaseException as e:  # the reader's to raise (`take`) or let go (`drop`), never the thread's
                     answer = e
                 with self._answered:
@@ -179,11 +207,11 @@ class _Ahead:
         return answer
 
     def drop(self) -> None:
-        self.left.set()
+        on_wire = self.gate.leave()
         with self._answered:
             self._answered.notify_all()
         started = self._thread.ident is not None
-        if started and self._thread is not threading.current_thread() and not self.on_wire.is_set():
+        if started and self._thread is not threading.current_thread() and not on_wire:
             self._done.wait()  # not sending: `left` ends it within a slice
         self._answers.clear()
 
@@ -539,16 +567,16 @@ class NexudusClient:
             while True:
                 headers = self._admit(call)
                 sent = time.perf_counter()
-                on_wire = getattr(self._local, "on_wire", None)  # a page fetched ahead: `drop` lets it be
+                gate = getattr(self._local, "gate", None)  # a page asked for ahead: `drop` lets it be
                 try:
-                    if on_wire is not None:
-                        on_wire.set()
+                    if gate is not None:
+                        gate.sending()
                     try:
                         reply = self._send(call.method, call.url, params=call.params, json=call.json,
                                            data=call.form, headers=headers)
                     finally:
-                        if on_wire is not None:
-                            on_wire.clear()
+                        if gate is not None:
+                            gate.sent()
                 except httpx.HTTPError as e:
                     self.pacer.after(write=call.write)
                     self._trace(call, type(e).__name__, sent)
@@ -782,7 +810,7 @@ class NexudusClient:
                 if isinstance(following, int):
                     if following < size:
                         size = self._learn_page_size(following, path)
-                    if ahead is None or ahead.size != size or number + 1 > ahead.last:
+                    if ahead is None or number + 1 > ahead.last:  # (the size served is known from page 1 on)
                         if ahead is not None:
                             ahead.drop()
                         # The pages the first page's total promises (without one: the next, as it says).
@@ -849,9 +877,9 @@ class NexudusClient:
                      size: int) -> _Ahead:
         """Pages `first` to `last` of a read, asked for now in a thread of their own (see `pages`)."""
 
-        def fetch(number: int, left: threading.Event, on_wire: threading.Event) -> httpx.Response:
-            self._local.left = left  # what ends this thread's waits when the read is left
-            self._local.on_wire = on_wire  # what `drop` does not wait for
+        def fetch(number: int, gate: _Gate) -> httpx.Response:
+            self._local.left = gate.left  # what ends this thread's waits when the read is left
+            self._local.gate = gate  # what `drop` does not wait for, and what sends nothing once it is left
             # Its turn is waited for watching `left` too: a read may be left by a thread holding the lock
             # (a generator finalized while that thread is inside the client), which then waits for this one.
             while not self._lock.acquire(timeout=SLICE):
@@ -861,7 +889,7 @@ class NexudusClient:
             finally:
                 self._lock.release()
 
-        return _Ahead(fetch, first, last, size)
+        return _Ahead(fetch, first, last)
 
     def _log_read(self, path: str, filters: Mapping[str, Any] | None, records: int, pages: int, size: int) -> None:
         where = f"{path}?{'&'.join(f'{k}={v}' for k, v in filters.items())}" if filters else path
@@ -918,8 +946,8 @@ class NexudusClient:
                 raise MalformedAnswer(f"{where} answered {name} = {value!r}, not a count", method="GET",
                                       url=self.base_url + path, status=reply.status_code)
         _check_records(records, _collection(path), where, self.base_url + path)
-        text = reply.content
-        return Page(body, PageRecords(records, text if text[:1] == b"{" else None), size)
+        text = reply.content  # kept when UTF-8 (never a NUL byte; UTF-16 and UTF-32 always have some)
+        return Page(body, PageRecords(records, text if text[:1] == b"{" and b"\x00" not in text else None), size)
 
     def create(self, path: str, fields: Mapping[str, Any]) -> int:
         """POST a new record and return its Id; AmbiguousWrite if the answer was lost."""

@@ -380,19 +380,22 @@ ODD_BODY = (b'{\r\n  "TotalItems": 2,\n  "Records": [\n    {"CourseLessonId": 2,
             b'\n  ],\n  "HasNextPage": false\n}\n')
 
 
-@pytest.mark.parametrize("prefix", [b"", b" ", b"\xef\xbb\xbf"])
+@pytest.mark.parametrize("answered", [ODD_BODY, b" " + ODD_BODY, b"\xef\xbb\xbf" + ODD_BODY,
+                                      ODD_BODY.decode().encode("utf-16-le"), ODD_BODY.decode().encode("utf-32-le")],
+                         ids=["as-is", "space-first", "byte-order-mark", "utf-16-le", "utf-32-le"])
 def test_a_page_is_written_as_the_body_it_came_in_and_reads_back_as_the_client_read_it(tmp_path: Path,
-                                                                                      prefix: bytes) -> None:
-    """Through the client (a server answering ODD_BODY) and a Body: the page's records come back from the file
-    exactly as the client read them (values, types and key order), whether the body was kept as it came (it
-    begins with its object) or the records were encoded again (a body that begins otherwise)."""
+                                                                                      answered: bytes) -> None:
+    """Through the client (a server answering ODD_BODY, as it is or otherwise encoded) and a Body: the page's
+    records come back from the file exactly as the client read them (values, types and key order), whether the
+    body was kept as it came (UTF-8 that begins with its object) or the records were encoded again (a body that
+    begins otherwise, or is UTF-16 or UTF-32 without a byte-order mark, which also begins with `{`)."""
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=prefix + ODD_BODY, headers={"Content-Type": "application/json"})
+        return httpx.Response(200, content=answered, headers={"Content-Type": "application/json"})
 
     with httpx.Client(transport=httpx.MockTransport(handler)) as mocked:
         pages = list(NexudusClient("https://x.example", mocked).pages("/api/spaces/coworkers"))
     [page] = pages
-    assert page.text == (ODD_BODY if not prefix else None)  # type: ignore[attr-defined]
+    assert page.text == (ODD_BODY if answered == ODD_BODY else None)  # type: ignore[attr-defined]
     body = Body(tmp_path)
     try:
         body.keep(page)
