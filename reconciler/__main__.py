@@ -1,5 +1,5 @@
 """`python -m reconciler` is the same program as the `reconciler` command."""
 
-from reconciler.cli import run
+from reconciler.cli import main
 
-run()
+raise SystemExit(main())

@@ -232,8 +232,9 @@ class Merge:
 class Body:
     """The records of a full read a page at a time as they arrive (`FullRead`'s hook), each page a line of a
     temporary file beside the cache, so that nothing holds them all; with the newest UpdatedOn seen. A thread of
-    the body's own encodes, compresses and writes the pages while the read waits for the next one (a page waits
-    at most: the read's memory does not grow, and it only waits on the writer when that falls behind). `against`:
+    the body's own compresses and writes the pages (each the body of its answer as it came, or encoded when the
+    client kept none) while the read waits for the next one (a page waits at most: the read's memory does not
+    grow, and it only waits on the writer when that falls behind). `against`:
     the rows of an incremental read to check record for record (the Ids in scope that differ are noted)."""
 
     def __init__(self, folder: Path, against: Rows | None = None, lesson_ids: set[int] | None = None) -> None:

@@ -407,9 +407,9 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
             parser.print_help(out)
             return EXIT_ERROR
         configure_logging(args.verbose, args.quiet, err)
-        # A read fetches its next page in a thread that mostly waits on the socket (client.pages): once its
+        # A read asks for its next pages in a thread that mostly waits on the socket (client.pages): once an
         # answer is in, it gets the interpreter within 0.2 ms rather than the default 5 ms, so that our work
-        # on one page and the server's on the next overlap (with one thread, nothing changes).
+        # on the pages in hand and the server's on the next overlap (with one thread, nothing changes).
         previous = sys.getswitchinterval()  # put back after: main may be called by a program of its own
         sys.setswitchinterval(SWITCH_INTERVAL)
         console = Console(out, err, quiet=bool(args.quiet), color=use_color(bool(args.no_color), out), argv=words)
@@ -437,23 +437,6 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
     except Exception as e:  # a bug: say so on one line, keep the traceback in a file
         print(f"error: {_bug_report(e, words)}", file=err)
         return exit_code(e)
-
-
-def run() -> NoReturn:
-    """The `reconciler` command and `python -m reconciler`: `main`, then out of the process at once. By then every
-    file the run wrote is closed (the journal durable line by line, the lock the system's to release), and the
-    output streams and log handlers are flushed here; all the interpreter's own teardown would add is freeing,
-    an object at a time, what the run built (about a second after a plan of 200,000 members)."""
-    code = main()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a reader that went away, a stream closed: nothing more to say there
-            pass
-    logging = sys.modules.get("logging")  # imported by a run that logs (`configure_logging`), not by --help
-    if logging is not None:
-        logging.shutdown()
-    os._exit(code)
 
 
 def _run(args: argparse.Namespace, console: Console) -> Outcome:

@@ -92,23 +92,6 @@ def test_python_dash_m_is_the_same_program(demo: Path) -> None:
     assert result.returncode == 2 and result.stdout.startswith("Target: local emulator")
 
 
-def test_the_process_leaves_with_every_line_written(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The command leaves its process without the interpreter's teardown (`cli.run`): what it printed, logged
-    and saved is all there, and its exit code is the one `main` returns."""
-    command = [sys.executable, "-m", "reconciler", "-v", "plan", "--format", "json", "--out", "saved.json"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert main(["-v", "plan", "--format", "json", "--out", "in-process.json"]) == 0
-    printed = capsys.readouterr()
-    assert result.returncode == 0 and len(result.stdout) > 10_000
-    assert json.loads(result.stdout) == json.loads(printed.out)  # the whole document, the last line included
-    assert json.loads((demo / "saved.json").read_text())["actions"] == json.loads(
-        (demo / "in-process.json").read_text())["actions"]
-    assert "saved the plan to saved.json" in result.stderr and "completions:" in result.stderr  # -v's lines
-    usage = subprocess.run([sys.executable, "-m", "reconciler", "plan", "--frobnicate"], capture_output=True,
-                           text=True, timeout=120)
-    assert usage.returncode == 1 and "--frobnicate" in usage.stderr
-
-
 def test_unknown_flags_and_bad_specs_exit_1_without_a_traceback(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan", "--frobnicate"]) == 1
     (demo / "bad.yaml").write_text("apiVersion: reconciler/v1\nkind: Completions\nmetadata: {name: b}\n"
