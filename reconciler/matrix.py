@@ -49,10 +49,10 @@ def matrix_section(catalog: Catalog, course_ids: Iterable[int], current: Iterabl
     touched: dict[int, dict[int, str]] = defaultdict(dict)  # course → member Id → a name for it
     last: tuple[object, int] | None = None
     for change in changes:
-        if change._more is None:  # no record, no name (nearly every create): one member's run is taken once
-            if change.member_id and (change._head, change.member_id) != last:
-                last = (change._head, change.member_id)
-                touched[change._head[1]].setdefault(change.member_id, "")
+        if change.extra is None:  # no record, no name (nearly every create): one member's run is taken once
+            if change.member_id and (change.shared, change.member_id) != last:
+                last = (change.shared, change.member_id)
+                touched[change.shared[1]].setdefault(change.member_id, "")
             continue
         if change.kind == "delete" and change.record is not None:
             deleted.add(change.record.id)

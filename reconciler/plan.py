@@ -41,86 +41,87 @@ class Change:
     A value (equal by its fields, hashable, never changed once made). A plan holds one per create, often
     millions: what the changes of one spec share (kind, course, spec, reason, SystemId) is one tuple they all
     point to, and the fields a create leaves empty (record, note, coworker_id, sort_key, name, twin) share
-    one slot, so a create is 5 slots rather than 14 (72 bytes, not 144). The loops over every change of a plan
-    (`render.ActionEntries.encoded_batches`, `matrix.matrix_section`) read those two slots, `_head` and `_more`,
-    directly: a create with `_more` None is told from its head alone."""
+    one slot, so a create is 5 slots rather than 14 (72 bytes, not 144). Those two slots are read as they are by
+    the loops over every change of a plan (`render.ActionEntries.encoded_batches`, `matrix.matrix_section`):
+    `shared` (kind, course, spec, reason, SystemId) and `extra` (record, note, coworker_id, sort_key, name, twin),
+    None for the usual create, which is then told from `shared` alone."""
 
-    __slots__ = ("_head", "_more", "lesson_id", "member_id", "origin")
+    __slots__ = ("extra", "lesson_id", "member_id", "origin", "shared")
 
     member_id: int
     lesson_id: int
     origin: Origin | None
-    _head: tuple[ChangeKind, int, str, str, str | None]
-    _more: tuple[Completion | None, str | None, int | None, tuple[int, ...], str | None, str | None] | None
+    shared: tuple[ChangeKind, int, str, str, str | None]
+    extra: tuple[Completion | None, str | None, int | None, tuple[int, ...], str | None, str | None] | None
 
     def __init__(self, kind: ChangeKind, course_id: int, member_id: int, lesson_id: int, spec: str, reason: str,
                  origin: Origin | None = None, record: Completion | None = None, system_id: str | None = None,
                  note: str | None = None, coworker_id: int | None = None, sort_key: tuple[int, ...] = (),
                  name: str | None = None, twin: str | None = None) -> None:
         head = (kind, course_id, spec, reason, system_id)
-        shared = _HEADS.get(head)
-        if shared is None and len(_HEADS) < _MAX_HEADS:
-            shared = _HEADS[head] = head
-        self._head = shared or head
+        known = _HEADS.get(head)
+        if known is None and len(_HEADS) < _MAX_HEADS:
+            known = _HEADS[head] = head
+        self.shared = known or head
         self.member_id, self.lesson_id, self.origin = member_id, lesson_id, origin
         if record is None and note is None and coworker_id is None and not sort_key and name is None and twin is None:
-            self._more = None
+            self.extra = None
         else:
-            self._more = (record, note, coworker_id, sort_key, name, twin)
+            self.extra = (record, note, coworker_id, sort_key, name, twin)
 
     def like(self, member_id: int, lesson_id: int, origin: Origin | None) -> Change:
         """This change for another pair and origin (a create of the same spec): what `Change(...)` with this
         one's other fields makes, without its checks (the planner makes one a desired pair missing)."""
         change = _new_change(Change)
-        change._head, change._more = self._head, self._more
+        change.shared, change.extra = self.shared, self.extra
         change.member_id, change.lesson_id, change.origin = member_id, lesson_id, origin
         return change
 
     @property
     def kind(self) -> ChangeKind:
-        return self._head[0]
+        return self.shared[0]
 
     @property
     def course_id(self) -> int:
-        return self._head[1]
+        return self.shared[1]
 
     @property
     def spec(self) -> str:
-        return self._head[2]
+        return self.shared[2]
 
     @property
     def reason(self) -> str:
-        return self._head[3]
+        return self.shared[3]
 
     @property
     def system_id(self) -> str | None:
-        return self._head[4]
+        return self.shared[4]
 
     @property
     def record(self) -> Completion | None:
-        return self._more[0] if self._more else None
+        return self.extra[0] if self.extra else None
 
     @property
     def note(self) -> str | None:
-        return self._more[1] if self._more else None
+        return self.extra[1] if self.extra else None
 
     @property
     def coworker_id(self) -> int | None:
-        return self._more[2] if self._more else None
+        return self.extra[2] if self.extra else None
 
     @property
     def sort_key(self) -> tuple[int, ...]:
-        return self._more[3] if self._more else ()
+        return self.extra[3] if self.extra else ()
 
     @property
     def name(self) -> str | None:
         """The person, when the enrolment that names them does not exist yet."""
-        return self._more[4] if self._more else None
+        return self.extra[4] if self.extra else None
 
     @property
     def twin(self) -> str | None:
         """Migrations: the target completion a create makes, or a source delete needs."""
-        return self._more[5] if self._more else None
+        return self.extra[5] if self.extra else None
 
     @property
     def pair(self) -> Pair:
@@ -249,6 +250,7 @@ class _CourseRules:
         # Each spec's marker made once: a create carries it, and `spec.marker` makes a new string each time (a
         # string a create, 75 MB on a plan of a million creates).
         self.marker_of = {id(r): r.spec.marker for r in specs}
+        self._creates_of: dict[int, Change] = {}  # per spec, what its creates share (`create_of`)
         self.creates = plan.actions  # where creates go (the columns path keeps them apart, to order them cheaply)
         # The desired pairs; the spec that wants each is looked up only when several specs share the course.
         self.wanted_by: dict[Pair, ResolvedCompletions] | None = None
@@ -286,8 +288,15 @@ class _CourseRules:
 
     def create(self, pair: Pair, origins: tuple[Origin, ...]) -> None:
         resolved = self.specs[0] if self.wanted_by is None else self.wanted_by[pair]
-        self.creates.append(Change("create", self.course_id, pair[0], pair[1], resolved.spec.name, "declared",
-                                   origins[0], system_id=self.marker_of[id(resolved)]))
+        self.creates.append(self.create_of(resolved).like(pair[0], pair[1], origins[0]))
+
+    def create_of(self, resolved: ResolvedCompletions) -> Change:
+        """The create a spec's missing pair is (its member, lesson and origin to be filled in: `Change.like`)."""
+        made = self._creates_of.get(id(resolved))
+        if made is None:
+            made = self._creates_of[id(resolved)] = Change("create", self.course_id, 0, 0, resolved.spec.name,
+                                                           "declared", system_id=self.marker_of[id(resolved)])
+        return made
 
     def take_back(self, record: Completion, owner: ResolvedCompletions) -> None:
         """Delete a record the mode reaches and no spec declares."""
@@ -507,8 +516,7 @@ def _plan_course_columns(plan: Plan, specs: list[ResolvedCompletions], columns: 
     ordered = True  # whether the creates are made in the plan's order (known for lean desired pairs only)
     if isinstance(desired, DesiredPairs) and rules.wanted_by is None:
         resolved = specs[0]  # what `rules.create` makes, from one change
-        make = Change("create", rules.course_id, 0, 0, resolved.spec.name, "declared",
-                      system_id=rules.marker_of[id(resolved)]).like
+        make = rules.create_of(resolved).like
         keep = creates.append
         ranked: dict[tuple[int, ...], bool] = {}  # per run of lessons: whether it is in DisplayOrder
         previous: int | None = None

@@ -146,8 +146,8 @@ class ActionEntries(Mapped[dict[str, Any]]):
         """`encoded`, `size` lines at a time. A create's line is its lesson between two parts that one member's
         creates share (course, member, spec, reason, origin, marker), made once per member; other actions go the
         long way. A create with none of the fields only some changes carry (the planner's usual create: its
-        `Change._more` is None) is told, and its run found, from its shared head (`Change._head`) alone: a plan
-        of a million creates encodes in half the time."""
+        `Change.extra` is None) is told, and its run found, from what its spec's changes share (`Change.shared`)
+        alone: a plan of a million creates encodes in half the time."""
         labels = self._labels
         lessons: dict[int, str] = {}
         courses: dict[int, str] = {}
@@ -185,8 +185,8 @@ class ActionEntries(Mapped[dict[str, Any]]):
                      f'{{"CourseMemberId": {member}, "CourseLessonId": '))
 
         for change in self._source:
-            fields = change._head  # (kind, course, spec, reason, SystemId), shared by a spec's creates
-            if change._more is None and fields[0] == "create":
+            fields = change.shared  # (kind, course, spec, reason, SystemId), shared by a spec's creates
+            if change.extra is None and fields[0] == "create":
                 if fields is not last_head or change.member_id != last_member or change.origin is not last_origin:
                     last_head, last_member, last_origin, last = fields, change.member_id, change.origin, ()
                     head, middle = parts(fields[1], last_member, None, fields[2], fields[3], fields[4], last_origin)
