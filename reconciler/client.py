@@ -569,8 +569,6 @@ class NexudusClient:
                 sent = time.perf_counter()
                 gate = getattr(self._local, "gate", None)  # a page asked for ahead: `drop` lets it be
                 try:
-                    if gate is not None:
-                        gate.sending()
                     try:
                         reply = self._send(call.method, call.url, params=call.params, json=call.json,
                                            data=call.form, headers=headers)
@@ -596,6 +594,9 @@ class NexudusClient:
         headers = {"Accept": "application/json", **call.headers}
         if not call.grant:
             headers.update(self._auth_header())
+        gate = getattr(self._local, "gate", None)
+        if gate is not None:  # a page asked for ahead: the last look at its read (nothing counted or sent after)
+            gate.sending()
         self._count(call)
         call.tries += 1
         return headers
