@@ -71,7 +71,7 @@ from reconciler.errors import PartialRead
 from reconciler.timestamps import timestamp_instant
 
 if TYPE_CHECKING:
-    from reconciler.state import StateReader
+    from reconciler.state import Convert, StateReader
 
 log = logging.getLogger(__name__)
 
@@ -437,7 +437,7 @@ class ReadCache:
     # --- the read ---------------------------------------------------------------------------------
 
     def collect(self, reader: StateReader, lesson_ids: set[int], named_members: set[int] | None,
-                markers: Iterable[str], convert: Callable[[Record], _Kept]) -> tuple[Sequence[_Kept], list[str]]:
+                markers: Iterable[str], convert: Convert[_Kept]) -> tuple[Sequence[_Kept], list[str]]:
         started = self.monotonic()
         entry: Entry | None = None
         try:
@@ -454,7 +454,7 @@ class ReadCache:
                 self.last = "incremental"
                 log.info("read cache: %s brought up to date (%d completions); exact by counts", entry.path.name,
                          len(records))
-                return _in_scope(records, lesson_ids, convert), []
+                return _in_scope(records, lesson_ids, convert.one), []
             why = ("no target profile vouches for the range filter and counts (`reconciler doctor`): checking the "
                    "incremental read against a full read once")
             log.info("read cache: %s", why)
@@ -493,7 +493,7 @@ class ReadCache:
 
     @staticmethod
     def _full(reader: StateReader, lesson_ids: set[int], named_members: set[int] | None, markers: Iterable[str],
-              convert: Callable[[Record], _Kept], body: Body) -> tuple[Sequence[_Kept], list[str], str | None]:
+              convert: Convert[_Kept], body: Body) -> tuple[Sequence[_Kept], list[str], str | None]:
         """A full read, each raw record handed to `body` as it arrives; with what it covers (`FullRead.kind`)."""
         from reconciler.state import FullRead
 

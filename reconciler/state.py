@@ -109,13 +109,18 @@ _Kept = TypeVar("_Kept")
 _RECORD_ID = operator.itemgetter("Id")
 
 
-def _page_form(convert: Callable[[dict[str, Any]], Any]) -> Callable[[list[dict[str, Any]]], Sequence[Any]] | None:
-    """What `convert` is for a page at once, when it has such a form: a `CompletionColumns`' `add` (the full
-    read's, where every µs a record is wall time) is its `add_page`."""
-    columns = getattr(convert, "__self__", None)
-    if isinstance(columns, CompletionColumns) and getattr(convert, "__func__", None) is CompletionColumns.add:
-        return columns.add_page
-    return None
+def _as_it_is(record: dict[str, Any]) -> dict[str, Any]:
+    return record
+
+
+@dataclass(frozen=True)
+class Convert(Generic[_Kept]):
+    """How a completions read keeps each record in scope: `one` a record at a time; `page`, when given, the
+    records in scope of a page at once, what `one` makes of each in order (a full read takes them so: every µs a
+    record is wall time there)."""
+
+    one: Callable[[dict[str, Any]], _Kept]
+    page: Callable[[list[dict[str, Any]]], Sequence[_Kept]] | None = None
 
 
 @dataclass
@@ -455,17 +460,17 @@ class StateReader:
         titles = {x.id: x.title for x in catalog.lessons.values()} if catalog else {}
         names = {m.id: m.full_name for m in catalog.members.values()} if catalog else {}
         columns = CompletionColumns(titles, names)
-        rows, partial = self._collect(lesson_ids, named_members, markers, columns.add)
+        rows, partial = self._collect(lesson_ids, named_members, markers, Convert(columns.add, columns.add_page))
         return columns.take(rows), partial
 
     def completion_records(self, lesson_ids: set[int], named_members: set[int] | None = None,
                            markers: Iterable[str] = ()) -> tuple[list[dict[str, Any]], list[str]]:
         """The raw records behind `completions`, sorted by Id, and the reasons any read was partial."""
-        records, partial = self._collect(lesson_ids, named_members, markers, lambda record: record)
+        records, partial = self._collect(lesson_ids, named_members, markers, Convert(_as_it_is))
         return list(records), partial
 
     def _collect(self, lesson_ids: set[int], named_members: set[int] | None, markers: Iterable[str],
-                 convert: Callable[[dict[str, Any]], _Kept]) -> tuple[Sequence[_Kept], list[str]]:
+                 convert: Convert[_Kept]) -> tuple[Sequence[_Kept], list[str]]:
         """The completions of `lesson_ids`: from the read cache and what changed since, when it can be
         proven exact, else by a full read (which then refreshes the cache)."""
         if self.cache is not None and lesson_ids:
@@ -473,7 +478,7 @@ class StateReader:
         return self.read_completions(lesson_ids, named_members, markers, convert)
 
     def read_completions(self, lesson_ids: set[int], named_members: set[int] | None, markers: Iterable[str],
-                         convert: Callable[[dict[str, Any]], _Kept], seen: FullRead | None = None,
+                         convert: Convert[_Kept], seen: FullRead | None = None,
                          ) -> tuple[Sequence[_Kept], list[str]]:
         """The completions of `lesson_ids` by the cheapest way, each page kept as `convert` makes it (and
         every raw record kept in `seen`, with what they cover, when given).
@@ -490,7 +495,7 @@ class StateReader:
         found: ById[_Kept] = ById()
         whole = [False]  # a filter the server ignored brought the whole table: everything in scope is kept
 
-        by_page = _page_form(convert)
+        by_page, one = convert.page, convert.one
 
         def keep(records: list[dict[str, Any]]) -> None:
             if seen is not None:
@@ -501,7 +506,7 @@ class StateReader:
                 return
             for record in records:
                 if record["CourseLessonId"] in lesson_ids:
-                    found.put(record["Id"], convert(record))
+                    found.put(record["Id"], one(record))
 
         def per_lesson_read() -> None:
             log.info("completions: filtered per lesson (%d lesson(s))", len(per_lesson))
