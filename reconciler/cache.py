@@ -43,6 +43,7 @@ loaded a line at a time into compact rows, one tuple a record, its repeated text
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import itertools
@@ -462,7 +463,9 @@ class ReadCache:
             body = Body(self.folder, records, lesson_ids)
             try:
                 asked = reader.client.stats.requests
-                found, partial, kind = self._full(reader, lesson_ids, named_members, markers, convert, body)
+                # Its records are compared whole with those held: a lean read (`Convert.fields`) would keep too few.
+                whole = dataclasses.replace(convert, fields=None)
+                found, partial, kind = self._full(reader, lesson_ids, named_members, markers, whole, body)
                 if partial or kind is None:
                     return found, partial
                 if body.differ or len(found) != in_scope:

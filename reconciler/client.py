@@ -14,6 +14,7 @@ real service share this code.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import math
@@ -21,12 +22,12 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Collection, Generator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, NotRequired, Required, TypedDict, Union
 
 import httpx
 import msgspec
@@ -748,8 +749,8 @@ class NexudusClient:
         """Every record of a list endpoint (see `pages`)."""
         return [record for page in self.pages(path, filters, first=first) for record in page]
 
-    def pages(self, path: str, filters: Mapping[str, Any] | None = None, *,
-              first: Page | None = None) -> Generator[list[dict[str, Any]], None, None]:
+    def pages(self, path: str, filters: Mapping[str, Any] | None = None, *, first: Page | None = None,
+              keep: Collection[str] | None = None) -> Generator[list[dict[str, Any]], None, None]:
         """Every record of a list endpoint, page by page as the server pages it (a caller that keeps only
         what it needs of each page holds one page at a time, not the whole list).
 
@@ -760,6 +761,12 @@ class NexudusClient:
         up (a short or empty page while more are promised, a total that moves, a record seen twice, pages
         past any sane bound) raises PartialRead: a partial list is never taken for the whole.
         `first` continues a read whose first page `count` already fetched.
+
+        `keep` (a lean read): the fields of a record the caller reads. Each page is then decoded and checked in
+        one pass of msgspec's that keeps of each record only those and the fields checked (`_SHAPES`), and of
+        the envelope only what paging reads; its body is kept (`PageRecords.text`) for the read cache as ever. A
+        page that pass does not take whole (not a UTF-8 object, a field of the wrong type, anything at all) is
+        read the full way, with the same checks and the same errors; what is accepted is the same either way.
 
         While the caller takes in a page, the next ones are already being asked for, in a thread of its own,
         so that our work on the pages in hand and the server's on the next overlap: the thread sends each
@@ -787,11 +794,11 @@ class NexudusClient:
           not needed, by a caller that stopped early or a read that stopped at a page that did not add up.
         """
         with self._redacting():
-            yield from self._pages(path, filters, first)
+            yield from self._pages(path, filters, first, _lean_decoder(path, keep))
 
-    def _pages(self, path: str, filters: Mapping[str, Any] | None,
-               first: Page | None) -> Generator[list[dict[str, Any]], None, None]:
-        page = first or self._page(path, filters, 1, self.page_size)
+    def _pages(self, path: str, filters: Mapping[str, Any] | None, first: Page | None,
+               lean: msgspec.json.Decoder[Any] | None) -> Generator[list[dict[str, Any]], None, None]:
+        page = first or self._page(path, filters, 1, self.page_size, lean)
         size = page.size
         total = _total(page.body)
         seen: set[int] = set()
@@ -826,7 +833,7 @@ class NexudusClient:
                     return
                 number += 1
                 assert ahead is not None
-                page = self._page_of(ahead.take(number), path, size)  # dropped below if that fails or Ctrl-C
+                page = self._page_of(ahead.take(number), path, size, lean)  # dropped below if that fails or Ctrl-C
         finally:
             if ahead is not None:
                 ahead.drop()
@@ -905,9 +912,11 @@ class NexudusClient:
             self.page_size = served
         return served
 
-    def count(self, path: str, filters: Mapping[str, Any] | None = None) -> tuple[int, Page]:
-        """TotalItems of a listing and its first page, in one request; `list_all(first=...)` continues it."""
-        page = self._page(path, filters, 1, self.page_size)
+    def count(self, path: str, filters: Mapping[str, Any] | None = None, *,
+              keep: Collection[str] | None = None) -> tuple[int, Page]:
+        """TotalItems of a listing and its first page, in one request; `pages(first=...)` continues it (with the
+        same `keep`: see `pages`)."""
+        page = self._page(path, filters, 1, self.page_size, _lean_decoder(path, keep))
         total = _total(page.body)
         return (total if total is not None else len(page.records)), page
 
@@ -919,19 +928,28 @@ class NexudusClient:
         """Requests a list of `count` records takes at the page size this server serves."""
         return max(1, math.ceil(count / self.page_size))
 
-    def _page(self, path: str, filters: Mapping[str, Any] | None, number: int, size: int) -> Page:
+    def _page(self, path: str, filters: Mapping[str, Any] | None, number: int, size: int,
+              lean: msgspec.json.Decoder[Any] | None = None) -> Page:
         """One page of a listing (`page`/`size`, never PageNumber/PageSize), checked before it is believed."""
         with self._redacting():
-            return self._checked_page(path, filters, number, size)
-
-    def _checked_page(self, path: str, filters: Mapping[str, Any] | None, number: int, size: int) -> Page:
-        return self._page_of(self._list_request(path, filters, number, size), path, size)
+            return self._page_of(self._list_request(path, filters, number, size), path, size, lean)
 
     def _list_request(self, path: str, filters: Mapping[str, Any] | None, number: int, size: int) -> httpx.Response:
         return self.request("GET", path, params={**(filters or {}), "page": number, "size": size, "orderBy": "Id"})
 
-    def _page_of(self, reply: httpx.Response, path: str, size: int) -> Page:
-        """A list answer as a page, once it is checked: an envelope of records of the types we use."""
+    def _page_of(self, reply: httpx.Response, path: str, size: int,
+                 lean: msgspec.json.Decoder[Any] | None = None) -> Page:
+        """A list answer as a page, once it is checked: an envelope of records of the types we use (by `lean`,
+        when it takes the answer whole: see `pages`)."""
+        text = reply.content  # kept when UTF-8 (never a NUL byte; UTF-16 and UTF-32 always have some)
+        kept = text if text[:1] == b"{" and b"\x00" not in text else None
+        if lean is not None and kept is not None and "html" not in reply.headers.get("Content-Type", "").lower():
+            try:
+                envelope = lean.decode(kept)
+            except (msgspec.DecodeError, ValueError):
+                envelope = None  # read the full way below, which says what is wrong
+            if envelope is not None and _counts_fit(envelope):
+                return Page(envelope, PageRecords(envelope["Records"], kept), size)
         where = f"GET {reply.request.url if reply.request else self.base_url + path}"
         body = _decode(reply, where)
         if not isinstance(body, dict):
@@ -941,14 +959,13 @@ class NexudusClient:
         if not isinstance(records, list):
             raise MalformedAnswer(f"{where} answered an envelope without a Records list", method="GET",
                                   url=self.base_url + path, status=reply.status_code)
-        for name in ("TotalItems", "TotalPages", "CurrentPageSize"):
+        for name in _COUNTS:
             value = body.get(name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise MalformedAnswer(f"{where} answered {name} = {value!r}, not a count", method="GET",
                                       url=self.base_url + path, status=reply.status_code)
         _check_records(records, _collection(path), where, self.base_url + path)
-        text = reply.content  # kept when UTF-8 (never a NUL byte; UTF-16 and UTF-32 always have some)
-        return Page(body, PageRecords(records, text if text[:1] == b"{" and b"\x00" not in text else None), size)
+        return Page(body, PageRecords(records, kept), size)
 
     def create(self, path: str, fields: Mapping[str, Any]) -> int:
         """POST a new record and return its Id; AmbiguousWrite if the answer was lost."""
@@ -1127,6 +1144,38 @@ def _records_fit(records: list[Any], collection: str) -> bool:
             if type(get(name, _ABSENT)) not in types:
                 return False
     return True
+
+
+_COUNTS = ("TotalItems", "TotalPages", "CurrentPageSize")  # an envelope's counts: absent, null or a count
+_PAGING = (*_COUNTS, "HasNextPage")  # what of an envelope paging reads
+
+
+def _counts_fit(body: dict[str, Any]) -> bool:
+    """Whether every count of an envelope is absent, null or a count, as `_page_of` checks them."""
+    return all(value is None or (type(value) is int and value >= 0) for value in map(body.get, _COUNTS))
+
+
+def _lean_decoder(path: str, keep: Collection[str] | None) -> msgspec.json.Decoder[Any] | None:
+    """The decoder of a lean read of `path` that keeps the fields `keep` (see `pages`), or None for a full read."""
+    return None if keep is None else _lean_decoder_of(_collection(path), tuple(sorted(keep)))
+
+
+@functools.cache
+def _lean_decoder_of(collection: str, keep: tuple[str, ...]) -> msgspec.json.Decoder[Any]:
+    """An envelope whose `Records` are objects with the fields `_SHAPES` checks, of the types it allows (leaving
+    out one it lets be absent), and the fields `keep` of any value; all else is skipped unread."""
+    typed_dict: Any = TypedDict  # the types are made here, at run time, from the shapes
+    union: Any = Union
+    fields: dict[str, Any] = {}
+    for name, types in _SHAPES.get(collection, (("Id", _INT),)):
+        allowed = union[tuple(t for t in types if t is not _Absent)]
+        fields[name] = NotRequired[allowed] if _Absent in types else Required[allowed]
+    for name in keep:
+        fields.setdefault(name, NotRequired[Any])
+    record = typed_dict(f"Lean{ENTITY_NAMES.get(collection, collection)}", fields)
+    envelope = typed_dict("LeanEnvelope", {"Records": Required[list.__class_getitem__(record)],
+                                           **{name: NotRequired[Any] for name in _PAGING}})
+    return msgspec.json.Decoder(envelope)
 
 
 def _check_records(records: list[Any], collection: str, where: str, url: str) -> None:

@@ -39,6 +39,10 @@ _LOWER_GUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-
 _UPPER_GUID_TEXT = re.compile(r"[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}")
 _LOWER_HEX = b"0123456789abcdef"
 _DASHES = (8, 13, 18, 23)  # where a GUID's text has its dashes (36 characters in all)
+# Every field of a raw CourseCompletedLesson record `add` and `add_page` read: a read for the columns keeps only
+# these (`NexudusClient.pages(keep=...)`).
+READ_FIELDS = ("Id", "CourseMemberId", "CourseLessonId", "CreatedOn", "UpdatedOn", "SystemId", "UniqueId",
+               "CourseLessonTitle", "CourseMemberCoworkerFullName")
 _ID, _MEMBER, _LESSON = (operator.itemgetter(k) for k in ("Id", "CourseMemberId", "CourseLessonId"))
 _CREATED, _UPDATED = operator.itemgetter("CreatedOn"), operator.itemgetter("UpdatedOn")
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from reconciler.client import NexudusClient, Page
-from reconciler.columns import CompletionColumns
+from reconciler.columns import READ_FIELDS, CompletionColumns
 from reconciler.errors import AuthError, PartialRead, UsageError
 from reconciler.model import Catalog, Completion, Course, Coworker, Lesson, Member, SpecSet, split_teams
 from reconciler.schema_check import near_miss
@@ -117,10 +117,12 @@ def _as_it_is(record: dict[str, Any]) -> dict[str, Any]:
 class Convert(Generic[_Kept]):
     """How a completions read keeps each record in scope: `one` a record at a time; `page`, when given, the
     records in scope of a page at once, what `one` makes of each in order (a full read takes them so: every µs a
-    record is wall time there)."""
+    record is wall time there). `fields`, when given: every field of a record they read (the read is then lean:
+    `NexudusClient.pages(keep=...)`)."""
 
     one: Callable[[dict[str, Any]], _Kept]
     page: Callable[[list[dict[str, Any]]], Sequence[_Kept]] | None = None
+    fields: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -315,9 +317,11 @@ class StateReader:
         yield from (r for r in self._slim_table(path) if r.get("CourseId") in courses)
 
     def _slim_table(self, path: str, first: Page | None = None) -> list[dict[str, Any]]:
-        """`table`, each record kept as `slim` makes it while its page is read."""
+        """`table`, each record kept as `slim` makes it while its page is read (`first` from a `count` that kept
+        the same fields)."""
         if path not in self._tables:
-            self._tables[path] = [slim(path, r) for page in self.client.pages(path, first=first) for r in page]
+            pages = self.client.pages(path, first=first, keep=SLIM_FIELDS[path])  # the raw records, read lean
+            self._tables[path] = [slim(path, r) for page in pages for r in page]
         return self._tables[path]
 
     def _slim_select(self, path: str, wanted: Filter) -> Iterator[dict[str, Any]]:
@@ -330,7 +334,7 @@ class StateReader:
         kept: list[dict[str, Any]] = []  # every record, slim: the whole table if the filter proves ignored
         absent = ignored = False
         matching: list[dict[str, Any]] = []
-        for page in self.client.pages(path, {wanted.name: wanted.value}):
+        for page in self.client.pages(path, {wanted.name: wanted.value}, keep=SLIM_FIELDS[path]):
             absent = absent or any(wanted.field not in r for r in page)
             ignored = ignored or any(wanted.contradicted_by(r) for r in page)
             slimmed = [slim(path, r) for r in page]
@@ -420,7 +424,7 @@ class StateReader:
             catalog.known_emails = [str(r.get("Email")) for r in records if r.get("Email")]
 
         if len(pending) > FEW and COWORKERS not in self._tables:
-            total, first = self.client.count(COWORKERS)
+            total, first = self.client.count(COWORKERS, keep=SLIM_FIELDS[COWORKERS])
             if self.client.pages_for(total) <= len(pending):
                 self._slim_table(COWORKERS, first)
         if COWORKERS in self._tables:
@@ -460,7 +464,8 @@ class StateReader:
         titles = {x.id: x.title for x in catalog.lessons.values()} if catalog else {}
         names = {m.id: m.full_name for m in catalog.members.values()} if catalog else {}
         columns = CompletionColumns(titles, names)
-        rows, partial = self._collect(lesson_ids, named_members, markers, Convert(columns.add, columns.add_page))
+        convert = Convert(columns.add, columns.add_page, READ_FIELDS)
+        rows, partial = self._collect(lesson_ids, named_members, markers, convert)
         return columns.take(rows), partial
 
     def completion_records(self, lesson_ids: set[int], named_members: set[int] | None = None,
@@ -495,7 +500,7 @@ class StateReader:
         found: ById[_Kept] = ById()
         whole = [False]  # a filter the server ignored brought the whole table: everything in scope is kept
 
-        by_page, one = convert.page, convert.one
+        by_page, one, lean = convert.page, convert.one, convert.fields
 
         def keep(records: list[dict[str, Any]]) -> None:
             if seen is not None:
@@ -524,7 +529,7 @@ class StateReader:
                     return
                 try:
                     streamed, ignored = 0, False
-                    for page in self.client.pages(COMPLETIONS, {one.name: one.value}):
+                    for page in self.client.pages(COMPLETIONS, {one.name: one.value}, keep=lean):
                         if any(one.field not in r for r in page):
                             self.client.observed.add(f"{one.field.lower()}-absent-from-lists")
                             raise Unverifiable(f"{COMPLETIONS} list records carry no {one.field}, so the "
@@ -537,7 +542,7 @@ class StateReader:
                                  one.name, COMPLETIONS)
                         self.client.ignored_filters.add(f"{COMPLETIONS}?{one.name.casefold()}")
                         if not self._is_whole(COMPLETIONS, streamed):  # not the whole table after all: read it
-                            for page in self.client.pages(COMPLETIONS):
+                            for page in self.client.pages(COMPLETIONS, keep=lean):
                                 keep(page)
                         whole[0] = True
                     elif f"{COMPLETIONS}?{one.name.casefold()}" not in self._verified:
@@ -575,7 +580,7 @@ class StateReader:
         if COMPLETIONS in self._tables:
             keep(self._tables[COMPLETIONS])
             return found.in_order(), partial
-        total, first = self.client.count(COMPLETIONS)
+        total, first = self.client.count(COMPLETIONS, keep=lean)
         in_scope = sum(1 for r in first.records if r["CourseLessonId"] in lesson_ids)
         share = in_scope / max(1, len(first.records))
         wholesale = self.client.pages_for(total)
@@ -586,7 +591,7 @@ class StateReader:
             log.info("completions: the whole table (%d page(s) of %d records), cheaper than filtering", wholesale,
                      self.client.page_size)
             try:
-                for page in self.client.pages(COMPLETIONS, first=first):
+                for page in self.client.pages(COMPLETIONS, first=first, keep=lean):
                     keep(page)
                 if seen is not None:
                     seen.kind = "all"

@@ -232,6 +232,27 @@ def test_without_a_vouching_profile_the_first_incremental_read_is_checked_by_a_f
     assert s.exact(vouched=False)[1] == "incremental"  # checked once, trusted since
 
 
+def test_the_check_of_the_first_incremental_read_holds_for_the_plan_s_lean_read(site: Any) -> None:
+    """A plan reads completions lean (only the fields its columns read); the full read that checks the first
+    incremental one compares whole records, so it reads them whole, and the cache is trusted after it."""
+    s = site()
+
+    def planned() -> tuple[list[tuple[int, int, int, str]], str]:
+        store = ReadCache(s.folder, s.server.url, CacheSettings(), vouched=False)
+        found, partial = StateReader(NexudusClient(s.server.url, s.http), store).completions(s.lessons)
+        assert partial == []
+        return [(c.id, c.member_id, c.lesson_id, c.updated_on) for c in found], store.last
+
+    assert planned()[1].startswith("full (no cache")
+    s.delete()
+    checked, how = planned()
+    assert how == "full (checking the incremental read)"
+    again, how = planned()
+    assert how == "incremental" and again == checked
+    full = [(r["Id"], r["CourseMemberId"], r["CourseLessonId"], r["UpdatedOn"]) for r in s.read(cache=False)[0]]
+    assert checked == full
+
+
 def test_a_cache_that_differed_from_the_full_read_is_never_used_again(site: Any) -> None:
     s = site()
     s.read(vouched=False)
