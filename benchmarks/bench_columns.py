@@ -27,13 +27,13 @@ from typing import Any, cast
 import httpx
 
 from reconciler.client import NexudusClient, Page
-from reconciler.columns import CompletionColumns
+from reconciler.columns import READ_FIELDS, CompletionColumns
 from reconciler.emulator.app import EmulatorApp, Settings
 from reconciler.emulator.limits import Limits
 from reconciler.emulator.server import InProcessTransport
 from reconciler.emulator.store import Store
 from reconciler.emulator.synthetic import build_space
-from reconciler.state import COMPLETIONS, ById, StateReader
+from reconciler.state import COMPLETIONS, ById, Convert, StateReader
 
 Pages = list[list[dict[str, Any]]]
 Maps = tuple[dict[int, str], dict[int, str]]
@@ -89,20 +89,22 @@ class HeldPages:
         self.ignored_filters: set[str] = set()
         self.observed: set[str] = set()
 
-    def count(self, path: str, filters: Any = None) -> tuple[int, Page]:
+    def count(self, path: str, filters: Any = None, *, keep: Any = None) -> tuple[int, Page]:
         return sum(map(len, self.held)), Page({}, self.held[0], self.page_size)
 
     def pages_for(self, count: int) -> int:
         return -(-count // self.page_size)
 
-    def pages(self, path: str, filters: Any = None, *, first: Page | None = None) -> Iterator[list[dict[str, Any]]]:
+    def pages(self, path: str, filters: Any = None, *, first: Page | None = None,
+              keep: Any = None) -> Iterator[list[dict[str, Any]]]:
         yield from self.held
 
 
 def through_reader(pages: Pages, lesson_ids: set[int], maps: Maps, *, old: bool) -> CompletionColumns:
     columns = CompletionColumns(*maps)
-    # A convert of the reader's own making but `CompletionColumns.add` itself: the record at a time.
-    convert = functools.partial(CompletionColumns.add, columns) if old else columns.add
+    # The old way: a record at a time (a convert without `page`); the new: as `StateReader.completions` reads.
+    convert = Convert(functools.partial(CompletionColumns.add, columns)) if old else \
+        Convert(columns.add, columns.add_page, READ_FIELDS)
     reader = StateReader(cast(NexudusClient, HeldPages(pages)))
     rows, partial = reader.read_completions(lesson_ids, None, (), convert)
     assert not partial

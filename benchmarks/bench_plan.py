@@ -78,7 +78,8 @@ def build_specs() -> tuple[Resolution, Catalog]:
     origin = Origin("cohort.yaml", 7)
     # Desired: every member × every lesson (1,000,000). Current (`build`, `raw_records`): 1,000,000 records, of
     # which 90% are declared, 5% are ours and no longer declared (orphans), 5% are someone else's.
-    desired = {(m, x): (origin,) for m in range(MEMBERS) for x in range(1, LESSONS + 1)}
+    desired: dict[tuple[int, int], tuple[Origin, ...]] = {(m, x): (origin,) for m in range(MEMBERS)
+                                                          for x in range(1, LESSONS + 1)}
     spec = CompletionsSpec("cohort", origin, Ref(origin, title="Cohort"), "owned", origin)
     resolved = ResolvedCompletions(spec, Course(1, "Cohort"), frozenset(range(MEMBERS)), desired, {})
     return Resolution(completions=[resolved]), catalog
