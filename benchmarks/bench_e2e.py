@@ -136,13 +136,12 @@ def timed(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[subproces
     return result, {"wall": float(wall), "cpu": float(user) + float(system), "rss": int(rss) / 1024}
 
 
-def tool_env(work: Path) -> dict[str, str]:
-    """The environment of the commands measured: the tool's bytecode compiled once, up front, into a folder of
-    this run (PYTHONPYCACHEPREFIX), as `pip install` compiles it: an environment with PYTHONDONTWRITEBYTECODE
-    set would otherwise compile every module of the tool again in every command (about 60 ms each time)."""
-    env = {**os.environ, "NEXUDUS_TOKEN": "bench", "PYTHONPYCACHEPREFIX": str(work / "pycache")}
+def tool_env() -> dict[str, str]:
+    """The environment of the commands measured, once the tool's bytecode is compiled (where Python looks for it),
+    as `pip install` compiles it: an environment with PYTHONDONTWRITEBYTECODE set would otherwise compile every
+    module of the tool again in every command (about 60 ms each time)."""
+    env = {**os.environ, "NEXUDUS_TOKEN": "bench"}
     env.pop("NEXUDUS_API_URL", None)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(reconciler.__file__).parent)], env=env,
                    check=True, capture_output=True, timeout=600)
     return env
@@ -159,7 +158,7 @@ def measure(members: int, work: Path, *, courses: int = 1, export: bool = True, 
     # Limits off on both sides (the client's pacing would otherwise be the whole story).
     (work / "reconciler.yaml").write_text("limits: {min_interval_ms: 0, requests_per_minute: 100000000, "
                                           "requests_per_hour: 100000000, writes_per_minute: 100000000}\n")
-    env = tool_env(work)
+    env = tool_env()
     with BackgroundServer(recorder) as server:  # type: ignore[arg-type]
         base[0] = server.url
         command = [sys.executable, "-m", "reconciler", "--api", server.url]
