@@ -76,4 +76,4 @@ def test_warnings_are_errors_and_slow_tests_are_marked_not_skipped() -> None:
     assert pytest_options["filterwarnings"][0] == "error"
     assert any(marker.startswith("slow:") for marker in pytest_options["markers"])
     assert "-m" not in pytest_options["addopts"].split()  # the default run is the whole suite, slow tests too
-    assert config["tool"]["mypy"]["files"] == ["reconciler", "tests"] and config["tool"]["mypy"]["strict"]
+    assert config["tool"]["mypy"]["files"] == ["reconciler", "tests", "benchmarks"] and config["tool"]["mypy"]["strict"]
