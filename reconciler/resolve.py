@@ -250,6 +250,7 @@ class _Resolver:
         self._by_email: dict[str, list[int]] = defaultdict(list)
         for coworker in catalog.coworkers.values():
             self._by_email[coworker.email.strip().casefold()].append(coworker.id)
+        self._enrolled = catalog.index().by_coworker  # `Catalog.enrolments_of`, the catalog being whole by now
 
     def fail(self, origin: Origin, message: str) -> None:
         self.problems.append(_problem(origin, message))
@@ -356,7 +357,8 @@ class _Resolver:
         if not coworker_ids:
             self.fail(origin, f"no coworker with email {selector.value!r}{email_near_miss(email, self.catalog)}")
             return []
-        chosen = [m for c in coworker_ids for m in self.catalog.enrolments_of(course.id, c)]
+        by_coworker = self._enrolled
+        chosen = [m for c in coworker_ids for m in by_coworker.get((course.id, c), ())]
         if len(coworker_ids) > 1:
             # Two coworkers can share an address (one may be deleted yet still listed): the one enrolled
             # in this course is meant when only one is; otherwise nobody can tell which.
@@ -391,13 +393,17 @@ def resolve(specs: SpecSet, catalog: Catalog) -> Resolution:
         # Pair → the rules' places, held per rule (see DesiredPairs).
         desired = DesiredPairs()
         named: dict[int, Origin] = {}
+        ids_of: dict[int, tuple[list[Lesson], list[int]]] = {}  # the Ids of a shared list of lessons, by identity
         for rule in spec.members:
             lessons = resolver.lessons(rule.completed, course)
             origin = rule.member.origin
             members = [member.id for member in resolver.members(rule.member, course)]
             for member_id in members:
                 named.setdefault(member_id, origin)
-            desired.declare(origin, [lesson.id for lesson in lessons], members)
+            known = ids_of.get(id(lessons))
+            if known is None or known[0] is not lessons:
+                known = ids_of[id(lessons)] = (lessons, [lesson.id for lesson in lessons])
+            desired.declare(origin, known[1], members)
         revoked: dict[Pair, tuple[Origin, str | None]] = {}
         for revocation in spec.revocations:
             lessons = resolver.lessons(revocation.lessons, course)

@@ -316,12 +316,19 @@ class StateReader:
         log.info("%s of %d course(s) of %d: the whole table, read once", path, len(courses), all_courses)
         yield from (r for r in self._slim_table(path) if r.get("CourseId") in courses)
 
-    def _slim_table(self, path: str, first: Page | None = None) -> list[dict[str, Any]]:
+    def _slim_table(self, path: str, first: Page | None = None,
+                    each: Callable[[list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
         """`table`, each record kept as `slim` makes it while its page is read (`first` from a `count` that kept
-        the same fields)."""
+        the same fields); `each`, when the table is read now, takes in each page of them as it arrives (while the
+        server answers the next)."""
         if path not in self._tables:
-            pages = self.client.pages(path, first=first, keep=SLIM_FIELDS[path])  # the raw records, read lean
-            self._tables[path] = [slim(path, r) for page in pages for r in page]
+            table: list[dict[str, Any]] = []
+            for page in self.client.pages(path, first=first, keep=SLIM_FIELDS[path]):  # the raw records, lean
+                slimmed = [slim(path, r) for r in page]
+                if each is not None:
+                    each(slimmed)
+                table += slimmed
+            self._tables[path] = table
         return self._tables[path]
 
     def _slim_select(self, path: str, wanted: Filter) -> Iterator[dict[str, Any]]:
@@ -412,21 +419,24 @@ class StateReader:
 
         def keep(records: Iterable[dict[str, Any]]) -> None:
             for record in records:
-                coworker = coworker_from(record)
-                email = coworker.email.strip().casefold()
+                email = str(record.get("Email") or "").strip().casefold()  # as of `coworker_from(record).email`
                 if email in emails:  # exact, whatever the server's filter matched
+                    coworker = coworker_from(record)
                     catalog.coworkers[coworker.id] = coworker
                     pending.discard(email)
 
-        def whole() -> None:
+        def whole(kept: bool = False) -> None:
             records = self.table(COWORKERS)
-            keep(records)
+            if not kept:
+                keep(records)
             catalog.known_emails = [str(r.get("Email")) for r in records if r.get("Email")]
 
         if len(pending) > FEW and COWORKERS not in self._tables:
             total, first = self.client.count(COWORKERS, keep=SLIM_FIELDS[COWORKERS])
             if self.client.pages_for(total) <= len(pending):
-                self._slim_table(COWORKERS, first)
+                self._slim_table(COWORKERS, first, each=keep)
+                whole(kept=True)
+                return
         if COWORKERS in self._tables:
             whole()
             return
