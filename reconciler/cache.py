@@ -800,7 +800,7 @@ class ReadCache:
                 count += rows.load(read_line(line), shared)
             if count != entry.count:
                 raise ValueError(f"{count:,} records, the first line says {entry.count:,}")
-        except (KeyError, IndexError, TypeError, ValueError) as e:
+        except (KeyError, IndexError, TypeError, ValueError, RecursionError) as e:
             raise Doubt(f"the cache {entry.path} is damaged ({e!r})") from None
 
     def _checked(self, path: Path, doc: Any, lesson_ids: set[int]) -> Entry:

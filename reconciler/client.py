@@ -90,9 +90,9 @@ class AmbiguousWrite(ApiError):
 
 class PageRecords(list[dict[str, Any]]):
     """A page's records, as `pages` hands them over, with `text`: the answer's body they were read from when it
-    is UTF-8 JSON text that begins with its object (else None). Read again as the client read it (msgspec, then
-    the standard library), its `Records` are these records; so the read cache writes the body away as it came
-    rather than encoding every record again."""
+    is UTF-8 JSON text that begins with its object (else None). Read again as the client reads a page in full
+    (msgspec, then the standard library), its `Records` are these records (with every field, where a lean read
+    kept only some); so the read cache writes the body away as it came rather than encoding every record again."""
 
     __slots__ = ("text",)
 
@@ -765,8 +765,10 @@ class NexudusClient:
         `keep` (a lean read): the fields of a record the caller reads. Each page is then decoded and checked in
         one pass of msgspec's that keeps of each record only those and the fields checked (`_SHAPES`), and of
         the envelope only what paging reads; its body is kept (`PageRecords.text`) for the read cache as ever. A
-        page that pass does not take whole (not a UTF-8 object, a field of the wrong type, anything at all) is
-        read the full way, with the same checks and the same errors; what is accepted is the same either way.
+        page that pass does not take whole (not UTF-8 throughout, not an object, a field of the wrong type,
+        anything at all) is read the full way, with the same checks and the same errors: what is accepted is the
+        same either way but for one thing the pass does not read, an integer of more than 4,300 digits in a field
+        it skips (which the standard library refuses to read).
 
         While the caller takes in a page, the next ones are already being asked for, in a thread of its own,
         so that our work on the pages in hand and the server's on the next overlap: the thread sends each
@@ -945,8 +947,10 @@ class NexudusClient:
         kept = text if text[:1] == b"{" and b"\x00" not in text else None
         if lean is not None and kept is not None and "html" not in reply.headers.get("Content-Type", "").lower():
             try:
+                if not kept.isascii():  # the pass skips what it does not keep unread: UTF-8 is checked first
+                    kept.decode("utf-8")
                 envelope = lean.decode(kept)
-            except (msgspec.DecodeError, ValueError):
+            except (msgspec.DecodeError, ValueError, RecursionError):
                 envelope = None  # read the full way below, which says what is wrong
             if envelope is not None and _counts_fit(envelope):
                 return Page(envelope, PageRecords(envelope["Records"], kept), size)
@@ -1039,7 +1043,7 @@ def _is_collection(path: str) -> bool:
 def _json_or_none(reply: httpx.Response) -> Any:
     try:
         return reply.json()
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
 
 
@@ -1227,7 +1231,7 @@ def parse_json(text: bytes) -> Any:
     library whenever msgspec refuses the text, so that what is read and how a failure is worded are the same
     either way (json also takes NaN, numbers past a float, UTF-16, a byte-order mark and lone surrogates).
     Not orjson: it reads an integer past 64 bits as a float, without a word. The read cache reads the bodies it
-    keeps (`PageRecords.text`) with it too, so that they read back as they were read."""
+    keeps (`PageRecords.text`) with it too, so that they read back as a full read of the page reads them."""
     try:
         return _JSON.decode(text)
     except (msgspec.DecodeError, UnicodeDecodeError):
@@ -1250,6 +1254,8 @@ def _decode(reply: httpx.Response, where: str) -> Any:
         return parse_json(text)
     except UnicodeDecodeError:
         problem = "bytes that are not UTF-8 text"
+    except RecursionError:
+        problem = "JSON nested too deeply to read"
     except ValueError as e:
         cut = isinstance(e, json.JSONDecodeError) and e.pos >= len(text.rstrip()) - 1
         problem = (f"JSON cut short after {len(text):,} bytes" if cut else

@@ -1,7 +1,7 @@
 """A lean read (`NexudusClient.pages(keep=...)`): each page decoded and checked in one pass that keeps only the
-fields asked for and those checked. Whatever the server answers, it accepts exactly what the full read accepts,
-refuses it with the same words, and keeps the same values of the fields it keeps; its body still goes to the
-read cache as it came."""
+fields asked for and those checked. Whatever the server answers, it accepts what the full read accepts (but for
+an integer of more than 4,300 digits in a field it does not read), refuses it with the same words, and keeps the
+same values of the fields it keeps; its body still goes to the read cache as it came."""
 
 from __future__ import annotations
 
@@ -76,6 +76,15 @@ BODIES: list[tuple[str, str, bytes, str]] = [
     ("white space first", COMPLETIONS, b"\n  " + envelope([completion(1)]), "json"),
     ("UTF-16", COMPLETIONS, envelope([completion(1)]).decode().encode("utf-16-le"), "json"),
     ("not UTF-8", COMPLETIONS, envelope([completion(1, CourseLessonTitle="x")]).replace(b'"x"', b'"\xff"'), "json"),
+    ("not UTF-8 in a field skipped", COMPLETIONS,
+     envelope([completion(1, UpdatedBy="x")]).replace(b'"x"', b'"\xe9t\xe9"'), "json"),
+    ("not UTF-8 in a key skipped", COMPLETIONS, envelope([completion(1)], x=1).replace(b'"x"', b'"\xff"'), "json"),
+    ("an overlong sequence skipped", COMPLETIONS,
+     envelope([completion(1, UpdatedBy="x")]).replace(b'"x"', b'"\xc0\xaf"'), "json"),
+    ("UTF-8 beyond ASCII", COMPLETIONS, envelope([completion(1, UpdatedBy="Łódź", CourseLessonTitle="Ça va")]),
+     "json"),
+    ("nested too deeply, skipped", COMPLETIONS,
+     envelope([completion(1, UpdatedBy="x")]).replace(b'"x"', b"[" * 100_000 + b"]" * 100_000), "json"),
     ("JSON served as HTML", COMPLETIONS, envelope([completion(1)]), "html"),
     ("a key twice", COMPLETIONS, envelope([completion(1)]).replace(b'{"Id": 1,', b'{"Id": 9, "Id": 1,'), "json"),
     ("a member page", MEMBERS, envelope([member(1), member(2, CoworkerTeamNames=None)]), "json"),
@@ -132,6 +141,19 @@ def test_a_lean_read_accepts_refuses_and_reads_exactly_as_the_full_read(name: st
 def text_of(page: list[dict[str, Any]]) -> bytes | None:
     assert isinstance(page, PageRecords)
     return page.text
+
+
+def test_the_one_thing_a_lean_read_takes_that_a_full_read_refuses_is_a_huge_integer_it_does_not_read() -> None:
+    """The standard library refuses an integer of more than 4,300 digits; the lean pass skips a field it does not
+    keep unread. Anywhere it reads, the same integer is refused the full way."""
+    huge = "1" * 5_000
+    skipped = envelope([completion(1, UpdatedBy="x")]).replace(b'"x"', huge.encode())
+    assert outcome(lambda client: list(client.pages(COMPLETIONS)), skipped, "json")[0] == "MalformedAnswer"
+    lean = outcome(lambda client: list(client.pages(COMPLETIONS, keep=READ_FIELDS)), skipped, "json")
+    assert lean[0] == "read" and [r["Id"] for page in lean[1] for r in page] == [1]
+    kept = envelope([completion(1, CourseLessonTitle="x")]).replace(b'"x"', huge.encode())
+    assert outcome(lambda client: list(client.pages(COMPLETIONS, keep=READ_FIELDS)), kept, "json") == \
+        outcome(lambda client: list(client.pages(COMPLETIONS)), kept, "json")
 
 
 def test_a_lean_read_keeps_nothing_it_was_not_asked_for_and_the_body_whole() -> None:
