@@ -952,7 +952,7 @@ class NexudusClient:
                 envelope = lean.decode(kept)
             except (msgspec.DecodeError, ValueError, RecursionError):
                 envelope = None  # read the full way below, which says what is wrong
-            if envelope is not None and _counts_fit(envelope):
+            if envelope is not None and _bad_count(envelope) is None:
                 return Page(envelope, PageRecords(envelope["Records"], kept), size)
         where = f"GET {reply.request.url if reply.request else self.base_url + path}"
         body = _decode(reply, where)
@@ -963,11 +963,10 @@ class NexudusClient:
         if not isinstance(records, list):
             raise MalformedAnswer(f"{where} answered an envelope without a Records list", method="GET",
                                   url=self.base_url + path, status=reply.status_code)
-        for name in _COUNTS:
-            value = body.get(name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-                raise MalformedAnswer(f"{where} answered {name} = {value!r}, not a count", method="GET",
-                                      url=self.base_url + path, status=reply.status_code)
+        bad = _bad_count(body)
+        if bad is not None:
+            raise MalformedAnswer(f"{where} answered {bad} = {body[bad]!r}, not a count", method="GET",
+                                  url=self.base_url + path, status=reply.status_code)
         _check_records(records, _collection(path), where, self.base_url + path)
         return Page(body, PageRecords(records, kept), size)
 
@@ -1154,9 +1153,10 @@ _COUNTS = ("TotalItems", "TotalPages", "CurrentPageSize")  # an envelope's count
 _PAGING = (*_COUNTS, "HasNextPage")  # what of an envelope paging reads
 
 
-def _counts_fit(body: dict[str, Any]) -> bool:
-    """Whether every count of an envelope is absent, null or a count, as `_page_of` checks them."""
-    return all(value is None or (type(value) is int and value >= 0) for value in map(body.get, _COUNTS))
+def _bad_count(body: dict[str, Any]) -> str | None:
+    """The first of an envelope's counts that is neither absent, null nor a count (a bool is not one), or None."""
+    return next((name for name in _COUNTS if (value := body.get(name)) is not None
+                 and (type(value) is not int or value < 0)), None)
 
 
 def _lean_decoder(path: str, keep: Collection[str] | None) -> msgspec.json.Decoder[Any] | None:

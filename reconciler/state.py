@@ -425,17 +425,18 @@ class StateReader:
                     catalog.coworkers[coworker.id] = coworker
                     pending.discard(email)
 
-        def whole(kept: bool = False) -> None:
-            records = self.table(COWORKERS)
-            if not kept:
-                keep(records)
+        def known(records: list[dict[str, Any]]) -> None:
             catalog.known_emails = [str(r.get("Email")) for r in records if r.get("Email")]
+
+        def whole() -> None:
+            records = self.table(COWORKERS)
+            keep(records)
+            known(records)
 
         if len(pending) > FEW and COWORKERS not in self._tables:
             total, first = self.client.count(COWORKERS, keep=SLIM_FIELDS[COWORKERS])
             if self.client.pages_for(total) <= len(pending):
-                self._slim_table(COWORKERS, first, each=keep)
-                whole(kept=True)
+                known(self._slim_table(COWORKERS, first, each=keep))  # each page taken in as it arrives
                 return
         if COWORKERS in self._tables:
             whole()
