@@ -739,6 +739,7 @@ def estimate_writes(writes: int, limits: ClientLimits) -> WriteEstimate:
 
 
 SIMULATED_WRITES = 20_000  # past this many, the steady rate of the last simulated hour is extrapolated
+_WINDOWS = ("requests_per_minute", "requests_per_hour", "writes_per_minute")  # the pacer's sliding windows
 
 
 def paced_seconds(writes: int, limits: ClientLimits) -> float:
@@ -747,6 +748,11 @@ def paced_seconds(writes: int, limits: ClientLimits) -> float:
     on a simulated clock, from the first write sent to the last one done. The round trip of each request
     is not known here: zero. The daily cap is the caller's (it stops an apply; it does not pace it)."""
     least = (limits.min_interval_ms or 0) / 1000.0
+    simulated = min(writes, SIMULATED_WRITES)
+    # A window that holds every simulated write never fills, so it never makes one wait: it is left out (the
+    # result is the same; with limits that never bind, as when they are switched off, there is nothing to play).
+    limits = replace(limits, writes_per_day=None, **{name: None for name in _WINDOWS
+                                                     if (getattr(limits, name) or 0) >= simulated})
     if not (limits.requests_per_minute or limits.requests_per_hour or limits.writes_per_minute or least):
         return 0.0
     clock = [0.0]
@@ -754,8 +760,7 @@ def paced_seconds(writes: int, limits: ClientLimits) -> float:
     def sleep(seconds: float) -> None:
         clock[0] += seconds
 
-    pacer = Pacer(replace(limits, writes_per_day=None), clock=lambda: clock[0], sleep=sleep)
-    simulated = min(writes, SIMULATED_WRITES)
+    pacer = Pacer(limits, clock=lambda: clock[0], sleep=sleep)
     marks: list[float] = []
     for _ in range(simulated):
         pacer.before(write=True)

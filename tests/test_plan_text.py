@@ -6,14 +6,18 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reconciler.actions import Enroll, Ref, describe
 from reconciler.cli import main
 from reconciler.config import DOCUMENTED_LIMITS, ClientLimits, Safety
 from reconciler.model import Completion
+from reconciler.pacing import Pacer
 from reconciler.plan import Change, Plan, apply_budgets, estimate_writes
 
 from .conftest import ROOT
@@ -92,3 +96,33 @@ def test_source_deletes_of_a_migration_are_outside_the_delete_budget(demo: Path,
     out = capsys.readouterr().out
     assert "Blocked: 2 deletes exceed max_deletes (1)." in out and "--allow-deletes 2 " in out
     assert main(["plan", "--allow-deletes", "2"]) == 0
+
+
+def played_out(writes: int, limits: ClientLimits) -> float:
+    """The pacer played out write by write, every window in it (below the extrapolation's threshold): what the
+    estimate's simulation must come to whichever windows it leaves out."""
+    clock = [0.0]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    pacer = Pacer(replace(limits, writes_per_day=None), clock=lambda: clock[0], sleep=sleep)
+    for _ in range(writes):
+        pacer.before(write=True)
+        pacer.after(write=True)
+    return clock[0] + (limits.min_interval_ms or 0) / 1000.0
+
+
+caps = st.one_of(st.none(), st.integers(1, 400), st.just(100_000_000))
+
+
+@settings(max_examples=150, deadline=None)
+@given(writes=st.integers(0, 300), per_minute=caps, requests_per_minute=caps, per_hour=caps,
+       least=st.one_of(st.none(), st.just(0), st.integers(1, 2_000)))
+def test_the_estimate_leaves_out_only_windows_that_never_fill(writes: int, per_minute: int | None,
+                                                             requests_per_minute: int | None, per_hour: int | None,
+                                                             least: int | None) -> None:
+    limits = ClientLimits(writes_per_minute=per_minute, requests_per_minute=requests_per_minute,
+                          requests_per_hour=per_hour, min_interval_ms=least)
+    expected = played_out(writes, limits) if (per_minute or requests_per_minute or per_hour or least) else 0.0
+    assert estimate_writes(writes, limits).seconds == pytest.approx(expected, abs=1e-6)
