@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 
 from reconciler.errors import ConfigError, ConfigFileError, Problem
 from reconciler.schema_check import schema_problems
-from reconciler.schemas import validator
 from reconciler.yamlfile import load_file
 
 CONFIG_NAME = "reconciler.yaml"
@@ -210,7 +209,7 @@ def _read_config(path: Path) -> dict[str, Any]:
         return {}
     if len(documents) > 1:
         raise ConfigFileError([Problem(str(path), 1, 1, "the configuration holds exactly one YAML document")])
-    problems = schema_problems(documents[0], validator("config"))
+    problems = schema_problems(documents[0], "config")
     if problems:
         raise ConfigFileError(problems)
     data: dict[str, Any] = documents[0].data

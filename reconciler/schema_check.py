@@ -1,29 +1,168 @@
-"""JSON Schema validation of a located YAML document, as problems that name file, line and column."""
+"""JSON Schema validation of a located YAML document, as problems that name file, line and column.
+
+A document is validated once, by `conforms`: an exact reading of the few keywords our schemas use. Only a
+document it does not find valid is handed to jsonschema, the authority, which says what is wrong (importing
+jsonschema and building its validator cost a command about 40 ms, most of a small plan's own work)."""
 
 from __future__ import annotations
 
 import difflib
+import numbers
+import re
 from collections.abc import Collection, Iterable
-from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import Problem
+from reconciler.schemas import schema, validator
 from reconciler.yamlfile import Document, PathKey
 
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
 
-def schema_problems(document: Document, validator: Draft202012Validator,
-                    explained: Collection[PathKey] = ()) -> list[Problem]:
-    """Every way `document` breaks the schema, one problem each, at the offending key or value.
+
+def schema_problems(document: Document, name: str, explained: Collection[PathKey] = ()) -> list[Problem]:
+    """Every way `document` breaks the schema `name`, one problem each, at the offending key or value.
 
     `explained` holds paths whose problems the caller has already reported in its own, better words:
     schema errors at or below them are left out rather than said twice.
     """
+    if conforms(document.data, schema(name)):
+        return []
     problems: list[Problem] = []
-    for error in validator.iter_errors(document.data):
+    for error in validator(name).iter_errors(document.data):
         problems.extend(_explain(document, error, explained))
     return sorted(set(problems))
+
+
+class _Undecided(Exception):
+    """Something `conforms` does not read (a keyword, a reference, a value that is not JSON's): jsonschema decides."""
+
+
+def conforms(instance: Any, root: dict[str, Any]) -> bool:
+    """True when `instance` certainly conforms to the draft 2020-12 schema `root`, as jsonschema's
+    Draft202012Validator (without a format checker) decides; False when it does not, or when this reading cannot
+    tell (a keyword or value outside the few it reads exactly). A test holds it to jsonschema on generated
+    documents of every schema we ship."""
+    try:
+        return _valid(instance, root, root)
+    except (_Undecided, RecursionError):
+        return False
+
+
+_ANNOTATIONS = frozenset({"$schema", "$comment", "$defs", "title", "description", "default", "examples", "format",
+                          "deprecated", "readOnly", "writeOnly"})
+_JSON_SCALARS = (str, int, float, bool, type(None))
+_JSON_VALUES = (*_JSON_SCALARS, dict, list)
+
+
+def _is(instance: Any, kind: str) -> bool:
+    """jsonschema's type checks (draft 2020-12): a bool is not a number, 1.0 is an integer."""
+    if kind == "object":
+        return isinstance(instance, dict)
+    if kind == "array":
+        return isinstance(instance, list)
+    if kind == "string":
+        return isinstance(instance, str)
+    if kind == "boolean":
+        return isinstance(instance, bool)
+    if kind == "null":
+        return instance is None
+    if isinstance(instance, bool):
+        return False
+    if kind == "integer":
+        return isinstance(instance, int) or (isinstance(instance, float) and instance.is_integer())
+    if kind == "number":
+        return isinstance(instance, numbers.Number)
+    raise _Undecided(kind)
+
+
+def _equal(one: Any, two: Any) -> bool:
+    """jsonschema's equality for `const` and `enum`, for scalars: 1 == 1.0, but True is not 1."""
+    if one is two:
+        return True
+    if isinstance(one, str) or isinstance(two, str):
+        return bool(one == two)
+    if not isinstance(one, _JSON_SCALARS) or not isinstance(two, _JSON_SCALARS):
+        raise _Undecided("a list or an object compared")
+    if isinstance(one, bool) or isinstance(two, bool):
+        return type(one) is type(two) and one == two
+    return bool(one == two)
+
+
+def _valid(instance: Any, node: Any, root: dict[str, Any]) -> bool:
+    if node is True or node is False:
+        return node
+    if not isinstance(node, dict):
+        raise _Undecided("a schema that is not an object")
+    if not isinstance(instance, _JSON_VALUES):
+        raise _Undecided(type(instance).__name__)
+    for keyword, rule in node.items():
+        if keyword in _ANNOTATIONS:
+            continue
+        if not _keyword(keyword, rule, instance, node, root):
+            return False
+    return True
+
+
+def _keyword(keyword: str, rule: Any, instance: Any, node: dict[str, Any], root: dict[str, Any]) -> bool:
+    """Whether `instance` passes one keyword of `node` (one that does not apply to its type passes)."""
+    if keyword == "type":
+        return any(_is(instance, kind) for kind in (rule if isinstance(rule, list) else [rule]))
+    if keyword == "$ref":
+        if not isinstance(rule, str) or not rule.startswith("#/$defs/") or "~" in rule or "%" in rule:
+            raise _Undecided(rule)
+        target = root.get("$defs", {}).get(rule.removeprefix("#/$defs/"))
+        if target is None:
+            raise _Undecided(rule)
+        return _valid(instance, target, root)
+    if keyword == "oneOf":
+        return sum(_valid(instance, branch, root) for branch in rule) == 1
+    if keyword == "const":
+        return _equal(instance, rule)
+    if keyword == "enum":
+        return any(_equal(instance, each) for each in rule)
+    if isinstance(instance, dict):
+        if keyword == "properties":
+            return all(_valid(instance[name], sub, root) for name, sub in rule.items() if name in instance)
+        if keyword == "additionalProperties":
+            if "patternProperties" in node:
+                raise _Undecided("patternProperties")
+            known = node.get("properties", {})
+            return all(_valid(value, rule, root) for key, value in instance.items() if key not in known)
+        if keyword == "required":
+            return all(name in instance for name in rule)
+        if keyword == "minProperties":
+            return not len(instance) < rule
+        if keyword == "maxProperties":
+            return not len(instance) > rule
+    elif isinstance(instance, list):
+        if keyword == "items":
+            if "prefixItems" in node:
+                raise _Undecided("prefixItems")
+            return all(_valid(item, rule, root) for item in instance)
+        if keyword == "minItems":
+            return not len(instance) < rule
+    elif isinstance(instance, str):
+        if keyword == "minLength":
+            return not len(instance) < rule
+        if keyword == "pattern":
+            return re.search(rule, instance) is not None
+    elif _is(instance, "number"):
+        if keyword == "minimum":  # each as jsonschema words it (NaN passes them all)
+            return not instance < rule
+        if keyword == "maximum":
+            return not instance > rule
+        if keyword == "exclusiveMinimum":
+            return not instance <= rule
+    if keyword in _APPLIES_TO_OTHER_TYPES:
+        return True
+    raise _Undecided(keyword)
+
+
+# Keywords read above for one type of value, which every value of another type passes.
+_APPLIES_TO_OTHER_TYPES = frozenset({"properties", "additionalProperties", "required", "minProperties",
+                                     "maxProperties", "items", "minItems", "minLength", "pattern", "minimum",
+                                     "maximum", "exclusiveMinimum"})
 
 
 def near_miss(word: str, choices: Iterable[str]) -> str:

@@ -27,7 +27,6 @@ from reconciler.model import (
     SpecSet,
 )
 from reconciler.schema_check import dotted, near_miss, schema_problems
-from reconciler.schemas import validator
 from reconciler.yamlfile import Cursor, Document, PathKey, load_file
 
 API_VERSION = "reconciler/v1"
@@ -133,7 +132,7 @@ def _model(doc: Document) -> tuple[CompletionsSpec | MigrationSpec | None, list[
     misplaced = _through_in_lists(doc) if kind == "Completions" else {}
     problems.extend(misplaced.values())
     # apiVersion was checked above, with a better message than the schema's const.
-    problems.extend(p for p in schema_problems(_for_schema(doc, kind), validator(KINDS[kind]), explained=misplaced)
+    problems.extend(p for p in schema_problems(_for_schema(doc, kind), KINDS[kind], explained=misplaced)
                     if not p.message.startswith("apiVersion must be"))
     if problems:
         return None, problems

@@ -53,6 +53,21 @@ def test_validate_offline_loads_only_its_own_command() -> None:
     assert sorted(m for m in modules if m.startswith("reconciler.commands.")) == ["reconciler.commands.validate"]
 
 
+def test_jsonschema_is_loaded_only_to_explain_a_document_that_breaks_its_schema(tmp_path: Path) -> None:
+    """Valid specs and configuration are validated without importing jsonschema (`schema_check.conforms`); a spec
+    that breaks its schema is explained by jsonschema, with its place."""
+    code, modules = loaded("validate", "--offline", ".")
+    assert code == 0 and "jsonschema" not in modules and "reconciler.spec" in modules
+    spec = (EXAMPLES / "onboarding.yaml").read_text(encoding="utf-8")
+    (tmp_path / "onboarding.yaml").write_text(spec.replace("mode: owned", "mode: ownd", 1), encoding="utf-8")
+    result = subprocess.run([sys.executable, "-c", RUNNER, "validate", "--offline", str(tmp_path)],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    report = json.loads(result.stderr.strip().splitlines()[-1])
+    assert report["code"] == 1 and "jsonschema" in report["modules"]
+    said = result.stdout + result.stderr
+    assert "onboarding.yaml:8:7: mode must be one of" in said and "did you mean 'owned'" in said
+
+
 def test_the_runner_sees_what_a_command_loads() -> None:
     """The checks above can fail: running a command imports its module and what it needs."""
     code, modules = loaded("show", "no-such-plan.json")

@@ -6,9 +6,10 @@ import json
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
 
 
 @cache
@@ -21,6 +22,9 @@ def schema(name: str) -> dict[str, Any]:
 
 @cache
 def validator(name: str) -> Draft202012Validator:
+    """jsonschema's validator of the schema `name`, imported only now (see `schema_check`)."""
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(schema(name))
 
 
