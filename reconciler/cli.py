@@ -17,6 +17,7 @@ and `validate --offline` start without the HTTP client, the emulator or the plan
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -37,6 +38,7 @@ from reconciler.errors import (
     ReconcilerError,
     UsageError,
 )
+from reconciler.gc_pause import gc_paused
 
 Dispatch = Callable[[argparse.Namespace, Console], Outcome]
 
@@ -106,6 +108,11 @@ def _seconds(text: str) -> float:
 
 
 SWITCH_INTERVAL = 0.0002  # seconds: see `main`
+
+# httpx imports its own command line (click, pygments and rich: about 10 ms) whenever they are installed, and
+# this program never runs it: marked missing, that import fails as it does where they are not installed, and
+# httpx defines its placeholder `httpx.main` instead. Nothing else of httpx changes.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 PATHS_HELP = "spec files or folders (default: the current directory)"
 
@@ -413,6 +420,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
         previous = sys.getswitchinterval()  # put back after: main may be called by a program of its own
         sys.setswitchinterval(SWITCH_INTERVAL)
         console = Console(out, err, quiet=bool(args.quiet), color=use_color(bool(args.no_color), out), argv=words)
+        with gc_paused():  # the command's modules: a hundred thousand objects that live as long as the process
+            importlib.import_module(f"reconciler.commands.{args.command}")
         detailed = bool(getattr(args, "detailed_exitcode", False))
         try:
             outcome = _run(args, console)

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli import chosen_command
+from reconciler.emulator.app import Settings
+from reconciler.emulator.limits import Limits
 
-from .conftest import EXAMPLES, run_cli
+from .conftest import EXAMPLES, EmulatorFactory, run_cli
 
 HEAVY = ("httpx", "werkzeug", "deepdiff", "sqlite3", "tqdm", "shtab", "reconciler.emulator", "reconciler.client",
          "reconciler.target", "reconciler.plan", "reconciler.apply", "reconciler.doctor")
@@ -21,14 +23,15 @@ import json, sys
 from reconciler.cli import main
 code = main(sys.argv[1:])
 sys.stdout.flush()
-print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stderr)
+print(json.dumps({"code": code, "modules": sorted(name for name, module in sys.modules.items() if module)}),
+      file=sys.stderr)  # an entry of None is a module marked missing, not one loaded
 """
 
 
-def loaded(*argv: str) -> tuple[int, set[str]]:
+def loaded(*argv: str, cwd: Path = EXAMPLES) -> tuple[int, set[str]]:
     """Run the command line in a fresh interpreter: its exit code and every module it imported."""
     result = subprocess.run([sys.executable, "-c", RUNNER, *argv], capture_output=True, text=True, timeout=60,
-                            cwd=EXAMPLES)
+                            cwd=cwd)
     report = json.loads(result.stderr.strip().splitlines()[-1])
     return report["code"], set(report["modules"])
 
@@ -66,6 +69,18 @@ def test_jsonschema_is_loaded_only_to_explain_a_document_that_breaks_its_schema(
     assert report["code"] == 1 and "jsonschema" in report["modules"]
     said = result.stdout + result.stderr
     assert "onboarding.yaml:8:7: mode must be one of" in said and "did you mean 'owned'" in said
+
+
+def test_a_plan_loads_neither_httpx_command_line_nor_jsonschema(demo: Path, emulator: EmulatorFactory,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """httpx imports its command line (click, pygments) whenever they are installed, as they are here (pytest
+    needs pygments); a plan never runs it, nor needs jsonschema for specs that conform (the local emulator's
+    seed loader does: the plan is made against a served emulator)."""
+    server = emulator(seed=EXAMPLES / "seed.yaml", settings=Settings(limits=Limits.off(), require_auth=False))
+    monkeypatch.setenv("NEXUDUS_TOKEN", "token")
+    code, modules = loaded("--api", server.url, "plan", cwd=demo)
+    assert code == 0 and "reconciler.commands.plan" in modules and "httpx" in modules
+    assert not {"httpx._main", "click", "pygments", "jsonschema"} & modules
 
 
 def test_the_runner_sees_what_a_command_loads() -> None:
