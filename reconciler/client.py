@@ -20,6 +20,7 @@ import logging
 import math
 import random
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable, Collection, Generator, Iterator, Mapping
@@ -82,6 +83,16 @@ _WAIT_N = re.compile(r"wait\s+(\d+(?:\.\d+)?|\.\d+)\s+second", re.IGNORECASE)
 _AFTER_CODE = ("; the two-factor code may have been used: set NEXUDUS_TOTP to a fresh code and run again")
 _MAYBE_SENT = (httpx.ReadError, httpx.ReadTimeout, httpx.RemoteProtocolError, httpx.WriteError,
                httpx.WriteTimeout)
+
+
+def _untrusted(error: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate check that failed behind a connection error, if that is what it was."""
+    seen: BaseException | None = error
+    for _ in range(10):
+        if seen is None or isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 class AmbiguousWrite(ApiError):
@@ -618,6 +629,12 @@ class NexudusClient:
         call may have been acted on and must not be resent, or its tries are spent."""
         call.throttles, call.waited = 0, 0.0
         reason = type(error).__name__
+        untrusted = _untrusted(error)
+        if untrusted is not None:  # the handshake refused the server: nothing was sent; trying again changes nothing
+            raise TransportError(f"cannot reach {call.url}: its TLS certificate is not trusted "
+                                 f"({untrusted.verify_message or untrusted.reason}); nothing was sent (a certificate "
+                                 "of a private authority is trusted through SSL_CERT_FILE)",
+                                 method=call.method, url=call.url) from None
         if call.grant:
             # A two-factor code goes once: whatever the failure, the server may have read it.
             if not call.resend or call.tries >= self.max_tries:

@@ -11,6 +11,8 @@ tests/test_layout.py holds both sides to that.
 from __future__ import annotations
 
 import os
+import ssl
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,6 +38,37 @@ class Target:
     cache: ReadCache | None = None  # the completions last read (`cache.py`), for the commands that use it
 
 
+class TrustStore:
+    """The TLS context the client verifies the target with, exactly as httpx makes it by default (certifi's
+    certificates, or SSL_CERT_FILE or SSL_CERT_DIR), loaded on a thread of its own from the moment it is made:
+    loading the certificates takes about 20 ms, which OpenSSL spends without holding the interpreter, so a command
+    that makes it before loading its specs has it for nothing. What loading raised is raised by `context`."""
+
+    def __init__(self) -> None:
+        self._context: ssl.SSLContext | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._load, name="reconciler-trust-store", daemon=True)
+        self._thread.start()
+
+    def _load(self) -> None:
+        try:
+            self._context = httpx.create_ssl_context()
+        except BaseException as e:  # the caller's to raise, where httpx.Client(verify=True) would have
+            self._error = e
+
+    def context(self) -> ssl.SSLContext:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._context is not None
+        return self._context
+
+
+def trust_store(config: Config) -> TrustStore | None:
+    """The trust store of a remote target, loading from now on (see TrustStore); None for the local emulator."""
+    return None if config.is_local else TrustStore()
+
+
 def describe(config: Config) -> str:
     if config.is_local:
         return f"local emulator ({config.state_dir / 'local.sqlite'})"
@@ -58,9 +91,11 @@ def _section_state(profile: TargetProfile, name: str) -> str | None:
 
 @contextmanager
 def connect(config: Config, env: Mapping[str, str] | None = None, *, profile: bool = True,
-            cache: bool = False) -> Iterator[Target]:
+            cache: bool = False, trust: TrustStore | None = None) -> Iterator[Target]:
     """A client for the configured target, closed on exit; started from the target's profile (`profile`);
-    with the read cache when `cache` (and the configuration does not switch it off)."""
+    with the read cache when `cache` (and the configuration does not switch it off); verifying the target's
+    certificate with `trust` when the caller started loading it earlier (`trust_store`), as httpx does by default
+    otherwise."""
     env = os.environ if env is None else env
     if config.is_local:
         from reconciler.emulator import errors
@@ -98,7 +133,7 @@ def connect(config: Config, env: Mapping[str, str] | None = None, *, profile: bo
                           "NEXUDUS_PASSWORD (and NEXUDUS_TOTP with two-factor sign-in)")
     if config.auth == "basic" and not (credentials.username and credentials.password):
         raise ConfigError("auth: basic needs NEXUDUS_USERNAME and NEXUDUS_PASSWORD")
-    with httpx.Client(verify=True, follow_redirects=False) as http:
+    with httpx.Client(verify=trust.context() if trust is not None else True, follow_redirects=False) as http:
         client = NexudusClient(config.target, http, credentials=credentials, auth_mode=config.auth,
                                limits=config.limits)
         with profiled(client, config.state_dir, describe(config), enabled=profile) as found:

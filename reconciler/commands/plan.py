@@ -11,7 +11,7 @@ from reconciler.foreign_yaml import load_spec_set
 from reconciler.planning import make_plan, save_plan
 from reconciler.render import blocked_lines, markdown, summary_line, write_json, write_text
 from reconciler.render_html import html_page
-from reconciler.target import connect
+from reconciler.target import connect, trust_store
 
 Format = Literal["text", "json", "markdown", "html"]
 
@@ -22,8 +22,9 @@ def plan(paths: list[Path], *, config_file: Path | None, api: str | None, out: P
     """Plan against the target; CHANGES or NO_CHANGES, or BLOCKED when a safety budget or a partial read stops it.
     With `console.quiet`, the text form is only the summary line (and why it is blocked)."""
     config = load_config(config_flag=config_file, api_flag=api, paths=paths)
+    trust = trust_store(config)  # loaded while the specs are
     specs = load_spec_set(paths or [Path(".")], [config.seed] if config.seed else [])
-    with connect(config, cache=cache) as target:
+    with connect(config, cache=cache, trust=trust) as target:
         planned = make_plan(target, specs, config, allow_deletes=allow_deletes)
     doc = planned.doc
     if out:  # with --format json, the printed plan is written beside the saved one (its actions encoded once)

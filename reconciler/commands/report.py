@@ -12,7 +12,7 @@ from reconciler.foreign_yaml import load_spec_set
 from reconciler.model import SpecSet
 from reconciler.render_html import html_page
 from reconciler.report import read_report, report_markdown
-from reconciler.target import connect
+from reconciler.target import connect, trust_store
 
 
 def report(paths: list[Path], *, courses: list[str], config_file: Path | None, api: str | None,
@@ -20,9 +20,10 @@ def report(paths: list[Path], *, courses: list[str], config_file: Path | None, a
            console: Console) -> Outcome:
     """The courses named by `courses`, else the specs' courses, else (no spec under PATH) every course."""
     config = load_config(config_flag=config_file, api_flag=api, paths=paths)
+    trust = trust_store(config)  # loaded while the specs are
     specs = SpecSet() if courses else load_spec_set(paths or [Path(".")], [config.seed] if config.seed else [],
                                                      require_any=False)
-    with connect(config, cache=cache) as target:
+    with connect(config, cache=cache, trust=trust) as target:
         doc = read_report(target, specs, courses, generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     console.stdout.write(html_page(doc) if output_format == "html" else report_markdown(doc))
     return Outcome.OK
