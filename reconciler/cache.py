@@ -292,8 +292,11 @@ class Body:
             if self._failed is None:
                 try:
                     text = getattr(page, "text", None)
-                    if text is not None:
-                        out.write(text.replace(b"\n", b" ").replace(b"\r", b" ") + b"\n")
+                    if text is not None:  # copied only when it holds a line break (a server's pretty print)
+                        if b"\n" in text or b"\r" in text:
+                            text = text.replace(b"\n", b" ").replace(b"\r", b" ")
+                        out.write(text)
+                        out.write(b"\n")
                         continue
                     for start in range(0, len(page), CHUNK):
                         write_records(out, page if len(page) <= CHUNK else page[start:start + CHUNK])

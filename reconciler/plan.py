@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 import math
 from array import array
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import pairwise, repeat
@@ -162,6 +162,10 @@ class Plan:
 
     def count(self, kind: ChangeKind) -> int:
         return sum(1 for a in self.actions if a.kind == kind)
+
+    def counts(self) -> Counter[ChangeKind]:
+        """The actions of each kind, counted in one pass."""
+        return Counter(change.shared[0] for change in self.actions)
 
     @property
     def has_changes(self) -> bool:

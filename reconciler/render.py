@@ -229,12 +229,13 @@ def plan_dict(plan: Plan, labels: Labels, *, target: str, spec_digest: str, limi
     writes = len(plan.actions)
     shared: dict[tuple[Any, ...], Any] = {}
     estimate = estimate_writes(writes, limits)
+    counts = plan.counts()
     return {
         "format_version": FORMAT_VERSION,
         "target": target,
         "spec_digest": spec_digest,
         "limits": {k: v for k, v in vars(limits).items()},
-        "summary": {"create": plan.count("create"), "delete": plan.count("delete"), "enroll": plan.count("enroll"),
+        "summary": {"create": counts["create"], "delete": counts["delete"], "enroll": counts["enroll"],
                     "unchanged": plan.unchanged, "existing_in_scope": plan.existing_in_scope, "writes": writes,
                     "estimate": estimate.describe(), "estimate_seconds": round(estimate.seconds, 1),
                     "estimate_days": estimate.days,

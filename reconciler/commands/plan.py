@@ -10,7 +10,6 @@ from reconciler.config import load_config
 from reconciler.foreign_yaml import load_spec_set
 from reconciler.planning import make_plan, save_plan
 from reconciler.render import blocked_lines, markdown, summary_line, write_json, write_text
-from reconciler.render_html import html_page
 from reconciler.target import connect, trust_store
 
 Format = Literal["text", "json", "markdown", "html"]
@@ -29,6 +28,9 @@ def plan(paths: list[Path], *, config_file: Path | None, api: str | None, out: P
     doc = planned.doc
     if out:  # with --format json, the printed plan is written beside the saved one (its actions encoded once)
         save_plan(doc, out, planned.spec_files, echo=console.stdout if output_format == "json" else None)
+    if out_html or output_format == "html":
+        from reconciler.render_html import html_page  # imported only for the page
+
     if out_html:
         write_page(html_page(doc), out_html)
     stdout = console.stdout
