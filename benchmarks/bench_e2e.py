@@ -187,8 +187,8 @@ def measure(members: int, work: Path, *, courses: int = 1, export: bool = True, 
                                 timeout=7200, check=True, env=env)
         load_seconds = float(loaded.stdout.split()[0])
         # Printed now, so that the plan's figures survive whatever the export then does at this size.
-        print(f"{members:>7,} members: plan {plan_time['wall']:7.1f} s wall, {plan_time['cpu']:7.1f} s CPU, "
-              f"{plan_time['rss']:6.0f} MiB peak, {len(requests):,} requests; bare replay {replay_wall:6.1f} s; "
+        print(f"{members:>7,} members: plan {plan_time['wall']:7.2f} s wall, {plan_time['cpu']:7.2f} s CPU, "
+              f"{plan_time['rss']:6.0f} MiB peak, {len(requests):,} requests; bare replay {replay_wall:6.2f} s; "
               f"ratio {plan_time['wall'] / replay_wall:.2f}x (goal <= 2); {summary['create']:,} to create, "
               f"{summary['unchanged']:,} unchanged; the saved plan loads in {load_seconds:.1f} s", flush=True)
 
