@@ -109,11 +109,6 @@ def _seconds(text: str) -> float:
 
 SWITCH_INTERVAL = 0.0002  # seconds: see `main`
 
-# httpx imports its own command line (click, pygments and rich: about 10 ms) whenever they are installed, and
-# this program never runs it: marked missing, that import fails as it does where they are not installed, and
-# httpx defines its placeholder `httpx.main` instead. Nothing else of httpx changes.
-sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-
 PATHS_HELP = "spec files or folders (default: the current directory)"
 
 
@@ -420,10 +415,9 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
         previous = sys.getswitchinterval()  # put back after: main may be called by a program of its own
         sys.setswitchinterval(SWITCH_INTERVAL)
         console = Console(out, err, quiet=bool(args.quiet), color=use_color(bool(args.no_color), out), argv=words)
-        with gc_paused():  # the command's modules: a hundred thousand objects that live as long as the process
-            importlib.import_module(f"reconciler.commands.{args.command}")
         detailed = bool(getattr(args, "detailed_exitcode", False))
         try:
+            _import_command(args.command)
             outcome = _run(args, console)
         finally:
             sys.setswitchinterval(previous)
@@ -446,6 +440,18 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
     except Exception as e:  # a bug: say so on one line, keep the traceback in a file
         print(f"error: {_bug_report(e, words)}", file=err)
         return exit_code(e)
+
+
+def _import_command(name: str) -> None:
+    """Import the command's module (and what it needs) with the collector paused: a hundred thousand objects that
+    live as long as the process, nothing to collect. Without httpx's own command line: httpx imports it (click,
+    pygments and rich: about 10 ms) whenever they are installed, and this program never runs it; marked missing
+    before httpx is first imported, that import fails as where they are not installed, and httpx defines its
+    placeholder `httpx.main` instead (nothing else of httpx changes)."""
+    if "httpx" not in sys.modules:
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    with gc_paused():
+        importlib.import_module(f"reconciler.commands.{name}")
 
 
 def _run(args: argparse.Namespace, console: Console) -> Outcome:

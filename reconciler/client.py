@@ -95,6 +95,11 @@ def _untrusted(error: BaseException) -> ssl.SSLCertVerificationError | None:
     return None
 
 
+def _verify_message(error: ssl.SSLCertVerificationError) -> str:
+    """What OpenSSL said of the certificate (an error made elsewhere than in a handshake may say less)."""
+    return str(getattr(error, "verify_message", None) or getattr(error, "reason", None) or error)
+
+
 class AmbiguousWrite(ApiError):
     """A write whose outcome is unknown: the request may have been done, but no answer came back."""
 
@@ -632,7 +637,7 @@ class NexudusClient:
         untrusted = _untrusted(error)
         if untrusted is not None:  # the handshake refused the server: nothing was sent; trying again changes nothing
             raise TransportError(f"cannot reach {call.url}: its TLS certificate is not trusted "
-                                 f"({untrusted.verify_message or untrusted.reason}); nothing was sent (a certificate "
+                                 f"({_verify_message(untrusted)}); nothing was sent (a certificate "
                                  "of a private authority is trusted through SSL_CERT_FILE)",
                                  method=call.method, url=call.url) from None
         if call.grant:

@@ -108,13 +108,12 @@ def _keyword(keyword: str, rule: Any, instance: Any, node: dict[str, Any], root:
     """Whether `instance` passes one keyword of `node` (one that does not apply to its type passes)."""
     if keyword == "type":
         return any(_is(instance, kind) for kind in (rule if isinstance(rule, list) else [rule]))
-    if keyword == "$ref":
-        if not isinstance(rule, str) or not rule.startswith("#/$defs/") or "~" in rule or "%" in rule:
-            raise _Undecided(rule)
-        target = root.get("$defs", {}).get(rule.removeprefix("#/$defs/"))
-        if target is None:
-            raise _Undecided(rule)
-        return _valid(instance, target, root)
+    if keyword == "$ref":  # only `#/$defs/NAME` of a plain name (a pointer with more steps or escapes: jsonschema)
+        name = rule.removeprefix("#/$defs/") if isinstance(rule, str) and rule.startswith("#/$defs/") else ""
+        definitions = root.get("$defs")
+        if not name or any(c in name for c in "/~%") or not isinstance(definitions, dict) or name not in definitions:
+            raise _Undecided(str(rule))
+        return _valid(instance, definitions[name], root)
     if keyword == "oneOf":
         return sum(_valid(instance, branch, root) for branch in rule) == 1
     if keyword == "const":

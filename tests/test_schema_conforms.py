@@ -168,6 +168,7 @@ def test_the_edges_of_the_keywords_it_reads(value: Any, node: dict[str, Any], va
     ({"a": 1}, {"type": "object", "patternProperties": {"^a": {"type": "string"}}}),
     (Path("x"), {}),  # not a JSON value
     ({"a": 1}, {"$ref": "https://example.com/other.json"}),
+    ("x", {"$ref": "#/$defs/a/b", "$defs": {"a/b": {"type": "string"}, "a": {"b": {"type": "integer"}}}}),  # a pointer
 ])
 def test_what_it_cannot_tell_goes_to_jsonschema(value: Any, node: dict[str, Any]) -> None:
     assert conforms(value, node) is False  # never a guess that it conforms
