@@ -2,7 +2,7 @@
 
 A document is validated once, by `conforms`: an exact reading of the few keywords our schemas use. Only a
 document it does not find valid is handed to jsonschema, the authority, which says what is wrong (importing
-jsonschema and building its validator cost a command about 40 ms, most of a small plan's own work)."""
+jsonschema and building its validator cost a command about 40 ms)."""
 
 from __future__ import annotations
 
