@@ -65,6 +65,9 @@ trace.addFilter(RedactingFilter())  # the URLs are redacted as traced; this guar
 PAGE_SIZE = 1000  # the largest page asked for: the documented maximum (a bigger one is never trusted)
 MAX_PAGES = 1_000_000  # a read without TotalItems stops here, whatever HasNextPage says
 AHEAD = 2  # pages a read asks for past the one its caller holds (see `pages`)
+# The longest a caller taking a page waits for the request of the next to be on the wire (see `_Ahead.take`).
+HANDOFF = 0.005
+SENT = "http11.send_request_body.complete"  # httpcore's trace event: a request is all on the wire
 MAX_TRIES = 5
 REQUEST_TIMEOUT = httpx.Timeout(60.0, connect=15.0)  # each connect, read and write
 REQUEST_DEADLINE = 180.0  # one whole exchange, however the server trickles it
@@ -134,12 +137,21 @@ class _Gate:
     """Whether the thread asking ahead for a read may send, and whether it is sending. `drop` sets `left` and
     reads whether a request is on the wire under the lock under which the thread checks `left` and says it
     sends: so no request goes out once its read is left, and a read is never left waiting for an exchange it
-    took for one not sent."""
+    took for one not sent.
 
-    def __init__(self) -> None:
+    Also how far the thread has got, for the caller's handoff (`_Ahead.take`), told under the read's condition
+    `progress`: `sent_page`, the last page whose request is all on the wire (told by httpcore's trace of the
+    exchange, `trace`; or, by a transport that does not trace, once its answer begins), and `resting`, whether
+    the thread has waited (pacing, a backoff, a throttle) since it last sent."""
+
+    def __init__(self, progress: threading.Condition) -> None:
         self.left = threading.Event()
         self._lock = threading.Lock()
         self._on_wire = False
+        self._progress = progress
+        self.asking = 0  # the page the thread asks for now
+        self.sent_page = 0
+        self.resting = False
 
     def sending(self) -> None:
         """Just before a request goes: _ReadLeft once the read is left."""
@@ -158,6 +170,24 @@ class _Gate:
             self.left.set()
             return self._on_wire
 
+    def wired(self) -> None:
+        """The request for the page asked for now is all on the wire."""
+        with self._progress:
+            self.sent_page = max(self.sent_page, self.asking)
+            self.resting = False
+            self._progress.notify_all()
+
+    def rest(self) -> None:
+        """The thread waits before it sends again."""
+        with self._progress:
+            self.resting = True
+            self._progress.notify_all()
+
+    def trace(self, event: str, info: Mapping[str, Any]) -> None:
+        """httpcore's trace of an exchange (a request's `trace` extension), in the thread that sends it."""
+        if event == SENT:
+            self.wired()
+
 
 class _Ahead:
     """Pages `first` to `last` of a read, asked for one after the other in a thread of its own while the caller
@@ -175,8 +205,8 @@ class _Ahead:
 
     def __init__(self, fetch: Callable[[int, _Gate], httpx.Response], first: int, last: int) -> None:
         self.first, self.last = first, last
-        self.gate = _Gate()
-        self._answered = threading.Condition()  # guards `_answers` and `_held`
+        self._answered = threading.Condition()  # guards `_answers`, `_held` and the gate's progress
+        self.gate = _Gate(self._answered)
         self._answers: dict[int, httpx.Response | BaseException] = {}
         self._held = first - 1  # the page the caller holds
         self._done = threading.Event()
@@ -193,8 +223,9 @@ class _Ahead:
                 with self._answered:
                     while number - self._held > AHEAD and not self.gate.left.is_set():
                         self._answered.wait()
-                if self.gate.left.is_set():
-                    return
+                    if self.gate.left.is_set():
+                        return
+                    self.gate.asking = number
                 answer: httpx.Response | BaseException
                 try:
                     answer = fetch(number, self.gate)
@@ -211,13 +242,28 @@ class _Ahead:
                 self._answered.notify_all()
 
     def take(self, number: int) -> httpx.Response:
-        """Page `number`'s answer, once it is in (the caller then holds that page: room for one more ahead)."""
+        """Page `number`'s answer, once it is in (the caller then holds that page: room for one more ahead).
+
+        The thread sends the next request as soon as this answer is in, at the moment the caller sets about
+        decoding this one: which holds the interpreter for a millisecond or so at a time, and so holds that
+        request back. So the answer is handed over once the next request is all on the wire (the server then works
+        on it while the caller works on this one), or the thread rests or has stopped, or HANDOFF has passed,
+        whichever comes first: the order of requests and answers is the same either way."""
         with self._answered:
             while number not in self._answers and not self._done.is_set():
                 self._answered.wait()  # Ctrl-C ends it: the read is then left (`drop`)
             answer = self._answers.pop(number, None)
             self._held = number
             self._answered.notify_all()
+            if number < self.last and not isinstance(answer, BaseException):
+                until = time.monotonic() + HANDOFF
+                gate = self.gate
+                while not (gate.sent_page > number or gate.resting or number + 1 in self._answers
+                           or self._done.is_set()):
+                    left = until - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._answered.wait(left)
         if isinstance(answer, BaseException):
             raise answer
         assert answer is not None, f"page {number} is not among pages {self.first}-{self.last} of this read"
@@ -482,6 +528,9 @@ class NexudusClient:
         seconds left and `reason`) as it starts and then every `report_every` seconds, the wait being slept
         in slices that long."""
         whole = max(seconds, whole or 0.0)
+        gate = getattr(self._local, "gate", None)
+        if gate is not None:  # a thread asking ahead: its caller does not wait for it to send (`_Ahead.take`)
+            gate.rest()
         if self.deadline is not None and self.clock() + whole > self.deadline:
             before = f" before {method} {url}" if method else ""
             raise DeadlineReached(f"the run's deadline ({self._utc_at(self.deadline)}) comes before the end of a "
@@ -710,7 +759,11 @@ class NexudusClient:
         """One exchange, bounded in time as a whole: a server that trickles its answer a byte at a time
         never trips the per-read timeout, so the body is read against a deadline as well."""
         deadline = self.clock() + REQUEST_DEADLINE
-        with self.http.stream(method, url, timeout=REQUEST_TIMEOUT, **kwargs) as reply:
+        gate = getattr(self._local, "gate", None)  # a page asked for ahead: its caller is told once it is sent
+        extensions = {"trace": gate.trace} if gate is not None else None
+        with self.http.stream(method, url, timeout=REQUEST_TIMEOUT, extensions=extensions, **kwargs) as reply:
+            if gate is not None:
+                gate.wired()  # its answer has begun, so it was sent (a transport that does not trace tells so)
             chunks: list[bytes] = []
             size = 0
             for chunk in reply.iter_bytes():
@@ -795,7 +848,7 @@ class NexudusClient:
         While the caller takes in a page, the next ones are already being asked for, in a thread of its own,
         so that our work on the pages in hand and the server's on the next overlap: the thread sends each
         request as soon as the one before is answered, and the caller decodes and checks each answer as it
-        takes it. Only pages the read is promised are asked for so: those the first page's TotalItems promises
+        takes it, once the next request is on the wire (a few milliseconds at most: `_Ahead.take`). Only pages the read is promised are asked for so: those the first page's TotalItems promises
         at the size served (without a total, only the next, once the page in hand says there is one, by
         HasNextPage or TotalPages), never more than AHEAD pages past the one the caller holds. A read that runs
         to its end sends exactly the requests, in the order, it always did. It is safe because:

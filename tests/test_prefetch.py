@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import parse_qs
@@ -64,6 +65,7 @@ class Wire:
         self.most_in_flight = 0
         self.faults: dict[int, Fault] = {}
         self.rewrites: dict[int, Rewrite] = {}
+        self.held: dict[int, threading.Event] = {}  # pages whose body follows their headers once the event is set
 
     def __call__(self, environ: dict[str, Any], start_response: Start) -> Iterable[bytes]:
         query = parse_qs(environ.get("QUERY_STRING", ""))
@@ -80,11 +82,19 @@ class Wire:
                 return [body]
             if page in self.rewrites:
                 return self._rewritten(environ, start_response, self.rewrites[page])
+            if page in self.held:
+                return self._held(b"".join(self.app(environ, start_response)), self.held[page])
             return self.app(environ, start_response)
         finally:
             with self.changed:
                 self.in_flight -= 1
                 self.changed.notify_all()
+
+    @staticmethod
+    def _held(body: bytes, until: threading.Event) -> Iterator[bytes]:
+        yield b""  # the status and headers go now
+        until.wait(PATIENCE)
+        yield body
 
     def _rewritten(self, environ: dict[str, Any], start_response: Start, rewrite: Rewrite) -> list[bytes]:
         answered: list[Any] = []
@@ -226,6 +236,99 @@ def test_a_request_between_pages_waits_for_the_page_fetched_ahead(wire: tuple[Wi
     assert found == [3, 3, 3]
     assert sorted(front.pages()) == [1, 1, 1, 1, 2, 2, 2, 2, 3] and len(front.seen) == 9
     assert front.most_in_flight == 1  # one request in flight at any time, whichever thread sent it
+
+
+# --- the handoff: a page is handed over once the request for the next is on the wire ---------------
+
+class Traced(httpx.BaseTransport):
+    """httpx's own transport, noting in `events` ("sent", N) as the request for page N is all on the wire (the trace
+    httpcore gives the client); with `silent`, it gives none, as a transport that does not trace."""
+
+    def __init__(self, events: list[tuple[str, int]], *, silent: bool = False) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.events = events
+        self.silent = silent
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        told = request.extensions.get("trace")
+        page = int(request.url.params.get("page", "0"))
+        if self.silent:
+            request.extensions = {k: v for k, v in request.extensions.items() if k != "trace"}
+        elif told is not None:
+            def trace(event: str, info: dict[str, Any]) -> None:
+                if event == "http11.send_request_body.complete":
+                    self.events.append(("sent", page))
+                told(event, info)
+
+            request.extensions = {**request.extensions, "trace": trace}
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def read_noting_handoffs(client: NexudusClient, events: list[tuple[str, int]]) -> list[int]:
+    """Read the completions a record a page, noting ("handed", N) as page N reaches the caller; the Ids read."""
+    client.page_size = 1
+    ids = []
+    for number, page in enumerate(client.pages(COMPLETIONS), start=1):
+        events.append(("handed", number))
+        ids += [r["Id"] for r in page]
+    return ids
+
+
+def test_a_page_is_handed_over_once_the_request_for_the_next_is_on_the_wire(
+        wire: tuple[Wire, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """So the server works on the next page while the caller decodes this one, rather than the caller's decoding
+    holding the next request back. (Only the request on the wire ends the wait here: the bound is made long.)"""
+    front, url = wire
+    monkeypatch.setattr("reconciler.client.HANDOFF", PATIENCE)
+    events: list[tuple[str, int]] = []
+    with httpx.Client(transport=Traced(events)) as http:
+        ids = read_noting_handoffs(client_for(url, http), events)
+    assert len(ids) == len(set(ids)) == 5 and front.pages() == [1, 2, 3, 4, 5]
+    # Page 1 is the caller's own request; pages 2 to 4 come from the thread, each once page N + 1 is sent.
+    for number in (2, 3, 4):
+        assert events.index(("sent", number + 1)) < events.index(("handed", number)), events
+    assert events.index(("handed", 5)) > events.index(("sent", 5))
+
+
+def test_a_transport_that_does_not_trace_holds_no_page_back(wire: tuple[Wire, str],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the trace, a request is known sent once its answer begins: the caller does not wait for the rest of
+    that answer. Here the server holds page 3's body back until the caller has page 2 (and the bound is long)."""
+    front, url = wire
+    monkeypatch.setattr("reconciler.client.HANDOFF", PATIENCE)
+    has_page_2 = front.held[3] = threading.Event()
+    events: list[tuple[str, int]] = []
+    client_events: list[tuple[str, int]] = []
+
+    class Noting(list[tuple[str, int]]):
+        def append(self, event: tuple[str, int]) -> None:
+            if event == ("handed", 2):
+                has_page_2.set()
+            client_events.append(event)
+
+    started = time.monotonic()
+    with httpx.Client(transport=Traced(events, silent=True)) as http:
+        ids = read_noting_handoffs(client_for(url, http), Noting())
+    assert len(ids) == 5 and front.pages() == [1, 2, 3, 4, 5] and events == []
+    assert client_events == [("handed", n) for n in range(1, 6)]
+    assert time.monotonic() - started < PATIENCE / 2  # not the bound: page 2 came before page 3's body
+
+
+def test_a_page_ahead_waiting_for_its_turn_holds_no_page_back(wire: tuple[Wire, str],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pacing of the next request (here half a second between requests) is not waited for by the caller."""
+    front, url = wire
+    monkeypatch.setattr("reconciler.client.HANDOFF", PATIENCE)
+    events: list[tuple[str, int]] = []
+    paced = ClientLimits(min_interval_ms=500, requests_per_minute=None, requests_per_hour=None)
+    with httpx.Client(transport=Traced(events)) as http:
+        ids = read_noting_handoffs(client_for(url, http, limits=paced), events)
+    assert len(ids) == 5 and front.pages() == [1, 2, 3, 4, 5]
+    for number in (2, 3, 4):  # handed over while the thread waits to send the next
+        assert events.index(("handed", number)) < events.index(("sent", number + 1)), events
 
 
 # --- leaving a read --------------------------------------------------------------------------------
