@@ -27,7 +27,10 @@ Finally the growth factor between sizes (goal: each 5x in members costs at most 
 is 20 courses of 10,000.
 
 Run: python -m benchmarks.bench_e2e [--sizes 3000,10000,50000,200000] [--courses 1] [--no-export] [--no-cache]
-[--stages] [--apply SECONDS]
+[--stages] [--apply SECONDS] [--repeat N]
+(`--repeat N`: the plan and its bare replay N times each, alternately, each plan reading as the first does (no read
+cache yet); the medians are printed and compared, with their ranges: one run of each varies by several percent on
+a shared machine.)
 (`--stages`: the plan once more, printing its RSS after each stage: specs, catalog, resolve, completions, plan,
 matrix, saved.)
 (`--no-cache`: plan without the read cache, which is on by default and writes a full read away page by page.)
@@ -40,6 +43,7 @@ import itertools
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -153,7 +157,7 @@ def tool_env() -> dict[str, str]:
 
 
 def measure(members: int, work: Path, *, courses: int = 1, export: bool = True, cache: bool = True,
-            stages: bool = False, apply: float = 0) -> dict[str, Any]:
+            stages: bool = False, apply: float = 0, repeat: int = 1) -> dict[str, Any]:
     store = Store()
     for title, emails in build_courses(store, courses, members // courses, lessons=20, per_member=10):
         write_spec(work / "specs", emails, title, through=12)
@@ -167,11 +171,30 @@ def measure(members: int, work: Path, *, courses: int = 1, export: bool = True, 
     with BackgroundServer(recorder) as server:  # type: ignore[arg-type]
         base[0] = server.url
         command = [sys.executable, "-m", "reconciler", "--api", server.url]
-        plan, plan_time = timed([*command, "plan", "specs", "--format", "json", "--out", "plan.json",
-                                 *([] if cache else ["--no-cache"])], work, env)
-        assert plan.returncode in (0, 3), plan.stderr[-2000:]
+        plans: list[dict[str, float]] = []
+        replays: list[float] = []
+        requests: list[str] = []
+        for run in range(repeat):  # the plan and its replay, one after the other, `repeat` times
+            shutil.rmtree(work / ".reconciler", ignore_errors=True)  # each run reads as the first (no cache yet)
+            recorder.urls.clear()
+            plan, one = timed([*command, "plan", "specs", "--format", "json", "--out", "plan.json",
+                               *([] if cache else ["--no-cache"])], work, env)
+            assert plan.returncode in (0, 3), plan.stderr[-2000:]
+            if run == 0:
+                requests = list(recorder.urls)
+                (work / "urls.txt").write_text("\n".join(requests) + "\n")
+            assert len(recorder.urls) == len(requests), "a plan run made other requests than the first"
+            plans.append(one)
+            replay = subprocess.run([sys.executable, "-c", REPLAY, str(work / "urls.txt")], capture_output=True,
+                                    text=True, timeout=7200, check=True)
+            replays.append(float(replay.stdout.strip()))
+        plan_time = {"wall": statistics.median(p["wall"] for p in plans),
+                     "cpu": statistics.median(p["cpu"] for p in plans), "rss": max(p["rss"] for p in plans)}
+        replay_wall = statistics.median(replays)
+        runs = (f" (the median of {repeat} runs each: plan {min(p['wall'] for p in plans):.2f}-"
+                f"{max(p['wall'] for p in plans):.2f} s, replay {min(replays):.2f}-{max(replays):.2f} s)"
+                if repeat > 1 else "")
         summary = json.loads((work / "plan.json").read_text())["summary"]
-        requests = list(recorder.urls)
         if stages:  # the same plan again, in a process that says its memory after each stage
             print(f"{members:>7,} members: RSS by stage of `plan` (current, and the peak so far)", flush=True)
             subprocess.run([sys.executable, "-c", STAGES, "--api", server.url, "plan", "specs", "--format", "json",
@@ -181,10 +204,6 @@ def measure(members: int, work: Path, *, courses: int = 1, export: bool = True, 
             print((work / "stages.txt").read_text(), end="", flush=True)
             recorder.urls.clear()
             recorder.urls.extend(requests)
-        (work / "urls.txt").write_text("\n".join(requests) + "\n")
-        replay = subprocess.run([sys.executable, "-c", REPLAY, str(work / "urls.txt")], capture_output=True,
-                                text=True, timeout=7200, check=True)
-        replay_wall = float(replay.stdout.strip())
         _, replay_process = timed([sys.executable, "-c", REPLAY, str(work / "urls.txt")], work, env)
         # What `apply --plan` and `show` pay to read the saved plan back (schema, digest, every action typed and
         # checked): apply a line at a time, show the whole document.
@@ -197,7 +216,7 @@ def measure(members: int, work: Path, *, courses: int = 1, export: bool = True, 
         print(f"{members:>7,} members: plan {plan_time['wall']:7.2f} s wall, {plan_time['cpu']:7.2f} s CPU, "
               f"{plan_time['rss']:6.0f} MiB peak, {len(requests):,} requests; bare replay {replay_wall:6.2f} s; "
               f"ratio {plan_time['wall'] / replay_wall:.2f}x (goal <= 2; against the replay as a whole process, "
-              f"{replay_process['wall']:.2f} s, {plan_time['wall'] / replay_process['wall']:.2f}x); "
+              f"{replay_process['wall']:.2f} s, {plan_time['wall'] / replay_process['wall']:.2f}x){runs}; "
               f"{summary['create']:,} to create, {summary['unchanged']:,} unchanged; the saved plan loads in "
               f"{load_seconds['lean']:.1f} s as apply --plan reads it, {load_seconds['whole']:.1f} s as show does",
               flush=True)
@@ -239,6 +258,8 @@ def main() -> None:
     parser.add_argument("--no-cache", action="store_true", help="run every command with --no-cache")
     parser.add_argument("--stages", action="store_true", help="also print the plan's memory after each stage")
     parser.add_argument("--courses", type=int, default=1, help="spread the members over this many courses")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="run the plan and its bare replay N times each, alternately, and take the medians")
     parser.add_argument("--apply", type=float, default=0, metavar="SECONDS",
                         help="also apply the saved plan for at most this long (limits off)")
     options = parser.parse_args()
@@ -249,7 +270,8 @@ def main() -> None:
         try:
             started = time.perf_counter()
             found = measure(members, work, courses=options.courses, export=not options.no_export,
-                            cache=not options.no_cache, stages=options.stages, apply=options.apply)
+                            cache=not options.no_cache, stages=options.stages, apply=options.apply,
+                            repeat=max(1, options.repeat))
         finally:
             shutil.rmtree(work, ignore_errors=True)
         results.append(found)
