@@ -637,7 +637,7 @@ class NexudusClient:
                 try:
                     try:
                         reply = self._send(call.method, call.url, params=call.params, json=call.json,
-                                           data=call.form, headers=headers)
+                                           data=call.form, headers=headers, told=None if call.grant else gate)
                     finally:
                         if gate is not None:
                             gate.sent()
@@ -755,15 +755,16 @@ class NexudusClient:
             redact_error(e)
             raise
 
-    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    def _send(self, method: str, url: str, *, told: _Gate | None = None, **kwargs: Any) -> httpx.Response:
         """One exchange, bounded in time as a whole: a server that trickles its answer a byte at a time
-        never trips the per-read timeout, so the body is read against a deadline as well."""
+        never trips the per-read timeout, so the body is read against a deadline as well. `told`: the gate of
+        the page asked for ahead that this request is (not a token grant made on its way), told once the request
+        is all on the wire (`_Ahead.take`)."""
         deadline = self.clock() + REQUEST_DEADLINE
-        gate = getattr(self._local, "gate", None)  # a page asked for ahead: its caller is told once it is sent
-        extensions = {"trace": gate.trace} if gate is not None else None
+        extensions = {"trace": told.trace} if told is not None else None
         with self.http.stream(method, url, timeout=REQUEST_TIMEOUT, extensions=extensions, **kwargs) as reply:
-            if gate is not None:
-                gate.wired()  # its answer has begun, so it was sent (a transport that does not trace tells so)
+            if told is not None:
+                told.wired()  # its answer has begun, so it was sent (a transport that does not trace tells so)
             chunks: list[bytes] = []
             size = 0
             for chunk in reply.iter_bytes():
@@ -848,10 +849,11 @@ class NexudusClient:
         While the caller takes in a page, the next ones are already being asked for, in a thread of its own,
         so that our work on the pages in hand and the server's on the next overlap: the thread sends each
         request as soon as the one before is answered, and the caller decodes and checks each answer as it
-        takes it, once the next request is on the wire (a few milliseconds at most: `_Ahead.take`). Only pages the read is promised are asked for so: those the first page's TotalItems promises
-        at the size served (without a total, only the next, once the page in hand says there is one, by
-        HasNextPage or TotalPages), never more than AHEAD pages past the one the caller holds. A read that runs
-        to its end sends exactly the requests, in the order, it always did. It is safe because:
+        takes it, once the next request is on the wire (a few milliseconds at most: `_Ahead.take`). Only pages
+        the read is promised are asked for so: those the first page's TotalItems promises at the size served
+        (without a total, only the next, once the page in hand says there is one, by HasNextPage or TotalPages),
+        never more than AHEAD pages past the one the caller holds. A read that runs to its end sends exactly the
+        requests, in the order, it always did. It is safe because:
         - one request is in flight at a time: the one loop (pacing, auth, the token grant and its
           renewal, throttle waits, retries, stats, trace, wait listener) holds the client's lock, so a
           request the caller sends between pages waits for the one ahead to finish, and follows it;
@@ -964,11 +966,15 @@ class NexudusClient:
 
         def fetch(number: int, gate: _Gate) -> httpx.Response:
             self._local.left = gate.left  # what ends this thread's waits when the read is left
-            self._local.gate = gate  # what `drop` does not wait for, and what sends nothing once it is left
+            # What `drop` does not wait for, what sends nothing once it is left, and what tells the caller how far
+            # the thread has got (its request on the wire, or a wait: `_Ahead.take`).
+            self._local.gate = gate
             # Its turn is waited for watching `left` too: a read may be left by a thread holding the lock
             # (a generator finalized while that thread is inside the client), which then waits for this one.
-            while not self._lock.acquire(timeout=SLICE):
-                self._check_read_left()
+            if not self._lock.acquire(blocking=False):
+                gate.rest()  # another holds the client (its own request, say): the caller need not wait for this one
+                while not self._lock.acquire(timeout=SLICE):
+                    self._check_read_left()
             try:
                 return self._list_request(path, filters, number, size)
             finally:

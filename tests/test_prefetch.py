@@ -66,6 +66,7 @@ class Wire:
         self.faults: dict[int, Fault] = {}
         self.rewrites: dict[int, Rewrite] = {}
         self.held: dict[int, threading.Event] = {}  # pages whose body follows their headers once the event is set
+        self.stalled: dict[int, threading.Event] = {}  # pages answered at all only once the event is set
 
     def __call__(self, environ: dict[str, Any], start_response: Start) -> Iterable[bytes]:
         query = parse_qs(environ.get("QUERY_STRING", ""))
@@ -82,6 +83,8 @@ class Wire:
                 return [body]
             if page in self.rewrites:
                 return self._rewritten(environ, start_response, self.rewrites[page])
+            if page in self.stalled:
+                self.stalled[page].wait(PATIENCE)
             if page in self.held:
                 return self._held(b"".join(self.app(environ, start_response)), self.held[page])
             return self.app(environ, start_response)
@@ -267,12 +270,16 @@ class Traced(httpx.BaseTransport):
         self.inner.close()
 
 
-def read_noting_handoffs(client: NexudusClient, events: list[tuple[str, int]]) -> list[int]:
-    """Read the completions a record a page, noting ("handed", N) as page N reaches the caller; the Ids read."""
+def read_noting_handoffs(client: NexudusClient, events: list[tuple[str, int]],
+                         release: dict[int, threading.Event] | None = None) -> list[int]:
+    """Read the completions a record a page, noting ("handed", N) as page N reaches the caller (and setting
+    `release[N + 1]`, when there is one: the server may answer page N + 1 now); the Ids read."""
     client.page_size = 1
     ids = []
     for number, page in enumerate(client.pages(COMPLETIONS), start=1):
         events.append(("handed", number))
+        if release and number + 1 in release:
+            release[number + 1].set()
         ids += [r["Id"] for r in page]
     return ids
 
@@ -280,12 +287,17 @@ def read_noting_handoffs(client: NexudusClient, events: list[tuple[str, int]]) -
 def test_a_page_is_handed_over_once_the_request_for_the_next_is_on_the_wire(
         wire: tuple[Wire, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """So the server works on the next page while the caller decodes this one, rather than the caller's decoding
-    holding the next request back. (Only the request on the wire ends the wait here: the bound is made long.)"""
+    holding the next request back. Only httpcore's trace can end the wait here: the bound is made long, and the
+    server answers pages 3 to 5 only once the caller has the page before (so no answer has begun either)."""
     front, url = wire
     monkeypatch.setattr("reconciler.client.HANDOFF", PATIENCE)
+    for number in (3, 4, 5):
+        front.stalled[number] = threading.Event()
     events: list[tuple[str, int]] = []
+    started = time.monotonic()
     with httpx.Client(transport=Traced(events)) as http:
-        ids = read_noting_handoffs(client_for(url, http), events)
+        ids = read_noting_handoffs(client_for(url, http), events, release=front.stalled)
+    assert time.monotonic() - started < PATIENCE / 2  # not the bound (nor the server's wait for the caller)
     assert len(ids) == len(set(ids)) == 5 and front.pages() == [1, 2, 3, 4, 5]
     # Page 1 is the caller's own request; pages 2 to 4 come from the thread, each once page N + 1 is sent.
     for number in (2, 3, 4):
@@ -299,22 +311,15 @@ def test_a_transport_that_does_not_trace_holds_no_page_back(wire: tuple[Wire, st
     that answer. Here the server holds page 3's body back until the caller has page 2 (and the bound is long)."""
     front, url = wire
     monkeypatch.setattr("reconciler.client.HANDOFF", PATIENCE)
-    has_page_2 = front.held[3] = threading.Event()
-    events: list[tuple[str, int]] = []
-    client_events: list[tuple[str, int]] = []
-
-    class Noting(list[tuple[str, int]]):
-        def append(self, event: tuple[str, int]) -> None:
-            if event == ("handed", 2):
-                has_page_2.set()
-            client_events.append(event)
-
+    front.held[3] = threading.Event()
+    sent: list[tuple[str, int]] = []
+    handed: list[tuple[str, int]] = []
     started = time.monotonic()
-    with httpx.Client(transport=Traced(events, silent=True)) as http:
-        ids = read_noting_handoffs(client_for(url, http), Noting())
-    assert len(ids) == 5 and front.pages() == [1, 2, 3, 4, 5] and events == []
-    assert client_events == [("handed", n) for n in range(1, 6)]
+    with httpx.Client(transport=Traced(sent, silent=True)) as http:
+        ids = read_noting_handoffs(client_for(url, http), handed, release=front.held)
     assert time.monotonic() - started < PATIENCE / 2  # not the bound: page 2 came before page 3's body
+    assert len(ids) == 5 and front.pages() == [1, 2, 3, 4, 5] and sent == []
+    assert handed == [("handed", n) for n in range(1, 6)]
 
 
 def test_a_page_ahead_waiting_for_its_turn_holds_no_page_back(wire: tuple[Wire, str],
