@@ -6,6 +6,7 @@ of the client watches."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import deque
@@ -107,11 +108,11 @@ class Pacer:
                     stamps.popleft()
                 if len(stamps) >= cap and stamps[len(stamps) - cap] + span - now > wait:
                     wait = stamps[len(stamps) - cap] + span - now
-                    budget = f"{kind} budget ({cap:,} {kind}s {_per(span)})"
+                    budget = _budget(kind, cap, span)
         if self._last is not None and self.limits.min_interval_ms:
             gap = self._last + self.limits.min_interval_ms / 1000.0 - now
             if gap > wait:
-                wait, budget = gap, f"least interval between requests ({self.limits.min_interval_ms} ms)"
+                wait, budget = gap, _least(self.limits.min_interval_ms)
         return max(0.0, wait), budget
 
     def write_rate(self) -> float | None:
@@ -163,8 +164,19 @@ class Pacer:
             self._day_writes.append(now)
 
 
+@functools.cache  # (the estimate asks for the same few thousands of times)
+def _budget(kind: str, cap: int, span: float) -> str:
+    return f"{kind} budget ({cap:,} {kind}s {_per(span)})"
+
+
+@functools.cache
+def _least(interval_ms: int) -> str:
+    return f"least interval between requests ({interval_ms} ms)"
+
+
 def _per(span: float) -> str:
-    return {60.0: "a minute", 3600.0: "an hour", 86400.0: "a day"}.get(span, f"per {duration(span)}")
+    named = {60.0: "a minute", 3600.0: "an hour", 86400.0: "a day"}.get(span)
+    return named if named is not None else f"per {duration(span)}"
 
 
 def duration(seconds: float) -> str:
