@@ -564,19 +564,28 @@ class StateReader:
                     partial.append(f"reading completions where {one.name}={one.value} was incomplete: {e}")
 
         per_lesson = [Filter("CourseCompletedLesson_CourseLesson", "CourseLessonId", i) for i in sorted(lesson_ids)]
-        per_member = [Filter("CourseCompletedLesson_CourseMember", "CourseMemberId", i)
-                      for i in sorted(named_members or ())]
-        per_member += [Filter("CourseCompletedLesson_SystemId", "SystemId", m) for m in markers]
+
+        def per_member() -> list[Filter]:
+            """A filter for each named member, then one for each marker (made only when this way is taken: a cohort
+            names thousands)."""
+            return [*(Filter("CourseCompletedLesson_CourseMember", "CourseMemberId", i)
+                      for i in sorted(named_members or ())),
+                    *(Filter("CourseCompletedLesson_SystemId", "SystemId", m) for m in markers)]
+
         # A filter known to be ignored (by a target profile, or earlier in this run) reads the whole table: a
-        # way through it is taken only when nothing cheaper works.
-        if by_member is not None and any(self.known_ignored(COMPLETIONS, f) for f in per_member):
+        # way through it is taken only when nothing cheaper works. (Whether one is depends on its name alone: one
+        # filter of each kind the way would send is asked about.)
+        kinds = [Filter("CourseCompletedLesson_CourseMember", "CourseMemberId", 0)] if named_members else []
+        kinds += [Filter("CourseCompletedLesson_SystemId", "SystemId", m) for m in markers[:1]]
+        if by_member is not None and any(self.known_ignored(COMPLETIONS, f) for f in kinds):
             by_member = None
         lesson_cost = len(per_lesson) if not self.known_ignored(COMPLETIONS, per_lesson[0]) else MAX_COST
 
         def by_members() -> None:
-            log.info("completions: filtered per member (%d filter(s))", len(per_member))
+            filters = per_member()
+            log.info("completions: filtered per member (%d filter(s))", len(filters))
             try:
-                filtered(per_member)
+                filtered(filters)
             except Unverifiable as e:
                 log.info("%s; reading per lesson instead", e)
                 filtered(per_lesson)
