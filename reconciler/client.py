@@ -141,8 +141,8 @@ class _Gate:
 
     Also how far the thread has got, for the caller's handoff (`_Ahead.take`), told under the read's condition
     `progress`: `sent_page`, the last page whose request is all on the wire (told by httpcore's trace of the
-    exchange, `trace`; or, by a transport that does not trace, once its answer begins), and `resting`, whether
-    the thread has waited (pacing, a backoff, a throttle) since it last sent."""
+    exchange, `trace`), and `resting`, whether the thread has waited (pacing, a backoff, a throttle) since it last
+    sent; and `traced`, whether the transport traces at all."""
 
     def __init__(self, progress: threading.Condition) -> None:
         self.left = threading.Event()
@@ -152,6 +152,7 @@ class _Gate:
         self.asking = 0  # the page the thread asks for now
         self.sent_page = 0
         self.resting = False
+        self.traced = False  # whether the transport traces its exchanges (httpcore's do; an in-process one does not)
 
     def sending(self) -> None:
         """Just before a request goes: _ReadLeft once the read is left."""
@@ -185,6 +186,7 @@ class _Gate:
 
     def trace(self, event: str, info: Mapping[str, Any]) -> None:
         """httpcore's trace of an exchange (a request's `trace` extension), in the thread that sends it."""
+        self.traced = True
         if event == SENT:
             self.wired()
 
@@ -248,14 +250,16 @@ class _Ahead:
         decoding this one: which holds the interpreter for a millisecond or so at a time, and so holds that
         request back. So the answer is handed over once the next request is all on the wire (the server then works
         on it while the caller works on this one), or the thread rests or has stopped, or HANDOFF has passed,
-        whichever comes first: the order of requests and answers is the same either way."""
+        whichever comes first: the order of requests and answers is the same either way. Over a transport that does
+        not trace its exchanges (the local emulator's, in this process: no server works beside the caller), at once.
+        """
         with self._answered:
             while number not in self._answers and not self._done.is_set():
                 self._answered.wait()  # Ctrl-C ends it: the read is then left (`drop`)
             answer = self._answers.pop(number, None)
             self._held = number
             self._answered.notify_all()
-            if number < self.last and not isinstance(answer, BaseException):
+            if number < self.last and self.gate.traced and not isinstance(answer, BaseException):
                 until = time.monotonic() + HANDOFF
                 gate = self.gate
                 while not (gate.sent_page > number or gate.resting or number + 1 in self._answers
@@ -758,13 +762,11 @@ class NexudusClient:
     def _send(self, method: str, url: str, *, told: _Gate | None = None, **kwargs: Any) -> httpx.Response:
         """One exchange, bounded in time as a whole: a server that trickles its answer a byte at a time
         never trips the per-read timeout, so the body is read against a deadline as well. `told`: the gate of
-        the page asked for ahead that this request is (not a token grant made on its way), told once the request
-        is all on the wire (`_Ahead.take`)."""
+        the page asked for ahead that this request is (not a token grant made on its way), told by httpcore's trace
+        once the request is all on the wire (`_Ahead.take`)."""
         deadline = self.clock() + REQUEST_DEADLINE
         extensions = {"trace": told.trace} if told is not None else None
         with self.http.stream(method, url, timeout=REQUEST_TIMEOUT, extensions=extensions, **kwargs) as reply:
-            if told is not None:
-                told.wired()  # its answer has begun, so it was sent (a transport that does not trace tells so)
             chunks: list[bytes] = []
             size = 0
             for chunk in reply.iter_bytes():

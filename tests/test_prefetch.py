@@ -306,17 +306,17 @@ def test_a_page_is_handed_over_once_the_request_for_the_next_is_on_the_wire(
 
 def test_a_transport_that_does_not_trace_holds_no_page_back(wire: tuple[Wire, str],
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without the trace, a request is known sent once its answer begins: the caller does not wait for the rest of
-    that answer. Here the server holds page 3's body back until the caller has page 2 (and the bound is long)."""
+    """Without the trace nothing says a request is on the wire: each page is handed over as soon as it is in, as it
+    always was. Here the server answers page 3 only once the caller has page 2 (and the bound is long)."""
     front, url = wire
     monkeypatch.setattr("reconciler.client.HANDOFF", PATIENCE)
-    front.held[3] = threading.Event()
+    front.stalled[3] = threading.Event()
     sent: list[tuple[str, int]] = []
     handed: list[tuple[str, int]] = []
     started = time.monotonic()
     with httpx.Client(transport=Traced(sent, silent=True)) as http:
-        ids = read_noting_handoffs(client_for(url, http), handed, release=front.held)
-    assert time.monotonic() - started < PATIENCE / 2  # not the bound: page 2 came before page 3's body
+        ids = read_noting_handoffs(client_for(url, http), handed, release=front.stalled)
+    assert time.monotonic() - started < PATIENCE / 2  # not the bound: page 2 came before page 3's answer
     assert len(ids) == 5 and front.pages() == [1, 2, 3, 4, 5] and sent == []
     assert handed == [("handed", n) for n in range(1, 6)]
 
