@@ -217,8 +217,11 @@ class StateReader:
 
     # --- filtered reads that verify their filter --------------------------------------------------
 
-    def known_ignored(self, path: str, wanted: Filter) -> bool:
-        return f"{path}?{wanted.name.casefold()}" in self.client.ignored_filters
+    def known_ignored(self, path: str, wanted: Filter | str) -> bool:
+        """Whether the filter (or the filter of that name: whether one is ignored depends on its name alone) is
+        known to be ignored on `path`."""
+        name = wanted if isinstance(wanted, str) else wanted.name
+        return f"{path}?{name.casefold()}" in self.client.ignored_filters
 
     def table(self, path: str) -> list[dict[str, Any]]:
         """Every record of `path`, read once per reader."""
@@ -564,20 +567,18 @@ class StateReader:
                     partial.append(f"reading completions where {one.name}={one.value} was incomplete: {e}")
 
         per_lesson = [Filter("CourseCompletedLesson_CourseLesson", "CourseLessonId", i) for i in sorted(lesson_ids)]
+        by_id, by_marker = "CourseCompletedLesson_CourseMember", "CourseCompletedLesson_SystemId"
 
         def per_member() -> list[Filter]:
             """A filter for each named member, then one for each marker (made only when this way is taken: a cohort
             names thousands)."""
-            return [*(Filter("CourseCompletedLesson_CourseMember", "CourseMemberId", i)
-                      for i in sorted(named_members or ())),
-                    *(Filter("CourseCompletedLesson_SystemId", "SystemId", m) for m in markers)]
+            return [*(Filter(by_id, "CourseMemberId", i) for i in sorted(named_members or ())),
+                    *(Filter(by_marker, "SystemId", m) for m in markers)]
 
         # A filter known to be ignored (by a target profile, or earlier in this run) reads the whole table: a
-        # way through it is taken only when nothing cheaper works. (Whether one is depends on its name alone: one
-        # filter of each kind the way would send is asked about.)
-        kinds = [Filter("CourseCompletedLesson_CourseMember", "CourseMemberId", 0)] if named_members else []
-        kinds += [Filter("CourseCompletedLesson_SystemId", "SystemId", m) for m in markers[:1]]
-        if by_member is not None and any(self.known_ignored(COMPLETIONS, f) for f in kinds):
+        # way through it is taken only when nothing cheaper works.
+        sent = ([by_id] if named_members else []) + ([by_marker] if markers else [])  # the filters the way sends
+        if by_member is not None and any(self.known_ignored(COMPLETIONS, name) for name in sent):
             by_member = None
         lesson_cost = len(per_lesson) if not self.known_ignored(COMPLETIONS, per_lesson[0]) else MAX_COST
 
