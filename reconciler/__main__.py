@@ -1,5 +1,5 @@
 """`python -m reconciler` is the same program as the `reconciler` command."""
 
-from reconciler.cli import main
+from reconciler.cli import run
 
-raise SystemExit(main())
+run()

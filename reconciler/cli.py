@@ -390,6 +390,21 @@ def chosen_command(words: Sequence[str]) -> str | None:
 
 # --- the boundary --------------------------------------------------------------------------------
 
+def run() -> NoReturn:
+    """The `reconciler` command (and `python -m reconciler`): `main`, then the process ends at once with its code.
+    Everything a run writes is written and flushed (or fsynced) by then, and no thread of it is still at work: the
+    interpreter's own ending would only take apart, one by one, the modules and objects of a process that is going
+    away (about 8 ms after a plan of 3,000 members). Standard output and error are flushed first."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):  # a reader that went away, or a stream closed: nothing more can be said
+            pass
+    os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """Run the command line; returns the exit code. The one place errors are printed: an expected one
     as one `error: ...` line with its documented code, anything else as one line saying it is a bug and

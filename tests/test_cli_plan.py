@@ -92,6 +92,17 @@ def test_python_dash_m_is_the_same_program(demo: Path) -> None:
     assert result.returncode == 2 and result.stdout.startswith("Target: local emulator")
 
 
+def test_the_process_ends_at_once_with_its_output_whole_and_its_code(demo: Path) -> None:
+    """The command ends its process without the interpreter's teardown (`cli.run`): what it printed into a pipe
+    (more than the pipe's buffer) is all there, and the exit code is main's."""
+    result = subprocess.run([sys.executable, "-m", "reconciler", "plan", "--format", "json", "--detailed-exitcode"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stdout) > 8192
+    printed = json.loads(result.stdout)
+    assert printed["summary"]["create"] > 0 and printed["actions"]
+
+
 def test_unknown_flags_and_bad_specs_exit_1_without_a_traceback(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan", "--frobnicate"]) == 1
     (demo / "bad.yaml").write_text("apiVersion: reconciler/v1\nkind: Completions\nmetadata: {name: b}\n"

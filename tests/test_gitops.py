@@ -60,7 +60,7 @@ def action_step(workflow: dict[str, Any]) -> dict[str, Any]:
 def test_the_distribution_has_a_name_of_its_own() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["name"] == DISTRIBUTION == "nexudus-reconciler"  # `reconciler` on the index is another's
-    assert project["scripts"] == {"reconciler": "reconciler.cli:main"}
+    assert project["scripts"] == {"reconciler": "reconciler.cli:run"}
     readme = (ROOT / "README.md").read_text()
     assert f'pip install "{DISTRIBUTION} @ git+https://github.com/' in readme
     for path in [*WORKFLOWS.values(), ROOT / "action.yml", ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
