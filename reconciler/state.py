@@ -128,8 +128,8 @@ class Convert(Generic[_Kept]):
 @dataclass
 class FullRead:
     """What a full completions read saw, for the read cache: every raw record, handed to `keep` a page at a time
-    as it arrives (the cache writes the page away at once, on a thread of its own: a page handed over is not to
-    be changed), and whether they are the whole table (`all`), exactly the lessons asked (`lessons`), or neither
+    as it arrives (the cache writes the page away at once, compressed, while the request for the next is on the
+    wire), and whether they are the whole table (`all`), exactly the lessons asked (`lessons`), or neither
     (None: not cacheable)."""
 
     keep: Callable[[list[dict[str, Any]]], None]
