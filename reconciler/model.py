@@ -212,11 +212,20 @@ def oldest_first(records: list[Completion]) -> list[Completion]:
     return sorted(records, key=lambda r: (instant(r.created_on), r.id)) if len(records) > 1 else records
 
 
+_TEAMS: dict[str, tuple[str, ...]] = {}  # each distinct TeamNames text split once (a cohort shares a few)
+
+
 def split_teams(raw: object) -> tuple[str, ...]:
-    """TeamNames arrive as one comma-separated string."""
+    """TeamNames arrive as one comma-separated string. The texts seen most are split once and their tuple shared
+    (the first few thousand distinct ones: every enrolment and coworker of a space passes here)."""
     if not isinstance(raw, str):
         return ()
-    return tuple(t.strip() for t in raw.split(",") if t.strip())
+    teams = _TEAMS.get(raw)
+    if teams is None:
+        teams = tuple(t.strip() for t in raw.split(",") if t.strip())
+        if len(_TEAMS) < 4096:
+            _TEAMS[raw] = teams
+    return teams
 
 
 @dataclass
