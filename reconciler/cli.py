@@ -17,6 +17,7 @@ and `validate --offline` start without the HTTP client, the emulator or the plan
 from __future__ import annotations
 
 import argparse
+import fcntl
 import importlib
 import io
 import os
@@ -27,11 +28,6 @@ from contextlib import redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
-
-try:
-    import fcntl
-except ImportError:  # Windows: no pipes to widen
-    fcntl = None  # type: ignore[assignment]
 
 from reconciler import __version__
 from reconciler.commands import Console, Outcome
@@ -423,7 +419,7 @@ def widen_pipe(out: TextIO | None) -> None:
     elsewhere, or when refused, nothing changes). A plan printed as JSON is megabytes (6.8 MB for 3,000 members):
     through a 64 KiB pipe the program stops at every 64 KiB until its reader has taken them, a hundred times over;
     with room for a megabyte the two work side by side (about 10 ms less for that plan into `jq` or a CI step)."""
-    setting = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl is not None else None
+    setting = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux's alone
     if out is None or setting is None:
         return
     try:

@@ -216,8 +216,8 @@ _TEAMS: dict[str, tuple[str, ...]] = {}  # each distinct TeamNames text split on
 
 
 def split_teams(raw: object) -> tuple[str, ...]:
-    """TeamNames arrive as one comma-separated string. The texts seen most are split once and their tuple shared
-    (the first few thousand distinct ones: every enrolment and coworker of a space passes here)."""
+    """TeamNames arrive as one comma-separated string. Each of the first 4,096 distinct texts is split once and its
+    tuple shared (every enrolment and coworker of a catalog read passes here; a cohort shares a handful of texts)."""
     if not isinstance(raw, str):
         return ()
     teams = _TEAMS.get(raw)
