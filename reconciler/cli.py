@@ -17,7 +17,6 @@ and `validate --offline` start without the HTTP client, the emulator or the plan
 from __future__ import annotations
 
 import argparse
-import fcntl
 import importlib
 import io
 import os
@@ -28,6 +27,11 @@ from contextlib import redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
+
+try:
+    import fcntl
+except ImportError:  # not a POSIX system: no pipe to widen (`widen_pipe`)
+    fcntl = None  # type: ignore[assignment]
 
 from reconciler import __version__
 from reconciler.commands import Console, Outcome
@@ -398,9 +402,11 @@ PIPE_SIZE = 1 << 20  # bytes: what standard output is widened to when it is a pi
 
 def run() -> NoReturn:
     """The `reconciler` command (and `python -m reconciler`): `main`, then the process ends at once with its code.
-    Everything a run writes is written and flushed (or fsynced) by then, and no thread of it is still at work: the
-    interpreter's own ending would only take apart, one by one, the modules and objects of a process that is going
-    away (about 8 ms after a plan of 3,000 members). Standard output and error are flushed first.
+    Everything a run writes is written and flushed (or fsynced) by then, and no thread of it still writes anything
+    the run keeps (a thread left may only be reading: a page ahead after Ctrl-C, the trust store after an early
+    error; daemon threads, which the interpreter's ending never waited for either): that ending would only take
+    apart, one by one, the modules and objects of a process that is going away (about 8 ms after a plan of 3,000
+    members). Standard output and error are flushed first.
 
     Standard output into a pipe is first widened to PIPE_SIZE where the system allows it (`widen_pipe`)."""
     widen_pipe(sys.stdout)
@@ -415,17 +421,17 @@ def run() -> NoReturn:
 
 
 def widen_pipe(out: TextIO | None) -> None:
-    """Let `out`, when it is a pipe, hold PIPE_SIZE bytes rather than the usual 64 KiB (Linux's F_SETPIPE_SZ;
-    elsewhere, or when refused, nothing changes). A plan printed as JSON is megabytes (6.8 MB for 3,000 members):
-    through a 64 KiB pipe the program stops at every 64 KiB until its reader has taken them, a hundred times over;
-    with room for a megabyte the two work side by side (about 10 ms less for that plan into `jq` or a CI step)."""
-    setting = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux's alone
-    if out is None or setting is None:
+    """Let `out`, when it is a pipe smaller than PIPE_SIZE, hold PIPE_SIZE bytes rather than the usual 64 KiB
+    (Linux's F_SETPIPE_SZ; a pipe its maker made larger is left so, and elsewhere, or when refused, nothing changes).
+    A plan printed as JSON is megabytes (6.8 MB for 3,000 members): through a 64 KiB pipe the program stops at every
+    64 KiB until its reader has taken them, a hundred times over; with room for a megabyte the two work side by side
+    (about 10 ms less for that plan into `jq` or a CI step)."""
+    if out is None or fcntl is None or not hasattr(fcntl, "F_SETPIPE_SZ"):  # Linux's alone
         return
     try:
         descriptor = out.fileno()
-        if stat.S_ISFIFO(os.fstat(descriptor).st_mode):
-            fcntl.fcntl(descriptor, setting, PIPE_SIZE)
+        if stat.S_ISFIFO(os.fstat(descriptor).st_mode) and fcntl.fcntl(descriptor, fcntl.F_GETPIPE_SZ) < PIPE_SIZE:
+            fcntl.fcntl(descriptor, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
     except (OSError, ValueError, io.UnsupportedOperation):  # not a file, closed, or more than the system allows
         pass
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+import reconciler.cli
 import reconciler.commands.show
-from reconciler.cli import CODES, PIPE_SIZE, exit_code
+from reconciler.cli import CODES, PIPE_SIZE, exit_code, widen_pipe
 from reconciler.commands import Outcome
 from reconciler.errors import (
     DailyCapReached,
@@ -174,8 +175,15 @@ def test_the_command_widens_its_output_pipe_so_that_it_need_not_wait_on_its_read
     megabytes printed into `jq` or a CI step is not held up every 64 KiB; into anything else, nothing changes."""
     import fcntl
 
-    allowed = int(Path("/proc/sys/fs/pipe-max-size").read_text()) if Path("/proc/sys/fs/pipe-max-size").exists() \
-        else PIPE_SIZE
+    probe_read, probe_write = os.pipe()  # whether this system lets a pipe have PIPE_SIZE at all
+    try:
+        fcntl.fcntl(probe_write, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        allowed = True
+    except PermissionError:
+        allowed = False
+    finally:
+        os.close(probe_read)
+        os.close(probe_write)
     read_end, write_end = os.pipe()
     try:
         before = fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ)
@@ -188,4 +196,29 @@ def test_the_command_widens_its_output_pipe_so_that_it_need_not_wait_on_its_read
         os.close(write_end)
     assert process.returncode == 0 and printed.startswith("reconciler"), process.stderr
     assert before < PIPE_SIZE
-    assert after == (PIPE_SIZE if allowed >= PIPE_SIZE else before)
+    assert after == (PIPE_SIZE if allowed else before)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="pipe sizes are Linux's (F_SETPIPE_SZ)")
+def test_a_pipe_made_larger_is_left_so_and_anything_else_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`widen_pipe` only ever makes a pipe larger (PIPE_SIZE made smaller here, so that a pipe larger than it can be
+    made without privileges), and leaves a file as it is."""
+    import fcntl
+
+    monkeypatch.setattr(reconciler.cli, "PIPE_SIZE", 4 * 65536)
+    sizes = {}
+    for made in (65536, 16 * 65536):  # smaller than PIPE_SIZE, and larger
+        read_end, write_end = os.pipe()
+        try:
+            fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, made)
+            with os.fdopen(os.dup(write_end), "w") as out:
+                widen_pipe(out)
+            sizes[made] = fcntl.fcntl(read_end, fcntl.F_GETPIPE_SZ)
+        finally:
+            os.close(read_end)
+            os.close(write_end)
+    assert sizes == {65536: 4 * 65536, 16 * 65536: 16 * 65536}
+    with (tmp_path / "out.txt").open("w") as out:
+        widen_pipe(out)  # not a pipe: nothing to do, and nothing raised
+        out.write("still a file")
+    assert (tmp_path / "out.txt").read_text() == "still a file"

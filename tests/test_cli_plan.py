@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -93,14 +94,37 @@ def test_python_dash_m_is_the_same_program(demo: Path) -> None:
 
 
 def test_the_process_ends_at_once_with_its_output_whole_and_its_code(demo: Path) -> None:
-    """The command ends its process without the interpreter's teardown (`cli.run`): what it printed into a pipe
-    (more than the pipe's buffer) is all there, and the exit code is main's."""
+    """The command ends its process without the interpreter's teardown (`cli.run`): what it printed into a pipe is
+    all there, and the exit code is main's."""
     result = subprocess.run([sys.executable, "-m", "reconciler", "plan", "--format", "json", "--detailed-exitcode"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr
-    assert len(result.stdout) > 8192
     printed = json.loads(result.stdout)
     assert printed["summary"]["create"] > 0 and printed["actions"]
+
+
+RUN_UNFLUSHED = """
+import sys
+import reconciler.cli as cli
+
+def main():  # prints more than any pipe holds, a piece at a time, flushes nothing, and returns a code of its own
+    for _ in range(3_000):
+        sys.stdout.write("x" * 999 + "y")  # the last few kB stay in the buffers until flushed
+    return 3
+
+cli.main = main
+cli.run()
+"""
+
+
+def test_the_process_flushes_what_main_left_before_it_ends() -> None:
+    """`run` flushes standard output itself before ending the process: whatever `main` left in its buffers (after
+    more than the widened pipe holds) arrives whole, with main's exit code."""
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as a user's shell runs it
+    result = subprocess.run([sys.executable, "-c", RUN_UNFLUSHED], capture_output=True, text=True, timeout=60,
+                            env=buffered)
+    assert (result.returncode, len(result.stdout), result.stderr) == (3, 3_000_000, "")
+    assert result.stdout.endswith("x" * 999 + "y")
 
 
 def test_unknown_flags_and_bad_specs_exit_1_without_a_traceback(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
