@@ -210,7 +210,10 @@ def test_a_pipe_made_larger_is_left_so_and_anything_else_alone(tmp_path: Path, m
     for made in (65536, 16 * 65536):  # smaller than PIPE_SIZE, and larger
         read_end, write_end = os.pipe()
         try:
-            fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, made)
+            try:
+                fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, made)
+            except PermissionError:
+                pytest.skip(f"this system allows no pipe of {made:,} bytes")
             with os.fdopen(os.dup(write_end), "w") as out:
                 widen_pipe(out)
             sizes[made] = fcntl.fcntl(read_end, fcntl.F_GETPIPE_SZ)
