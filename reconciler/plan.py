@@ -23,7 +23,6 @@ from reconciler.config import ClientLimits, Safety
 from reconciler.errors import Problem
 from reconciler.gc_pause import gc_paused
 from reconciler.model import Catalog, Completion, Origin, oldest_first
-from reconciler.pacing import Pacer
 from reconciler.resolve import DesiredPairs, Pair, Resolution, ResolvedCompletions, ResolvedMigration
 
 ChangeKind = Literal["enroll", "create", "delete"]
@@ -750,27 +749,29 @@ def paced_seconds(writes: int, limits: ClientLimits) -> float:
     """The time `writes` back-to-back writes take under the client's own pacer (`pacing.Pacer`: the request
     and write windows slide, each request waits for the least interval after the previous one), played out
     on a simulated clock, from the first write sent to the last one done. The round trip of each request
-    is not known here: zero. The daily cap is the caller's (it stops an apply; it does not pace it)."""
+    is not known here: zero. The daily cap is the caller's (it stops an apply; it does not pace it).
+
+    The pacer's schedule, write by write: a write goes once the least interval since the one before has passed
+    and, in each window of `cap` requests a `span`, once the write `cap` places back has left it (at its time
+    plus `span`); the same times as the pacer's own waits come to (a test plays the pacer out against it)."""
     least = (limits.min_interval_ms or 0) / 1000.0
     simulated = min(writes, SIMULATED_WRITES)
     # A window that holds every simulated write never fills, so it never makes one wait: it is left out (the
     # result is the same; with limits that never bind, as when they are switched off, there is nothing to play).
     limits = replace(limits, writes_per_day=None, **{name: None for name in _WINDOWS
                                                      if (getattr(limits, name) or 0) >= simulated})
-    if not (limits.requests_per_minute or limits.requests_per_hour or limits.writes_per_minute or least):
+    windows = [(cap, span) for span, cap in ((60.0, limits.requests_per_minute), (3600.0, limits.requests_per_hour),
+                                             (60.0, limits.writes_per_minute)) if cap]
+    if not (windows or least):
         return 0.0
-    clock = [0.0]
-
-    def sleep(seconds: float) -> None:
-        clock[0] += seconds
-
-    pacer = Pacer(limits, clock=lambda: clock[0], sleep=sleep)
-    marks: list[float] = []
-    for _ in range(simulated):
-        pacer.before(write=True)
-        marks.append(clock[0])
-        pacer.after(write=True)
-    now = clock[0]
+    marks = [0.0] * simulated  # when each write goes: the first at once
+    now = 0.0
+    for k in range(1, simulated):
+        due = now + least
+        for cap, span in windows:
+            if k >= cap and marks[k - cap] + span > due:
+                due = marks[k - cap] + span
+        marks[k] = now = due
     if writes > simulated:  # extrapolate at the rate of the last simulated hour (or of all of it)
         since = next((i for i, t in enumerate(marks) if t >= now - 3600.0), 0)
         done = simulated - 1 - since

@@ -126,3 +126,15 @@ def test_the_estimate_leaves_out_only_windows_that_never_fill(writes: int, per_m
                           requests_per_hour=per_hour, min_interval_ms=least)
     expected = played_out(writes, limits) if (per_minute or requests_per_minute or per_hour or least) else 0.0
     assert estimate_writes(writes, limits).seconds == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize(("writes", "limits"), [
+    (2_977, DOCUMENTED_LIMITS),  # 60 writes a minute and the least interval bind
+    (6_000, DOCUMENTED_LIMITS),  # the hour's window fills and slides
+    (1_500, ClientLimits(writes_per_minute=7, requests_per_minute=11, requests_per_hour=400, min_interval_ms=999)),
+])
+def test_the_estimate_is_the_pacers_schedule_for_thousands_of_writes(writes: int, limits: ClientLimits) -> None:
+    """Every window filling and sliding many times over, past what the property test above reaches."""
+    assert estimate_writes(writes, replace(limits, writes_per_day=None)).seconds == \
+        pytest.approx(played_out(writes, limits), abs=1e-6)
+
