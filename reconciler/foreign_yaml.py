@@ -7,7 +7,6 @@ which the spec loader reports with its place.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -62,4 +61,8 @@ def _foreign_document(data: Any) -> bool:
 
 def _ours(version: str) -> bool:
     version = version.strip().casefold()
-    return version.startswith("reconciler") or difflib.SequenceMatcher(None, version, API_VERSION).ratio() >= 0.75
+    if version.startswith("reconciler"):
+        return True
+    import difflib  # (imported only for a version that is not ours)
+
+    return difflib.SequenceMatcher(None, version, API_VERSION).ratio() >= 0.75

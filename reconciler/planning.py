@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import tempfile
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -154,6 +153,8 @@ def _stream_plan(path: Path) -> TypedPlan | None:
     text nor as dicts. None whenever anything is not as expected (another layout, an action whose shape the
     schema must judge, an action that does not agree with itself, a damaged file): the caller then reads the
     file whole, as before, and reports exactly what it always did."""
+    import secrets
+
     source = str(path)
     placeholder = f"actions-{secrets.token_hex(8)}"  # where the actions were, in the rest of the document
     rest: list[str] = []

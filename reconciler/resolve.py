@@ -6,7 +6,6 @@ never trusted for this (`Onboarding` must not match `Onboarding 2026`).
 
 from __future__ import annotations
 
-import difflib
 from collections import defaultdict
 from collections.abc import ItemsView, Iterator, KeysView, ValuesView
 from dataclasses import dataclass, field
@@ -377,6 +376,8 @@ class _Resolver:
 def email_near_miss(email: str, catalog: Catalog) -> str:
     """'; did you mean X?' only for an address of the space's coworkers that is one slip away: a wrong
     suggestion would name another person, so when in doubt there is none."""
+    import difflib  # (imported only for a name that did not resolve)
+
     found = difflib.get_close_matches(email, {e.strip().casefold(): None for e in catalog.known_emails}, n=1,
                                       cutoff=0.88)
     return f"; did you mean {found[0]!r}?" if found else ""

@@ -6,7 +6,6 @@ jsonschema and building its validator cost a command about 40 ms)."""
 
 from __future__ import annotations
 
-import difflib
 import numbers
 import re
 from collections.abc import Collection, Iterable
@@ -168,6 +167,8 @@ def near_miss(word: str, choices: Iterable[str]) -> str:
     """'; did you mean 'X'?' for the closest choice, or '' when nothing is close."""
     options = list(choices)
     folded = {c.casefold(): c for c in options}
+    import difflib  # (imported only for a word that is not known)
+
     found = difflib.get_close_matches(word.casefold(), list(folded), n=1, cutoff=0.6)
     return f"; did you mean {folded[found[0]]!r}?" if found else ""
 

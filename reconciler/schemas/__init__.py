@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +14,8 @@ if TYPE_CHECKING:
 @cache
 def schema(name: str) -> dict[str, Any]:
     """The schema `name` (for example "completions") as a dict."""
+    from importlib import resources  # (imported only when a schema is read: most runs read none)
+
     text = resources.files(__package__).joinpath(f"{name}.schema.json").read_text(encoding="utf-8")
     loaded: dict[str, Any] = json.loads(text)
     return loaded
@@ -35,12 +36,16 @@ FOLDER = "schemas"
 
 def names() -> list[str]:
     """Every schema this package holds, by name ("completions", "config", ...)."""
+    from importlib import resources
+
     return sorted(entry.name.removesuffix(".schema.json") for entry in resources.files(__package__).iterdir()
                   if entry.name.endswith(".schema.json"))
 
 
 def write_schemas(folder: Path) -> list[Path]:
     """Write every schema into `folder` (made if missing), as editors load them; the files written."""
+    from importlib import resources
+
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for name in names():
