@@ -536,6 +536,8 @@ class ReadCache:
         """Every record changed since the range's start, merged by Id (1 request when they fit a page)."""
         since, records = merge.since, merge.records
         total, first = client.count(COMPLETIONS, {CHANGED_SINCE: minute_text(since)})
+        if total is None:
+            raise Doubt("a count answered no TotalItems")
         self._within(first.records, since, client)
         if total > client.page_size and client.pages_for(total) >= client.pages_for(len(records)):
             raise Doubt(f"{total:,} completions changed since {minute_text(since)}: as many pages as a full read")
@@ -564,6 +566,8 @@ class ReadCache:
         since = merge.since
         filters = {CREATED_SINCE: minute_text(since), CHANGED_UNTIL: minute_text(since)}
         total, first = client.count(COMPLETIONS, filters)
+        if total is None:
+            raise Doubt("a count answered no TotalItems")
         self._created_since(first.records, since, client)
         if total > client.page_size and client.pages_for(total) >= self._full_requests:
             raise Doubt(f"{total:,} completions created since {minute_text(since)} carry an older UpdatedOn: as "

@@ -890,6 +890,11 @@ class NexudusClient:
                 where = f"GET {self.base_url}{path} (page {number}, size {size})"
                 ids = [record["Id"] for record in page.records]
                 fresh = set(ids)
+                if number > 1 and total is not None and len(seen) == total and fresh <= seen:
+                    # The page asked for because the server promised one past its total brings nothing new (it
+                    # is empty, or the last again): the list is whole.
+                    self._log_read(path, filters, len(seen), number - 1, size)
+                    return
                 if len(fresh) < len(ids) or not seen.isdisjoint(fresh):
                     repeated = next(i for n, i in enumerate(ids) if i in seen or i in ids[:n])
                     raise PartialRead(f"{where} repeated record {repeated} of an earlier page: the server's "
@@ -897,8 +902,10 @@ class NexudusClient:
                 seen |= fresh
                 following = self._following(path, page, where, number, size, total, len(seen))
                 if isinstance(following, int):
-                    if following < size:
-                        size = self._learn_page_size(following, path)
+                    if following < size:  # the server's cap (from a server that says nothing of what follows, this
+                        # read's alone: its short first page may be the list's end)
+                        silent = total is None and _says_more(page.body) is None
+                        size = following if silent else self._learn_page_size(following, path)
                     if ahead is None or number + 1 > ahead.last:  # (the size served is known from page 1 on)
                         if ahead is not None:
                             ahead.drop()
@@ -925,9 +932,11 @@ class NexudusClient:
         next can be fetched meanwhile) and acted on after, as when it was decided then: the size to ask
         the next page at, None when the list is whole, or the PartialRead the read ends with.
 
-        The read ends when `total` (TotalItems of the first page) distinct records are in or, without a
-        total, when the server says there is no next page; a total that moves, a short or empty page
-        while more are promised, more records than the total, or pages past any sane bound do not add up.
+        The read ends when the server says there is no more: `total` (TotalItems of the first page) distinct
+        records are in and neither HasNextPage nor TotalPages promises another page (a page promised past the
+        total must come back empty); without a total, when HasNextPage or TotalPages says so, or, from a server
+        that says nothing of what follows, at an empty page. A total that moves, a short or empty page while
+        more are promised, more records than the total, or pages past any sane bound do not add up.
         """
         url = self.base_url + path
         now_total = _total(page.body)
@@ -935,27 +944,35 @@ class NexudusClient:
             return PartialRead(f"{where}: TotalItems changed from {total} to {now_total} during the read",
                                method="GET", url=url)
         served = len(page.records)
-        more = page.body.get("HasNextPage") is True or (
-            isinstance(page.body.get("TotalPages"), int) and number < page.body["TotalPages"])
+        more = _says_more(page.body, number)
+        silent = total is None and more is None  # nothing says whether more pages follow
+        whole = False  # all `total` records are in, while the server promises another page
         if total is not None:
-            if seen == total:
-                return None
             if seen > total:
                 return PartialRead(f"{where}: {seen} distinct records, more than TotalItems ({total})",
                                    method="GET", url=url)
-            # A first page that holds fewer than asked while the total says more shows the server's cap
-            # (its HasNextPage may be worked out from the size we asked, so it is not believed here).
-            capped = number == 1 and 0 < served < size
-            if served == 0 or (not more and not capped):
-                return PartialRead(f"{where} ended the list at {seen:,} of the {total:,} records its "
-                                   "TotalItems promised", method="GET", url=url)
-        elif served == 0 or not more:
+            if seen == total:
+                if served == 0 or not more:
+                    return None
+                whole = True  # the next page must be empty: a record on it means TotalItems was short
+            else:
+                # A first page that holds fewer than asked while the total says more shows the server's cap
+                # (its HasNextPage may be worked out from the size we asked, so it is not believed here).
+                capped = number == 1 and 0 < served < size
+                if served == 0 or (not more and not capped):
+                    return PartialRead(f"{where} ended the list at {seen:,} of the {total:,} records its "
+                                       "TotalItems promised", method="GET", url=url)
+        elif served == 0 or not (more or silent):
             return None
-        if served < size:
-            if number > 1:
+        if served < size and not whole:
+            if number == 1:
+                # The server's page cap, learned from the first page; from a silent server, perhaps the list's
+                # end (then the next page, asked at this size, is empty).
+                size = served
+            elif not silent:
                 return PartialRead(f"{where} served {served} records while more were promised", method="GET",
                                    url=url)
-            size = served  # the server's page cap, learned from the first page
+            # (a later short page from a silent server is most likely the end: the next, at the same size, is empty)
         limit = math.ceil(total / size) + 1 if total is not None else MAX_PAGES
         if number >= limit:
             return PartialRead(f"{where}: the server keeps promising more pages; stopped after {number}",
@@ -998,12 +1015,12 @@ class NexudusClient:
         return served
 
     def count(self, path: str, filters: Mapping[str, Any] | None = None, *,
-              keep: Collection[str] | None = None) -> tuple[int, Page]:
-        """TotalItems of a listing and its first page, in one request; `pages(first=...)` continues it (with the
-        same `keep`: see `pages`)."""
+              keep: Collection[str] | None = None) -> tuple[int | None, Page]:
+        """TotalItems of a listing (None when the server gives none: the first page alone cannot tell how many
+        follow) and its first page, in one request; `pages(first=...)` continues it (with the same `keep`: see
+        `pages`)."""
         page = self._page(path, filters, 1, self.page_size, _lean_decoder(path, keep))
-        total = _total(page.body)
-        return (total if total is not None else len(page.records)), page
+        return _total(page.body), page
 
     def page(self, path: str, filters: Mapping[str, Any] | None = None, *, size: int, number: int = 1) -> Page:
         """One page of a listing at exactly the size asked, checked like every page (`doctor` measures so)."""
@@ -1296,6 +1313,15 @@ def _check_records(records: list[Any], collection: str, where: str, url: str) ->
 def _total(body: dict[str, Any]) -> int | None:
     value = body.get("TotalItems")
     return value if isinstance(value, int) else None
+
+
+def _says_more(body: dict[str, Any], number: int = 1) -> bool | None:
+    """Whether the list envelope of page `number` promises another page (HasNextPage, or TotalPages past it);
+    None when it says nothing either way (neither field)."""
+    pages = body.get("TotalPages")
+    if "HasNextPage" not in body and not isinstance(pages, int):
+        return None
+    return body.get("HasNextPage") is True or (isinstance(pages, int) and number < pages)
 
 
 def _json_kind(value: Any) -> str:

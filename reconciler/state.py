@@ -438,7 +438,7 @@ class StateReader:
 
         if len(pending) > FEW and COWORKERS not in self._tables:
             total, first = self.client.count(COWORKERS, keep=SLIM_FIELDS[COWORKERS])
-            if self.client.pages_for(total) <= len(pending):
+            if total is None or self.client.pages_for(total) <= len(pending):  # (no count: the list, to its end)
                 known(self._slim_table(COWORKERS, first, each=keep))  # each page taken in as it arrives
                 return
         if COWORKERS in self._tables:
@@ -604,9 +604,11 @@ class StateReader:
         total, first = self.client.count(COMPLETIONS, keep=lean)
         in_scope = sum(1 for r in first.records if r["CourseLessonId"] in lesson_ids)
         share = in_scope / max(1, len(first.records))
-        wholesale = self.client.pages_for(total)
-        estimate_lessons = lesson_cost + int(share * total / self.client.page_size)
-        log.debug("completions: %d in all; wholesale %d pages, per lesson ~%d, per member ~%s", total, wholesale,
+        # A table the server does not count costs what a filtered way does not know: it is read whole only when
+        # no filter works.
+        wholesale = self.client.pages_for(total) if total is not None else MAX_COST
+        estimate_lessons = lesson_cost + (int(share * total / self.client.page_size) if total is not None else 0)
+        log.debug("completions: %s in all; wholesale %d pages, per lesson ~%d, per member ~%s", total, wholesale,
                   estimate_lessons, by_member)
         if wholesale <= estimate_lessons and (by_member is None or wholesale <= by_member):
             log.info("completions: the whole table (%d page(s) of %d records), cheaper than filtering", wholesale,

@@ -113,6 +113,32 @@ def test_a_total_that_lies_blocks_every_write(space: Any, capsys: pytest.Capture
     assert s.app.writes_seen == []
 
 
+def test_a_total_too_low_blocks_every_write(space: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """TotalItems says one page while HasNextPage says more: the read is not cut at the total (the plan would then
+    create what exists), it goes on, finds more records than the total, and stops every write."""
+    s = space(Settings(limits=Limits.off(), garble="low-total"), members=300, per_member=4)  # 1,200: two pages
+    before = s.pairs()
+    code, out, _ = run_cli(capsys, "plan", "specs")
+    assert code == 3 and "Blocked: incomplete read" in out and "more than TotalItems (1000)" in out
+    code, out, _ = run_cli(capsys, "apply", "specs", "--yes", "--allow-deletes", "100000")
+    assert code == 3 and "Blocked: incomplete read" in out
+    assert s.app.writes_seen == [] and s.pairs() == before
+
+
+@pytest.mark.parametrize("cap", [1000, 70])
+def test_a_server_that_counts_nothing_is_read_to_an_empty_page(space: Any, capsys: pytest.CaptureFixture[str],
+                                                              cap: int) -> None:
+    """No TotalItems, TotalPages or HasNextPage on any list (completions, enrolments, coworkers, lessons): every
+    list is read until a page comes back empty, at the size the server served (its cap, or the list's end)."""
+    collections = frozenset({"coursecompletedlessons", "coursemembers", "coworkers", "courselessons", "courses"})
+    s = space(Settings(limits=Limits.off(), garble="no-counts", outage_collections=collections, max_page_size=cap),
+              members=300, per_member=4)
+    code, out, err = run_cli(capsys, "plan", "specs", "--format", "json")
+    assert code == 0, err
+    assert plan_counts(out) == s.expected_counts()
+    assert json.loads(out)["partial"] == []
+
+
 def test_endless_has_next_page_with_an_honest_total_reads_exactly(space: Any,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     s = space(Settings(limits=Limits.off(), garble="endless"), members=300, per_member=4)

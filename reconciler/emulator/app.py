@@ -64,7 +64,8 @@ LIE = 1000  # how many records `garble="lying-total"` adds to TotalItems
 OUTAGE_PAGE = b"<html><head><title>Service Unavailable</title></head><body><h1>Service Unavailable</h1></body></html>"
 MAINTENANCE_PAGE = (b"<html><head><title>Nexudus</title></head><body><h1>Down for maintenance</h1>"
                     b"<p>We will be back shortly.</p></body></html>")
-Garble = Literal["html", "truncated", "string-ids", "lying-total", "missing-field", "endless"]
+Garble = Literal["html", "truncated", "string-ids", "lying-total", "low-total", "no-counts", "missing-field",
+                 "endless"]
 
 
 class ConnectionLost(ConnectionAbortedError):
@@ -478,6 +479,8 @@ class EmulatorApp:
                 record.pop("CourseLessonId", None)
         claimed = total + LIE if garble == "lying-total" else total
         pages = math.ceil(claimed / reported)
+        if garble == "low-total":  # TotalItems counts one page's worth; TotalPages and HasNextPage stay honest
+            claimed = min(total, served)
         direction: Any = (-1 if descending else 1)
         if settings.sort_direction_style == "text":
             direction = "DESC" if descending else "ASC"
@@ -490,6 +493,9 @@ class EmulatorApp:
         if settings.envelope == "legacy":
             envelope.update({"PageNumber": page, "PageSize": reported})
         envelope.update({"TotalItems": claimed, "TotalPages": pages})
+        if garble == "no-counts":  # the records and their page alone: nothing says whether more follow
+            for name in ("TotalItems", "TotalPages", "HasNextPage", "HasPreviousPage", "FirstItem", "LastItem"):
+                del envelope[name]
         response = json_response(200, envelope)
         if garble == "truncated":  # a valid prefix of the real body, as a dropped connection leaves it
             response.body = response.body[:len(response.body) // 2]

@@ -12,9 +12,9 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any, NoReturn, TextIO, get_args
 
-from reconciler.emulator.app import MAX_PAGE_SIZE, EmulatorApp, Settings, User
+from reconciler.emulator.app import MAX_PAGE_SIZE, EmulatorApp, Garble, Settings, User
 from reconciler.emulator.errors import EmulatorError, UsageError
 from reconciler.emulator.limits import Limits
 from reconciler.emulator.seed import account, load_seed
@@ -144,10 +144,8 @@ def add_commands(emulator: argparse.ArgumentParser, common: argparse.ArgumentPar
     faults.add_argument("--outage-collection", action="append", choices=sorted(ENTITIES), metavar="NAME",
                         help="a collection --read-outage and --garble apply to (repeatable; default "
                              "coursecompletedlessons)")
-    faults.add_argument("--garble", choices=("html", "truncated", "string-ids", "lying-total", "missing-field",
-                                             "endless"), metavar="KIND",
-                        help="spoil every list read of the outage collections: html, truncated, string-ids, "
-                             "lying-total, missing-field or endless")
+    faults.add_argument("--garble", choices=get_args(Garble), metavar="KIND",
+                        help="spoil every list read of the outage collections: " + ", ".join(get_args(Garble)))
     quirks = serve.add_argument_group("variants of the real service (documented, seen live, or unknown)")
     quirks.add_argument("--create-value", choices=("id", "record"), default="record",
                         help="what a create's Value holds: the whole record (seen live, default) or {Id} (docs)")
