@@ -1094,11 +1094,18 @@ class NexudusClient:
         return True
 
     def get(self, path: str, record_id: int) -> dict[str, Any] | None:
+        """The record with this Id (get-by-id: the bare record), or None when the server says there is none (404).
+        Any other answer (an HTML page, cut-off JSON, not a record) is a MalformedAnswer: never taken for "gone"."""
         try:
-            body = _json_or_none(self.request("GET", f"{path}/{record_id}"))
+            reply = self.request("GET", f"{path}/{record_id}")
         except NotFoundError:
             return None
-        return body if isinstance(body, dict) else None
+        where = f"GET {reply.request.url}"
+        body = _decode(reply, where)
+        if not isinstance(body, dict) or type(body.get("Id")) is not int:
+            raise MalformedAnswer(f"{where} answered {_json_kind(body)}, not a record with an integer Id",
+                                  method="GET", url=self.base_url + path, status=reply.status_code)
+        return body
 
     def get_many(self, path: str, ids: list[int], *, chunk: int = 100) -> list[dict[str, Any]]:
         """The records with these Ids that exist, by batch get (`?id=[1,2,3]`), checked like list records.

@@ -114,3 +114,33 @@ def test_a_record_served_twice_is_named(pages: list[list[int]], repeated: int) -
         client.page_size = 3
         with pytest.raises(PartialRead, match=f"repeated record {repeated} of an earlier page"):
             client.list_all(COWORKERS)
+
+
+@pytest.mark.parametrize(("content_type", "body"), [
+    ("text/html", b"<html><title>Down for maintenance</title></html>"),
+    ("application/json", b'{"Id": 7, "CourseLessonId": 5, "Course'),  # cut off
+    ("application/json", b'"Not found"'),  # the 404's body, with a 200
+    ("application/json", b'{"Records": []}'),  # not a record
+])
+def test_a_get_by_id_that_is_not_a_record_is_never_taken_for_gone(content_type: str, body: bytes) -> None:
+    """Only a 404 says a record is gone; any other answer stops, named (an ownership check or a stale-delete check
+    would otherwise take a maintenance page for "no such record")."""
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body, headers={"Content-Type": content_type})
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as mocked:
+        client = NexudusClient("https://x.example", mocked)
+        with pytest.raises(MalformedAnswer, match=r"GET https://x.example/api/content/coursecompletedlessons/7"):
+            client.get(COMPLETIONS, 7)
+
+
+def test_a_get_by_id_reads_the_record_or_a_404_as_gone() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/7"):
+            return httpx.Response(200, json=completion(7, SystemId="reconciler:x"))
+        return httpx.Response(404, json="Not found")
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as mocked:
+        client = NexudusClient("https://x.example", mocked)
+        assert client.get(COMPLETIONS, 7) == completion(7, SystemId="reconciler:x")
+        assert client.get(COMPLETIONS, 8) is None
