@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from reconciler.client import NexudusClient, Page
 from reconciler.columns import READ_FIELDS, CompletionColumns
-from reconciler.errors import AuthError, PartialRead, UsageError
-from reconciler.model import Catalog, Completion, Course, Coworker, Lesson, Member, SpecSet, split_teams
+from reconciler.errors import AuthError, ConfigError, PartialRead, UsageError
+from reconciler.model import MARKER_PREFIX, Catalog, Completion, Course, Coworker, Lesson, Member, SpecSet, split_teams
 from reconciler.schema_check import near_miss
 
 if TYPE_CHECKING:
@@ -517,6 +517,12 @@ class StateReader:
         by_page, one, lean = convert.page, convert.one, convert.fields
 
         def keep(records: list[dict[str, Any]]) -> None:
+            if markers and any("SystemId" not in record for record in records):
+                self.client.observed.add("systemid-absent-from-lists")
+                names = ", ".join(m.removeprefix(MARKER_PREFIX) for m in markers)
+                raise ConfigError(f"mode owned cannot work against {self.client.base_url}: its completion lists "
+                                  f"carry no SystemId, and owned mode knows its own records only by that marker "
+                                  f"(spec {names}); use mode additive or authoritative")
             if seen is not None:
                 seen.keep(records)
             if by_page is not None:

@@ -274,3 +274,19 @@ def test_a_filter_answer_that_is_neither_filtered_nor_whole_is_not_taken_for_the
         # One named member and three lessons: the member filter is the cheapest way, and it is the one odd.
         found, partial = reader.completions({7, 8, 9}, named_members={1})
     assert partial == [] and sorted(c.id for c in found) == list(range(1, 41))
+
+
+def test_owned_mode_stops_where_completion_lists_carry_no_system_id(space: Any,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Whether list records carry SystemId is unknown live: where they do not, owned mode cannot find what it made,
+    and a plan that said "no changes" over them would leave every record it should delete. It stops, saying so."""
+    s = space(Settings(limits=Limits.off(), system_id_in_lists=False), members=6, per_member=4, mode="owned")
+    before = s.pairs()
+    for command in (["plan", "specs"], ["apply", "specs", "--yes"]):
+        code, out, err = run_cli(capsys, *command)
+        assert code == 1, out + err
+        assert "mode owned cannot work against" in err and "carry no SystemId" in err and "Traceback" not in err
+    assert s.app.writes_seen == [] and s.pairs() == before
+    s.app.settings.system_id_in_lists = True  # the same space where lists carry it: owned mode plans
+    code, out, err = run_cli(capsys, "plan", "specs")
+    assert code in (0, 2), out + err
