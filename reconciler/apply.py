@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from reconciler.actions import Action, Create, Delete, Enroll, Mapped, Ref, action_to_dict
 from reconciler.client import AmbiguousWrite, NexudusClient
-from reconciler.errors import EXIT_INTERRUPTED, ApiError, StopRun, WriteRefused
+from reconciler.errors import EXIT_INTERRUPTED, ApiError, AuthError, StopRun, WriteRefused
 from reconciler.fresh import Fresh, member_of, stale_reason
 from reconciler.interrupt import interruptible
 from reconciler.journal import Journal
@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 
 DONE = {"created", "deleted", "gone", "enrolled", "skipped"}
 CREATE_TRIES = 3
-REFUSALS_TO_STOP = 3  # writes of one kind refused (401) with none accepted: a role is missing, not a record
+# Writes of one kind refused (401) for this many different members (or records) with none accepted, while the
+# session holds: most likely a missing role, not a deleted record (the live service answers 401 for both).
+REFUSALS_TO_STOP = 3
 ROLE_OF = {"create": "CourseCompletedLesson-Create", "delete": "CourseCompletedLesson-Delete",
            "enroll": "CourseMember-Create"}
 
@@ -68,7 +70,7 @@ class Executor:
         # member's completions are re-read just before their creates, when the read budget has room.
         self.recheck_members = spare_reads(client) if recheck_members is None else recheck_members
         self._member_pairs: dict[int, dict[int, int]] = {}
-        self._refused: dict[str, int] = defaultdict(int)
+        self._refused: dict[str, set[object]] = defaultdict(set)  # by kind: the members (records) refused
         self._accepted: dict[str, int] = defaultdict(int)
         self._open_intent: int | None = None  # the seq whose intent is journaled and outcome not yet
         self.progress = Progress(0, self.progress_out)
@@ -150,9 +152,12 @@ class Executor:
             result.skipped.append((action, message or ""))
         else:
             result.counts[status] += 1
-        if self._refused[action.kind] >= REFUSALS_TO_STOP and not self._accepted[action.kind]:
-            result.stopped = (f"every {action.kind} so far was refused with 401: the account seems to lack the "
-                              f"{ROLE_OF[action.kind]} role (or full administrator rights)")
+        refused = len(self._refused[action.kind])
+        if refused >= REFUSALS_TO_STOP and not self._accepted[action.kind]:
+            result.stopped = (f"every {action.kind} so far was refused with 401 ({refused} different "
+                              f"{'records' if isinstance(action, Delete) else 'members'}, while the account's reads "
+                              f"are accepted): the account may lack the {ROLE_OF[action.kind]} role (`reconciler "
+                              "doctor --write-check` checks it), or what they name was deleted")
             result.stop_code = 1
             return None
         return status
@@ -195,7 +200,9 @@ class Executor:
             else:
                 outcome = self._enroll(seq, action)
         except WriteRefused as e:
-            self._refused[action.kind] += 1
+            self._check_session(e)
+            self._refused[action.kind].add(action.record.id if isinstance(action, Delete) else
+                                           action.member.id or action.coworker_id or action.member.name)
             return "failed", None, str(e)
         except StopRun:
             raise
@@ -204,6 +211,18 @@ class Executor:
         if outcome[0] in ("created", "deleted", "enrolled"):
             self._accepted[action.kind] += 1
         return outcome
+
+    def _check_session(self, refused: WriteRefused) -> None:
+        """A write refused with 401 (after the client renewed the session where it could) is that item's failure
+        only while the session holds: one read of a page of one record says whether the server still takes the
+        credentials. If it too is refused, the run stops, resumable (a token that expired, an account changed)."""
+        try:
+            self.client.page(COMPLETIONS, size=1)
+        except AuthError:
+            raise StopRun(f"{refused.method} {refused.url} was refused with 401, and then a read too: the server no "
+                          "longer accepts these credentials (a NEXUDUS_TOKEN expires; an account can be changed); "
+                          "with credentials it accepts, finish with `reconciler apply --resume` on this run's "
+                          "journal") from None
 
     def _create(self, seq: int, action: Create, *, look_first: bool = False) -> tuple[str, int | None, str | None]:
         member = member_of(action, self.enrolled)

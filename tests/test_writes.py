@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from reconciler.actions import actions_digest
@@ -332,6 +333,78 @@ def test_a_401_on_one_create_is_that_items_failure(served: ServedFactory) -> Non
     assert result.returncode == 4, result.stdout + result.stderr
     assert "refused this write" in result.stdout and "role" not in result.stdout.split("Failed:")[1]
     assert "created       10" in result.stdout and "failed         2" in result.stdout
+
+
+def test_refused_creates_of_one_deleted_enrolment_do_not_stop_the_run(served: ServedFactory) -> None:
+    """Four creates of one member whose enrolment is gone, refused first: that is one stale reference, not a
+    missing role; the run goes on to every other member and claims no role."""
+    space = served(Settings(limits=Limits.off(), stale_reference_status=401), members=6, per_member=0)
+    work = space.folder(through=4)
+    _saved_plan(space, work)
+    gone = next(iter(space.store.rows["coursemembers"]))  # the first member's: its creates come first
+    space.store.delete("coursemembers", gone)
+    result = space.run(work, "apply", "--plan", "plan.json", "--yes")
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "created       20" in result.stdout and "failed         4" in result.stdout
+    assert "role" not in result.stdout + result.stderr
+
+
+def test_creates_refused_for_several_members_stop_without_claiming_a_role(served: ServedFactory) -> None:
+    space = served(Settings(limits=Limits.off(), stale_reference_status=401), members=6, per_member=0)
+    work = space.folder(through=2)
+    _saved_plan(space, work)
+    for gone in list(space.store.rows["coursemembers"])[:3]:
+        space.store.delete("coursemembers", gone)
+    result = space.run(work, "apply", "--plan", "plan.json", "--yes")
+    assert result.returncode == 1, result.stdout + result.stderr
+    said = result.stdout + result.stderr
+    assert "3 different members" in said and "may lack the CourseCompletedLesson-Create role" in said
+    assert "seems to lack" not in said
+
+
+class RevokeAfter:
+    """WSGI middleware: the emulator, whose sessions all end after the `writes`-th create (a token that expires
+    mid-apply)."""
+
+    def __init__(self, app: EmulatorApp, writes: int) -> None:
+        self.app, self.left = app, writes
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        answer = self.app(environ, start_response)
+        if environ["REQUEST_METHOD"] == "POST" and environ["PATH_INFO"].endswith("/coursecompletedlessons"):
+            self.left -= 1
+            if self.left == 0:
+                self.app.revoke_tokens()
+        return answer
+
+
+def test_a_token_that_stops_being_accepted_mid_apply_stops_the_run_to_resume(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A NEXUDUS_TOKEN cannot be renewed: once the server refuses it, every write would fail one by one under a wrong
+    reason. The first refused write is checked with a read; refused too, the run stops (exit 3), resumable, and the
+    resume with a token the server takes converges."""
+    store = Store()
+    emails = build_space(store, members=6, lessons=6, per_member=0)
+    store.save_user(account(USER, PASSWORD))
+    app = EmulatorApp(store, Settings(limits=Limits.off()))
+    with BackgroundServer(RevokeAfter(app, 3)) as server:  # type: ignore[arg-type]
+        work = tmp_path / "work"
+        write_spec(work / "specs", emails, through=2)
+        (work / "reconciler.yaml").write_text(f"target: {server.url}\n" + CONFIG)
+        monkeypatch.chdir(work)
+        for name in ("NEXUDUS_USERNAME", "NEXUDUS_PASSWORD", "NEXUDUS_API_URL"):
+            monkeypatch.delenv(name, raising=False)
+        grant = {"grant_type": "password", "username": USER, "password": PASSWORD}
+        monkeypatch.setenv("NEXUDUS_TOKEN", httpx.post(f"{server.url}/api/token", data=grant).json()["access_token"])
+        code, out, err = run_cli(capsys, "apply", "specs", "--yes")
+        assert code == 3, out + err
+        assert "no longer accepts these credentials" in out + err and "role" not in out + err
+        assert len(store.rows["coursecompletedlessons"]) == 3  # the fourth was refused, and no more were tried
+        (journal,) = (work / ".reconciler" / "journal").glob("*.jsonl")
+        monkeypatch.setenv("NEXUDUS_TOKEN", httpx.post(f"{server.url}/api/token", data=grant).json()["access_token"])
+        code, out, err = run_cli(capsys, "apply", "--resume", str(journal), "--yes")
+        assert code == 0, out + err
+        assert run_cli(capsys, "plan", "specs", "--detailed-exitcode")[0] == 0
 
 
 def test_a_saved_plan_applies_from_any_folder(served: ServedFactory, tmp_path: Path) -> None:
