@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -15,6 +16,9 @@ from reconciler.actions import (
     Action,
     ActionDicts,
     ActionsDigest,
+    Create,
+    Delete,
+    Enroll,
     TypedPlan,
     action_from_dict,
     check_digest,
@@ -24,12 +28,12 @@ from reconciler.actions import (
     plain_action,
     plan_from_document,
 )
-from reconciler.config import Config
+from reconciler.config import DOCUMENTED_LIMITS, ClientLimits, Config
 from reconciler.errors import PlanFileError, SpecError, UsageError
 from reconciler.gc_pause import gc_paused
 from reconciler.matrix import matrix_section
 from reconciler.model import Catalog, SpecSet
-from reconciler.plan import Plan, apply_budgets, plan_changes
+from reconciler.plan import Plan, apply_budgets, estimate_writes, plan_changes
 from reconciler.profile import refuse_owned
 from reconciler.render import ChunkedWriter, Deferred, Labels, keyed_json_pieces, plan_dict, typed_action
 from reconciler.resolve import Resolution, resolve
@@ -80,6 +84,17 @@ def make_plan(target: Target, specs: SpecSet, config: Config, *, allow_deletes: 
     return Planned(plan, doc, catalog, resolution, labels, specs.files)
 
 
+def check_migrations(reader: StateReader, resolution: Resolution, catalog: Catalog) -> Plan:
+    """The resolution's migrations planned by the planner against the live completions of their courses (every
+    one, as `make_plan` reads them for a migration), for `validate`: what plan finds only against the live state,
+    each with its file, line and column (`Plan.errors`: members with progress to migrate who are not enrolled,
+    a lesson left unmapped under `strict`), its warnings, and the reads that came back `partial`."""
+    migrations = Resolution(migrations=resolution.migrations)
+    lesson_ids = {lesson.id for course_id in migrations.course_ids for lesson in catalog.lessons_of(course_id)}
+    current, partial = reader.completions(lesson_ids, catalog=catalog)
+    return plan_changes(migrations, current, catalog, partial=partial)
+
+
 def write_document(doc: dict[str, Any], path: Path, *, on_action: Callable[[list[str]], None] | None = None,
                    echo: TextIO | None = None, echoed: Collection[str] = ()) -> None:
     """Write a JSON document atomically, piece by piece (a plan of a million actions is never one string);
@@ -127,7 +142,8 @@ def spec_paths_of(doc: dict[str, Any], plan_file: Path) -> list[Path]:
 
 
 def load_plan(path: Path, *, lean: bool = False) -> TypedPlan:
-    """A saved plan, validated against specs/plan.schema.json and typed; PlanFileError naming the field.
+    """A saved plan, validated against specs/plan.schema.json, its actions against its digest and its summary
+    against its actions (`check_summary`), and typed; PlanFileError naming the field.
 
     `lean` (apply): the plan as apply needs it, read a line at a time: its document without the `matrix`,
     and with `actions` that read its typed actions (`ActionDicts`) instead of a dict each. Exactly the same
@@ -144,7 +160,46 @@ def load_plan(path: Path, *, lean: bool = False) -> TypedPlan:
         raise PlanFileError(f"{path} is not a saved plan (not JSON)") from e
     except OSError as e:
         raise UsageError(f"cannot read {path}: {e.strerror}") from e
-    return plan_from_document(doc, str(path), saved=True)
+    typed = plan_from_document(doc, str(path), saved=True)
+    check_summary(typed.document, typed.actions, str(path))
+    return typed
+
+
+LARGEST_LIMIT = 2**53
+"""A limit above this is none a configuration gives (and its estimate would overflow a float)."""
+
+
+def check_summary(document: dict[str, Any], actions: Sequence[Action], source: str) -> None:
+    """PlanFileError unless a saved plan's `summary` is what its actions give: the creates, deletes, enrolments
+    and writes they count, and the estimate of the writes under the plan's `limits` (`render.plan_dict`'s own
+    sums). The digest covers the actions, not the summary, while show, the pull-request comment and apply print
+    the summary: an edited one would stand beside actions that say otherwise. `unchanged` and
+    `existing_in_scope` come from reads the plan does not carry, so they are not checked; `estimate_documented`
+    may be null (an undo plan leaves it out), else it is checked too."""
+    summary = document["summary"]
+    kinds = Counter(map(type, actions))  # a type each: a plan of a million actions is counted in 30 ms
+    writes = len(actions)
+    wrong = [f"summary.{name} is {summary[name]!r}, but its actions give {found!r}"
+             for name, found in (("create", kinds[Create]), ("delete", kinds[Delete]), ("enroll", kinds[Enroll]),
+                                 ("writes", writes))
+             if summary[name] != found]
+    raw_limits: dict[str, Any] = document["limits"]
+    for name, value in raw_limits.items():
+        if value is not None and not 0 <= value <= LARGEST_LIMIT:
+            raise PlanFileError(f"{source}: limits.{name} is {value!r}, a limit no configuration gives (was the plan "
+                                "edited?); plan again and apply the plan as saved")
+    limits = ClientLimits(**raw_limits)
+    estimate = estimate_writes(writes, limits)
+    documented = (estimate_writes(writes, DOCUMENTED_LIMITS).describe()
+                  if limits != DOCUMENTED_LIMITS and writes else None)
+    for name, found in (("estimate", estimate.describe()), ("estimate_seconds", round(estimate.seconds, 1)),
+                        ("estimate_days", estimate.days), ("estimate_documented", documented)):
+        recorded = summary[name]
+        if recorded != found and not (name == "estimate_documented" and recorded is None):
+            wrong.append(f"summary.{name} is {recorded!r}, but its {writes:,} writes under its limits give {found!r}")
+    if wrong:
+        raise PlanFileError(f"{source}: {'; '.join(wrong)}: the summary does not match the actions (was the plan "
+                            "edited?); plan again and apply the plan as saved")
 
 
 def _stream_plan(path: Path) -> TypedPlan | None:
@@ -222,7 +277,8 @@ def _stream_plan(path: Path) -> TypedPlan | None:
         return None  # actions laid out otherwise: read the file whole
     check_schema(for_schema(document), source)  # the actions are plain: the schema sees the first, as before
     check_digest(document, lambda: digest.hexdigest(guard_of(document)), source, saved=True)
-    document.pop("matrix", None)  # apply does not show it
     typed = tuple(actions)
+    check_summary(document, typed, source)
+    document.pop("matrix", None)  # apply does not show it
     document["actions"] = ActionDicts(typed)
     return TypedPlan(document, typed)

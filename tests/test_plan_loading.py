@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from reconciler.actions import actions_digest, plain_action, plain_matrix_row, plan_from_document
+from reconciler.config import ClientLimits
 from reconciler.errors import PlanFileError
+from reconciler.plan import estimate_writes
 from reconciler.schemas import schema
 
 from .conftest import run_cli
@@ -46,9 +48,14 @@ KEYS = ["action", "course", "member", "lesson", "spec", "reason", "origin", "not
 
 
 def document(actions: list[Any]) -> dict[str, Any]:
+    """A plan document of `actions`, its summary what they give (a saved plan's is checked against them)."""
+    kinds = [entry.get("action") if isinstance(entry, dict) else None for entry in actions]
+    estimate = estimate_writes(len(actions), ClientLimits())  # "limits": {}, none configured
     return {"format_version": 1, "target": "t", "spec_digest": "d", "limits": {},
-            "summary": {"create": 0, "delete": 0, "enroll": 0, "unchanged": 0, "existing_in_scope": 0, "writes": 0,
-                        "estimate": "no writes", "estimate_seconds": 0, "estimate_days": 0,
+            "summary": {"create": kinds.count("create"), "delete": kinds.count("delete"),
+                        "enroll": kinds.count("enroll"), "unchanged": 0, "existing_in_scope": 0,
+                        "writes": len(actions), "estimate": estimate.describe(),
+                        "estimate_seconds": round(estimate.seconds, 1), "estimate_days": estimate.days,
                         "estimate_documented": None},
             "actions": actions, "warnings": [], "drift": [], "partial": [], "blocked": None}
 
@@ -115,6 +122,7 @@ def test_a_large_saved_plan_loads_and_applies(demo: Path, capsys: pytest.Capture
         one["lesson"]["id"] = one["precondition"]["absent"]["CourseLessonId"] = 100_000 + n
         many.append(one)
     saved["actions"] = many
+    saved["summary"] = document(many)["summary"]  # the demo's limits are none too
     saved["actions_digest"] = actions_digest(many)
     (demo / "big.json").write_text(json.dumps(saved))
     code, out, err = run_cli(capsys, "show", "big.json", "--format", "json")

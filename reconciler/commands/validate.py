@@ -6,7 +6,7 @@ from pathlib import Path
 
 from reconciler.commands import Console, Outcome
 from reconciler.config import load_config
-from reconciler.errors import ConfigError, TransportError
+from reconciler.errors import ConfigError, SpecError, TransportError
 from reconciler.foreign_yaml import load_spec_set
 
 
@@ -23,19 +23,35 @@ def validate(paths: list[Path], *, offline: bool, config_file: Path | None, api:
         print(f"valid: {summary} (offline: names not resolved)", file=console.stdout)
         return Outcome.OK
     # The target's side is imported only now: offline validation never loads the HTTP client.
+    from reconciler.planning import check_migrations
     from reconciler.resolve import resolve
     from reconciler.state import StateReader
     from reconciler.target import connect
 
+    unchecked = ""
     try:
         with connect(config) as target:
-            catalog = StateReader(target.client).catalog(specs)
+            reader = StateReader(target.client)
+            catalog = reader.catalog(specs)
             resolution = resolve(specs, catalog)
+            try:  # what plan finds only against the live completions: a migration's members and lessons
+                migrated = check_migrations(reader, resolution, catalog) if resolution.migrations else None
+            except TransportError as e:
+                migrated, unchecked = None, str(e)
     except (ConfigError, TransportError) as e:
         console.note(f"note: names not resolved: {e}")
         print(f"valid: {summary} (offline: names not resolved)", file=console.stdout)
         return Outcome.OK
     for warning in resolution.warnings:
         console.warn(str(warning))
+    if migrated is not None:
+        for text in migrated.warnings:
+            console.warn(text)
+        if migrated.partial:
+            console.warn("the migrations were checked against an incomplete read: " + "; ".join(migrated.partial))
+        if migrated.errors:
+            raise SpecError(migrated.errors)
+    if unchecked:
+        console.note(f"note: migrations not checked against the live completions: {unchecked}")
     print(f"valid: {summary}; every name resolved against {target.description}", file=console.stdout)
     return Outcome.OK
