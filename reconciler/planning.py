@@ -100,6 +100,8 @@ def write_document(doc: dict[str, Any], path: Path, *, on_action: Callable[[list
     """Write a JSON document atomically, piece by piece (a plan of a million actions is never one string);
     it holds no secret: the client never puts one in. With `echo`, the document made of its leading keys
     `echoed` goes there as it is written (the same pieces, encoded once)."""
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder: name the file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
