@@ -229,6 +229,6 @@ def test_a_pipe_made_larger_is_left_so_and_anything_else_alone(tmp_path: Path, m
 
 def test_a_plan_saved_to_a_folder_is_refused_in_one_line(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = {p.name for p in demo.iterdir()}
-    code, out, err = run_cli(capsys, "plan", "--out", ".")
+    code, _, err = run_cli(capsys, "plan", "--out", ".")
     assert code == 1 and err.strip() == "error: . is a folder: name the file to write", err
     assert {p.name for p in demo.iterdir()} - before == {".reconciler"}  # the run's state; no temporary file

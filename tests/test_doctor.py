@@ -488,7 +488,8 @@ def test_owned_specs_are_refused_before_any_request(site: SiteFactory, capsys: p
     (s.work / "specs").mkdir()
     (s.work / "specs" / "onboarding.yaml").write_text(OWNED_SPEC)
     code, out, err, spent = counted(s, capsys, "plan", "specs")
-    assert code == 0 and spent > 0, out + err  # no profile: today's careful defaults
+    assert code == 1 and spent > 0, out + err  # no profile: the read finds it out, and stops
+    assert "its completion lists carry no SystemId" in err
     assert run_cli(capsys, "doctor")[0] == 3
     for command in (["plan", "specs"], ["apply", "specs", "--yes"]):
         code, out, err, spent = counted(s, capsys, *command)
