@@ -273,6 +273,9 @@ def test_the_readers_columns_are_the_records_it_reads(table: list[dict[str, Any]
     """Wholesale or filtered per lesson or per member (a record read twice, Ids out of order), pages of `cap`:
     the columns a read makes equal the raw records it keeps, as the reader makes each."""
     titles, names = maps
+    if marked:  # owned mode reads only lists that carry SystemId (it stops at one that does not: test_reads)
+        for record in table:
+            record.setdefault("SystemId", None)
 
     def handler(request: httpx.Request) -> httpx.Response:
         params = request.url.params
