@@ -68,7 +68,7 @@ def _fit(text: str, limit: int) -> str:
 # --- the parts -----------------------------------------------------------------------------------
 
 def _head(doc: dict[str, Any]) -> str:
-    lines = ["### reconciler plan", "", f"Target: `{_code(doc['target'])}`", "", f"**{_text(summary_line(doc))}**",
+    lines = [f"### reconciler plan for `{_code(doc['target'])}`", "", f"**{_text(summary_line(doc))}**",
              ""]
     blocked = doc.get("blocked")
     if blocked:

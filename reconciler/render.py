@@ -246,9 +246,21 @@ def plan_dict(plan: Plan, labels: Labels, *, target: str, spec_digest: str, limi
         "warnings": list(plan.warnings),
         "drift": list(plan.drift),
         "partial": list(plan.partial),
-        "blocked": ({"reasons": list(plan.blocked), "allow_deletes": plan.deletes_to_allow}
-                    if plan.blocked else None),
+        "blocked": blocked_of(plan),
     }
+
+
+def blocked_of(plan: Plan) -> dict[str, Any] | None:
+    """The document's `blocked`: why `plan.apply_budgets` blocked the plan, and the --allow-deletes that lifts it
+    (None when no flag does); None when nothing blocks it. `apply` reads it back (`still_blocked`)."""
+    if not plan.blocked:
+        return None
+    return {"reasons": list(plan.blocked), "allow_deletes": plan.deletes_to_allow}
+
+
+def target_line(doc: dict[str, Any]) -> str:
+    """The first line of every plan and apply (PRODUCT.md), so nobody mistakes the local store for the real one."""
+    return f"Target: {doc['target']}"
 
 
 def summary_line(doc: dict[str, Any]) -> str:
@@ -258,6 +270,13 @@ def summary_line(doc: dict[str, Any]) -> str:
     if s.get("estimate_documented"):
         line += f" At the real service's documented limits: {s['estimate_documented']}."
     return line
+
+
+def quiet_lines(doc: dict[str, Any]) -> list[str]:
+    """A plan with -q: what a script needs, in `write_text`'s order and words: the target, the warnings, the
+    summary line (a line of its own, as scripts grep it) and why it is blocked."""
+    warnings = ["Warnings:", *(f"  {line}" for line in doc["warnings"])] if doc["warnings"] else []
+    return [target_line(doc), *warnings, summary_line(doc), *blocked_lines(doc)]
 
 
 def blocked_lines(doc: dict[str, Any]) -> list[str]:
@@ -468,7 +487,7 @@ def write_text(doc: dict[str, Any], out: TextIO, *, color: bool = False) -> None
     def paint(kind: str, text: str) -> str:
         return f"{_COLORS[kind]}{text}{_RESET}" if color else text
 
-    out.write(f"Target: {doc['target']}\n")
+    out.write(target_line(doc) + "\n")
     lines: list[str] = []
     for (course_id, course_title), members in _grouped(doc["actions"]):
         lines.append(f"\n{paint('bold', course_title or f'course {course_id}')} (course {course_id})\n")
@@ -497,7 +516,8 @@ def write_text(doc: dict[str, Any], out: TextIO, *, color: bool = False) -> None
 # --- Markdown ------------------------------------------------------------------------------------
 
 def markdown(doc: dict[str, Any], *, full_plan_hint: str = "the JSON plan", limit: int = MARKDOWN_LIMIT) -> str:
-    """Markdown for a pull-request comment, always under `limit` characters: see markdown.py."""
+    """Markdown for a pull-request comment, always under `limit` characters: see markdown.py. Its first line
+    names the target, as every plan's does ("### reconciler plan for `TARGET`")."""
     from reconciler.markdown import pull_request_markdown  # it builds on this module's summary lines
 
     return pull_request_markdown(doc, full_plan_hint=full_plan_hint, limit=limit)

@@ -25,25 +25,29 @@ def loggers_restored() -> Iterator[None]:
     http.setLevel(saved[2])
 
 
-def test_quiet_plan_prints_only_the_summary_line(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_quiet_plan_prints_only_the_target_and_the_summary_line(demo: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_cli(capsys, "-q", "plan")
     assert code == 0 and err == ""
-    assert out.splitlines() == [out.strip()] and out.startswith("Plan: 26 to create, 2 to delete, 2 to enrol, ")
+    target, summary = out.splitlines()  # the target on the first line, as every plan's (PRODUCT.md)
+    assert target == f"Target: local emulator ({demo / '.reconciler' / 'local.sqlite'})"
+    assert summary.startswith("Plan: 26 to create, 2 to delete, 2 to enrol, ")
     code, loud, _ = run_cli(capsys, "plan")
-    assert loud.startswith("Target: local emulator") and out.strip() in loud.splitlines()
+    assert loud.splitlines()[0] == target and summary in loud.splitlines()
 
 
 def test_quiet_works_after_the_command_too_and_keeps_the_exit_code(demo: Path,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "plan", "-q", "--detailed-exitcode")
-    assert code == 2 and len(out.splitlines()) == 1
+    assert code == 2 and len(out.splitlines()) == 2
 
 
 def test_quiet_plan_keeps_why_it_is_blocked(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (demo / "reconciler.yaml").write_text("target: local\nseed: seed.yaml\nsafety: {max_deletes: 1}\n")
     code, out, _ = run_cli(capsys, "-q", "plan")
     lines = out.splitlines()
-    assert code == 3 and lines[0].startswith("Plan: ") and lines[1].startswith("Blocked: ")
+    assert code == 3 and lines[0].startswith("Target: ") and lines[1].startswith("Plan: ")
+    assert lines[2].startswith("Blocked: ")
     assert lines[-1] == "Review the deletes, then re-run with --allow-deletes 2 to proceed."
 
 
@@ -51,11 +55,12 @@ def test_quiet_apply_prints_the_summaries_not_the_plan_body(demo: Path, capsys: 
     code, out, err = run_cli(capsys, "-q", "apply", "--yes")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].startswith("Plan: 26 to create")
-    assert lines[1] == (f"Applied to local emulator ({demo / '.reconciler' / 'local.sqlite'}): 26 created, "
+    assert lines[0] == f"Target: local emulator ({demo / '.reconciler' / 'local.sqlite'})"
+    assert lines[1].startswith("Plan: 26 to create")
+    assert lines[2] == (f"Applied to local emulator ({demo / '.reconciler' / 'local.sqlite'}): 26 created, "
                         "2 deleted, 2 enrolled, 0 skipped, 0 failed")
-    assert lines[2].startswith("Journal: ") and lines[3] == "Converged: all 30 planned changes are in place."
-    assert len(lines) == 4 and err == ""  # no progress either
+    assert lines[3].startswith("Journal: ") and lines[4] == "Converged: all 30 planned changes are in place."
+    assert len(lines) == 5 and err == ""  # no progress either
 
 
 def test_quiet_export_prints_only_its_summary(demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

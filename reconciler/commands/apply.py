@@ -22,7 +22,7 @@ from reconciler.fresh import Fresh, read_fresh, stale_reason
 from reconciler.journal import Journal, JournalState, new_apply_id, read_journal, write_budget
 from reconciler.lock import target_lock
 from reconciler.planning import load_plan, make_plan, spec_paths_of
-from reconciler.render import blocked_lines, summary_line, write_text
+from reconciler.render import quiet_lines, write_text
 from reconciler.spec import load_specs
 from reconciler.target import Target, connect
 from reconciler.target import describe as describe_target
@@ -38,6 +38,8 @@ def apply(paths: list[Path], *, plan_file: Path | None = None, resume: Path | No
     A stale saved plan raises StalePlan."""
     if resume and (plan_file or paths):
         raise UsageError("--resume takes the journal alone, without PATH or --plan")
+    if plan_file and paths:  # the plan names the spec files it was made from: PATH would only contradict them
+        raise UsageError("--plan takes the saved plan alone, without PATH (the plan names its own spec files)")
     saved = load_plan(plan_file, lean=True) if plan_file else None
     # A saved plan names its spec files (relative to itself), so it applies from any folder.
     paths = paths or (spec_paths_of(saved.document, plan_file) if saved and plan_file else [])
@@ -61,8 +63,7 @@ def apply(paths: list[Path], *, plan_file: Path | None = None, resume: Path | No
             plan = make_plan(target, specs, config, allow_deletes=allow_deletes, matrix=False).typed
         doc = plan.document
         if console.quiet:
-            for line in [summary_line(doc), *blocked_lines(doc)]:
-                print(line, file=console.stdout)
+            print("\n".join(quiet_lines(doc)), file=console.stdout)
         else:
             write_text(doc, console.stdout, color=console.color)
         if still_blocked(doc, allow_deletes):

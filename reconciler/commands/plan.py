@@ -9,7 +9,7 @@ from reconciler.commands import Console, Outcome
 from reconciler.config import load_config
 from reconciler.foreign_yaml import load_spec_set
 from reconciler.planning import make_plan, save_plan
-from reconciler.render import blocked_lines, markdown, summary_line, write_json, write_text
+from reconciler.render import markdown, quiet_lines, write_json, write_text
 from reconciler.target import connect, trust_store
 
 Format = Literal["text", "json", "markdown", "html"]
@@ -19,7 +19,7 @@ def plan(paths: list[Path], *, config_file: Path | None, api: str | None, out: P
          out_html: Path | None = None, output_format: Format = "text", allow_deletes: int | None = None,
          cache: bool = True, console: Console) -> Outcome:
     """Plan against the target; CHANGES or NO_CHANGES, or BLOCKED when a safety budget or a partial read stops it.
-    With `console.quiet`, the text form is only the summary line (and why it is blocked)."""
+    With `console.quiet`, the text form is only the target, the warnings, the summary line and why it is blocked."""
     config = load_config(config_flag=config_file, api_flag=api, paths=paths)
     trust = trust_store(config)  # loaded while the specs are
     specs = load_spec_set(paths or [Path(".")], [config.seed] if config.seed else [])
@@ -42,9 +42,7 @@ def plan(paths: list[Path], *, config_file: Path | None, api: str | None, out: P
     elif output_format == "html":
         stdout.write(html_page(doc))
     elif console.quiet:
-        print(summary_line(doc), file=stdout)
-        for line in blocked_lines(doc):
-            print(line, file=stdout)
+        print("\n".join(quiet_lines(doc)), file=stdout)
     else:
         write_text(doc, stdout, color=console.color)
     if out:
