@@ -184,12 +184,14 @@ def _apply(args: argparse.Namespace, console: Console) -> Outcome:
 def _undo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("journal", type=Path, metavar="JOURNAL")
     parser.add_argument("--out", type=Path, metavar="FILE", help="save the plan for `apply --plan`")
+    parser.add_argument("--allow-deletes", type=_count, metavar="N", help="lift a delete budget up to N deletes")
 
 
 def _undo(args: argparse.Namespace, console: Console) -> Outcome:
     from reconciler.commands.undo import undo
 
-    return undo(args.journal, out=args.out, config_file=args.config, api=args.api, console=console)
+    return undo(args.journal, out=args.out, allow_deletes=args.allow_deletes, config_file=args.config, api=args.api,
+                console=console)
 
 
 def _export_arguments(parser: argparse.ArgumentParser) -> None:
@@ -341,12 +343,13 @@ def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     flagged: dict[str, Any] = {"default": False} if defaults else keep
     parser.add_argument("-v", "--verbose", action="count", help="explain decisions on stderr; -vv adds an HTTP "
                         "trace (credentials redacted)", **counted)
-    parser.add_argument("-q", "--quiet", action="store_true", help="only what a script needs: the summary line, "
-                        "warnings and errors", **flagged)
+    parser.add_argument("-q", "--quiet", action="store_true", help="only what a script needs: the target, the "
+                        "summary line, warnings and errors", **flagged)
     parser.add_argument("--no-color", action="store_true", help="plain output (also NO_COLOR or no terminal)",
                         **flagged)
-    parser.add_argument("--allow-insecure-http", action="store_true", help="let credentials go to a plain http:// "
-                        "target that is not loopback (a lab emulator; never the real service)", **flagged)
+    # Retired (PRODUCT.md, settled questions: no flag sends credentials over plain http to another host). Still
+    # recognised, hidden from --help, so that a script passing it is told why it is refused, not "unrecognized".
+    parser.add_argument("--allow-insecure-http", action="store_true", help=argparse.SUPPRESS, **flagged)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -501,16 +504,13 @@ def _import_command(name: str) -> None:
 
 
 def _run(args: argparse.Namespace, console: Console) -> Outcome:
-    run: Dispatch = args.run
-    if not args.allow_insecure_http:
-        return run(args, console)
-    from reconciler.config import ALLOW_INSECURE_HTTP
+    if args.allow_insecure_http:
+        from reconciler.config import PLAIN_HTTP_RULE
 
-    insecure = ALLOW_INSECURE_HTTP.set(True)
-    try:
-        return run(args, console)
-    finally:
-        ALLOW_INSECURE_HTTP.reset(insecure)
+        raise UsageError(f"--allow-insecure-http is no longer accepted: {PLAIN_HTTP_RULE}, whatever the flags; "
+                         "use https")
+    run: Dispatch = args.run
+    return run(args, console)
 
 
 def _os_error(error: OSError) -> str:

@@ -11,7 +11,6 @@ import ipaddress
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -24,8 +23,8 @@ from reconciler.yamlfile import load_file
 CONFIG_NAME = "reconciler.yaml"
 LOCAL = "local"
 log = logging.getLogger(__name__)
-# `--allow-insecure-http` for the run in progress (cli.main sets it), so that every command's config sees it.
-ALLOW_INSECURE_HTTP: ContextVar[bool] = ContextVar("allow_insecure_http", default=False)
+# PRODUCT.md, settled questions: whatever the flags, credentials never cross a network in clear text.
+PLAIN_HTTP_RULE = "credentials are sent only over https, or over plain http to a loopback address (the emulator)"
 
 
 @dataclass(frozen=True)
@@ -105,7 +104,7 @@ class Config:
         return self.target == LOCAL
 
 
-def normalise_target(target: str, origin: str, *, allow_insecure_http: bool = False) -> str:
+def normalise_target(target: str, origin: str) -> str:
     target = target.strip()
     if target.lower() == LOCAL:
         return LOCAL
@@ -114,10 +113,10 @@ def normalise_target(target: str, origin: str, *, allow_insecure_http: bool = Fa
         raise ConfigError(f"the target from {origin} must be 'local' or an http(s) URL, not {target!r}")
     if parts.username or parts.password:
         raise ConfigError(f"the target from {origin} must not carry credentials; use NEXUDUS_USERNAME/PASSWORD")
-    # Credentials go to the target: never in clear text across a network (PRODUCT.md, settled questions).
-    if parts.scheme.lower() == "http" and not is_loopback(parts.hostname or "") and not allow_insecure_http:
-        raise ConfigError(f"refusing plain http to {parts.hostname} (the target from {origin}): credentials would "
-                          "cross the network unencrypted; use https, or pass --allow-insecure-http for a lab setup")
+    # Credentials go to the target: never in clear text across a network, and no flag lifts this.
+    if parts.scheme.lower() == "http" and not is_loopback(parts.hostname or ""):
+        raise ConfigError(f"refusing plain http to {parts.hostname} (the target from {origin}): {PLAIN_HTTP_RULE}; "
+                          "use https")
     return f"{parts.scheme.lower()}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
@@ -150,11 +149,8 @@ def find_config_file(flag: Path | None, paths: Sequence[Path], cwd: Path) -> Pat
 
 
 def load_config(*, config_flag: Path | None = None, api_flag: str | None = None, paths: Sequence[Path] = (),
-                env: Mapping[str, str] | None = None, cwd: Path | None = None,
-                allow_insecure_http: bool | None = None) -> Config:
+                env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Config:
     env = os.environ if env is None else env
-    if allow_insecure_http is None:
-        allow_insecure_http = ALLOW_INSECURE_HTTP.get()
     cwd = cwd or Path.cwd()
     path = find_config_file(config_flag, paths, cwd)
     data: dict[str, Any] = _read_config(path) if path else {}
@@ -168,7 +164,7 @@ def load_config(*, config_flag: Path | None = None, api_flag: str | None = None,
         target, origin = data["target"], str(path)
     else:
         target, origin = LOCAL, "the default"
-    target = normalise_target(target, origin, allow_insecure_http=allow_insecure_http)
+    target = normalise_target(target, origin)
     if "target" in data and origin in ("--api", "NEXUDUS_API_URL"):
         _note_overridden(str(data["target"]), target, origin, path)
 

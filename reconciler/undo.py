@@ -16,8 +16,10 @@ from datetime import timedelta
 from typing import Any
 
 from reconciler.actions import Action, Create, Delete, Enroll, Record
+from reconciler.config import Safety
 from reconciler.journal import JournalState
 from reconciler.model import instant
+from reconciler.plan import Change, Plan, apply_budgets
 
 # A record of the pair created this long before the intent was written still counts as the in-flight
 # create's (the server's clock and ours differ by about this much).
@@ -76,6 +78,18 @@ def plan_undo(history: list[Sent], live: list[dict[str, Any]], journal: str) -> 
     if kept_enrolments:
         result.warnings.append(f"{kept_enrolments} enrolment(s) the apply made are kept")
     return result
+
+
+def undo_budgets(undone: UndoPlan, existing_in_scope: int, safety: Safety, allow_deletes: int | None = None) -> Plan:
+    """The undo's deletes under a plan's delete budgets (`plan.apply_budgets`: the same words, and the same
+    --allow-deletes lifts them): an undo takes credit away like any plan. `existing_in_scope` is what the apply
+    left in its scope, the live completions of its lessons for its members, against which `max_delete_fraction`
+    is measured. None of an undo's deletes is a migration's source delete (the budgets' one exemption). The plan
+    returned holds the deletes alone; its `blocked` and `deletes_to_allow` are what the undo plan records
+    (`render.blocked_of`)."""
+    deletes = [Change("delete", a.course.id or 0, a.member.id or 0, a.lesson.id or 0, a.spec, a.reason)
+               for a in undone.actions if isinstance(a, Delete)]
+    return apply_budgets(Plan(deletes, existing_in_scope=existing_in_scope), safety, allow_deletes)
 
 
 def _made_by(item: Sent, action: Create, by_id: dict[int, dict[str, Any]],

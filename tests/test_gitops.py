@@ -183,29 +183,30 @@ def test_actionlint_catches_what_the_schema_let_through(tmp_path: Path) -> None:
 def test_a_plain_http_remote_target_is_refused(url: str, demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan", "--api", url]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: refusing plain http to ") and "--allow-insecure-http" in err
+    assert err.startswith("error: refusing plain http to ")
+    assert "credentials are sent only over https, or over plain http to a loopback address" in err
     assert err.count("\n") == 1  # one line
     (demo / "reconciler.yaml").write_text(f"target: {url}\n")
     assert main(["validate"]) == 1
     assert "refusing plain http" in capsys.readouterr().err
 
 
-def test_loopback_http_is_allowed_and_the_lab_flag_lifts_the_refusal(tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_loopback_http_is_allowed_and_no_flag_lifts_the_refusal(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     for url in ("http://127.0.0.1:8080", "http://localhost:9", "http://[::1]:80", "https://example.com"):
         assert load_config(api_flag=url, env={}, cwd=tmp_path).target == url.lower()
     with pytest.raises(ConfigError):
         load_config(api_flag="http://lab.example:8080", env={}, cwd=tmp_path)
-    assert load_config(api_flag="http://lab.example:8080", env={}, cwd=tmp_path,
-                       allow_insecure_http=True).target == "http://lab.example:8080"
     monkeypatch.chdir(tmp_path)
     (tmp_path / "x.yaml").write_text("apiVersion: reconciler/v1\nkind: Completions\nmetadata: {name: x}\n"
                                      "course: C\nmembers: []\n")
     monkeypatch.delenv("NEXUDUS_TOKEN", raising=False)
     monkeypatch.delenv("NEXUDUS_USERNAME", raising=False)
-    # With the flag, the refusal is lifted: the next thing missing is the credentials.
+    # The retired lab flag is refused, with the rule, rather than lifting the refusal (PRODUCT.md, settled questions).
     out, err = _run(["plan", "--api", "http://lab.example:8080", "--allow-insecure-http"])
-    assert out == 1 and "no credentials for http://lab.example:8080" in err
+    assert out == 1 and err == ("error: --allow-insecure-http is no longer accepted: credentials are sent only over "
+                                "https, or over plain http to a loopback address (the emulator), whatever the flags; "
+                                "use https\n")
 
 
 def _run(argv: list[str]) -> tuple[int, str]:

@@ -12,14 +12,16 @@ from reconciler.errors import UsageError
 from reconciler.journal import read_journal
 from reconciler.plan import estimate_writes
 from reconciler.planning import save_plan
-from reconciler.render import summary_line, write_text
+from reconciler.render import blocked_of, quiet_lines, write_text
 from reconciler.state import StateReader
 from reconciler.target import connect
-from reconciler.undo import journal_history, plan_undo
+from reconciler.undo import journal_history, plan_undo, undo_budgets
 
 
-def undo(journal: Path, *, out: Path | None = None, config_file: Path | None, api: str | None,
-         console: Console) -> Outcome:
+def undo(journal: Path, *, out: Path | None = None, allow_deletes: int | None = None, config_file: Path | None,
+         api: str | None, console: Console) -> Outcome:
+    """Plan the inverse of the journal's apply; OK, or BLOCKED when its deletes exceed a delete budget that
+    `allow_deletes` does not cover (as a plan is; a saved blocked undo plan is refused by `apply --plan` alike)."""
     state = read_journal(journal)
     history = journal_history(state)
     config = load_config(config_flag=config_file, api_flag=api, paths=[])
@@ -32,21 +34,26 @@ def undo(journal: Path, *, out: Path | None = None, config_file: Path | None, ap
         if partial:
             raise UsageError("cannot read the records to undo in full: " + "; ".join(partial))
     undone = plan_undo(history, live, str(journal))
+    # The scope the budgets measure: the apply's members' completions of its lessons (the read may bring more,
+    # depending on how it filtered; counting only these keeps the fraction the same on every target).
+    in_scope = sum(1 for r in live if r["CourseLessonId"] in lessons and r["CourseMemberId"] in members)
+    budgeted = undo_budgets(undone, in_scope, config.safety, allow_deletes)
     estimate = estimate_writes(len(undone.actions), config.limits)
     entries = [action_to_dict(a) for a in undone.actions]
     doc = {"format_version": 1, "target": target.description, "spec_digest": state.start.get("spec_digest", ""),
            "undo_of": state.start["apply_id"], "limits": vars(config.limits),
            "summary": {"create": sum(a["action"] == "create" for a in entries),
                        "delete": sum(a["action"] == "delete" for a in entries), "enroll": 0, "unchanged": 0,
-                       "existing_in_scope": 0, "writes": len(entries), "estimate": estimate.describe(),
-                       "estimate_seconds": round(estimate.seconds, 1), "estimate_days": estimate.days,
-                       "estimate_documented": None},
-           "actions": entries, "warnings": undone.warnings, "drift": [], "partial": [], "blocked": None}
+                       "existing_in_scope": budgeted.existing_in_scope, "writes": len(entries),
+                       "estimate": estimate.describe(), "estimate_seconds": round(estimate.seconds, 1),
+                       "estimate_days": estimate.days, "estimate_documented": None},
+           "actions": entries, "warnings": undone.warnings, "drift": [], "partial": [],
+           "blocked": blocked_of(budgeted)}
     if console.quiet:
-        print(summary_line(doc), file=console.stdout)
+        print("\n".join(quiet_lines(doc)), file=console.stdout)
     else:
         write_text(doc, console.stdout, color=console.color)
     if out:
         save_plan(doc, out)
         console.note(f"saved the undo plan to {out}; apply it with: reconciler apply --plan {out}")
-    return Outcome.OK
+    return Outcome.BLOCKED if budgeted.blocked else Outcome.OK
