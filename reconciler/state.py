@@ -407,7 +407,7 @@ class StateReader:
         else:
             completions, partial = self.completion_records(lesson_ids)
         if partial:
-            raise PartialRead("the snapshot would be incomplete: " + "; ".join(partial))
+            raise PartialRead("the completions came back incomplete, so nothing is written: " + "; ".join(partial))
         return {"courses": chosen, "courselessons": lessons, "coursemembers": members, "coworkers": coworkers,
                 "coursecompletedlessons": completions}
 

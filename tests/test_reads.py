@@ -290,3 +290,12 @@ def test_owned_mode_stops_where_completion_lists_carry_no_system_id(space: Any,
     s.app.settings.system_id_in_lists = True  # the same space where lists carry it: owned mode plans
     code, out, err = run_cli(capsys, "plan", "specs")
     assert code in (0, 2), out + err
+
+
+def test_an_export_over_a_read_that_does_not_add_up_writes_nothing(space: Any,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    space(Settings(limits=Limits.off(), garble="lying-total"))
+    code, out, err = run_cli(capsys, "export", "--out", "exported")
+    assert code == 1, out + err
+    assert "the completions came back incomplete, so nothing is written" in err and "snapshot" not in err
+    assert not Path("exported").exists()
