@@ -27,6 +27,16 @@ server ignores, an answer that does not add up, more to read again than a full r
 read, and `-v` says why. Without a target profile in which `doctor` found the range filter and the counts
 working, the first incremental read is checked against a full read once.
 
+The date filters name a minute (`YYYY-MM-DDTHH:mm`), and the API does not say what a bound takes in: `to_X` the
+whole minute X or only what comes before X:00:00 (or at it, as a DateTime compare), `from_X` X:00:00 itself or
+only what comes after it. Nothing here assumes either. A read asks a minute more than it needs on a side it is
+unsure of and keeps what it wanted (`from_` is always asked so, a minute early); a count must be exact, so a
+`to_…CreatedOn` count is asked as the server was measured to count (`WHOLE_MINUTE` or `MINUTE_START`): by
+`doctor` (the target profile), or else by the cache itself on completions it holds (`probe_created_until`: two
+requests as a rule, once, the answer kept in the file). When it cannot be told, the read is full. Under
+`MINUTE_START` a count cannot tell a record made in the very second its bound names (before it or at it): a
+lesson holding one is read again, and windows are cut where none is.
+
 What no count can show, so that only the maximum age bounds it: a record deleted while another is written
 with both `CreatedOn` and `UpdatedOn` older than the range, in the same lesson (anywhere in the table when
 the table's count is equal), and an update that sets `UpdatedOn` back before the range. The server stamps
@@ -43,9 +53,11 @@ loaded a line at a time into compact rows, one tuple a record, its repeated text
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import gzip
 import hashlib
+import heapq
 import itertools
 import json
 import logging
@@ -66,7 +78,7 @@ import msgspec
 from reconciler import __version__
 from reconciler.client import parse_json
 from reconciler.config import CacheSettings
-from reconciler.errors import PartialRead
+from reconciler.errors import ApiError, PartialRead, StopRun, TransportError
 from reconciler.timestamps import timestamp_instant
 
 if TYPE_CHECKING:
@@ -87,7 +99,16 @@ CREATED_KEY = f"{COMPLETIONS}?{CREATED_SINCE.casefold()}"
 CREATED_UNTIL_KEY = f"{COMPLETIONS}?{CREATED_UNTIL.casefold()}"
 FILTER_KEYS = {RANGE_KEY: CHANGED_SINCE, UPDATED_UNTIL_KEY: CHANGED_UNTIL, CREATED_KEY: CREATED_SINCE,
                CREATED_UNTIL_KEY: CREATED_UNTIL}
-MINUTE = timedelta(minutes=1)  # a `to_` bound takes in the whole minute it names (as the emulator does)
+BY_MEMBER = "CourseCompletedLesson_CourseMember"
+MINUTE = timedelta(minutes=1)
+SECOND = timedelta(seconds=1)
+# What `to_…CreatedOn=X` counts (the API does not say; `probe_created_until` tells): what was made before X+1:00,
+# the whole minute X (the emulator's default), or what was made before X:00:00 (or at it: a DateTime compare).
+WHOLE_MINUTE, MINUTE_START = "whole-minute", "minute-start"
+UNTIL_BOUNDS = (WHOLE_MINUTE, MINUTE_START)
+IGNORED = "ignored"
+PROBE_SIZE = 10  # records asked of a probe's answer: a lesson and member have one completion as a rule
+PROBE_TRIES, PROBE_GETS = 3, 2  # completions a probe tries at most, and of those how many it reads by Id
 NEVER = 1 << 62  # the cost of a way not open
 COUNTS_KEY = "counts"
 DISTRUST_FILE = "distrusted.json"
@@ -182,6 +203,7 @@ class Entry:
     page_size: int | None = None  # the page size the server served the full read at
     full_requests: int = 0  # what the last full read cost
     count: int = 0  # the rows the file holds after its first line
+    until: str | None = None  # what `to_…CreatedOn` was measured to count (`UNTIL_BOUNDS`), when it was
 
 
 @dataclass
@@ -401,6 +423,77 @@ def minute_text(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
 
 
+def first_second(stamp: Any, minute: datetime, text: str) -> bool:
+    """Whether a stamp is in the first second of `minute` (`text` its minute_text): the one second a `MINUTE_START`
+    count may take either way (`<` or `<=` X:00:00), and a list's whole seconds cannot tell which."""
+    if isinstance(stamp, str) and len(stamp) >= 20 and stamp[-1] == "Z" and stamp[16] == ":" and stamp[10] == "T":
+        return stamp[:16] == text and stamp[17:19] == "00"
+    at = timestamp_instant(stamp)
+    return at is not None and minute <= at < minute + SECOND
+
+
+def probe_created_until(client: Any, records: Iterable[Record]) -> tuple[str | None, str]:
+    """What `to_…CreatedOn=HH:mm` counts on this server (`WHOLE_MINUTE` or `MINUTE_START`; `IGNORED`; None when no
+    completion could tell), and what was seen. Read-only: for a completion of `records` (newest first is best) made
+    inside a minute (not in its first second, by the list's stamp, or for `PROBE_GETS` of them by get-by-id's),
+    whether the bound at its minute counts it (the whole minute; then the bound at the minute before must not) or
+    not (then the bound at the next minute must: else it is gone, and another is tried). Each request is filtered
+    by the completion's lesson and member, so that its answer holds a handful of records: 2 requests as a rule."""
+    tries, gets = PROBE_TRIES, PROBE_GETS
+    tried: set[int] = set()
+    for record in records:
+        if tries <= 0:
+            break
+        record_id, lesson, member = record.get("Id"), record.get("CourseLessonId"), record.get("CourseMemberId")
+        at = timestamp_instant(record.get("CreatedOn"))
+        if at is None or type(record_id) is not int or type(lesson) is not int or type(member) is not int or \
+                record_id in tried:
+            continue
+        tried.add(record_id)
+        if not (at.second or at.microsecond):  # the list's whole seconds: get-by-id has them to 100 ns
+            if gets <= 0:
+                continue
+            gets -= 1
+            try:
+                got = client.get(COMPLETIONS, record_id)
+            except (TransportError, StopRun):
+                raise
+            except ApiError:
+                continue
+            at = timestamp_instant(got.get("CreatedOn")) if got is not None else None
+            if at is None or not (at.second or at.microsecond):
+                continue
+        tries -= 1
+        minute = at.replace(second=0, microsecond=0)
+        made = f"completion {record_id} (made {at.isoformat().replace('+00:00', 'Z')})"
+        within = _counts(client, record_id, lesson, member, minute)
+        if within is None:
+            continue
+        if within:
+            before = _counts(client, record_id, lesson, member, minute - MINUTE)
+            if before is None:
+                continue
+            if before:
+                return IGNORED, f"{CREATED_UNTIL}={minute_text(minute - MINUTE)} counted {made}"
+            return WHOLE_MINUTE, (f"{CREATED_UNTIL}={minute_text(minute)} counted {made}, "
+                                  f"{minute_text(minute - MINUTE)} did not: a bound takes in the whole minute it names")
+        if _counts(client, record_id, lesson, member, minute + MINUTE):
+            return MINUTE_START, (f"{CREATED_UNTIL}={minute_text(minute)} did not count {made}, "
+                                  f"{minute_text(minute + MINUTE)} did: a bound stops at the minute it names")
+    return None, "no completion made inside a minute answered both ways (none held, or none left)"
+
+
+def _counts(client: Any, record_id: int, lesson: int, member: int, minute: datetime) -> bool | None:
+    """Whether `to_…CreatedOn=minute` counts the completion (filtered by its lesson and member); None when the
+    answer cannot show it (more records than it holds)."""
+    page = client.page(COMPLETIONS, {BY_LESSON: lesson, BY_MEMBER: member, CREATED_UNTIL: minute_text(minute)},
+                       size=PROBE_SIZE)
+    if any(r.get("Id") == record_id for r in page.records):
+        return True
+    total = page.body.get("TotalItems")
+    return False if type(total) is int and total <= len(page.records) else None
+
+
 def newest(stamps: Iterable[str], start: str = "") -> str:
     """The latest of `start` and `stamps`, compared as instants, kept as the server wrote it."""
     best, best_at = start, timestamp_instant(start)
@@ -413,18 +506,24 @@ def newest(stamps: Iterable[str], start: str = "") -> str:
 
 class ReadCache:
     """The cache of one target in `folder`; `vouched` when a target profile found the range filter and counts
-    working (otherwise the first incremental read is checked against a full read)."""
+    working (otherwise the first incremental read is checked against a full read). `until`: what `to_…CreatedOn`
+    was measured to count (`UNTIL_BOUNDS`), or None when nothing measured it: the cache then measures it itself when
+    a count needs it (`probe_created_until`) and keeps it in its file. A caller that gives none vouches for the
+    whole minute, the emulator's default; `target.read_cache` gives the profile's, or None."""
 
     def __init__(self, folder: Path, target: str, settings: CacheSettings, *, vouched: bool = False,
-                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 until: str | None = WHOLE_MINUTE, clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.folder = folder
         self.target = target
         self.settings = settings
         self.vouched = vouched
+        self.until = until if until in UNTIL_BOUNDS else None
         self.clock = clock
         self.monotonic = monotonic
         self.last: str = ""  # how the last read went: "full (why)" or "incremental"
         self._full_requests = 0  # what a full read of the entry under way cost
+        self._until = self.until  # what the read under way counts by: `until`, else the file's, else measured
 
     # --- the read ---------------------------------------------------------------------------------
 
@@ -432,15 +531,17 @@ class ReadCache:
                 markers: Iterable[str], convert: Convert[_Kept]) -> tuple[Sequence[_Kept], list[str]]:
         started = self.monotonic()
         entry: Entry | None = None
+        self._until = self.until
         try:
             entry = self._entry(lesson_ids)
+            self._until = self.until or entry.until
             records, watermark, dirty = self._incremental(reader, entry, lesson_ids)
         except Doubt as e:
             why = str(e)
         else:
             span = self.monotonic() - started
             if entry.verified or self.vouched:
-                if dirty or not entry.verified:
+                if dirty or not entry.verified or entry.until != self._until:
                     self._save(reader, entry.path, entry.kind, entry.lessons, records, watermark, entry.full_read_at,
                                span, True, entry.full_requests)
                 self.last = "incremental"
@@ -519,7 +620,7 @@ class ReadCache:
         try:
             changed = self._changes(client, merge)
             if entry.kind == "all":
-                table = self._count(reader, None, since)
+                table = self._table_count(reader)
                 if table == len(merge.records):  # nothing deleted, or as many records stamped before the range
                     self._recent(client, merge)
                 if table != len(merge.records):
@@ -533,15 +634,18 @@ class ReadCache:
         return merge.records, merge.watermark, merge.dirty
 
     def _changes(self, client: Any, merge: Merge) -> int:
-        """Every record changed since the range's start, merged by Id (1 request when they fit a page)."""
+        """Every record changed since the range's start, merged by Id (1 request when they fit a page). Asked from
+        the minute before: whether `from_X` takes in X:00:00 itself or not, every record from the start is in."""
         since, records = merge.since, merge.records
-        total, first = client.count(COMPLETIONS, {CHANGED_SINCE: minute_text(since)})
+        asked = {CHANGED_SINCE: minute_text(since - MINUTE)}
+        total, first = client.count(COMPLETIONS, asked)
         if total is None:
             raise Doubt("a count answered no TotalItems")
         self._within(first.records, since, client)
         if total > client.page_size and client.pages_for(total) >= client.pages_for(len(records)):
-            raise Doubt(f"{total:,} completions changed since {minute_text(since)}: as many pages as a full read")
-        for page in client.pages(COMPLETIONS, {CHANGED_SINCE: minute_text(since)}, first=first):
+            raise Doubt(f"{total:,} completions changed since {minute_text(since - MINUTE)}: as many pages as a full "
+                        "read")
+        for page in client.pages(COMPLETIONS, asked, first=first):
             self._within(page, since, client)
             for record in page:
                 merge.returned.add(record["Id"])
@@ -549,22 +653,25 @@ class ReadCache:
         return int(total)
 
     def _within(self, page: list[Record], since: datetime, client: Any) -> None:
-        """Every record the range filter answered is in the range; else the server ignored it."""
+        """Every record the range filter answered is in what was asked (from the minute before the range); else the
+        server ignored it."""
         for record in page:
             at = timestamp_instant(record.get("UpdatedOn"))
             if at is None:
                 raise Doubt(f"completion {record['Id']} has no readable UpdatedOn ({record.get('UpdatedOn')!r})")
-            if at < since:
+            if at < since - MINUTE:
                 client.ignored_filters.add(RANGE_KEY)
-                raise Doubt(f"the server ignored {CHANGED_SINCE}={minute_text(since)}: it answered completion "
+                raise Doubt(f"the server ignored {CHANGED_SINCE}={minute_text(since - MINUTE)}: it answered completion "
                             f"{record['Id']} of UpdatedOn {record.get('UpdatedOn')}")
 
     def _recent(self, client: Any, merge: Merge) -> None:
         """The records created since the range's start whose UpdatedOn is before it (a writer's clock behind, a
         stamp set back): the range missed them, so they are read by CreatedOn (1 request; there are none as a
-        rule). Held records created since the start that neither read returns were deleted."""
+        rule). Held records created since the start that neither read returns were deleted. Asked from the minute
+        before the start, up to its minute (whichever bound each takes in, every record it must find is in: the
+        more it finds are held as they are)."""
         since = merge.since
-        filters = {CREATED_SINCE: minute_text(since), CHANGED_UNTIL: minute_text(since)}
+        filters = {CREATED_SINCE: minute_text(since - MINUTE), CHANGED_UNTIL: minute_text(since)}
         total, first = client.count(COMPLETIONS, filters)
         if total is None:
             raise Doubt("a count answered no TotalItems")
@@ -583,17 +690,19 @@ class ReadCache:
             if record["CourseLessonId"] not in merge.reread:
                 merge.keep(record)
         merge.recent_known = True
-        if found:
-            log.info("read cache: %d completion(s) created since %s with an UpdatedOn before it", len(found),
+        late = sum(1 for r in found.values() if (timestamp_instant(r.get("CreatedOn")) or since) >= since
+                   and (timestamp_instant(r.get("UpdatedOn")) or since) < since)
+        if late:
+            log.info("read cache: %d completion(s) created since %s with an UpdatedOn before it", late,
                      minute_text(since))
 
     def _created_since(self, page: list[Record], since: datetime, client: Any) -> None:
-        """What `_recent` asked: created at or after `since`, updated before the minute after it."""
+        """What `_recent` asked: created at or after the minute before `since`, updated before the minute after it."""
         for record in page:
             created, updated = timestamp_instant(record.get("CreatedOn")), timestamp_instant(record.get("UpdatedOn"))
-            if created is None or created < since:
+            if created is None or created < since - MINUTE:
                 client.ignored_filters.add(CREATED_KEY)
-                raise Doubt(f"the server ignored {CREATED_SINCE}={minute_text(since)}: it answered completion "
+                raise Doubt(f"the server ignored {CREATED_SINCE}={minute_text(since - MINUTE)}: it answered completion "
                             f"{record['Id']} of CreatedOn {record.get('CreatedOn')}")
             if updated is None or updated >= since + MINUTE:
                 client.ignored_filters.add(UPDATED_UNTIL_KEY)
@@ -618,19 +727,32 @@ class ReadCache:
     def _per_lesson(self, reader: StateReader, merge: Merge, lessons: list[int], table: int | None) -> None:
         """Each lesson's records created before the range's start, counted (one `size=1` request each): those
         held are exactly the server's unless some were deleted or written with dates before the range. A lesson
-        whose count differs is read again, alone, unless that costs as much as a full read."""
+        whose count differs is read again, alone, unless that costs as much as a full read; so is a lesson whose
+        count cannot be told (`MINUTE_START`: a record made in the start's first second)."""
         client, since = reader.client, merge.since
+        until = self._bound(reader, merge)
         full = min(client.pages_for(table) if table is not None else NEVER, self._full_requests or NEVER)
         older: Counter[int] = Counter()
         newer: Counter[int] = Counter()
         since_text = minute_text(since)
         rows = merge.records
-        for row in rows.by_id.values():
-            (newer if stamp_since(rows.created(row), since, since_text) else older)[rows.lesson(row)] += 1
-        differ: dict[int, int] = {}
+        edges: set[int] = set()  # lessons holding a record made in the first second of `since` (`MINUTE_START`)
+        if until == MINUTE_START:
+            for row in rows.by_id.values():
+                created = rows.created(row)
+                if stamp_since(created, since, since_text):
+                    newer[rows.lesson(row)] += 1
+                    if first_second(created, since, since_text):
+                        edges.add(rows.lesson(row))
+                else:
+                    older[rows.lesson(row)] += 1
+        else:
+            for row in rows.by_id.values():
+                (newer if stamp_since(rows.created(row), since, since_text) else older)[rows.lesson(row)] += 1
+        differ: dict[int, int | None] = {}
         again = 0
         for done, lesson in enumerate(lessons, 1):
-            counted = self._count(reader, lesson, since)
+            counted = None if lesson in edges else self._count(reader, lesson, since, until)
             if counted != older[lesson]:
                 differ[lesson] = counted
                 again += self._cost_again(client, counted, older[lesson], newer[lesson])
@@ -640,11 +762,15 @@ class ReadCache:
                                 f"those again costs at least {again + len(lessons) - done} requests, a full read "
                                 f"{full}")
         for lesson, counted in differ.items():
-            if self._narrows(client, counted, older[lesson], newer[lesson]) and self._narrow(reader, merge, lesson,
-                                                                                             counted):
+            if counted is not None and self._narrows(client, counted, older[lesson], newer[lesson]) and \
+                    self._narrow(reader, merge, lesson, counted, until):
                 continue
-            log.info("read cache: lesson %d counts %d completion(s) created before %s, %d held: reading it again",
-                     lesson, counted, minute_text(since), older[lesson])
+            if counted is None:
+                log.info("read cache: lesson %d holds a completion made in the first second of %s, which a count to "
+                         "that minute may take either way: reading it again", lesson, since_text)
+            else:
+                log.info("read cache: lesson %d counts %d completion(s) created before %s, %d held: reading it again",
+                         lesson, counted, since_text, older[lesson])
             fresh: list[Record] = []
             for page in client.pages(COMPLETIONS, {BY_LESSON: lesson}):
                 if any(r.get("CourseLessonId") != lesson for r in page):
@@ -659,6 +785,35 @@ class ReadCache:
             for record in merge.fresh:
                 merge.keep(record)
 
+    def _bound(self, reader: StateReader, merge: Merge) -> str:
+        """What a `to_…CreatedOn` count asks by: as a target profile or this cache's file says it was measured, or
+        measured now on the records held, those the range read answered first (then the file keeps it); Doubt when
+        it cannot be told, or the server ignores the filter."""
+        if self._until is not None:
+            return self._until
+        rows = merge.records
+
+        def candidates() -> Iterator[Record]:
+            """Those the range read answered, newest first; then, only if they could not tell, the newest held."""
+            def made(row: Row) -> str:
+                return str(rows.created(row))
+
+            answered = sorted((rows.by_id[i] for i in merge.returned if i in rows.by_id), key=made, reverse=True)
+            yield from map(rows.record, answered)
+            yield from map(rows.record, heapq.nlargest(PROBE_TRIES + PROBE_GETS, rows.by_id.values(), key=made))
+
+        until, seen = probe_created_until(reader.client, candidates())
+        if until == IGNORED:
+            reader.client.ignored_filters.add(CREATED_UNTIL_KEY)
+            raise Doubt(f"the server ignored {CREATED_UNTIL}: {seen}")
+        if until not in UNTIL_BOUNDS:
+            raise Doubt(f"what {CREATED_UNTIL}=HH:mm counts is not known here and could not be measured ({seen}); "
+                        "`reconciler doctor` measures it")
+        log.info("read cache: %s", seen)
+        self._until = until
+        merge.dirty = True  # the file keeps it
+        return until
+
     @staticmethod
     def _narrows(client: Any, counted: int, held: int, newer: int) -> bool:
         """Whether a lesson whose count differs by a few of many pages is narrowed down by counting windows of
@@ -666,18 +821,21 @@ class ReadCache:
         pages = int(client.pages_for(counted + newer))
         return pages >= 4 and abs(held - counted) * 4 <= pages
 
-    def _cost_again(self, client: Any, counted: int, held: int, newer: int) -> int:
-        """What bringing a lesson whose count differs up to date is expected to cost."""
+    def _cost_again(self, client: Any, counted: int | None, held: int, newer: int) -> int:
+        """What bringing a lesson whose count differs (or cannot be told: None) up to date is expected to cost."""
+        if counted is None:
+            return int(client.pages_for(held + newer))
         pages = int(client.pages_for(counted + newer))
         if self._narrows(client, counted, held, newer):
             return min(pages, abs(held - counted) * (pages.bit_length() + 2))
         return pages
 
-    def _narrow(self, reader: StateReader, merge: Merge, lesson: int, counted: int) -> bool:
+    def _narrow(self, reader: StateReader, merge: Merge, lesson: int, counted: int, until: str) -> bool:
         """Bring a lesson's records created before the range up to date by halving windows of CreatedOn: a window
         whose count equals the records held in it is taken as it is (as a lesson's is), one that differs is split
-        at the middle of what is held, down to a window of two pages at most, which is read. False (nothing
-        done) when a held record has no readable CreatedOn."""
+        at the middle of what is held, down to a window of two pages at most, which is read. A window's count is
+        the count before its end less the count before its start (so no `from_` bound is counted by). False
+        (nothing done) when a held record has no readable CreatedOn."""
         client, since = reader.client, merge.since
         since_text = minute_text(since)
         held: list[tuple[datetime, int]] = []
@@ -691,21 +849,20 @@ class ReadCache:
         held.sort()
         log.info("read cache: lesson %d counts %d completion(s) created before %s, %d held: narrowing it down by "
                  "CreatedOn", lesson, counted, since_text, len(held))
-        windows: list[tuple[datetime | None, datetime, int, list[tuple[datetime, int]]]] = [(None, since, counted,
-                                                                                              held)]
+        # (start, end, the server's count in [start, end), the server's count before start, those held in it)
+        windows: list[tuple[datetime | None, datetime, int, int, list[tuple[datetime, int]]]] = [
+            (None, since, counted, 0, held)]
         while windows:
-            start, end, server, inside = windows.pop()
+            start, end, server, below, inside = windows.pop()
             if server == len(inside):
                 continue
-            middle = inside[len(inside) // 2][0].replace(second=0, microsecond=0) if inside else None
-            if middle is not None and start is not None and middle <= start:
-                middle = start + MINUTE
+            middle = self._middle(inside, start, until)
             if client.pages_for(max(server, len(inside))) <= 2 or middle is None or middle >= end:
-                self._read_window(client, merge, lesson, start, end, inside)
+                self._read_window(client, merge, lesson, start, end, inside, until)
                 continue
-            left = self._count(reader, lesson, middle, start)
-            windows.append((start, middle, left, [x for x in inside if x[0] < middle]))
-            windows.append((middle, end, server - left, [x for x in inside if x[0] >= middle]))
+            left = self._count(reader, lesson, middle, until) - below
+            windows.append((start, middle, left, below, [x for x in inside if x[0] < middle]))
+            windows.append((middle, end, server - left, below + left, [x for x in inside if x[0] >= middle]))
         after = sum(1 for row in rows.by_id.values()
                     if rows.lesson(row) == lesson and not stamp_since(rows.created(row), since, since_text))
         if after != counted:
@@ -713,44 +870,69 @@ class ReadCache:
                         f"add up to {after:,}")
         return True
 
+    @staticmethod
+    def _middle(inside: list[tuple[datetime, int]], start: datetime | None, until: str) -> datetime | None:
+        """Where a window is split: the minute of the middle record held, after `start`; under `MINUTE_START`, the
+        first such minute in whose first second no record held was made (a count may take one either way)."""
+        if not inside:
+            return None
+        middle = inside[len(inside) // 2][0].replace(second=0, microsecond=0)
+        if start is not None and middle <= start:
+            middle = start + MINUTE
+        if until == MINUTE_START:
+            at = bisect.bisect_left(inside, middle, key=operator.itemgetter(0))
+            while at < len(inside) and inside[at][0] < middle + SECOND:
+                middle += MINUTE
+                at = bisect.bisect_left(inside, middle, key=operator.itemgetter(0))
+        return middle
+
     def _read_window(self, client: Any, merge: Merge, lesson: int, start: datetime | None, end: datetime,
-                     inside: list[tuple[datetime, int]]) -> None:
-        """Read a lesson's records created in [start, end) and hold them instead of those held there."""
-        filters: dict[str, Any] = {BY_LESSON: lesson, CREATED_UNTIL: minute_text(end - MINUTE)}
+                     inside: list[tuple[datetime, int]], until: str) -> None:
+        """Read a lesson's records created in [start, end) and hold them instead of those held there: asked from the
+        minute before `start` (whichever `from_` means) to `end` as `until` counts, the rest of the answer left."""
+        filters: dict[str, Any] = {BY_LESSON: lesson, CREATED_UNTIL: minute_text(end - MINUTE if until == WHOLE_MINUTE
+                                                                                 else end)}
         if start is not None:
-            filters[CREATED_SINCE] = minute_text(start)
+            filters[CREATED_SINCE] = minute_text(start - MINUTE)
         fresh: list[Record] = []
         for page in client.pages(COMPLETIONS, filters):
             for record in page:
                 at = timestamp_instant(record.get("CreatedOn"))
-                if record.get("CourseLessonId") != lesson or at is None or at >= end or (start and at < start):
+                if record.get("CourseLessonId") != lesson or at is None or (at >= end if until == WHOLE_MINUTE
+                                                                           else at > end) or \
+                        (start and at < start - MINUTE):
                     raise Doubt(f"the server ignored {BY_LESSON}, {CREATED_SINCE} or {CREATED_UNTIL}: asked for "
                                 f"lesson {lesson}'s completions created from {minute_text(start) if start else '-'} "
                                 f"to {minute_text(end)}, it answered completion {record['Id']} of lesson "
                                 f"{record.get('CourseLessonId')} created {record.get('CreatedOn')}")
-            fresh += page
+                if at < end and (start is None or at >= start):
+                    fresh.append(record)
         for _, record_id in inside:
             merge.drop(record_id)
         for record in fresh:
             merge.keep(record)
 
-    def _count(self, reader: StateReader, lesson: int | None, since: datetime, start: datetime | None = None) -> int:
-        """The table's count, or a lesson's records created before `since` (and from `start`): one `size=1`
-        request."""
-        filters: dict[str, Any] = {}
-        if lesson is not None:
-            filters = {BY_LESSON: lesson, CREATED_UNTIL: minute_text(since - MINUTE)}
-        if start is not None:
-            filters[CREATED_SINCE] = minute_text(start)
-        page = reader.client.page(COMPLETIONS, filters, size=1)
+    @staticmethod
+    def _table_count(reader: StateReader) -> int:
+        """The table's count: one `size=1` request."""
+        total = reader.client.page(COMPLETIONS, {}, size=1).body.get("TotalItems")
+        if not isinstance(total, int) or isinstance(total, bool):
+            raise Doubt("a count answered no TotalItems")
+        return total
+
+    def _count(self, reader: StateReader, lesson: int, before: datetime, until: str) -> int:
+        """A lesson's records created before `before` (a whole minute), asked as `until` says the server counts:
+        one `size=1` request."""
+        bound = before - MINUTE if until == WHOLE_MINUTE else before
+        page = reader.client.page(COMPLETIONS, {BY_LESSON: lesson, CREATED_UNTIL: minute_text(bound)}, size=1)
         total = page.body.get("TotalItems")
         if not isinstance(total, int) or isinstance(total, bool):
             raise Doubt("a count answered no TotalItems")
-        for record in page.records if lesson is not None else ():
+        for record in page.records:
             if record.get("CourseLessonId") != lesson:
                 raise Doubt(f"the server ignored {BY_LESSON}")
             created = timestamp_instant(record.get("CreatedOn"))
-            if created is not None and created >= since:
+            if created is not None and (created >= before if until == WHOLE_MINUTE else created > before):
                 reader.client.ignored_filters.add(CREATED_UNTIL_KEY)
                 raise Doubt(f"the server ignored {CREATED_UNTIL}: it counted completion {record['Id']} of CreatedOn "
                             f"{record.get('CreatedOn')}")
@@ -822,10 +1004,12 @@ class ReadCache:
         size, cost, count = doc.get("page_size"), doc.get("full_requests"), doc.get("records")
         if not isinstance(count, int) or isinstance(count, bool):
             raise Doubt(f"the cache {path} is damaged (no count of records: {str(count)[:40]})")
+        until = doc.get("until")
         return Entry(path, kind, lessons, Rows(), str(doc.get("watermark") or ""), float(full_read_at),
                      float(doc.get("span_seconds") or 0.0), doc.get("verified") is True,
                      size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None,
-                     cost if isinstance(cost, int) and not isinstance(cost, bool) else 0, count)
+                     cost if isinstance(cost, int) and not isinstance(cost, bool) else 0, count,
+                     until if until in UNTIL_BOUNDS else None)
 
     def _distrust(self) -> None:
         """Incremental reads of this target are not to be trusted again (until the folder is deleted)."""
@@ -851,7 +1035,8 @@ class ReadCache:
         doc = {"format": CACHE_FORMAT, "target": self.target, "reconciler": __version__, "kind": kind,
                "lessons": sorted(lessons), "watermark": watermark, "full_read_at": full_read_at,
                "read_at": self.clock(), "span_seconds": round(span, 3), "verified": verified,
-               "page_size": reader.client.page_size, "full_requests": full_requests, "records": count}
+               "page_size": reader.client.page_size, "full_requests": full_requests, "records": count,
+               "until": self._until}
         return json.dumps(doc, separators=(",", ":")).encode() + b"\n"
 
     def _commit(self, reader: StateReader, body: Body, kind: str, lesson_ids: set[int], started: float, *,

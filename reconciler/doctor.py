@@ -37,7 +37,17 @@ import httpx
 from reconciler import __version__
 from reconciler.actions import Create, Ref, action_to_dict
 from reconciler.apply import Executor
-from reconciler.cache import CHANGED_SINCE, RANGE_KEY, minute_text
+from reconciler.cache import (
+    CHANGED_SINCE,
+    CREATED_UNTIL,
+    CREATED_UNTIL_KEY,
+    IGNORED,
+    MINUTE,
+    RANGE_KEY,
+    WHOLE_MINUTE,
+    minute_text,
+    probe_created_until,
+)
 from reconciler.client import PAGE_SIZE, AmbiguousWrite, NexudusClient, Page
 from reconciler.config import Config, load_config
 from reconciler.errors import (
@@ -201,6 +211,7 @@ class Doctor:
                 for path, name, field_name in FILTERS:
                     self._filter(path, name, field_name)
                 self._range_and_counts()
+                self._created_until()
                 self._batch_get()
                 self._dates()
                 self._system_id_in_lists()
@@ -461,7 +472,8 @@ class Doctor:
             try:
                 after = self.client.page(COMPLETIONS, {CHANGED_SINCE: minute_text(datetime.now(UTC).replace(
                     year=datetime.now(UTC).year + 1))}, size=1)
-                since = newest.replace(second=0, microsecond=0)
+                # The minute before the newest record's: whether `from_X` takes in X:00:00 itself or not, it is in.
+                since = newest.replace(second=0, microsecond=0) - MINUTE
                 near = self.client.page(COMPLETIONS, {CHANGED_SINCE: minute_text(since)}, size=PROBE_SIZE)
                 one = self.client.page(COMPLETIONS, size=1)
             except (TransportError, StopRun) as e:
@@ -485,6 +497,43 @@ class Doctor:
                      "checked by counts", spent[0], 3)
         else:
             self.add(check, "note", seen, "reads through the cache fall back to full reads", spent[0], 3)
+
+    def _created_until(self) -> None:
+        """What `to_…CreatedOn=HH:mm` counts: the whole minute, or what was made before HH:mm:00 (the API does not
+        say). The read cache's counts by lesson take it as measured here, or measure it themselves (2 requests as a
+        rule: `cache.probe_created_until`, on the newest completions of the sample)."""
+        check = f"filter {CREATED_UNTIL}"
+        budget = 8
+        sample = self.samples.get(COMPLETIONS)
+        if sample is None or not sample.records:
+            self.add(check, "skip", "not checked: no completions to test it on", "the read cache measures it on the "
+                     "completions it holds before it counts by it", 0, budget)
+            return
+        newest = sorted(sample.records, key=lambda r: (_instant(r.get("CreatedOn")) or datetime.min.replace(
+            tzinfo=UTC), r.get("Id") or 0), reverse=True)
+        with self._counted() as spent:
+            try:
+                bound, seen = probe_created_until(self.client, newest)
+            except (TransportError, StopRun) as e:
+                raise Aborted(e) from None
+            except ApiError as e:
+                bound, seen = None, str(e)
+        if bound is None:
+            self.add(check, "skip", f"cannot tell what it counts: {seen}", "the read cache measures it on the "
+                     "completions it holds before it counts by it", spent[0], budget)
+            return
+        entry: dict[str, Any] = {"filter": CREATED_UNTIL, "path": COMPLETIONS,
+                                 "state": "ignored" if bound == IGNORED else "honoured"}
+        if bound != IGNORED:
+            entry["bound"] = bound
+        self.profile["filters"][CREATED_UNTIL_KEY] = entry
+        if bound == IGNORED:
+            self.add(check, "note", f"ignored: {seen}", "reads through the cache fall back to full reads", spent[0],
+                     budget)
+            return
+        meaning = "the whole minute it names" if bound == WHOLE_MINUTE else "what was made before the minute it names"
+        self.add(check, "ok", f"counts {meaning}: {seen}", "the read cache counts by lesson accordingly", spent[0],
+                 budget)
 
     def _probe(self, path: str, name: str, value: Any) -> Page:
         try:

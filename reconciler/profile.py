@@ -8,7 +8,9 @@ secret. `plan`, `apply` and `export` load it only when it names their target:
 - filters the server was seen to ignore are treated as ignored from the first request, so the reader
   takes a way that works instead of reading a whole table through a filter that does nothing;
 - a spec in `owned` mode is refused before any request when the target does not keep the `SystemId`
-  written on create, or leaves it out of list records (owned mode finds its records by that marker).
+  written on create, or leaves it out of list records (owned mode finds its records by that marker);
+- the read cache counts by `to_…CreatedOn` as it was measured to count (the whole minute, or what was made
+  before it); it never assumes it (see cache.py).
 
 Without a profile the tool keeps its careful defaults (every filter verified record by record, the page
 size learnt from the answers). A run that sees something the profile contradicts says so at its end.
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconciler.cache import CREATED_UNTIL_KEY, UNTIL_BOUNDS
 from reconciler.client import PAGE_SIZE, NexudusClient
 from reconciler.errors import Problem, SpecError, UsageError
 from reconciler.model import SpecSet
@@ -73,6 +76,13 @@ class TargetProfile:
     @property
     def honoured_filters(self) -> frozenset[str]:
         return self._filters("honoured")
+
+    @property
+    def created_until(self) -> str | None:
+        """What `to_…CreatedOn=HH:mm` was measured to count (`cache.UNTIL_BOUNDS`), or None when it was not."""
+        entry = _section(self.document, "filters").get(CREATED_UNTIL_KEY)
+        bound = entry.get("bound") if isinstance(entry, dict) and entry.get("state") == "honoured" else None
+        return bound if bound in UNTIL_BOUNDS else None
 
     def _system_id(self, name: str) -> bool | None:
         value = _section(self.document, "system_id").get(name)

@@ -76,12 +76,15 @@ def describe(config: Config) -> str:
 
 
 def read_cache(config: Config, profile: TargetProfile | None) -> ReadCache | None:
-    """The read cache of a remote target (the local one costs nothing to read in full); None when off."""
+    """The read cache of a remote target (the local one costs nothing to read in full); None when off. What its
+    counts by `to_…CreatedOn` ask by is the profile's measure, never an assumption: without one (None) the cache
+    measures it itself before it counts by it."""
     if config.is_local or not config.cache.enabled:
         return None
     vouched = profile is not None and RANGE_KEY in profile.honoured_filters and \
         _section_state(profile, "counts") == "exact"
-    return ReadCache(config.state_dir / "cache", describe(config), config.cache, vouched=vouched)
+    until = profile.created_until if profile is not None else None
+    return ReadCache(config.state_dir / "cache", describe(config), config.cache, vouched=vouched, until=until)
 
 
 def _section_state(profile: TargetProfile, name: str) -> str | None:

@@ -66,6 +66,8 @@ MAINTENANCE_PAGE = (b"<html><head><title>Nexudus</title></head><body><h1>Down fo
                     b"<p>We will be back shortly.</p></body></html>")
 Garble = Literal["html", "truncated", "string-ids", "lying-total", "low-total", "no-counts", "missing-field",
                  "endless"]
+ToBound = Literal["whole-minute", "at-or-before", "before"]
+FromBound = Literal["at-or-after", "after"]
 
 
 class ConnectionLost(ConnectionAbortedError):
@@ -118,6 +120,11 @@ class Settings:
     # Minutes before now that a record created over the API is stamped (CreatedOn, UpdatedOn): a writer whose
     # clock is behind, or a stamp set back (the read cache's hardest case).
     backdate_minutes: tuple[float, float] = (0.0, 0.0)
+    # What a date filter's bound `YYYY-MM-DDTHH:mm` takes in (the API page does not say): `to_X` the whole minute X
+    # (`whole-minute`), or up to X:00:00 with it (`at-or-before`, a DateTime compare) or without it (`before`);
+    # `from_X` from X:00:00 with it (`at-or-after`) or without it (`after`).
+    to_bound: ToBound = "whole-minute"
+    from_bound: FromBound = "at-or-after"
 
 
 @dataclass(frozen=True)
@@ -535,9 +542,9 @@ class EmulatorApp:
                 column = "CreatedOn" if dated.group(3).lower() == "createdon" else "UpdatedOn"
                 bound = _parse_filter_date(name, raw)
                 if dated.group(1).lower() == "from":
-                    predicates.append(_between(column, bound, None))
-                else:  # `to_` takes in the whole minute it names
-                    predicates.append(_between(column, None, bound + timedelta(minutes=1)))
+                    predicates.append(_date_from(column, bound, self.settings.from_bound))
+                else:
+                    predicates.append(_date_to(column, bound, self.settings.to_bound))
         return predicates
 
     def _email_filter(self, raw: str) -> Predicate:
@@ -719,10 +726,26 @@ def _window(ids: Sequence[int], start: int, stop: int, descending: bool) -> list
     return list(reversed(ids[max(0, total - stop):max(0, total - start)]))
 
 
-def _between(column: str, low: datetime | None, high: datetime | None) -> Predicate:
+def _date_from(column: str, bound: datetime, meaning: FromBound) -> Predicate:
+    """`from_X`: from X:00:00, with it or (`after`) without it."""
+    after = meaning == "after"
+
     def test(row: Row) -> bool:
         stamp = timestamp_instant(row.get(column)) or _EPOCH
-        return (low is None or stamp >= low) and (high is None or stamp < high)
+        return stamp > bound if after else stamp >= bound
+
+    return test
+
+
+def _date_to(column: str, bound: datetime, meaning: ToBound) -> Predicate:
+    """`to_X`: the whole minute X (before X+1:00:00), up to X:00:00 with it (`at-or-before`), or before it."""
+    if meaning == "whole-minute":
+        bound += timedelta(minutes=1)
+    with_it = meaning == "at-or-before"
+
+    def test(row: Row) -> bool:
+        stamp = timestamp_instant(row.get(column)) or _EPOCH
+        return stamp <= bound if with_it else stamp < bound
 
     return test
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO, get_args
 
-from reconciler.emulator.app import MAX_PAGE_SIZE, EmulatorApp, Garble, Settings, User
+from reconciler.emulator.app import MAX_PAGE_SIZE, EmulatorApp, FromBound, Garble, Settings, ToBound, User
 from reconciler.emulator.errors import EmulatorError, UsageError
 from reconciler.emulator.limits import Limits
 from reconciler.emulator.seed import account, load_seed
@@ -180,6 +180,12 @@ def add_commands(emulator: argparse.ArgumentParser, common: argparse.ArgumentPar
     quirks.add_argument("--backdate-minutes", type=float, nargs=2, default=(0.0, 0.0), metavar=("CREATED", "UPDATED"),
                         help="a record created over the API is stamped this many minutes in the past (CreatedOn, "
                              "UpdatedOn), as by a writer whose clock is behind")
+    quirks.add_argument("--to-bound", choices=get_args(ToBound), default="whole-minute",
+                        help="what to_…CreatedOn / to_…UpdatedOn=YYYY-MM-DDTHH:mm takes in: the whole minute "
+                             "(default), up to HH:mm:00 with it (at-or-before) or without it (before)")
+    quirks.add_argument("--from-bound", choices=get_args(FromBound), default="at-or-after",
+                        help="what from_…CreatedOn / from_…UpdatedOn=YYYY-MM-DDTHH:mm takes in: from HH:mm:00 with "
+                             "it (default) or without it (after)")
 
     seed = subs.add_parser("seed", help="load a seed into an emulator store", parents=[common],
                            description="Load a friendly YAML seed or a JSON snapshot into an empty store.")
@@ -219,7 +225,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         garble=args.garble, date_style=args.date_style, id_allocation=args.id_allocation,
         keep_system_id=not args.drop_system_id, system_id_in_lists=not args.no_system_id_in_lists,
         refuse_duplicates=args.refuse_duplicates, clock_offset_seconds=args.clock_offset,
-        backdate_minutes=tuple(args.backdate_minutes))
+        backdate_minutes=tuple(args.backdate_minutes), to_bound=args.to_bound, from_bound=args.from_bound)
 
 
 def open_store(db: Path | None) -> Store:
