@@ -902,10 +902,10 @@ class NexudusClient:
                 seen |= fresh
                 following = self._following(path, page, where, number, size, total, len(seen))
                 if isinstance(following, int):
-                    if following < size:  # the server's cap (from a server that says nothing of what follows, this
-                        # read's alone: its short first page may be the list's end)
-                        silent = total is None and _says_more(page.body) is None
-                        size = following if silent else self._learn_page_size(following, path)
+                    if following < size:  # the server's cap; this read's alone unless more surely follow (a
+                        # short first page with no total that does not say more may be the list's end)
+                        sure = total is not None or _says_more(page.body) is True
+                        size = self._learn_page_size(following, path) if sure else following
                     if ahead is None or number + 1 > ahead.last:  # (the size served is known from page 1 on)
                         if ahead is not None:
                             ahead.drop()
@@ -955,15 +955,14 @@ class NexudusClient:
                 if served == 0 or not more:
                     return None
                 whole = True  # the next page must be empty: a record on it means TotalItems was short
-            else:
-                # A first page that holds fewer than asked while the total says more shows the server's cap
-                # (its HasNextPage may be worked out from the size we asked, so it is not believed here).
-                capped = number == 1 and 0 < served < size
-                if served == 0 or (not more and not capped):
-                    return PartialRead(f"{where} ended the list at {seen:,} of the {total:,} records its "
-                                       "TotalItems promised", method="GET", url=url)
-        elif served == 0 or not (more or silent):
-            return None
+            # A first page that holds fewer than asked may show the server's cap (its HasNextPage and TotalPages
+            # may be worked out from the size we asked, so they are not believed then); a total without either
+            # is read to the total.
+            elif served == 0 or (more is False and not (number == 1 and 0 < served < size)):
+                return PartialRead(f"{where} ended the list at {seen:,} of the {total:,} records its "
+                                   "TotalItems promised", method="GET", url=url)
+        elif served == 0 or (more is False and not (number == 1 and 0 < served < size)):
+            return None  # (a short first page saying no more may be a cap: the next page, at its size, tells)
         if served < size and not whole:
             if number == 1:
                 # The server's page cap, learned from the first page; from a silent server, perhaps the list's

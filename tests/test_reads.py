@@ -139,6 +139,23 @@ def test_a_server_that_counts_nothing_is_read_to_an_empty_page(space: Any, capsy
     assert json.loads(out)["partial"] == []
 
 
+@pytest.mark.parametrize(("garble", "cap", "reported", "members"), [
+    # No total; a cap under the size asked, HasNextPage worked out from the size asked: false on the first page.
+    ("no-total", 500, True, 800),
+    ("no-total", 500, False, 800),
+    ("total-only", 1000, False, 1200),  # a total, but no HasNextPage or TotalPages
+    ("total-only", 500, True, 1200),
+])
+def test_a_server_with_some_counts_is_read_whole(space: Any, capsys: pytest.CaptureFixture[str], garble: str,
+                                                 cap: int, reported: bool, members: int) -> None:
+    collections = frozenset({"coursecompletedlessons", "coursemembers", "coworkers", "courselessons", "courses"})
+    s = space(Settings(limits=Limits.off(), garble=garble, max_page_size=cap,  # type: ignore[arg-type]
+                       report_requested_size=reported, outage_collections=collections), members=members, per_member=1)
+    code, out, err = run_cli(capsys, "plan", "specs", "--format", "json")
+    assert code == 0, err
+    assert plan_counts(out) == s.expected_counts() and json.loads(out)["partial"] == []
+
+
 def test_endless_has_next_page_with_an_honest_total_reads_exactly(space: Any,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     s = space(Settings(limits=Limits.off(), garble="endless"), members=300, per_member=4)

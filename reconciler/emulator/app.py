@@ -64,8 +64,8 @@ LIE = 1000  # how many records `garble="lying-total"` adds to TotalItems
 OUTAGE_PAGE = b"<html><head><title>Service Unavailable</title></head><body><h1>Service Unavailable</h1></body></html>"
 MAINTENANCE_PAGE = (b"<html><head><title>Nexudus</title></head><body><h1>Down for maintenance</h1>"
                     b"<p>We will be back shortly.</p></body></html>")
-Garble = Literal["html", "truncated", "string-ids", "lying-total", "low-total", "no-counts", "missing-field",
-                 "endless"]
+Garble = Literal["html", "truncated", "string-ids", "lying-total", "low-total", "no-counts", "no-total",
+                 "total-only", "missing-field", "endless"]
 ToBound = Literal["whole-minute", "at-or-before", "before"]
 FromBound = Literal["at-or-after", "after"]
 
@@ -503,6 +503,10 @@ class EmulatorApp:
         if garble == "no-counts":  # the records and their page alone: nothing says whether more follow
             for name in ("TotalItems", "TotalPages", "HasNextPage", "HasPreviousPage", "FirstItem", "LastItem"):
                 del envelope[name]
+        elif garble == "no-total":  # HasNextPage and TotalPages without TotalItems
+            del envelope["TotalItems"]
+        elif garble == "total-only":  # TotalItems without HasNextPage or TotalPages
+            del envelope["HasNextPage"], envelope["TotalPages"]
         response = json_response(200, envelope)
         if garble == "truncated":  # a valid prefix of the real body, as a dropped connection leaves it
             response.body = response.body[:len(response.body) // 2]
