@@ -15,11 +15,11 @@ import operator
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
 from reconciler.client import NexudusClient, Page
 from reconciler.columns import READ_FIELDS, CompletionColumns
-from reconciler.errors import AuthError, ConfigError, PartialRead, UsageError
+from reconciler.errors import AuthError, ConfigError, MalformedAnswer, PartialRead, UsageError
 from reconciler.model import MARKER_PREFIX, Catalog, Completion, Course, Coworker, Lesson, Member, SpecSet, split_teams
 from reconciler.schema_check import near_miss
 
@@ -458,6 +458,9 @@ class StateReader:
         except AuthError:
             catalog.absent_coworkers[coworker_id] = "cannot be read (deleted, or the account lacks Coworker-Read)"
             return
+        except MalformedAnswer as e:  # only for the message: the lookup's own failure is named there
+            catalog.absent_coworkers[coworker_id] = f"could not be looked up ({e})"
+            return
         if record is None:
             catalog.absent_coworkers[coworker_id] = "does not exist"
         elif type(record.get("Id")) is int:
@@ -496,6 +499,15 @@ class StateReader:
             return self.cache.collect(self, lesson_ids, named_members, markers, convert)
         return self.read_completions(lesson_ids, named_members, markers, convert)
 
+    def refuse_owned_without_system_id(self, markers: Sequence[str]) -> NoReturn:
+        """Owned mode (its `markers`) over completion lists that carry no SystemId cannot find what it made: a plan
+        would say "no changes" over every record it should delete. A ConfigError saying so."""
+        self.client.observed.add("systemid-absent-from-lists")
+        names = ", ".join(m.removeprefix(MARKER_PREFIX) for m in markers)
+        raise ConfigError(f"mode owned cannot work against {self.client.base_url}: its completion lists carry no "
+                          f"SystemId, and owned mode knows its own records only by that marker (spec {names}); use "
+                          "mode additive or authoritative")
+
     def read_completions(self, lesson_ids: set[int], named_members: set[int] | None, markers: Iterable[str],
                          convert: Convert[_Kept], seen: FullRead | None = None,
                          ) -> tuple[Sequence[_Kept], list[str]]:
@@ -518,11 +530,7 @@ class StateReader:
 
         def keep(records: list[dict[str, Any]]) -> None:
             if markers and any("SystemId" not in record for record in records):
-                self.client.observed.add("systemid-absent-from-lists")
-                names = ", ".join(m.removeprefix(MARKER_PREFIX) for m in markers)
-                raise ConfigError(f"mode owned cannot work against {self.client.base_url}: its completion lists "
-                                  f"carry no SystemId, and owned mode knows its own records only by that marker "
-                                  f"(spec {names}); use mode additive or authoritative")
+                self.refuse_owned_without_system_id(markers)
             if seen is not None:
                 seen.keep(records)
             if by_page is not None:

@@ -23,6 +23,7 @@ from reconciler.emulator.seed import account
 from reconciler.emulator.server import BackgroundServer
 from reconciler.emulator.store import Store, precise_timestamp
 from reconciler.emulator.synthetic import build_space, write_spec
+from reconciler.errors import ConfigError
 from reconciler.state import StateReader
 
 from .conftest import run_cli
@@ -251,6 +252,21 @@ def test_the_check_of_the_first_incremental_read_holds_for_the_plan_s_lean_read(
     assert how == "incremental" and again == checked
     full = [(r["Id"], r["CourseMemberId"], r["CourseLessonId"], r["UpdatedOn"]) for r in s.read(cache=False)[0]]
     assert checked == full
+
+
+def test_an_owned_read_the_cache_answers_stops_where_lists_carry_no_system_id(site: Any) -> None:
+    """A cache filled and proved by reads of another mode (no markers: SystemId not asked for) answers an owned
+    read incrementally: it stops as a list read does (owned mode would find none of its records)."""
+    s = site()
+    s.app.settings.system_id_in_lists = False
+    s.read(vouched=False)
+    s.delete()
+    assert s.exact(vouched=False)[1] == "full (checking the incremental read)"
+    store = ReadCache(s.folder, s.server.url, CacheSettings(), vouched=False)
+    reader = StateReader(NexudusClient(s.server.url, s.http), store)
+    with pytest.raises(ConfigError, match="its completion lists carry no SystemId"):
+        reader.completions(s.lessons, markers=["reconciler:cohort"])
+    assert store.last == "incremental"  # the cache answered
 
 
 def test_a_cache_that_differed_from_the_full_read_is_never_used_again(site: Any) -> None:
