@@ -218,11 +218,15 @@ class Executor:
         credentials. If it too is refused, the run stops, resumable (a token that expired, an account changed)."""
         try:
             self.client.page(COMPLETIONS, size=1)
+        except StopRun:
+            raise
         except AuthError:
             raise StopRun(f"{refused.method} {refused.url} was refused with 401, and then a read too: the server no "
                           "longer accepts these credentials (a NEXUDUS_TOKEN expires; an account can be changed); "
                           "with credentials it accepts, finish with `reconciler apply --resume` on this run's "
                           "journal") from None
+        except ApiError as e:  # the check itself failed (the network, a maintenance page): the item's failure stands
+            log.info("could not check the session after a refused write: %s", e)
 
     def _create(self, seq: int, action: Create, *, look_first: bool = False) -> tuple[str, int | None, str | None]:
         member = member_of(action, self.enrolled)
@@ -282,6 +286,10 @@ class Executor:
         self.ownership_checked = True
         try:
             record = self.client.get(COMPLETIONS, new_id)
+        except StopRun:
+            raise
+        except AuthError:  # no Read role: the read-back cannot be made (and is not tried again)
+            return
         except ApiError as e:  # the create stands; the next one reads back instead
             log.info("could not read back completion %s to check its SystemId (%s); the next create will", new_id, e)
             self.ownership_checked = False
