@@ -232,3 +232,14 @@ def test_a_plan_saved_to_a_folder_is_refused_in_one_line(demo: Path, capsys: pyt
     code, _, err = run_cli(capsys, "plan", "--out", ".")
     assert code == 1 and err.strip() == "error: . is a folder: name the file to write", err
     assert {p.name for p in demo.iterdir()} - before == {".reconciler"}  # the run's state; no temporary file
+
+
+def test_a_limit_past_what_a_saved_plan_can_hold_is_refused_in_the_config(demo: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A saved plan's summary is checked against its limits (a limit past 2**53 is none a configuration gives):
+    such a limit is refused where it is written, not by the plan it would have made."""
+    config = demo / "reconciler.yaml"
+    config.write_text(config.read_text() + "limits: {writes_per_day: 100000000000000000000}\n")
+    code, _, err = run_cli(capsys, "plan", "--out", "plan.json")
+    assert code == 1 and "reconciler.yaml:" in err and "writes_per_day" in err, err
+    assert not (demo / "plan.json").exists()
