@@ -316,3 +316,4 @@ def test_an_export_over_a_read_that_does_not_add_up_writes_nothing(space: Any,
     assert code == 1, out + err
     assert "the completions came back incomplete, so nothing is written" in err and "snapshot" not in err
     assert not Path("exported").exists()
+

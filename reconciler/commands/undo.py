@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler.actions import action_to_dict
+from reconciler.actions import Delete, action_to_dict
 from reconciler.commands import Console, Outcome, check_journal_target
 from reconciler.config import load_config
 from reconciler.errors import UsageError
@@ -36,7 +36,9 @@ def undo(journal: Path, *, out: Path | None = None, allow_deletes: int | None = 
     undone = plan_undo(history, live, str(journal))
     # The scope the budgets measure: the apply's members' completions of its lessons (the read may bring more,
     # depending on how it filtered; counting only these keeps the fraction the same on every target).
-    in_scope = sum(1 for r in live if r["CourseLessonId"] in lessons and r["CourseMemberId"] in members)
+    # (with the members the apply enrolled, whose Ids only the records it made know)
+    scope_members = members | {a.record.member_id for a in undone.actions if isinstance(a, Delete)}
+    in_scope = sum(1 for r in live if r["CourseLessonId"] in lessons and r["CourseMemberId"] in scope_members)
     budgeted = undo_budgets(undone, in_scope, config.safety, allow_deletes)
     estimate = estimate_writes(len(undone.actions), config.limits)
     entries = [action_to_dict(a) for a in undone.actions]
