@@ -934,9 +934,11 @@ class NexudusClient:
 
         The read ends when the server says there is no more: `total` (TotalItems of the first page) distinct
         records are in and neither HasNextPage nor TotalPages promises another page (a page promised past the
-        total must come back empty); without a total, when HasNextPage or TotalPages says so, or, from a server
-        that says nothing of what follows, at an empty page. A total that moves, a short or empty page while
-        more are promised, more records than the total, or pages past any sane bound do not add up.
+        total must come back empty; with neither of them, once the total is in); without a total, when HasNextPage
+        or TotalPages says so, or, from a server that says nothing of what follows, at an empty page. A short first
+        page may be the server's cap whatever HasNextPage says (it may be worked out from the size asked): the next
+        is asked at the size served. A total that moves, a later short or empty page while more are promised, more
+        records than the total, or pages past any sane bound do not add up.
         """
         url = self.base_url + path
         now_total = _total(page.body)
