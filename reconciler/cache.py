@@ -203,8 +203,8 @@ class Entry:
     page_size: int | None = None  # the page size the server served the full read at
     full_requests: int = 0  # what the last full read cost
     count: int = 0  # the rows the file holds after its first line
-    first_line: bytes = b""  # the file's first line as `_entry` read it (`_load` reads the rest only if it is so)
     until: str | None = None  # what `to_…CreatedOn` was measured to count (`UNTIL_BOUNDS`), when it was
+    first_line: bytes = b""  # the file's first line as `_entry` read it (`_load` reads the rest only if it is so)
 
 
 @dataclass
