@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -202,3 +203,40 @@ def test_a_page_of_1000_from_100000_completions_is_fast_enough_to_benchmark() ->
         elapsed = time.perf_counter() - started
     assert body["TotalItems"] == 100_005 and len(body["Records"]) == 1000
     assert elapsed < 30  # generous: only catches pathological slowness, never a slow shared machine
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "203.0.113.9"])
+def test_serve_on_an_address_it_cannot_listen_on_says_so_in_one_line(host: str) -> None:
+    """A port taken by another program, an address not this machine's: `error:` and why, exit 1."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1] if host == "127.0.0.1" else 8080
+        result = subprocess.run([sys.executable, "-m", "reconciler", "emulator", "serve", "--host", host, "--port",
+                                 str(port)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1, result
+    assert result.stderr.strip().splitlines() == [f"error: cannot listen on {host}:{port}: "
+                                                  + ("Address already in use" if host == "127.0.0.1"
+                                                     else "Cannot assign requested address")], result.stderr
+
+
+def test_serve_on_ipv6_loopback_announces_a_url_that_works() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    process = subprocess.Popen([sys.executable, "-m", "reconciler", "emulator", "serve", "--host", "::1", "--port",
+                                "0", "--seed", str(API_SEED), "--no-auth", "--limits", "off"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        assert line.startswith("listening on http://[::1]:"), line
+        assert httpx.get(line.removeprefix("listening on ") + COMPLETIONS).json()["TotalItems"] == 5
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=10)
+    assert process.returncode == 0

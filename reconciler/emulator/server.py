@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from types import FrameType
 
 import httpx
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import (
+    LISTEN_QUEUE,
+    BaseWSGIServer,
+    WSGIRequestHandler,
+    get_sockaddr,
+    make_server,
+    select_address_family,
+)
 
 from reconciler.emulator.app import RAW_HEADERS, ConnectionLost, EmulatorApp, Environ, StartResponse
+from reconciler.emulator.errors import EmulatorError
 
 
 class _RequestHandler(WSGIRequestHandler):
@@ -49,10 +58,28 @@ class InProcessTransport(httpx.BaseTransport):
             raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request) from e
 
 
+def url_of(host: str, port: int) -> str:
+    """The server's URL: an IPv6 address in brackets."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def start_server(app: EmulatorApp, host: str = "127.0.0.1", port: int = 0) -> BaseWSGIServer:
-    """A threaded server bound and listening (not yet serving); `.port` is the real port."""
+    """A threaded server bound and listening (not yet serving); `.port` is the real port. An address that cannot
+    be listened on (taken, not this machine's) is an EmulatorError: werkzeug, binding itself, would print its
+    message bare and leave the process."""
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    return make_server(host, port, app, threaded=True, request_handler=_RequestHandler)
+    family = select_address_family(host, port)
+    listening = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as socketserver does
+        listening.bind(get_sockaddr(host, port, family))
+        listening.listen(LISTEN_QUEUE)
+    except (OSError, ValueError) as e:
+        listening.close()
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise EmulatorError(f"cannot listen on {host}:{port}: {why}") from None
+    with listening:  # the server listens on a copy of it
+        return make_server(host, port, app, threaded=True, request_handler=_RequestHandler, fd=listening.fileno())
 
 
 class BackgroundServer:
@@ -61,7 +88,7 @@ class BackgroundServer:
     def __init__(self, app: EmulatorApp, host: str = "127.0.0.1", port: int = 0) -> None:
         self.app = app
         self.server = start_server(app, host, port)
-        self.url = f"http://{host}:{self.server.port}"
+        self.url = url_of(host, self.server.port)
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
 
@@ -84,7 +111,7 @@ def serve_forever(app: EmulatorApp, host: str, port: int, announce: Callable[[st
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
-        announce(f"http://{host}:{server.port}")
+        announce(url_of(host, server.port))
         server.serve_forever(poll_interval=0.1)
     except KeyboardInterrupt:
         pass
