@@ -381,10 +381,12 @@ class StateReader:
 
     def snapshot(self, course_titles: Iterable[str] = (), *, columns: bool = False) -> dict[str, Any]:
         """The raw records of the named courses (all courses when none), as the API returned them; with
-        `columns`, the completions as `CompletionColumns` (export: a read of millions then holds tens of bytes
-        a record, each page's raw records dying as the next arrives)."""
-        for path in SLIM_FIELDS:  # a catalog read before kept these slim: the snapshot reads them as they are
-            self._tables.pop(path, None)
+        `columns` (export), the completions as `CompletionColumns` (a read of millions then holds tens of bytes
+        a record, each page's raw records dying as the next arrives), and the enrolments and coworkers as `slim`
+        keeps them (the fields export writes: at 200,000 members, hundreds of MiB less)."""
+        if not columns:
+            for path in SLIM_FIELDS:  # a catalog read before kept these slim: the snapshot reads them as they are
+                self._tables.pop(path, None)
         courses = self.table(COURSES)
         wanted_titles = [t.strip() for t in course_titles]
         if wanted_titles:
@@ -397,9 +399,13 @@ class StateReader:
             chosen = courses
         ids = {int(c["Id"]) for c in chosen}
         lessons = self.records_of_courses(LESSONS, "CourseLesson_Course", ids, len(courses))
-        members = self.records_of_courses(MEMBERS, "CourseMember_Course", ids, len(courses))
+        if columns:
+            members = list(self._slim_records_of_courses(MEMBERS, "CourseMember_Course", ids, len(courses)))
+        else:
+            members = self.records_of_courses(MEMBERS, "CourseMember_Course", ids, len(courses))
         coworker_ids = {m.get("CoworkerId") for m in members}
-        coworkers = [c for c in self.table(COWORKERS) if c["Id"] in coworker_ids] if coworker_ids else []
+        everyone = self._slim_table(COWORKERS) if columns else self.table(COWORKERS)
+        coworkers = [c for c in everyone if c["Id"] in coworker_ids] if coworker_ids else []
         lesson_ids = {int(x["Id"]) for x in lessons}
         completions: Sequence[Any]
         if columns:

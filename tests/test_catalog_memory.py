@@ -24,6 +24,7 @@ from reconciler.state import (
     COWORKERS,
     LESSONS,
     MEMBERS,
+    SLIM_FIELDS,
     StateReader,
     course_from,
     coworker_from,
@@ -159,6 +160,20 @@ def test_a_snapshot_after_the_catalog_still_holds_the_records_as_the_api_returne
     after_catalog = reader.snapshot()
     assert after_catalog == StateReader(small_pages.client()).snapshot()
     assert "CompanyName" in after_catalog["coworkers"][0]  # a field the catalog does not keep
+
+
+def test_an_export_snapshot_keeps_the_enrolments_and_coworkers_slim_and_otherwise_the_same(small_pages: Space
+                                                                                           ) -> None:
+    """Export (`columns`) writes a few fields of each enrolment and coworker: it holds only those (at 200,000
+    members the raw records were hundreds of MiB), the same records and values as the raw snapshot's otherwise."""
+    raw = StateReader(small_pages.client()).snapshot()
+    lean = StateReader(small_pages.client()).snapshot(columns=True)
+    for path, name in ((MEMBERS, "coursemembers"), (COWORKERS, "coworkers")):
+        fields = set(SLIM_FIELDS[path])
+        assert len(lean[name]) == len(raw[name]) == 50
+        assert lean[name] == [{k: v for k, v in r.items() if k in fields} for r in raw[name]]
+        assert all(set(r) - fields for r in raw[name])  # the raw ones carry more: the test tells them apart
+    assert lean["courses"] == raw["courses"] and lean["courselessons"] == raw["courselessons"]
 
 
 def test_the_desired_pairs_refuse_a_write_that_no_read_would_see() -> None:
