@@ -24,6 +24,7 @@ from reconciler.model import (
     Origin,
     Ref,
     SpecSet,
+    TitleRefs,
 )
 from reconciler.schema_check import near_miss
 
@@ -245,7 +246,9 @@ class _Resolver:
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
         self._lessons_found: dict[tuple[int, int | None, str | None], Lesson] = {}
-        self._lesson_sets: dict[tuple[int, str, tuple[tuple[int | None, str | None], ...]], list[Lesson]] = {}
+        # By course, kind and lessons: a list of titles by its titles, others by each lesson's (Id, title).
+        self._lesson_sets: dict[tuple[int, str, tuple[str, ...] | tuple[tuple[int | None, str | None], ...]],
+                                list[Lesson]] = {}
         self._by_email: dict[str, list[int]] = defaultdict(list)
         for coworker in catalog.coworkers.values():
             self._by_email[coworker.email.strip().casefold()].append(coworker.id)
@@ -307,17 +310,24 @@ class _Resolver:
         every = self.catalog.lessons_of(course.id)
         if chosen.kind == "all":
             return every
-        key = (course.id, chosen.kind, tuple((ref.id, ref.title) for ref in chosen.lessons))
+        refs = chosen.lessons
+        titles = refs.titles if isinstance(refs, TitleRefs) else None
+        key = (course.id, chosen.kind, titles if titles is not None else tuple((ref.id, ref.title) for ref in refs))
         known = self._lesson_sets.get(key)
         if known is not None:
             return known
         if chosen.kind == "through":
-            last = self.lesson(chosen.lessons[0], course)
+            last = self.lesson(refs[0], course)
             if last is None:
                 return []
             found = every[:every.index(last) + 1]
         else:
-            named = [self.lesson(ref, course) for ref in chosen.lessons]
+            if titles is not None:  # a title found before is found again without making its Ref
+                done = self._lessons_found
+                named = [done.get((course.id, None, title)) or self.lesson(refs[i], course)
+                         for i, title in enumerate(titles)]
+            else:
+                named = [self.lesson(ref, course) for ref in refs]
             found = [x for x in named if x is not None]
             if len(found) < len(named):  # a failure is reported at each place that names it
                 return found

@@ -25,6 +25,7 @@ from reconciler.model import (
     Ref,
     Revocation,
     SpecSet,
+    TitleRefs,
 )
 from reconciler.schema_check import dotted, near_miss, schema_problems
 from reconciler.yamlfile import Cursor, Document, PathKey, load_file
@@ -269,14 +270,22 @@ class _LessonSets:
             return LessonSet("all", origin)
         if isinstance(value, dict):
             return LessonSet("through", origin, (self.ref(entry_at, value["through"], (name, "through")),))
+        if all(type(item) is str for item in value):  # titles only: their places, each Ref made when asked for
+            places = entry_at.child((name,)).item_places()
+            if len(places) == len(value):
+                return LessonSet("list", origin, TitleRefs(entry_at.path, tuple(map(self.title, value)), places))
         return LessonSet("list", origin, tuple(self.ref(entry_at, item, (name, i)) for i, item in enumerate(value)))
+
+    def title(self, text: str) -> str:
+        """A lesson's title as written, stripped: one string for each distinct text."""
+        title = self.titles.get(text)
+        if title is None:
+            title = self.titles[text] = text.strip()
+        return title
 
     def ref(self, entry_at: Cursor, lesson: Any, at: PathKey) -> Ref:
         if type(lesson) is str:
-            title = self.titles.get(lesson)
-            if title is None:
-                title = self.titles[lesson] = lesson.strip()
-            return Ref(_origin(entry_at, at), title=title)
+            return Ref(_origin(entry_at, at), title=self.title(lesson))
         return _ref(entry_at, lesson, at)
 
 

@@ -189,6 +189,17 @@ class Cursor:
             yield Cursor(path, places, item, cells[at], 0, cells[at + 1])
             at += 2
 
+    def item_places(self) -> array[int]:
+        """The place of each item of the list here, as `place((i,))` finds it, packed `line << 32 | column`: read
+        off the cells at once (a member's list of lessons), not walked to one by one. Empty where no list is."""
+        node, link = self.node, self.link
+        if not isinstance(node, list):
+            return array("q")
+        if link < 0:  # its items have no places: each takes the list's own
+            return array("q", [self.value_place]) * len(node)
+        at = self.places.firsts[link]
+        return self.places.cells[at:at + 2 * len(node):2]
+
     def place(self, at: PathKey = (), *, key: bool = False) -> Place:
         """The place of the value (or key) at `at` below this one, as `Document.place` finds it."""
         if at:

@@ -358,6 +358,55 @@ def test_every_origin_is_the_place_the_document_gives(tmp_path: Path) -> None:
     assert spec.origin == origin(("metadata", "name")) and spec.mode_origin == origin(("mode",))
 
 
+def test_a_list_of_titles_gives_each_title_the_place_the_document_gives(tmp_path: Path) -> None:
+    """A list of titles only holds their places, not a Ref each (`TitleRefs`): each Ref it gives has the very
+    place, title and equality a Ref made at load has, in flow and block lists, through an alias, a merge and
+    a line past 65,535."""
+    from reconciler.model import Ref, TitleRefs
+    from reconciler.yamlfile import load_file
+
+    text = (HEAD + "course: C\nmembers:\n  - {email: a@b.co, completed: &l [' Lesson 1 ', Lesson 2,   Lesson 3]}\n"
+            "  - email: b@b.co\n    completed:\n      - Lesson 2\n      -   'Lesson 3'\n"
+            "  - {email: c@b.co, completed: *l}\n  - {email: d@b.co, completed: [Lesson 4]}\n"
+            "  - {email: e@b.co, <<: {completed: [Lesson 4]}}\n" + "  - {email: f@b.co, completed: []}\n" * 70_000 +
+            "  - {email: g@b.co, completed: [Lesson 9, Lesson 1]}\n"
+            "revoke:\n  - {email: f@b.co, lessons: [Lesson 2], reason: left}\n")
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    (spec,) = load_specs([path]).completions
+    (doc,), _ = load_file(path, str(path))
+    sets = [*(r.completed for r in spec.members if r.completed.lessons), spec.revocations[0].lessons]
+    at = [*(("members", i, "completed") for i, r in enumerate(spec.members) if r.completed.lessons),
+          ("revoke", 0, "lessons")]
+    assert [[ref.title for ref in s.lessons] for s in sets] == [
+        ["Lesson 1", "Lesson 2", "Lesson 3"], ["Lesson 2", "Lesson 3"], ["Lesson 1", "Lesson 2", "Lesson 3"],
+        ["Lesson 4"], ["Lesson 4"], ["Lesson 9", "Lesson 1"], ["Lesson 2"]]
+    for lesson_set, where in zip(sets, at, strict=True):
+        refs = lesson_set.lessons
+        assert isinstance(refs, TitleRefs)
+        made = tuple(Ref(Origin(str(path), *doc.place((*where, i))), title=ref.title) for i, ref in enumerate(refs))
+        assert tuple(refs) == made and refs == made and made == refs and hash(refs) == hash(made)
+        assert refs[-1] == made[-1] and refs[:1] == made[:1] and list(reversed(refs)) == list(reversed(made))
+    assert sets[-2].lessons[0].origin.line > 70_000  # a line past 16 bits
+    assert LessonSet("list", sets[0].origin, tuple(sets[0].lessons)) == sets[0]
+
+
+def test_a_title_not_found_in_a_list_is_reported_at_its_place_for_each_member(tmp_path: Path) -> None:
+    from reconciler.model import Catalog, Course, Lesson
+
+    (tmp_path / "s.yaml").write_text(HEAD + "course: C\nmembers:\n"
+                                     "  - {email: a@b.co, completed: [Lesson 1, Lesson 7]}\n"
+                                     "  - {email: b@b.co, completed: [Lesson 1,    Lesson 7]}\n")
+    specs = load_specs([tmp_path / "s.yaml"])
+    catalog = Catalog()
+    catalog.courses[1] = Course(1, "C")
+    catalog.lessons[11] = Lesson(11, 1, "Lesson 1", 1)
+    with pytest.raises(SpecError) as raised:
+        resolve(specs, catalog)
+    places = [(p.line, p.column) for p in raised.value.problems if "no lesson 'Lesson 7'" in p.message]
+    assert places == [(6, 43), (7, 46)]
+
+
 @pytest.mark.parametrize("enabled", [True, False])
 def test_loading_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path, enabled: bool) -> None:
     import gc
