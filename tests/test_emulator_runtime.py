@@ -136,6 +136,43 @@ def test_emulator_seed_command_loads_the_examples(tmp_path: Path, capsys: pytest
     assert main(["emulator", "seed", str(EXAMPLES / "seed.yaml"), "--db", str(db), "--replace"]) == 0
 
 
+@pytest.mark.parametrize("seed", ["missing.yaml", "bad.yaml", "bad.json"])
+@pytest.mark.parametrize("replace", [False, True])
+def test_a_seed_that_cannot_be_loaded_is_named_and_leaves_a_full_store_as_it_was(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], seed: str, replace: bool) -> None:
+    """The file is read and checked before the store is looked at: a missing file is named as missing (not as
+    one over a full store), and `--replace` with a file that is refused empties nothing."""
+    db = tmp_path / "demo.sqlite"
+    assert main(["emulator", "seed", str(EXAMPLES / "seed.yaml"), "--db", str(db)]) == 0
+    (tmp_path / "bad.yaml").write_text("courses: [")
+    (tmp_path / "bad.json").write_text('{"format": "nope"}')
+    capsys.readouterr()
+    assert main(["emulator", "seed", str(tmp_path / seed), "--db", str(db), *(["--replace"] if replace else [])]) == 1
+    err = capsys.readouterr().err
+    assert "already holds records" not in err and f"{seed}:" in err
+    assert {"missing.yaml": "cannot read file", "bad.yaml": "YAML syntax",
+            "bad.json": "not a snapshot"}[seed] in err, err
+    store = Store(str(db))
+    try:
+        assert len(store.ids("coursecompletedlessons")) == 97 and len(store.ids("coworkers")) == 30
+    finally:
+        store.close()
+
+
+def test_a_replace_gives_the_seed_the_ids_an_empty_store_would(tmp_path: Path) -> None:
+    fresh, replaced = tmp_path / "fresh.sqlite", tmp_path / "replaced.sqlite"
+    assert main(["emulator", "seed", str(EXAMPLES / "seed.yaml"), "--db", str(fresh)]) == 0
+    assert main(["emulator", "seed", str(API_SEED), "--db", str(replaced)]) == 0
+    assert main(["emulator", "seed", str(EXAMPLES / "seed.yaml"), "--db", str(replaced), "--replace"]) == 0
+    stores = Store(str(fresh)), Store(str(replaced))
+    try:
+        for name in ("coworkers", "courses", "courselessons", "coursemembers", "coursecompletedlessons"):
+            assert list(stores[0].ids(name)) == list(stores[1].ids(name)), name
+    finally:
+        for store in stores:
+            store.close()
+
+
 def _start(*args: str) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "reconciler", "emulator", "serve", "--port", "0", *args],

@@ -261,9 +261,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _seed(args: argparse.Namespace) -> int:
     store = open_store(args.db)
     try:
-        if args.replace:
-            store.clear()
-        result = load_seed(args.file, store)
+        result = load_seed(args.file, store, replace=args.replace)
     finally:
         store.close()
     print(f"seeded {args.db}: {_describe(result.counts)}" + (f", {result.users} users" if result.users else ""),

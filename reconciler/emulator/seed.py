@@ -23,7 +23,7 @@ from jsonschema.exceptions import ValidationError
 
 from reconciler.emulator.app import User
 from reconciler.emulator.errors import Problem, SeedError
-from reconciler.emulator.store import COMMON_FIELDS, ENTITIES, LOAD_ORDER, Row, Store, precise_timestamp
+from reconciler.emulator.store import COMMON_FIELDS, ENTITIES, ID_BASE, LOAD_ORDER, Row, Store, precise_timestamp
 
 SNAPSHOT_FORMAT = "nexudus-snapshot/1"
 SEED_ACTOR = "seed@reconciler"
@@ -40,13 +40,21 @@ class SeedResult:
     users: int
 
 
-def load_seed(path: Path, store: Store) -> SeedResult:
-    """Load `path` into `store`, which must be empty. Raises SeedError naming every problem."""
-    if not store.is_empty():
-        raise SeedError([Problem(str(path), 1, 1, "the store already holds records; seed an empty store")])
+def load_seed(path: Path, store: Store, *, replace: bool = False) -> SeedResult:
+    """Load `path` into `store`, which must be empty unless `replace` (it is then emptied first). Raises SeedError
+    naming every problem; the file is read and checked whole before the store is looked at, so that a file that
+    cannot be read is named as such, and one that is refused leaves the store as it was."""
     if path.suffix.lower() == ".json":
-        return _load_snapshot(path, store)
-    return _load_friendly(path, store)
+        return _load_snapshot(path, store, replace)
+    return _load_friendly(path, store, replace)
+
+
+def _make_room(path: Path, store: Store, replace: bool) -> None:
+    """Before a checked seed is loaded: the store emptied (`replace`), else refused unless it is empty."""
+    if replace:
+        store.clear()
+    elif not store.is_empty():
+        raise SeedError([Problem(str(path), 1, 1, "the store already holds records; seed an empty store")])
 
 
 def account(email: str, password: str, *, admin: bool = True, roles: list[str] | None = None,
@@ -58,7 +66,7 @@ def account(email: str, password: str, *, admin: bool = True, roles: list[str] |
 
 # --- friendly YAML -------------------------------------------------------------------------------
 
-def _load_friendly(path: Path, store: Store) -> SeedResult:
+def _load_friendly(path: Path, store: Store, replace: bool) -> SeedResult:
     documents = _yaml_documents(path)
     if len(documents) != 1:
         raise SeedError([Problem(str(path), 1, 1, "a seed file holds exactly one YAML document")])
@@ -66,21 +74,24 @@ def _load_friendly(path: Path, store: Store) -> SeedResult:
     problems = _schema_problems(document)
     if problems:
         raise SeedError(problems)
-    records, accounts, problems = _friendly_records(document, store)
+    records, accounts, problems = _friendly_records(document, store, fresh=replace)
     if problems:
         raise SeedError(problems)
+    _make_room(path, store, replace)
     counts = {name: store.load(name, records[name]) for name in LOAD_ORDER}
     for user in accounts:
         store.save_user(user)
     return SeedResult(counts, len(accounts))
 
 
-def _friendly_records(doc: Document, store: Store) -> tuple[dict[str, list[Row]], list[Row], list[Problem]]:
+def _friendly_records(doc: Document, store: Store, *, fresh: bool = False
+                      ) -> tuple[dict[str, list[Row]], list[Row], list[Problem]]:
+    """The seed's records, with Ids the store would give next (`fresh`: an emptied store's, for a replace)."""
     data: dict[str, Any] = doc.data or {}
     now = precise_timestamp(store.clock())
     records: dict[str, list[Row]] = {name: [] for name in LOAD_ORDER}
     problems: list[Problem] = []
-    next_ids = {name: store.next_id(name) for name in LOAD_ORDER}
+    next_ids = {name: ID_BASE[name] if fresh else store.next_id(name) for name in LOAD_ORDER}
 
     def new(collection: str, fields: Row, system_id: str | None = None) -> Row:
         row: Row = {"Id": next_ids[collection], "UniqueId": _uuid(collection, next_ids[collection]),
@@ -157,7 +168,7 @@ _SNAPSHOT_REFERENCES = {"courselessons": ("CourseId",), "coursemembers": ("Cours
                         "coursecompletedlessons": ("CourseLessonId", "CourseMemberId")}
 
 
-def _load_snapshot(path: Path, store: Store) -> SeedResult:
+def _load_snapshot(path: Path, store: Store, replace: bool) -> SeedResult:
     shown = str(path)
     try:
         data = _snapshot_lines(path)
@@ -200,6 +211,7 @@ def _load_snapshot(path: Path, store: Store) -> SeedResult:
         records[name] = sorted(rows.values(), key=lambda r: r["Id"])
     if problems:
         raise SeedError(problems)
+    _make_room(path, store, replace)
     counts = {name: store.load(name, records[name]) for name in LOAD_ORDER}
     return SeedResult(counts, 0)
 
