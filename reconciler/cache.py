@@ -48,7 +48,8 @@ is read), then the records a page to a line: each line the body of the answer th
 wrote it (its line breaks made spaces), or a JSON array of the records (keys in the server's order). A full read
 writes each page's body as it arrives (to a temporary body, joined to the first line as a second gzip member
 when the read is whole; a page the client kept no body of is encoded by msgspec in one call), and a cache is
-loaded a line at a time into compact rows, one tuple a record, its repeated texts shared.
+loaded a line at a time into columns by key (`Rows`: about 60 bytes a record like the lists', where a dict of
+them costs 500), a page of records at a time; an incremental read's rewrite writes them back in Id order.
 """
 
 from __future__ import annotations
@@ -66,8 +67,9 @@ import os
 import shutil
 import tempfile
 import time
+from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -77,6 +79,7 @@ import msgspec
 
 from reconciler import __version__
 from reconciler.client import parse_json
+from reconciler.columns import Values, extended
 from reconciler.config import CacheSettings
 from reconciler.errors import ApiError, PartialRead, StopRun, TransportError
 from reconciler.timestamps import timestamp_instant
@@ -116,11 +119,12 @@ DISTRUST_FILE = "distrusted.json"
 CHUNK = 1000  # records a line of the file
 HEADER_LIMIT = 1 << 24  # the longest first line read: a file of another format is refused without reading it all
 STALE_SECONDS = 24 * 3600  # a temporary body this old was left by a run that was killed
-SHARED_LIMIT = 1 << 17  # texts and numbers kept for sharing while a cache loads (emptied when full)
+COLUMNS = 64  # keys a cache holds as columns at most: a record of a shape with more is held as a record
 
 _Kept = TypeVar("_Kept")
 Record = dict[str, Any]
-Row = tuple[Any, ...]  # (shape, *values): a record as the cache holds it
+_ID = operator.itemgetter("Id")
+_MACHINE = range(-(1 << 63), 1 << 63)  # the Ids a row holds (an Id past them: its record is held as it is)
 
 
 class Doubt(Exception):
@@ -128,17 +132,29 @@ class Doubt(Exception):
 
 
 class Rows:
-    """Records held compactly, by Id: each a tuple `(shape, *values)` whose keys are `shapes[shape]`, in the
-    order the server wrote them (a dict of a dozen keys per record costs three times as much)."""
+    """Records held compactly, by Id (a dict of a dozen keys a record costs about 500 bytes; these, for records
+    like the lists', about 60): the records loaded from a file as columns by key (`columns.Values`: Ids and
+    other integers as machine integers, texts as codes into their distinct values or packed, GUIDs as two
+    numbers), each row's shape (its keys, in the order the server wrote them) a small code; beside them, as
+    records, what a merge changed after (a few as a rule): those that replace a row, and those added. Each
+    record comes back exactly as it went in (`record`: its keys in their order, its values and their types)."""
 
     def __init__(self) -> None:
-        self.shapes: list[tuple[str, ...]] = []
-        self.by_id: dict[int, Row] = {}
+        self.shapes: list[tuple[str, ...]] = []  # every shape held (or once held)
         self.known: dict[tuple[str, ...], int] = {}  # each shape's number
-        self._at: list[tuple[int, int, int]] = []  # a shape's positions of Id, CourseLessonId, CreatedOn (0: none)
+        self._rows = 0  # the rows loaded (the columns' length)
+        self._shape: array[int] = array("B")  # by row: its shape's number
+        self._columns: dict[str, Values] = {}
+        self._current: bytearray | None = None  # by row: 1 while the columns hold its record (None: all do)
+        self._over: dict[int, Record] = {}  # by Id: records that replace a row
+        self._added: dict[int, Record] = {}  # by Id: records of no row, in the order put
+        self._order: array[int] | None = None  # the rows by Id, when their Ids do not ascend as loaded
+        self._indexed = True
 
     def __len__(self) -> int:
-        return len(self.by_id)
+        self._index()
+        gone = self._current.count(0) if self._current is not None else 0
+        return self._rows - gone + len(self._over) + len(self._added)
 
     def shape(self, keys: tuple[str, ...]) -> int:
         """The number of a shape of record, added when new (ValueError for one without Id or CourseLessonId)."""
@@ -148,44 +164,242 @@ class Rows:
                 raise ValueError(f"a record shape without Id or CourseLessonId: {list(keys)[:20]}")
             found = self.known[keys] = len(self.shapes)
             self.shapes.append(keys)
-            self._at.append((keys.index("Id") + 1, keys.index("CourseLessonId") + 1,
-                             keys.index("CreatedOn") + 1 if "CreatedOn" in keys else 0))
         return found
 
-    def row(self, record: Record) -> Row:
-        return (self.shape(tuple(record)), *record.values())
+    # --- putting ---------------------------------------------------------------------------------------------
 
-    def put(self, row: Row) -> None:
-        self.by_id[row[self._at[row[0]][0]]] = row
-
-    def lesson(self, row: Row) -> Any:
-        return row[self._at[row[0]][1]]
-
-    def created(self, row: Row) -> Any:
-        at = self._at[row[0]][2]
-        return row[at] if at else None
-
-    def record(self, row: Row) -> Record:
-        return dict(zip(self.shapes[row[0]], itertools.islice(row, 1, None), strict=True))
-
-    def load(self, records: Any, shared: dict[Any, Any]) -> int:
-        """Hold the records of one line of the file as rows (ValueError or TypeError when they are not records);
-        texts and numbers equal to one held already share it. Returns how many records there were."""
+    def load(self, records: Any) -> int:
+        """Hold the records of one line of the file (ValueError or TypeError when they are not records), as
+        columns: each run of records of one shape a key at a time. Returns how many records there were."""
         if type(records) is not list:
             raise ValueError("a line of records is not a list")
-        keep, plain, by_id, at, known = shared.setdefault, (str, int), self.by_id, self._at, self.known
         for record in records:
             if type(record) is not dict:
                 raise ValueError(f"not a record: {str(record)[:80]}")
-            keys = tuple(record)
-            shape = known.get(keys)
-            if shape is None:
-                shape = self.shape(keys)
-            row: Row = (shape, *[keep(v, v) if type(v) in plain else v for v in record.values()])
-            by_id[row[at[shape][0]]] = row
-            if len(shared) > SHARED_LIMIT:
-                shared.clear()
+        keys = list(map(tuple, records))
+        numbers = {shape: self.shape(shape) for shape in dict.fromkeys(keys)}
+        ids = list(map(_ID, records))
+        if not set(map(type, ids)) <= {int}:
+            raise TypeError(f"an Id that is not an integer: {str(next(i for i in ids if type(i) is not int))[:80]}")
+        if self._over or self._added or self._current is not None or \
+                len(self._columns.keys() | {key for shape in numbers for key in shape}) > COLUMNS or \
+                (ids and (min(ids) not in _MACHINE or max(ids) not in _MACHINE)):
+            for record in records:  # held as records: rare (an Id past 64 bits, shapes of more keys than columns)
+                self.put(record)
+            return len(records)
+        self._indexed = False
+        at = 0
+        for number, run in itertools.groupby(map(numbers.__getitem__, keys)):
+            count = len(list(run))
+            taken = records[at:at + count] if count < len(records) else records
+            at += count
+            for key in self.shapes[number]:
+                values = list(map(operator.itemgetter(key), taken))
+                column = self._columns.get(key)
+                if column is None:
+                    column = self._columns[key] = Values.of(values)
+                    column.pad(self._rows)
+                column.extend(values)
+            self._rows += count
+            for column in self._columns.values():  # the keys this shape has not
+                column.pad(self._rows - len(column))
+            self._shape = extended(self._shape, [number], count)
         return len(records)
+
+    def put(self, record: Record) -> None:
+        """Hold a record (a copy), in place of the one of its Id if any (ValueError for one without Id or
+        CourseLessonId)."""
+        self.shape(tuple(record))
+        record_id = record["Id"]
+        row = self._find(record_id)
+        if row is None:
+            self._added[record_id] = dict(record)
+        else:
+            self._over[record_id] = dict(record)
+            self._stale(row)
+
+    def drop(self, record_id: int) -> None:
+        """Let a record go (KeyError when none of that Id is held)."""
+        if self._added.pop(record_id, None) is not None:
+            return
+        row = self._find(record_id)
+        if row is None:
+            raise KeyError(record_id)
+        self._over.pop(record_id, None)
+        self._stale(row)
+
+    def _stale(self, row: int) -> None:
+        if self._current is None:
+            self._current = bytearray(b"\x01") * self._rows
+        self._current[row] = 0
+
+    # --- finding ---------------------------------------------------------------------------------------------
+
+    def _ids(self) -> array[int]:
+        column = self._columns.get("Id")
+        return column.codes if column is not None else array("q")
+
+    def _index(self) -> None:
+        """After a load: the rows by Id when their Ids do not ascend (as a full read of the lists' order has
+        them), and of an Id loaded twice (a record that moved between the pages of a read) the last record held
+        in the place of the first, as a dict that takes both would hold it."""
+        if self._indexed:
+            return
+        self._indexed = True
+        ids = self._ids()
+        if all(map(operator.lt, ids, itertools.islice(ids, 1, None))):
+            self._order = None
+            return
+        self._order = array("I" if self._rows < 1 << 32 else "Q", sorted(range(self._rows), key=ids.__getitem__))
+        twice = [(first, then) for first, then in itertools.pairwise(self._order) if ids[first] == ids[then]]
+        for first, then in twice:
+            self._stale(then)
+            if ids[first] not in self._over:
+                self._stale(first)
+            self._over[ids[first]] = self._made([then])[0]
+
+    def _find(self, record_id: int) -> int | None:
+        """The row whose record (or the one that replaces it) is held for this Id; None when there is none."""
+        self._index()
+        ids, order = self._ids(), self._order
+        if order is None:
+            row = bisect.bisect_left(ids, record_id)
+            if row >= len(ids):
+                return None
+        else:
+            at = bisect.bisect_left(order, record_id, key=ids.__getitem__)
+            if at >= len(order):
+                return None
+            row = order[at]
+        if ids[row] != record_id or not (self._current is None or self._current[row] or record_id in self._over):
+            return None
+        return row
+
+    def record(self, record_id: int) -> Record | None:
+        """The record held of this Id (a new dict each time), or None."""
+        return self.records([record_id])[0]
+
+    def records(self, record_ids: Sequence[int]) -> list[Record | None]:
+        """The records held of these Ids (None where there is none), the rows among them made at once."""
+        found: list[Record | None] = [None] * len(record_ids)
+        rows: list[int] = []
+        ats: list[int] = []
+        for at, record_id in enumerate(record_ids):
+            held = self._added.get(record_id) or self._over.get(record_id)
+            if held is not None:
+                found[at] = dict(held)
+            elif (row := self._find(record_id)) is not None:
+                rows.append(row)
+                ats.append(at)
+        for at, record in zip(ats, self._made(rows), strict=True):
+            found[at] = record
+        return found
+
+    def _made(self, rows: Sequence[int]) -> list[Record]:
+        """The records of `rows` from the columns, a key at a time (a shape's rows at once)."""
+        shapes = list(map(self._shape.__getitem__, rows))
+        if not shapes:
+            return []
+        if shapes.count(shapes[0]) == len(shapes):
+            keys = self.shapes[shapes[0]]
+            return list(map(dict, map(zip, itertools.repeat(keys),
+                                      zip(*[self._columns[key].take(rows) for key in keys], strict=True))))
+        made: list[Record] = [{}] * len(rows)
+        groups: dict[int, list[int]] = {}
+        for at, shape in enumerate(shapes):
+            groups.setdefault(shape, []).append(at)
+        for ats in groups.values():
+            for at, record in zip(ats, self._made([rows[at] for at in ats]), strict=True):
+                made[at] = record
+        return made
+
+    # --- all of them -----------------------------------------------------------------------------------------
+
+    def _live(self) -> Sequence[int]:
+        """The rows whose records the columns hold."""
+        self._index()
+        every = range(self._rows)
+        return every if self._current is None else list(itertools.compress(every, self._current))
+
+    def _column(self, key: str, rows: Sequence[int], judge: Callable[[Any], Any] | None = None,
+                head: Callable[[bytes], int | None] = lambda layout: None) -> list[Any]:
+        """Each row's value of `key` (None where its shape has none), judged when `judge` is given."""
+        column = self._columns.get(key)
+        if column is None:
+            values: list[Any] = [None] * len(rows)
+            return list(map(judge, values)) if judge is not None else values
+        values = column.take(rows) if judge is None else column.judged(rows, judge, head)
+        lacking = {number for number, keys in enumerate(self.shapes) if key not in keys}
+        if lacking:
+            none = judge(None) if judge is not None else None
+            for at, shape in enumerate(map(self._shape.__getitem__, rows)):
+                if shape in lacking:
+                    values[at] = none
+        return values
+
+    def values(self, key: str, judge: Callable[[Any], Any] | None = None,
+               head: Callable[[bytes], int | None] = lambda layout: None) -> list[Any]:
+        """Every record's value of `key` (None for a record without it), judged by `judge` when given, in one
+        order for every key (`ids()`'s; not Id order), made a column at a time: what the counting of a cache
+        of millions reads. `head` (see `Values.judged`) lets a judge that reads only the first characters of
+        stamps of a layout be asked once per distinct such characters."""
+        values = self._column(key, self._live(), judge, head)
+        extra = [record.get(key) for record in itertools.chain(self._over.values(), self._added.values())]
+        return values + (list(map(judge, extra)) if judge is not None else extra)
+
+    def ids(self) -> list[int]:
+        """Every record's Id, in the order `values` gives their values."""
+        return self.values("Id")
+
+    def created_since(self, since: datetime, since_text: str) -> list[bool]:
+        """Whether each record's CreatedOn is at or after `since` (`stamp_since`), in `ids()`'s order: once per
+        distinct minute of the stamps in the lists' form (all `stamp_since` reads of them)."""
+        return self.values("CreatedOn", lambda stamp: stamp_since(stamp, since, since_text), _minute_head)
+
+    def chunks(self, lessons: Container[Any] | None = None) -> Iterator[list[Record]]:
+        """The records (of `lessons`, when given) in Id order, about CHUNK at a time, each made as it is given."""
+        live = self._live()
+        if lessons is not None:
+            live = list(itertools.compress(live, [lesson in lessons for lesson in
+                                                  self._column("CourseLessonId", live)]))
+        ids = self._ids()
+        if self._order is not None:
+            live = sorted(live, key=ids.__getitem__)
+        extra = sorted((dict(record) for record in itertools.chain(self._over.values(), self._added.values())
+                        if lessons is None or record.get("CourseLessonId") in lessons), key=_ID)
+        extra_ids = list(map(_ID, extra))
+        taken = 0
+        for start in range(0, len(live), CHUNK):
+            rows = live[start:start + CHUNK]
+            if self._order is None and rows and rows[-1] - rows[0] == len(rows) - 1:  # ascending: a run of rows
+                rows = range(rows[0], rows[-1] + 1)
+            records = self._made(rows)
+            if taken < len(extra):
+                until = bisect.bisect_left(extra_ids, ids[live[start + CHUNK]], taken) \
+                    if start + CHUNK < len(live) else len(extra)
+                if until > taken:
+                    records = sorted(records + extra[taken:until], key=_ID)
+                    taken = until
+            yield records
+        if taken < len(extra):
+            yield extra[taken:]
+
+    def nbytes(self) -> int:
+        """The bytes the rows' arrays hold (not the columns' tables, nor the records held beside them)."""
+        arrays = [self._shape, *([self._order] if self._order is not None else [])]
+        return (sum(len(a) * a.itemsize for a in arrays) + len(self._current or b"")
+                + sum(column.nbytes() for column in self._columns.values()))
+
+
+def _minute_head(layout: bytes) -> int | None:
+    """The characters `stamp_since` reads of a stamp of this layout: the first 16 of one in the lists' form."""
+    return 16 if len(layout) >= 20 and layout[-1:] == b"Z" and layout[16:17] == b":" and layout[10:11] == b"T" \
+        else None
+
+
+def _second_head(layout: bytes) -> int | None:
+    """The characters `first_second` reads of a stamp of this layout: the first 19 of one in the lists' form."""
+    return 19 if _minute_head(layout) is not None else None
 
 
 @dataclass
@@ -222,22 +436,31 @@ class Merge:
     recent_known: bool = False  # the records created since `since` with an older UpdatedOn have been read
     dirty: bool = False  # whether the records or the watermark differ from the entry's (else it is not rewritten)
 
-    def keep(self, record: Record) -> None:
-        """A record as the server has it now: held if in the entry's scope, dropped if it moved out."""
-        held = self.records.by_id
-        if self.entry.kind == "all" or record["CourseLessonId"] in self.entry.lessons:
-            row = self.records.row(record)
-            if held.get(record["Id"]) != row:
-                held[record["Id"]] = row
-                self.dirty = True
-        elif held.pop(record["Id"], None) is not None:
-            self.dirty = True
-        watermark = newest((str(record.get("UpdatedOn")),), self.watermark)
-        self.dirty = self.dirty or watermark != self.watermark
-        self.watermark = watermark
+    def keep(self, records: Sequence[Record]) -> None:
+        """Records as the server has them now, in turn: each held if in the entry's scope (and the merge dirty
+        when it differs from the one held, its keys' order included), dropped if it moved out. Those held of
+        their Ids are made at once (a lesson read again brings thousands)."""
+        rows, kind, lessons = self.records, self.entry.kind, self.entry.lessons
+        since: dict[int, Record | None] = {}  # what this call left held of an Id
+        for record, first in zip(records, rows.records([record["Id"] for record in records]), strict=True):
+            record_id = record["Id"]
+            held = since.get(record_id, first)
+            if kind == "all" or record["CourseLessonId"] in lessons:
+                if held is None or tuple(held) != tuple(record) or held != record:
+                    rows.put(record)
+                    self.dirty = True
+                since[record_id] = record
+            else:
+                if held is not None:
+                    rows.drop(record_id)
+                    self.dirty = True
+                since[record_id] = None
+            watermark = newest((str(record.get("UpdatedOn")),), self.watermark)
+            self.dirty = self.dirty or watermark != self.watermark
+            self.watermark = watermark
 
     def drop(self, record_id: int) -> None:
-        del self.records.by_id[record_id]
+        self.records.drop(record_id)
         self.dirty = True
 
     def pending(self) -> list[int]:
@@ -245,10 +468,11 @@ class Merge:
         again): deleted since, unless their UpdatedOn was set back (`ReadCache._recent` tells which)."""
         if self.recent_known:
             return []
-        since_text, rows = minute_text(self.since), self.records
-        return [record_id for record_id, row in rows.by_id.items()
-                if record_id not in self.returned and rows.lesson(row) not in self.reread
-                and stamp_since(rows.created(row), self.since, since_text)]
+        rows = self.records
+        return [record_id for record_id, lesson, new in zip(
+                    rows.ids(), rows.values("CourseLessonId"), rows.created_since(self.since, minute_text(self.since)),
+                    strict=True)
+                if new and record_id not in self.returned and lesson not in self.reread]
 
 
 class Body:
@@ -322,14 +546,13 @@ class Body:
             write_records(out, page if len(page) <= CHUNK else page[start:start + CHUNK])
 
     def _check(self, page: list[Record], against: Rows) -> None:
-        """Note the records in scope that differ from those the incremental read holds."""
-        for record in page:
-            if record["CourseLessonId"] in self.lesson_ids:
-                held = against.by_id.get(record["Id"])
-                if held is not None and against.record(held) == record:
-                    self.differ.discard(record["Id"])
-                else:
-                    self.differ.add(record["Id"])
+        """Note the records in scope that differ from those the incremental read holds (made a page at once)."""
+        scope = [record for record in page if record["CourseLessonId"] in self.lesson_ids]
+        for record, held in zip(scope, against.records([record["Id"] for record in scope]), strict=True):
+            if held is not None and held == record:
+                self.differ.discard(record["Id"])
+            else:
+                self.differ.add(record["Id"])
 
     def _newer(self, stamp: Any) -> None:
         """The watermark (as `newest`): a UTC stamp of the lists' form is compared as text with one of its length
@@ -556,7 +779,7 @@ class ReadCache:
             why = ("no target profile vouches for the range filter and counts (`reconciler doctor`): checking the "
                    "incremental read against a full read once")
             log.info("read cache: %s", why)
-            in_scope = sum(1 for row in records.by_id.values() if records.lesson(row) in lesson_ids)
+            in_scope = sum(1 for lesson in records.values("CourseLessonId") if lesson in lesson_ids)
             body = Body(self.folder, records, lesson_ids)
             try:
                 asked = reader.client.stats.requests
@@ -655,9 +878,8 @@ class ReadCache:
         self._load(merge.entry)
         for page in client.pages(COMPLETIONS, asked, first=first):
             self._within(page, since, client)
-            for record in page:
-                merge.returned.add(record["Id"])
-                merge.keep(record)
+            merge.returned.update(record["Id"] for record in page)
+            merge.keep(page)
         return int(total)
 
     def _within(self, page: list[Record], since: datetime, client: Any) -> None:
@@ -694,9 +916,7 @@ class ReadCache:
         for record_id in merge.pending():
             if record_id not in found:
                 merge.drop(record_id)
-        for record in found.values():
-            if record["CourseLessonId"] not in merge.reread:
-                merge.keep(record)
+        merge.keep([record for record in found.values() if record["CourseLessonId"] not in merge.reread])
         merge.recent_known = True
         late = sum(1 for r in found.values() if (timestamp_instant(r.get("CreatedOn")) or since) >= since
                    and (timestamp_instant(r.get("UpdatedOn")) or since) < since)
@@ -720,8 +940,7 @@ class ReadCache:
     def _explain(self, reader: StateReader, merge: Merge, table: int) -> None:
         """The table's count differs from what is held: count each lesson, read again those that differ, and
         account for every record."""
-        rows = merge.records
-        lessons = sorted({rows.lesson(row) for row in rows.by_id.values()})
+        lessons = sorted(set(merge.records.values("CourseLessonId")))
         if len(lessons) + 2 >= reader.client.pages_for(table):
             raise Doubt(f"the server counts {table:,} completions, {len(merge.records):,} held, and counting "
                         f"{len(lessons)} lessons costs as much as a full read")
@@ -745,18 +964,12 @@ class ReadCache:
         since_text = minute_text(since)
         rows = merge.records
         edges: set[int] = set()  # lessons holding a record made in the first second of `since` (`MINUTE_START`)
+        held, new = rows.values("CourseLessonId"), rows.created_since(since, since_text)
+        newer.update(itertools.compress(held, new))
+        older.update(itertools.compress(held, [not n for n in new]))
         if until == MINUTE_START:
-            for row in rows.by_id.values():
-                created = rows.created(row)
-                if stamp_since(created, since, since_text):
-                    newer[rows.lesson(row)] += 1
-                    if first_second(created, since, since_text):
-                        edges.add(rows.lesson(row))
-                else:
-                    older[rows.lesson(row)] += 1
-        else:
-            for row in rows.by_id.values():
-                (newer if stamp_since(rows.created(row), since, since_text) else older)[rows.lesson(row)] += 1
+            edge = rows.values("CreatedOn", lambda stamp: first_second(stamp, since, since_text), _second_head)
+            edges.update(lesson for lesson, n, e in zip(held, new, edge, strict=True) if n and e)
         differ: dict[int, int | None] = {}
         again = 0
         for done, lesson in enumerate(lessons, 1):
@@ -788,10 +1001,10 @@ class ReadCache:
             merge.fresh += fresh
         whole = {lesson for lesson in differ if lesson in merge.reread}
         if whole:
-            for record_id in [i for i, row in rows.by_id.items() if rows.lesson(row) in whole]:
-                merge.drop(record_id)
-            for record in merge.fresh:
-                merge.keep(record)
+            for record_id, lesson in zip(rows.ids(), rows.values("CourseLessonId"), strict=True):
+                if lesson in whole:
+                    merge.drop(record_id)
+            merge.keep(merge.fresh)
 
     def _bound(self, reader: StateReader, merge: Merge) -> str:
         """What a `to_…CreatedOn` count asks by: as a target profile or this cache's file says it was measured, or
@@ -803,12 +1016,14 @@ class ReadCache:
 
         def candidates() -> Iterator[Record]:
             """Those the range read answered, newest first; then, only if they could not tell, the newest held."""
-            def made(row: Row) -> str:
-                return str(rows.created(row))
+            def made(record: Record) -> str:
+                return str(record.get("CreatedOn"))
 
-            answered = sorted((rows.by_id[i] for i in merge.returned if i in rows.by_id), key=made, reverse=True)
-            yield from map(rows.record, answered)
-            yield from map(rows.record, heapq.nlargest(PROBE_TRIES + PROBE_GETS, rows.by_id.values(), key=made))
+            answered = [record for record in rows.records(list(merge.returned)) if record is not None]
+            yield from sorted(answered, key=made, reverse=True)
+            ids, created = rows.ids(), list(map(str, rows.values("CreatedOn")))
+            newest = heapq.nlargest(PROBE_TRIES + PROBE_GETS, range(len(ids)), key=created.__getitem__)
+            yield from (record for record in rows.records([ids[at] for at in newest]) if record is not None)
 
         until, seen = probe_created_until(reader.client, candidates())
         if until == IGNORED:
@@ -848,12 +1063,14 @@ class ReadCache:
         since_text = minute_text(since)
         held: list[tuple[datetime, int]] = []
         rows = merge.records
-        for record_id, row in rows.by_id.items():
-            if rows.lesson(row) == lesson and not stamp_since(rows.created(row), since, since_text):
-                at = timestamp_instant(rows.created(row))
-                if at is None:
-                    return False
-                held.append((at, record_id))
+        ids = [record_id for record_id, of, new in zip(rows.ids(), rows.values("CourseLessonId"),
+                                                       rows.created_since(since, since_text), strict=True)
+               if of == lesson and not new]
+        for record_id, record in zip(ids, rows.records(ids), strict=True):
+            at = timestamp_instant(record.get("CreatedOn")) if record is not None else None
+            if at is None:
+                return False
+            held.append((at, record_id))
         held.sort()
         log.info("read cache: lesson %d counts %d completion(s) created before %s, %d held: narrowing it down by "
                  "CreatedOn", lesson, counted, since_text, len(held))
@@ -871,8 +1088,8 @@ class ReadCache:
             left = self._count(reader, lesson, middle, until) - below
             windows.append((start, middle, left, below, [x for x in inside if x[0] < middle]))
             windows.append((middle, end, server - left, below + left, [x for x in inside if x[0] >= middle]))
-        after = sum(1 for row in rows.by_id.values()
-                    if rows.lesson(row) == lesson and not stamp_since(rows.created(row), since, since_text))
+        after = sum(1 for of, new in zip(rows.values("CourseLessonId"), rows.created_since(since, since_text),
+                                         strict=True) if of == lesson and not new)
         if after != counted:
             raise Doubt(f"lesson {lesson} counts {counted:,} completions created before {since_text}; its windows "
                         f"add up to {after:,}")
@@ -917,8 +1134,7 @@ class ReadCache:
                     fresh.append(record)
         for _, record_id in inside:
             merge.drop(record_id)
-        for record in fresh:
-            merge.keep(record)
+        merge.keep(fresh)
 
     @staticmethod
     def _table_count(reader: StateReader) -> int:
@@ -982,13 +1198,12 @@ class ReadCache:
         """The records after the first line, into `entry.records`; Doubt when the file is damaged, or is no longer
         the one whose first line `_entry` checked (another run rewrote it meanwhile)."""
         rows, count = entry.records, 0
-        shared: dict[Any, Any] = {}
         try:
             with gzip.open(entry.path, "rb") as handle:
                 if handle.readline(HEADER_LIMIT) != entry.first_line:
                     raise Doubt(f"the cache {entry.path} was rewritten while this run read it")
                 for line in handle:
-                    count += rows.load(read_line(line), shared)
+                    count += rows.load(read_line(line))
             if count != entry.count:
                 raise ValueError(f"{count:,} records, the first line says {entry.count:,}")
         except (KeyError, IndexError, TypeError, ValueError, RecursionError) as e:
@@ -1086,9 +1301,9 @@ class ReadCache:
         def write(handle: Any) -> None:
             with gzip.GzipFile(fileobj=handle, mode="wb", compresslevel=1) as out:
                 out.write(header)
-                rows = iter(records.by_id.values())
-                while chunk := list(itertools.islice(rows, CHUNK)):
-                    write_records(out, [records.record(row) for row in chunk])
+                held = itertools.chain.from_iterable(records.chunks())
+                while chunk := list(itertools.islice(held, CHUNK)):
+                    write_records(out, chunk)
 
         try:
             self._replace(path, write)
@@ -1110,13 +1325,9 @@ class ReadCache:
 
 
 def _in_scope(rows: Rows, lesson_ids: set[int], convert: Convert[_Kept]) -> list[_Kept]:
-    """The records of `lesson_ids`, by Id, as `convert` makes them: CHUNK at a time through its `page` when it has
-    one (a record at a time cost a plan of 200,000 members seconds), each row let go as it is taken. The rows are
-    not used after: a cache of millions holds them at a few hundred bytes each, the converted at tens."""
-    held = rows.by_id
-    ids = sorted(i for i, row in held.items() if rows.lesson(row) in lesson_ids)
+    """The records of `lesson_ids`, by Id, as `convert` makes them: about CHUNK at a time through its `page` when
+    it has one (a record at a time cost a plan of 200,000 members seconds), each made only as it is taken."""
     found: list[_Kept] = []
-    for start in range(0, len(ids), CHUNK):
-        records = [rows.record(held.pop(i)) for i in ids[start:start + CHUNK]]
+    for records in rows.chunks(lesson_ids):
         found.extend(convert.page(records) if convert.page is not None else map(convert.one, records))
     return found

@@ -6,16 +6,19 @@ machine integers, stamps and SystemIds as codes into small tables of distinct va
 GUID as 16 bytes, titles and names looked up in the catalog's maps) and behaves as a `Sequence[Completion]`:
 each record is made again, equal to what the reader's `compact` makes, when it is asked for. The planner and
 the matrix read the columns directly and make a `Completion` only for a record that becomes a change.
+
+`Values` is one column of any JSON values, exact, of the same means: what the read cache holds its records in.
 """
 
 from __future__ import annotations
 
 import binascii
+import itertools
 import operator
 import re
 import sys
 from array import array
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, overload
 
 from reconciler.model import Completion
@@ -57,12 +60,12 @@ def _append(column: array[int], value: int) -> array[int]:
     return column
 
 
-def _extended(column: array[int], values: list[int], times: int = 1) -> array[int]:
+def extended(column: array[int], values: list[int], times: int = 1) -> array[int]:
     """`column` with `values` (`times` over) appended, widened first (as far as `_append` would) until they fit."""
     try:
         column.extend(array(column.typecode, values) * times)
     except OverflowError:
-        return _extended(array(_WIDER[column.typecode], column), values, times)
+        return extended(array(_WIDER[column.typecode], column), values, times)
     return column
 
 
@@ -222,7 +225,7 @@ class _Texts:
                 self.add(value)
             return
         if values.count(self._last) == len(values):
-            self.codes = _extended(self.codes, [self._last_code], len(values))
+            self.codes = extended(self.codes, [self._last_code], len(values))
             return
         if self.packer is not None:
             distinct = list(dict.fromkeys(values))  # packed in the order first seen, as `add` packs them
@@ -240,7 +243,7 @@ class _Texts:
                 self.values.append(value)
             codes = list(map(index.__getitem__, values))
         self._last, self._last_code = values[-1], codes[-1]  # equal to what `add` leaves, and of its type
-        self.codes = _extended(self.codes, codes)
+        self.codes = extended(self.codes, codes)
 
     def _pack_all(self) -> None:
         packer = _Packer()
@@ -504,3 +507,290 @@ class CompletionColumns(Sequence[Completion]):
         arrays = (self.ids, self.member_ids, self.lesson_ids, self._uid_kind, self._uid_high, self._uid_low)
         return (sum(len(a) * a.itemsize for a in arrays) + self.created.nbytes() + self.updated.nbytes()
                 + self.systems.nbytes())
+
+
+_ODD = -1  # a value a column keeps by row (see `Values._code`)
+_WHOLE = 255  # a packed text column's layout code for a value kept whole (in the table of distinct values)
+_PACKED_DIGITS = 18  # a packed text's digits as one number: 10**18 < 2**63
+_TABLED = frozenset((str, type(None), bool, int))  # the values a column codes into its table of distinct values
+_INT_RANGE = range(-(1 << 63), 1 << 63)
+_GUID_LAYOUT = b"00000000-0000-0000-0000-000000000000"  # a GUID's 32 hex digits in its text (see `_render`)
+
+
+def _slots(column: array[int], rows: Sequence[int]) -> list[int]:
+    """The numbers of `rows` in `column`: a run of rows (a range) in one slice."""
+    if isinstance(rows, range) and rows.step == 1:
+        return column[rows.start:rows.stop].tolist()
+    return list(map(column.__getitem__, rows))
+
+
+def _render(layout: bytes, digits: bytes, width: int, count: int) -> list[str]:
+    """`count` texts of one ASCII layout (each of its `0` a slot), the slots filled in turn from `digits` (`width`
+    characters a text, one after the other): each slot's characters of all the texts copied at once, a strided
+    copy, rather than a text formatted at a time (a tenth of the time for a page of stamps)."""
+    if not count:
+        return []
+    size = len(layout) + 1
+    out = bytearray(b"\n") * (size * count)
+    slot = 0
+    for at, char in enumerate(layout):
+        if char == 48:  # b"0": a slot
+            out[at::size] = digits[slot::width]
+            slot += 1
+        else:
+            out[at::size] = bytes((char,)) * count
+    return out[:-1].decode().split("\n")
+
+
+class Values:
+    """One column of any JSON values, a slot a row, exact: each value comes back as it went in (its type, and
+    the very object for a value neither a text nor an integer). By kind, chosen from the first values: `ints`,
+    machine integers; `guids`, lower-case GUIDs as two 64-bit numbers; `texts`, texts (and None, bools, ints
+    among them) as codes into their distinct values while they are few (a byte or two a row), then, once they
+    are many (stamps, names), packed: each text's ASCII digits as one number beside its layout (the text with
+    each digit a 0) from a table of at most 255 (9 bytes a row, no string kept). A value its kind cannot hold (a
+    float, a list, an object, a text among GUIDs, an integer past 64 bits) is kept as it is, by row (`odd`)."""
+
+    __slots__ = ("codes", "index", "kind", "layout_index", "layouts", "low", "odd", "shapes", "table")
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.codes: array[int] = array("Q" if kind == "guids" else "B")  # ints: the value; guids: the high 64
+        # bits; texts: a code
+        self.low: array[int] = array("Q")  # guids: the low 64 bits
+        self.layouts: array[int] | None = None  # texts once packed: each row's layout (`_WHOLE`: `codes` → table)
+        self.shapes: list[tuple[bytes, int]] = []  # each layout with its number of digits
+        self.layout_index: dict[bytes, int] = {}
+        self.table: list[Any] = []  # texts: the distinct values coded (packed: those kept whole)
+        self.index: dict[Any, int] = {}
+        self.odd: dict[int, Any] = {}  # by row: a value kept as it is
+
+    @classmethod
+    def of(cls, values: list[Any]) -> Values:
+        """An empty column of the kind that holds `values` (the first a column is given) best."""
+        if values and set(map(type, values)) == {int} and min(values) in _INT_RANGE and max(values) in _INT_RANGE:
+            return cls("ints")
+        if values and _PLAIN.issuperset(map(type, values)) and _lower_guids(values) is not None:
+            return cls("guids")
+        return cls("texts")
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def pad(self, count: int) -> None:
+        """`count` rows of no value (rows of a record without this key: never read as a value, but readable)."""
+        if count <= 0:
+            return
+        if self.kind == "texts":
+            self.extend([None] * count)
+            return
+        self.codes = extended(self.codes, [0], count)
+        if self.kind == "guids":
+            self.low.extend(array("Q", [0]) * count)
+
+    def extend(self, values: list[Any]) -> None:
+        """Append a row for each value: a page at a time where the values fit the column's kind (as they do but
+        for a rare one), else a value at a time."""
+        if self.kind == "ints":
+            if set(map(type, values)) == {int}:
+                try:
+                    array("q", values)
+                except OverflowError:
+                    pass
+                else:
+                    self.codes = extended(self.codes, values)
+                    return
+        elif self.kind == "guids":
+            numbers = _lower_guids(values) if _PLAIN.issuperset(map(type, values)) else None
+            if numbers is not None:
+                self.codes = extended(self.codes, numbers[0::2].tolist())
+                self.low.extend(numbers[1::2])
+                return
+        elif self._texts(values):
+            return
+        for value in values:
+            self.append(value)
+
+    def append(self, value: Any) -> None:
+        row, code, low = len(self.codes), 0, 0
+        if self.kind == "ints":
+            if type(value) is int and value in _INT_RANGE:
+                code = value
+            else:
+                self.odd[row] = value
+        elif self.kind == "guids":
+            numbers = _lower_guids([value]) if type(value) is str else None
+            if numbers is not None:
+                code, low = numbers
+            else:
+                self.odd[row] = value
+        else:
+            layout, code = self._code(value)
+            if layout == _ODD:
+                self.odd[row] = value
+                layout, code = self._code(None)  # the slot of a value kept by row, never read, is readable
+            if self.layouts is not None:
+                self.layouts.append(layout)
+        self.codes = _append(self.codes, code)
+        if self.kind == "guids":
+            self.low.append(low)
+
+    def _texts(self, values: list[Any]) -> bool:
+        """`append` of each value, a page at a time (False, nothing done, when the page is not one it takes so):
+        into the table while the distinct values stay few (past `_MANY` they are packed), when each is a text,
+        None, a bool or an int, and no two are one key of two types (1 and True); packed, when every one is an
+        ASCII text of a line, its digits few enough and its layout known or room for it."""
+        types = set(map(type, values))
+        if not types <= _TABLED:
+            return False
+        if self.layouts is None:
+            index, table = self.index, self.table
+            distinct = dict.fromkeys(values)
+            if {bool, int} <= types or any(type(table[index[value]]) is not type(value)
+                                           for value in distinct if value in index):
+                return False
+            fresh = [value for value in distinct if value not in index]
+            if len(table) + len(fresh) > _MANY:
+                self._pack_all()
+            else:
+                for value in fresh:
+                    index[value] = len(self.table)
+                    self.table.append(value)
+                self.codes = extended(self.codes, list(map(index.__getitem__, values)))
+                return True
+        try:
+            joined = "\n".join(values)
+        except TypeError:  # a value that is not a text
+            return False
+        if not joined.isascii() or joined.count("\n") != len(values) - 1:
+            return False
+        data = joined.encode()
+        layouts = data.translate(_DIGITS_AS_ZERO).split(b"\n")
+        found = {layout: self._layout(layout) for layout in dict.fromkeys(layouts)}
+        if _WHOLE in found.values():
+            return False
+        digits = data.translate(None, _NOT_DIGIT_BYTES).split(b"\n")
+        self.layouts.extend(array("B", map(found.__getitem__, layouts)))  # type: ignore[union-attr]
+        self.codes.extend(array("q", [int(d) if d else 0 for d in digits]))
+        return True
+
+    def _layout(self, layout: bytes) -> int:
+        """The code of an ASCII text's layout (its digits each a 0), added while there is room; `_WHOLE` when the
+        text is to be kept whole (too many digits, no room, or a line break: `_render` splits at those)."""
+        code = self.layout_index.get(layout)
+        if code is None:
+            width = layout.count(b"0")
+            if width > _PACKED_DIGITS or len(self.shapes) >= _WHOLE or b"\n" in layout:
+                return _WHOLE
+            code = self.layout_index[layout] = len(self.shapes)
+            self.shapes.append((layout, width))
+        return code
+
+    def _code(self, value: Any) -> tuple[int, int]:
+        """A value's layout and code as `codes` holds it (`_WHOLE`: a code into the table; `_ODD`: the value is to
+        be kept by row)."""
+        if type(value) not in _TABLED:
+            return _ODD, 0
+        if self.layouts is not None and type(value) is str and value.isascii():
+            layout = self._layout(value.encode().translate(_DIGITS_AS_ZERO))
+            if layout != _WHOLE:
+                return layout, int(_NOT_DIGITS.sub("", value) or "0")
+        code = self.index.get(value)
+        if code is None:
+            code = self.index[value] = len(self.table)
+            self.table.append(value)
+            if self.layouts is None and code >= _MANY:
+                self._pack_all()
+                return self._code(value)
+        elif type(self.table[code]) is not type(value):  # 1 and True are one key, not one value
+            return _ODD, 0
+        return _WHOLE, code
+
+    def _pack_all(self) -> None:
+        """From codes into the table to packed texts: each distinct value packed once."""
+        table, codes = self.table, self.codes
+        self.table, self.index, self.layouts, self.codes = [], {}, array("B"), array("q")
+        packed = [self._code(value) for value in table]
+        self.layouts = array("B", [packed[code][0] for code in codes])  # never `_ODD`: the table's values fit
+        self.codes = array("q", [packed[code][1] for code in codes])
+
+    def take(self, rows: Sequence[int]) -> list[Any]:
+        """The values of `rows`, in that order, made a page at a time."""
+        codes = _slots(self.codes, rows)
+        values: list[Any]
+        if self.kind == "ints":
+            values = codes
+        elif self.kind == "guids":
+            halves = itertools.chain.from_iterable(zip(codes, map(self.low.__getitem__, rows), strict=True))
+            hexes = ("%016x%016x" * len(codes) % tuple(halves)).encode()
+            values = _render(_GUID_LAYOUT, hexes, 32, len(codes))
+        elif self.layouts is None:
+            values = list(map(self.table.__getitem__, codes))
+        else:
+            values = self._unpack(_slots(self.layouts, rows), codes)
+        if self.odd:
+            odd = self.odd
+            for at, row in enumerate(rows):
+                if row in odd:
+                    values[at] = odd[row]
+        return values
+
+    def _unpack(self, layouts: list[int], codes: list[int]) -> list[Any]:
+        """Packed texts (and values kept whole) from their layouts and codes: each layout's texts made at once."""
+        if not layouts:
+            return []
+        if layouts.count(layouts[0]) == len(layouts):  # as a page of stamps has it
+            return self._made(layouts[0], codes)
+        groups: dict[int, list[int]] = {}
+        for at, layout in enumerate(layouts):
+            groups.setdefault(layout, []).append(at)
+        values: list[Any] = [None] * len(codes)
+        for layout, ats in groups.items():
+            for at, value in zip(ats, self._made(layout, [codes[at] for at in ats]), strict=True):
+                values[at] = value
+        return values
+
+    def _made(self, layout: int, codes: list[int]) -> list[Any]:
+        """The values of one layout's codes."""
+        if layout == _WHOLE:
+            return list(map(self.table.__getitem__, codes))
+        text, width = self.shapes[layout]
+        digits = (f"%0{width}d" * len(codes) % tuple(codes)).encode() if width else b""
+        return _render(text, digits, width, len(codes))
+
+    def judged(self, rows: Sequence[int], judge: Callable[[Any], Any],
+               head: Callable[[bytes], int | None]) -> list[Any]:
+        """`judge` of each row's value, judged once per distinct value; a packed text once per distinct first `k`
+        characters, when `head(layout)` says `judge` reads only those of a text of that layout (`k`; None: all)."""
+        if self.kind != "texts" or self.odd:
+            return list(map(judge, self.take(rows)))
+        codes = _slots(self.codes, rows)
+        if self.layouts is None:
+            memo = [judge(value) for value in self.table]
+            return list(map(memo.__getitem__, codes))
+        layouts = _slots(self.layouts, rows)
+        cuts: list[int | None] = []
+        for text, width in self.shapes:
+            first = head(text)
+            cuts.append(None if first is None else 10 ** (width - text[:first].count(b"0")))
+        if layouts and layouts.count(layouts[0]) == len(layouts) and layouts[0] != _WHOLE and \
+                (cut := cuts[layouts[0]]) is not None:  # as a column of stamps has it: judged by their heads
+            heads = [code // cut for code in codes]
+            by_head = {part: judge(self._made(layouts[0], [code])[0])
+                       for part, code in dict(zip(heads, codes, strict=True)).items()}
+            return list(map(by_head.__getitem__, heads))
+        judged: dict[tuple[int, int], Any] = {}
+        values = []
+        for layout, code in zip(layouts, codes, strict=True):
+            cut = cuts[layout] if layout != _WHOLE else None
+            key = (layout, code if cut is None else code // cut)
+            value = judged.get(key, _UNSET)
+            if value is _UNSET:
+                value = judged[key] = judge(self._unpack([layout], [code])[0])
+            values.append(value)
+        return values
+
+    def nbytes(self) -> int:
+        """The bytes the column's arrays hold (not its tables, nor the values kept by row)."""
+        arrays = [self.codes, self.low] + ([self.layouts] if self.layouts is not None else [])
+        return sum(len(a) * a.itemsize for a in arrays)
