@@ -48,8 +48,9 @@ is read), then the records a page to a line: each line the body of the answer th
 wrote it (its line breaks made spaces), or a JSON array of the records (keys in the server's order). A full read
 writes each page's body as it arrives (to a temporary body, joined to the first line as a second gzip member
 when the read is whole; a page the client kept no body of is encoded by msgspec in one call), and a cache is
-loaded a line at a time into columns by key (`Rows`: about 60 bytes a record like the lists', where a dict of
-them costs 500), a page of records at a time; an incremental read's rewrite writes them back in Id order.
+loaded, once an incremental read proves worth it, a line at a time into columns by key (`Rows`: about 55 bytes
+a record like the lists' in a process's memory, where a dict of them costs 500), a page of records at a time; an
+incremental read's rewrite writes them back in Id order.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ import os
 import shutil
 import tempfile
 import time
+import zlib
 from array import array
 from collections import Counter
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
@@ -133,11 +135,12 @@ class Doubt(Exception):
 
 class Rows:
     """Records held compactly, by Id (a dict of a dozen keys a record costs about 500 bytes; these, for records
-    like the lists', about 60): the records loaded from a file as columns by key (`columns.Values`: Ids and
-    other integers as machine integers, texts as codes into their distinct values or packed, GUIDs as two
-    numbers), each row's shape (its keys, in the order the server wrote them) a small code; beside them, as
-    records, what a merge changed after (a few as a rule): those that replace a row, and those added. Each
-    record comes back exactly as it went in (`record`: its keys in their order, its values and their types)."""
+    like the lists', about 55 in a process's memory): the records loaded from a file as columns by key
+    (`columns.Values`: Ids and other integers as machine integers, texts as codes into their distinct values or
+    packed, GUIDs as two numbers), each row's shape (its keys, in the order the server wrote them) a small code;
+    beside them, as records, what a merge changed after (a few as a rule): those that replace a row, and those
+    added. Each record comes back exactly as it went in (`record`: its keys in their order, its values and their
+    types)."""
 
     def __init__(self) -> None:
         self.shapes: list[tuple[str, ...]] = []  # every shape held (or once held)
@@ -391,6 +394,12 @@ class Rows:
                 + sum(column.nbytes() for column in self._columns.values()))
 
 
+def same_values(held: Record, record: Record) -> bool:
+    """Whether two records hold the same values, of the same types: `==` takes 1, True and 1.0 for one value, and
+    a record whose IsNew went from 1 to true would otherwise be kept as it was."""
+    return held == record and [type(held[key]) for key in record] == list(map(type, record.values()))
+
+
 def _minute_head(layout: bytes) -> int | None:
     """The characters `stamp_since` reads of a stamp of this layout: the first 16 of one in the lists' form."""
     return 16 if len(layout) >= 20 and layout[-1:] == b"Z" and layout[16:17] == b":" and layout[10:11] == b"T" \
@@ -446,7 +455,7 @@ class Merge:
             record_id = record["Id"]
             held = since.get(record_id, first)
             if kind == "all" or record["CourseLessonId"] in lessons:
-                if held is None or tuple(held) != tuple(record) or held != record:
+                if held is None or tuple(held) != tuple(record) or not same_values(held, record):
                     rows.put(record)
                     self.dirty = True
                 since[record_id] = record
@@ -549,7 +558,7 @@ class Body:
         """Note the records in scope that differ from those the incremental read holds (made a page at once)."""
         scope = [record for record in page if record["CourseLessonId"] in self.lesson_ids]
         for record, held in zip(scope, against.records([record["Id"] for record in scope]), strict=True):
-            if held is not None and held == record:
+            if held is not None and same_values(held, record):
                 self.differ.discard(record["Id"])
             else:
                 self.differ.add(record["Id"])
@@ -1189,7 +1198,7 @@ class ReadCache:
                 return entry
             except FileNotFoundError:
                 continue
-            except (OSError, EOFError, UnicodeDecodeError) as e:
+            except (OSError, EOFError, UnicodeDecodeError, zlib.error) as e:
                 raise Doubt(f"the cache {path} cannot be read ({e})") from None
         raise Doubt(why)
 
@@ -1208,7 +1217,7 @@ class ReadCache:
                 raise ValueError(f"{count:,} records, the first line says {entry.count:,}")
         except (KeyError, IndexError, TypeError, ValueError, RecursionError) as e:
             raise Doubt(f"the cache {entry.path} is damaged ({e!r})") from None
-        except (OSError, EOFError, UnicodeDecodeError) as e:
+        except (OSError, EOFError, UnicodeDecodeError, zlib.error) as e:  # zlib: damage gzip finds mid-stream
             raise Doubt(f"the cache {entry.path} cannot be read ({e})") from None
 
     def _checked(self, path: Path, doc: Any, lesson_ids: set[int]) -> Entry:

@@ -12,6 +12,7 @@ import logging
 import os
 import time
 import tracemalloc
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -222,6 +223,42 @@ def test_values_keep_their_types_and_order_through_the_cache(served: Served) -> 
     assert [type(r["IsNew"]) for r in got] == [type(r["IsNew"]) for r in full]
     got_again, _, how = served.read()  # loaded from the file written by the incremental read
     assert how == "incremental" and json.dumps(got_again) == json.dumps(full)
+
+
+def test_a_value_that_changes_only_its_type_is_taken_as_a_change(served: Served) -> None:
+    """The records the range read answers again (the newest) are compared with those held value and type: 0 for
+    false, true for 1 or 1.0 for 1 is a change, though `==` takes them for one value."""
+    newest = max(served.store.rows[COMPLETIONS])
+    for before, after in ((False, 0), (1, True), (1, 1.0)):
+        served.store.rows[COMPLETIONS][newest]["IsNew"] = before
+        served.read(cache=False)
+        served.read()  # the cache holds `before`
+        served.store.rows[COMPLETIONS][newest]["IsNew"] = after  # its UpdatedOn as it was
+        got, _, how = served.read()
+        assert how == "incremental"
+        assert json.dumps(got) == json.dumps(served.read(cache=False)[0]), (before, after)
+        again, _, how = served.read()  # and the file written then holds it
+        assert how == "incremental" and json.dumps(again) == json.dumps(got)
+
+
+def test_a_cache_file_damaged_where_gzip_reads_it_mid_stream_is_read_in_full(served: Served) -> None:
+    """Damage in the compressed body that zlib finds (not gzip's own checks) costs a full read, not a traceback."""
+    served.read()
+    data = served.path.read_bytes()
+    for at in range(len(data) // 2, len(data) - 8):  # a byte whose change zlib itself refuses
+        damaged = data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+        try:
+            gzip.decompress(damaged)
+        except zlib.error:
+            break
+        except (OSError, EOFError):
+            continue
+    else:
+        pytest.fail("no byte of the file made zlib refuse it")
+    served.path.write_bytes(damaged)
+    got, _, how = served.read()
+    assert got == served.read(cache=False)[0]
+    assert how.startswith(f"full (the cache {served.path} cannot be read (")
 
 
 def test_values_msgspec_would_not_write_exactly_go_through_the_cache_as_they_were(served: Served) -> None:

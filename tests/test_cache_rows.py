@@ -148,18 +148,18 @@ operations = st.lists(st.tuples(st.sampled_from(["load", "put", "drop"]), st.lis
 @settings(max_examples=150, deadline=None)
 @given(operations)
 def test_rows_hold_what_a_dict_by_id_would(steps: list[tuple[str, list[dict[str, Any]]]]) -> None:
-    """Any loads (while nothing was put or dropped, as a cache file is read), puts and drops: the rows hold
-    exactly what a dict of the records by Id would, and give them back by Id, in Id order and as columns."""
+    """Any loads (as a cache file is read, and after puts and drops), puts and drops: the rows hold exactly what a
+    dict of the records by Id would, and give them back by Id, in Id order and as columns."""
     rows, model = Rows(), {}
     for what, batch in steps:
-        if what == "load" and not model:
+        if what == "load":  # a load after puts or drops holds its records as puts would
             rows.load(batch)
             model.update((r["Id"], r) for r in batch)
         elif what == "put":
             for record in batch:
                 rows.put(record)
                 model[record["Id"]] = dict(record)
-        else:
+        elif what == "drop":
             for record in batch:
                 if record["Id"] in model:
                     rows.drop(record["Id"])

@@ -77,7 +77,8 @@ def start_server(app: EmulatorApp, host: str = "127.0.0.1", port: int = 0) -> Ba
     except (OSError, ValueError) as e:
         listening.close()
         why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        raise EmulatorError(f"cannot listen on {host}:{port}: {why}") from None
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise EmulatorError(f"cannot listen on {where}: {why}") from None
     with listening:  # the server listens on a copy of it
         return make_server(host, port, app, threaded=True, request_handler=_RequestHandler, fd=listening.fileno())
 
