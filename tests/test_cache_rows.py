@@ -150,7 +150,8 @@ operations = st.lists(st.tuples(st.sampled_from(["load", "put", "drop"]), st.lis
 def test_rows_hold_what_a_dict_by_id_would(steps: list[tuple[str, list[dict[str, Any]]]]) -> None:
     """Any loads (as a cache file is read, and after puts and drops), puts and drops: the rows hold exactly what a
     dict of the records by Id would, and give them back by Id, in Id order and as columns."""
-    rows, model = Rows(), {}
+    rows = Rows()
+    model: dict[Any, dict[str, Any]] = {}
     for what, batch in steps:
         if what == "load":  # a load after puts or drops holds its records as puts would
             rows.load(batch)
