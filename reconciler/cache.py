@@ -153,6 +153,7 @@ class Rows:
         self._added: dict[int, Record] = {}  # by Id: records of no row, in the order put
         self._order: array[int] | None = None  # the rows by Id, when their Ids do not ascend as loaded
         self._indexed = True
+        self._judged: tuple[str, list[Any]] | None = None  # `created_since` of every row loaded, for one minute
 
     def __len__(self) -> int:
         self._index()
@@ -190,7 +191,7 @@ class Rows:
             for record in records:  # held as records: rare (an Id past 64 bits, shapes of more keys than columns)
                 self.put(record)
             return len(records)
-        self._indexed = False
+        self._indexed, self._judged = False, None
         at = 0
         for number, run in itertools.groupby(map(numbers.__getitem__, keys)):
             count = len(list(run))
@@ -356,8 +357,18 @@ class Rows:
 
     def created_since(self, since: datetime, since_text: str) -> list[bool]:
         """Whether each record's CreatedOn is at or after `since` (`stamp_since`), in `ids()`'s order: once per
-        distinct minute of the stamps in the lists' form (all `stamp_since` reads of them)."""
-        return self.values("CreatedOn", lambda stamp: stamp_since(stamp, since, since_text), _minute_head)
+        distinct minute of the stamps in the lists' form (all `stamp_since` reads of them), and for the rows loaded
+        once per `since` (a read asks it again for each lesson it narrows down, and the rows never change)."""
+        def judge(stamp: Any) -> bool:
+            return stamp_since(stamp, since, since_text)
+
+        self._index()
+        if self._judged is None or self._judged[0] != since_text:
+            self._judged = (since_text, self._column("CreatedOn", range(self._rows), judge, _minute_head))
+        every = self._judged[1]
+        live = every if self._current is None else list(itertools.compress(every, self._current))
+        return live + [judge(record.get("CreatedOn")) for record in
+                       itertools.chain(self._over.values(), self._added.values())]
 
     def chunks(self, lessons: Container[Any] | None = None) -> Iterator[list[Record]]:
         """The records (of `lessons`, when given) in Id order, about CHUNK at a time, each made as it is given."""

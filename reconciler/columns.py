@@ -776,19 +776,16 @@ class Values:
         if layouts and layouts.count(layouts[0]) == len(layouts) and layouts[0] != _WHOLE and \
                 (cut := cuts[layouts[0]]) is not None:  # as a column of stamps has it: judged by their heads
             heads = [code // cut for code in codes]
-            by_head = {part: judge(self._made(layouts[0], [code])[0])
-                       for part, code in dict(zip(heads, codes, strict=True)).items()}
+            one = dict(zip(heads, codes, strict=True))  # a text of each head, all made at once
+            by_head = dict(zip(one, map(judge, self._made(layouts[0], list(one.values()))), strict=True))
             return list(map(by_head.__getitem__, heads))
-        judged: dict[tuple[int, int], Any] = {}
-        values = []
-        for layout, code in zip(layouts, codes, strict=True):
-            cut = cuts[layout] if layout != _WHOLE else None
-            key = (layout, code if cut is None else code // cut)
-            value = judged.get(key, _UNSET)
-            if value is _UNSET:
-                value = judged[key] = judge(self._unpack([layout], [code])[0])
-            values.append(value)
-        return values
+        keys = [(layout, code if cut is None else code // cut)
+                for layout, code, cut in zip(layouts, codes, [None if layout == _WHOLE else cuts[layout]
+                                                              for layout in layouts], strict=True)]
+        one_of = dict(zip(keys, zip(layouts, codes, strict=True), strict=True))  # a value of each key
+        made = self._unpack([layout for layout, _ in one_of.values()], [code for _, code in one_of.values()])
+        verdicts = dict(zip(one_of, map(judge, made), strict=True))
+        return list(map(verdicts.__getitem__, keys))
 
     def nbytes(self) -> int:
         """The bytes the column's arrays hold (not its tables, nor the values kept by row)."""

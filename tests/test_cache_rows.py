@@ -152,7 +152,14 @@ def test_rows_hold_what_a_dict_by_id_would(steps: list[tuple[str, list[dict[str,
     dict of the records by Id would, and give them back by Id, in Id order and as columns."""
     rows = Rows()
     model: dict[Any, dict[str, Any]] = {}
+    since = datetime(2026, 3, 1, 10, tzinfo=UTC)
+
+    def created_since_as_the_model_says() -> None:  # asked after each step: it is kept between asks
+        new = dict(zip(rows.ids(), rows.created_since(since, minute_text(since)), strict=True))
+        assert new == {i: stamp_since(r.get("CreatedOn"), since, minute_text(since)) for i, r in model.items()}
+
     for what, batch in steps:
+        created_since_as_the_model_says()
         if what == "load":  # a load after puts or drops holds its records as puts would
             rows.load(batch)
             model.update((r["Id"], r) for r in batch)
@@ -172,6 +179,4 @@ def test_rows_hold_what_a_dict_by_id_would(steps: list[tuple[str, list[dict[str,
     assert sorted(rows.ids()) == sorted(model)
     by_id = dict(zip(rows.ids(), rows.values("CourseLessonId"), strict=True))
     assert all(same(by_id[i], r["CourseLessonId"]) for i, r in model.items())
-    since = datetime(2026, 3, 1, 10, tzinfo=UTC)
-    new = dict(zip(rows.ids(), rows.created_since(since, minute_text(since)), strict=True))
-    assert new == {i: stamp_since(r.get("CreatedOn"), since, minute_text(since)) for i, r in model.items()}
+    created_since_as_the_model_says()
