@@ -153,7 +153,8 @@ class Rows:
         self._added: dict[int, Record] = {}  # by Id: records of no row, in the order put
         self._order: array[int] | None = None  # the rows by Id, when their Ids do not ascend as loaded
         self._indexed = True
-        self._judged: tuple[str, list[Any]] | None = None  # `created_since` of every row loaded, for one minute
+        # `created_since` of every row loaded, for one `since` (and its text)
+        self._judged: tuple[tuple[datetime, str], list[Any]] | None = None
 
     def __len__(self) -> int:
         self._index()
@@ -363,8 +364,8 @@ class Rows:
             return stamp_since(stamp, since, since_text)
 
         self._index()
-        if self._judged is None or self._judged[0] != since_text:
-            self._judged = (since_text, self._column("CreatedOn", range(self._rows), judge, _minute_head))
+        if self._judged is None or self._judged[0] != (since, since_text):
+            self._judged = ((since, since_text), self._column("CreatedOn", range(self._rows), judge, _minute_head))
         every = self._judged[1]
         live = every if self._current is None else list(itertools.compress(every, self._current))
         return live + [judge(record.get("CreatedOn")) for record in
