@@ -19,11 +19,11 @@ from reconciler.emulator.seed import load_seed
 from reconciler.emulator.server import InProcessTransport
 from reconciler.emulator.store import Store
 from reconciler.errors import ConfigError, ConfigFileError, Problem, SpecError, UsageError
-from reconciler.model import LessonSet, Origin
+from reconciler.model import CompletionsSpec, LessonSet, Origin
 from reconciler.resolve import resolve
 from reconciler.spec import discover, load_specs
 from reconciler.state import StateReader
-from reconciler.yamlfile import LoadError, load_text
+from reconciler.yamlfile import Document, LoadError, load_text
 
 from .conftest import API_SEED, EXAMPLES, run_cli
 
@@ -321,21 +321,27 @@ def test_plain_member_shapes_are_ones_the_schema_accepts() -> None:
     check()
 
 
+def loaded(tmp_path: Path, text: str) -> tuple[Path, CompletionsSpec, Document]:
+    """A spec file of `text`: its path, the one spec it loads to, and its document (the places it gives)."""
+    from reconciler.yamlfile import load_file
+
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    (spec,) = load_specs([path]).completions
+    (doc,), _ = load_file(path, str(path))
+    return path, spec, doc
+
+
 def test_every_origin_is_the_place_the_document_gives(tmp_path: Path) -> None:
     """The model's origins are found by stepping through the member list; each is the place the document itself
     gives for that path, for every shape of member and lesson set (merged and aliased entries included)."""
-    from reconciler.yamlfile import load_file
-
     text = (HEAD + "course: {id: 4}\nmode: additive\n"
             "members:\n  - {email: a@b.co, completed: all}\n  - {team: ' Ops ', completed: &l [' A ', {id: 2}]}\n"
             "  - coworker_id: 7\n    completed: &t {through: '  Lesson 3'}\n  - {course_member_id: 9, completed: *l}\n"
             "  - {email: ' Shared@Example.com ', completed: {<<: *t}}\n"
             "  - {email: c@d.co, completed: {through: {id: 5}}}\n"
             "revoke:\n  - {email: e@f.co, lessons: [C], reason: left}\n  - {team: Sales, lessons: all}\n")
-    path = tmp_path / "s.yaml"
-    path.write_text(text)
-    (spec,) = load_specs([path]).completions
-    (doc,), _ = load_file(path, str(path))
+    path, spec, doc = loaded(tmp_path, text)
 
     def origin(at: tuple[Any, ...]) -> Origin:
         return Origin(str(path), *doc.place(at))
@@ -363,7 +369,6 @@ def test_a_list_of_titles_gives_each_title_the_place_the_document_gives(tmp_path
     place, title and equality a Ref made at load has, in flow and block lists, through an alias, a merge and
     a line past 65,535."""
     from reconciler.model import Ref, TitleRefs
-    from reconciler.yamlfile import load_file
 
     text = (HEAD + "course: C\nmembers:\n  - {email: a@b.co, completed: &l [' Lesson 1 ', Lesson 2,   Lesson 3]}\n"
             "  - email: b@b.co\n    completed:\n      - Lesson 2\n      -   'Lesson 3'\n"
@@ -371,10 +376,7 @@ def test_a_list_of_titles_gives_each_title_the_place_the_document_gives(tmp_path
             "  - {email: e@b.co, <<: {completed: [Lesson 4]}}\n" + "  - {email: f@b.co, completed: []}\n" * 70_000 +
             "  - {email: g@b.co, completed: [Lesson 9, Lesson 1]}\n"
             "revoke:\n  - {email: f@b.co, lessons: [Lesson 2], reason: left}\n")
-    path = tmp_path / "s.yaml"
-    path.write_text(text)
-    (spec,) = load_specs([path]).completions
-    (doc,), _ = load_file(path, str(path))
+    path, spec, doc = loaded(tmp_path, text)
     sets = [*(r.completed for r in spec.members if r.completed.lessons), spec.revocations[0].lessons]
     at = [*(("members", i, "completed") for i, r in enumerate(spec.members) if r.completed.lessons),
           ("revoke", 0, "lessons")]

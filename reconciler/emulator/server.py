@@ -58,9 +58,13 @@ class InProcessTransport(httpx.BaseTransport):
             raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request) from e
 
 
+def address_of(host: str, port: int) -> str:
+    """`host:port`, an IPv6 address in brackets (as a URL writes it)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def url_of(host: str, port: int) -> str:
-    """The server's URL: an IPv6 address in brackets."""
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return f"http://{address_of(host, port)}"
 
 
 def start_server(app: EmulatorApp, host: str = "127.0.0.1", port: int = 0) -> BaseWSGIServer:
@@ -77,8 +81,7 @@ def start_server(app: EmulatorApp, host: str = "127.0.0.1", port: int = 0) -> Ba
     except (OSError, ValueError) as e:
         listening.close()
         why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        raise EmulatorError(f"cannot listen on {where}: {why}") from None
+        raise EmulatorError(f"cannot listen on {address_of(host, port)}: {why}") from None
     with listening:  # the server listens on a copy of it
         return make_server(host, port, app, threaded=True, request_handler=_RequestHandler, fd=listening.fileno())
 
