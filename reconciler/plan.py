@@ -22,7 +22,7 @@ from reconciler.columns import CompletionColumns
 from reconciler.config import ClientLimits, Safety
 from reconciler.errors import Problem
 from reconciler.gc_pause import gc_paused
-from reconciler.model import Catalog, Completion, Origin, oldest_first
+from reconciler.model import Catalog, Completion, Origin, instant, oldest_first
 from reconciler.resolve import DesiredPairs, Pair, Resolution, ResolvedCompletions, ResolvedMigration
 
 ChangeKind = Literal["enroll", "create", "delete"]
@@ -328,9 +328,7 @@ class _CourseRules:
             for record in extras:
                 owner = self.deletable(record.member_id, record.system_id)
                 if owner is not None:
-                    self.delete(record, owner, "duplicate", owner.spec.origin,
-                                f"duplicate of #{keeper.id}, the oldest (created {keeper.created_on or 'unknown'}), "
-                                "which is kept")
+                    self.delete(record, owner, "duplicate", owner.spec.origin, _kept_note(keeper, record))
                 else:
                     lesson = record.lesson_title or str(record.lesson_id)
                     plan.drift.append(f"duplicate completion #{record.id} of lesson {lesson} for "
@@ -796,3 +794,11 @@ def _duration(seconds: float) -> str:
         return f"{round(minutes)} minutes"
     hours = minutes / 60
     return f"{_figure(round(hours, 1))} hours"
+
+
+def _kept_note(keeper: Completion, extra: Completion) -> str:
+    """Why `keeper` is kept and `extra` deleted: the oldest, or of two made at the same time (list dates have whole
+    seconds, and Ids are allocated in blocks, not in creation order), the smaller Id: a tie said as one."""
+    if keeper.created_on and instant(keeper.created_on) == instant(extra.created_on):
+        return f"tie with #{keeper.id} (both created {keeper.created_on}): the smaller Id is kept"
+    return f"duplicate of #{keeper.id}, the oldest (created {keeper.created_on or 'unknown'}), which is kept"
