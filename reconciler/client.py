@@ -104,7 +104,8 @@ def _verify_message(error: ssl.SSLCertVerificationError) -> str:
 
 
 class AmbiguousWrite(ApiError):
-    """A write whose outcome is unknown: the request may have been done, but no answer came back."""
+    """A write whose outcome is unknown: the request may have been done, but no answer came back, or one that is
+    not the command envelope (an HTML page, JSON cut short, a success without the new Id)."""
 
 
 class PageRecords(list[dict[str, Any]]):
@@ -815,6 +816,12 @@ class NexudusClient:
                            status=status)
         if method != "GET":
             body = _json_or_none(reply)
+            if not isinstance(body, dict) and status != 204:
+                # Not the command envelope (a proxy's maintenance page, an answer cut short): whether the write
+                # was done is unknown, as when no answer came. The caller looks before it goes on.
+                raise AmbiguousWrite(f"{method} {url} answered {status} with {_answer_kind(reply, body)}, not the "
+                                     "command envelope: the write may or may not have been done", method=method,
+                                     url=url, status=status)
             if isinstance(body, dict) and body.get("WasSuccessful") is False:
                 raise ValidationFailed(f"{method} {url} was not successful: {self._said(reply)}", method=method,
                                        url=url, status=status)
@@ -1081,13 +1088,14 @@ class NexudusClient:
         body = _json_or_none(reply)
         value = body.get("Value") if isinstance(body, dict) else None
         new_id = value.get("Id") if isinstance(value, dict) else None
-        if not isinstance(new_id, int):
-            raise ApiError(f"POST {self.base_url}{path} succeeded without a new Id in Value", method="POST",
-                           url=self.base_url + path)
+        if not isinstance(new_id, int):  # said done, without saying what it made: looked for, as a lost answer
+            raise AmbiguousWrite(f"POST {self.base_url}{path} succeeded without a new Id in Value: the record may "
+                                 "have been made", method="POST", url=self.base_url + path)
         return new_id
 
     def delete(self, path: str, record_id: int) -> bool:
-        """DELETE a record; True if this call deleted it, False if it was already gone (404)."""
+        """DELETE a record; True if this call deleted it, False if it was already gone (404); AmbiguousWrite when
+        the answer says neither (the caller looks the record up)."""
         try:
             self.request("DELETE", f"{path}/{record_id}")
         except NotFoundError:
@@ -1330,6 +1338,20 @@ def _says_more(body: dict[str, Any], number: int = 1) -> bool | None:
     if "HasNextPage" not in body and not isinstance(pages, int):
         return None
     return body.get("HasNextPage") is True or (isinstance(pages, int) and number < pages)
+
+
+def _answer_kind(reply: httpx.Response, body: Any) -> str:
+    """What an answer that is not a JSON object was, in a few words (an HTML page with its title)."""
+    text = reply.content
+    if "html" in reply.headers.get("Content-Type", "").lower() or text.lstrip()[:1] == b"<":
+        title = re.search(rb"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+        shown = title.group(1).decode("utf-8", "replace").strip()[:80] if title else ""
+        return f"an HTML page{' (' + repr(shown) + ')' if shown else ''}"
+    if not text.strip():
+        return "an empty body"
+    if body is None and text.strip() != b"null":
+        return "JSON cut short or not JSON"
+    return _json_kind(body)
 
 
 def _json_kind(value: Any) -> str:

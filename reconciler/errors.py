@@ -18,7 +18,7 @@
     │   ├── TransportError          the server could not be reached after the retries
     │   ├── MalformedAnswer         an answer that cannot be believed: not JSON, HTML, cut short, wrong types
     │   ├── PartialRead             a list read that did not add up: short pages, a moving total, endless pages
-    │   ├── AmbiguousWrite          (client.py) a write whose answer was lost: re-read before retrying
+    │   ├── AmbiguousWrite          (client.py) a write whose answer was lost or unreadable: re-read first
     │   └── StopRun                 (exit 3) the run must stop cleanly now and be resumed later
     │       ├── DailyCapReached     the client-side daily write budget is spent
     │       ├── ThrottledTooLong    the server asked for a wait longer than allowed, or never stopped throttling
