@@ -19,14 +19,23 @@ from typing import Any, TextIO
 
 from reconciler.actions import Action, Create, Delete, Enroll, Mapped, Ref, action_to_dict
 from reconciler.client import AmbiguousWrite, NexudusClient
-from reconciler.errors import EXIT_INTERRUPTED, ApiError, AuthError, StopRun, WriteRefused
+from reconciler.errors import (
+    EXIT_BLOCKED,
+    EXIT_INTERRUPTED,
+    ApiError,
+    AuthError,
+    MalformedAnswer,
+    StopRun,
+    TransportError,
+    WriteRefused,
+)
 from reconciler.fresh import Fresh, member_of, stale_reason
 from reconciler.interrupt import interruptible
 from reconciler.journal import Journal
 from reconciler.model import MARKER_PREFIX
 from reconciler.pacing import LOGGED_WAIT, duration
 from reconciler.progress import Progress
-from reconciler.state import COMPLETIONS, MEMBERS, Filter, StateReader
+from reconciler.state import COMPLETIONS, MEMBERS, Filter, StateReader, Unverifiable
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +44,9 @@ CREATE_TRIES = 3
 # Writes of one kind refused (401) for this many different members (or records) with none accepted, while the
 # session holds: most likely a missing role, not a deleted record (the live service answers 401 for both).
 REFUSALS_TO_STOP = 3
+# Writes in a row that failed for the service's sake (a 5xx past its retries, no answer, a maintenance page):
+# the run stops, resumable, rather than spend the day's writes on an outage.
+OUTAGE_TO_STOP = 5
 ROLE_OF = {"create": "CourseCompletedLesson-Create", "delete": "CourseCompletedLesson-Delete",
            "enroll": "CourseMember-Create"}
 
@@ -64,7 +76,7 @@ class Executor:
         self.now = now
         self.enrolled: dict[tuple[int, int], int] = {}
         self.ownership_checked = False
-        self.ownership_lost = False
+        self.ownership_lost: str | None = None  # why owned mode cannot work against the target, once seen
         self.twins_missing: set[str] = set()  # migrated completions whose create failed in this apply
         # Another writer (a second machine, a person in the portal) may create what we are about to: each
         # member's completions are re-read just before their creates, when the read budget has room.
@@ -73,6 +85,8 @@ class Executor:
         self._refused: dict[str, set[object]] = defaultdict(set)  # by kind: the members (records) refused
         self._accepted: dict[str, int] = defaultdict(int)
         self._open_intent: int | None = None  # the seq whose intent is journaled and outcome not yet
+        self._outage = False  # whether the action in hand failed for the service's sake
+        self._outages = 0  # such failures in a row
         self.progress = Progress(0, self.progress_out)
 
     def run(self, numbered: Sequence[tuple[int, Action]], fresh: Fresh | None = None) -> Result:
@@ -127,8 +141,8 @@ class Executor:
         if result.stopped:
             self.journal.write({"type": "stop", "why": result.stopped, "at": self.now().isoformat()})
         if self.ownership_lost:
-            result.warnings.append("the target did not keep the SystemId written on create, so owned mode cannot "
-                                   "work against it: deletes justified by ownership were skipped")
+            result.warnings.append(f"{self.ownership_lost}, so owned mode cannot work against it: deletes justified "
+                                   "by ownership were skipped")
         return result
 
     def _run_one(self, seq: int, action: Action, result: Result, *, look_first: bool) -> str | None:
@@ -152,6 +166,12 @@ class Executor:
             result.skipped.append((action, message or ""))
         else:
             result.counts[status] += 1
+        self._outages = self._outages + 1 if status == "failed" and self._outage else 0
+        if self._outages >= OUTAGE_TO_STOP:
+            result.stopped = (f"{self._outages} writes in a row failed for the service's sake (the last: "
+                              f"{message}): stopped, so that an outage does not spend the day's writes")
+            result.stop_code = EXIT_BLOCKED
+            return None
         refused = len(self._refused[action.kind])
         if refused >= REFUSALS_TO_STOP and not self._accepted[action.kind]:
             result.stopped = (f"every {action.kind} so far was refused with 401 ({refused} different "
@@ -192,6 +212,7 @@ class Executor:
             self.client.wait(wait, reason=f"for the {budget}")
 
     def _execute(self, seq: int, action: Action, *, look_first: bool = False) -> tuple[str, int | None, str | None]:
+        self._outage = False
         try:
             if isinstance(action, Create):
                 outcome = self._create(seq, action, look_first=look_first)
@@ -207,6 +228,7 @@ class Executor:
         except StopRun:
             raise
         except ApiError as e:
+            self._outage = _an_outage(e)
             return "failed", None, str(e)
         if outcome[0] in ("created", "deleted", "enrolled"):
             self._accepted[action.kind] += 1
@@ -263,8 +285,9 @@ class Executor:
                 log.info("create of lesson %s for member %s not found after a lost answer; sending again",
                          lesson, member)
                 continue
-            self._check_ownership(new_id, action.system_id)
+            self._check_ownership(new_id, action.system_id, member)
             return "created", new_id, None
+        self._outage = True
         return "failed", None, f"no answer after {CREATE_TRIES} tries, and the completion is not there"
 
     def _completions_of(self, member: int) -> dict[int, int]:
@@ -279,24 +302,37 @@ class Executor:
     def _find_completion(self, member: int, lesson: int) -> int | None:
         return self._completions_of(member).get(lesson)
 
-    def _check_ownership(self, new_id: int, system_id: str | None) -> None:
-        """Once per apply, read a created record back: does the target keep SystemId?"""
+    def _check_ownership(self, new_id: int, system_id: str | None, member: int) -> None:
+        """Once per apply, read a created record back as owned mode reads it, in a list (the member's
+        completions), and by its Id when the list does not show the marker: is it kept, and shown in lists?"""
         if self.ownership_checked or not system_id:
             return
         self.ownership_checked = True
         try:
+            try:
+                listed = next((r for r in StateReader(self.client).select(
+                    COMPLETIONS, Filter("CourseCompletedLesson_CourseMember", "CourseMemberId", member))
+                    if r.get("Id") == new_id), None)
+            except Unverifiable:  # lists without CourseMemberId: read by its Id alone
+                listed = None
+            if listed is not None and listed.get("SystemId") == system_id:
+                return
             record = self.client.get(COMPLETIONS, new_id)
         except StopRun:
             raise
         except AuthError:  # no Read role: the read-back cannot be made (and is not tried again)
             return
-        except ApiError as e:  # the create stands; the next one reads back instead
+        except ApiError as e:  # the create stands; the next one reads back instead (a list without SystemId says so)
             log.info("could not read back completion %s to check its SystemId (%s); the next create will", new_id, e)
             self.ownership_checked = False
             return
         if record is not None and record.get("SystemId") != system_id:
-            self.ownership_lost = True
+            self.ownership_lost = "the target did not keep the SystemId written on create"
             self.client.observed.add("systemid-dropped-on-create")  # a target profile saying otherwise is wrong
+        elif listed is not None:  # kept (get-by-id shows it), but the list shows null or something else
+            self.ownership_lost = (f"the target's completion lists show SystemId {listed.get('SystemId')!r} for a "
+                                   "record created with the marker (get-by-id shows it)")
+            self.client.observed.add("systemid-absent-from-lists")
 
     def _delete(self, seq: int, action: Delete) -> tuple[str, int | None, str | None]:
         record = action.record
@@ -307,10 +343,28 @@ class Executor:
         if action.twin in self.twins_missing:
             return "skipped", None, "its migrated twin was not created, so the source is kept"
         self._intent(seq, 1, action)
-        gone_before = not self.client.delete(COMPLETIONS, record.id)
+        try:
+            gone_before = not self.client.delete(COMPLETIONS, record.id)
+        except AmbiguousWrite as e:
+            return self._look_after_delete(record.id, e)
         # "gone" keeps the full record in the intent above: undo restores it whatever this outcome says,
         # because a delete whose first answer was lost is re-sent and then answered 404.
         return ("gone", None, "already deleted (404)") if gone_before else ("deleted", None, None)
+
+    def _look_after_delete(self, record_id: int, unclear: AmbiguousWrite) -> tuple[str, int | None, str | None]:
+        """A delete whose answer said neither done nor refused: the record read back by its Id settles it (gone,
+        or still there: that action's failure, tried again at the end of the run)."""
+        try:
+            still = self.client.get(COMPLETIONS, record_id)
+        except StopRun:
+            raise
+        except ApiError as e:
+            self._outage = _an_outage(e)
+            return "failed", None, f"{unclear}; reading #{record_id} back failed too ({e})"
+        if still is None:
+            return "deleted", None, f"{unclear}; #{record_id} is gone on re-read"
+        self._outage = True
+        return "failed", None, f"{unclear}; #{record_id} is still there"
 
     def _enroll(self, seq: int, action: Enroll) -> tuple[str, int | None, str | None]:
         course, coworker = action.precondition.course_id, action.precondition.coworker_id
@@ -327,7 +381,14 @@ class Executor:
                 continue
             self.enrolled[(course, coworker)] = new_id
             return "enrolled", new_id, None
+        self._outage = True
         return "failed", None, f"no answer after {CREATE_TRIES} tries, and the enrolment is not there"
+
+
+def _an_outage(error: ApiError) -> bool:
+    """Whether a write failed for the service's sake (down, failing, answering pages that are not the API's),
+    not for the item's (a refusal, a validation failure)."""
+    return isinstance(error, TransportError | MalformedAnswer | AmbiguousWrite) or (error.status or 0) >= 500
 
 
 class Numbered(Mapped[tuple[int, Action]]):
