@@ -18,6 +18,9 @@ class Verification:
 
     missing: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
+    # Pairs deleted by this run and made again since (by the Members Portal, say, which completes a "Visited"
+    # lesson when its member opens it): drift to report, not a failure of the run, and not to fight in a loop.
+    returned: list[str] = field(default_factory=list)
 
     @property
     def converged(self) -> bool:
@@ -32,6 +35,7 @@ def verify(client: NexudusClient, actions: Sequence[tuple[int, Action]],
         return result
     fresh = read_fresh(client, [a for _, a in actions], confirm_missing=False)
     known = fresh.enrolled
+    deleted = {a.record.id for _, a in actions if isinstance(a, Delete)}
     for seq, action in actions:
         outcome = outcomes.get(seq, {})
         why = outcome.get("message") or outcome.get("status") or "not attempted"
@@ -46,8 +50,16 @@ def verify(client: NexudusClient, actions: Sequence[tuple[int, Action]],
                                          f"now has {len(found)} completions ({ids}): another writer created it at "
                                          "the same time")
         elif isinstance(action, Delete):
-            if action.record.id in fresh.records:
-                result.missing.append(f"{describe(action)}: #{action.record.id} is still there ({why})")
+            record = action.record
+            if record.id in fresh.records:
+                result.missing.append(f"{describe(action)}: #{record.id} is still there ({why})")
+            elif action.reason != "duplicate":  # (a duplicate's delete leaves the pair its kept record)
+                again = [r for r in fresh.pairs.get((record.member_id, record.lesson_id), []) if r["Id"] not in deleted]
+                if again:
+                    made = ", ".join(f"#{r['Id']} (created {r.get('CreatedOn') or 'at an unknown time'})"
+                                     for r in again)
+                    result.returned.append(f"{describe(action)}: #{record.id} is deleted, and the pair was made again "
+                                           f"since: {made}")
         elif (action.course.id or 0, action.coworker_id or 0) not in known:
             result.missing.append(f"enrol {action.member.name or action.coworker_id} in {action.course.name}: "
                                   f"not enrolled ({why})")

@@ -197,6 +197,12 @@ def _finish(console: Console, target: Target, journal_path: Path, actions: Seque
     if checked.missing:
         print(f"Not converged: {len(checked.missing):,} of {len(actions):,} planned changes are not in place"
               + ("" if console.quiet else " (see above)") + "; `reconciler plan` shows what is left.", file=out)
+    if checked.returned:
+        if not console.quiet:
+            for line in checked.returned[:50]:
+                print(f"  made again: {line}", file=out)
+        print(f"{len(checked.returned):,} deleted pair(s) made again since (drift, not this run's failure: the "
+              "Members Portal completes a lesson its member opens); the next `reconciler plan` shows them.", file=out)
     if checked.duplicates:
         if not console.quiet:
             print("Duplicates made by a concurrent writer:", file=out)
