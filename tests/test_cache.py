@@ -258,7 +258,7 @@ def test_an_owned_read_the_cache_answers_stops_where_lists_carry_no_system_id(si
     """A cache filled and proved by reads of another mode (no markers: SystemId not asked for) answers an owned
     read incrementally: it stops as a list read does (owned mode would find none of its records)."""
     s = site()
-    s.app.settings.system_id_in_lists = False
+    s.app.settings.system_id_in_lists = "absent"
     s.read(vouched=False)
     s.delete()
     assert s.exact(vouched=False)[1] == "full (checking the incremental read)"

@@ -3,10 +3,14 @@ over real HTTP."""
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import math
 import re
+import signal
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,14 +20,14 @@ import httpx
 import pytest
 
 from reconciler.emulator.app import EmulatorApp, Settings
-from reconciler.emulator.cli import build_parser, settings_from
+from reconciler.emulator.cli import build_parser, main, settings_from
 from reconciler.emulator.errors import UsageError
 from reconciler.emulator.limits import Limits, wait_figure
-from reconciler.emulator.seed import load_seed, snapshot_document
+from reconciler.emulator.seed import account, load_seed, snapshot_document
 from reconciler.emulator.server import InProcessTransport
 from reconciler.emulator.store import ENTITIES, Store
 
-from .conftest import API_SEED, EmulatorFactory
+from .conftest import API_SEED, EmulatorFactory, run_cli
 
 COMPLETIONS = "/api/content/coursecompletedlessons"
 MEMBERS = "/api/content/coursemembers"
@@ -461,6 +465,49 @@ def test_two_factor_without_a_code_is_two_factor_auth_check(emulator: EmulatorFa
     assert reply.status_code == 400 and reply.json()["error"] == "two_factor_auth_check"
 
 
+def test_an_account_that_must_reset_its_password_cannot_sign_in(emulator: EmulatorFactory) -> None:
+    store = Store()
+    load_seed(API_SEED, store)
+    store.save_user(account("reset@example.com", "reset-pw", must_reset_password=True))
+    server = emulator(seed=None, store=store)
+    form = {"grant_type": "password", "username": "reset@example.com", "password": "reset-pw"}
+    refused = httpx.post(server.url + "/api/token", data=form)
+    wrong = httpx.post(server.url + "/api/token", data={**form, "password": "guess"})
+    assert refused.status_code == 400 and refused.json()["error"] == "must_reset_password"
+    assert "reset" in refused.json()["error_description"]
+    assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_grant"  # only the right password says so
+    assert httpx.get(server.url + COMPLETIONS, auth=("reset@example.com", "reset-pw")).status_code == 401
+    assert _sign_in(server.url)["token_type"] == "bearer"  # other accounts are unaffected
+
+
+def test_serve_must_reset_password_flags_a_user_of_the_seed_or_of_user() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "emulator", "serve", "--port", "0", "--seed", str(API_SEED),
+         "--limits", "off", "--user", "ops@example.com:ops-pw", "--must-reset-password", "ops@example.com",
+         "--must-reset-password", "ADMIN@example.com"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip().removeprefix("listening on ")
+        assert url.startswith("http://127.0.0.1:"), url
+        for email, password in (("ops@example.com", "ops-pw"), ("admin@example.com", "admin-pw")):
+            reply = httpx.post(url + "/api/token", data={"grant_type": "password", "username": email,
+                                                         "password": password})
+            assert reply.status_code == 400 and reply.json()["error"] == "must_reset_password", email
+        reader = {"grant_type": "password", "username": "reader@example.com", "password": "reader-pw"}
+        assert httpx.post(url + "/api/token", data=reader).status_code == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=10)
+    assert process.returncode == 0
+
+
+def test_serve_must_reset_password_names_an_unknown_user() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["serve", "--port", "0", "--must-reset-password", "nobody@example.com"], stdout=out, stderr=err)
+    assert code == 1 and "--must-reset-password nobody@example.com: no such user" in err.getvalue()
+    assert out.getvalue() == ""  # refused before it listened
+
+
 # --- the serve flags --------------------------------------------------------------------------------
 
 def test_serve_flag_defaults_are_the_settings_defaults() -> None:
@@ -491,3 +538,22 @@ def test_serve_flags_set_every_variant() -> None:
 def test_serve_refuses_bad_variant_values(flags: list[str], message: str) -> None:
     with pytest.raises(UsageError, match=message):
         settings_from(build_parser().parse_args(["serve", *flags]))
+
+
+def test_a_seed_account_that_must_reset_its_password_stops_a_plan_with_one_line(
+        emulator: EmulatorFactory, tmp_path: Path, demo: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The seed's `must_reset_password` (valid by the seed schema), and the product's answer to it over HTTP."""
+    seed = tmp_path / "seed.yaml"
+    seed.write_text(API_SEED.read_text(encoding="utf-8").replace("users:\n", "users:\n  - {email: reset@example.com, "
+                    "password: reset-pw, admin: true, must_reset_password: true}\n", 1), encoding="utf-8")
+    server = emulator(seed=seed, settings=Settings(limits=Limits.off()))
+    (demo / "reconciler.yaml").write_text(f"target: {server.url}\n", encoding="utf-8")
+    monkeypatch.setenv("NEXUDUS_USERNAME", "reset@example.com")
+    monkeypatch.setenv("NEXUDUS_PASSWORD", "reset-pw")
+    monkeypatch.delenv("NEXUDUS_TOKEN", raising=False)
+    code, out, err = run_cli(capsys, "plan")
+    assert code == 1, out + err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("error: ") and "must_reset_password" in line and "set a new password" in line
+    assert "reset-pw" not in out + err

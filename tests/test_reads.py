@@ -297,14 +297,14 @@ def test_owned_mode_stops_where_completion_lists_carry_no_system_id(space: Any,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     """Whether list records carry SystemId is unknown live: where they do not, owned mode cannot find what it made,
     and a plan that said "no changes" over them would leave every record it should delete. It stops, saying so."""
-    s = space(Settings(limits=Limits.off(), system_id_in_lists=False), members=6, per_member=4, mode="owned")
+    s = space(Settings(limits=Limits.off(), system_id_in_lists="absent"), members=6, per_member=4, mode="owned")
     before = s.pairs()
     for command in (["plan", "specs"], ["apply", "specs", "--yes"]):
         code, out, err = run_cli(capsys, *command)
         assert code == 1, out + err
         assert "mode owned cannot work against" in err and "carry no SystemId" in err and "Traceback" not in err
     assert s.app.writes_seen == [] and s.pairs() == before
-    s.app.settings.system_id_in_lists = True  # the same space where lists carry it: owned mode plans
+    s.app.settings.system_id_in_lists = "yes"  # the same space where lists carry it: owned mode plans
     code, out, err = run_cli(capsys, "plan", "specs")
     assert code in (0, 2), out + err
 

@@ -12,6 +12,7 @@ import contextlib
 import gc
 import hashlib
 import hmac
+import itertools
 import json
 import logging
 import math
@@ -68,6 +69,13 @@ Garble = Literal["html", "truncated", "string-ids", "lying-total", "low-total", 
                  "total-only", "missing-field", "endless"]
 ToBound = Literal["whole-minute", "at-or-before", "before"]
 FromBound = Literal["at-or-after", "after"]
+SystemIdInLists = Literal["yes", "absent", "null"]
+EnrolmentDelete = Literal["blocked", "cascade"]
+BatchGet = Literal["honoured", "ignored"]
+AnswerGarble = Literal["html", "truncated"]
+BLOCKED_DELETE = "You must delete all CourseCompletedLessons using this record before you can delete it."
+# Who stamps the records another writer makes: an administrator between a reader's pages (`churn_between_pages`).
+OTHER_WRITER = "other.admin@example.com"
 
 
 class ConnectionLost(ConnectionAbortedError):
@@ -114,8 +122,30 @@ class Settings:
     date_style: Literal["live", "millis"] = "live"
     id_allocation: Literal["sequential", "blocks"] = "sequential"
     keep_system_id: bool = True
-    system_id_in_lists: bool = True
+    # Whether completion (and every other) list records carry SystemId is unknown live: `yes`, the key left out
+    # (`absent`), or the key with `null` (`null`); get-by-id and create's Value keep it either way.
+    system_id_in_lists: SystemIdInLists = "yes"
     refuse_duplicates: bool = False
+    # Deleting an enrolment that still has completions: refused with a 200 `WasSuccessful: false` (as blocked
+    # deletes of other entities are seen), or done with its completions (unknown live).
+    enrolment_delete: EnrolmentDelete = "blocked"
+    # `?id=[1,2,3]` answers a JSON array (docs), or is ignored like any query name the server does not know.
+    batch_get: BatchGet = "honoured"
+    # Writes (POST, PUT, DELETE) answered by a proxy's 200 HTML page and not done (`html`), or done and their
+    # answer cut after half its bytes (`truncated`), for the share `write_garble_rate` of them.
+    write_garble: AnswerGarble | None = None
+    write_garble_rate: float = 1.0
+    # The share of writes answered 500 "Ooops" and not done (`fail_rate` hits reads as well).
+    write_fail_rate: float = 0.0
+    # Get-by-id of the outage collections spoiled as `write_garble` spoils writes, for the share `get_garble_rate`.
+    get_garble: AnswerGarble | None = None
+    get_garble_rate: float = 1.0
+    # Another writer between a reader's pages: before each completion list page from page 2 on, this many
+    # times, the completion with the smallest Id is deleted and a new one created (so offset paging shifts).
+    churn_between_pages: int = 0
+    # The Members Portal completing a "Visited" lesson again: a completion deleted over the API comes back at once
+    # as a new record of the same member and lesson.
+    recreate_deleted: bool = False
     clock_offset_seconds: float = 0.0
     # Minutes before now that a record created over the API is stamped (CreatedOn, UpdatedOn): a writer whose
     # clock is behind, or a stamp set back (the read cache's hardest case).
@@ -134,6 +164,8 @@ class User:
     admin: bool = False
     roles: frozenset[str] = frozenset()
     totp: str | None = None
+    # The account must set a new password before it may sign in (the token endpoint's `must_reset_password`).
+    must_reset_password: bool = False
 
     @staticmethod
     def hash_password(password: str, salt: str | None = None) -> str:
@@ -148,7 +180,7 @@ class User:
     @classmethod
     def from_account(cls, saved: Row) -> User:
         return cls(saved["email"], saved["password_hash"], bool(saved.get("admin")),
-                   frozenset(saved.get("roles") or ()), saved.get("totp"))
+                   frozenset(saved.get("roles") or ()), saved.get("totp"), bool(saved.get("must_reset_password")))
 
     def may(self, permission: str) -> bool:
         return self.admin or permission in self.roles
@@ -281,7 +313,18 @@ class EmulatorApp:
             return json_response(500, self._oops())
         if method == "GET" and record_part is None and self._in_outage(entity):
             return Response(503, OUTAGE_PAGE, [("Content-Type", "text/html; charset=utf-8")])
+        spoil = self._spoiled_answer(entity, method, record_part)
+        if spoil == "fail":  # a burst of 500s on writes only: the write is not done
+            return json_response(500, self._oops())
+        if spoil == "html":  # a proxy's page in front of the service: the request never reached it
+            return Response(200, MAINTENANCE_PAGE, [("Content-Type", "text/html; charset=utf-8")])
+        response = self._dispatch(environ, entity, method, record_part, user)
+        if spoil == "truncated":  # done, and its answer cut after half its bytes, as a dropped connection leaves it
+            response.body = response.body[:len(response.body) // 2]
+        return response
 
+    def _dispatch(self, environ: Environ, entity: Entity, method: str, record_part: str | None,
+                  user: User | None) -> Response:
         actor = user.email if user else "local@reconciler"
         try:
             if method == "GET":
@@ -296,6 +339,23 @@ class EmulatorApp:
         except BadRequest as e:
             return self._invalid(e)
         return self._method_not_allowed(method)
+
+    def _spoiled_answer(self, entity: Entity, method: str, record_part: str | None
+                        ) -> Literal["fail", "html", "truncated"] | None:
+        """How the write and get-by-id faults spoil this request, if they do. The rng is drawn only for a fault
+        that is on, so that a seed plays the other faults as it did before these existed."""
+        settings = self.settings
+        if method != "GET":
+            if settings.write_fail_rate and self.rng.random() < settings.write_fail_rate:
+                return "fail"
+            kind, rate = settings.write_garble, settings.write_garble_rate
+        elif record_part is not None and entity.collection in settings.outage_collections:
+            kind, rate = settings.get_garble, settings.get_garble_rate
+        else:
+            return None
+        if kind is None or not (rate >= 1.0 or self.rng.random() < rate):
+            return None
+        return kind
 
     def _in_outage(self, entity: Entity) -> bool:
         settings = self.settings
@@ -324,7 +384,8 @@ class EmulatorApp:
                 return None
             email, _, password = decoded.partition(":")
             user = self.users.get(email.casefold())
-            return user if user and user.check_password(password) else None
+            # An account that must reset its password cannot sign in by any means until it does.
+            return user if user and user.check_password(password) and not user.must_reset_password else None
         return None
 
     def _token(self, environ: Environ) -> Response:
@@ -341,6 +402,9 @@ class EmulatorApp:
             user = self.users.get(form.get("username", "").casefold())
             if user is None or not user.check_password(form.get("password", "")):
                 return _invalid_grant("The user name or password is incorrect.")
+            if user.must_reset_password:  # the password was right, but it may not be used until it is changed
+                return json_response(400, {"error": "must_reset_password", "error_description":
+                                           "The password must be reset before signing in: set a new one."})
             email = user.email.casefold()
             if user.totp is not None:
                 code = form.get("totp", "")
@@ -406,8 +470,11 @@ class EmulatorApp:
         for name, value in query:
             params.setdefault(name.lower(), value)
         batch = params.get("id", "")
-        if batch.startswith("["):
+        if batch.startswith("[") and self.settings.batch_get == "honoured":
             return self._batch_get(entity, batch)
+        if entity is COMPLETION and _positive_int(params.get("page"), 1) >= 2:
+            for _ in range(self.settings.churn_between_pages):
+                self._churn()
 
         predicates = self._filters(entity, query)
         order_field = self._order_field(entity, params.get("orderby", ""))
@@ -475,9 +542,13 @@ class EmulatorApp:
             chunk = _window(ids, start, total, descending)
         rows = self.store.rows[entity.collection]
         records = [self._render(entity, rows[i], full=False) for i in chunk]
-        if not settings.system_id_in_lists:  # unknown live: list records may leave it out (get-by-id keeps it)
+        shown = settings.system_id_in_lists
+        if shown != "yes":  # unknown live: list records may leave it out or null it (get-by-id keeps it)
             for record in records:
-                record.pop("SystemId", None)
+                if shown == "null":
+                    record["SystemId"] = None
+                else:
+                    record.pop("SystemId", None)
         if garble == "string-ids":
             for record in records:
                 record["Id"] = str(record["Id"])
@@ -532,7 +603,9 @@ class EmulatorApp:
             key = name.lower()
             if key in ignored:  # as the real service does with any query name it does not know
                 continue
-            if key == "id" and not raw.startswith("["):
+            if key == "id" and raw.startswith("["):  # a batch get (`_list`), or ignored as the setting says
+                continue
+            if key == "id":
                 predicates.append(_equals("Id", _required_int(name, raw)))
             elif key == "uniqueid":
                 predicates.append(self._contains(entity, "UniqueId", raw, exact=True))
@@ -664,9 +737,46 @@ class EmulatorApp:
         if record_id is None or self.store.get(entity.collection, record_id) is None:
             return json_response(404, "Not found")
         if entity is COURSE_MEMBER and self.store.completions_of_member(record_id):
-            raise BadRequest("Id", "The course member has completed lessons; delete them first.", record_id)
-        self.store.delete(entity.collection, record_id)
+            if self.settings.enrolment_delete == "blocked":  # seen on other entities: a 200 that did nothing
+                return json_response(200, self._command(BLOCKED_DELETE, None, actor, ok=False))
+            for completion_id in list(self.store.completions_of_member(record_id)):
+                self.store.delete(COMPLETION.collection, completion_id)
+        row = self.store.delete(entity.collection, record_id)
+        if entity is COMPLETION and row is not None and self.settings.recreate_deleted:
+            # The member's portal completes the lesson again on its own, as a "Visited" lesson is when opened.
+            member = self.store.get(COURSE_MEMBER.collection, row["CourseMemberId"]) or {}
+            coworker = self.store.get(COWORKER.collection, member.get("CoworkerId", -1)) or {}
+            self._insert_completion(row["CourseMemberId"], row["CourseLessonId"], coworker.get("Email") or OTHER_WRITER)
         return json_response(200, self._command(f"{entity.name} was successfully deleted.", None, actor))
+
+    def _insert_completion(self, member_id: int, lesson_id: int, writer: str) -> Row:
+        """A completion made by another writer than the API's caller: no SystemId, stamped now, its Id as
+        `id_allocation` gives them."""
+        block = self.rng.randrange(ID_BLOCKS) if self.settings.id_allocation == "blocks" else None
+        return self.store.insert(COMPLETION.collection, {"CourseLessonId": lesson_id, "CourseMemberId": member_id},
+                                 updated_by=writer, block=block)
+
+    def _churn(self) -> None:
+        """One step of another writer working while a reader pages: the completion with the smallest Id is
+        deleted and a completion of a (member, lesson) pair that has none is created, the pair drawn from the
+        app's rng (`rng_seed`). The pair just freed is always one, so a step never fails for want of a pair."""
+        store = self.store
+        completions = store.ids(COMPLETION.collection)
+        if not completions:
+            return
+        store.delete(COMPLETION.collection, completions[0])
+        members = store.ids(COURSE_MEMBER.collection)
+        if not members:  # completions of enrolments a snapshot left out: nothing to complete
+            return
+        first = self.rng.randrange(len(members))
+        for member_id in itertools.chain(members[first:], members[:first]):
+            member = store.rows[COURSE_MEMBER.collection][member_id]
+            done = {store.rows[COMPLETION.collection][i]["CourseLessonId"]
+                    for i in store.completions_of_member(member_id)}
+            free = [i for i in store.ids_where("courselessons", "CourseId", member["CourseId"]) if i not in done]
+            if free:
+                self._insert_completion(member_id, self.rng.choice(free), OTHER_WRITER)
+                return
 
     # --- shapes ----------------------------------------------------------------------------------
 

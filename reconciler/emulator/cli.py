@@ -7,6 +7,7 @@ loads the emulator only then), so the product's parser never imports the emulato
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sqlite3
 import sys
@@ -14,7 +15,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO, get_args
 
-from reconciler.emulator.app import MAX_PAGE_SIZE, EmulatorApp, FromBound, Garble, Settings, ToBound, User
+from reconciler.emulator.app import (
+    MAX_PAGE_SIZE,
+    AnswerGarble,
+    BatchGet,
+    EmulatorApp,
+    EnrolmentDelete,
+    FromBound,
+    Garble,
+    Settings,
+    SystemIdInLists,
+    ToBound,
+    User,
+)
 from reconciler.emulator.errors import EmulatorError, UsageError
 from reconciler.emulator.limits import Limits
 from reconciler.emulator.seed import account, load_seed
@@ -116,6 +129,9 @@ def add_commands(emulator: argparse.ArgumentParser, common: argparse.ArgumentPar
     serve.add_argument("--seed", type=Path, metavar="FILE", help="seed to load when the store is empty")
     serve.add_argument("--user", action="append", default=[], metavar="EMAIL:PASSWORD",
                        help="add a full administrator (repeatable)")
+    serve.add_argument("--must-reset-password", action="append", default=[], metavar="EMAIL",
+                       help="this user (of --user or the seed) must reset its password: sign-in answers "
+                            "must_reset_password (repeatable)")
     serve.add_argument("--no-auth", action="store_true", help="accept requests without credentials")
     serve.add_argument("--token-ttl", type=int, default=604799, metavar="SECONDS")
     serve.add_argument("--totp-reusable", action="store_true",
@@ -142,10 +158,27 @@ def add_commands(emulator: argparse.ArgumentParser, common: argparse.ArgumentPar
     faults.add_argument("--read-outage", type=float, default=0.0, metavar="SECONDS",
                         help="list reads of the outage collections answer 503 for this long after start")
     faults.add_argument("--outage-collection", action="append", choices=sorted(ENTITIES), metavar="NAME",
-                        help="a collection --read-outage and --garble apply to (repeatable; default "
+                        help="a collection --read-outage, --garble and --get-garble apply to (repeatable; default "
                              "coursecompletedlessons)")
     faults.add_argument("--garble", choices=get_args(Garble), metavar="KIND",
                         help="spoil every list read of the outage collections: " + ", ".join(get_args(Garble)))
+    faults.add_argument("--write-fail-rate", type=float, default=0.0, metavar="R",
+                        help="share of writes answered 500, and not done")
+    faults.add_argument("--write-garble", choices=get_args(AnswerGarble),
+                        help="writes answered by a 200 HTML page and not done (html), or done and their answer cut "
+                             "in half (truncated)")
+    faults.add_argument("--write-garble-rate", type=float, default=1.0, metavar="R",
+                        help="share of writes --write-garble spoils")
+    faults.add_argument("--get-garble", choices=get_args(AnswerGarble),
+                        help="get-by-id of the outage collections answered by a 200 HTML page (html), or cut in "
+                             "half (truncated)")
+    faults.add_argument("--get-garble-rate", type=float, default=1.0, metavar="R",
+                        help="share of gets --get-garble spoils")
+    faults.add_argument("--churn-between-pages", type=int, default=0, metavar="N",
+                        help="before each completion list page from page 2 on, another writer deletes the "
+                             "completion with the smallest Id and creates one, N times")
+    faults.add_argument("--recreate-deleted", action="store_true",
+                        help="a completion deleted over the API comes back at once as a new record (the portal)")
     quirks = serve.add_argument_group("variants of the real service (documented, seen live, or unknown)")
     quirks.add_argument("--create-value", choices=("id", "record"), default="record",
                         help="what a create's Value holds: the whole record (seen live, default) or {Id} (docs)")
@@ -171,8 +204,16 @@ def add_commands(emulator: argparse.ArgumentParser, common: argparse.ArgumentPar
                         help="blocks: new Ids come from blocks, not in creation order")
     quirks.add_argument("--drop-system-id", action="store_true",
                         help="a create does not keep the SystemId it is sent (owned mode cannot work)")
-    quirks.add_argument("--no-system-id-in-lists", action="store_true",
-                        help="list records leave SystemId out (get-by-id still has it)")
+    quirks.add_argument("--system-id-in-lists", choices=get_args(SystemIdInLists), default="yes",
+                        help="list records carry SystemId (yes, default), leave it out (absent) or carry null "
+                             "(null); get-by-id still has it")
+    quirks.add_argument("--no-system-id-in-lists", dest="system_id_in_lists", action="store_const", const="absent",
+                        help="the same as --system-id-in-lists absent")
+    quirks.add_argument("--enrolment-delete", choices=get_args(EnrolmentDelete), default="blocked",
+                        help="deleting an enrolment that has completions: 200 WasSuccessful false (blocked, "
+                             "default), or done with its completions (cascade)")
+    quirks.add_argument("--batch-get", choices=get_args(BatchGet), default="honoured",
+                        help="?id=[1,2,3] answers an array (honoured, default) or is ignored as an unknown name")
     quirks.add_argument("--refuse-duplicates", action="store_true",
                         help="a completion create for a member and lesson that already have one answers 400")
     quirks.add_argument("--clock-offset", type=float, default=0.0, metavar="SECONDS",
@@ -202,7 +243,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
             raise UsageError(f"--{name.replace('_', '-')} must be between 0 and 1")
         return value
 
-    for name, low in (("max_page_size", 1), ("read_outage", 0)):
+    for name, low in (("max_page_size", 1), ("read_outage", 0), ("churn_between_pages", 0)):
         if getattr(args, name) < low:
             raise UsageError(f"--{name.replace('_', '-')} must be at least {low}")
     if args.throttle_wait is not None and args.throttle_wait <= 0:
@@ -223,9 +264,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
         read_outage_seconds=args.read_outage,
         outage_collections=frozenset(args.outage_collection or Settings().outage_collections),
         garble=args.garble, date_style=args.date_style, id_allocation=args.id_allocation,
-        keep_system_id=not args.drop_system_id, system_id_in_lists=not args.no_system_id_in_lists,
+        keep_system_id=not args.drop_system_id, system_id_in_lists=args.system_id_in_lists,
         refuse_duplicates=args.refuse_duplicates, clock_offset_seconds=args.clock_offset,
-        backdate_minutes=tuple(args.backdate_minutes), to_bound=args.to_bound, from_bound=args.from_bound)
+        backdate_minutes=tuple(args.backdate_minutes), to_bound=args.to_bound, from_bound=args.from_bound,
+        enrolment_delete=args.enrolment_delete, batch_get=args.batch_get, write_garble=args.write_garble,
+        write_garble_rate=rate("write_garble_rate"), write_fail_rate=rate("write_fail_rate"),
+        get_garble=args.get_garble, get_garble_rate=rate("get_garble_rate"),
+        churn_between_pages=args.churn_between_pages, recreate_deleted=args.recreate_deleted)
 
 
 def open_store(db: Path | None) -> Store:
@@ -250,12 +295,25 @@ def _serve(args: argparse.Namespace) -> int:
                 print(f"seeded {_describe(result.counts)}", file=args.stderr, flush=True)
             else:
                 print(f"the store already holds records; {args.seed} not loaded", file=args.stderr, flush=True)
-        app = EmulatorApp(store, settings, users=users)
+        app = EmulatorApp(store, settings, users=[*users, *_must_reset(args.must_reset_password, users, store)])
         serve_forever(app, args.host, args.port,
                       lambda url: print(f"listening on {url}", file=args.stdout, flush=True))
     finally:
         store.close()
     return 0
+
+
+def _must_reset(emails: list[str], given: list[User], store: Store) -> list[User]:
+    """The users named by --must-reset-password (from --user or the store's seed), flagged; they replace the
+    unflagged ones when the app is made."""
+    known = {u.email.casefold(): u for u in [*(User.from_account(a) for a in store.users()), *given]}
+    flagged = []
+    for email in emails:
+        user = known.get(email.strip().casefold())
+        if user is None:
+            raise UsageError(f"--must-reset-password {email}: no such user (add it with --user or in the seed)")
+        flagged.append(dataclasses.replace(user, must_reset_password=True))
+    return flagged
 
 
 def _seed(args: argparse.Namespace) -> int:

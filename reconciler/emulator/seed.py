@@ -58,10 +58,10 @@ def _make_room(path: Path, store: Store, replace: bool) -> None:
 
 
 def account(email: str, password: str, *, admin: bool = True, roles: list[str] | None = None,
-            totp: str | None = None) -> Row:
+            totp: str | None = None, must_reset_password: bool = False) -> Row:
     """A user account as the store keeps it: the password only as a salted hash."""
     return {"email": email, "password_hash": User.hash_password(password), "admin": admin,
-            "roles": sorted(roles or []), "totp": totp}
+            "roles": sorted(roles or []), "totp": totp, "must_reset_password": must_reset_password}
 
 
 # --- friendly YAML -------------------------------------------------------------------------------
@@ -153,7 +153,8 @@ def _friendly_records(doc: Document, store: Store, *, fresh: bool = False
                     spec.get("system_id"))
 
     accounts = [account(u["email"], u["password"], admin=u.get("admin", False), roles=u.get("roles"),
-                        totp=u.get("totp")) for u in data.get("users", [])]
+                        totp=u.get("totp"), must_reset_password=u.get("must_reset_password", False))
+                for u in data.get("users", [])]
     return records, accounts, problems
 
 

@@ -41,6 +41,8 @@ class Entity:
     id_filters: dict[str, str] = field(default_factory=dict)
     text_filters: dict[str, str] = field(default_factory=dict)
     writable: bool = False
+    # Own fields only get-by-id returns: list records leave them out (the current docs say so of lessons).
+    detail_fields: tuple[str, ...] = ()
 
     @property
     def path(self) -> str:
@@ -61,10 +63,12 @@ COURSE = Entity(
 )
 COURSE_LESSON = Entity(
     "CourseLesson", "courselessons", "content",
-    own_fields=("CourseId", "Title", "DisplayOrder", "Active", "SectionTitle", "UnlockType", "CompletionType"),
+    own_fields=("CourseId", "Title", "DisplayOrder", "Active", "SectionTitle", "UnlockType", "CompletionType",
+                "LessonContents"),
     computed_fields=("CourseTitle",),
     id_filters={"CourseLesson_Course": "CourseId"},
     text_filters={"CourseLesson_Course_Title": "CourseTitle", "CourseLesson_Title": "Title"},
+    detail_fields=("LessonContents", "UnlockType", "CompletionType"),
 )
 COURSE_MEMBER = Entity(
     "CourseMember", "coursemembers", "content",
@@ -317,9 +321,10 @@ class Store:
         return getter(self, row) if getter else None
 
     def render(self, entity: Entity, row: Row, *, full: bool) -> Row:
-        """The record as the API returns it; lists (`full=False`) leave out the collection-like fields."""
+        """The record as the API returns it; lists (`full=False`) leave out the collection-like fields and the
+        entity's `detail_fields`."""
         get = row.get
-        record: Row = {name: get(name) for name in _OWN[entity.collection]}
+        record: Row = {name: get(name) for name in (_OWN if full else _LISTED)[entity.collection]}
         derived = _DERIVED.get(entity.collection)
         if derived is not None:
             for name, computed in zip(entity.computed_fields, derived(self, row), strict=True):
@@ -525,6 +530,7 @@ _TO_STRING = {
 
 # What a record shows of its own, in the order the API writes it.
 _OWN = {e.collection: ("Id", *e.own_fields) for e in ENTITIES.values()}
+_LISTED = {e.collection: tuple(n for n in _OWN[e.collection] if n not in e.detail_fields) for e in ENTITIES.values()}
 
 
 def _lesson_derived(store: Store, row: Row) -> tuple[Any, ...]:
