@@ -636,6 +636,13 @@ class Doctor:
                      "owned mode cannot find its records: plan and apply refuse owned specs (additive and "
                      "authoritative work)")
             return
+        if all(r.get("SystemId") is None for r in records):
+            # A field that is always empty may be the records' (made in the portal) or the lists' (a value they
+            # do not show): only a record of our own, read back (--write-check), tells.
+            self.add("SystemId in lists", "note", f"completion list records have a SystemId field, but it is empty "
+                     f"in all {len(records):,} read", "whether lists show a SystemId that was set: --write-check "
+                     "settles it with a record of its own")
+            return
         ids["in_list_records"] = True
         ours = [r for r in records if str(r.get("SystemId") or "").startswith("reconciler:")]
         if ours:
@@ -697,12 +704,17 @@ class Doctor:
                 # What a write check measured stays true until another one says otherwise.
                 ids["kept_on_create"] = old.get("kept_on_create")
                 ids["write_check_at"] = old.get("write_check_at")
+                if ids.get("in_list_records") is None and old.get("in_list_records") is False:
+                    ids["in_list_records"] = False  # its own record, read back: what lists showing null hide
                 self.profile["duplicates"] = earlier.document.get("duplicates")
                 self.profile["create_value"] = earlier.document.get("create_value")
         when = ids.get("write_check_at")
         if when and ids.get("kept_on_create") is False:
             self.add("SystemId on create", "limit", f"dropped (--write-check of {when})", "owned mode cannot work: "
                      "plan and apply refuse owned specs (additive and authoritative work)")
+        elif when and ids.get("in_list_records") is False:
+            self.add("SystemId on create", "limit", f"kept, but not shown in list records (--write-check of {when})",
+                     "owned mode cannot find its records in list reads: plan and apply refuse owned specs")
         elif when:
             self.add("SystemId on create", "ok", f"kept (--write-check of {when})", "owned mode works")
         elif ids.get("kept_on_create"):
@@ -910,7 +922,7 @@ class WriteCheck:
             raise Aborted(e) from None
         except ApiError:  # not a record (a maintenance page): the read-back says nothing
             got = None
-        in_list = listed is not None and "SystemId" in listed
+        in_list = listed is not None and listed.get("SystemId") == marker  # as owned mode reads it: in a list
         kept = any(isinstance(r, dict) and r.get("SystemId") == marker for r in (listed, got, value))
         ids["kept_on_create"] = kept
         ids["write_check_at"] = doctor.profile["measured_at"]
@@ -924,7 +936,9 @@ class WriteCheck:
                        f"not {marker!r}", "owned mode cannot work: plan and apply refuse owned specs (additive "
                        "and authoritative work)")
         elif not in_list:
-            doctor.add("SystemId on create", "limit", f"kept ({where}), but list records leave it out",
+            shown = "leave it out" if listed is None or "SystemId" not in listed else \
+                f"show it as {listed['SystemId']!r}"
+            doctor.add("SystemId on create", "limit", f"kept ({where}), but list records {shown}",
                        "owned mode cannot find its records in list reads: plan and apply refuse owned specs")
         else:
             doctor.add("SystemId on create", "ok", f"kept: {where} show the marker the create sent",

@@ -129,7 +129,9 @@ def test_doctor_against_the_default_emulator_stays_inside_its_budget(
     assert s.writes() == 0
     profile = s.profile()
     assert profile["target"] == s.server.url and profile["format"] == "reconciler-target-profile/1"
-    assert profile["page_size"]["cap"] is None and profile["system_id"]["in_list_records"] is True
+    # (the seed's completions have no SystemId: lists that show it empty everywhere settle nothing)
+    assert profile["page_size"]["cap"] is None and profile["system_id"]["in_list_records"] is None
+    assert finding(s, "SystemId in lists")["level"] == "note"
     assert {v["state"] for v in profile["filters"].values()} == {"honoured"}
     assert profile["filters"]["/api/spaces/coworkers?coworker_email"] | {"match": "exact", "case": "insensitive"} == \
         profile["filters"]["/api/spaces/coworkers?coworker_email"]
@@ -160,7 +162,7 @@ READ_ONLY_CASES = [
      "filter CourseCompletedLesson_CourseMember", "note", "answered 97 of 97 records", 0),
     ("email filter ignored", {"ignored_filters": frozenset({"coworker_email"})}, "filter Coworker_Email", "note",
      "ignored: Coworker_Email=", 0),
-    ("SystemId absent from lists", {"system_id_in_lists": False}, "SystemId in lists", "limit",
+    ("SystemId absent from lists", {"system_id_in_lists": "absent"}, "SystemId in lists", "limit",
      "completion list records have no SystemId", 3),
     ("dates in milliseconds", {"date_style": "millis"}, "dates", "ok",
      "lists: up to 3 fractional digits, UTC (Z); get-by-id: up to 3 fractional digits, UTC (Z)", 0),
@@ -357,6 +359,25 @@ def test_system_id_dropped_on_create_makes_owned_unavailable(site: SiteFactory,
     assert code == 3 and "dropped (--write-check of " in out
 
 
+def test_system_id_shown_empty_in_lists_makes_owned_unavailable(site: SiteFactory,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Lists that show SystemId as null: a read-only run cannot tell (nobody may have set one); the write check
+    reads its own record back in the list, as owned mode reads it, and owned specs are then refused."""
+    s = site(replace(OPEN, system_id_in_lists="null"))
+    assert run_cli(capsys, "doctor")[0] == 0
+    assert finding(s, "SystemId in lists")["level"] == "note" and s.profile()["system_id"]["in_list_records"] is None
+    code, out, _ = run_cli(capsys, "doctor", "--write-check", *SANDBOX)
+    assert code == 3, out
+    found = finding(s, "SystemId on create")
+    assert found["level"] == "limit" and "but list records show it as None" in found["seen"], found
+    assert s.profile()["system_id"] | {"kept_on_create": True, "in_list_records": False} == s.profile()["system_id"]
+    (s.work / "specs").mkdir()
+    (s.work / "specs" / "onboarding.yaml").write_text(OWNED_SPEC)
+    code, _, err = run_cli(capsys, "plan", "specs")
+    assert code == 1 and "mode owned cannot work against" in err
+    assert run_cli(capsys, "doctor")[0] == 3  # a later read-only run keeps what the write check measured
+
+
 def test_write_check_settings_from_reconciler_yaml(site: SiteFactory, capsys: pytest.CaptureFixture[str]) -> None:
     s = site(config=FAST + "doctor: {course: Onboarding 101, lesson: {id: 2006}, member: {course_member_id: 50002}}\n")
     before = s.completions()
@@ -484,7 +505,7 @@ def test_plan_and_apply_avoid_a_filter_known_to_be_ignored(site: SiteFactory,
 
 
 def test_owned_specs_are_refused_before_any_request(site: SiteFactory, capsys: pytest.CaptureFixture[str]) -> None:
-    s = site(replace(OPEN, system_id_in_lists=False))
+    s = site(replace(OPEN, system_id_in_lists="absent"))
     (s.work / "specs").mkdir()
     (s.work / "specs" / "onboarding.yaml").write_text(OWNED_SPEC)
     code, out, err, spent = counted(s, capsys, "plan", "specs")
@@ -500,7 +521,7 @@ def test_owned_specs_are_refused_before_any_request(site: SiteFactory, capsys: p
 
 
 def test_export_takes_additive_where_owned_cannot_work(site: SiteFactory, capsys: pytest.CaptureFixture[str]) -> None:
-    s = site(replace(OPEN, system_id_in_lists=False))
+    s = site(replace(OPEN, system_id_in_lists="absent"))
     assert run_cli(capsys, "doctor")[0] == 3
     code, _, err = run_cli(capsys, "export", "--out", "exported", "--course", "Coffee Bar Basics")
     assert code == 0, err
@@ -526,7 +547,7 @@ def test_a_run_that_contradicts_the_profile_says_so(site: SiteFactory, capsys: p
 
 def test_a_profile_of_another_target_is_not_used(site: SiteFactory, capsys: pytest.CaptureFixture[str],
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    s = site(replace(OPEN, system_id_in_lists=False))
+    s = site(replace(OPEN, system_id_in_lists="absent"))
     (s.work / "specs").mkdir()
     (s.work / "specs" / "onboarding.yaml").write_text(OWNED_SPEC)
     assert run_cli(capsys, "doctor")[0] == 3
