@@ -35,7 +35,7 @@ from reconciler.journal import Journal
 from reconciler.model import MARKER_PREFIX
 from reconciler.pacing import LOGGED_WAIT, duration
 from reconciler.progress import Progress
-from reconciler.state import COMPLETIONS, MEMBERS, Filter, StateReader, Unverifiable
+from reconciler.state import COMPLETIONS, MEMBERS, Filter, StateReader
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,8 @@ class Executor:
             self.journal.write({"type": "stop", "why": result.stopped, "at": self.now().isoformat()})
         if self.ownership_lost:
             result.warnings.append(f"{self.ownership_lost}, so owned mode cannot work against it: deletes justified "
-                                   "by ownership were skipped")
+                                   "by ownership were skipped; `reconciler doctor --write-check` records it in the "
+                                   "target profile, and plans then refuse owned specs")
         return result
 
     def _run_one(self, seq: int, action: Action, result: Result, *, look_first: bool) -> str | None:
@@ -308,13 +309,14 @@ class Executor:
         if self.ownership_checked or not system_id:
             return
         self.ownership_checked = True
+        by_member = Filter("CourseCompletedLesson_CourseMember", "CourseMemberId", member)
         try:
-            try:
-                listed = next((r for r in StateReader(self.client).select(
-                    COMPLETIONS, Filter("CourseCompletedLesson_CourseMember", "CourseMemberId", member))
-                    if r.get("Id") == new_id), None)
-            except Unverifiable:  # lists without CourseMemberId: read by its Id alone
-                listed = None
+            listed = None
+            if not StateReader(self.client).known_ignored(COMPLETIONS, by_member):
+                # One page of the member's completions (one request, whatever the filter does: a record of another
+                # member on it is not looked at); not on it, the record is read by its Id alone.
+                page = self.client.page(COMPLETIONS, {by_member.name: member}, size=self.client.page_size)
+                listed = next((r for r in page.records if r.get("Id") == new_id and by_member.matches(r)), None)
             if listed is not None and listed.get("SystemId") == system_id:
                 return
             record = self.client.get(COMPLETIONS, new_id)
@@ -342,29 +344,30 @@ class Executor:
             return "skipped", None, "the target does not keep SystemId; deletes by ownership are disabled"
         if action.twin in self.twins_missing:
             return "skipped", None, "its migrated twin was not created, so the source is kept"
-        self._intent(seq, 1, action)
-        try:
-            gone_before = not self.client.delete(COMPLETIONS, record.id)
-        except AmbiguousWrite as e:
-            return self._look_after_delete(record.id, e)
-        # "gone" keeps the full record in the intent above: undo restores it whatever this outcome says,
-        # because a delete whose first answer was lost is re-sent and then answered 404.
-        return ("gone", None, "already deleted (404)") if gone_before else ("deleted", None, None)
-
-    def _look_after_delete(self, record_id: int, unclear: AmbiguousWrite) -> tuple[str, int | None, str | None]:
-        """A delete whose answer said neither done nor refused: the record read back by its Id settles it (gone,
-        or still there: that action's failure, tried again at the end of the run)."""
-        try:
-            still = self.client.get(COMPLETIONS, record_id)
-        except StopRun:
-            raise
-        except ApiError as e:
-            self._outage = _an_outage(e)
-            return "failed", None, f"{unclear}; reading #{record_id} back failed too ({e})"
-        if still is None:
-            return "deleted", None, f"{unclear}; #{record_id} is gone on re-read"
+        unclear: AmbiguousWrite | None = None
+        for attempt in range(1, CREATE_TRIES + 1):
+            self._intent(seq, attempt, action)
+            try:
+                gone_before = not self.client.delete(COMPLETIONS, record.id)
+            except AmbiguousWrite as e:
+                # The answer said neither done nor refused: the record read back by its Id settles it (gone, or
+                # still there: not deleted, so it is safe to send again).
+                unclear = e
+                try:
+                    still = self.client.get(COMPLETIONS, record.id)
+                except StopRun:
+                    raise
+                except ApiError as error:
+                    self._outage = _an_outage(error)
+                    return "failed", None, f"{e}; reading #{record.id} back failed too ({error})"
+                if still is None:
+                    return "deleted", None, f"{e}; #{record.id} is gone on re-read"
+                continue
+            # "gone" keeps the full record in the intent above: undo restores it whatever this outcome says,
+            # because a delete whose first answer was lost is re-sent and then answered 404.
+            return ("gone", None, "already deleted (404)") if gone_before else ("deleted", None, None)
         self._outage = True
-        return "failed", None, f"{unclear}; #{record_id} is still there"
+        return "failed", None, f"{unclear}; #{record.id} is still there after {CREATE_TRIES} tries"
 
     def _enroll(self, seq: int, action: Enroll) -> tuple[str, int | None, str | None]:
         course, coworker = action.precondition.course_id, action.precondition.coworker_id

@@ -14,6 +14,9 @@ from reconciler.client import AmbiguousWrite, NexudusClient, Pacer
 from reconciler.config import DOCUMENTED_LIMITS, ClientLimits, Credentials
 from reconciler.emulator.app import Settings
 from reconciler.emulator.limits import Limits
+from reconciler.emulator.seed import account
+from reconciler.emulator.store import Store
+from reconciler.emulator.synthetic import build_space
 from reconciler.errors import (
     AuthError,
     MalformedAnswer,
@@ -287,6 +290,27 @@ def test_delete_of_a_missing_record_is_already_done(emulator: EmulatorFactory, h
     client = client_for(emulator().url, http, auth_mode="basic")
     assert client.delete(COMPLETIONS, 900001) is True
     assert client.delete(COMPLETIONS, 900001) is False
+
+
+@pytest.mark.parametrize("batch_get", ["honoured", "ignored"])
+def test_get_many_finds_the_same_records_whether_the_batch_is_honoured_or_ignored(
+        emulator: EmulatorFactory, http: httpx.Client, batch_get: str) -> None:
+    """A server that ignores `?id=[...]` answers the first page of the whole table: the records asked for on it are
+    kept, the others looked up one by one, and an Id that does not exist is simply not there."""
+    store = Store()
+    build_space(store, members=20, lessons=6, per_member=3)
+    store.save_user(account(ADMIN.username or "", ADMIN.password or ""))
+    settings = Settings(limits=Limits.off(), batch_get=batch_get)  # type: ignore[arg-type]
+    server = emulator(seed=None, store=store, settings=settings)
+    client = client_for(server.url, http, auth_mode="basic")
+    every = [record["Id"] for record in client.list_all(COMPLETIONS)]
+    assert len(every) == 60
+    wanted = [every[0], every[1], every[-1], every[len(every) // 2], 123456789]
+    found = client.get_many(COMPLETIONS, wanted)
+    assert [record["Id"] for record in found] == sorted(wanted[:4])
+    gets = client.stats.by_path.get(COMPLETIONS, 0)
+    # (one batch request honoured; ignored: the page, then by Id those the page did not hold, the missing one too)
+    assert client.stats.requests - gets == (3 if batch_get == "ignored" else 0)
 
 
 def test_the_pacer_spaces_requests_by_the_budget() -> None:

@@ -428,3 +428,97 @@ def test_fail_fast_stops_at_the_first_failed_action_with_exit_4(served: ServedFa
     assert "--fail-fast: an action failed" in result.stdout
     assert "Resume with: reconciler apply --resume" in result.stdout
     assert "failed         1" in result.stdout and space.pairs() == Counter()
+
+
+# --- writes answered with something that is not the command envelope, and outages -----------------
+
+def _journal(work: Path) -> Path:
+    (journal,) = (work / ".reconciler" / "journal").glob("*.jsonl")
+    return journal
+
+
+def test_deletes_answered_with_a_maintenance_page_are_looked_up_and_an_outage_stops_the_run(
+        served: ServedFactory) -> None:
+    """A proxy's maintenance page (200, HTML) says nothing of the delete: the record is read back, is still
+    there, and the action fails; five such failures in a row stop the run (exit 3), resumable, with nothing
+    counted done that was not. Once the service is back, the resume converges."""
+    space = served(Settings(limits=Limits.off(), write_garble="html"), members=4, per_member=6, lessons=6)
+    work = space.folder(through=1)  # deletes only: five a member
+    before = space.records()
+    result = space.run(work, "apply", "specs", "--yes")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "5 writes in a row failed for the service's sake" in result.stdout
+    assert "is still there" in result.stdout and "Resume with: reconciler apply --resume" in result.stdout
+    assert space.records() == before  # no delete was done, and none is claimed
+    outcomes = read_journal(_journal(work)).outcomes.values()
+    assert [entry["status"] for entry in outcomes] == ["failed"] * 5
+    assert len(space.app.writes_seen) == 5 * 3  # each delete sent again while it is still there, three times
+    space.app.settings.write_garble = None
+    resumed = space.run(work, "apply", "--resume", str(_journal(work)), "--yes")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert space.run(work, "plan", "specs", "--detailed-exitcode").returncode == 0
+
+
+def test_writes_done_but_answered_with_cut_json_are_found_done_without_a_duplicate(served: ServedFactory) -> None:
+    """The write was done, its answer cut short: each delete is found gone and each create found made, on re-read,
+    and nothing is sent twice."""
+    space = served(Settings(limits=Limits.off(), write_garble="truncated"), members=6, per_member=3, lessons=6)
+    work = space.folder(through=4)
+    result = space.run(work, "apply", "specs", "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Converged" in result.stdout
+    outcomes = list(read_journal(_journal(work)).outcomes.values())
+    assert {entry["status"] for entry in outcomes} == {"created", "deleted"}
+    assert all("not the command envelope" in entry["message"] for entry in outcomes)
+    assert max(space.pairs().values()) == 1
+    posts = [body for method, _, body in space.app.writes_seen if method == "POST"]
+    assert len(posts) == len({(b["CourseMemberId"], b["CourseLessonId"]) for b in posts})  # each pair sent once
+    assert space.run(work, "plan", "specs", "--detailed-exitcode").returncode == 0
+
+
+def test_creates_failing_with_500_stop_the_run_after_five_in_a_row(served: ServedFactory) -> None:
+    """Every write answered 500 (reads work): a create is never resent blind (it is looked for first), each
+    fails after its tries, and the fifth in a row stops the run rather than spend the day's writes."""
+    space = served(Settings(limits=Limits.off(), write_fail_rate=1.0), members=6, per_member=0)
+    work = space.folder(through=2)
+    result = space.run(work, "apply", "specs", "--yes")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "5 writes in a row failed for the service's sake" in result.stdout
+    assert space.pairs() == Counter()
+    assert len([w for w in space.app.writes_seen if w[0] == "POST"]) == 5 * 3  # three tries each, looked for between
+
+
+def test_a_deleted_pair_made_again_since_is_reported_as_drift_not_a_failure(served: ServedFactory) -> None:
+    """The Members Portal completes a lesson its member opens: a pair deleted by the run may be there again by the
+    time it is verified. That is drift to report (exit 0), not a failure to fight."""
+    space = served(Settings(limits=Limits.off(), recreate_deleted=True), members=3, per_member=3)
+    work = space.folder(through=1)
+    result = space.run(work, "apply", "specs", "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "deleted pair(s) made again since (drift" in result.stdout
+    assert "made again: " in result.stdout and "is deleted, and the pair was made again since: #" in result.stdout
+    assert "Converged" in result.stdout
+
+
+@pytest.mark.parametrize(("settings", "warned"), [
+    ({"keep_system_id": False}, "the target did not keep the SystemId written on create"),
+    ({"system_id_in_lists": "null"}, "the target's completion lists show SystemId None for a record created with the "
+                                     "marker (get-by-id shows it)"),
+])
+def test_an_owned_apply_reads_its_first_create_back_as_owned_mode_reads_it(served: ServedFactory,
+                                                                           settings: dict[str, Any],
+                                                                           warned: str) -> None:
+    """Owned mode finds its records by their marker in list reads: the first create is read back in its member's
+    list, and a target that drops the marker, or lists that show it empty, are said once, at the end."""
+    space = served(Settings(limits=Limits.off(), **settings), members=3, per_member=0)
+    work = space.folder(through=2, mode="owned")
+    result = space.run(work, "apply", "specs", "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"warning: {warned}, so owned mode cannot work against it" in result.stdout
+    assert len(space.pairs()) == 6
+
+
+def test_an_owned_apply_on_a_target_that_shows_its_marker_warns_of_nothing(served: ServedFactory) -> None:
+    space = served(members=3, per_member=0)
+    result = space.run(space.folder(through=2, mode="owned"), "apply", "specs", "--yes")
+    assert result.returncode == 0 and "warning" not in result.stdout, result.stdout
