@@ -816,9 +816,9 @@ class NexudusClient:
                            status=status)
         if method != "GET":
             body = _json_or_none(reply)
-            if not isinstance(body, dict) and status != 204:
-                # Not the command envelope (a proxy's maintenance page, an answer cut short): whether the write
-                # was done is unknown, as when no answer came. The caller looks before it goes on.
+            if not (isinstance(body, dict) and "WasSuccessful" in body) and status != 204:
+                # Not the command envelope (a proxy's maintenance page, an answer cut short, an object that is not
+                # it): whether the write was done is unknown, as when no answer came. The caller looks first.
                 raise AmbiguousWrite(f"{method} {url} answered {status} with {_answer_kind(reply, body)}, not the "
                                      "command envelope: the write may or may not have been done", method=method,
                                      url=url, status=status)

@@ -887,8 +887,9 @@ class WriteCheck:
             answer = reply.json()
             value = answer.get("Value") if isinstance(answer, dict) else None
             new_id = value.get("Id") if isinstance(value, dict) else None
-            if not isinstance(new_id, int):
-                raise ApiError(f"POST {COMPLETIONS} succeeded without a new Id in Value")
+            if not isinstance(new_id, int):  # said done without what it made: looked for, as `client.create` does
+                raise AmbiguousWrite(f"POST {COMPLETIONS} succeeded without a new Id in Value: the record may have "
+                                     "been made", method="POST", url=COMPLETIONS)
         except AmbiguousWrite as e:
             found = [r for r in self.doctor.pair(self.member.id or 0, self.lesson.id or 0)
                      if r.get("SystemId") in (action.system_id, None) and r["Id"] not in made]

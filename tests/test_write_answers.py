@@ -37,6 +37,7 @@ def answering(answer: Callable[[httpx.Request], httpx.Response]) -> tuple[Nexudu
      "answered 200 with JSON cut short or not JSON"),
     (httpx.Response(200, content=b""), "answered 200 with an empty body"),
     (httpx.Response(200, json=[1, 2]), "answered 200 with a list"),
+    (httpx.Response(200, json={"Message": "Service Unavailable"}), "answered 200 with an object, not the command"),
 ])
 def test_a_delete_answered_with_no_envelope_is_ambiguous_and_sent_once(answer: httpx.Response, said: str) -> None:
     client, sent = answering(lambda request: answer)
