@@ -32,7 +32,7 @@ from reconciler.errors import (
 from reconciler.fresh import Fresh, member_of, stale_reason
 from reconciler.interrupt import interruptible
 from reconciler.journal import Journal
-from reconciler.model import MARKER_PREFIX
+from reconciler.model import MARKER_PREFIX, same_instant
 from reconciler.pacing import LOGGED_WAIT, duration
 from reconciler.progress import Progress
 from reconciler.state import COMPLETIONS, MEMBERS, Filter, StateReader
@@ -44,8 +44,9 @@ CREATE_TRIES = 3
 # Writes of one kind refused (401) for this many different members (or records) with none accepted, while the
 # session holds: most likely a missing role, not a deleted record (the live service answers 401 for both).
 REFUSALS_TO_STOP = 3
-# Writes in a row that failed for the service's sake (a 5xx past its retries, no answer, a maintenance page):
-# the run stops, resumable, rather than spend the day's writes on an outage.
+# Actions in a row that failed for the service's sake (a 5xx past its retries, no answer, a maintenance page),
+# of more than one member: the run stops, resumable, rather than spend the day's writes on an outage. Failures of
+# one member alone may be that member's (the live service answers its "Ooops" 500 to permanent refusals too).
 OUTAGE_TO_STOP = 5
 ROLE_OF = {"create": "CourseCompletedLesson-Create", "delete": "CourseCompletedLesson-Delete",
            "enroll": "CourseMember-Create"}
@@ -59,6 +60,9 @@ class Result:
     stopped: str | None = None
     stop_code: int = 3
     warnings: list[str] = field(default_factory=list)
+    # The records the fresh read before the writes found in the pairs the actions delete from: what verification
+    # does not take for a pair made again since.
+    before: dict[tuple[int, int], set[int]] = field(default_factory=dict)
 
 
 # --- the executor --------------------------------------------------------------------------------
@@ -86,13 +90,17 @@ class Executor:
         self._accepted: dict[str, int] = defaultdict(int)
         self._open_intent: int | None = None  # the seq whose intent is journaled and outcome not yet
         self._outage = False  # whether the action in hand failed for the service's sake
-        self._outages = 0  # such failures in a row
+        self._outages: list[int] = []  # the members of such failures in a row
         self.progress = Progress(0, self.progress_out)
 
     def run(self, numbered: Sequence[tuple[int, Action]], fresh: Fresh | None = None) -> Result:
         result = Result()
         if fresh is not None:
             self.enrolled.update(fresh.enrolled)
+            for _, action in numbered:
+                if isinstance(action, Delete):
+                    pair = (action.record.member_id, action.record.lesson_id)
+                    result.before[pair] = {r["Id"] for r in fresh.pairs.get(pair, [])}
         progress = self.progress = Progress(len(numbered), self.progress_out, pacer=self.client.pacer,
                                             clock=self.client.clock)
         failed: list[tuple[int, Action, str]] = []
@@ -167,10 +175,15 @@ class Executor:
             result.skipped.append((action, message or ""))
         else:
             result.counts[status] += 1
-        self._outages = self._outages + 1 if status == "failed" and self._outage else 0
-        if self._outages >= OUTAGE_TO_STOP:
-            result.stopped = (f"{self._outages} writes in a row failed for the service's sake (the last: "
-                              f"{message}): stopped, so that an outage does not spend the day's writes")
+        if status == "failed" and self._outage:
+            self._outages.append(action.record.member_id if isinstance(action, Delete) else
+                                 action.member.id or action.coworker_id or 0)
+        else:
+            self._outages = []
+        if len(self._outages) >= OUTAGE_TO_STOP and len(set(self._outages)) > 1:
+            result.stopped = (f"{len(self._outages)} actions in a row, of {len(set(self._outages))} members, failed "
+                              f"for the service's sake (the last: {message}): stopped, so that an outage does not "
+                              "spend the day's writes")
             result.stop_code = EXIT_BLOCKED
             return None
         refused = len(self._refused[action.kind])
@@ -274,12 +287,14 @@ class Executor:
         if action.system_id:
             body["SystemId"] = action.system_id
         sent = action if action.member.id == member else _with_member(action, member)
+        unclear: AmbiguousWrite | None = None
         for attempt in range(1, CREATE_TRIES + 1):
             self._intent(seq, attempt, sent)
             try:
                 new_id = self.client.create(COMPLETIONS, body)
             except AmbiguousWrite as e:
                 # The answer was lost: the completion may exist. Look before sending it again.
+                unclear = e
                 found = self._find_completion(member, lesson)
                 if found is not None:
                     return "created", found, f"{e}; found #{found} on re-read"
@@ -289,7 +304,7 @@ class Executor:
             self._check_ownership(new_id, action.system_id, member)
             return "created", new_id, None
         self._outage = True
-        return "failed", None, f"no answer after {CREATE_TRIES} tries, and the completion is not there"
+        return "failed", None, f"{CREATE_TRIES} tries, and the completion is not there (the last: {unclear})"
 
     def _completions_of(self, member: int) -> dict[int, int]:
         """lesson → the oldest Id, of one member's completions as the server has them now."""
@@ -331,9 +346,10 @@ class Executor:
         if record is not None and record.get("SystemId") != system_id:
             self.ownership_lost = "the target did not keep the SystemId written on create"
             self.client.observed.add("systemid-dropped-on-create")  # a target profile saying otherwise is wrong
-        elif listed is not None:  # kept (get-by-id shows it), but the list shows null or something else
-            self.ownership_lost = (f"the target's completion lists show SystemId {listed.get('SystemId')!r} for a "
-                                   "record created with the marker (get-by-id shows it)")
+        elif listed is not None and record is not None:  # kept (get-by-id shows it), not shown in the list
+            shown = f"show SystemId {listed['SystemId']!r}" if "SystemId" in listed else "leave SystemId out"
+            self.ownership_lost = (f"the target's completion lists {shown} for a record created with the marker "
+                                   "(get-by-id shows it)")
             self.client.observed.add("systemid-absent-from-lists")
 
     def _delete(self, seq: int, action: Delete) -> tuple[str, int | None, str | None]:
@@ -341,7 +357,7 @@ class Executor:
         marker_based = action.reason == "orphaned" or (
             action.reason == "duplicate" and str(record.system_id or "").startswith(MARKER_PREFIX))
         if self.ownership_lost and marker_based:
-            return "skipped", None, "the target does not keep SystemId; deletes by ownership are disabled"
+            return "skipped", None, f"{self.ownership_lost}: deletes by ownership are disabled"
         if action.twin in self.twins_missing:
             return "skipped", None, "its migrated twin was not created, so the source is kept"
         unclear: AmbiguousWrite | None = None
@@ -362,6 +378,8 @@ class Executor:
                     return "failed", None, f"{e}; reading #{record.id} back failed too ({error})"
                 if still is None:
                     return "deleted", None, f"{e}; #{record.id} is gone on re-read"
+                if not same_instant(str(still.get("UpdatedOn") or ""), action.precondition.updated_on):
+                    return "skipped", None, f"{e}; #{record.id} is still there, changed since the plan was read"
                 continue
             # "gone" keeps the full record in the intent above: undo restores it whatever this outcome says,
             # because a delete whose first answer was lost is re-sent and then answered 404.
@@ -371,11 +389,13 @@ class Executor:
 
     def _enroll(self, seq: int, action: Enroll) -> tuple[str, int | None, str | None]:
         course, coworker = action.precondition.course_id, action.precondition.coworker_id
+        unclear: AmbiguousWrite | None = None
         for attempt in range(1, CREATE_TRIES + 1):
             self._intent(seq, attempt, action)
             try:
                 new_id = self.client.create(MEMBERS, {"CourseId": course, "CoworkerId": coworker})
-            except AmbiguousWrite:
+            except AmbiguousWrite as e:
+                unclear = e
                 found = next((r["Id"] for r in self.client.list_all(MEMBERS, {"CourseMember_Coworker": coworker})
                               if r.get("CourseId") == course and r.get("CoworkerId") == coworker), None)
                 if found is not None:
@@ -385,7 +405,7 @@ class Executor:
             self.enrolled[(course, coworker)] = new_id
             return "enrolled", new_id, None
         self._outage = True
-        return "failed", None, f"no answer after {CREATE_TRIES} tries, and the enrolment is not there"
+        return "failed", None, f"{CREATE_TRIES} tries, and the enrolment is not there (the last: {unclear})"
 
 
 def _an_outage(error: ApiError) -> bool:

@@ -4,7 +4,8 @@
     {"type": "intent", "seq", "attempt", "at", "action"}    before each write is sent
     {"type": "outcome", "seq", "status", "at", "id", "message"}   after it: created | deleted | gone |
                                                             enrolled | skipped | failed
-    {"type": "stop", "why", "at"}                           the daily cap, or an interruption
+    {"type": "stop", "why", "at"}                           why the apply stopped before its end (the daily cap,
+                                                            a long wait, an outage, an interruption, ...)
     {"type": "resume", "remaining"}                         `apply --resume` carries on in the same file
     {"type": "end", "summary"}
 

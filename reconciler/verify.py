@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.actions import Action, Create, Delete, describe
 from reconciler.client import NexudusClient
 from reconciler.fresh import member_of, read_fresh
+from reconciler.model import instant
+from reconciler.undo import CLOCK_SLACK
 
 
 @dataclass
@@ -27,9 +29,10 @@ class Verification:
         return not self.missing and not self.duplicates
 
 
-def verify(client: NexudusClient, actions: Sequence[tuple[int, Action]],
-           outcomes: dict[int, dict[str, Any]]) -> Verification:
-    """Re-read every planned pair, record and enrolment and compare with the plan."""
+def verify(client: NexudusClient, actions: Sequence[tuple[int, Action]], outcomes: dict[int, dict[str, Any]],
+           before: Mapping[tuple[int, int], Collection[int]] | None = None) -> Verification:
+    """Re-read every planned pair, record and enrolment and compare with the plan. `before`: the records of the
+    pairs deleted from that the apply's fresh read found (a record among them was not made again since)."""
     result = Verification()
     if not actions:
         return result
@@ -53,8 +56,13 @@ def verify(client: NexudusClient, actions: Sequence[tuple[int, Action]],
             record = action.record
             if record.id in fresh.records:
                 result.missing.append(f"{describe(action)}: #{record.id} is still there ({why})")
-            elif action.reason != "duplicate":  # (a duplicate's delete leaves the pair its kept record)
-                again = [r for r in fresh.pairs.get((record.member_id, record.lesson_id), []) if r["Id"] not in deleted]
+            elif action.reason != "duplicate" and outcome.get("status") in ("deleted", "gone"):
+                # (a duplicate's delete leaves the pair its kept record; an owned delete, a record of another's)
+                since = instant(str(outcome.get("at") or "")) - CLOCK_SLACK  # (the server's clock against ours)
+                pair = (record.member_id, record.lesson_id)
+                seen = (before or {}).get(pair, ())
+                again = [r for r in fresh.pairs.get(pair, []) if r["Id"] not in deleted and r["Id"] not in seen
+                         and instant(str(r.get("CreatedOn") or "")) >= since]
                 if again:
                     made = ", ".join(f"#{r['Id']} (created {r.get('CreatedOn') or 'at an unknown time'})"
                                      for r in again)

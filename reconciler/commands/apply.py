@@ -188,7 +188,7 @@ def _finish(console: Console, target: Target, journal_path: Path, actions: Seque
         print(f"Resume with: reconciler apply --resume {journal_path}", file=out)
         return stop_outcome(result.stop_code)
     state = read_journal(journal_path)
-    checked = verify(target.client, actions, state.outcomes)
+    checked = verify(target.client, actions, state.outcomes, result.before)
     if checked.converged:
         print(f"Converged: all {len(actions):,} planned changes are in place.", file=out)
     if not console.quiet:
