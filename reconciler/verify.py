@@ -58,7 +58,8 @@ def verify(client: NexudusClient, actions: Sequence[tuple[int, Action]], outcome
                 result.missing.append(f"{describe(action)}: #{record.id} is still there ({why})")
             elif action.reason != "duplicate" and outcome.get("status") in ("deleted", "gone"):
                 # (a duplicate's delete leaves the pair its kept record; an owned delete, a record of another's)
-                since = instant(str(outcome.get("at") or "")) - CLOCK_SLACK  # (the server's clock against ours)
+                done_at = instant(str(outcome.get("at") or ""))  # (unknown: the earliest instant there is)
+                since = done_at - CLOCK_SLACK if done_at.year > 1 else done_at  # (the server's clock against ours)
                 pair = (record.member_id, record.lesson_id)
                 seen = (before or {}).get(pair, ())
                 again = [r for r in fresh.pairs.get(pair, []) if r["Id"] not in deleted and r["Id"] not in seen

@@ -19,6 +19,8 @@ import httpx
 import pytest
 
 from reconciler.actions import actions_digest
+from reconciler.client import NexudusClient
+from reconciler.config import Credentials
 from reconciler.emulator.app import EmulatorApp, Settings
 from reconciler.emulator.limits import Limits
 from reconciler.emulator.seed import account
@@ -26,6 +28,7 @@ from reconciler.emulator.server import BackgroundServer
 from reconciler.emulator.store import Store
 from reconciler.emulator.synthetic import build_space, write_spec
 from reconciler.journal import read_journal
+from reconciler.verify import verify
 
 from .conftest import run_cli
 
@@ -591,3 +594,17 @@ def test_a_record_of_another_left_in_a_deleted_pair_is_not_made_again(served: Se
     result = space.run(work, "apply", *(["--plan", "plan.json"] if saved else ["specs"]), "--yes")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "deleted        2" in result.stdout and "made again" not in result.stdout
+
+
+def test_verification_of_a_journal_whose_outcomes_carry_no_time(served: ServedFactory) -> None:
+    """An outcome without its `at` (a journal written by hand, say) is verified all the same: the pair made again
+    is still reported, with no time to measure it from."""
+    space = served(Settings(limits=Limits.off(), recreate_deleted=True), members=2, per_member=3)
+    work = space.folder(through=1)
+    assert space.run(work, "apply", "specs", "--yes").returncode == 0
+    state = read_journal(_journal(work))
+    untimed = {seq: {k: v for k, v in outcome.items() if k != "at"} for seq, outcome in state.outcomes.items()}
+    with httpx.Client() as http:
+        client = NexudusClient(space.server.url, http, credentials=Credentials(username=USER, password=PASSWORD))
+        checked = verify(client, list(enumerate(state.typed_actions())), untimed)
+    assert checked.converged and checked.returned
