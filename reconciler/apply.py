@@ -60,8 +60,8 @@ class Result:
     stopped: str | None = None
     stop_code: int = 3
     warnings: list[str] = field(default_factory=list)
-    # The records the fresh read before the writes found in the pairs the actions delete from: what verification
-    # does not take for a pair made again since.
+    # The other records the fresh read before the writes found in the pairs the actions delete from (pairs with
+    # none are left out): what verification does not take for a pair made again since.
     before: dict[tuple[int, int], set[int]] = field(default_factory=dict)
 
 
@@ -97,10 +97,12 @@ class Executor:
         result = Result()
         if fresh is not None:
             self.enrolled.update(fresh.enrolled)
-            for _, action in numbered:
+            for _, action in numbered:  # (kept only where a pair has other records: a million deletes hold none)
                 if isinstance(action, Delete):
                     pair = (action.record.member_id, action.record.lesson_id)
-                    result.before[pair] = {r["Id"] for r in fresh.pairs.get(pair, [])}
+                    others = {r["Id"] for r in fresh.pairs.get(pair, [])} - {action.record.id}
+                    if others:
+                        result.before.setdefault(pair, set()).update(others)
         progress = self.progress = Progress(len(numbered), self.progress_out, pacer=self.client.pacer,
                                             clock=self.client.clock)
         failed: list[tuple[int, Action, str]] = []
