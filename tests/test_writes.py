@@ -43,13 +43,14 @@ class Served:
     """A synthetic space served over HTTP on 127.0.0.1, and folders whose specs name its members."""
 
     def __init__(self, tmp_path: Path, capsys: pytest.CaptureFixture[str], settings: Settings, *, members: int = 30,
-                 per_member: int = 3, lessons: int = 6) -> None:
+                 per_member: int = 3, lessons: int = 6, wrap: Callable[[EmulatorApp], Any] | None = None) -> None:
         self.capsys = capsys
         self.store = Store()
         self.emails = build_space(self.store, members=members, lessons=lessons, per_member=per_member)
         self.store.save_user(account(USER, PASSWORD))
         self.app = EmulatorApp(self.store, settings)
-        self.server = BackgroundServer(self.app).__enter__()
+        # `wrap`: WSGI middleware in front of the emulator, for a fault it does not play itself
+        self.server = BackgroundServer(wrap(self.app) if wrap else self.app).__enter__()
         self.tmp = tmp_path
 
     def folder(self, name: str = "work", *, through: int = 3, mode: str = "authoritative") -> Path:
@@ -550,26 +551,15 @@ class RefuseMember:
         return self.app(environ, start_response)
 
 
-def test_one_members_creates_failing_with_500_do_not_stop_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_one_members_creates_failing_with_500_do_not_stop_the_run(served: ServedFactory) -> None:
     """Five failures in a row of one member may be that member's (a permanent refusal looks like an outage's 500):
     the run goes on to the others, and every other member converges (exit 4 for the failed ones)."""
-    store = Store()
-    emails = build_space(store, members=3, lessons=6, per_member=0)
-    store.save_user(account(USER, PASSWORD))
-    app = EmulatorApp(store, Settings(limits=Limits.off()))
-    with BackgroundServer(RefuseMember(app, 50001)) as server:  # type: ignore[arg-type]
-        work = tmp_path / "work"
-        write_spec(work / "specs", emails, through=6)
-        (work / "reconciler.yaml").write_text(f"target: {server.url}\n" + CONFIG)
-        monkeypatch.chdir(work)
-        monkeypatch.setenv("NEXUDUS_USERNAME", USER)
-        monkeypatch.setenv("NEXUDUS_PASSWORD", PASSWORD)
-        monkeypatch.delenv("NEXUDUS_API_URL", raising=False)
-        code, out, err = run_cli(capsys, "apply", "specs", "--yes")
+    space = served(members=3, per_member=0, wrap=lambda app: RefuseMember(app, 50001))
+    result = space.run(space.folder(through=6), "apply", "specs", "--yes")
+    code, out, err = result.returncode, result.stdout, result.stderr
     assert code == 4, out + err
     assert "in a row" not in out and "failed         6" in out and "created       12" in out
-    pairs = Counter(r["CourseMemberId"] for r in store.iter_rows("coursecompletedlessons"))
+    pairs = Counter(r["CourseMemberId"] for r in space.store.iter_rows("coursecompletedlessons"))
     assert pairs == Counter({50002: 6, 50003: 6})
 
 
