@@ -235,7 +235,7 @@ def _plan_records(plan: Plan, resolution: Resolution, specs_by_course: dict[int,
         for record in records_in:
             by_pair[record.pair].append(record)
         for migration in resolution.migrations:
-            _plan_migration(plan, migration, by_pair, by_pair, catalog, order)
+            _plan_migration(plan, migration, by_pair, by_pair, catalog, order, resolution.completions)
 
 
 class _CourseRules:
@@ -442,7 +442,7 @@ def _plan_columns(plan: Plan, resolution: Resolution, specs_by_course: dict[int,
             if lesson in targets:
                 present.add((member, lesson))
         for migration in resolution.migrations:
-            _plan_migration(plan, migration, by_pair, present, catalog, order)
+            _plan_migration(plan, migration, by_pair, present, catalog, order, resolution.completions)
     return not resolution.migrations
 
 
@@ -587,12 +587,17 @@ def _plan_course_columns(plan: Plan, specs: list[ResolvedCompletions], columns: 
 
 
 def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[Pair, list[Completion]],
-                    present: Container[Pair], catalog: Catalog, order: dict[int, tuple[int, int]]) -> None:
+                    present: Container[Pair], catalog: Catalog, order: dict[int, tuple[int, int]],
+                    specs: Sequence[ResolvedCompletions] = ()) -> None:
     """Per coworker: enrol in the target if needed, create each missing mapped completion, then (with
     `source: remove`) delete the source completion, which the executor does only once its twin exists.
-    `records`: the source lessons' records by pair, in the order read; `present`: the pairs with a record."""
+    `records`: the source lessons' records by pair, in the order read; `present`: the pairs with a record;
+    `specs`: the completions specs, whose revoke of a pair the migration carries is an error (each apply would
+    undo the last)."""
     spec = migration.spec
     source, target = migration.source.id, migration.target.id
+    revoked = {pair: origin for resolved in specs if resolved.course.id == target
+               for pair, (origin, _) in resolved.revoked.items()}
     target_member = {m.coworker_id: m for m in catalog.members_of(target)}
     source_lessons = {x.id: x for x in catalog.lessons_of(source)}
     unmapped: dict[int, int] = defaultdict(int)
@@ -622,6 +627,13 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[P
             twin_lesson = migration.lesson_map[lesson]
             entry = migration.map_origins.get(lesson, spec.origin)  # the lessons: entry that maps it
             twin = f"{target}:{member.coworker_id}:{twin_lesson}"
+            against = revoked.get((twin_member.id, twin_lesson)) if twin_member is not None else None
+            if against is not None:
+                plan.errors.append(Problem(against.path, against.line, against.column,
+                                           f"{member.full_name or f'coworker {member.coworker_id}'} has "
+                                           f"{catalog.lessons[twin_lesson].title!r} both migrated ({entry}) and "
+                                           "revoked; remove one of them"))
+                continue
             exists = twin_member is not None and (twin_member.id, twin_lesson) in present
             if exists:
                 plan.unchanged += 1

@@ -393,10 +393,24 @@ def email_near_miss(email: str, catalog: Catalog) -> str:
     return f"; did you mean {found[0]!r}?" if found else ""
 
 
+@dataclass(frozen=True, slots=True)
+class _Clash:
+    """A revoked pair, for the check that no spec of its course declares it."""
+
+    spec: int  # the revoking spec's place among the resolved
+    pair: Pair
+    origin: Origin  # the revoke entry's lessons
+    what: str  # "<member> has '<lesson>'"
+
+    def declared_at(self, declared: Origin) -> str:
+        return f"{self.what} both declared ({declared}) and revoked; remove one of them"
+
+
 def resolve(specs: SpecSet, catalog: Catalog) -> Resolution:
     """The desired state of every spec; raises SpecError naming every name that does not resolve."""
     resolver = _Resolver(catalog)
     result = Resolution()
+    clashes: list[_Clash] = []  # what each spec revokes and does not declare itself
     for spec in specs.completions:
         course = resolver.course(spec.course)
         if course is None:
@@ -422,13 +436,22 @@ def resolve(specs: SpecSet, catalog: Catalog) -> Resolution:
                 named.setdefault(member.id, revocation.member.origin)
                 for lesson in lessons:
                     pair = (member.id, lesson.id)
+                    clash = _Clash(len(result.completions), pair, revocation.lessons.origin,
+                                   f"{member.full_name or revocation.member} has {lesson.title!r}")
                     if pair in desired:
-                        resolver.fail(revocation.lessons.origin,
-                                      f"{member.full_name or revocation.member} has {lesson.title!r} both declared "
-                                      f"({desired[pair][0]}) and revoked; remove one of them")
+                        resolver.fail(clash.origin, clash.declared_at(desired[pair][0]))
+                    else:
+                        clashes.append(clash)  # declared by another spec of the course? (below)
                     revoked.setdefault(pair, (revocation.member.origin, revocation.reason))
         result.completions.append(ResolvedCompletions(
             spec, course, frozenset(named), desired, revoked, named))
+    for clash in clashes:  # a pair one spec declares and another revokes: each apply would undo the last
+        revoking = result.completions[clash.spec]
+        for other in result.completions:
+            declared = other.desired.get(clash.pair) if other.course.id == revoking.course.id else None
+            if declared is not None and other is not revoking:
+                resolver.fail(clash.origin, clash.declared_at(declared[0]))
+                break
 
     for migration in specs.migrations:
         source, target = resolver.course(migration.source_course), resolver.course(migration.target_course)

@@ -116,3 +116,18 @@ def test_keep_source_and_a_partly_migrated_member_get_only_what_they_lack(
     assert ana[0]["system_id"] == "reconciler:onboarding-2025-to-2026"
     ben = [a for a in doc["actions"] if a["member"]["name"] == "Ben Ode"]
     assert [a["lesson"]["title"] for a in ben] == ["Welcome", "Safety & security", "Kitchen and coffee"]  # one twin
+
+
+def test_a_pair_the_migration_carries_and_a_spec_revokes_is_an_error(
+        space: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each apply would undo the last: the revoke deletes what the migration made, the next one makes it again."""
+    write(space, source="keep")
+    (space / "specs" / "revoke.yaml").write_text(
+        "apiVersion: reconciler/v1\nkind: Completions\nmetadata: {name: takes-back}\ncourse: Onboarding 2026\n"
+        "mode: additive\nrevoke:\n  - {email: ana@example.com, lessons: [Safety & security, Welcome]}\n")
+    assert main(["plan", "specs"]) == 1
+    err = capsys.readouterr().err
+    assert "specs/revoke.yaml:7:13: Ana Ruiz has 'Safety & security' both migrated (specs/migration.yaml:8:3) and " \
+        "revoked; remove one of them" in err
+    assert "Ana Ruiz has 'Welcome' both migrated (specs/migration.yaml:7:3)" in err  # kept there: the same loop
+    assert main(["apply", "specs", "--yes"]) == 1 and completions(space)[("Ana Ruiz@102", "Welcome")] == 1
