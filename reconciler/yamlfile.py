@@ -43,6 +43,7 @@ MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_ALIASED_NODES = 500_000  # nodes reached again through aliases; plain nodes are not counted
 SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_DEPTH = 200
+FRIENDLY_SYNTAX_CHARS = 2_000_000  # a file that does not parse, up to this size, is read again for a clearer message
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _STR_TAG = "tag:yaml.org,2002:str"
@@ -228,8 +229,11 @@ def read_text(path: Path, shown: str) -> str:
         if size > MAX_FILE_BYTES:
             raise LoadError(Problem(shown, 1, 1, f"file is {size:,} bytes; the limit is {MAX_FILE_BYTES:,}"))
         return path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise LoadError(Problem(shown, 1, 1, f"file is not UTF-8 text ({e.reason} at byte {e.start})")) from e
+    except UnicodeDecodeError as e:  # said where the byte is: what comes before it is UTF-8
+        before = e.object[:e.start].decode("utf-8", errors="replace")
+        line, column = before.count("\n") + 1, len(before) - before.rfind("\n")
+        raise LoadError(Problem(shown, line, column, f"file is not UTF-8 text ({e.reason} at byte {e.start})")
+                        ) from e
     except OSError as e:
         raise LoadError(Problem(shown, 1, 1, f"cannot read file: {e.strerror or e}")) from e
 
@@ -248,7 +252,8 @@ def load_text(text: str, shown: str) -> list[Document]:
     try:
         return _load_text(text, shown, SAFE_LOADER)
     except LoadError as e:
-        if SAFE_LOADER is yaml.SafeLoader or not e.syntax:
+        # libyaml's message stands for a large file (the pure-Python parser reads about 0.7 MB a second)
+        if SAFE_LOADER is yaml.SafeLoader or not e.syntax or len(text) > FRIENDLY_SYNTAX_CHARS:
             raise
     # libyaml's syntax messages are terser than the pure-Python parser's: a file that does not parse is
     # read again by the latter, for the message a person can act on.
@@ -272,6 +277,11 @@ def _load_text(text: str, shown: str, loader_class: type[yaml.SafeLoader]) -> li
     except yaml.reader.ReaderError as e:
         raise LoadError(_reader_problem(e, text, shown), syntax=True) from e
     except yaml.MarkedYAMLError as e:
+        if _too_deep(e):  # libyaml's limit (1,000 levels); ours, said where it is passed, is lower
+            mark = e.problem_mark
+            line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+            raise LoadError(Problem(shown, line, column, f"document is nested more than {MAX_DEPTH} levels deep")
+                            ) from e
         raise LoadError(_syntax_problem(e, shown), syntax=True) from e
     except yaml.YAMLError as e:
         raise LoadError(Problem(shown, 1, 1, f"YAML error: {e}"), syntax=True) from e
@@ -280,6 +290,12 @@ def _load_text(text: str, shown: str, loader_class: type[yaml.SafeLoader]) -> li
     finally:
         loader.dispose()
     return documents
+
+
+def _too_deep(error: yaml.MarkedYAMLError) -> bool:
+    """libyaml's refusal of a document nested past its own limit (not a syntax error: the pure-Python parser
+    would take minutes to reach the same place in a file of brackets)."""
+    return "nesting depth" in str(error.problem or "")
 
 
 def _reader_problem(error: yaml.reader.ReaderError, text: str, shown: str) -> Problem:
@@ -390,7 +406,11 @@ class _Builder:
         try:
             self.read_node()
         except _Refused as refused:
-            self.drain()
+            try:
+                self.drain()
+            except yaml.MarkedYAMLError as e:  # libyaml's own depth limit, past ours: what was refused is said
+                if not _too_deep(e):
+                    raise
             if refused.error is not None:
                 raise refused.error from None
             line, column = _unpack(refused.place)

@@ -190,7 +190,33 @@ def test_the_file_size_limit_and_encoding(tmp_path: Path, monkeypatch: pytest.Mo
     assert problems == [] and len(documents[0].data) == 25
     path.write_bytes(b"a: \xff\n")
     assert [str(p) for p in load_file(path, "s.yaml")[1]] == [
-        "s.yaml:1:1: file is not UTF-8 text (invalid start byte at byte 3)"]
+        "s.yaml:1:4: file is not UTF-8 text (invalid start byte at byte 3)"]
+    path.write_bytes("k: caf\u00e9\nname: Zo\u00eb\ndescription: caf".encode() + b"\xe9\n")  # Latin-1 on line 3
+    assert [str(p) for p in load_file(path, "s.yaml")[1]] == [
+        "s.yaml:3:17: file is not UTF-8 text (invalid continuation byte at byte 36)"]
+
+
+def test_a_document_nested_past_libyamls_own_limit_is_refused_as_too_deep() -> None:
+    """libyaml stops at 1,000 levels with a syntax error; that is our depth problem, not a file to read again with
+    the pure-Python parser (which took 100 s to reach the same place in 200 KB of brackets)."""
+    if not hasattr(yaml, "CSafeLoader"):
+        pytest.skip("PyYAML was built without libyaml")
+    for text in (HEAD + "members: " + "[" * 100_000 + "]" * 100_000, HEAD + "members: " + "[" * 100_000):
+        assert refusal(text).startswith("s.yaml:5:") and refusal(text).endswith(
+            ": document is nested more than 200 levels deep")
+
+
+def test_a_large_file_that_does_not_parse_keeps_libyamls_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file that does not parse is read again by the pure-Python parser for a clearer message, unless it is
+    large (that parser reads about 0.7 MB a second)."""
+    if not hasattr(yaml, "CSafeLoader"):
+        pytest.skip("PyYAML was built without libyaml")
+    text = HEAD + "members: [unclosed\n"
+    clearer = refusal(text)
+    monkeypatch.setattr(yamlfile, "FRIENDLY_SYNTAX_CHARS", len(text) - 1)
+    terser = refusal(text)
+    assert clearer != terser and clearer.startswith("s.yaml:6:") and terser.startswith("s.yaml:")
+    assert "YAML syntax:" in clearer and "YAML syntax:" in terser
 
 
 def test_both_parsers_read_the_same_values_and_places(monkeypatch: pytest.MonkeyPatch) -> None:
