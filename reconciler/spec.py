@@ -7,6 +7,7 @@ Checks that need the live catalog (unknown titles, enrolment) live in resolve.py
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -28,7 +29,7 @@ from reconciler.model import (
     TitleRefs,
 )
 from reconciler.schema_check import dotted, near_miss, schema_problems
-from reconciler.yamlfile import Cursor, Document, PathKey, load_file
+from reconciler.yamlfile import Cursor, Document, PathKey, broken_link, load_file
 
 API_VERSION = "reconciler/v1"
 KINDS = {"Completions": "completions", "Migration": "migration"}
@@ -39,18 +40,19 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 
 def discover(paths: Sequence[Path], exclude: Iterable[Path] = ()) -> list[Path]:
     """Every *.yaml/*.yml below `paths` except reconciler.yaml, the excluded files and hidden folders."""
-    skip = {p.resolve() for p in exclude}
+    skip = {os.path.realpath(p) for p in exclude}
     found: dict[Path, None] = {}
     for given in paths or [Path(".")]:
         if given.is_file():
             candidates = [given]
-        elif given.is_dir():
-            candidates = sorted(p for p in given.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
+        elif given.is_dir():  # a link that leads nowhere is kept, for the loader to say so (a spec must not vanish)
+            candidates = sorted(p for p in given.rglob("*") if p.suffix in (".yaml", ".yml")
+                                and (p.is_file() or (p.is_symlink() and not p.exists()))
                                 and not any(part.startswith(".") for part in p.relative_to(given).parts))
         else:
-            raise SpecError([Problem(str(given), 1, 1, "no such file or folder")])
+            raise SpecError([Problem(str(given), 1, 1, broken_link(given) or "no such file or folder")])
         for path in candidates:
-            if path.name == CONFIG_NAME or path.resolve() in skip:
+            if path.name == CONFIG_NAME or os.path.realpath(path) in skip:
                 continue
             found.setdefault(path, None)
     return list(found)

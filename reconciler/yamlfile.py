@@ -10,6 +10,8 @@ again by walking the data along a path.
 
 from __future__ import annotations
 
+import errno
+import os
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -222,6 +224,18 @@ class LoadError(Exception):
         self.syntax = syntax
 
 
+def broken_link(path: Path) -> str | None:
+    """What is wrong with a symbolic link that leads to no file (None for anything else)."""
+    if not path.is_symlink() or path.exists():
+        return None
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "a symbolic link that loops"
+    return f"a symbolic link to {os.readlink(path)}, which does not exist"
+
+
 def read_text(path: Path, shown: str) -> str:
     """The file's text, refusing oversized and non-UTF-8 files with a problem that names the file."""
     try:
@@ -235,7 +249,7 @@ def read_text(path: Path, shown: str) -> str:
         raise LoadError(Problem(shown, line, column, f"file is not UTF-8 text ({e.reason} at byte {e.start})")
                         ) from e
     except OSError as e:
-        raise LoadError(Problem(shown, 1, 1, f"cannot read file: {e.strerror or e}")) from e
+        raise LoadError(Problem(shown, 1, 1, f"cannot read file: {broken_link(path) or e.strerror or e}")) from e
 
 
 def load_file(path: Path, shown: str | None = None) -> tuple[list[Document], list[Problem]]:

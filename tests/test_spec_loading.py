@@ -111,6 +111,27 @@ def test_a_missing_path_is_a_spec_error(tmp_path: Path) -> None:
         load_specs([tmp_path / "nope"])
 
 
+def test_a_link_to_no_file_is_a_spec_error_not_a_spec_that_vanishes(
+        demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """In authoritative mode a spec that silently drops out of the set changes what is deleted: a dangling or
+    looping *.yaml link in a spec folder is said, at its place, and nothing is planned."""
+    shared = demo.parent / "shared"  # outside the spec folder, as a shared checkout would be
+    shared.mkdir()
+    (demo / "later.yaml").symlink_to("../shared/later.yaml")
+    (demo / "loop.yaml").symlink_to("loop.yaml")
+    code, out, err = run_cli(capsys, "plan")
+    assert code == 1 and out == ""
+    assert "later.yaml:1:1: cannot read file: a symbolic link to ../shared/later.yaml, which does not exist" in err
+    assert "loop.yaml:1:1: cannot read file: a symbolic link that loops" in err
+    code, _, err = run_cli(capsys, "validate", "later.yaml")
+    assert code == 1 and "later.yaml:1:1: a symbolic link to ../shared/later.yaml, which does not exist" in err
+    (demo / "loop.yaml").unlink()
+    (shared / "later.yaml").write_text(
+        (demo / "onboarding.yaml").read_text().replace("name: onboarding-101", "name: later"))
+    code, out, err = run_cli(capsys, "validate")  # a link to a file is a spec like any other
+    assert code == 0 and err == "" and "valid: 5 specs" in out
+
+
 def test_a_spec_set_with_no_spec_is_a_usage_error_naming_every_path(tmp_path: Path) -> None:
     (tmp_path / "ci").mkdir()
     (tmp_path / "ci" / "workflow.yml").write_text("name: CI\non: [push]\n")
