@@ -1203,7 +1203,7 @@ class ReadCache:
                     first = handle.readline(HEADER_LIMIT)
                 try:
                     doc = json.loads(first) if first.endswith(b"\n") else None
-                except ValueError:
+                except (ValueError, RecursionError):
                     doc = None
                 entry = self._checked(path, doc, lesson_ids)
                 entry.first_line = first
@@ -1270,7 +1270,7 @@ class ReadCache:
             known = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(sorted({*known, self.target})), encoding="utf-8")
-        except (OSError, ValueError, TypeError) as e:
+        except (OSError, ValueError, TypeError, RecursionError) as e:
             log.warning("warning: %s could not be written (%s)", path, e)
 
     def _distrusted(self) -> bool:
@@ -1278,7 +1278,7 @@ class ReadCache:
             known = json.loads((self.folder / DISTRUST_FILE).read_text(encoding="utf-8"))
         except FileNotFoundError:
             return False
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return True
         return not isinstance(known, list) or self.target in known
 

@@ -149,6 +149,9 @@ def _lines(raw: bytes) -> list[_Line]:
             cut = data.lstrip().startswith(b"{")  # every entry is one object: a cut one still opens with {
             found.append(_Line(number, None, damage="" if cut else "not JSON"))
             continue
+        except RecursionError:
+            found.append(_Line(number, None, damage="JSON nested too deeply to read"))
+            continue
         if not isinstance(entry, dict):
             found.append(_Line(number, None, damage=f"a journal entry must be a JSON object, not {entry!r:.40}"))
             continue

@@ -160,6 +160,8 @@ def load_plan(path: Path, *, lean: bool = False) -> TypedPlan:
         raise UsageError(f"no plan file {path}") from e
     except (ValueError, UnicodeDecodeError) as e:
         raise PlanFileError(f"{path} is not a saved plan (not JSON)") from e
+    except RecursionError as e:
+        raise PlanFileError(f"{path} is not a saved plan (JSON nested too deeply to read)") from e
     except OSError as e:
         raise UsageError(f"cannot read {path}: {e.strerror}") from e
     typed = plan_from_document(doc, str(path), saved=True)
@@ -249,7 +251,7 @@ def _stream_plan(path: Path) -> TypedPlan | None:
             state = "more" if text.endswith(",") else "actions"
             try:
                 entry = json.loads(text.removesuffix(",") if state == "more" else text)
-            except ValueError:
+            except (ValueError, RecursionError):
                 return None
             if not plain_action(entry):
                 return None  # the schema explains it, reading the whole file
@@ -267,7 +269,7 @@ def _stream_plan(path: Path) -> TypedPlan | None:
     digest.add(batch)
     try:
         document = json.loads("".join(rest))
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(document, dict):
         return None

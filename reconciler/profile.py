@@ -144,7 +144,7 @@ def read_profile(state_dir: Path) -> TargetProfile | None:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         log.warning("warning: %s cannot be read (%s); working without a target profile", path, e)
         return None
     if not isinstance(document, dict) or document.get("format") != PROFILE_FORMAT:

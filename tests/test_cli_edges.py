@@ -66,3 +66,11 @@ def test_export_into_a_folder_of_specs_is_refused_and_writes_nothing(demo: Path,
     assert code == 1 and "pass --force to overwrite" in one_error(err)
     code, _, err = run_cli(capsys, "export", "--out", "exported", "--force")
     assert code == 0, err
+
+
+@pytest.mark.parametrize("words", [["show"], ["apply", "--yes", "--plan"], ["undo"], ["apply", "--yes", "--resume"]])
+def test_a_plan_or_journal_nested_too_deeply_is_an_error_not_a_bug(
+        words: list[str], demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (demo / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    code, _, err = run_cli(capsys, *words, "deep.json")
+    assert code == 1 and "nested too deeply to read" in one_error(err)

@@ -93,7 +93,7 @@ def installed_from() -> str | None:
         return None
     try:
         data = json.loads(raw or "")
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     vcs = data.get("vcs_info") if isinstance(data, dict) else None
     found = _GITHUB.match(str(data.get("url", ""))) if isinstance(data, dict) else None
