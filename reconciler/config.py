@@ -156,6 +156,8 @@ def load_config(*, config_flag: Path | None = None, api_flag: str | None = None,
     data: dict[str, Any] = _read_config(path) if path else {}
     base_dir = path.parent if path else cwd
 
+    if api_flag is not None and not api_flag.strip():  # `--api "$URL"` with URL unset: never a silent default
+        raise ConfigError("--api is empty: give the target's URL, or local for the embedded emulator")
     if api_flag:
         target, origin = api_flag, "--api"
     elif env.get("NEXUDUS_API_URL", "").strip():

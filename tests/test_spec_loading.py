@@ -189,6 +189,18 @@ def test_config_precedence(tmp_path: Path) -> None:
     assert load_config(env={}, cwd=tmp_path / "specs").target == "https://from-path.example"  # cwd's own file
 
 
+def test_an_empty_api_flag_is_an_error_not_the_next_target(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--api "$URL"` with URL unset would otherwise plan (or apply) against the file's target or the local one."""
+    (tmp_path / "reconciler.yaml").write_text("target: https://from-file.example\n")
+    for empty in ("", "  "):
+        with pytest.raises(ConfigError, match="--api is empty"):
+            load_config(api_flag=empty, env={"NEXUDUS_API_URL": "https://env.example"}, cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, "--api", "", "plan")
+    assert (code, out) == (1, "") and err.startswith("error: --api is empty")
+
+
 def test_default_target_is_local(tmp_path: Path) -> None:
     config = load_config(env={}, cwd=tmp_path)
     assert config.is_local and config.target_origin == "the default" and config.seed is None
