@@ -598,6 +598,8 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[P
     source, target = migration.source.id, migration.target.id
     revoked = {pair: origin for resolved in specs if resolved.course.id == target
                for pair, (origin, _) in resolved.revoked.items()}
+    kept = [resolved.desired for resolved in specs if resolved.course.id == source] \
+        if spec.source_policy == "remove" else []  # what a spec of the source course declares, which it removes
     target_member = {m.coworker_id: m for m in catalog.members_of(target)}
     source_lessons = {x.id: x for x in catalog.lessons_of(source)}
     unmapped: dict[int, int] = defaultdict(int)
@@ -644,6 +646,14 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[P
                                            note=f"from {source_lessons[lesson].title!r} (#{found[0].id})",
                                            sort_key=key(1, twin_lesson)))
             if spec.source_policy == "remove":
+                declared = next((d.get((member.id, lesson)) for d in kept if (member.id, lesson) in d), None)
+                if declared is not None:
+                    plan.errors.append(Problem(entry.path, entry.line, entry.column,
+                                               f"{member.full_name or f'coworker {member.coworker_id}'} has "
+                                               f"{source_lessons[lesson].title!r} both declared ({declared[0]}) and "
+                                               "removed from the source by this migration (source: remove); "
+                                               "remove one of them"))
+                    continue
                 plan.existing_in_scope += len(found)
                 for record in found:
                     plan.actions.append(Change("delete", source, member.id, lesson, spec.name, "migrated",

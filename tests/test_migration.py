@@ -131,3 +131,17 @@ def test_a_pair_the_migration_carries_and_a_spec_revokes_is_an_error(
         "revoked; remove one of them" in err
     assert "Ana Ruiz has 'Welcome' both migrated (specs/migration.yaml:7:3)" in err  # kept there: the same loop
     assert main(["apply", "specs", "--yes"]) == 1 and completions(space)[("Ana Ruiz@102", "Welcome")] == 1
+
+
+def test_a_source_pair_a_spec_declares_and_the_migration_removes_is_an_error(
+        space: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`source: remove` deletes what the spec declares, and the spec makes it again at the next apply."""
+    write(space, source="remove")
+    (space / "specs" / "old.yaml").write_text(
+        "apiVersion: reconciler/v1\nkind: Completions\nmetadata: {name: old-edition}\ncourse: Onboarding 2025\n"
+        "mode: additive\nmembers:\n  - {email: ana@example.com, completed: [Welcome]}\n")
+    assert main(["plan", "specs", "--allow-deletes", "100"]) == 1
+    assert "specs/migration.yaml:7:3: Ana Ruiz has 'Welcome' both declared (specs/old.yaml:7:13) and removed from " \
+        "the source by this migration (source: remove); remove one of them" in capsys.readouterr().err
+    write(space, source="keep")  # keeping the source: the two agree
+    assert main(["plan", "specs"]) == 0
