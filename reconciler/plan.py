@@ -199,10 +199,35 @@ def _plan_changes(resolution: Resolution, current: Iterable[Completion], catalog
         return (change.course_id, change.member_id, _RANK[change.kind],
                 *order.get(change.lesson_id, (0, change.lesson_id)), change.record.id if change.record else 0)
 
+    if resolution.migrations:
+        _one_create_a_pair(plan)
     if not presorted:
         plan.actions.sort(key=sort_key)
     plan.warnings.extend(str(w) for w in resolution.warnings)
     return plan
+
+
+def _one_create_a_pair(plan: Plan) -> None:
+    """A pair a migration carries is created once, by the first migration that carries it, even when a spec of
+    its target course declares it or another migration carries it too (and a coworker is enrolled once): the
+    migration's create is what lets `source: remove` delete the source (the executor keeps a source while its
+    twin is missing). Without this the plan counted every one, and the apply made the first and called the
+    others "made by another writer"."""
+    seen: set[tuple[int, ...]] = set()
+    carried = set()
+    kept: list[Change] = []
+    for change in plan.actions:
+        if change.reason == "migrated" and change.kind in ("create", "enroll"):
+            key = (change.kind == "enroll", change.course_id, change.member_id, change.coworker_id or 0,
+                   change.lesson_id)
+            if key in seen:
+                continue
+            seen.add(key)
+            if change.kind == "create" and change.member_id:
+                carried.add((change.course_id, change.member_id, change.lesson_id))
+        kept.append(change)
+    plan.actions[:] = [c for c in kept if c.kind != "create" or c.reason == "migrated"
+                       or (c.course_id, c.member_id, c.lesson_id) not in carried]
 
 
 def _plan_records(plan: Plan, resolution: Resolution, specs_by_course: dict[int, list[ResolvedCompletions]],

@@ -145,3 +145,49 @@ def test_a_source_pair_a_spec_declares_and_the_migration_removes_is_an_error(
         "the source by this migration (source: remove); remove one of them" in capsys.readouterr().err
     write(space, source="keep")  # keeping the source: the two agree
     assert main(["plan", "specs"]) == 0
+
+
+def test_a_pair_a_migration_carries_and_a_spec_declares_is_created_once(
+        space: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(space, source="keep")
+    (space / "specs" / "new.yaml").write_text(
+        "apiVersion: reconciler/v1\nkind: Completions\nmetadata: {name: new-edition}\ncourse: Onboarding 2026\n"
+        "members:\n  - {email: ben@example.com, completed: [Welcome, Safety & security]}\n")
+    assert main(["plan", "specs", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    ben = [(a["action"], a["lesson"]["title"], a["reason"]) for a in doc["actions"] if a["member"]["name"] == "Ben Ode"]
+    assert ben == [("create", "Welcome", "migrated"), ("create", "Safety & security", "migrated"),
+                   ("create", "Kitchen and coffee", "migrated")]  # once each, by the migration
+    assert doc["summary"]["create"] == sum(1 for a in doc["actions"] if a["action"] == "create")
+    assert main(["apply", "specs", "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped        0" in out and "another writer" not in out
+    target = {key: count for key, count in completions(space).items() if key[0].endswith("@102")}
+    assert max(target.values()) == 1 and main(["plan", "specs", "--detailed-exitcode"]) == 0
+
+
+def test_two_migrations_into_one_course_enrol_and_create_each_pair_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NEXUDUS_API_URL", raising=False)
+    (tmp_path / "seed.yaml").write_text(
+        "coworkers:\n  - {name: Ana Ruiz, email: ana@example.com}\n"
+        "courses:\n"
+        "  - {title: Basics A, lessons: [Intro], members: [{email: ana@example.com, completed: all}]}\n"
+        "  - {title: Basics B, lessons: [Intro], members: [{email: ana@example.com, completed: all}]}\n"
+        "  - {title: Basics 2027, lessons: [Intro], members: []}\n")
+    (tmp_path / "reconciler.yaml").write_text("seed: seed.yaml\n")
+    (tmp_path / "specs").mkdir()
+    for source in ("A", "B"):
+        (tmp_path / "specs" / f"{source}.yaml").write_text(
+            f"apiVersion: reconciler/v1\nkind: Migration\nmetadata: {{name: from-{source.lower()}}}\n"
+            f"from: {{course: Basics {source}}}\nto: {{course: Basics 2027}}\nlessons: {{Intro: Intro}}\n"
+            "enroll: true\nsource: remove\n")
+    assert main(["plan", "specs", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert Counter(a["action"] for a in doc["actions"]) == {"enroll": 1, "create": 1, "delete": 2}
+    assert main(["apply", "specs", "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert "created        1" in out and "deleted        2" in out
+    assert "enrolled       1" in out and "skipped        0" in out
+    assert main(["plan", "specs", "--detailed-exitcode"]) == 0
