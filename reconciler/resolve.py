@@ -491,3 +491,12 @@ def _cross_checks(result: Resolution, resolver: _Resolver) -> None:
             resolver.fail(migration.spec.target_course.origin,
                           f"{migration.target.title!r} is managed authoritatively by {manager.spec.name!r} "
                           f"({manager.spec.origin}), which would delete what this migration creates")
+    into = {m.target.id: m for m in result.migrations}
+    for migration in result.migrations:
+        feeder = into.get(migration.source.id)
+        if feeder is not None and migration.spec.source_policy == "remove":
+            resolver.fail(migration.spec.source_course.origin,
+                          f"{migration.source.title!r} is the target of {feeder.spec.name!r} "
+                          f"({feeder.spec.target_course.origin}) and a source this migration removes from: each "
+                          "apply would carry progress into it and take it out again; migrate in two steps, or keep "
+                          "the source")
