@@ -200,11 +200,41 @@ def _plan_changes(resolution: Resolution, current: Iterable[Completion], catalog
                 *order.get(change.lesson_id, (0, change.lesson_id)), change.record.id if change.record else 0)
 
     if resolution.migrations:
+        _to_be_enrolled(plan, catalog, order)
         _one_create_a_pair(plan)
     if not presorted:
         plan.actions.sort(key=sort_key)
     plan.warnings.extend(str(w) for w in resolution.warnings)
     return plan
+
+
+def _to_be_enrolled(plan: Plan, catalog: Catalog, order: dict[int, tuple[int, int]]) -> None:
+    """The creates of members a migration of the set is to enrol (resolved with the coworker's Id, negative, as
+    their member's: `_Resolver.to_be_enrolled`) made creates for that coworker once enrolled, after the enrolment;
+    an error where the migration does not enrol them (it enrols only members with progress to carry)."""
+    enrolled = {(c.course_id, c.coworker_id) for c in plan.actions if c.kind == "enroll"}
+    said: set[tuple[int, int]] = set()
+    kept: list[Change] = []
+    for change in plan.actions:
+        if change.member_id >= 0:
+            kept.append(change)
+            continue
+        course, coworker = change.course_id, -change.member_id
+        found = catalog.coworkers.get(coworker)
+        name = found.full_name if found is not None else f"coworker {coworker}"
+        if (course, coworker) not in enrolled:
+            if (course, coworker) not in said and change.origin is not None:
+                said.add((course, coworker))
+                title = catalog.courses[course].title if course in catalog.courses else course
+                plan.errors.append(Problem(change.origin.path, change.origin.line, change.origin.column,
+                                           f"{name} is not enrolled in {title!r}, and the migration into it enrols "
+                                           "only members with progress to carry: they have none"))
+            continue
+        lesson = change.lesson_id
+        kept.append(Change("create", course, 0, lesson, change.spec, change.reason, change.origin,
+                           system_id=change.system_id, coworker_id=coworker, name=name,
+                           sort_key=(course, coworker, 0, 1, *order.get(lesson, (0, lesson)), 0)))
+    plan.actions[:] = kept
 
 
 def _one_create_a_pair(plan: Plan) -> None:
@@ -213,21 +243,20 @@ def _one_create_a_pair(plan: Plan) -> None:
     migration's create is what lets `source: remove` delete the source (the executor keeps a source while its
     twin is missing). Without this the plan counted every one, and the apply made the first and called the
     others "made by another writer"."""
-    seen: set[tuple[int, ...]] = set()
-    carried = set()
+
+    def pair(change: Change) -> tuple[int, int, int]:  # a member to be enrolled by their coworker's Id
+        return change.course_id, change.member_id or -(change.coworker_id or 0), change.lesson_id
+
+    seen: set[tuple[bool, int, int, int]] = set()
     kept: list[Change] = []
     for change in plan.actions:
         if change.reason == "migrated" and change.kind in ("create", "enroll"):
-            key = (change.kind == "enroll", change.course_id, change.member_id, change.coworker_id or 0,
-                   change.lesson_id)
+            key = (change.kind == "enroll", *pair(change))
             if key in seen:
                 continue
             seen.add(key)
-            if change.kind == "create" and change.member_id:
-                carried.add((change.course_id, change.member_id, change.lesson_id))
         kept.append(change)
-    plan.actions[:] = [c for c in kept if c.kind != "create" or c.reason == "migrated"
-                       or (c.course_id, c.member_id, c.lesson_id) not in carried]
+    plan.actions[:] = [c for c in kept if c.kind != "create" or c.reason == "migrated" or (False, *pair(c)) not in seen]
 
 
 def _plan_records(plan: Plan, resolution: Resolution, specs_by_course: dict[int, list[ResolvedCompletions]],

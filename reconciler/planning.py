@@ -88,8 +88,12 @@ def check_migrations(reader: StateReader, resolution: Resolution, catalog: Catal
     """The resolution's migrations planned by the planner against the live completions of their courses (every
     one, as `make_plan` reads them for a migration), for `validate`: what plan finds only against the live state,
     each with its file, line and column (`Plan.errors`: members with progress to migrate who are not enrolled,
-    a lesson left unmapped under `strict`), its warnings, and the reads that came back `partial`."""
-    migrations = Resolution(migrations=resolution.migrations)
+    a lesson left unmapped under `strict`, and with them the specs of their courses: a member to be enrolled who
+    has nothing to carry, a pair both migrated and revoked), its warnings, and the reads that came back
+    `partial`."""
+    courses = Resolution(migrations=resolution.migrations).course_ids
+    migrations = Resolution(completions=[r for r in resolution.completions if r.course.id in courses],
+                            migrations=resolution.migrations)
     lesson_ids = {lesson.id for course_id in migrations.course_ids for lesson in catalog.lessons_of(course_id)}
     current, partial = reader.completions(lesson_ids, catalog=catalog)
     return plan_changes(migrations, current, catalog, partial=partial)

@@ -253,6 +253,7 @@ class _Resolver:
         for coworker in catalog.coworkers.values():
             self._by_email[coworker.email.strip().casefold()].append(coworker.id)
         self._enrolled = catalog.index().by_coworker  # `Catalog.enrolments_of`, the catalog being whole by now
+        self.enrolling: dict[int, list[int]] = {}  # course → the sources of the set's migrations into it that enrol
 
     def fail(self, origin: Origin, message: str) -> None:
         self.problems.append(_problem(origin, message))
@@ -353,7 +354,7 @@ class _Resolver:
             return chosen
         if selector.by == "coworker_id":
             coworker_id = int(selector.value)
-            chosen = self.catalog.enrolments_of(course.id, coworker_id)
+            chosen = self.catalog.enrolments_of(course.id, coworker_id) or self.to_be_enrolled(course, [coworker_id])
             if not chosen and enrolment_required:
                 absent = self.catalog.absent_coworkers.get(coworker_id)
                 if absent is not None:
@@ -368,6 +369,7 @@ class _Resolver:
             return []
         by_coworker = self._enrolled
         chosen = [m for c in coworker_ids for m in by_coworker.get((course.id, c), ())]
+        chosen = chosen or self.to_be_enrolled(course, coworker_ids)
         if len(coworker_ids) > 1:
             # Two coworkers can share an address (one may be deleted yet still listed): the one enrolled
             # in this course is meant when only one is; otherwise nobody can tell which.
@@ -381,6 +383,18 @@ class _Resolver:
         if not chosen and enrolment_required:
             self.fail(origin, f"{selector} is not enrolled in {course.title!r}")
         return chosen
+
+
+    def to_be_enrolled(self, course: Course, coworker_ids: list[int]) -> list[Member]:
+        """The member a migration of the set may enrol in `course` (PRODUCT: a member not enrolled is an error
+        "unless a migration enrols"): a coworker enrolled in the source of a migration into it that enrols, as
+        a member to be (its Id the coworker's, negative); the plan holds the migration to it."""
+        sources = self.enrolling.get(course.id)
+        if not sources:
+            return []
+        found = [c for c in coworker_ids if any(self._enrolled.get((source, c)) for source in sources)]
+        coworkers = self.catalog.coworkers
+        return [Member(-c, course.id, c, coworkers[c].full_name if c in coworkers else "") for c in found]
 
 
 def email_near_miss(email: str, catalog: Catalog) -> str:
@@ -406,9 +420,21 @@ class _Clash:
         return f"{self.what} both declared ({declared}) and revoked; remove one of them"
 
 
+def _course_of(catalog: Catalog, ref: Ref) -> Course | None:
+    """The course `ref` names, when exactly one (without a word otherwise: `_Resolver.course` says it)."""
+    if ref.id is not None:
+        return catalog.courses.get(ref.id)
+    matches = [c for c in catalog.courses.values() if c.title.strip() == ref.title]
+    return matches[0] if len(matches) == 1 else None
+
+
 def resolve(specs: SpecSet, catalog: Catalog) -> Resolution:
     """The desired state of every spec; raises SpecError naming every name that does not resolve."""
     resolver = _Resolver(catalog)
+    for migration in specs.migrations:
+        source, target = _course_of(catalog, migration.source_course), _course_of(catalog, migration.target_course)
+        if migration.enroll and source is not None and target is not None:
+            resolver.enrolling.setdefault(target.id, []).append(source.id)
     result = Resolution()
     clashes: list[_Clash] = []  # what each spec revokes and does not declare itself
     for spec in specs.completions:

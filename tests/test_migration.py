@@ -191,3 +191,47 @@ def test_two_migrations_into_one_course_enrol_and_create_each_pair_once(
     assert "created        1" in out and "deleted        2" in out
     assert "enrolled       1" in out and "skipped        0" in out
     assert main(["plan", "specs", "--detailed-exitcode"]) == 0
+
+
+NEW_EDITION = """apiVersion: reconciler/v1
+kind: Completions
+metadata: {name: new-edition}
+course: Onboarding 2026
+members:
+  - {email: cleo@example.com, completed: [Welcome, Kitchen and coffee]}
+"""
+
+
+def test_a_spec_may_name_a_member_the_migration_enrols(space: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """PRODUCT: a member not enrolled is an error "unless a migration enrols" them. Cleo is in 2025 only; the
+    migration enrols her in 2026 (she has progress to carry), and the spec's creates for her follow the enrolment."""
+    write(space, source="keep")
+    (space / "specs" / "new.yaml").write_text(NEW_EDITION)
+    assert main(["validate", "specs"]) == 0
+    capsys.readouterr()
+    assert main(["plan", "specs", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    cleo = [(a["action"], a["lesson"]["title"], a["spec"], a.get("coworker_id") is not None)
+            for a in doc["actions"] if a["member"]["name"] == "Cleo Park"]
+    assert cleo == [("enroll", "", "onboarding-2025-to-2026", True),
+                    ("create", "Welcome", "onboarding-2025-to-2026", True),  # carried once, by the migration
+                    ("create", "Kitchen and coffee", "new-edition", True)]
+    assert main(["apply", "specs", "--yes"]) == 0
+    assert "skipped        0" in capsys.readouterr().out
+    assert {key for key in completions(space) if key[0] == "Cleo Park@102"} == {
+        ("Cleo Park@102", "Welcome"), ("Cleo Park@102", "Kitchen and coffee")}
+    assert main(["plan", "specs", "--detailed-exitcode"]) == 0
+
+
+def test_a_member_the_migration_does_not_enrol_is_not_enrolled(space: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The migration enrols only members with progress to carry: Cleo's only completion is of an unmapped lesson."""
+    (space / "specs" / "migration.yaml").write_text(MIGRATION.format(enroll="true", source="keep").replace(
+        "  Welcome: Welcome\n", ""))
+    (space / "specs" / "new.yaml").write_text(NEW_EDITION)
+    for command in (["validate", "specs"], ["plan", "specs"]):
+        assert main(command) == 1
+        assert "specs/new.yaml:6:13: Cleo Park is not enrolled in 'Onboarding 2026', and the migration into it " \
+            "enrols only members with progress to carry: they have none" in capsys.readouterr().err
+    (space / "specs" / "migration.yaml").unlink()  # and without the migration, as before
+    assert main(["plan", "specs"]) == 1
+    assert "specs/new.yaml:6:13: cleo@example.com is not enrolled in 'Onboarding 2026'" in capsys.readouterr().err
