@@ -683,7 +683,7 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[P
             twin_lesson = migration.lesson_map[lesson]
             entry = migration.map_origins.get(lesson, spec.origin)  # the lessons: entry that maps it
             twin = f"{target}:{member.coworker_id}:{twin_lesson}"
-            against = revoked.get((twin_member.id, twin_lesson)) if twin_member is not None else None
+            against = revoked.get((twin_member.id if twin_member is not None else -member.coworker_id, twin_lesson))
             if against is not None:
                 plan.errors.append(Problem(against.path, against.line, against.column,
                                            f"{member.full_name or f'coworker {member.coworker_id}'} has "

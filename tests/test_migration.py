@@ -131,6 +131,12 @@ def test_a_pair_the_migration_carries_and_a_spec_revokes_is_an_error(
         "revoked; remove one of them" in err
     assert "Ana Ruiz has 'Welcome' both migrated (specs/migration.yaml:7:3)" in err  # kept there: the same loop
     assert main(["apply", "specs", "--yes"]) == 1 and completions(space)[("Ana Ruiz@102", "Welcome")] == 1
+    capsys.readouterr()
+    (space / "specs" / "revoke.yaml").write_text(  # Cleo, whom the migration enrols: the same loop
+        "apiVersion: reconciler/v1\nkind: Completions\nmetadata: {name: takes-back}\ncourse: Onboarding 2026\n"
+        "mode: additive\nrevoke:\n  - {email: cleo@example.com, lessons: [Welcome]}\n")
+    assert main(["plan", "specs"]) == 1
+    assert "specs/revoke.yaml:7:13: Cleo Park has 'Welcome' both migrated" in capsys.readouterr().err
 
 
 def test_a_source_pair_a_spec_declares_and_the_migration_removes_is_an_error(
