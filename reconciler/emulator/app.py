@@ -58,6 +58,8 @@ DEFAULT_PAGE_SIZE = 25
 TOKEN_TTL = 604799
 REFRESH_TTL = 15 * 86400
 MAX_BODY = 1_000_000
+# The deepest request body read: ASP.NET's JSON readers (System.Text.Json, Json.NET) refuse deeper ones by default.
+MAX_BODY_DEPTH = 64
 SELECTIONS_KEPT = 8  # filtered list selections kept for the pages that follow (each up to a table's Ids)
 # The request's headers as sent, names unchanged: set by server.py, since WSGI servers drop `client_id`.
 RAW_HEADERS = "emulator.raw_headers"
@@ -199,8 +201,72 @@ _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found"
 
 
 def json_response(status: int, payload: Any, headers: Iterable[tuple[str, str]] = ()) -> Response:
+    """An answer in JSON. No request can put a number that is not finite in a record or an error (`parse_body`,
+    `shown_value`), so none goes out as `NaN` or `Infinity` (not JSON) unless a test put one in the store itself, to
+    play a server that sends them (Python's reader, and so the client, takes them)."""
     body = json.dumps(payload, separators=(",", ":")).encode()
     return Response(status, body, [("Content-Type", "application/json; charset=utf-8"), *headers])
+
+
+class NonFinite(float):
+    """A number a request body sent that is not a finite float (`1e400`, or `NaN`, `Infinity`, `-Infinity`, which
+    are not JSON but which Python's reader takes in): kept with its text, so that a field refuses it as a value
+    that does not fit, and an error shows it as it was sent."""
+
+    text: str
+
+    def __new__(cls, text: str) -> NonFinite:
+        number = super().__new__(cls, text)
+        number.text = text
+        return number
+
+
+def _body_number(text: str) -> float:
+    number = float(text)
+    return number if math.isfinite(number) else NonFinite(text)
+
+
+_BODY_DECODER = json.JSONDecoder(parse_float=_body_number, parse_constant=NonFinite)
+
+
+def nesting_depth(value: Any) -> int:
+    """How deeply lists and objects nest in `value` (a scalar: 0), without recursion."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            pending.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def parse_body(raw: bytes) -> Any:
+    """A request body's JSON value (None for an empty body), its numbers that are not finite as NonFinite;
+    BadRequest, the validation shape, for a body that is not JSON or nests deeper than ASP.NET reads."""
+    too_deep = f"The request body is not valid JSON: it nests more than {MAX_BODY_DEPTH} levels deep."
+    try:
+        value = _BODY_DECODER.decode(raw.decode("utf-8")) if raw.strip() else None
+    except RecursionError:  # nested far past MAX_BODY_DEPTH: refused as the deep body it is, not a crash
+        raise BadRequest("", too_deep) from None
+    except (UnicodeDecodeError, ValueError) as e:  # JSONDecodeError, or an integer of more than 4,300 digits
+        raise BadRequest("", "The request body is not valid JSON.") from e
+    if nesting_depth(value) > MAX_BODY_DEPTH:
+        raise BadRequest("", too_deep)
+    return value
+
+
+def shown_value(value: Any) -> Any:
+    """A value as an answer may carry it: a number that is not finite as its text (JSON has no such number)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        if isinstance(value, NonFinite):
+            return value.text
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, list):
+        return [shown_value(item) for item in value]
+    if isinstance(value, dict):
+        return {key: shown_value(item) for key, item in value.items()}
+    return value
 
 
 class BadRequest(Exception):
@@ -586,7 +652,7 @@ class EmulatorApp:
     def _batch_get(self, entity: Entity, batch: str) -> Response:
         try:
             wanted = json.loads(batch)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:  # not JSON, an integer of 4,300 digits, or nested past reading
             raise BadRequest("id", "The value is not a list of ids.", batch) from e
         if not isinstance(wanted, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in wanted):
             raise BadRequest("id", "The value is not a list of ids.", batch)
@@ -792,7 +858,8 @@ class EmulatorApp:
         return json_response(400, {
             "Status": 400, "Message": message, "Value": None, "OpenInDialog": False, "OpenInWindow": False,
             "RedirectURL": None, "JavaScript": None, "UpdatedOn": None, "UpdatedBy": None,
-            "Errors": [{"AttemptedValue": error.attempted, "Message": error.message, "PropertyName": error.prop}],
+            "Errors": [{"AttemptedValue": shown_value(error.attempted), "Message": error.message,
+                        "PropertyName": error.prop}],
             "WasSuccessful": False})
 
     def _oops(self) -> Row:
@@ -909,17 +976,13 @@ def _peek_json(environ: Environ) -> Any:
         except BadRequest:
             environ["emulator.body"] = b""
     try:
-        return json.loads(environ["emulator.body"].decode("utf-8") or "null")
-    except (UnicodeDecodeError, ValueError):
+        return parse_body(environ["emulator.body"])
+    except BadRequest:
         return None
 
 
 def _read_json(environ: Environ) -> Any:
-    raw = _read_body(environ)
-    try:
-        return json.loads(raw.decode("utf-8")) if raw.strip() else None
-    except (UnicodeDecodeError, ValueError) as e:
-        raise BadRequest("", "The request body is not valid JSON.") from e
+    return parse_body(_read_body(environ))
 
 
 def _int_or_none(text: str) -> int | None:
@@ -943,10 +1006,10 @@ def _field_int(body: Row, name: str) -> int:
     raw = body.get(name)
     if raw is None:
         raise BadRequest(name, f"The {name} field is required.", None)
-    if isinstance(raw, bool) or not isinstance(raw, int | str):
+    if isinstance(raw, bool) or not isinstance(raw, int | str):  # 1e400, NaN and Infinity too: they do not fit
         raise BadRequest(name, f"The value is not valid for {name}.", raw)
     number = raw if isinstance(raw, int) else _int_or_none(raw)
-    if number is None:
+    if number is None or not -2**63 <= number < 2**63:  # nor does an integer past the service's 64 bits
         raise BadRequest(name, f"The value is not valid for {name}.", raw)
     return number
 

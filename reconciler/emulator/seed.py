@@ -3,12 +3,17 @@
 A JSON snapshot is `{"format": "nexudus-snapshot/1", "<collection>": [records as the API returns them]}`;
 Ids are kept, denormalised fields are dropped (the store computes them) and unknown keys are ignored, except
 a coworker's `"Deleted": true`, which marks a deleted coworker that lists still show (see the emulator docs).
+It is read by its content in any JSON layout; nesting past MAX_DEPTH and numbers an answer could not carry (NaN,
+Infinity, out of range) are errors at their place, as syntax is.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import math
+import re
+import sys
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -171,14 +176,7 @@ _SNAPSHOT_REFERENCES = {"courselessons": ("CourseId",), "coursemembers": ("Cours
 
 def _load_snapshot(path: Path, store: Store, replace: bool) -> SeedResult:
     shown = str(path)
-    try:
-        data = _snapshot_lines(path)
-        if data is None:  # not the layout `snapshot` writes: a whole-document parse, within the file limit
-            data = json.loads(_read_text(path))
-    except json.JSONDecodeError as e:
-        raise SeedError([Problem(shown, e.lineno, e.colno, f"JSON syntax: {e.msg}")]) from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise SeedError([Problem(shown, 1, 1, f"cannot read the snapshot: {e}")]) from e
+    data = _read_snapshot(path)
     if not isinstance(data, dict) or data.get("format") != SNAPSHOT_FORMAT:
         raise SeedError([Problem(shown, 1, 1, f'not a snapshot: expected {{"format": "{SNAPSHOT_FORMAT}", ...}}')])
     problems: list[Problem] = []
@@ -218,42 +216,190 @@ def _load_snapshot(path: Path, store: Store, replace: bool) -> SeedResult:
 
 
 MAX_SNAPSHOT_BYTES = 4 * 1024 * 1024 * 1024  # a snapshot of 1,000,000 completions is about 500 MB
+_JSON_SPACE = " \t\r\n"  # the only whitespace JSON has
 
 
-def _snapshot_lines(path: Path) -> dict[str, Any] | None:
-    """A snapshot in the layout `reconciler snapshot` writes (one key a line, one record a line), read a
-    line at a time so that its size is bounded by the records, not by one string of the whole file; None
-    when the file has another layout (it is then parsed whole, within MAX_FILE_BYTES)."""
-    if path.stat().st_size > MAX_SNAPSHOT_BYTES:
-        raise SeedError([Problem(str(path), 1, 1, f"the snapshot is larger than {MAX_SNAPSHOT_BYTES:,} bytes")])
+def _read_snapshot(path: Path) -> Any:
+    """A snapshot's JSON value, whatever its layout: read a record a line when it has the layout `reconciler
+    snapshot` writes (so its size is bounded by MAX_SNAPSHOT_BYTES, not by one string of the whole file), else
+    parsed whole within MAX_FILE_BYTES; SeedError naming file, line and column for anything it cannot be."""
+    shown = str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_SNAPSHOT_BYTES:
+            raise SeedError([Problem(shown, 1, 1, f"the snapshot is larger than {MAX_SNAPSHOT_BYTES:,} bytes")])
+        found = _snapshot_lines(path)
+    except (OSError, UnicodeDecodeError) as e:
+        raise SeedError([Problem(shown, 1, 1, f"cannot read the snapshot: {e}")]) from e
+    if not isinstance(found, _Detour):
+        return found
+    if size > MAX_FILE_BYTES:  # too large to parse whole: it must have the layout read a record a line
+        raise SeedError([Problem(shown, found.line, found.column,
+                                 f"{found.reason}: a snapshot of more than {MAX_FILE_BYTES:,} bytes is read a record "
+                                 "a line, laid out as `reconciler snapshot` writes it")])
+    text = _read_text(path)
+    try:
+        return _decode(text)
+    except _Refused as e:
+        raise SeedError([Problem(shown, e.lineno, e.colno, e.msg)]) from None
+    except json.JSONDecodeError as e:
+        raise SeedError([Problem(shown, e.lineno, e.colno, f"JSON syntax: {e.msg}")]) from None
+
+
+@dataclass(frozen=True)
+class _Detour:
+    """Where, and why, a snapshot leaves the layout `reconciler snapshot` writes (it is then parsed whole)."""
+
+    line: int
+    column: int
+    reason: str
+
+
+def _snapshot_lines(path: Path) -> dict[str, Any] | _Detour:
+    """A snapshot in the layout `reconciler snapshot` writes: `{` alone on the first line, then one
+    `"key": value` or `"key": [` a line, one record a line, `]` and `}` alone; blank lines and any indentation
+    allowed, every comma checked as JSON has them. Read a line at a time; a _Detour at the first line that is
+    laid out otherwise (the file may still be JSON). SeedError for what is wrong in any layout: nesting past
+    MAX_DEPTH, a number that is not finite."""
     data: dict[str, Any] = {}
-    current: list[Any] | None = None
+    current: list[Any] | None = None  # the list whose records the lines hold, else the top object's entries
+    first, more = True, False  # no item yet in the list or object being read; the last item ended with ','
+    number = 1
     with path.open(encoding="utf-8") as lines:
-        if lines.readline().strip() != "{":
-            return None
+        if lines.readline().strip(_JSON_SPACE) != "{":
+            return _Detour(1, 1, "the first line is not '{' alone")
         for number, line in enumerate(lines, start=2):
-            text = line.strip()
-            if current is not None:
-                if text in ("]", "],"):
-                    current = None
-                    continue
-                try:
-                    current.append(json.loads(text.removesuffix(",")))
-                except json.JSONDecodeError as e:
-                    raise SeedError([Problem(str(path), number, e.colno, f"JSON syntax: {e.msg}")]) from e
+            text = line.strip(_JSON_SPACE)
+            if not text:
                 continue
-            if text == "}":
-                return data
-            if text.endswith("["):
-                key = json.loads(text.removesuffix("[").rstrip().removesuffix(":"))
-                data[key] = current = []
+            if text in (("]", "],") if current is not None else ("}",)):
+                if more:
+                    return _Detour(number, _column(line), "a ',' ends the item before the end of its list or object")
+                if current is None:
+                    after = _next_text(lines, number)
+                    return data if after is None else _Detour(after, 1, "more follows the closing '}'")
+                current, first, more = None, False, text.endswith(",")
                 continue
+            if not (first or more):
+                return _Detour(number, _column(line), "no ',' between this line and the item before")
+            item = text.removesuffix(",")
+            first, more = False, len(item) < len(text)
             try:
-                entry = json.loads("{" + text.removesuffix(",") + "}")
+                if current is not None:  # one record, 2 levels below the document's top
+                    current.append(_decode(item, within=2))
+                elif item.endswith("["):  # `"key": [`, the records on the lines that follow
+                    key = _decode(item.removesuffix("[").rstrip(_JSON_SPACE).removesuffix(":"))
+                    if not isinstance(key, str):
+                        return _Detour(number, _column(line), "this line is not one '\"key\": value' nor one "
+                                                              "'\"key\": ['")
+                    data[key] = current = []
+                    first = True
+                else:  # `"key": value`, read as an object of its own: the document's top object
+                    data.update(_decode("{" + item + "}"))
+            except _Refused as e:  # wrong in any layout: said at its place
+                shift = 0 if current is not None else 1  # the `{` put before an entry
+                raise SeedError([Problem(str(path), number, _column(line) + e.pos - shift, e.msg)]) from None
             except json.JSONDecodeError:
-                return None
-            data.update(entry)
+                what = "one whole record" if current is not None else "one '\"key\": value' nor one '\"key\": ['"
+                return _Detour(number, _column(line), f"this line is not {what}")
+    return _Detour(number, 1, "the file ends before its closing '}'")
+
+
+def _column(line: str) -> int:
+    """The column of a line's first character that is not JSON whitespace."""
+    return len(line) - len(line.lstrip(_JSON_SPACE)) + 1
+
+
+def _next_text(lines: Iterable[str], number: int) -> int | None:
+    """The number of the first line after line `number` that holds more than whitespace, if any does."""
+    return next((n for n, line in enumerate(lines, start=number + 1) if line.strip(_JSON_SPACE)), None)
+
+
+class _Refused(json.JSONDecodeError):
+    """JSON a snapshot may not hold in any layout: nested more than MAX_DEPTH levels deep, or a number that is not
+    finite (an answer could not carry it) or has more digits than Python reads. `msg` is the whole message."""
+
+
+class _NotFinite(ValueError):
+    """From the decoder's hooks: a number that is not finite; where it is, `_bad_number` finds."""
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e400 reads as infinity
+        raise _NotFinite(text)
+    return number
+
+
+def _no_constant(text: str) -> Any:
+    raise _NotFinite(text)
+
+
+_SNAPSHOT_DECODER = json.JSONDecoder(parse_float=_finite, parse_constant=_no_constant)
+_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]|-?(?:Infinity|NaN)|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?')
+
+
+def _decode(text: str, *, within: int = 0) -> Any:
+    """`text`, a JSON value `within` levels below the document's top, as a value; json.JSONDecodeError at the
+    place of any problem (`_Refused` for those that are not syntax), never RecursionError: the document may nest
+    MAX_DEPTH levels deep, as a friendly seed may, so that no record is too deep to store or to serve."""
+    limit = MAX_DEPTH - within
+    too_deep = f"JSON nested more than {MAX_DEPTH} levels deep"
+    try:
+        value = _SNAPSHOT_DECODER.decode(text)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:  # nested past what Python reads, which is far past MAX_DEPTH
+        raise _Refused(too_deep, text, _nesting_past(text, limit) or 0) from None
+    except ValueError:  # a hook's _NotFinite, or an integer of more digits than Python converts
+        at, why = _bad_number(text)
+        raise _Refused(why, text, at) from None
+    # A record a line most often holds one `{` and no `[`: found out at once, before the values are looked at.
+    if ("[" in text or text.find("{", 1) >= 0) and _deeper_than(value, limit):
+        raise _Refused(too_deep, text, _nesting_past(text, limit) or 0)
+    return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists and objects nest in `value` (as JSON decodes it) more than `limit` levels deep, looked at a
+    level at a time."""
+    level, depth = [value], 0
+    while True:
+        level = [item for item in level if type(item) in (dict, list)]  # the containers `depth + 1` levels down
+        if not level:
+            return False
+        depth += 1
+        if depth > limit:
+            return True
+        level = [child for item in level for child in (item.values() if type(item) is dict else item)]
+
+
+def _nesting_past(text: str, limit: int) -> int | None:
+    """Where `text` opens a list or object more than `limit` levels deep, outside its strings; None if nowhere."""
+    depth = 0
+    for token in _JSON_TOKEN.finditer(text):
+        if token[0] in ("[", "{", "]", "}"):
+            depth += 1 if token[0] in "[{" else -1
+            if depth > limit:
+                return token.start()
     return None
+
+
+def _bad_number(text: str) -> tuple[int, str]:
+    """The place of the first number in `text` that JSON does not allow or Python cannot read, and why."""
+    most = sys.get_int_max_str_digits()
+    for token in _JSON_TOKEN.finditer(text):
+        literal = token[0]
+        if literal[-1] in "yN":  # Infinity, -Infinity, NaN
+            return token.start(), f"JSON has no {literal}: a number must be finite"
+        if literal[0] in '"[]{}':
+            continue
+        if any(mark in literal for mark in ".eE"):
+            if not math.isfinite(float(literal)):
+                return token.start(), f"the number {literal} is too large to be read as a finite number"
+        elif most and len(literal.lstrip("-")) > most:
+            return token.start(), f"the number {literal[:12]}… has more than {most:,} digits"
+    return 0, "a number here cannot be read"
 
 
 def _is_id(value: Any) -> bool:

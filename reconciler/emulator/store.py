@@ -15,6 +15,7 @@ import bisect
 import functools
 import itertools
 import json
+import math
 import re
 import sqlite3
 import threading
@@ -177,6 +178,26 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _not_json(text: str) -> Any:
+    raise ValueError(f"{text} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text} is not a finite number")
+    return number
+
+
+# What the store wrote is JSON (`allow_nan=False`): NaN, Infinity or a number past a float read back are damage.
+_STORED_DECODER = json.JSONDecoder(parse_float=_finite, parse_constant=_not_json)
+
+
+def _stored_json(text: str) -> Any:
+    """A value the store wrote, read back strictly (ValueError or RecursionError for anything else)."""
+    return _STORED_DECODER.decode(text)
+
+
 class StoredRow(dict[str, Any]):
     """A record as the store holds it: a dict that counts edits made to it in place.
 
@@ -248,7 +269,10 @@ class Store:
         self._writes = 0
         for name in LOAD_ORDER:
             loaded = self._db.execute(f"SELECT Id, data FROM {name} ORDER BY Id")  # noqa: S608 - fixed names
-            self.rows[name] = {int(i): StoredRow(json.loads(d)) for i, d in loaded}
+            try:
+                self.rows[name] = {int(i): StoredRow(_stored_json(d)) for i, d in loaded}
+            except (TypeError, ValueError, RecursionError):  # a file changed by hand: said as a damaged store
+                raise sqlite3.DatabaseError(f"the table {name} holds a row the emulator did not write") from None
             self._ids[name] = list(self.rows[name])
         self._completions_by_member: dict[int, list[int]] = {}
         self._member_by_pair: dict[tuple[int, int], int] = {}
@@ -260,11 +284,14 @@ class Store:
     def users(self) -> list[Row]:
         """Accounts saved with the store (from seeds and --user), password hashes only."""
         found = self._db.execute("SELECT value FROM meta WHERE key LIKE 'user:%' ORDER BY key")
-        return [json.loads(value) for (value,) in found]
+        try:
+            return [_stored_json(value) for (value,) in found]
+        except (TypeError, ValueError, RecursionError):
+            raise sqlite3.DatabaseError("the table meta holds a user the emulator did not write") from None
 
     def save_user(self, account: Row) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                         (f"user:{str(account['email']).casefold()}", json.dumps(account)))
+                         (f"user:{str(account['email']).casefold()}", json.dumps(account, allow_nan=False)))
 
     def close(self) -> None:
         self._db.close()
@@ -408,7 +435,7 @@ class Store:
         with self._transaction():
             self._db.executemany(
                 f"INSERT INTO {collection} (Id, data) VALUES (?, ?)",  # noqa: S608
-                [(row["Id"], json.dumps(row)) for row in rows],
+                [(row["Id"], json.dumps(row, allow_nan=False)) for row in rows],
             )
             top = max(row["Id"] for row in rows) + 1
             self._db.execute(
