@@ -101,6 +101,8 @@ def connect(config: Config, env: Mapping[str, str] | None = None, *, profile: bo
     otherwise."""
     env = os.environ if env is None else env
     if config.is_local:
+        import sqlite3
+
         from reconciler.emulator import errors
         from reconciler.emulator.app import EmulatorApp, Settings
         from reconciler.emulator.limits import Limits
@@ -110,7 +112,12 @@ def connect(config: Config, env: Mapping[str, str] | None = None, *, profile: bo
 
         db = config.state_dir / "local.sqlite"
         db.parent.mkdir(parents=True, exist_ok=True)
-        store = Store(str(db))
+        try:
+            store = Store(str(db))
+        except sqlite3.DatabaseError as e:  # not a database, cut short, or rows it did not write
+            again = f"; it is seeded again from {config.seed}" if config.seed else ""
+            raise ConfigError(f"the local emulator's store {db} is damaged ({e}): move it aside and run again"
+                              f"{again}") from e
         try:
             if store.is_empty() and config.seed is not None:
                 try:

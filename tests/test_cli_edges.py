@@ -74,3 +74,15 @@ def test_a_plan_or_journal_nested_too_deeply_is_an_error_not_a_bug(
     (demo / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
     code, _, err = run_cli(capsys, *words, "deep.json")
     assert code == 1 and "nested too deeply to read" in one_error(err)
+
+
+@pytest.mark.parametrize("damage", [b"not a database\n", b"SQLite format 3\x00" + b"\x00" * 200])
+def test_a_damaged_local_store_is_an_error_saying_what_to_do(
+        damage: bytes, demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (demo / ".reconciler").mkdir(exist_ok=True)
+    (demo / ".reconciler" / "local.sqlite").write_bytes(damage)
+    code, out, err = run_cli(capsys, "plan")
+    assert code == 1 and out == ""
+    assert "the local emulator's store" in one_error(err) and "is damaged" in err and "move it aside" in err
+    (demo / ".reconciler" / "local.sqlite").unlink()
+    assert run_cli(capsys, "plan")[0] == 0  # seeded again
