@@ -384,7 +384,6 @@ class _Resolver:
             self.fail(origin, f"{selector} is not enrolled in {course.title!r}")
         return chosen
 
-
     def to_be_enrolled(self, course: Course, coworker_ids: list[int]) -> list[Member]:
         """The member a migration of the set may enrol in `course` (PRODUCT: a member not enrolled is an error
         "unless a migration enrols"): a coworker enrolled in the source of a migration into it that enrols, as
