@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar, overload
 
+from reconciler import UNPAIRED
 from reconciler.errors import PlanFileError
 from reconciler.schema_check import conforms
 from reconciler.schemas import schema, validator
@@ -281,7 +282,8 @@ class ActionsDigest:
     def add(self, lines: list[str]) -> None:
         if lines:
             text = "\n".join(lines)
-            self._hash.update(text.encode() if self._first else b"\n" + text.encode())
+            data = text.encode("utf-8", UNPAIRED)  # as the file has it (a lone surrogate as its escape)
+            self._hash.update(data if self._first else b"\n" + data)
             self._first = False
 
     def hexdigest(self, guard: dict[str, Any] | None = None) -> str:
@@ -291,7 +293,8 @@ class ActionsDigest:
             return self._hash.hexdigest()
         folded = self._hash.copy()
         line = "#guard " + json.dumps(guard, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-        folded.update(line.encode() if self._first else b"\n" + line.encode())
+        data = line.encode("utf-8", UNPAIRED)
+        folded.update(data if self._first else b"\n" + data)
         return folded.hexdigest()
 
 

@@ -22,8 +22,8 @@ import io
 import os
 import stat
 import sys
-from collections.abc import Callable, Sequence
-from contextlib import redirect_stdout
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
@@ -33,7 +33,7 @@ try:
 except ImportError:  # not a POSIX system: no pipe to widen (`widen_pipe`)
     fcntl = None  # type: ignore[assignment]
 
-from reconciler import __version__
+from reconciler import UNPAIRED, __version__
 from reconciler.commands import Console, Outcome
 from reconciler.errors import (
     EXIT_BLOCKED,
@@ -445,7 +445,28 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
     where its traceback was saved (exit 1). Never raises."""
     out = stdout or sys.stdout
     err = stderr or sys.stderr
-    words = list(sys.argv[1:] if argv is None else argv)
+    with _unpaired_escaped(out), _unpaired_escaped(err):
+        return _main(list(sys.argv[1:] if argv is None else argv), out, err)
+
+
+@contextmanager
+def _unpaired_escaped(stream: TextIO) -> Iterator[None]:
+    """`stream` writing a lone surrogate (a server's text cut in the middle of an emoji: UTF-8 has no such
+    character) as its escape, `\\ud83d`, while main runs (as every file the tool writes: `UNPAIRED`): one member's
+    name must not stop every command."""
+    before = stream.errors if isinstance(stream, io.TextIOWrapper) else None
+    # (surrogateescape, Python's own for a POSIX locale, writes U+DC80 to U+DCFF only)
+    if not isinstance(stream, io.TextIOWrapper) or before not in ("strict", "surrogateescape"):
+        yield
+        return
+    stream.reconfigure(errors=UNPAIRED)
+    try:
+        yield
+    finally:
+        stream.reconfigure(errors=before)
+
+
+def _main(words: list[str], out: TextIO, err: TextIO) -> int:
     try:
         parser = build_parser(only=chosen_command(words) or "")  # no command: help, or a usage error
         with redirect_stdout(out):  # --help and --version print, then exit 0
@@ -531,7 +552,7 @@ def _bug_report(error: Exception, words: list[str]) -> str:
     report = f"reconciler {__version__}, Python {sys.version.split()[0]}\nreconciler {' '.join(words)}\n\n{text}"
     try:
         handle, name = tempfile.mkstemp(prefix="reconciler-bug-", suffix=".txt")
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
+        with os.fdopen(handle, "w", encoding="utf-8", errors=UNPAIRED) as file:
             file.write(redact(report))
         where = f"the traceback is in {name}"
     except OSError as e:

@@ -31,6 +31,7 @@ from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
+from reconciler import UNPAIRED
 from reconciler.actions import Action, action_from_dict
 from reconciler.errors import UsageError
 
@@ -46,7 +47,7 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._out: IO[str] = path.open("a", encoding="utf-8")
+        self._out: IO[str] = path.open("a", encoding="utf-8", errors=UNPAIRED)
         if _ends_mid_line(path):
             # The last run was killed while writing a line: end it, so the next entry starts a line of its
             # own instead of being glued onto the cut one (and lost with it).

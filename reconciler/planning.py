@@ -12,6 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, TextIO
 
+from reconciler import UNPAIRED
 from reconciler.actions import (
     Action,
     ActionDicts,
@@ -109,7 +110,7 @@ def write_document(doc: dict[str, Any], path: Path, *, on_action: Callable[[list
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
+        with os.fdopen(handle, "w", encoding="utf-8", errors=UNPAIRED) as out:
             writer, copy = ChunkedWriter(out), ChunkedWriter(echo) if echo is not None else None
             for key, piece in keyed_json_pieces(doc, on_action=on_action):
                 writer.write(piece)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from reconciler import UNPAIRED
 from reconciler.commands import Console, Outcome
 from reconciler.config import load_config
 from reconciler.foreign_yaml import load_spec_set
@@ -58,5 +59,5 @@ def write_page(text: str, path: Path) -> None:
     """Write a page atomically, so a reader never opens half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text, encoding="utf-8")
+    partial.write_text(text, encoding="utf-8", errors=UNPAIRED)
     partial.replace(path)
