@@ -8,11 +8,12 @@ count (in DisplayOrder) of everything not listed. Every cut says it was cut. Pur
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from reconciler.render import MARKDOWN_LIMIT, summary_line
+from reconciler.render import BIDI, MARKDOWN_LIMIT, summary_line
 
 Entry = dict[str, Any]
 
@@ -68,12 +69,12 @@ def _fit(text: str, limit: int) -> str:
 # --- the parts -----------------------------------------------------------------------------------
 
 def _head(doc: dict[str, Any]) -> str:
-    lines = [f"### reconciler plan for `{_code(doc['target'])}`", "", f"**{_text(summary_line(doc))}**",
+    lines = [f"### reconciler plan for `{code(doc['target'])}`", "", f"**{plain(summary_line(doc))}**",
              ""]
     blocked = doc.get("blocked")
     if blocked:
         for reason in blocked["reasons"]:
-            lines.append(f"> :no_entry: **Blocked**: {_text(reason)}.")
+            lines.append(f"> :no_entry: **Blocked**: {plain(reason)}.")
         allow = blocked.get("allow_deletes")
         if doc.get("partial") or allow is None:
             lines.append("> No flag lifts this block: run the plan again once every read of the current state "
@@ -99,7 +100,7 @@ def _tail(doc: dict[str, Any], room: int) -> str:
             found = doc.get(key) or []
             if found:
                 lines.append(f"**{title}** ({len(found):,})")
-                lines += [f"- {_clip(_text(item), _ITEM)}" for item in found[:items]]
+                lines += [f"- {_clip(plain(item), _ITEM)}" for item in found[:items]]
                 if len(found) > items:
                     lines.append(f"- … {len(found) - items:,} more (cut to fit), in the JSON plan")
                 lines.append("")
@@ -142,15 +143,15 @@ class _Parts:
 
     @staticmethod
     def _delete_row(entry: Entry) -> str:
-        return (f"| {_cell(_member(entry))} | {_cell(_lesson(entry))} | {_cell(_why(entry))} | "
-                f"{_cell(entry.get('origin') or entry['spec'])} |")
+        return (f"| {plain(_member(entry))} | {plain(_lesson(entry))} | {plain(_why(entry))} | "
+                f"{plain(entry.get('origin') or entry['spec'])} |")
 
     @staticmethod
     def _other_row(entry: Entry) -> str:
         sign = "~ enrol" if entry["action"] == "enroll" else "+ create"
         lesson = "" if entry["action"] == "enroll" else _lesson(entry)
-        return (f"| {sign} | {_cell(_course(entry))} | {_cell(_member(entry))} | {_cell(lesson)} | "
-                f"{_cell(_why(entry))} | {_cell(entry.get('origin') or entry['spec'])} |")
+        return (f"| {sign} | {plain(_course(entry))} | {plain(_member(entry))} | {plain(lesson)} | "
+                f"{plain(_why(entry))} | {plain(entry.get('origin') or entry['spec'])} |")
 
     def most_rows(self, room: int) -> int:
         return min(len(self.delete_rows) + len(self.other_rows), max(1, room // self.SHORTEST_ROW))
@@ -182,7 +183,7 @@ class _Parts:
         for key, row in zip(self.delete_courses[:shown], self.delete_rows[:shown], strict=True):
             by_course.setdefault(key, []).append(row)
         for (_, course), rows in by_course.items():
-            lines += [f"**{_text(course)}**", "", "| Member | Lesson | Why | Spec |", "|---|---|---|---|", *rows, ""]
+            lines += [f"**{plain(course)}**", "", "| Member | Lesson | Why | Spec |", "|---|---|---|---|", *rows, ""]
         return "\n".join([*lines, *after]) + "\n"
 
     @staticmethod
@@ -190,9 +191,9 @@ class _Parts:
         by_course: dict[tuple[int, str], list[str]] = {}
         totals: Counter[tuple[int, str]] = Counter()
         for (course, member), count in counts.items():
-            by_course.setdefault(course, []).append(_text(member) + (f" ×{count:,}" if count > 1 else ""))
+            by_course.setdefault(course, []).append(plain(member) + (f" ×{count:,}" if count > 1 else ""))
             totals[course] += count
-        lines = [f"- **{_text(course[1])}** ({totals[course]:,}): {', '.join(named)}"
+        lines = [f"- **{plain(course[1])}** ({totals[course]:,}): {', '.join(named)}"
                  for course, named in by_course.items()]
         return "\n".join(lines) + "\n\n"
 
@@ -227,7 +228,7 @@ class _Parts:
                  "| Course | Lesson | Create | Delete | Enrol |", "|---|---|---:|---:|---:|"]
         for key in keys[:_COUNT_ROWS]:
             course, lesson = self.titles[key]
-            lines.append(f"| {_cell(course)} | {_cell(lesson)} | {counts[(*key, 'create')]:,} | "
+            lines.append(f"| {plain(course)} | {plain(lesson)} | {counts[(*key, 'create')]:,} | "
                          f"{counts[(*key, 'delete')]:,} | {counts[(*key, 'enroll')]:,} |")
         if len(keys) > _COUNT_ROWS:
             hidden = keys[_COUNT_ROWS:]
@@ -284,14 +285,24 @@ def _clip(text: str, most: int) -> str:
     return text if len(text) <= most else text[: most - 1] + "…"
 
 
-def _text(text: object) -> str:
-    """Plain text that GitHub will not read as HTML."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
+# A line break ends a row (and lets a name forge a heading); a direction override turns the rest of a line around.
+_BREAKS = {**{point: " " for point in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)},
+           **{point: f"\\u{point:04x}" for point in BIDI}}
+_PLAIN = str.maketrans({**_BREAKS, "&": "&amp;", "<": "&lt;", ">": "&gt;", "\\": "\\\\", "`": "\\`",
+                        "*": "\\*", "_": "\\_", "~": "\\~", "[": "\\[", "]": "\\]", "|": "\\|",
+                        "@": "@\u200b", "#": "#\u200b"})
+_CODE = str.maketrans({**_BREAKS, "`": "'", "|": "\\|"})
+_LINK = re.compile(r"(?i)(://|www\.)")
 
 
-def _cell(text: object) -> str:
-    return _text(text).replace("|", "\\|")
+def plain(text: object) -> str:
+    """Live text (a name, a title, a reason) as GitHub shows it and nothing more: no HTML, no emphasis, no link,
+    no `@mention` (which would notify someone) or `#123` (which would link an issue), no line break (which would
+    end a table row, and let a name forge a heading), no `|` (which would end a cell)."""
+    return _LINK.sub(lambda found: found[0][:-1] + "\u200b" + found[0][-1], str(text).translate(_PLAIN))
 
 
-def _code(text: object) -> str:
-    return str(text).replace("`", "'").replace("\n", " ")
+def code(text: object) -> str:
+    """Text for a code span (a target, a path): no backtick to end it, no line break, no `|` to end a cell."""
+    return str(text).translate(_CODE)
+

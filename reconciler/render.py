@@ -275,8 +275,8 @@ def summary_line(doc: dict[str, Any]) -> str:
 def quiet_lines(doc: dict[str, Any]) -> list[str]:
     """A plan with -q: what a script needs, in `write_text`'s order and words: the target, the warnings, the
     summary line (a line of its own, as scripts grep it) and why it is blocked."""
-    warnings = ["Warnings:", *(f"  {line}" for line in doc["warnings"])] if doc["warnings"] else []
-    return [target_line(doc), *warnings, summary_line(doc), *blocked_lines(doc)]
+    warnings = ["Warnings:", *(f"  {shown(line)}" for line in doc["warnings"])] if doc["warnings"] else []
+    return [shown(target_line(doc)), *warnings, summary_line(doc), *map(shown, blocked_lines(doc))]
 
 
 def blocked_lines(doc: dict[str, Any]) -> list[str]:
@@ -483,19 +483,33 @@ def _grouped(actions: Sequence[dict[str, Any]]
             pass
 
 
+BIDI = (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))  # marks, embeddings, overrides
+_UNSHOWN = {**{code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+               for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029, *BIDI)},
+            ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
+
+
+def shown(text: str) -> str:
+    """Live text (a name, a title, a SystemId) as a terminal may show it: every control character, line break
+    and direction override as its escape (`\\x1b`, `\\n`, `\\u202e`), so that no name can move the cursor,
+    hide the rest of a line, forge a line of the plan or turn a delete into what reads as a create."""
+    return text.translate(_UNSHOWN)
+
+
 def write_text(doc: dict[str, Any], out: TextIO, *, color: bool = False) -> None:
+    """The plan as text, each live text in it `shown`."""
     def paint(kind: str, text: str) -> str:
         return f"{_COLORS[kind]}{text}{_RESET}" if color else text
 
-    out.write(target_line(doc) + "\n")
+    out.write(shown(target_line(doc)) + "\n")
     lines: list[str] = []
     for (course_id, course_title), members in _grouped(doc["actions"]):
-        lines.append(f"\n{paint('bold', course_title or f'course {course_id}')} (course {course_id})\n")
+        lines.append(f"\n{paint('bold', shown(course_title) or f'course {course_id}')} (course {course_id})\n")
         for (member_id, name), entries in members:
             where = f"member {member_id}" if member_id is not None else "to be enrolled"
-            lines.append(f"  {name or 'member'} ({where})\n")
+            lines.append(f"  {shown(name) or 'member'} ({where})\n")
             for entry in entries:
-                lines.append("    " + paint(entry["action"], _action_text(entry)) + "\n")
+                lines.append("    " + paint(entry["action"], shown(_action_text(entry))) + "\n")
             if len(lines) > 4096:
                 out.write("".join(lines))
                 lines.clear()
@@ -507,10 +521,10 @@ def write_text(doc: dict[str, Any], out: TextIO, *, color: bool = False) -> None
         if doc[key]:
             out.write(f"\n{paint('warn', title)}:\n")
             for line in doc[key]:
-                out.write(f"  {line}\n")
+                out.write(f"  {shown(line)}\n")
     out.write("\n" + summary_line(doc) + "\n")
     for line in blocked_lines(doc):
-        out.write(paint("delete", line) + "\n")
+        out.write(paint("delete", shown(line)) + "\n")
 
 
 # --- Markdown ------------------------------------------------------------------------------------

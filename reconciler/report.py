@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from reconciler.errors import PartialRead, UsageError
+from reconciler.markdown import code, plain
 from reconciler.matrix import CourseGrid, course_grids, matrix_section, rate
 from reconciler.model import Catalog, SpecSet
 from reconciler.render import MARKDOWN_LIMIT
@@ -71,25 +72,33 @@ def read_report(target: Target, specs: SpecSet, titles: Sequence[str], *, genera
 
 # --- Markdown ------------------------------------------------------------------------------------
 
-def _cell(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def report_markdown(doc: dict[str, Any], *, rows: int = 100) -> str:
     """Markdown always under MARKDOWN_LIMIT characters: the figures in full, the matrix's first rows."""
     grids, _ = course_grids(doc)
     while True:
         text = _markdown(doc, grids, rows)
         if len(text) < MARKDOWN_LIMIT or rows == 0:
-            return text[: MARKDOWN_LIMIT - 1]
+            return _cut(text)
         rows //= 2
+
+
+def _cut(text: str) -> str:
+    """`text` under MARKDOWN_LIMIT characters: whole, or cut at the end of a line and saying so (the courses
+    left out, and where the whole report is)."""
+    if len(text) < MARKDOWN_LIMIT:
+        return text
+    note = ("\n\n> **Cut here** to stay under {limit:,} characters: {left:,} more course{s} not shown. "
+            "`reconciler report --format html` shows the whole report.\n")
+    end = text.rfind("\n", 0, MARKDOWN_LIMIT - len(note) - 100)
+    left = text.count("\n#### ", end)
+    return text[:end] + note.format(limit=MARKDOWN_LIMIT, left=left, s="" if left == 1 else "s")
 
 
 def _markdown(doc: dict[str, Any], grids: list[CourseGrid], rows: int) -> str:
     done = sum(grid.count("k") for grid in grids)
     cells = sum(len(grid.rows) * len(grid.lessons) for grid in grids)
-    lines = ["### reconciler report", "", f"Target: `{_cell(doc['target'])}`", "",
-             f"**Read at {_cell(doc.get('generated', ''))}: {len(grids):,} course{'s' if len(grids) != 1 else ''}, "
+    lines = ["### reconciler report", "", f"Target: `{code(doc['target'])}`", "",
+             f"**Read at {plain(doc.get('generated', ''))}: {len(grids):,} course{'s' if len(grids) != 1 else ''}, "
              f"{done:,} of {cells:,} lesson completions ({rate(done, cells)}).**", ""]
     if not grids:
         lines += ["No course to report on.", ""]
@@ -97,17 +106,17 @@ def _markdown(doc: dict[str, Any], grids: list[CourseGrid], rows: int) -> str:
         members, lessons = len(grid.rows), len(grid.lessons)
         course_done = grid.count("k")
         complete = sum(1 for row in grid.rows if row.cells and all(cell == "k" for cell in row.cells))
-        lines += [f"#### {_cell(grid.title)}", "",
+        lines += [f"#### {plain(grid.title)}", "",
                   f"{members:,} members, {lessons:,} lessons: {course_done:,} of {members * lessons:,} completions "
                   f"({rate(course_done, members * lessons)}); {complete:,} member{'s' if complete != 1 else ''} "
                   "with every lesson.", "",
                   "| Lesson | Completed | Rate |", "|---|---:|---:|"]
         for position, figure in enumerate(grid.by_lesson(), start=1):
-            lines.append(f"| {position}. {_cell(figure.title)} | {figure.now:,} of {members:,} | "
+            lines.append(f"| {position}. {plain(figure.title)} | {figure.now:,} of {members:,} | "
                          f"{rate(figure.now, members)} |")
         lines += ["", "| Team | Members | Completions | Rate | Every lesson done |", "|---|---:|---:|---:|---:|"]
         for team in grid.by_team():
-            lines.append(f"| {_cell(team.team)} | {team.members:,} | {team.now:,} of {team.possible:,} | "
+            lines.append(f"| {plain(team.team)} | {team.members:,} | {team.now:,} of {team.possible:,} | "
                          f"{rate(team.now, team.possible)} | {team.all_done_after:,} |")
         lines.append("")
         if rows and grid.rows:
@@ -119,7 +128,7 @@ def _markdown(doc: dict[str, Any], grids: list[CourseGrid], rows: int) -> str:
                       "|---|---|" + "---|" * lessons]
             for row in shown:
                 marks = " | ".join("✓" if cell == "k" else " " for cell in row.cells)
-                lines.append(f"| {_cell(row.name)} | {_cell(', '.join(row.teams))} | {marks} |")
+                lines.append(f"| {plain(row.name)} | {plain(', '.join(row.teams))} | {marks} |")
             lines += ["", "</details>", ""]
             if members > len(shown):
                 lines += [f"… {members - len(shown):,} more members; `reconciler report --format html` shows them "

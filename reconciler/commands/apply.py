@@ -22,7 +22,7 @@ from reconciler.fresh import Fresh, read_fresh, stale_reason
 from reconciler.journal import Journal, JournalState, new_apply_id, read_journal, write_budget
 from reconciler.lock import target_lock
 from reconciler.planning import load_plan, make_plan, spec_paths_of
-from reconciler.render import quiet_lines, write_text
+from reconciler.render import quiet_lines, shown, write_text
 from reconciler.spec import load_specs
 from reconciler.target import Target, connect
 from reconciler.target import describe as describe_target
@@ -78,7 +78,7 @@ def apply(paths: list[Path], *, plan_file: Path | None = None, resume: Path | No
             stale = [(a, r) for a in plan.actions if (r := stale_reason(a, fresh)) is not None] if strict else []
             if stale:
                 for action, reason in stale[:20]:
-                    print(f"  {describe(action)}: {reason}", file=console.stderr)
+                    print(f"  {shown(describe(action))}: {shown(reason)}", file=console.stderr)
                 raise StalePlan(f"stale plan: {len(stale)} of {len(plan.actions)} actions no longer hold (--strict)")
         result, journal_path = execute_plan(target, config, plan, fresh=fresh, fail_fast=fail_fast,
                                             progress_out=console.progress(), warnings_out=console.stderr)
@@ -172,16 +172,16 @@ def _finish(console: Console, target: Target, journal_path: Path, actions: Seque
         print(f"\nApplied to {target.description}:", file=out)
         for name, count in rows:
             print(f"  {name:<9}{count:>7,}", file=out)
-    shown = (("Failed", result.failed),) if console.quiet else (("Skipped", result.skipped), ("Failed", result.failed))
-    for title, items in shown:
+    listed = (("Failed", result.failed),) if console.quiet else (("Skipped", result.skipped), ("Failed", result.failed))
+    for title, items in listed:
         if items:
             print(f"{title}:", file=out)
             for action, reason in items[:20]:
-                print(f"  {describe(action)}: {reason}", file=out)
+                print(f"  {shown(describe(action))}: {shown(reason)}", file=out)
             if len(items) > 20:
                 print(f"  … {len(items) - 20:,} more in {journal_path}", file=out)
     for warning in result.warnings:
-        print(f"warning: {warning}", file=out)
+        print(f"warning: {shown(warning)}", file=out)
     print(f"Journal: {journal_path}", file=out)
     if result.stopped:
         print(f"Stopped: {result.stopped}", file=out)
@@ -193,21 +193,21 @@ def _finish(console: Console, target: Target, journal_path: Path, actions: Seque
         print(f"Converged: all {len(actions):,} planned changes are in place.", file=out)
     if not console.quiet:
         for line in checked.missing[:50]:
-            print(f"  not in place: {line}", file=out)
+            print(f"  not in place: {shown(line)}", file=out)
     if checked.missing:
         print(f"Not converged: {len(checked.missing):,} of {len(actions):,} planned changes are not in place"
               + ("" if console.quiet else " (see above)") + "; `reconciler plan` shows what is left.", file=out)
     if checked.returned:
         if not console.quiet:
             for line in checked.returned[:50]:
-                print(f"  made again: {line}", file=out)
+                print(f"  made again: {shown(line)}", file=out)
         print(f"{len(checked.returned):,} deleted pair(s) made again since (drift, not this run's failure: the "
               "Members Portal completes a lesson its member opens); the next `reconciler plan` shows them.", file=out)
     if checked.duplicates:
         if not console.quiet:
             print("Duplicates made by a concurrent writer:", file=out)
             for line in checked.duplicates[:50]:
-                print(f"  {line}", file=out)
+                print(f"  {shown(line)}", file=out)
         print(f"{len(checked.duplicates):,} duplicate(s): the next `reconciler plan` keeps the oldest of each pair "
               "and deletes the others its mode may delete (in owned mode, those carrying the spec's marker); "
               "the rest it reports as drift.", file=out)
