@@ -495,8 +495,9 @@ def _main(words: list[str], out: TextIO, err: TextIO) -> int:
         return exit_code(outcome, detailed_exitcode=detailed)
     except ReconcilerError as e:
         from reconciler.redact import redact
+        from reconciler.render import shown  # a name in a message: its control characters as escapes
 
-        print(f"error: {redact(str(e))}", file=err)
+        print("error: " + "\n".join(map(shown, redact(str(e)).split("\n"))), file=err)
         return exit_code(e)
     except KeyboardInterrupt as e:
         print("interrupted", file=err)
