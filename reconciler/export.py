@@ -52,6 +52,14 @@ def yaml_scalar(value: str) -> str:
     return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(value, ensure_ascii=False))
 
 
+def comment(text: str) -> str:
+    """Live text (a name, a title) as the rest of a `#` comment line: every character that would end the line for
+    YAML (a line break, U+2028, U+0085), or that a YAML file may not hold (a control character, a lone
+    surrogate), as U+FFFD; so that no name can write a line of the spec (`Eve\\n    completed: all`)."""
+    return "".join("\ufffd" if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") or c in "\ufffe\uffff" else c
+                   for c in text) if not text.isprintable() else text
+
+
 def slug(title: str) -> str:
     ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
     return re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")[:80] or "course"
@@ -96,13 +104,14 @@ def export_specs(records: dict[str, Any], *, mode: str, target: str) -> dict[str
         refs = {x["Id"]: lesson_ref(x) for x in lessons}  # once per lesson, not once per member
 
         lines = [f"# yaml-language-server: $schema={SCHEMA_REF}",
-                 f"# Exported from {target}: {title or course['Id']!s}.",
+                 f"# Exported from {comment(target)}: {comment(title) or course['Id']!s}.",
                  *(f"# {line}" for line in _MODE_NOTE[mode]),
-                 "apiVersion: reconciler/v1", "kind: Completions", "metadata:", f"  name: {name}",
+                 "apiVersion: reconciler/v1", "kind: Completions", "metadata:", f"  name: {yaml_scalar(name)}",
                  "course: " + (yaml_scalar(title) if title and title_count[title] == 1 else f"{{id: {course['Id']}}}"),
                  f"mode: {mode}"]
         entries = []
         all_ids = {x["Id"] for x in lessons}
+        enrolments = Counter(m.get("CoworkerId") for m in members_by_course[course["Id"]])
         for member in members_by_course[course["Id"]]:
             completed = done.get(member["Id"], set()) & all_ids
             if not completed:
@@ -110,7 +119,9 @@ def export_specs(records: dict[str, Any], *, mode: str, target: str) -> dict[str
             coworker = coworkers.get(member.get("CoworkerId"), {})
             email = str(coworker.get("Email") or "").strip()
             full_name = str(member.get("CoworkerFullName") or coworker.get("FullName") or "").strip()
-            if email and email_count[email.casefold()] == 1:
+            if enrolments[member.get("CoworkerId")] > 1:  # the same coworker twice in the course: each enrolment
+                selector, sort_key = f"course_member_id: {member['Id']}", (2, str(member["Id"]))
+            elif email and email_count[email.casefold()] == 1:
                 selector, sort_key = f"email: {yaml_scalar(email)}", (0, email.casefold())
             else:
                 selector, sort_key = f"coworker_id: {member['CoworkerId']}", (1, str(member["CoworkerId"]))
@@ -118,8 +129,8 @@ def export_specs(records: dict[str, Any], *, mode: str, target: str) -> dict[str
                 what = "all"
             else:
                 what = "[" + ", ".join(refs[x["Id"]] for x in lessons if x["Id"] in completed) + "]"
-            comment = f"   # {full_name}" if full_name else ""
-            entries.append((sort_key, [f"  - {selector}{comment}", f"    completed: {what}"]))
+            shown = f"   # {comment(full_name)}" if full_name else ""
+            entries.append((sort_key, [f"  - {selector}{shown}", f"    completed: {what}"]))
         if entries:
             lines.append("members:")
             for _, entry in sorted(entries):
