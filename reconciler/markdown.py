@@ -305,4 +305,3 @@ def plain(text: object) -> str:
 def code(text: object) -> str:
     """Text for a code span (a target, a path): no backtick to end it, no line break, no `|` to end a cell."""
     return str(text).translate(_CODE)
-
