@@ -15,6 +15,7 @@ import yaml
 from reconciler.columns import CompletionColumns
 from reconciler.errors import UsageError
 from reconciler.model import Completion, instant, marker_for
+from reconciler.spec import EMAIL
 
 # Relative to each exported spec: `export` writes the schemas into this folder beside the specs, so that an
 # editor (yaml-language-server) finds them wherever the folder is checked out.
@@ -34,30 +35,54 @@ _MODE_NOTE = {
 _PLAIN_STRING = re.compile(r"[A-EG-MP-SU-XZa-eg-mp-su-xz_][A-Za-z0-9_.@+\-]*(?: [A-Za-z0-9_.@+\-]+)*\Z")
 
 
-_YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
-
-
 def yaml_scalar(value: str) -> str:
-    """A YAML scalar that reads back as exactly `value`: plain when safe, double-quoted otherwise."""
+    """A YAML scalar that reads back as exactly `value`, in a block mapping or a flow list alike: plain when safe,
+    double-quoted otherwise. Plain only for printable text: a line break (U+2028 and U+2029 too) ends a plain
+    scalar in a block, and a control or invisible character is better seen as its escape."""
     if _PLAIN_STRING.match(value):
         return value
-    plain = value.strip() == value and value and not re.search(r"[:#\[\]{},&*!|>'\"%`]|^[-?@]", value)
+    plain = value.isprintable() and value.strip() == value and value \
+        and not re.search(r"[:#\[\]{},&*!|>'\"%`]|^[-?@]", value)
     if plain:
         try:
             if yaml.safe_load(value) == value:
                 return value
         except yaml.YAMLError:
             pass
-    # JSON leaves DEL, the C1 controls and the line separators as they are; YAML refuses or folds them.
-    return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(value, ensure_ascii=False))
+    quoted = json.dumps(value, ensure_ascii=False)
+    # JSON leaves DEL, the C1 controls, the line and paragraph separators, format characters, lone surrogates and
+    # noncharacters as they are; YAML refuses, folds or hides them. Each is written as its escape.
+    return quoted if quoted.isprintable() else "".join(c if c.isprintable() else _escape(c) for c in quoted)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+# What a YAML file may hold (YAML 1.1's printable set, as PyYAML and libyaml read it).
+_YAML_REFUSES = re.compile("[^\t\n\r -~\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# Every line break YAML knows (a comment ends at the first), and the others Python's splitlines knows.
+_OTHER_LINE_BREAKS = re.compile("[\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+_NOT_IN_COMMENT = frozenset(("Cc", "Cf", "Cs", "Zl", "Zp"))
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def comment(text: str) -> str:
     """Live text (a name, a title) as the rest of a `#` comment line: every character that would end the line for
-    YAML (a line break, U+2028, U+0085), or that a YAML file may not hold (a control character, a lone
-    surrogate), as U+FFFD; so that no name can write a line of the spec (`Eve\\n    completed: all`)."""
-    return "".join("\ufffd" if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") or c in "\ufffe\uffff" else c
-                   for c in text) if not text.isprintable() else text
+    YAML (a line break, U+2028, U+2029, U+0085), every control or format character (a direction override, an
+    escape sequence) and whatever a YAML file may not hold (a lone surrogate, a noncharacter) as U+FFFD; so that
+    no name can write a line of the spec (`Eve\\n    completed: all`), nor hide or break one."""
+    if text.isprintable():
+        return text
+    return "".join("\ufffd" if unicodedata.category(c) in _NOT_IN_COMMENT or _YAML_REFUSES.match(c) else c
+                   for c in text)
+
+
+def _nameable(text: str) -> bool:
+    """Whether a spec can name a record by this text (a title, an address): one that YAML can hold in a file either
+    parser reads. A lone surrogate (a server's text cut mid-emoji) has no escape libyaml accepts."""
+    return bool(text) and not _LONE_SURROGATE.search(text)
 
 
 def slug(title: str) -> str:
@@ -99,7 +124,7 @@ def export_specs(records: dict[str, Any], *, mode: str, target: str) -> dict[str
 
         def lesson_ref(lesson: dict[str, Any], titles: Counter[str] = lesson_titles) -> str:
             text = str(lesson.get("Title") or "").strip()
-            return yaml_scalar(text) if text and titles[text] == 1 else f"{{id: {lesson['Id']}}}"
+            return yaml_scalar(text) if _nameable(text) and titles[text] == 1 else f"{{id: {lesson['Id']}}}"
 
         refs = {x["Id"]: lesson_ref(x) for x in lessons}  # once per lesson, not once per member
 
@@ -107,7 +132,8 @@ def export_specs(records: dict[str, Any], *, mode: str, target: str) -> dict[str
                  f"# Exported from {comment(target)}: {comment(title) or course['Id']!s}.",
                  *(f"# {line}" for line in _MODE_NOTE[mode]),
                  "apiVersion: reconciler/v1", "kind: Completions", "metadata:", f"  name: {yaml_scalar(name)}",
-                 "course: " + (yaml_scalar(title) if title and title_count[title] == 1 else f"{{id: {course['Id']}}}"),
+                 "course: " + (yaml_scalar(title) if _nameable(title) and title_count[title] == 1
+                               else f"{{id: {course['Id']}}}"),
                  f"mode: {mode}"]
         entries = []
         all_ids = {x["Id"] for x in lessons}
@@ -121,9 +147,9 @@ def export_specs(records: dict[str, Any], *, mode: str, target: str) -> dict[str
             full_name = str(member.get("CoworkerFullName") or coworker.get("FullName") or "").strip()
             if enrolments[member.get("CoworkerId")] > 1:  # the same coworker twice in the course: each enrolment
                 selector, sort_key = f"course_member_id: {member['Id']}", (2, str(member["Id"]))
-            elif email and email_count[email.casefold()] == 1:
+            elif email_count[email.casefold()] == 1 and EMAIL.match(email) and email.isprintable():
                 selector, sort_key = f"email: {yaml_scalar(email)}", (0, email.casefold())
-            else:
+            else:  # no address, a shared one, or one the spec language refuses (`plan` would not read it back)
                 selector, sort_key = f"coworker_id: {member['CoworkerId']}", (1, str(member["CoworkerId"]))
             if completed == all_ids:
                 what = "all"
@@ -137,20 +163,29 @@ def export_specs(records: dict[str, Any], *, mode: str, target: str) -> dict[str
                 lines.extend(entry)
         else:
             lines.append("members: []")
-        files[f"{name}.yaml"] = "\n".join(lines) + "\n"
+        text = "\n".join(lines) + "\n"
+        if text.count("\n") != len(lines) or _OTHER_LINE_BREAKS.search(text) or _YAML_REFUSES.search(text):
+            # Every name and title went through `yaml_scalar` or `comment`: live text never makes a line of its own.
+            raise RuntimeError(f"the spec exported for course {course['Id']} has a line that live text broke")
+        files[f"{name}.yaml"] = text
     return files
 
 
 def spec_names(courses: list[dict[str, Any]]) -> dict[int, str]:
-    """Course Id → the exported spec's metadata.name (its title's slug; with the Id where titles clash)."""
+    """Course Id → the exported spec's metadata.name (its title's slug; with the Id where titles or slugs clash,
+    and a count after it where even that is taken: each name, and so each file, is one course's)."""
     title_count = Counter(str(c.get("Title") or "").strip() for c in courses)
     names: dict[int, str] = {}
     used: set[str] = set()
     for course in sorted(courses, key=lambda c: (str(c.get("Title") or ""), c["Id"])):
         title = str(course.get("Title") or "").strip()
-        name = slug(title)
+        name = base = slug(title)
         if name in used or title_count[title] > 1:
-            name = f"{name}-{course['Id']}"
+            name = f"{base}-{course['Id']}"
+        again = 1
+        while name in used:  # `B-7` took `b-7` before the two courses titled `b`, Ids 7 and 8
+            again += 1
+            name = f"{base}-{course['Id']}-{again}"
         used.add(name)
         names[course["Id"]] = name
     return names
