@@ -46,6 +46,20 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
     return code, captured.out, captured.err
 
 
+def seeded(folder: Path, monkeypatch: pytest.MonkeyPatch, seed_name: str, seed: str,
+           specs: dict[str, str] | None = None) -> Path:
+    """`folder` as the current directory, its local target seeded from `seed` (written as `seed_name`, a YAML seed
+    or a JSON snapshot), with `specs` (file name → text) in `specs/`."""
+    monkeypatch.chdir(folder)
+    monkeypatch.delenv("NEXUDUS_API_URL", raising=False)
+    (folder / seed_name).write_text(seed)
+    (folder / "reconciler.yaml").write_text(f"seed: {seed_name}\n")
+    (folder / "specs").mkdir(exist_ok=True)
+    for name, text in (specs or {}).items():
+        (folder / "specs" / name).write_text(text)
+    return folder
+
+
 @pytest.fixture
 def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A copy of examples/ as the current directory, as a new user would have it."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, seeded
 
 HOSTILE = r"""coworkers:
   - {name: "Eve\n    completed: all\n  - email: boss@x.com   #", email: eve@x.com}
@@ -22,10 +22,7 @@ courses:
 
 def exported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
              seed_name: str, seed: str) -> str:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("NEXUDUS_API_URL", raising=False)
-    (tmp_path / seed_name).write_text(seed)
-    (tmp_path / "reconciler.yaml").write_text(f"seed: {seed_name}\n")
+    seeded(tmp_path, monkeypatch, seed_name, seed)
     code, out, err = run_cli(capsys, "export", "--out", "exp")
     assert code == 0 and "shows no changes" in out + err, err
     code, out, err = run_cli(capsys, "plan", "exp", "--detailed-exitcode")

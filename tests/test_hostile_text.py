@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, seeded
 
 SEED = r"""coworkers:
   - {name: "@octocat [details](https://evil.example/) #1 **bold** <img src=x>", email: a@x.com}
@@ -35,13 +35,7 @@ members:
 
 @pytest.fixture
 def space(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("NEXUDUS_API_URL", raising=False)
-    (tmp_path / "seed.yaml").write_text(SEED)
-    (tmp_path / "reconciler.yaml").write_text("seed: seed.yaml\n")
-    (tmp_path / "specs").mkdir()
-    (tmp_path / "specs" / "c.yaml").write_text(SPEC)
-    return tmp_path
+    return seeded(tmp_path, monkeypatch, "seed.yaml", SEED, {"c.yaml": SPEC})
 
 
 def test_the_terminal_shows_control_characters_as_escapes(space: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -78,13 +72,10 @@ def test_markdown_shows_names_as_text_and_keeps_its_rows(
 
 def test_a_report_too_long_for_a_comment_is_cut_at_a_line_and_says_so(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("NEXUDUS_API_URL", raising=False)
     lessons = ", ".join(f"'Lesson {i:02d}, a title of some length'" for i in range(30))
     courses = "".join(f"  - title: Course {c:02d}\n    lessons: [{lessons}]\n"
                       "    members: [{email: a@x.com, completed: all}]\n" for c in range(40))
-    (tmp_path / "seed.yaml").write_text("coworkers: [{name: Ann, email: a@x.com}]\ncourses:\n" + courses)
-    (tmp_path / "reconciler.yaml").write_text("seed: seed.yaml\n")
+    seeded(tmp_path, monkeypatch, "seed.yaml", "coworkers: [{name: Ann, email: a@x.com}]\ncourses:\n" + courses)
     code, out, _ = run_cli(capsys, "report")
     assert code == 0 and len(out) < 60_000
     assert "**Cut here** to stay under 60,000 characters" in out and "more courses not shown" in out

@@ -12,7 +12,7 @@ from reconciler.cli import main
 from reconciler.emulator.seed import load_seed
 from reconciler.emulator.store import COURSE_MEMBER, Store
 
-from .conftest import DATA
+from .conftest import DATA, seeded
 
 MIGRATION = """apiVersion: reconciler/v1
 kind: Migration
@@ -45,6 +45,12 @@ def space(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def write(space: Path, *, enroll: bool = True, source: str = "remove") -> None:
     (space / "specs" / "migration.yaml").write_text(MIGRATION.format(enroll=str(enroll).lower(), source=source))
+
+
+def completions_spec(space: Path, file: str, name: str, course: str, rest: str) -> None:
+    """A Completions spec `specs/FILE` of `course`: its header, then `rest` (mode, members, revoke)."""
+    (space / "specs" / file).write_text(
+        f"apiVersion: reconciler/v1\nkind: Completions\nmetadata: {{name: {name}}}\ncourse: {course}\n{rest}")
 
 
 def completions(space: Path) -> Counter[tuple[str, str]]:
@@ -122,9 +128,8 @@ def test_a_pair_the_migration_carries_and_a_spec_revokes_is_an_error(
         space: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Each apply would undo the last: the revoke deletes what the migration made, the next one makes it again."""
     write(space, source="keep")
-    (space / "specs" / "revoke.yaml").write_text(
-        "apiVersion: reconciler/v1\nkind: Completions\nmetadata: {name: takes-back}\ncourse: Onboarding 2026\n"
-        "mode: additive\nrevoke:\n  - {email: ana@example.com, lessons: [Safety & security, Welcome]}\n")
+    completions_spec(space, "revoke.yaml", "takes-back", "Onboarding 2026",
+                     "mode: additive\nrevoke:\n  - {email: ana@example.com, lessons: [Safety & security, Welcome]}\n")
     assert main(["plan", "specs"]) == 1
     err = capsys.readouterr().err
     assert "specs/revoke.yaml:7:13: Ana Ruiz has 'Safety & security' both migrated (specs/migration.yaml:8:3) and " \
@@ -132,9 +137,8 @@ def test_a_pair_the_migration_carries_and_a_spec_revokes_is_an_error(
     assert "Ana Ruiz has 'Welcome' both migrated (specs/migration.yaml:7:3)" in err  # kept there: the same loop
     assert main(["apply", "specs", "--yes"]) == 1 and completions(space)[("Ana Ruiz@102", "Welcome")] == 1
     capsys.readouterr()
-    (space / "specs" / "revoke.yaml").write_text(  # Cleo, whom the migration enrols: the same loop
-        "apiVersion: reconciler/v1\nkind: Completions\nmetadata: {name: takes-back}\ncourse: Onboarding 2026\n"
-        "mode: additive\nrevoke:\n  - {email: cleo@example.com, lessons: [Welcome]}\n")
+    completions_spec(space, "revoke.yaml", "takes-back", "Onboarding 2026",  # Cleo, whom the migration enrols
+                     "mode: additive\nrevoke:\n  - {email: cleo@example.com, lessons: [Welcome]}\n")
     assert main(["plan", "specs"]) == 1
     assert "specs/revoke.yaml:7:13: Cleo Park has 'Welcome' both migrated" in capsys.readouterr().err
 
@@ -143,9 +147,8 @@ def test_a_source_pair_a_spec_declares_and_the_migration_removes_is_an_error(
         space: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`source: remove` deletes what the spec declares, and the spec makes it again at the next apply."""
     write(space, source="remove")
-    (space / "specs" / "old.yaml").write_text(
-        "apiVersion: reconciler/v1\nkind: Completions\nmetadata: {name: old-edition}\ncourse: Onboarding 2025\n"
-        "mode: additive\nmembers:\n  - {email: ana@example.com, completed: [Welcome]}\n")
+    completions_spec(space, "old.yaml", "old-edition", "Onboarding 2025",
+                     "mode: additive\nmembers:\n  - {email: ana@example.com, completed: [Welcome]}\n")
     assert main(["plan", "specs", "--allow-deletes", "100"]) == 1
     assert "specs/migration.yaml:7:3: Ana Ruiz has 'Welcome' both declared (specs/old.yaml:7:13) and removed from " \
         "the source by this migration (source: remove); remove one of them" in capsys.readouterr().err
@@ -156,9 +159,8 @@ def test_a_source_pair_a_spec_declares_and_the_migration_removes_is_an_error(
 def test_a_pair_a_migration_carries_and_a_spec_declares_is_created_once(
         space: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write(space, source="keep")
-    (space / "specs" / "new.yaml").write_text(
-        "apiVersion: reconciler/v1\nkind: Completions\nmetadata: {name: new-edition}\ncourse: Onboarding 2026\n"
-        "members:\n  - {email: ben@example.com, completed: [Welcome, Safety & security]}\n")
+    completions_spec(space, "new.yaml", "new-edition", "Onboarding 2026",
+                     "members:\n  - {email: ben@example.com, completed: [Welcome, Safety & security]}\n")
     assert main(["plan", "specs", "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     ben = [(a["action"], a["lesson"]["title"], a["reason"]) for a in doc["actions"] if a["member"]["name"] == "Ben Ode"]
@@ -174,16 +176,12 @@ def test_a_pair_a_migration_carries_and_a_spec_declares_is_created_once(
 
 def test_two_migrations_into_one_course_enrol_and_create_each_pair_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("NEXUDUS_API_URL", raising=False)
-    (tmp_path / "seed.yaml").write_text(
-        "coworkers:\n  - {name: Ana Ruiz, email: ana@example.com}\n"
-        "courses:\n"
-        "  - {title: Basics A, lessons: [Intro], members: [{email: ana@example.com, completed: all}]}\n"
-        "  - {title: Basics B, lessons: [Intro], members: [{email: ana@example.com, completed: all}]}\n"
-        "  - {title: Basics 2027, lessons: [Intro], members: []}\n")
-    (tmp_path / "reconciler.yaml").write_text("seed: seed.yaml\n")
-    (tmp_path / "specs").mkdir()
+    seeded(tmp_path, monkeypatch, "seed.yaml",
+           "coworkers:\n  - {name: Ana Ruiz, email: ana@example.com}\n"
+           "courses:\n"
+           "  - {title: Basics A, lessons: [Intro], members: [{email: ana@example.com, completed: all}]}\n"
+           "  - {title: Basics B, lessons: [Intro], members: [{email: ana@example.com, completed: all}]}\n"
+           "  - {title: Basics 2027, lessons: [Intro], members: []}\n")
     for source in ("A", "B"):
         (tmp_path / "specs" / f"{source}.yaml").write_text(
             f"apiVersion: reconciler/v1\nkind: Migration\nmetadata: {{name: from-{source.lower()}}}\n"

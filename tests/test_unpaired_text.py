@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, seeded
 
 SNAPSHOT = r"""{"format": "nexudus-snapshot/1",
  "courses": [{"Id": 1, "Title": "Course C", "Active": true, "DisplayOrder": 1}],
@@ -31,13 +31,7 @@ members:
 
 @pytest.fixture
 def space(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("NEXUDUS_API_URL", raising=False)
-    (tmp_path / "seed.json").write_text(SNAPSHOT)
-    (tmp_path / "reconciler.yaml").write_text("seed: seed.json\n")
-    (tmp_path / "specs").mkdir()
-    (tmp_path / "specs" / "c.yaml").write_text(SPEC)
-    return tmp_path
+    return seeded(tmp_path, monkeypatch, "seed.json", SNAPSHOT, {"c.yaml": SPEC})
 
 
 @pytest.mark.parametrize("words", [["plan", "specs"], ["plan", "specs", "--format", "markdown"],
