@@ -42,6 +42,7 @@ from reconciler.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    FileProblems,
     ReconcilerError,
     UsageError,
 )
@@ -497,7 +498,7 @@ def _main(words: list[str], out: TextIO, err: TextIO) -> int:
         from reconciler.redact import redact
         from reconciler.render import shown  # a name in a message: its control characters as escapes
 
-        print("error: " + "\n".join(map(shown, redact(str(e)).split("\n"))), file=err)
+        print("error: " + "\n".join(map(shown, _message_lines(e, redact))), file=err)
         return exit_code(e)
     except KeyboardInterrupt as e:
         print("interrupted", file=err)
@@ -511,6 +512,16 @@ def _main(words: list[str], out: TextIO, err: TextIO) -> int:
     except Exception as e:  # a bug: say so on one line, keep the traceback in a file
         print(f"error: {_bug_report(e, words)}", file=err)
         return exit_code(e)
+
+
+def _message_lines(error: ReconcilerError, redact: Callable[[str], str]) -> list[str]:
+    """An expected error's message, a line each: one per problem for problems in files (a line break in a name
+    a problem quotes stays in its line, to be shown as its escape, and cannot start a line of its own), else
+    the lines the message has."""
+    if isinstance(error, FileProblems):
+        head = str(error).split("\n", 1)[0]
+        return [redact(head), *(redact(str(problem)) for problem in error.problems)]
+    return redact(str(error)).split("\n")
 
 
 def _import_command(name: str) -> None:

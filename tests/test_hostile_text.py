@@ -81,3 +81,21 @@ def test_a_report_too_long_for_a_comment_is_cut_at_a_line_and_says_so(
     assert "**Cut here** to stay under 60,000 characters" in out and "more courses not shown" in out
     body = out[: out.index("> **Cut here**")].rstrip("\n")
     assert body.splitlines()[-1].endswith("|")  # the last row whole
+
+
+def test_a_problem_naming_someone_stays_on_its_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """A name a problem quotes may hold a line break (members edit their own names): the error keeps one line per
+    problem, the break shown as its escape, so that no name can add a line such as a forged all-clear."""
+    seed = ('coworkers: [{name: "Ada\\nerror: 0 problems; all clear", email: a@x.com}]\n'
+            "courses: [{title: C, lessons: [L1], members: [{email: a@x.com, completed: all}]}]\n")
+    spec = ("apiVersion: reconciler/v1\nkind: Completions\nmetadata: {name: c}\ncourse: C\n"
+            "members: [{email: a@x.com, completed: all}]\nrevoke: [{coworker_id: 10001, lessons: [L1]}]\n")
+    seeded(tmp_path, monkeypatch, "seed.yaml", seed, {"c.yaml": spec})
+    for command in ("plan", "validate"):
+        code, _, err = run_cli(capsys, command, "specs")
+        assert code == 1, command
+        assert err.splitlines() == [
+            "error: 1 problem found",
+            "specs/c.yaml:6:40: Ada\\nerror: 0 problems; all clear has 'L1' both declared (specs/c.yaml:5:19) and "
+            "revoked; remove one of them"], command

@@ -47,8 +47,10 @@ class Console:
             print(text, file=self.stderr)
 
     def warn(self, text: str) -> None:
-        """A warning (stderr), kept with -q."""
-        print(f"warning: {text}", file=self.stderr)
+        """A warning (stderr), kept with -q: one line, whatever names it quotes (`render.shown`)."""
+        from reconciler.render import shown
+
+        print(f"warning: {shown(text)}", file=self.stderr)
 
     def input(self) -> TextIO:
         return self.stdin or sys.stdin
