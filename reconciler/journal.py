@@ -34,6 +34,7 @@ from typing import IO, Any
 from reconciler import UNPAIRED
 from reconciler.actions import Action, action_from_dict
 from reconciler.errors import UsageError
+from reconciler.pacing import duration
 
 
 def new_apply_id(now: datetime | None = None) -> str:
@@ -192,6 +193,23 @@ class WriteBudget:
 
     ages: list[float]
     unreadable: list[str]
+
+    def cap_note(self, writes: int, per_day: int | None) -> str | None:
+        """What the daily write cap leaves for `writes` more once the writes of earlier runs in the last 24 hours
+        are counted (as the apply's pacer counts them), in a sentence: None when they all fit (or the journals
+        show none; the plan's estimate then holds)."""
+        if not per_day or not writes or not self.ages:
+            return None
+        spent = len(self.ages)
+        left = max(0, per_day - spent)
+        if writes <= left:
+            return None
+        # The oldest of them leaves the 24-hour window first, and with it one more write is allowed.
+        now = f"{left:,} of these {writes:,} can go now, then an apply" if left else f"none of these {writes:,} " \
+            "can go now: an apply"
+        return (f"the daily write cap: earlier applies against this target made {spent:,} writes in the last 24 "
+                f"hours (the cap is {per_day:,} a day), so {now} stops cleanly (resumable); the next write "
+                f"{'after those ' if left else ''}is allowed in {duration(86400 - max(self.ages))}")
 
 
 def write_budget(folder: Path, target: str, now: datetime | None = None) -> WriteBudget:

@@ -247,6 +247,28 @@ def test_the_daily_write_cap_stops_cleanly_and_holds_across_runs(demo: Path,
     assert main(["plan", "--detailed-exitcode"]) == 0
 
 
+
+def test_plan_and_apply_say_when_earlier_writes_leave_too_little_of_the_daily_cap(
+        demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The estimate is the writes under the limits; the writes earlier applies made today (their journals) are
+    said beside it when the cap will stop this one, before apply asks, with how many can go now."""
+    config = demo / "reconciler.yaml"
+    config.write_text("target: local\nseed: seed.yaml\nlimits: {writes_per_day: 5}\n")
+    assert main(["plan"]) == 0
+    assert "daily write cap" not in capsys.readouterr().err  # no journal yet: the estimate holds
+    assert main(["apply", "--yes"]) == 3
+    capsys.readouterr()
+    assert main(["plan"]) == 0
+    assert ("warning: the daily write cap: earlier applies against this target made 5 writes in the last 24 hours "
+            "(the cap is 5 a day), so none of these 25 can go now: an apply stops cleanly (resumable); the next "
+            "write is allowed in ") in capsys.readouterr().err
+    config.write_text("target: local\nseed: seed.yaml\nlimits: {writes_per_day: 8}\n")
+    assert main(["apply", "--yes", "-q"]) == 3
+    assert "so 3 of these 25 can go now, then an apply stops cleanly" in capsys.readouterr().err
+    config.write_text("target: local\nseed: seed.yaml\nlimits: {writes_per_day: 100}\n")
+    assert main(["plan"]) == 0  # 8 spent, 92 left for 22: they fit, nothing to say
+    assert "daily write cap" not in capsys.readouterr().err
+
 @pytest.mark.slow
 def test_ctrl_c_stops_after_the_write_in_flight(tmp_path: Path) -> None:
     store = Store()

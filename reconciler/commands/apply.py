@@ -70,6 +70,10 @@ def apply(paths: list[Path], *, plan_file: Path | None = None, resume: Path | No
             return Outcome.BLOCKED
         if not plan.actions:
             return Outcome.OK
+        capped = write_budget(config.state_dir / "journal", target.description).cap_note(
+            doc["summary"]["writes"], target.client.pacer.limits.writes_per_day)
+        if capped:  # said before the question: the apply will not get through today
+            console.warn(capped)
         _confirm(console, len(plan.actions), target.description, yes=yes)
         fresh = None
         if saved is not None:  # time has passed since the plan: re-check every precondition

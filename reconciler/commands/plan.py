@@ -9,6 +9,7 @@ from reconciler import UNPAIRED
 from reconciler.commands import Console, Outcome
 from reconciler.config import load_config
 from reconciler.foreign_yaml import load_spec_set
+from reconciler.journal import write_budget
 from reconciler.planning import make_plan, save_plan
 from reconciler.render import markdown, quiet_lines, write_json, write_text
 from reconciler.target import connect, trust_store
@@ -27,6 +28,9 @@ def plan(paths: list[Path], *, config_file: Path | None, api: str | None, out: P
     with connect(config, cache=cache, trust=trust) as target:
         planned = make_plan(target, specs, config, allow_deletes=allow_deletes)
     doc = planned.doc
+    # The estimate is the writes under the limits; what earlier applies spent of today's cap is this machine's.
+    capped = write_budget(config.state_dir / "journal", target.description).cap_note(
+        doc["summary"]["writes"], target.client.pacer.limits.writes_per_day)
     if out:  # with --format json, the printed plan is written beside the saved one (its actions encoded once)
         save_plan(doc, out, planned.spec_files, echo=console.stdout if output_format == "json" else None)
     if out_html or output_format == "html":
@@ -50,6 +54,8 @@ def plan(paths: list[Path], *, config_file: Path | None, api: str | None, out: P
         console.note(f"saved the plan to {out}; apply it with: reconciler apply --plan {out}")
     if out_html:
         console.note(f"wrote the review page to {out_html}")
+    if capped:
+        console.warn(capped)
     if planned.plan.blocked:
         return Outcome.BLOCKED
     return Outcome.CHANGES if planned.plan.has_changes else Outcome.NO_CHANGES
