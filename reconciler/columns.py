@@ -474,6 +474,11 @@ class CompletionColumns(Sequence[Completion]):
     def __repr__(self) -> str:
         return f"<CompletionColumns: {len(self):,} completions>"
 
+    def some_system_id(self) -> bool:
+        """Whether any record read showed a SystemId (any text), these rows or others of the same read: the lists
+        carry it. (Many distinct ones are packed: texts.)"""
+        return self.systems.packer is not None or any(self.systems.values)
+
     def completion(self, row: int) -> Completion:
         """Row `row` as a `Completion`."""
         lesson, member = self.lesson_ids[row], self.member_ids[row]

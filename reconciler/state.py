@@ -13,14 +13,24 @@ from __future__ import annotations
 import logging
 import operator
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
 from reconciler.client import NexudusClient, Page
 from reconciler.columns import READ_FIELDS, CompletionColumns
 from reconciler.errors import AuthError, ConfigError, MalformedAnswer, PartialRead, UsageError
-from reconciler.model import MARKER_PREFIX, Catalog, Completion, Course, Coworker, Lesson, Member, SpecSet, split_teams
+from reconciler.model import (
+    MARKER_PREFIX,
+    Catalog,
+    Completion,
+    Course,
+    Coworker,
+    Lesson,
+    Member,
+    SpecSet,
+    split_teams,
+)
 from reconciler.schema_check import near_miss
 
 if TYPE_CHECKING:
@@ -35,6 +45,7 @@ COWORKERS = "/api/spaces/coworkers"
 COMPLETIONS = "/api/content/coursecompletedlessons"
 FEW = 3  # up to this many filtered requests are made without first probing the wholesale size
 MAX_COST = 1 << 40  # the request cost of a way that is never taken while another works
+PROBED = 5  # records read by Id to check that lists show SystemId (`check_markers_listed`): one batch request
 # What the catalog keeps of each raw record of the tables it reads in bulk (the fields the catalog's records,
 # `select`'s checks, `records_of_courses` and export use): a cohort's raw records die with their page.
 SLIM_FIELDS: dict[str, tuple[str, ...]] = {
@@ -513,6 +524,42 @@ class StateReader:
         raise ConfigError(f"mode owned cannot work against {self.client.base_url}: its completion lists carry no "
                           f"SystemId, and owned mode knows its own records only by that marker (spec {names}); use "
                           "mode additive or authoritative")
+
+    def check_markers_listed(self, current: CompletionColumns, lesson_ids: set[int],
+                             declared: Collection[tuple[int, int]], markers: Sequence[str]) -> None:
+        """Owned mode (its `markers`, over the completions of `lesson_ids`) where no record read shows a SystemId:
+        the API leaves open whether lists carry it, and a list that shows every one as null looks like a space
+        where nobody set one, while a plan would say "no changes" over every record it should delete. A few of
+        the records, of the pairs owned specs declare (else of their courses), are read by their Ids (one
+        request): one that shows a marker the list did not is a ConfigError, as for lists without the field.
+        A target profile that measured lists showing SystemId spares the read."""
+        if not markers or current.some_system_id():
+            return
+        # The last rows read, which a read by Id leaves with the largest Ids: Ids come in blocks, not in creation
+        # order, but what an owned spec made since it was adopted is mostly in the latest blocks. (From the end,
+        # and only as far as it takes: the scan of every row is for a read without one declared pair.)
+        lessons, members = current.lesson_ids, current.member_ids
+        mine: list[int] = []
+        others: list[int] = []
+        for row in reversed(range(len(lessons))):
+            lesson = lessons[row]
+            if lesson not in lesson_ids:
+                continue
+            if (members[row], lesson) in declared:
+                mine.append(row)
+                if len(mine) == PROBED:
+                    break
+            elif len(others) < PROBED:
+                others.append(row)
+        if not (mine or others):
+            return
+        try:
+            records = self.client.get_many(COMPLETIONS, [current.ids[row] for row in mine or others])
+        except AuthError as e:  # no Read role for get-by-id: what the lists show is all there is
+            log.info("could not read completions by Id to check that lists show SystemId: %s", e)
+            return
+        if any(str(r.get("SystemId") or "").startswith(MARKER_PREFIX) for r in records):
+            self.refuse_owned_without_system_id(markers)
 
     def read_completions(self, lesson_ids: set[int], named_members: set[int] | None, markers: Iterable[str],
                          convert: Convert[_Kept], seen: FullRead | None = None,

@@ -520,6 +520,31 @@ def test_owned_specs_are_refused_before_any_request(site: SiteFactory, capsys: p
     assert s.writes() == 0
 
 
+def test_lists_that_show_system_id_as_null_are_found_out_by_the_plan(site: SiteFactory,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Without a profile, a plan over lists that show every SystemId as null reads a few records by Id: one that
+    holds a marker the list hid stops the plan (it would say "no changes" over the orphan it should delete). A
+    space where nobody set one plans as before."""
+    s = site()
+    two = OWNED_SPEC.replace("[Welcome]", "[Welcome, Kitchen etiquette, Booking meeting rooms]")
+    (s.work / "specs").mkdir()
+    (s.work / "specs" / "onboarding.yaml").write_text(two)
+    s.app.settings = replace(s.app.settings, system_id_in_lists="null")
+    code, out, err = run_cli(capsys, "plan", "specs")  # no record holds a marker yet
+    assert code == 0 and "Plan: 2 to create" in out, out + err
+    s.app.settings = replace(s.app.settings, system_id_in_lists="yes")
+    assert run_cli(capsys, "apply", "specs", "--yes")[0] == 0
+    assert sum(1 for _, _, marker in s.completions().values() if marker == "reconciler:onboarding") == 2
+    # Booking meeting rooms now an orphan of the spec
+    (s.work / "specs" / "onboarding.yaml").write_text(OWNED_SPEC.replace("[Welcome]", "[Welcome, Kitchen etiquette]"))
+    code, out, _ = run_cli(capsys, "plan", "specs")
+    assert code == 0 and "1 to delete" in out
+    s.app.settings = replace(s.app.settings, system_id_in_lists="null")
+    code, out, err = run_cli(capsys, "plan", "specs")
+    assert code == 1, out + err
+    assert "its completion lists carry no SystemId, and owned mode knows its own records only by that marker" in err
+
+
 def test_export_takes_additive_where_owned_cannot_work(site: SiteFactory, capsys: pytest.CaptureFixture[str]) -> None:
     s = site(replace(OPEN, system_id_in_lists="absent"))
     assert run_cli(capsys, "doctor")[0] == 3
