@@ -27,6 +27,7 @@ from reconciler.errors import (
     MalformedAnswer,
     StopRun,
     TransportError,
+    ValidationFailed,
     WriteRefused,
 )
 from reconciler.fresh import Fresh, member_of, stale_reason
@@ -90,6 +91,7 @@ class Executor:
         self._accepted: dict[str, int] = defaultdict(int)
         self._open_intent: int | None = None  # the seq whose intent is journaled and outcome not yet
         self._outage = False  # whether the action in hand failed for the service's sake
+        self._refusal = False  # whether it was refused (401 after renewal, 400): sending it again cannot help
         self._outages: list[int] = []  # the members of such failures in a row
         self.progress = Progress(0, self.progress_out)
 
@@ -105,7 +107,7 @@ class Executor:
                         result.before.setdefault(pair, set()).update(others)
         progress = self.progress = Progress(len(numbered), self.progress_out, pacer=self.client.pacer,
                                             clock=self.client.clock)
-        failed: list[tuple[int, Action, str]] = []
+        failed: list[tuple[int, Action, str, bool]] = []  # (seq, action, message, refused)
         # Every wait the client makes during the run (the write budget, the server's throttling, a backoff)
         # is told to the progress, at least every `progress.every` seconds while it lasts.
         listener, self.client.wait_listener = self.client.wait_listener, progress.on_wait
@@ -128,21 +130,28 @@ class Executor:
                         break
                     progress.step(status)
                     if status == "failed":
-                        failed.append((seq, action, result.failed.pop()[1]))
+                        failed.append((seq, action, result.failed.pop()[1], self._refusal))
                         if self.fail_fast:
                             result.stopped, result.stop_code = "--fail-fast: an action failed", 4
                             break
                 # Failures such as `WasSuccessful: false` or a burst of 5xx are often passing: each failed
-                # action gets one more try at the end (a create looks for its completion first).
+                # action gets one more try at the end (a create looks for its completion first). A refusal (a 400
+                # with Errors, a 401 after renewal) would be refused again, a write wasted: a create refused only
+                # looks (another writer may have made the pair, which a server refusing duplicates answers 400),
+                # and the others stay failed.
                 if result.stopped or self.fail_fast:
-                    result.failed.extend((action, message) for _, action, message in failed)
+                    result.failed.extend((action, message) for _, action, message, _ in failed)
                     failed = []
-                for index, (seq, action, _message) in enumerate(failed):
-                    status = None if stop.is_set else self._run_one(seq, action, result, look_first=True)
+                for index, (seq, action, message, refused) in enumerate(failed):
+                    if refused and not isinstance(action, Create):
+                        result.failed.append((action, message))
+                        continue
+                    status = None if stop.is_set else self._run_one(seq, action, result, look_first=True,
+                                                                    refused=message if refused else None)
                     if status is None:
                         if not result.stopped:
                             result.stopped, result.stop_code = "interrupted", EXIT_INTERRUPTED
-                        result.failed.extend((a, m) for _, a, m in failed[index + (0 if stop.is_set else 1):])
+                        result.failed.extend((a, m) for _, a, m, _ in failed[index + (0 if stop.is_set else 1):])
                         break
                     progress.retried(status)
         finally:
@@ -156,10 +165,12 @@ class Executor:
                                    "target profile, and plans then refuse owned specs")
         return result
 
-    def _run_one(self, seq: int, action: Action, result: Result, *, look_first: bool) -> str | None:
-        """Execute, journal the outcome and count it; None when the run must stop (it says why)."""
+    def _run_one(self, seq: int, action: Action, result: Result, *, look_first: bool,
+                 refused: str | None = None) -> str | None:
+        """Execute, journal the outcome and count it; None when the run must stop (it says why). `refused`: the
+        refusal of a create's earlier try, which is then only looked for, not sent again."""
         try:
-            status, new_id, message = self._execute(seq, action, look_first=look_first)
+            status, new_id, message = self._execute(seq, action, look_first=look_first, refused=refused)
         except StopRun as e:
             result.stopped, result.stop_code = str(e), e.exit_code
             if self._open_intent == seq:  # stopped in a wait after the intent: the resume re-reads it
@@ -188,9 +199,9 @@ class Executor:
                               "spend the day's writes")
             result.stop_code = EXIT_BLOCKED
             return None
-        refused = len(self._refused[action.kind])
-        if refused >= REFUSALS_TO_STOP and not self._accepted[action.kind]:
-            result.stopped = (f"every {action.kind} so far was refused with 401 ({refused} different "
+        refusals = len(self._refused[action.kind])
+        if refusals >= REFUSALS_TO_STOP and not self._accepted[action.kind]:
+            result.stopped = (f"every {action.kind} so far was refused with 401 ({refusals} different "
                               f"{'records' if isinstance(action, Delete) else 'members'}, while the account's reads "
                               f"are accepted): the account may lack the {ROLE_OF[action.kind]} role (`reconciler "
                               "doctor --write-check` checks it), or what they name was deleted")
@@ -227,17 +238,19 @@ class Executor:
                 logged = True
             self.client.wait(wait, reason=f"for the {budget}")
 
-    def _execute(self, seq: int, action: Action, *, look_first: bool = False) -> tuple[str, int | None, str | None]:
-        self._outage = False
+    def _execute(self, seq: int, action: Action, *, look_first: bool = False,
+                 refused: str | None = None) -> tuple[str, int | None, str | None]:
+        self._outage = self._refusal = False
         try:
             if isinstance(action, Create):
-                outcome = self._create(seq, action, look_first=look_first)
+                outcome = self._create(seq, action, look_first=look_first, refused=refused)
             elif isinstance(action, Delete):
                 outcome = self._delete(seq, action)
             else:
                 outcome = self._enroll(seq, action)
         except WriteRefused as e:
             self._check_session(e)
+            self._refusal = True
             self._refused[action.kind].add(action.record.id if isinstance(action, Delete) else
                                            action.member.id or action.coworker_id or action.member.name)
             return "failed", None, str(e)
@@ -245,6 +258,7 @@ class Executor:
             raise
         except ApiError as e:
             self._outage = _an_outage(e)
+            self._refusal = isinstance(e, ValidationFailed) and e.status == 400
             return "failed", None, str(e)
         if outcome[0] in ("created", "deleted", "enrolled"):
             self._accepted[action.kind] += 1
@@ -266,7 +280,8 @@ class Executor:
         except ApiError as e:  # the check itself failed (the network, a maintenance page): the item's failure stands
             log.info("could not check the session after a refused write: %s", e)
 
-    def _create(self, seq: int, action: Create, *, look_first: bool = False) -> tuple[str, int | None, str | None]:
+    def _create(self, seq: int, action: Create, *, look_first: bool = False,
+                refused: str | None = None) -> tuple[str, int | None, str | None]:
         member = member_of(action, self.enrolled)
         if member is None:
             return "failed", None, "the member is not enrolled (its enrolment failed or was skipped)"
@@ -275,6 +290,9 @@ class Executor:
             found = self._find_completion(member, lesson)
             if found is not None:
                 return "created", found, f"found #{found} on re-read after an earlier failure"
+            if refused is not None:
+                self._refusal = True
+                return "failed", None, f"{refused} (not there on re-read; not sent again)"
         elif self.recheck_members:
             pairs = self._member_pairs.get(member)
             if pairs is None:

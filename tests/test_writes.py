@@ -340,6 +340,22 @@ def test_a_401_on_one_create_is_that_items_failure(served: ServedFactory) -> Non
     assert "created       10" in result.stdout and "failed         2" in result.stdout
 
 
+
+@pytest.mark.parametrize("status", [400, 401])
+def test_a_refused_write_is_not_sent_again(served: ServedFactory, status: int) -> None:
+    """A create refused (400 with Errors, or 401 after renewal: here an enrolment deleted since the plan) is looked
+    for once more at the end, not sent again: each write of the plan goes once."""
+    space = served(Settings(limits=Limits.off(), stale_reference_status=status), members=6, per_member=0)
+    work = space.folder(through=2)
+    _saved_plan(space, work)
+    gone = next(iter(space.store.rows["coursemembers"]))
+    space.store.delete("coursemembers", gone)
+    result = space.run(work, "apply", "--plan", "plan.json", "--yes")
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "created       10" in result.stdout and "failed         2" in result.stdout
+    assert "(not there on re-read; not sent again)" in result.stdout
+    assert len(space.app.writes_seen) == 12
+
 def test_refused_creates_of_one_deleted_enrolment_do_not_stop_the_run(served: ServedFactory) -> None:
     """Four creates of one member whose enrolment is gone, refused first: that is one stale reference, not a
     missing role; the run goes on to every other member and claims no role."""
