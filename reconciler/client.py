@@ -20,6 +20,7 @@ import logging
 import math
 import random
 import re
+import secrets
 import ssl
 import threading
 import time
@@ -361,8 +362,11 @@ class NexudusClient:
         # Other facts about the target this run saw ("systemid-dropped-on-create", "systemid-absent-from-lists"),
         # which a target profile that says otherwise is checked against.
         self.observed: set[str] = set()
-        # Sent as `client_id` at sign-in; a refresh must carry the same value in its `client_id` header.
-        self.client_id: str | None = self.credentials.username
+        # Sent as `client_id` at sign-in; a refresh must carry the same value in its `client_id` header. One of
+        # this client's own: a refresh invalidates the earlier refresh tokens of its client, and with the username
+        # (what the server takes when none is sent) one run's refresh would end the session of another run of
+        # the same account (a CI plan beside a long apply), which with two-factor sign-in cannot sign in again.
+        self.client_id: str | None = f"reconciler-{secrets.token_hex(8)}" if self.credentials.username else None
         self._token: str | None = self.credentials.token
         self._refresh: str | None = None  # only the newest: a refresh invalidates the earlier ones
         self._expires: float | None = None

@@ -318,9 +318,9 @@ def test_sign_in_sends_client_id_and_refresh_carries_it_as_a_header(fake_time: F
         client.request("GET", COMPLETIONS)
         fake_time.now += 600
     assert server.grants() == ["password", "refresh_token", "refresh_token"]
-    assert server.forms[0]["client_id"] == "admin@example.com" == client.client_id
+    assert server.forms[0]["client_id"] == client.client_id and client.client_id.startswith("reconciler-")
     for form, headers in zip(server.forms[1:], server.headers[1:], strict=True):
-        assert headers["client_id"] == "admin@example.com"
+        assert headers["client_id"] == client.client_id
         assert "password" not in form and "totp" not in form
     # each refresh presents the newest refresh token: the earlier ones are spent
     assert [form["refresh_token"] for form in server.forms[1:]] == server.issued[:2]

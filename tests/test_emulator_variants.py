@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -557,3 +558,31 @@ def test_a_seed_account_that_must_reset_its_password_stops_a_plan_with_one_line(
     (line,) = err.strip().splitlines()
     assert line.startswith("error: ") and "must_reset_password" in line and "set a new password" in line
     assert "reset-pw" not in out + err
+
+
+def test_one_runs_refresh_does_not_end_another_runs_session() -> None:
+    """Two runs of one two-factor account at once (a CI plan beside a long apply): each signs in as a client of its
+    own, so the refresh of one leaves the other's refresh token good (a refresh invalidates the earlier tokens of
+    its client). With the username for both, the other could only stop for a new code."""
+    from reconciler.client import NexudusClient
+    from reconciler.config import Credentials
+    from reconciler.emulator.app import User
+    from reconciler.emulator.server import BackgroundServer
+
+    store = Store()
+    load_seed(API_SEED, store)
+    app = EmulatorApp(store, Settings(limits=Limits.off(), token_ttl=1, totp_single_use=False),
+                      users=[User("ops@example.com", User.hash_password("pw"), admin=True, totp="123456")])
+    credentials = Credentials(username="ops@example.com", password="pw", totp="123456")
+    with BackgroundServer(app) as server, httpx.Client() as first_http, httpx.Client() as second_http:
+        apply_run = NexudusClient(server.url, first_http, credentials=credentials)
+        plan_run = NexudusClient(server.url, second_http, credentials=credentials)
+        assert apply_run.client_id != plan_run.client_id
+        courses = apply_run.list_all("/api/content/courses")
+        assert plan_run.list_all("/api/content/courses") == courses
+        deadline = time.monotonic() + 1.2
+        while time.monotonic() < deadline:  # both tokens expire
+            time.sleep(0.1)
+        assert plan_run.list_all("/api/content/courses") == courses  # renewed by refresh
+        assert apply_run.list_all("/api/content/courses") == courses  # its own refresh token still good
+    store.close()

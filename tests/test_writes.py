@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -340,9 +340,8 @@ def test_a_401_on_one_create_is_that_items_failure(served: ServedFactory) -> Non
     assert "created       10" in result.stdout and "failed         2" in result.stdout
 
 
-
 @pytest.mark.parametrize("status", [400, 401])
-def test_a_refused_write_is_not_sent_again(served: ServedFactory, status: int) -> None:
+def test_a_refused_write_is_not_sent_again(served: ServedFactory, status: Literal[400, 401]) -> None:
     """A create refused (400 with Errors, or 401 after renewal: here an enrolment deleted since the plan) is looked
     for once more at the end, not sent again: each write of the plan goes once."""
     space = served(Settings(limits=Limits.off(), stale_reference_status=status), members=6, per_member=0)
