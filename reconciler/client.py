@@ -599,10 +599,15 @@ class NexudusClient:
                                    f"this run waits; stopped cleanly: resume after {until}",
                                    method=method, url=url, status=status, resume_after=wait)
         if throttles > MAX_THROTTLE_WAITS or waited + wait > self.max_wait:
+            # The daily cap frees a write once the oldest write of the last 24 hours leaves the window; the writes
+            # this machine knows of (this run's, and its journals') say when that is at the latest.
+            frees = self.pacer.oldest_write_leaves() if method != "GET" and self.pacer.limits.writes_per_day else None
+            when = (f"resume after {_utc(self.wall_clock() + frees)}, when the oldest of the writes this machine made "
+                    "in the last 24 hours leaves the daily window" if frees is not None else "resume in a few hours")
             raise ThrottledTooLong(f"{method} {url}: the server keeps throttling ({status}, {throttles} times in a row "
                                    f"over {duration(waited)}, though each wait was kept); its daily write cap may be "
-                                   "spent: stopped cleanly, resume in a few hours", method=method, url=url,
-                                   status=status)
+                                   f"spent: stopped cleanly, {when}", method=method, url=url, status=status,
+                                   resume_after=frees)
         log.info("throttled (%s) on %s %s; waiting %s", status, method, self._redact(url), duration(wait))
         path = httpx.URL(url).path or url
         self._wait(wait, method, url, reason=f"for the server: it throttled {method} {self._redact(path)} ({status}) "

@@ -77,6 +77,13 @@ class Pacer:
             self._day_writes.popleft()
         return cap - len(self._day_writes)
 
+    def oldest_write_leaves(self) -> float | None:
+        """Seconds until the oldest write counted in the last 24 hours (this run's, and earlier runs' that
+        `note_past_writes` told) leaves the daily window: the soonest a spent daily cap frees a write. None when
+        none is counted."""
+        self.writes_left_today()  # drops what has left the window
+        return max(0.0, self._day_writes[0] + 86400 - self.clock()) if self._day_writes else None
+
     def before(self, *, write: bool) -> None:
         """Wait until a request may be sent."""
         while True:

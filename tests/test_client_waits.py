@@ -147,6 +147,23 @@ def test_throttling_without_end_stops_after_a_bound(fake_time: FakeTime) -> None
     assert caught.value.exit_code == 3 and caught.value.resume_after is None
 
 
+def test_throttled_writes_that_never_let_up_say_when_the_daily_cap_frees_a_write(fake_time: FakeTime) -> None:
+    """The writes this machine made in the last 24 hours (its journals, told to the pacer) say the latest time the
+    daily cap frees one: the stop says to resume then, not "in a few hours"."""
+    client = client_with(lambda request: httpx.Response(409, headers={"Retry-After": "1"}), fake_time,
+                         limits=ClientLimits(writes_per_day=5000))
+    client.pacer.note_past_writes([3600.0, 7200.0])  # an hour and two hours ago
+    with pytest.raises(ThrottledTooLong) as caught:
+        client.request("POST", COMPLETIONS, body={"CourseLessonId": 1, "CourseMemberId": 2})
+    frees = 86400 - 7200 - client.max_wait  # the oldest leaves the window a day after it was made
+    assert caught.value.resume_after == pytest.approx(frees)
+    said = str(caught.value)
+    assert "daily write cap may be spent: stopped cleanly, resume after " in said and "leaves the daily window" in said
+    with pytest.raises(ThrottledTooLong) as reads:  # a read has no daily cap of its own: the old words
+        client_with(lambda request: httpx.Response(409, headers={"Retry-After": "1"}), fake_time,
+                    limits=ClientLimits(writes_per_day=5000)).request("GET", COMPLETIONS)
+    assert "resume in a few hours" in str(reads.value) and reads.value.resume_after is None
+
 def test_a_throttled_sign_in_waits_and_signs_in_once(fake_time: FakeTime) -> None:
     forms: list[dict[str, str]] = []
 
