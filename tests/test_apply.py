@@ -323,3 +323,20 @@ def test_a_record_changed_since_the_plan_is_explained_field_by_field() -> None:
     reason = stale_reason(action, Fresh({}, {7: found}, {}))
     assert reason == ("changed since the plan: SystemId None → 'reconciler:x'; "
                       "UpdatedOn '2026-01-01T00:00:00.000Z' → '2026-02-01T00:00:00.000Z'")
+
+
+@pytest.mark.parametrize(("reads", "writes", "spare"), [
+    (2_000, 2_000, True),  # 4,000 requests: within the hour's 5,000; the minute's 120 hold a read a write
+    (4_000, 4_000, False),  # past the hour's 5,000: a read a write would slow the writes by about a half
+    (1_000, 10_000, True),  # a read per ten writes fits even the hour's budget
+    (4_000, 10_000, False),
+])
+def test_reads_beside_writes_only_where_the_documented_budget_has_room(reads: int, writes: int,
+                                                                       spare: bool) -> None:
+    from reconciler.apply import spare_reads
+    from reconciler.config import DOCUMENTED_LIMITS
+
+    with httpx.Client() as http:
+        client = NexudusClient("https://x.example", http, limits=DOCUMENTED_LIMITS)
+        assert spare_reads(client, reads, writes) is spare
+        assert spare_reads(NexudusClient("https://x.example", http), reads, writes)  # no limits: always room
