@@ -1,4 +1,8 @@
-"""One apply at a time per target, from one folder: an flock'd file under `.reconciler/locks/`.
+"""One apply at a time from one folder, whatever its target: an flock'd file under `.reconciler/locks/`.
+
+One lock for the folder, not one per target: a target is named as it was given (`--api`, `NEXUDUS_API_URL`,
+`reconciler.yaml`), and `http://127.0.0.1:8080` and `http://localhost:8080/` are one server that two spellings
+must not let two applies write to at once (each making what the other makes: duplicates).
 
 The operating system holds the lock for as long as the holder's file descriptor is open, and drops it
 when the holder dies, even by SIGKILL; so a lock file that still names a holder while its flock is free
@@ -12,7 +16,6 @@ writer made (PRODUCT.md).
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -50,30 +53,33 @@ class LockInfo:
 
 
 class LockHeld(ReconcilerError):
-    """Another run holds the lock of this target from this folder; exit 1 and let it finish."""
+    """Another run from this folder holds its lock; exit 1 and let it finish."""
 
     def __init__(self, path: Path, target: str, holder: LockInfo | None) -> None:
         self.path = path
         self.target = target
         self.holder = holder
-        who = holder.describe() if holder else "a process whose details cannot be read"
-        super().__init__(f"another run holds the lock of {target}: {who}; nothing was written. Wait for it to "
-                         f"finish: the lock ({path}) is released when that process ends, however it ends")
+        who = (f"{holder.describe()}, writing to {holder.target}" if holder else
+               "a process whose details cannot be read")
+        super().__init__(f"another run from this folder holds its lock (one run writes from a folder at a time, "
+                         f"whatever the target): {who}; nothing was written to {target}. Wait for it to finish: "
+                         f"the lock ({path}) is released when that process ends, however it ends")
 
 
-def lock_path(state_dir: Path, target: str) -> Path:
-    """The lock file of `target` under the state folder (`.reconciler`)."""
-    return state_dir / "locks" / f"{hashlib.sha256(target.encode()).hexdigest()[:16]}.lock"
+def lock_path(state_dir: Path) -> Path:
+    """The lock file of the state folder (`.reconciler`): one, whatever the target."""
+    return state_dir / "locks" / "writes.lock"
 
 
 @contextmanager
 def target_lock(state_dir: Path, target: str, command: str) -> Iterator[LockInfo]:
-    """Hold `target`'s lock for the duration of the block; raises LockHeld when another run holds it.
+    """Hold the folder's lock, for writing to `target`, for the duration of the block; raises LockHeld when another
+    run holds it.
 
-    The lock belongs to an open file description, not to a process: a second `target_lock` for the same
-    target inside the holding process is refused too, as a nested apply should be.
+    The lock belongs to an open file description, not to a process: a second `target_lock` inside the holding
+    process is refused too, as a nested apply should be.
     """
-    path = lock_path(state_dir, target)
+    path = lock_path(state_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:

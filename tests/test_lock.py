@@ -52,11 +52,9 @@ def holder(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
                 stream.close()
 
 
-def test_the_lock_file_is_named_for_the_target_under_locks(tmp_path: Path) -> None:
-    import hashlib
-
-    path = lock_path(tmp_path, TARGET)
-    assert path == tmp_path / "locks" / f"{hashlib.sha256(TARGET.encode()).hexdigest()[:16]}.lock"
+def test_the_lock_file_is_the_folders_under_locks(tmp_path: Path) -> None:
+    path = lock_path(tmp_path)
+    assert path == tmp_path / "locks" / "writes.lock"
     with target_lock(tmp_path, TARGET, "reconciler apply") as info:
         written = json.loads(path.read_text())
         assert written == {"pid": os.getpid(), "host": socket.gethostname(), "started": info.started,
@@ -66,7 +64,7 @@ def test_the_lock_file_is_named_for_the_target_under_locks(tmp_path: Path) -> No
 
 
 def test_another_process_holding_the_lock_is_named(tmp_path: Path, holder: subprocess.Popen[str]) -> None:
-    path = lock_path(tmp_path, TARGET)
+    path = lock_path(tmp_path)
     with pytest.raises(LockHeld) as caught, target_lock(tmp_path, TARGET, "reconciler apply --yes"):
         pytest.fail("the lock was taken twice")
     error = caught.value
@@ -85,7 +83,7 @@ def test_release_lets_the_next_one_in(tmp_path: Path, holder: subprocess.Popen[s
     holder.stdin.close()
     assert holder.stdout.readline().strip() == "released"
     assert holder.wait(timeout=30) == 0
-    assert lock_path(tmp_path, TARGET).read_bytes() == b""
+    assert lock_path(tmp_path).read_bytes() == b""
     with caplog.at_level(logging.WARNING, logger="reconciler.lock"), \
             target_lock(tmp_path, TARGET, "next") as info:
         assert info.pid == os.getpid()
@@ -94,13 +92,13 @@ def test_release_lets_the_next_one_in(tmp_path: Path, holder: subprocess.Popen[s
 
 def test_a_holder_killed_by_sigkill_is_taken_over_with_a_warning(tmp_path: Path, holder: subprocess.Popen[str],
                                                                  caplog: pytest.LogCaptureFixture) -> None:
-    dead = json.loads(lock_path(tmp_path, TARGET).read_text())
+    dead = json.loads(lock_path(tmp_path).read_text())
     os.kill(holder.pid, signal.SIGKILL)
     assert holder.wait(timeout=30) == -signal.SIGKILL
     with caplog.at_level(logging.WARNING, logger="reconciler.lock"), \
             target_lock(tmp_path, TARGET, "reconciler apply --resume j.jsonl") as info:
         assert info.pid == os.getpid()
-        assert json.loads(lock_path(tmp_path, TARGET).read_text())["command"] == "reconciler apply --resume j.jsonl"
+        assert json.loads(lock_path(tmp_path).read_text())["command"] == "reconciler apply --resume j.jsonl"
     (record,) = caplog.records
     assert record.levelno == logging.WARNING
     for part in (f"pid {holder.pid}", f"on {dead['host']}", f"started {dead['started']}",
@@ -113,19 +111,25 @@ def test_nested_acquisition_in_one_process_is_refused(tmp_path: Path) -> None:
         with pytest.raises(LockHeld) as caught, target_lock(tmp_path, TARGET, "inner"):
             pytest.fail("the lock was taken twice in one process")
         assert caught.value.holder == outer
-        assert json.loads(lock_path(tmp_path, TARGET).read_text())["command"] == "outer"  # still the outer's
+        assert json.loads(lock_path(tmp_path).read_text())["command"] == "outer"  # still the outer's
     with target_lock(tmp_path, TARGET, "after") as after:
         assert after.command == "after"
 
 
-def test_targets_do_not_share_a_lock(tmp_path: Path) -> None:
-    with target_lock(tmp_path, TARGET, "one"), target_lock(tmp_path, "local emulator", "two") as other:
-        assert other.target == "local emulator"
+def test_one_server_named_two_ways_is_one_lock(tmp_path: Path) -> None:
+    """`http://127.0.0.1:P` and `http://localhost:P/` are one server: two applies from one folder never write at
+    once, whatever their targets are called (each would make what the other makes)."""
+    with target_lock(tmp_path, "http://127.0.0.1:8080", "reconciler apply --yes"):
+        with pytest.raises(LockHeld) as caught, target_lock(tmp_path, "http://localhost:8080/", "two"):
+            pass
+    said = str(caught.value)
+    assert "another run from this folder holds its lock" in said and "writing to http://127.0.0.1:8080" in said
+    assert "nothing was written to http://localhost:8080/" in said
 
 
 def test_an_unreadable_lock_file_is_taken_over_with_a_warning(tmp_path: Path,
                                                              caplog: pytest.LogCaptureFixture) -> None:
-    path = lock_path(tmp_path, TARGET)
+    path = lock_path(tmp_path)
     path.parent.mkdir(parents=True)
     path.write_text('{"pid": 12')  # a holder killed while writing its details
     with caplog.at_level(logging.WARNING, logger="reconciler.lock"), target_lock(tmp_path, TARGET, "apply"):

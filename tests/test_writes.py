@@ -148,7 +148,7 @@ def test_two_applies_from_one_folder_make_no_duplicate(served: ServedFactory) ->
     out, err = first.communicate(timeout=120)
     assert first.returncode == 0, out + err
     message = one_line_error(second)
-    assert "another run holds the lock" in message and f"pid {first.pid}" in message
+    assert "another run from this folder holds its lock" in message and f"pid {first.pid}" in message
     assert "reconciler apply specs --yes" in message
     assert max(space.pairs().values()) == 1 and len(space.pairs()) == 40 * 3
     assert space.run(work, "plan", "specs", "--detailed-exitcode").returncode == 0
