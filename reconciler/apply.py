@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from array import array
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -49,6 +50,9 @@ REFUSALS_TO_STOP = 3
 # of more than one member: the run stops, resumable, rather than spend the day's writes on an outage. Failures of
 # one member alone may be that member's (the live service answers its "Ooops" 500 to permanent refusals too).
 OUTAGE_TO_STOP = 5
+# A delete's intent journals the record as the server has it just before (every field: who recorded it, custom
+# fields, what a list leaves out), read by Id for this many deletes at a time: one batch request.
+FULL_RECORDS = 100
 ROLE_OF = {"create": "CourseCompletedLesson-Create", "delete": "CourseCompletedLesson-Delete",
            "enroll": "CourseMember-Create"}
 
@@ -94,6 +98,10 @@ class Executor:
         self._outage = False  # whether the action in hand failed for the service's sake
         self._refusal = False  # whether it was refused (401 after renewal, 400): sending it again cannot help
         self._outages: list[int] = []  # the members of such failures in a row
+        self._deletes: array[int] = array("q")  # the run's deletes' record Ids, in order (`_full_record`)
+        self._next_delete = 0  # where in them the next batch read starts
+        self._asked: set[int] = set()  # the Ids the batch read last asked for
+        self._full: dict[int, dict[str, Any]] = {}  # what it found: Id → the whole record
         self.progress = Progress(0, self.progress_out)
 
     def run(self, numbered: Sequence[tuple[int, Action]], fresh: Fresh | None = None) -> Result:
@@ -101,6 +109,8 @@ class Executor:
         if self.recheck_members is None:
             members = {a.member.id or -(a.coworker_id or 0) for _, a in numbered if isinstance(a, Create)}
             self.recheck_members = spare_reads(self.client, len(members), len(numbered))
+        self._deletes = array("q", (a.record.id for _, a in numbered if isinstance(a, Delete)))
+        self._next_delete, self._asked, self._full = 0, set(), {}
         if fresh is not None:
             self.enrolled.update(fresh.enrolled)
             for _, action in numbered:  # (kept only where a pair has other records: a million deletes hold none)
@@ -222,13 +232,39 @@ class Executor:
         self.journal.write(entry)
         self._open_intent = None
 
-    def _intent(self, seq: int, attempt: int, action: Action) -> None:
+    def _intent(self, seq: int, attempt: int, action: Action, record: dict[str, Any] | None = None) -> None:
         """Journal a write about to be sent, once the write budget allows it (waiting here, not inside the
-        request, so that the wait shows in the progress and Ctrl-C during it leaves no intent open)."""
+        request, so that the wait shows in the progress and Ctrl-C during it leaves no intent open); a delete's
+        with the `record` as the server has it (`_full_record`)."""
         self._await_write_budget()
-        self.journal.write({"type": "intent", "seq": seq, "attempt": attempt, "at": self.now().isoformat(),
-                            "action": action_to_dict(action)})
+        entry = {"type": "intent", "seq": seq, "attempt": attempt, "at": self.now().isoformat(),
+                 "action": action_to_dict(action)}
+        if record is not None:
+            entry["record"] = record
+        self.journal.write(entry)
         self._open_intent = seq
+
+    def _full_record(self, record_id: int) -> dict[str, Any] | None:
+        """The whole record a delete removes, as get-by-id has it now, read in batches of the deletes to come
+        (`FULL_RECORDS` a request); None when the read cannot be made (no Read role, a failure: the plan's
+        record, which undo needs, is journaled all the same) or the record is gone (the delete then says so)."""
+        if record_id not in self._asked:
+            deletes, at = self._deletes, self._next_delete
+            while at < len(deletes) and deletes[at] != record_id:  # (past the deletes skipped as stale)
+                at += 1
+            if at < len(deletes):
+                wanted = list(deletes[at:at + FULL_RECORDS])
+                self._next_delete = at + len(wanted)
+            else:  # a delete tried again at the end, behind the batches: read alone
+                wanted = [record_id]
+            self._asked, self._full = set(wanted), {}
+            try:
+                self._full = {r["Id"]: r for r in self.client.get_many(COMPLETIONS, wanted)}
+            except StopRun:
+                raise
+            except ApiError as e:
+                log.info("could not read the records of %d delete(s) whole before deleting them: %s", len(wanted), e)
+        return self._full.get(record_id)
 
     def _await_write_budget(self) -> None:
         """Wait for the write budget through the client's wait, which reports it to the progress as it goes."""
@@ -384,9 +420,10 @@ class Executor:
             return "skipped", None, f"{self.ownership_lost}: deletes by ownership are disabled"
         if action.twin in self.twins_missing:
             return "skipped", None, "its migrated twin was not created, so the source is kept"
+        whole = self._full_record(record.id)
         unclear: AmbiguousWrite | None = None
         for attempt in range(1, CREATE_TRIES + 1):
-            self._intent(seq, attempt, action)
+            self._intent(seq, attempt, action, whole)
             try:
                 gone_before = not self.client.delete(COMPLETIONS, record.id)
             except AmbiguousWrite as e:

@@ -1,7 +1,8 @@
 """The apply journal: `.reconciler/journal/<apply-id>.jsonl`, one JSON object a line, fsynced.
 
     {"type": "start", "apply_id", "target", "spec_digest", "undo_of", "started", "actions": [plan actions]}
-    {"type": "intent", "seq", "attempt", "at", "action"}    before each write is sent
+    {"type": "intent", "seq", "attempt", "at", "action"}    before each write is sent; a delete's also
+                                                            "record": the whole record, read by Id just before
     {"type": "outcome", "seq", "status", "at", "id", "message"}   after it: created | deleted | gone |
                                                             enrolled | skipped | failed
     {"type": "stop", "why", "at"}                           why the apply stopped before its end (the daily cap,
@@ -11,7 +12,8 @@
 
 `seq` is the action's index in the start entry's `actions`; `at` is an ISO 8601 instant.
 
-A delete's intent carries the full record it removes, so that `undo` can recreate it.
+A delete's intent carries the full record it removes: the plan's in its action, so that `undo` can recreate it,
+and every field the server holds in `record` (when the read by Id could be made), the evidence of what was removed.
 
 A kill can cut the line being written. Reading back, a *cut line* is a line that starts with `{` and does
 not parse (nor, cut inside a character, decode): it is skipped, at the end of the file or before more

@@ -11,6 +11,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -340,3 +341,20 @@ def test_reads_beside_writes_only_where_the_documented_budget_has_room(reads: in
         client = NexudusClient("https://x.example", http, limits=DOCUMENTED_LIMITS)
         assert spare_reads(client, reads, writes) is spare
         assert spare_reads(NexudusClient("https://x.example", http), reads, writes)  # no limits: always room
+
+
+def test_a_deletes_intent_journals_the_whole_record_as_the_server_has_it(demo: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Every field the server holds, read by Id just before (who recorded it, custom fields, what lists leave out),
+    beside the plan's record that undo uses."""
+    assert main(["apply", "--yes"]) == 0
+    capsys.readouterr()
+    (journal,) = (demo / ".reconciler" / "journal").glob("*.jsonl")
+    entries: list[dict[str, Any]] = [json.loads(line) for line in journal.read_text().splitlines()]
+    deletes = [e for e in entries if e["type"] == "intent" and e["action"]["action"] == "delete"]
+    assert len(deletes) == 2
+    for entry in deletes:
+        whole = entry["record"]
+        assert whole["Id"] == entry["action"]["record"]["Id"]
+        assert {"UpdatedBy", "IsNew", "CustomFields", "CourseMemberCoworkerCompanyName"} <= whole.keys()
+        assert whole["UpdatedBy"] == "seed@reconciler"
