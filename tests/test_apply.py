@@ -31,6 +31,8 @@ from reconciler.planning import make_plan
 from reconciler.spec import load_specs
 from reconciler.target import Target
 
+from .conftest import EmulatorFactory
+
 FAST_LIMITS = "limits: {min_interval_ms: 0, writes_per_minute: 100000, requests_per_minute: 100000}\n"
 ADMIN = Credentials(username="ops@example.com", password="ops-Secret-7731")
 
@@ -358,3 +360,22 @@ def test_a_deletes_intent_journals_the_whole_record_as_the_server_has_it(demo: P
         assert whole["Id"] == entry["action"]["record"]["Id"]
         assert {"UpdatedBy", "IsNew", "CustomFields", "CourseMemberCoworkerCompanyName"} <= whole.keys()
         assert whole["UpdatedBy"] == "seed@reconciler"
+
+
+def test_the_resume_command_printed_names_the_target_the_run_was_given(
+        demo: Path, emulator: EmulatorFactory, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A run whose target came from --api prints a resume command with it, which works as printed (without it, the
+    command would name the folder's own target, and the journal is refused there)."""
+    import shlex
+
+    server = emulator(seed=demo / "seed.yaml", settings=Settings(limits=Limits.off(), require_auth=False))
+    monkeypatch.setenv("NEXUDUS_TOKEN", "token")
+    (demo / "reconciler.yaml").write_text("seed: seed.yaml\nlimits: {writes_per_day: 5}\n")
+    assert main(["--api", server.url, "apply", "--yes"]) == 3
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("Resume with: ")]
+    words = shlex.split(line.removeprefix("Resume with: "))
+    assert words[:4] == ["reconciler", "--api", server.url, "apply"]
+    (demo / "reconciler.yaml").write_text("seed: seed.yaml\n")  # as if the next day came
+    assert main([*words[1:], "--yes"]) == 0
+    assert "25 of 30 actions left" in capsys.readouterr().out

@@ -7,6 +7,7 @@ not).
 
 from __future__ import annotations
 
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,7 +53,8 @@ def apply(paths: list[Path], *, plan_file: Path | None = None, resume: Path | No
         if max_duration is not None:
             target.client.deadline = target.client.clock() + float(max_duration)
         if resume:
-            return _resume(resume, target, fail_fast=fail_fast, yes=yes, console=console)
+            return _resume(resume, target, fail_fast=fail_fast, yes=yes, console=console,
+                           again=_target_words(api, config_file))
         if saved is not None:
             problem = _saved_plan_problem(saved, paths, config, target)
             if problem:
@@ -86,7 +88,15 @@ def apply(paths: list[Path], *, plan_file: Path | None = None, resume: Path | No
                 raise StalePlan(f"stale plan: {len(stale)} of {len(plan.actions)} actions no longer hold (--strict)")
         result, journal_path = execute_plan(target, config, plan, fresh=fresh, fail_fast=fail_fast,
                                             progress_out=console.progress(), warnings_out=console.stderr)
-        return _finish(console, target, journal_path, Numbered(plan.actions), result)
+        return _finish(console, target, journal_path, Numbered(plan.actions), result,
+                       again=_target_words(api, config_file))
+
+
+def _target_words(api: str | None, config_file: Path | None) -> str:
+    """The options of this run that chose its target, as a command to resume it must give them again (a journal
+    is resumed only against the target it was made against)."""
+    words = [*(["--config", str(config_file)] if config_file else []), *(["--api", api] if api else [])]
+    return "".join(f" {shlex.quote(word)}" for word in words)
 
 
 def execute_plan(target: Target, config: Config, plan: TypedPlan | dict[str, Any], *, fresh: Fresh | None = None,
@@ -164,7 +174,7 @@ def _confirm(console: Console, count: int, description: str, *, yes: bool) -> No
 
 
 def _finish(console: Console, target: Target, journal_path: Path, actions: Sequence[tuple[int, Action]],
-            result: Result) -> Outcome:
+            result: Result, *, again: str = "") -> Outcome:
     out = console.stdout
     counts = result.counts
     rows = [("created", counts["created"]), ("deleted", counts["deleted"] + counts["gone"]),
@@ -189,7 +199,7 @@ def _finish(console: Console, target: Target, journal_path: Path, actions: Seque
     print(f"Journal: {journal_path}", file=out)
     if result.stopped:
         print(f"Stopped: {result.stopped}", file=out)
-        print(f"Resume with: reconciler apply --resume {journal_path}", file=out)
+        print(f"Resume with: reconciler{again} apply --resume {shlex.quote(str(journal_path))}", file=out)
         return stop_outcome(result.stop_code)
     state = read_journal(journal_path)
     checked = verify(target.client, actions, state.outcomes, result.before)
@@ -229,7 +239,8 @@ def stop_outcome(stop_code: int) -> Outcome:
     return Outcome.ERROR
 
 
-def _resume(journal_path: Path, target: Target, *, fail_fast: bool, yes: bool, console: Console) -> Outcome:
+def _resume(journal_path: Path, target: Target, *, fail_fast: bool, yes: bool, console: Console,
+            again: str = "") -> Outcome:
     state: JournalState = read_journal(journal_path)
     check_journal_target(state.start.get("target"), target.description)
     actions = state.typed_actions()
@@ -247,4 +258,4 @@ def _resume(journal_path: Path, target: Target, *, fail_fast: bool, yes: bool, c
         result = Executor(target.client, journal, fail_fast=fail_fast, progress_out=progress).run(remaining, fresh)
         if not result.stopped:
             journal.write({"type": "end", "summary": dict(result.counts)})
-    return _finish(console, target, journal_path, Numbered(actions), result)
+    return _finish(console, target, journal_path, Numbered(actions), result, again=again)
