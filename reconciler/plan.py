@@ -22,7 +22,7 @@ from reconciler.columns import CompletionColumns
 from reconciler.config import ClientLimits, Safety
 from reconciler.errors import Problem
 from reconciler.gc_pause import gc_paused
-from reconciler.model import Catalog, Completion, Origin, instant, oldest_first
+from reconciler.model import Catalog, Completion, MigrationSpec, Origin, instant, oldest_first
 from reconciler.resolve import DesiredPairs, Pair, Resolution, ResolvedCompletions, ResolvedMigration
 
 ChangeKind = Literal["enroll", "create", "delete"]
@@ -288,8 +288,10 @@ def _plan_records(plan: Plan, resolution: Resolution, specs_by_course: dict[int,
         by_pair: dict[Pair, list[Completion]] = defaultdict(list)
         for record in records_in:
             by_pair[record.pair].append(record)
+        settled: set[Pair] = set()
         for migration in resolution.migrations:
-            _plan_migration(plan, migration, by_pair, by_pair, catalog, order, resolution.completions)
+            _plan_migration(plan, migration, by_pair, by_pair, catalog, order, resolution.completions,
+                            twins=by_pair, settled=settled)
 
 
 class _CourseRules:
@@ -402,6 +404,7 @@ class _CourseRules:
 
 
 _NONE: dict[int, Completion] = {}
+_NO_PAIRS: dict[Pair, list[Completion]] = {}
 
 
 def _plan_course(plan: Plan, specs: list[ResolvedCompletions], records: dict[int, dict[int, Completion]],
@@ -489,14 +492,20 @@ def _plan_columns(plan: Plan, resolution: Resolution, specs_by_course: dict[int,
         sources |= {x.id for m in resolution.migrations for x in catalog.lessons_of(m.source.id)}
         targets = {lesson for m in resolution.migrations for lesson in m.lesson_map.values()}
         by_pair: dict[Pair, list[Completion]] = defaultdict(list)
-        present: set[Pair] = set()
+        present: dict[Pair, int] = {}  # a target pair with a record → its first row
+        twins: dict[Pair, list[Completion]] = {}  # a target pair with more than one record → all of them
         for row, (member, lesson) in enumerate(zip(columns.member_ids, columns.lesson_ids, strict=True)):
             if lesson in sources:
                 by_pair[(member, lesson)].append(columns.completion(row))
             if lesson in targets:
-                present.add((member, lesson))
+                pair = (member, lesson)
+                first = present.setdefault(pair, row)
+                if first != row:
+                    twins.setdefault(pair, [columns.completion(first)]).append(columns.completion(row))
+        settled: set[Pair] = set()
         for migration in resolution.migrations:
-            _plan_migration(plan, migration, by_pair, present, catalog, order, resolution.completions)
+            _plan_migration(plan, migration, by_pair, present, catalog, order, resolution.completions,
+                            twins=twins, settled=settled)
     return not resolution.migrations
 
 
@@ -642,14 +651,20 @@ def _plan_course_columns(plan: Plan, specs: list[ResolvedCompletions], columns: 
 
 def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[Pair, list[Completion]],
                     present: Container[Pair], catalog: Catalog, order: dict[int, tuple[int, int]],
-                    specs: Sequence[ResolvedCompletions] = ()) -> None:
+                    specs: Sequence[ResolvedCompletions] = (), *, twins: Mapping[Pair, list[Completion]] = _NO_PAIRS,
+                    settled: set[Pair] | None = None) -> None:
     """Per coworker: enrol in the target if needed, create each missing mapped completion, then (with
     `source: remove`) delete the source completion, which the executor does only once its twin exists.
     `records`: the source lessons' records by pair, in the order read; `present`: the pairs with a record;
     `specs`: the completions specs, whose revoke of a pair the migration carries is an error (each apply would
-    undo the last)."""
+    undo the last). `twins`: the target pairs with more than one record (any other pair there may be in it too),
+    duplicates of a pair the migration carries: where no completions spec manages the target course (its mode
+    decides there), the oldest is kept and the others carrying the migration's marker deleted, the rest reported
+    as drift; `settled` holds the pairs already so decided (two migrations may carry one)."""
     spec = migration.spec
     source, target = migration.source.id, migration.target.id
+    managed = any(resolved.course.id == target for resolved in specs)
+    settled = set() if settled is None else settled
     revoked = {pair: origin for resolved in specs if resolved.course.id == target
                for pair, (origin, _) in resolved.revoked.items()}
     kept = [resolved.desired for resolved in specs if resolved.course.id == source] \
@@ -693,6 +708,11 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[P
             exists = twin_member is not None and (twin_member.id, twin_lesson) in present
             if exists:
                 plan.unchanged += 1
+                pair = (twin_member.id if twin_member is not None else 0, twin_lesson)
+                if not managed and pair in twins and pair not in settled:
+                    settled.add(pair)
+                    _settle_migrated_twins(plan, spec, target, oldest_first(twins[pair]), entry,
+                                           key(2, twin_lesson))
             else:
                 plan.actions.append(Change("create", target, twin_member.id if twin_member else 0, twin_lesson,
                                            spec.name, "migrated", entry, system_id=spec.marker,
@@ -729,6 +749,24 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[P
         plan.errors.append(Problem(origin.path, origin.line, origin.column,
                                    f"{len(not_enrolled)} member(s) with progress to migrate are not enrolled in "
                                    f"{migration.target.title!r} ({names}); enrol them, or set enroll: true"))
+
+
+def _settle_migrated_twins(plan: Plan, spec: MigrationSpec, target: int, ordered: list[Completion], entry: Origin,
+                           sort_key: tuple[int, ...]) -> None:
+    """Duplicates of a pair a migration carries into a course no completions spec manages: the oldest is kept,
+    the others that carry the migration's marker (its own records) are deleted, the rest reported as drift.
+    `sort_key`: the pair's delete's, its record Id (last) to be filled in."""
+    keeper = ordered[0]
+    plan.existing_in_scope += len(ordered) - 1
+    for record in ordered[1:]:
+        if record.system_id == spec.marker:
+            plan.actions.append(Change("delete", target, record.member_id, record.lesson_id, spec.name, "duplicate",
+                                       entry, record, note=_kept_note(keeper, record),
+                                       sort_key=(*sort_key[:-1], record.id)))
+        else:
+            plan.drift.append(f"duplicate completion #{record.id} of lesson {record.lesson_title or record.lesson_id} "
+                              f"for {record.member_name or record.member_id!s} (kept #{keeper.id}); the migration "
+                              f"{spec.name!r} deletes only the duplicates it made (SystemId {spec.marker})")
 
 
 # --- safety budgets ------------------------------------------------------------------------------

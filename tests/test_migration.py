@@ -239,3 +239,31 @@ def test_a_member_the_migration_does_not_enrol_is_not_enrolled(space: Path, caps
     (space / "specs" / "migration.yaml").unlink()  # and without the migration, as before
     assert main(["plan", "specs"]) == 1
     assert "specs/new.yaml:6:13: cleo@example.com is not enrolled in 'Onboarding 2026'" in capsys.readouterr().err
+
+
+def test_duplicates_of_a_migrated_pair_are_removed_where_the_migration_made_them(
+        space: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Duplicates in a target course no Completions spec manages (a concurrent apply, say): the plan keeps the
+    oldest, deletes the others that carry the migration's marker, and reports the rest as drift."""
+    write(space, source="keep")
+    assert main(["apply", "specs", "--yes"]) == 0
+    capsys.readouterr()
+    store = Store(str(space / ".reconciler" / "local.sqlite"))
+    ben = next(m["Id"] for m in store.iter_rows("coursemembers") if m["CourseId"] == 102 and m["CoworkerId"] == 10002)
+    welcome = next(x["Id"] for x in store.iter_rows("courselessons")
+                   if x["CourseId"] == 102 and x["Title"] == "Welcome")
+    made = store.insert("coursecompletedlessons", {"CourseLessonId": welcome, "CourseMemberId": ben,
+                                                   "SystemId": "reconciler:onboarding-2025-to-2026"}, updated_by="x")
+    other = store.insert("coursecompletedlessons", {"CourseLessonId": welcome, "CourseMemberId": ben}, updated_by="y")
+    store.close()
+    assert main(["plan", "specs", "--detailed-exitcode"]) == 2
+    out = capsys.readouterr().out
+    assert "Plan: 0 to create, 1 to delete, 0 to enrol" in out
+    assert f"- delete   Welcome  #{made['Id']}, completed " in out and "[duplicate: " in out
+    assert f"duplicate completion #{other['Id']} of lesson Welcome for Ben Ode" in out
+    assert main(["apply", "specs", "--yes"]) == 0
+    capsys.readouterr()
+    assert completions(space)[("Ben Ode@102", "Welcome")] == 2  # the oldest, and the one the migration did not make
+    store = Store(str(space / ".reconciler" / "local.sqlite"))
+    assert made["Id"] not in {r["Id"] for r in store.iter_rows("coursecompletedlessons")}
+    store.close()
