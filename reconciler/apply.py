@@ -151,13 +151,14 @@ class Executor:
                 # Failures such as `WasSuccessful: false` or a burst of 5xx are often passing: each failed
                 # action gets one more try at the end (a create looks for its completion first). A refusal (a 400
                 # with Errors, a 401 after renewal) would be refused again, a write wasted: a create refused only
-                # looks (another writer may have made the pair, which a server refusing duplicates answers 400),
-                # and the others stay failed.
+                # looks (another writer may have made the pair, which a server refusing duplicates answers 400), a
+                # delete refused is read back (a 401 may answer one of a record already gone), an enrolment stays
+                # failed.
                 if result.stopped or self.fail_fast:
                     result.failed.extend((action, message) for _, action, message, _ in failed)
                     failed = []
                 for index, (seq, action, message, refused) in enumerate(failed):
-                    if refused and not isinstance(action, Create):
+                    if refused and isinstance(action, Enroll):
                         result.failed.append((action, message))
                         continue
                     status = None if stop.is_set else self._run_one(seq, action, result, look_first=True,
@@ -255,8 +256,9 @@ class Executor:
             if at < len(deletes):
                 wanted = list(deletes[at:at + FULL_RECORDS])
                 self._next_delete = at + len(wanted)
-            else:  # a delete tried again at the end, behind the batches: read alone
+            else:  # a delete tried again at the end, behind the batches: read alone (and no scan again)
                 wanted = [record_id]
+                self._next_delete = at
             self._asked, self._full = set(wanted), {}
             try:
                 self._full = {r["Id"]: r for r in self.client.get_many(COMPLETIONS, wanted)}
@@ -285,7 +287,7 @@ class Executor:
             if isinstance(action, Create):
                 outcome = self._create(seq, action, look_first=look_first, refused=refused)
             elif isinstance(action, Delete):
-                outcome = self._delete(seq, action)
+                outcome = self._delete(seq, action, refused=refused)
             else:
                 outcome = self._enroll(seq, action)
         except WriteRefused as e:
@@ -412,7 +414,7 @@ class Executor:
                                    "(get-by-id shows it)")
             self.client.observed.add("systemid-absent-from-lists")
 
-    def _delete(self, seq: int, action: Delete) -> tuple[str, int | None, str | None]:
+    def _delete(self, seq: int, action: Delete, *, refused: str | None = None) -> tuple[str, int | None, str | None]:
         record = action.record
         marker_based = action.reason == "orphaned" or (
             action.reason == "duplicate" and str(record.system_id or "").startswith(MARKER_PREFIX))
@@ -420,10 +422,15 @@ class Executor:
             return "skipped", None, f"{self.ownership_lost}: deletes by ownership are disabled"
         if action.twin in self.twins_missing:
             return "skipped", None, "its migrated twin was not created, so the source is kept"
+        if refused is not None:  # refused before (a 401 may be the answer for a record already gone): look only
+            self._refusal = True
+            if self.client.get(COMPLETIONS, record.id) is None:
+                return "gone", None, f"{refused}; #{record.id} is gone on re-read"
+            return "failed", None, f"{refused} (still there on re-read; not sent again)"
         whole = self._full_record(record.id)
         unclear: AmbiguousWrite | None = None
         for attempt in range(1, CREATE_TRIES + 1):
-            self._intent(seq, attempt, action, whole)
+            self._intent(seq, attempt, action, whole if attempt == 1 else None)  # the record once is enough
             try:
                 gone_before = not self.client.delete(COMPLETIONS, record.id)
             except AmbiguousWrite as e:

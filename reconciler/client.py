@@ -601,9 +601,9 @@ class NexudusClient:
         if throttles > MAX_THROTTLE_WAITS or waited + wait > self.max_wait:
             # The daily cap frees a write once the oldest write of the last 24 hours leaves the window; the writes
             # this machine knows of (this run's, and its journals') say when that is at the latest.
-            frees = self.pacer.oldest_write_leaves() if method != "GET" and self.pacer.limits.writes_per_day else None
-            when = (f"resume after {_utc(self.wall_clock() + frees)}, when the oldest of the writes this machine made "
-                    "in the last 24 hours leaves the daily window" if frees is not None else "resume in a few hours")
+            frees = self.pacer.daily_write_frees() if method != "GET" else None
+            when = (f"resume after {_utc(self.wall_clock() + frees)}, when the writes this machine made in the last 24 "
+                    "hours leave room under the daily cap" if frees is not None else "resume in a few hours")
             raise ThrottledTooLong(f"{method} {url}: the server keeps throttling ({status}, {throttles} times in a row "
                                    f"over {duration(waited)}, though each wait was kept); its daily write cap may be "
                                    f"spent: stopped cleanly, {when}", method=method, url=url, status=status,

@@ -147,7 +147,8 @@ class WriteRefused(AuthError):
 class StopRun(ApiError):
     """The run must stop cleanly now and be resumed later; nothing about the items is decided.
 
-    `resume_after` is the wait in seconds the server asked for, when known (None otherwise).
+    `resume_after`: seconds to wait before resuming, when known (None otherwise): the wait the server asked for,
+    or when the daily write cap allows a write again by this machine's count.
     """
 
     exit_code = EXIT_BLOCKED

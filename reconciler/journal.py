@@ -206,12 +206,15 @@ class WriteBudget:
         left = max(0, per_day - spent)
         if writes <= left:
             return None
-        # The oldest of them leaves the 24-hour window first, and with it one more write is allowed.
+        # Once the cap is reached, a write is allowed again when the count in the window drops below it: when the
+        # oldest leaves, or (more spent than the cap allows now, as after it was lowered) the one `spent - per_day`
+        # places after the oldest.
+        frees = sorted(self.ages, reverse=True)[max(0, spent - per_day)]
         now = f"{left:,} of these {writes:,} can go now, then an apply" if left else f"none of these {writes:,} " \
             "can go now: an apply"
         return (f"the daily write cap: earlier applies against this target made {spent:,} writes in the last 24 "
                 f"hours (the cap is {per_day:,} a day), so {now} stops cleanly (resumable); the next write "
-                f"{'after those ' if left else ''}is allowed in {duration(86400 - max(self.ages))}")
+                f"{'after those ' if left else ''}is allowed in {duration(86400 - frees)}")
 
 
 def write_budget(folder: Path, target: str, now: datetime | None = None) -> WriteBudget:
@@ -228,7 +231,7 @@ def write_budget(folder: Path, target: str, now: datetime | None = None) -> Writ
         try:
             if now.timestamp() - path.stat().st_mtime > 86400:
                 continue  # nothing written to it for a day: none of its intents is that recent
-            lines = _lines(path.read_bytes())
+            lines = _budget_lines(path.read_bytes())
         except OSError as e:
             budget.unreadable.append(f"{path}: cannot read it: {e.strerror or e}")
             continue
@@ -257,6 +260,25 @@ def write_budget(folder: Path, target: str, now: datetime | None = None) -> Writ
             if 0 <= age < 86400:
                 budget.ages.append(age)
     return budget
+
+
+_ACTIONS = b'"actions":['
+_OUTCOME = b'{"type":"outcome",'
+
+
+def _budget_lines(raw: bytes) -> list[_Line]:
+    """`_lines` as the write budget needs them, without the cost of what it does not read: of the start entry (a
+    line as long as the plan) only its header, before its actions, which `Journal.write_start` writes last (a
+    line that does not end as a whole start entry does is cut); outcome lines not at all."""
+    head, _, rest = raw.lstrip(b"\n").partition(b"\n")
+    at = head.find(_ACTIONS)
+    if at < 0 or not head.rstrip().endswith(b"]}"):
+        return _lines(raw)
+    lines = _lines(head[:at].rstrip(b",") + b"}")
+    skipped = raw.count(b"\n", 0, len(raw) - len(rest))  # the lines up to the start entry's end
+    kept = b"\n".join(b"" if line.startswith(_OUTCOME) else line for line in rest.split(b"\n"))
+    lines.extend(_Line(line.number + skipped, line.entry, line.damage) for line in _lines(kept))
+    return lines
 
 
 def _instant(value: Any) -> datetime | None:

@@ -77,12 +77,15 @@ class Pacer:
             self._day_writes.popleft()
         return cap - len(self._day_writes)
 
-    def oldest_write_leaves(self) -> float | None:
-        """Seconds until the oldest write counted in the last 24 hours (this run's, and earlier runs' that
-        `note_past_writes` told) leaves the daily window: the soonest a spent daily cap frees a write. None when
-        none is counted."""
-        self.writes_left_today()  # drops what has left the window
-        return max(0.0, self._day_writes[0] + 86400 - self.clock()) if self._day_writes else None
+    def daily_write_frees(self) -> float | None:
+        """Seconds until the daily cap, once reached, allows a write again, by the writes counted in the last 24
+        hours (this run's, and earlier runs' that `note_past_writes` told): until the count drops below the cap as
+        they leave the window. None when none is counted (or no daily cap)."""
+        cap = self.limits.writes_per_day
+        if not cap or self.writes_left_today() is None or not self._day_writes:
+            return None
+        leaving = self._day_writes[max(0, len(self._day_writes) - cap)]
+        return max(0.0, leaving + 86400 - self.clock())
 
     def before(self, *, write: bool) -> None:
         """Wait until a request may be sent."""

@@ -291,7 +291,7 @@ def _plan_records(plan: Plan, resolution: Resolution, specs_by_course: dict[int,
         settled: set[Pair] = set()
         for migration in resolution.migrations:
             _plan_migration(plan, migration, by_pair, by_pair, catalog, order, resolution.completions,
-                            twins=by_pair, settled=settled)
+                            twins=by_pair, settled=settled, migrations=resolution.migrations)
 
 
 class _CourseRules:
@@ -505,7 +505,7 @@ def _plan_columns(plan: Plan, resolution: Resolution, specs_by_course: dict[int,
         settled: set[Pair] = set()
         for migration in resolution.migrations:
             _plan_migration(plan, migration, by_pair, present, catalog, order, resolution.completions,
-                            twins=twins, settled=settled)
+                            twins=twins, settled=settled, migrations=resolution.migrations)
     return not resolution.migrations
 
 
@@ -652,7 +652,7 @@ def _plan_course_columns(plan: Plan, specs: list[ResolvedCompletions], columns: 
 def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[Pair, list[Completion]],
                     present: Container[Pair], catalog: Catalog, order: dict[int, tuple[int, int]],
                     specs: Sequence[ResolvedCompletions] = (), *, twins: Mapping[Pair, list[Completion]] = _NO_PAIRS,
-                    settled: set[Pair] | None = None) -> None:
+                    settled: set[Pair] | None = None, migrations: Sequence[ResolvedMigration] = ()) -> None:
     """Per coworker: enrol in the target if needed, create each missing mapped completion, then (with
     `source: remove`) delete the source completion, which the executor does only once its twin exists.
     `records`: the source lessons' records by pair, in the order read; `present`: the pairs with a record;
@@ -660,11 +660,14 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[P
     undo the last). `twins`: the target pairs with more than one record (any other pair there may be in it too),
     duplicates of a pair the migration carries: where no completions spec manages the target course (its mode
     decides there), the oldest is kept and the others carrying the migration's marker deleted, the rest reported
-    as drift; `settled` holds the pairs already so decided (two migrations may carry one)."""
+    as drift; `settled` holds the pairs already so decided (two migrations may carry one), and `migrations` are
+    all of the set's (a record carrying the marker of any of them into this course is theirs)."""
     spec = migration.spec
     source, target = migration.source.id, migration.target.id
     managed = any(resolved.course.id == target for resolved in specs)
     settled = set() if settled is None else settled
+    # The migrations into this course own the records carrying their markers, whichever settles a pair first.
+    owners = {m.spec.marker: m.spec for m in migrations if m.target.id == target} if migrations else {spec.marker: spec}
     revoked = {pair: origin for resolved in specs if resolved.course.id == target
                for pair, (origin, _) in resolved.revoked.items()}
     kept = [resolved.desired for resolved in specs if resolved.course.id == source] \
@@ -711,7 +714,7 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[P
                 pair = (twin_member.id if twin_member is not None else 0, twin_lesson)
                 if not managed and pair in twins and pair not in settled:
                     settled.add(pair)
-                    _settle_migrated_twins(plan, spec, target, oldest_first(twins[pair]), entry,
+                    _settle_migrated_twins(plan, owners, target, oldest_first(twins[pair]), entry,
                                            key(2, twin_lesson))
             else:
                 plan.actions.append(Change("create", target, twin_member.id if twin_member else 0, twin_lesson,
@@ -751,22 +754,24 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[P
                                    f"{migration.target.title!r} ({names}); enrol them, or set enroll: true"))
 
 
-def _settle_migrated_twins(plan: Plan, spec: MigrationSpec, target: int, ordered: list[Completion], entry: Origin,
-                           sort_key: tuple[int, ...]) -> None:
-    """Duplicates of a pair a migration carries into a course no completions spec manages: the oldest is kept,
-    the others that carry the migration's marker (its own records) are deleted, the rest reported as drift.
-    `sort_key`: the pair's delete's, its record Id (last) to be filled in."""
+def _settle_migrated_twins(plan: Plan, owners: Mapping[str, MigrationSpec], target: int, ordered: list[Completion],
+                           entry: Origin, sort_key: tuple[int, ...]) -> None:
+    """Duplicates of a pair migrations carry into a course no completions spec manages: the oldest is kept, the
+    others that carry the marker of a migration into the course (`owners`: marker → migration) are deleted, the
+    rest reported as drift. `sort_key`: the pair's delete's, its record Id (last) to be filled in."""
     keeper = ordered[0]
     plan.existing_in_scope += len(ordered) - 1
     for record in ordered[1:]:
-        if record.system_id == spec.marker:
-            plan.actions.append(Change("delete", target, record.member_id, record.lesson_id, spec.name, "duplicate",
+        owner = owners.get(record.system_id or "")
+        if owner is not None:
+            plan.actions.append(Change("delete", target, record.member_id, record.lesson_id, owner.name, "duplicate",
                                        entry, record, note=_kept_note(keeper, record),
                                        sort_key=(*sort_key[:-1], record.id)))
         else:
+            names = ", ".join(repr(m.name) for m in owners.values())
             plan.drift.append(f"duplicate completion #{record.id} of lesson {record.lesson_title or record.lesson_id} "
-                              f"for {record.member_name or record.member_id!s} (kept #{keeper.id}); the migration "
-                              f"{spec.name!r} deletes only the duplicates it made (SystemId {spec.marker})")
+                              f"for {record.member_name or record.member_id!s} (kept #{keeper.id}); migrations "
+                              f"({names}) delete only the duplicates they made (their SystemId)")
 
 
 # --- safety budgets ------------------------------------------------------------------------------

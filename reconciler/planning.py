@@ -74,9 +74,8 @@ def make_plan(target: Target, specs: SpecSet, config: Config, *, allow_deletes: 
                                           markers=markers, catalog=catalog)
     if markers and not (target.profile is not None and target.profile.system_id_in_lists):
         owned = [r for r in resolution.completions if r.spec.mode == "owned"]
-        declared = owned[0].desired if len(owned) == 1 else {pair for r in owned for pair in r.desired}
         reader.check_markers_listed(current, {lesson.id for r in owned for lesson in catalog.lessons_of(r.course.id)},
-                                    declared, markers)
+                                    lambda pair: any(pair in r.desired for r in owned), markers)
     plan = plan_changes(resolution, current, catalog, partial=partial)
     if plan.errors:
         raise SpecError(plan.errors)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import operator
 from array import array
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
@@ -45,7 +45,8 @@ COWORKERS = "/api/spaces/coworkers"
 COMPLETIONS = "/api/content/coursecompletedlessons"
 FEW = 3  # up to this many filtered requests are made without first probing the wholesale size
 MAX_COST = 1 << 40  # the request cost of a way that is never taken while another works
-PROBED = 5  # records read by Id to check that lists show SystemId (`check_markers_listed`): one batch request
+PROBED = 50  # records of each kind read by Id to check that lists show SystemId (`check_markers_listed`):
+# the two kinds' together are one batch request
 # What the catalog keeps of each raw record of the tables it reads in bulk (the fields the catalog's records,
 # `select`'s checks, `records_of_courses` and export use): a cohort's raw records die with their page.
 SLIM_FIELDS: dict[str, tuple[str, ...]] = {
@@ -526,18 +527,18 @@ class StateReader:
                           "mode additive or authoritative")
 
     def check_markers_listed(self, current: CompletionColumns, lesson_ids: set[int],
-                             declared: Collection[tuple[int, int]], markers: Sequence[str]) -> None:
+                             declared: Callable[[tuple[int, int]], bool], markers: Sequence[str]) -> None:
         """Owned mode (its `markers`, over the completions of `lesson_ids`) where no record read shows a SystemId:
         the API leaves open whether lists carry it, and a list that shows every one as null looks like a space
-        where nobody set one, while a plan would say "no changes" over every record it should delete. A few of
-        the records, of the pairs owned specs declare (else of their courses), are read by their Ids (one
-        request): one that shows a marker the list did not is a ConfigError, as for lists without the field.
-        A target profile that measured lists showing SystemId spares the read."""
+        where nobody set one, while a plan would say "no changes" over every record it should delete. Some of
+        the records, of the pairs owned specs declare and of those they do not (an orphan's), are read by their
+        Ids (one request): one that shows a marker the list did not is a ConfigError, as for lists without the
+        field. A target profile that measured lists showing SystemId spares the read (the caller's)."""
         if not markers or current.some_system_id():
             return
         # The last rows read, which a read by Id leaves with the largest Ids: Ids come in blocks, not in creation
         # order, but what an owned spec made since it was adopted is mostly in the latest blocks. (From the end,
-        # and only as far as it takes: the scan of every row is for a read without one declared pair.)
+        # and only as far as it takes.)
         lessons, members = current.lesson_ids, current.member_ids
         mine: list[int] = []
         others: list[int] = []
@@ -545,16 +546,15 @@ class StateReader:
             lesson = lessons[row]
             if lesson not in lesson_ids:
                 continue
-            if (members[row], lesson) in declared:
-                mine.append(row)
-                if len(mine) == PROBED:
+            group = mine if declared((members[row], lesson)) else others
+            if len(group) < PROBED:
+                group.append(row)
+                if len(mine) == len(others) == PROBED:
                     break
-            elif len(others) < PROBED:
-                others.append(row)
         if not (mine or others):
             return
         try:
-            records = self.client.get_many(COMPLETIONS, [current.ids[row] for row in mine or others])
+            records = self.client.get_many(COMPLETIONS, [current.ids[row] for row in mine + others])
         except AuthError as e:  # no Read role for get-by-id: what the lists show is all there is
             log.info("could not read completions by Id to check that lists show SystemId: %s", e)
             return

@@ -158,7 +158,7 @@ def test_throttled_writes_that_never_let_up_say_when_the_daily_cap_frees_a_write
     frees = 86400 - 7200 - client.max_wait  # the oldest leaves the window a day after it was made
     assert caught.value.resume_after == pytest.approx(frees)
     said = str(caught.value)
-    assert "daily write cap may be spent: stopped cleanly, resume after " in said and "leaves the daily window" in said
+    assert "daily write cap may be spent: stopped cleanly, resume after " in said and "room under the daily cap" in said
     with pytest.raises(ThrottledTooLong) as reads:  # a read has no daily cap of its own: the old words
         client_with(lambda request: httpx.Response(409, headers={"Retry-After": "1"}), fake_time,
                     limits=ClientLimits(writes_per_day=5000)).request("GET", COMPLETIONS)

@@ -186,3 +186,16 @@ def test_an_unreadable_journal_is_named_with_its_reason(tmp_path: Path) -> None:
     finally:
         path.chmod(0o600)
     assert budget == WriteBudget([], [f"{path}: cannot read it: Permission denied"])
+
+
+def test_the_cap_note_says_when_a_write_is_allowed_again() -> None:
+    hour = 3600.0
+    assert WriteBudget([hour], []).cap_note(10, 20) is None  # they fit
+    assert WriteBudget([], []).cap_note(10, 5) is None  # nothing spent here: the estimate holds
+    at_cap = WriteBudget([20 * hour, 19 * hour, *[hour] * 3], []).cap_note(4, 5)
+    assert at_cap is not None and "none of these 4 can go now" in at_cap and "in 14,400 s (4 h)" in at_cap
+    # More spent than the cap (it was lowered): three must leave the window before one more is allowed.
+    over = WriteBudget([20 * hour, 19 * hour, 18 * hour, *[hour] * 5], []).cap_note(1, 5)
+    assert over is not None and "made 8 writes" in over and "in 82,800 s (23 h)" in over
+    under = WriteBudget([20 * hour, hour], []).cap_note(5, 4)
+    assert under is not None and "so 2 of these 5 can go now" in under and "after those is allowed in 14,400 s" in under

@@ -256,6 +256,9 @@ def test_duplicates_of_a_migrated_pair_are_removed_where_the_migration_made_them
                                                    "SystemId": "reconciler:onboarding-2025-to-2026"}, updated_by="x")
     other = store.insert("coursecompletedlessons", {"CourseLessonId": welcome, "CourseMemberId": ben}, updated_by="y")
     store.close()
+    # Another migration into the course, planned first (its name sorts first): the duplicate is still the first's.
+    (space / "specs" / "a.yaml").write_text(MIGRATION.format(enroll="true", source="keep").replace(
+        "onboarding-2025-to-2026", "a-first"))
     assert main(["plan", "specs", "--detailed-exitcode"]) == 2
     out = capsys.readouterr().out
     assert "Plan: 0 to create, 1 to delete, 0 to enrol" in out

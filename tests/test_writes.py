@@ -398,6 +398,42 @@ class RevokeAfter:
         return answer
 
 
+class GoneThenDenied:
+    """WSGI middleware: a delete of a completion that another writer removes just before it arrives, answered as
+    the live service answers a write naming a missing record: 401 "Access Denied."."""
+
+    def __init__(self, app: EmulatorApp) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ["PATH_INFO"]
+        if environ["REQUEST_METHOD"] == "DELETE" and "/coursecompletedlessons/" in path:
+            self.app.store.delete("coursecompletedlessons", int(path.rsplit("/", 1)[1]))
+            start_response("401 Unauthorized", [("Content-Type", "application/json")])
+            return [b'{"Message": "Access Denied."}']
+        return self.app(environ, start_response)
+
+
+def test_a_delete_refused_for_a_record_already_gone_is_read_back_as_gone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A refused delete is not sent again; it is read back by its Id at the end, and a record that is gone is gone
+    (not a failure of the run)."""
+    store = Store()
+    emails = build_space(store, members=4, lessons=4, per_member=3)
+    app = EmulatorApp(store, Settings(limits=Limits.off(), require_auth=False))
+    with BackgroundServer(GoneThenDenied(app)) as server:  # type: ignore[arg-type]
+        work = tmp_path / "work"
+        write_spec(work / "specs", emails[:1], through=1, mode="authoritative")
+        (work / "reconciler.yaml").write_text(f"target: {server.url}\n" + CONFIG)
+        monkeypatch.chdir(work)
+        monkeypatch.setenv("NEXUDUS_TOKEN", "token")
+        code, out, err = run_cli(capsys, "apply", "specs", "--yes", "--allow-deletes", "10")
+        assert code == 0, out + err
+        assert "deleted        2" in out and "failed         0" in out
+        journal = next((work / ".reconciler" / "journal").glob("*.jsonl")).read_text()
+        assert journal.count('"status":"gone"') == 2 and journal.count('"type":"intent"') == 2  # each sent once
+
+
 def test_a_token_that_stops_being_accepted_mid_apply_stops_the_run_to_resume(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """A NEXUDUS_TOKEN cannot be renewed: once the server refuses it, every write would fail one by one under a wrong

@@ -72,8 +72,9 @@ def apply(paths: list[Path], *, plan_file: Path | None = None, resume: Path | No
             return Outcome.BLOCKED
         if not plan.actions:
             return Outcome.OK
+        per_day = target.client.pacer.limits.writes_per_day
         capped = write_budget(config.state_dir / "journal", target.description).cap_note(
-            doc["summary"]["writes"], target.client.pacer.limits.writes_per_day)
+            doc["summary"]["writes"], per_day) if per_day else None
         if capped:  # said before the question: the apply will not get through today
             console.warn(capped)
         _confirm(console, len(plan.actions), target.description, yes=yes)

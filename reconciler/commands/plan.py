@@ -29,8 +29,9 @@ def plan(paths: list[Path], *, config_file: Path | None, api: str | None, out: P
         planned = make_plan(target, specs, config, allow_deletes=allow_deletes)
     doc = planned.doc
     # The estimate is the writes under the limits; what earlier applies spent of today's cap is this machine's.
-    capped = write_budget(config.state_dir / "journal", target.description).cap_note(
-        doc["summary"]["writes"], target.client.pacer.limits.writes_per_day)
+    per_day, writes = target.client.pacer.limits.writes_per_day, doc["summary"]["writes"]
+    capped = write_budget(config.state_dir / "journal", target.description).cap_note(writes, per_day) \
+        if per_day and writes else None
     if out:  # with --format json, the printed plan is written beside the saved one (its actions encoded once)
         save_plan(doc, out, planned.spec_files, echo=console.stdout if output_format == "json" else None)
     if out_html or output_format == "html":
