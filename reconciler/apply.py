@@ -183,7 +183,8 @@ class Executor:
     def _run_one(self, seq: int, action: Action, result: Result, *, look_first: bool,
                  refused: str | None = None) -> str | None:
         """Execute, journal the outcome and count it; None when the run must stop (it says why). `refused`: the
-        refusal of a create's earlier try, which is then only looked for, not sent again."""
+        refusal of the action's earlier try: a create is then only looked for and a delete read back, not sent
+        again."""
         try:
             status, new_id, message = self._execute(seq, action, look_first=look_first, refused=refused)
         except StopRun as e:
