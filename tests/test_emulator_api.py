@@ -209,8 +209,12 @@ def test_dir_forms(emulator: EmulatorFactory, direction: str, descending: bool) 
 def test_dir_one_can_mean_descending_as_a_setting(emulator: EmulatorFactory) -> None:
     server = emulator(settings=Settings(limits=Limits.off(), dir_one_means="descending"))
     with admin(server.url) as client:
-        ids = [r["Id"] for r in client.get(COMPLETIONS, params={"orderBy": "Id", "dir": "1"}).json()["Records"]]
+        body = client.get(COMPLETIONS, params={"orderBy": "Id", "dir": "1"}).json()
+        ascending = client.get(COMPLETIONS, params={"orderBy": "Id", "dir": "0"}).json()
+    ids = [r["Id"] for r in body["Records"]]
     assert ids == sorted(ids, reverse=True)
+    # The envelope says the direction in the same encoding (0 ascending, 1 descending), not as 1/-1.
+    assert (body["CurrentSortDirection"], ascending["CurrentSortDirection"]) == (1, 0)
 
 
 def test_order_by_another_field(emulator: EmulatorFactory) -> None:

@@ -625,7 +625,10 @@ class EmulatorApp:
         pages = math.ceil(claimed / reported)
         if garble == "low-total":  # TotalItems counts one page's worth; TotalPages and HasNextPage stay honest
             claimed = min(total, served)
-        direction: Any = (-1 if descending else 1)
+        # In the encoding the server reads `dir` in: 1/-1, or 0/1 (0 = ascending) where 1 means descending.
+        direction: Any = -1 if descending else 1
+        if settings.dir_one_means == "descending":
+            direction = 1 if descending else 0
         if settings.sort_direction_style == "text":
             direction = "DESC" if descending else "ASC"
         envelope: dict[str, Any] = {
