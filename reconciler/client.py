@@ -599,8 +599,8 @@ class NexudusClient:
                                    f"this run waits; stopped cleanly: resume after {until}",
                                    method=method, url=url, status=status, resume_after=wait)
         if throttles > MAX_THROTTLE_WAITS or waited + wait > self.max_wait:
-            # The daily cap frees a write once the oldest write of the last 24 hours leaves the window; the writes
-            # this machine knows of (this run's, and its journals') say when that is at the latest.
+            # The daily cap allows a write again once the writes of the last 24 hours leave room under it as they
+            # leave the window; those this machine knows of (this run's, and its journals') say when.
             frees = self.pacer.daily_write_frees() if method != "GET" else None
             when = (f"resume after {_utc(self.wall_clock() + frees)}, when the writes this machine made in the last 24 "
                     "hours leave room under the daily cap" if frees is not None else "resume in a few hours")
