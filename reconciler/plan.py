@@ -289,9 +289,10 @@ def _plan_records(plan: Plan, resolution: Resolution, specs_by_course: dict[int,
         for record in records_in:
             by_pair[record.pair].append(record)
         settled: set[Pair] = set()
+        counted: set[Pair] = set()
         for migration in resolution.migrations:
             _plan_migration(plan, migration, by_pair, by_pair, catalog, order, resolution.completions,
-                            twins=by_pair, settled=settled, migrations=resolution.migrations)
+                            twins=by_pair, settled=settled, counted=counted, migrations=resolution.migrations)
 
 
 class _CourseRules:
@@ -503,9 +504,10 @@ def _plan_columns(plan: Plan, resolution: Resolution, specs_by_course: dict[int,
                 if first != row:
                     twins.setdefault(pair, [columns.completion(first)]).append(columns.completion(row))
         settled: set[Pair] = set()
+        counted: set[Pair] = set()
         for migration in resolution.migrations:
             _plan_migration(plan, migration, by_pair, present, catalog, order, resolution.completions,
-                            twins=twins, settled=settled, migrations=resolution.migrations)
+                            twins=twins, settled=settled, counted=counted, migrations=resolution.migrations)
     return not resolution.migrations
 
 
@@ -652,7 +654,8 @@ def _plan_course_columns(plan: Plan, specs: list[ResolvedCompletions], columns: 
 def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[Pair, list[Completion]],
                     present: Container[Pair], catalog: Catalog, order: dict[int, tuple[int, int]],
                     specs: Sequence[ResolvedCompletions] = (), *, twins: Mapping[Pair, list[Completion]] = _NO_PAIRS,
-                    settled: set[Pair] | None = None, migrations: Sequence[ResolvedMigration] = ()) -> None:
+                    settled: set[Pair] | None = None, counted: set[Pair] | None = None,
+                    migrations: Sequence[ResolvedMigration] = ()) -> None:
     """Per coworker: enrol in the target if needed, create each missing mapped completion, then (with
     `source: remove`) delete the source completion, which the executor does only once its twin exists.
     `records`: the source lessons' records by pair, in the order read; `present`: the pairs with a record;
@@ -660,12 +663,16 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[P
     undo the last). `twins`: the target pairs with more than one record (any other pair there may be in it too),
     duplicates of a pair the migration carries: where no completions spec manages the target course (its mode
     decides there), the oldest is kept and the others carrying the migration's marker deleted, the rest reported
-    as drift; `settled` holds the pairs already so decided (two migrations may carry one), and `migrations` are
-    all of the set's (a record carrying the marker of any of them into this course is theirs)."""
+    as drift; `settled` holds the pairs already so decided (two migrations may carry one), `counted` the carried
+    pairs already counted unchanged (each is counted once, and not at all where a spec of the target course
+    declares it: the spec counted it), and `migrations` are all of the set's (a record carrying the marker of any
+    of them into this course is theirs)."""
     spec = migration.spec
     source, target = migration.source.id, migration.target.id
     managed = any(resolved.course.id == target for resolved in specs)
+    declared_there = [resolved.desired for resolved in specs if resolved.course.id == target]  # counted there
     settled = set() if settled is None else settled
+    counted = set() if counted is None else counted
     # The migrations into this course own the records carrying their markers, whichever settles a pair first.
     owners = {m.spec.marker: m.spec for m in migrations if m.target.id == target} if migrations else {spec.marker: spec}
     revoked = {pair: origin for resolved in specs if resolved.course.id == target
@@ -710,8 +717,10 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[P
                 continue
             exists = twin_member is not None and (twin_member.id, twin_lesson) in present
             if exists:
-                plan.unchanged += 1
                 pair = (twin_member.id if twin_member is not None else 0, twin_lesson)
+                if pair not in counted and not any(pair in d for d in declared_there):
+                    plan.unchanged += 1  # once a pair: not again for another migration, nor for a spec declaring it
+                    counted.add(pair)
                 if not managed and pair in twins and pair not in settled:
                     settled.add(pair)
                     _settle_migrated_twins(plan, owners, target, oldest_first(twins[pair]), entry,

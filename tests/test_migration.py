@@ -197,6 +197,29 @@ def test_two_migrations_into_one_course_enrol_and_create_each_pair_once(
     assert main(["plan", "specs", "--detailed-exitcode"]) == 0
 
 
+
+def test_a_pair_carried_twice_and_declared_counts_once_unchanged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Unchanged counts pairs: one that two migrations carry (and a spec of the target declares) is one."""
+    seeded(tmp_path, monkeypatch, "seed.yaml",
+           "coworkers:\n  - {name: Ana Ruiz, email: ana@example.com}\n"
+           "courses:\n"
+           "  - {title: Basics A, lessons: [Intro], members: [{email: ana@example.com, completed: all}]}\n"
+           "  - {title: Basics B, lessons: [Intro], members: [{email: ana@example.com, completed: all}]}\n"
+           "  - {title: Basics 2027, lessons: [Intro, Extra], members: [{email: ana@example.com, completed: all}]}\n")
+    for source in ("A", "B"):
+        (tmp_path / "specs" / f"{source}.yaml").write_text(
+            f"apiVersion: reconciler/v1\nkind: Migration\nmetadata: {{name: from-{source.lower()}}}\n"
+            f"from: {{course: Basics {source}}}\nto: {{course: Basics 2027}}\nlessons: {{Intro: Intro}}\n"
+            "source: keep\n")
+    assert main(["plan", "specs", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["unchanged"] == 1
+    completions_spec(tmp_path, "new.yaml", "new-edition", "Basics 2027",
+                     "members:\n  - {email: ana@example.com, completed: [Intro, Extra]}\n")
+    assert main(["plan", "specs"]) == 0
+    assert "Plan: 0 to create, 0 to delete, 0 to enrol, 2 unchanged." in capsys.readouterr().out
+
+
 NEW_EDITION = """apiVersion: reconciler/v1
 kind: Completions
 metadata: {name: new-edition}
