@@ -82,7 +82,7 @@ import msgspec
 from reconciler import __version__
 from reconciler.client import parse_json
 from reconciler.columns import Values, extended
-from reconciler.config import CacheSettings
+from reconciler.config import CacheSettings, same_target
 from reconciler.errors import ApiError, PartialRead, StopRun, TransportError
 from reconciler.timestamps import timestamp_instant
 
@@ -1236,7 +1236,7 @@ class ReadCache:
         """The entry a cache file's first line describes, without its records; Doubt when it is not to be used."""
         if not isinstance(doc, dict) or doc.get("format") != CACHE_FORMAT:
             raise Doubt(f"{path} is not a read cache ({CACHE_FORMAT})")
-        if doc.get("target") != self.target:
+        if not same_target(doc.get("target"), self.target):
             raise Doubt(f"the cache is of {doc.get('target')}, not {self.target}")
         if doc.get("reconciler") != __version__:
             raise Doubt(f"the cache was written by reconciler {doc.get('reconciler')}, not {__version__}")

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from reconciler.errors import ConfigError, ConfigFileError, Problem
 from reconciler.schema_check import schema_problems
@@ -117,7 +117,34 @@ def normalise_target(target: str, origin: str) -> str:
     if parts.scheme.lower() == "http" and not is_loopback(parts.hostname or ""):
         raise ConfigError(f"refusing plain http to {parts.hostname} (the target from {origin}): {PLAIN_HTTP_RULE}; "
                           "use https")
-    return f"{parts.scheme.lower()}://{parts.netloc}{parts.path.rstrip('/')}"
+    try:
+        return _spelled(parts)
+    except ValueError as e:  # a port that is not a number, or out of range
+        raise ConfigError(f"the target from {origin} has no valid port: {target!r}") from e
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _spelled(parts: SplitResult) -> str:
+    """One spelling of a target: scheme and host in lower case (neither is case-sensitive), the default port
+    left out, no trailing slash; so that the plans, journals, caches and profiles of one target, which record
+    it, match however `--api` wrote it. ValueError for a port that is not one."""
+    scheme, host, port = parts.scheme.lower(), parts.hostname or "", parts.port
+    host = f"[{host}]" if ":" in host else host
+    netloc = host if port is None or port == DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def same_target(recorded: object, target: str) -> bool:
+    """Whether a target a file recorded (a saved plan, a journal, the read cache, a profile) is `target`, as
+    `normalise_target` spells it: a file written before targets were spelled one way may spell it otherwise."""
+    if recorded == target or not isinstance(recorded, str) or recorded == LOCAL or target == LOCAL:
+        return recorded == target
+    try:
+        return _spelled(urlsplit(recorded.strip())) == target
+    except ValueError:
+        return False
 
 
 def is_loopback(host: str) -> bool:

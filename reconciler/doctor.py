@@ -49,7 +49,7 @@ from reconciler.cache import (
     probe_created_until,
 )
 from reconciler.client import PAGE_SIZE, AmbiguousWrite, NexudusClient, Page
-from reconciler.config import Config, load_config
+from reconciler.config import Config, load_config, same_target
 from reconciler.errors import (
     EXIT_BLOCKED,
     EXIT_ERROR,
@@ -698,7 +698,7 @@ class Doctor:
     def _write_check_not_run(self) -> None:
         earlier = read_profile(self.config.state_dir)
         ids = self.profile["system_id"]
-        if earlier is not None and earlier.target == self.target.description:
+        if earlier is not None and same_target(earlier.target, self.target.description):
             old = earlier.document.get("system_id") or {}
             if isinstance(old, dict) and old.get("write_check_at"):
                 # What a write check measured stays true until another one says otherwise.

@@ -35,6 +35,7 @@ from typing import IO, Any
 
 from reconciler import UNPAIRED
 from reconciler.actions import Action, action_from_dict
+from reconciler.config import same_target
 from reconciler.errors import UsageError
 from reconciler.pacing import duration
 
@@ -246,7 +247,7 @@ def write_budget(folder: Path, target: str, now: datetime | None = None) -> Writ
         if start.get("type") != "start":
             budget.unreadable.append(f"{path}:{number}: not an apply journal (no start entry)")
             continue
-        if start.get("target") != target:
+        if not same_target(start.get("target"), target):
             continue
         budget.unreadable.extend(f"{path}:{line.number}: {line.damage}" for line in damaged)
         for number, entry in entries[1:]:

@@ -28,6 +28,7 @@ from typing import Any
 
 from reconciler.cache import CREATED_UNTIL_KEY, UNTIL_BOUNDS
 from reconciler.client import PAGE_SIZE, NexudusClient
+from reconciler.config import same_target
 from reconciler.errors import Problem, SpecError, UsageError
 from reconciler.model import SpecSet
 
@@ -156,7 +157,7 @@ def read_profile(state_dir: Path) -> TargetProfile | None:
 def load_profile(state_dir: Path, target: str) -> TargetProfile | None:
     """The profile of `target`, or None (no profile, or one of another target)."""
     profile = read_profile(state_dir)
-    if profile is not None and profile.target != target:
+    if profile is not None and not same_target(profile.target, target):
         log.info("the target profile %s is of %s, not %s: not used", profile.path, profile.target, target)
         return None
     return profile

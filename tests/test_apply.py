@@ -379,3 +379,35 @@ def test_the_resume_command_printed_names_the_target_the_run_was_given(
     (demo / "reconciler.yaml").write_text("seed: seed.yaml\n")  # as if the next day came
     assert main([*words[1:], "--yes"]) == 0
     assert "25 of 30 actions left" in capsys.readouterr().out
+
+
+def test_one_target_spelled_two_ways_is_one_target(
+        demo: Path, emulator: EmulatorFactory, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Scheme and host are not case-sensitive and a default port is no port: a plan saved with --api spelled one way
+    applies with it spelled another; and a journal or a plan that recorded another spelling (written before targets
+    had one) is of the same target: resumed, undone, and counted against the day's cap."""
+    server = emulator(seed=demo / "seed.yaml", settings=Settings(limits=Limits.off(), require_auth=False))
+    monkeypatch.setenv("NEXUDUS_TOKEN", "token")
+    (demo / "reconciler.yaml").write_text("seed: seed.yaml\n")
+    port = server.url.rsplit(":", 1)[1]
+    shouting, plain = f"HTTP://LocalHost:{port}/", f"http://localhost:{port}"
+    assert main(["--api", shouting, "plan", "--out", "plan.json"]) == 0
+    saved = json.loads((demo / "plan.json").read_text())
+    assert saved["target"] == plain
+    assert main(["--api", plain, "apply", "--plan", "plan.json", "--yes"]) == 0
+    assert "created       26" in capsys.readouterr().out
+    (journal,) = (demo / ".reconciler" / "journal").glob("*.jsonl")
+    lines = journal.read_text().splitlines()
+    start = json.loads(lines[0])
+    assert start["target"] == plain
+    journal.write_text("\n".join([json.dumps({**start, "target": shouting}), *lines[1:]]) + "\n")
+    (demo / "plan.json").write_text(json.dumps({**saved, "target": shouting}))
+    assert main(["--api", plain, "apply", "--plan", "plan.json", "--yes"]) == 0  # every precondition now false
+    assert "skipped       30" in capsys.readouterr().out
+    assert main(["--api", plain, "undo", str(journal), "--out", "undo.json", "--allow-deletes", "26"]) == 0
+    (demo / "reconciler.yaml").write_text("seed: seed.yaml\nlimits: {writes_per_day: 40}\n")
+    assert main(["--api", plain, "apply", "--plan", "undo.json", "--yes"]) == 3
+    captured = capsys.readouterr()
+    assert "earlier applies against this target made 30 writes in the last 24 hours" in captured.err
+    assert "Stopped: the daily write budget of 40 is spent" in captured.out

@@ -193,8 +193,15 @@ def test_a_plain_http_remote_target_is_refused(url: str, demo: Path, capsys: pyt
 
 def test_loopback_http_is_allowed_and_no_flag_lifts_the_refusal(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    for url in ("http://127.0.0.1:8080", "http://localhost:9", "http://[::1]:80", "https://example.com"):
-        assert load_config(api_flag=url, env={}, cwd=tmp_path).target == url.lower()
+    for url in ("http://127.0.0.1:8080", "http://localhost:9", "http://[::1]:8080", "https://example.com"):
+        assert load_config(api_flag=url, env={}, cwd=tmp_path).target == url
+    # One spelling: scheme and host in lower case, no default port, no trailing slash.
+    for url, spelled in (("HTTP://LocalHost:80/", "http://localhost"), ("http://[::1]:80", "http://[::1]"),
+                         ("https://Spaces.Nexudus.COM:443/api/", "https://spaces.nexudus.com/api"),
+                         ("https://example.com:8443", "https://example.com:8443")):
+        assert load_config(api_flag=url, env={}, cwd=tmp_path).target == spelled
+    with pytest.raises(ConfigError, match="no valid port"):
+        load_config(api_flag="https://example.com:99999", env={}, cwd=tmp_path)
     with pytest.raises(ConfigError):
         load_config(api_flag="http://lab.example:8080", env={}, cwd=tmp_path)
     monkeypatch.chdir(tmp_path)

@@ -69,5 +69,7 @@ class _Discard(io.StringIO):
 
 def check_journal_target(recorded: object, description: str) -> None:
     """`apply --resume` and `undo` act only on a journal of an apply to the configured target."""
-    if recorded != description:
+    from reconciler.config import same_target  # (this package loads for --help, which reads no configuration)
+
+    if not same_target(recorded, description):
         raise TargetMismatch(f"the journal is of an apply to {recorded}, not {description}")

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from reconciler.actions import Action, TypedPlan, action_to_dict, describe, plan_from_document
 from reconciler.apply import DONE, Executor, Numbered, Result
 from reconciler.commands import Console, Outcome, check_journal_target
-from reconciler.config import Config, load_config
+from reconciler.config import Config, load_config, same_target
 from reconciler.errors import EXIT_FAILED, EXIT_INTERRUPTED, StalePlan, StopRun, UsageError
 from reconciler.foreign_yaml import load_spec_set
 from reconciler.fresh import Fresh, read_fresh, stale_reason
@@ -143,14 +143,14 @@ def _count_earlier_writes(target: Target, folder: Path, out: TextIO) -> None:
 
 def _saved_plan_problem(saved: TypedPlan, paths: list[Path], config: Config, target: Target) -> str | None:
     doc = saved.document
-    if saved.target != target.description:
+    if not same_target(saved.target, target.description):
         return f"it was made against {saved.target}, but the target is {target.description}"
     undo_of = doc.get("undo_of")
     if undo_of:
         journal = config.state_dir / "journal" / f"{undo_of}.jsonl"
         if not journal.is_file():
             return f"it undoes apply {undo_of}, whose journal {journal} is not here; make the undo plan again"
-        if read_journal(journal).start.get("target") != target.description:
+        if not same_target(read_journal(journal).start.get("target"), target.description):
             return f"it undoes apply {undo_of}, which was not made against {target.description}"
         return None
     missing = [str(p) for p in paths if not p.exists()]
