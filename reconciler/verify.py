@@ -10,6 +10,7 @@ from reconciler.actions import Action, Create, Delete, describe
 from reconciler.client import NexudusClient
 from reconciler.fresh import member_of, read_fresh
 from reconciler.model import instant
+from reconciler.state import COMPLETIONS
 from reconciler.undo import CLOCK_SLACK
 
 
@@ -39,12 +40,15 @@ def verify(client: NexudusClient, actions: Sequence[tuple[int, Action]], outcome
     fresh = read_fresh(client, [a for _, a in actions], confirm_missing=False)
     known = fresh.enrolled
     deleted = {a.record.id for _, a in actions if isinstance(a, Delete)}
+    listed = _created_but_not_listed(client, actions, outcomes, fresh.pairs, known)
     for seq, action in actions:
         outcome = outcomes.get(seq, {})
         why = outcome.get("message") or outcome.get("status") or "not attempted"
         if isinstance(action, Create):
             member = member_of(action, known)
             found = fresh.pairs.get((member, action.lesson.id or 0), []) if member is not None else []
+            if not found and seq in listed:
+                continue  # there, read by its Id: the list read missed it (another writer shifted the pages)
             if not found:
                 result.missing.append(f"{describe(action)}: not there ({why})")
             elif len(found) > 1 and outcome.get("status") == "created":
@@ -73,3 +77,25 @@ def verify(client: NexudusClient, actions: Sequence[tuple[int, Action]], outcome
             result.missing.append(f"enrol {action.member.name or action.coworker_id} in {action.course.name}: "
                                   f"not enrolled ({why})")
     return result
+
+
+def _created_but_not_listed(client: NexudusClient, actions: Sequence[tuple[int, Action]],
+                            outcomes: dict[int, dict[str, Any]], pairs: Mapping[tuple[int, int], Any],
+                            known: dict[tuple[int, int], int]) -> set[int]:
+    """The creates (their `seq`) that the re-read did not list but whose record, by the Id their outcome holds,
+    exists with their pair: lists are read page by page at offsets, so another writer's creates and deletes between
+    two pages can shift a record past the read. Read by Id (100 a request), only for creates not listed."""
+    wanted: dict[int, tuple[int, tuple[int, int]]] = {}  # record Id → (seq, pair)
+    for seq, action in actions:
+        outcome = outcomes.get(seq, {})
+        if not isinstance(action, Create) or outcome.get("status") != "created" or type(outcome.get("id")) is not int:
+            continue
+        member = member_of(action, known)
+        pair = (member or 0, action.lesson.id or 0)
+        if member is not None and not pairs.get(pair):
+            wanted[outcome["id"]] = (seq, pair)
+    if not wanted:
+        return set()
+    found = client.get_many(COMPLETIONS, list(wanted))
+    return {wanted[r["Id"]][0] for r in found if r.get("Id") in wanted
+            and (r.get("CourseMemberId"), r.get("CourseLessonId")) == wanted[r["Id"]][1]}
