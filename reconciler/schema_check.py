@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import Problem
 from reconciler.schemas import schema, validator
-from reconciler.yamlfile import Document, PathKey
+from reconciler.yamlfile import Document, PathKey, unpack_place
 
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
@@ -23,13 +23,17 @@ def schema_problems(document: Document, name: str, explained: Collection[PathKey
     """Every way `document` breaks the schema `name`, one problem each, at the offending key or value.
 
     `explained` holds paths whose problems the caller has already reported in its own, better words:
-    schema errors at or below them are left out rather than said twice.
+    schema errors at or below them are left out rather than said twice. NaN and infinity are refused first (JSON
+    has neither, and every bound passes NaN: `max_delete_fraction: .nan` would switch the budget off).
     """
-    if conforms(document.data, schema(name)):
+    problems = [Problem(document.path, *unpack_place(place), f"{text!r} is not a value these files take: NaN and "
+                        "infinity are not numbers here (every bound passes NaN); write a number")
+                for place, text in document.not_numbers]
+    if not problems and conforms(document.data, schema(name)):
         return []
-    problems: list[Problem] = []
+    said = {(p.line, p.column) for p in problems}  # a schema error there too says less
     for error in validator(name).iter_errors(document.data):
-        problems.extend(_explain(document, error, explained))
+        problems.extend(p for p in _explain(document, error, explained) if (p.line, p.column) not in said)
     return sorted(set(problems))
 
 

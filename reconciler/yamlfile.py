@@ -11,6 +11,7 @@ again by walking the data along a path.
 from __future__ import annotations
 
 import errno
+import math
 import os
 from array import array
 from collections.abc import Iterator
@@ -63,6 +64,9 @@ def _pack(mark: Any) -> int:
 
 def _unpack(packed: int) -> Place:
     return packed >> _SHIFT, packed & _COLUMN
+
+
+unpack_place = _unpack  # a packed place (`Document.not_numbers`) as (line, column)
 
 
 def _mark(packed: int) -> Mark:
@@ -141,6 +145,9 @@ class Document:
     path: str
     data: Any
     places: Places = field(default_factory=Places)
+    # The values NaN or infinity (`.nan`, `.inf`): places and texts. JSON has neither, and a limit compared with
+    # NaN passes every bound, so the schema check refuses them (other tools' YAML may hold them).
+    not_numbers: tuple[tuple[int, str], ...] = ()
 
     def place(self, at: PathKey, *, key: bool = False) -> Place:
         """The place of the value (or key) at `at`, else of its nearest ancestor that has one."""
@@ -415,6 +422,7 @@ class _Builder:
         self.merged_ids: dict[int, list[Any]] = {}  # the keys' identities of mappings that merged others
         self.merged_aliases: dict[int, set[int]] = {}  # in a list of mappings to merge, which are aliases
         self.budget = MAX_ALIASED_NODES
+        self.not_numbers: list[tuple[int, str]] = []
         self.stack: list[_Frame] = []
         self.result: Any = None
         try:
@@ -430,7 +438,7 @@ class _Builder:
             line, column = _unpack(refused.place)
             raise LoadError(Problem(self.shown, line, column, refused.message)) from None
         self.next_event()  # the document's end
-        return Document(self.shown, self.result, self.places)
+        return Document(self.shown, self.result, self.places, tuple(self.not_numbers))
 
     def drain(self) -> None:
         """The rest of a refused document, read for the syntax errors that take precedence."""
@@ -540,7 +548,10 @@ class _Builder:
     def construct(self, tag: str, event: Any, place: int) -> Any:
         node = ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
         try:
-            return self.constructor.construct_object(node, deep=True)
+            value = self.constructor.construct_object(node, deep=True)
+            if type(value) is float and not math.isfinite(value):
+                self.not_numbers.append((place, event.value))
+            return value
         except ConstructorError as e:
             raise _Refused(place, f"YAML: {e.problem}") from e
         finally:

@@ -251,6 +251,28 @@ def test_config_schema_errors_name_the_place(tmp_path: Path) -> None:
     assert "reconciler.yaml:3:1: unknown key 'token'" in text
 
 
+def test_nan_and_infinity_are_refused_where_a_bound_would_let_them_pass(
+        demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`max_delete_fraction: .nan` passed the schema's maximum (every comparison with NaN is false) and turned the
+    delete budget off: a plan deleting every completion in scope applied. NaN and infinity are refused, at their
+    place, in the configuration and in specs; the plan they would have made is never made."""
+    (demo / "reconciler.yaml").write_text("target: local\nseed: seed.yaml\nsafety: {max_delete_fraction: .nan}\n")
+    (demo / "onboarding.yaml").unlink()  # its course, wiped by the spec below instead
+    (demo / "wipe.yaml").write_text(HEAD.replace("{name: s1}", "{name: wipe}") + "course: Onboarding 101\n"
+                                    "mode: authoritative\nmembers:\n  - {team: Sales, completed: []}\n"
+                                    "  - {team: Design, completed: []}\n")
+    code, out, err = run_cli(capsys, "apply", "--yes")
+    assert code == 1 and out == ""
+    assert "reconciler.yaml:3:31: '.nan' is not a value these files take" in err
+    (demo / "reconciler.yaml").write_text("target: local\nseed: seed.yaml\n")
+    (demo / "wipe.yaml").unlink()
+    (demo / "odd.yaml").write_text(HEAD.replace("{name: s1}", "{name: odd}") + "course: Onboarding 101\nmembers:\n"
+                                   "  - {email: alice@example.com, completed: [-.Inf]}\n")
+    code, out, err = run_cli(capsys, "validate")
+    assert code == 1 and "odd.yaml:6:44: '-.Inf' is not a value these files take" in err
+    assert err.count("odd.yaml:6:44") == 1  # said once, not again as a type error
+
+
 def test_credentials_come_from_the_environment_and_never_show_in_repr() -> None:
     creds = Credentials.from_env({"NEXUDUS_USERNAME": "ops@example.com", "NEXUDUS_PASSWORD": "hunter2-secret",
                                   "NEXUDUS_TOKEN": "tok-secret-123"})
