@@ -306,6 +306,7 @@ class _CourseRules:
         self.owned = self.mode == "owned"
         self.revoked: dict[Pair, tuple[ResolvedCompletions, Origin, str | None]] = {}
         self.named: set[int] = set()
+        self.authority: set[int] = set()  # whose undeclared completions `authoritative` deletes
         self.markers = {r.spec.marker: r for r in specs}
         # Each spec's marker made once: a create carries it, and `spec.marker` makes a new string each time (a
         # string a create, 75 MB on a plan of a million creates).
@@ -325,6 +326,7 @@ class _CourseRules:
                         self.wanted_by[pair] = resolved
         for resolved in specs:
             self.named |= resolved.named_members
+            self.authority |= resolved.authority
             for pair, (origin, reason) in resolved.revoked.items():
                 self.revoked.setdefault(pair, (resolved, origin, reason))
 
@@ -335,8 +337,8 @@ class _CourseRules:
 
     def deletable(self, member_id: int, system_id: str | None) -> ResolvedCompletions | None:
         """The spec whose mode may delete a record of this member with this SystemId, if any (revoke aside)."""
-        if self.mode == "authoritative" and member_id in self.named:
-            return next(r for r in self.specs if member_id in r.named_members)
+        if self.mode == "authoritative" and member_id in self.authority:
+            return next(r for r in self.specs if member_id in r.authority)
         if self.owned and system_id in self.markers:
             return self.markers[system_id]
         return None
@@ -638,8 +640,8 @@ def _plan_course_columns(plan: Plan, specs: list[ResolvedCompletions], columns: 
         if wanted[at]:
             unchanged += 1
             continue
-        if authoritative and member in named:
-            rules.take_back(columns.completion(row), next(r for r in specs if member in r.named_members))
+        if authoritative and member in rules.authority:
+            rules.take_back(columns.completion(row), next(r for r in specs if member in r.authority))
         elif owned:
             owner = systems[code][1]
             if owner is not None:

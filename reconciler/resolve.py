@@ -207,10 +207,18 @@ class _Values(ValuesView[tuple[Origin, ...]]):
 class ResolvedCompletions:
     spec: CompletionsSpec
     course: Course
-    named_members: frozenset[int]
+    named_members: frozenset[int]  # by `members` or by `revoke`: read, and in reach
     desired: dict[Pair, tuple[Origin, ...]]
     revoked: dict[Pair, tuple[Origin, str | None]]
     member_origins: dict[int, Origin] = field(default_factory=dict)  # the first rule naming each member
+    # Those named by `members` (None: all of `named_members`): in `authoritative` mode, what the spec does not declare
+    # of theirs is deleted. A member named only to `revoke` a lesson loses that lesson, not the rest.
+    declared_members: frozenset[int] | None = None
+
+    @property
+    def authority(self) -> frozenset[int]:
+        """The members whose undeclared completions `authoritative` mode deletes."""
+        return self.named_members if self.declared_members is None else self.declared_members
 
 
 @dataclass
@@ -455,6 +463,7 @@ def resolve(specs: SpecSet, catalog: Catalog) -> Resolution:
                 known = ids_of[id(lessons)] = (lessons, [lesson.id for lesson in lessons])
             desired.declare(origin, known[1], members)
         revoked: dict[Pair, tuple[Origin, str | None]] = {}
+        declared = frozenset(named)
         for revocation in spec.revocations:
             lessons = resolver.lessons(revocation.lessons, course)
             for member in resolver.members(revocation.member, course):
@@ -469,7 +478,7 @@ def resolve(specs: SpecSet, catalog: Catalog) -> Resolution:
                         clashes.append(clash)  # declared by another spec of the course? (below)
                     revoked.setdefault(pair, (revocation.member.origin, revocation.reason))
         result.completions.append(ResolvedCompletions(
-            spec, course, frozenset(named), desired, revoked, named))
+            spec, course, frozenset(named), desired, revoked, named, declared))
     for clash in clashes:  # a pair one spec declares and another revokes: each apply would undo the last
         revoking = result.completions[clash.spec]
         for other in result.completions:

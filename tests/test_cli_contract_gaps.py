@@ -181,3 +181,18 @@ def test_plain_http_to_a_remote_host_is_refused_naming_the_rule(tmp_path: Path,
     assert load_config(api_flag="http://127.0.0.1:8080", env={}, cwd=tmp_path).target == "http://127.0.0.1:8080"
     code, out, _ = run_cli(capsys, "--help")
     assert code == 0 and "insecure" not in out
+
+
+def test_a_member_named_only_to_revoke_loses_that_lesson_not_the_rest_in_authoritative_mode(
+        demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`authoritative` deletes what the spec does not declare for the members it names in `members`; `revoke` is an
+    explicit removal of the lessons it lists. A member named only by a revoke of one lesson lost all seven."""
+    (demo / "onboarding.yaml").write_text(
+        "apiVersion: reconciler/v1\nkind: Completions\nmetadata: {name: onboarding-101}\ncourse: Onboarding 101\n"
+        "mode: authoritative\nmembers:\n  - {email: bob@example.com, completed: [Welcome, House rules]}\n"
+        "revoke:\n  - {email: alice@example.com, lessons: [Welcome], reason: ticket 1}\n")
+    code, out, err = run_cli(capsys, "plan", "onboarding.yaml", "--format", "json", "--allow-deletes", "10")
+    assert code == 0, err
+    deletes = [(a["member"]["name"], a["lesson"]["title"], a["reason"])
+               for a in json.loads(out)["actions"] if a["action"] == "delete"]
+    assert sorted(deletes) == [("Alice Martin", "Welcome", "revoked"), ("Bob Okafor", "Safety briefing", "undeclared")]
