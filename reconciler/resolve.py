@@ -463,7 +463,7 @@ def resolve(specs: SpecSet, catalog: Catalog) -> Resolution:
                 known = ids_of[id(lessons)] = (lessons, [lesson.id for lesson in lessons])
             desired.declare(origin, known[1], members)
         revoked: dict[Pair, tuple[Origin, str | None]] = {}
-        declared = frozenset(named)
+        by_members = frozenset(named)
         for revocation in spec.revocations:
             lessons = resolver.lessons(revocation.lessons, course)
             for member in resolver.members(revocation.member, course):
@@ -478,7 +478,7 @@ def resolve(specs: SpecSet, catalog: Catalog) -> Resolution:
                         clashes.append(clash)  # declared by another spec of the course? (below)
                     revoked.setdefault(pair, (revocation.member.origin, revocation.reason))
         result.completions.append(ResolvedCompletions(
-            spec, course, frozenset(named), desired, revoked, named, declared))
+            spec, course, frozenset(named), desired, revoked, named, by_members))
     for clash in clashes:  # a pair one spec declares and another revokes: each apply would undo the last
         revoking = result.completions[clash.spec]
         for other in result.completions:
