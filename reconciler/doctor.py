@@ -739,20 +739,24 @@ class Doctor:
 
     def _write_check(self, sandbox: Sandbox) -> None:
         started = self.client.stats.requests
+        # A sandbox that names nothing usable is the operator's to fix, not a finding about the target: a UsageError,
+        # before anything is written (nor the profile, which keeps what an earlier write check measured).
         try:
             course, lesson, member = self._resolve(sandbox)
         except (TransportError, StopRun) as e:
             raise Aborted(e) from None
-        except (UsageError, ApiError) as e:
+        except UsageError as e:
+            raise UsageError(f"--write-check: {e}; nothing was written: name a course, one of its lessons and an "
+                             "enrolled member who has not completed it") from None
+        except ApiError as e:
             self.add("write check", "fail", f"not run: {e}", "nothing was written; name a course, one of its lessons "
                      "and an enrolled member who has not completed it", self.client.stats.requests - started)
             return
         description = f"{lesson.name} for {member.name} in {course.name}"
         if self.pair(member.id or 0, lesson.id or 0):
-            self.add("write check", "fail", f"not run: {member.name} has already completed {lesson.name}",
-                     "nothing was written: the check never touches a real completion; name a lesson the member "
-                     "has not completed (ideally in a sandbox course)", self.client.stats.requests - started)
-            return
+            raise UsageError(f"--write-check: {member.name} has already completed {lesson.name}; nothing was written: "
+                             "the check never touches a real completion; name a lesson the member has not completed "
+                             "(ideally in a sandbox course)")
         state_dir = self.config.state_dir
         self.client.pacer.note_past_writes(write_budget(state_dir / "journal", self.target.description).ages)
         try:

@@ -395,19 +395,25 @@ def test_write_check_needs_a_sandbox(site: SiteFactory, capsys: pytest.CaptureFi
 
 
 def test_write_check_never_touches_a_real_completion(site: SiteFactory, capsys: pytest.CaptureFixture[str]) -> None:
+    """A sandbox pair already completed is the operator's to fix: one error line, no verdict on the target, nothing
+    written, and the profile an earlier run wrote is left as it was."""
     s = site()
-    code, out, _ = run_cli(capsys, "doctor", "--write-check", "--course", "Onboarding 101", "--lesson", "Welcome",
-                       "--member", "bob@example.com")
-    assert code == 1 and "not run: Bob Okafor has already completed Welcome" in out
-    assert s.writes() == 0
+    profile = s.work / ".reconciler" / "target-profile.json"
+    assert run_cli(capsys, "doctor")[0] == 0 and profile.is_file()
+    before = profile.read_bytes()
+    code, out, err = run_cli(capsys, "doctor", "--write-check", "--course", "Onboarding 101", "--lesson", "Welcome",
+                             "--member", "bob@example.com")
+    assert code == 1 and err.startswith("error: --write-check: Bob Okafor has already completed Welcome;")
+    assert err.count("\n") == 1 and "Result:" not in out
+    assert s.writes() == 0 and profile.read_bytes() == before
 
 
 def test_write_check_names_a_near_miss(site: SiteFactory, capsys: pytest.CaptureFixture[str]) -> None:
     s = site()
-    code = run_cli(capsys, "doctor", "--write-check", "--course", "Onboarding 10", "--lesson", "Welcome",
-               "--member", "bob@example.com")[0]
-    assert code == 1 and "no course 'Onboarding 10'" in finding(s, "write check")["seen"]
-    assert "Onboarding 101" in finding(s, "write check")["seen"] and s.writes() == 0
+    code, _, err = run_cli(capsys, "doctor", "--write-check", "--course", "Onboarding 10", "--lesson", "Welcome",
+                           "--member", "bob@example.com")
+    assert code == 1 and err.startswith("error: --write-check: ") and "no course 'Onboarding 10'" in err
+    assert "Onboarding 101" in err and s.writes() == 0
 
 
 # --- plan, apply and export use the profile ----------------------------------------------------------------
