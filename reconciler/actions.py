@@ -389,8 +389,9 @@ def check_digest(document: dict[str, Any], digest: Callable[[], str], source: st
     recorded = document.get("actions_digest")
     if recorded is None and saved:
         raise PlanFileError(f"{source}: the plan carries no actions_digest, so its actions and its blocked and "
-                            "partial fields cannot be checked (was it edited?); plan again and apply the plan "
-                            "as saved")
+                            "partial fields cannot be checked (was it edited? The JSON `plan --format json` prints "
+                            "is for reading: only the file `plan --out FILE` saves can be applied or shown); plan "
+                            "again with --out and apply the plan as saved")
     if recorded is not None and recorded != digest():
         raise PlanFileError(f"{source}: the actions were changed after the plan was made, or its blocked or "
                             "partial fields were (actions_digest does not match); plan again and apply the plan "

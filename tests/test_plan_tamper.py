@@ -130,3 +130,16 @@ def test_an_unedited_plan_applies(demo: Path, capsys: pytest.CaptureFixture[str]
     code, out, err = run_cli(capsys, "apply", "--plan", "plan.json", "--yes")
     assert code == 0, out + err
     assert "Converged" in out
+
+
+def test_the_printed_json_plan_is_refused_with_the_way_to_save_one(demo: Path, capsys: pytest.CaptureFixture[str]
+                                                                   ) -> None:
+    """`plan --format json > file` prints the plan for reading (no digest, no spec paths): apply and show refuse it
+    and say that only the file `plan --out FILE` saves can be applied."""
+    code, out, _ = run_cli(capsys, "plan", "--format", "json")
+    assert code == 0
+    (demo / "printed.json").write_text(out)
+    for command in (["apply", "--plan", "printed.json", "--yes"], ["show", "printed.json"]):
+        code, _, err = run_cli(capsys, *command)
+        assert code == 1 and "only the file `plan --out FILE` saves can be applied or shown" in err
+    assert no_journal(demo)
