@@ -143,6 +143,9 @@ def test_undo_restores_the_previous_pairs_exactly(demo: Path, capsys: pytest.Cap
     assert "re-run with --allow-deletes 26 to proceed" in out
     assert main(["apply", "--plan", "undo.json", "--yes", "--allow-deletes", "26"]) == 0
     assert pairs() == before
+    out = capsys.readouterr().out  # lifted, it is not shown as blocked on its way to being applied
+    assert "Blocked:" not in out and "re-run with" not in out
+    assert "Lifted by --allow-deletes 26: 26 deletes are 60% of the 43 existing completions in scope" in out
 
 
 # --- faults over real HTTP ------------------------------------------------------------------------

@@ -64,11 +64,18 @@ def apply(paths: list[Path], *, plan_file: Path | None = None, resume: Path | No
             specs = load_spec_set(paths or [Path(".")], [config.seed] if config.seed else [])
             plan = make_plan(target, specs, config, allow_deletes=allow_deletes, matrix=False).typed
         doc = plan.document
+        blocked = still_blocked(doc, allow_deletes)
+        # A saved plan blocked by a delete budget that --allow-deletes covers is not shown as "Blocked" just before
+        # it is applied: what lifted it is said instead.
+        shown_doc = doc if blocked or not doc.get("blocked") else {**doc, "blocked": None}
         if console.quiet:
-            print("\n".join(quiet_lines(doc)), file=console.stdout)
+            print("\n".join(quiet_lines(shown_doc)), file=console.stdout)
         else:
-            write_text(doc, console.stdout, color=console.color)
-        if still_blocked(doc, allow_deletes):
+            write_text(shown_doc, console.stdout, color=console.color)
+        if shown_doc is not doc:
+            reasons = "; ".join(doc["blocked"]["reasons"])
+            print(f"Lifted by --allow-deletes {allow_deletes}: {shown(reasons)}.", file=console.stdout)
+        if blocked:
             return Outcome.BLOCKED
         if not plan.actions:
             return Outcome.OK
