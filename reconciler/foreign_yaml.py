@@ -23,13 +23,14 @@ from reconciler.yamlfile import load_file
 _API_VERSION = re.compile(r"apiVersion:[ \t]*([^#\n]*)")
 
 
-def load_spec_set(paths: Sequence[Path], seed: Sequence[Path] = (), *, require_any: bool = True) -> SpecSet:
+def load_spec_set(paths: Sequence[Path], seed: Sequence[Path] = (), *, require_any: bool = True,
+                  keep_going: bool = False) -> SpecSet:
     """The spec set below `paths`, other tools' YAML (a Kubernetes manifest, say) skipped, not failed."""
     foreign = foreign_files(paths, seed)
     if foreign:
         logging.getLogger("reconciler").info("skipped %d YAML file(s) of other tools (apiVersion not ours): %s",
                                              len(foreign), ", ".join(map(str, foreign[:5])))
-    return load_specs(paths, exclude=[*seed, *foreign], require_any=require_any)
+    return load_specs(paths, exclude=[*seed, *foreign], require_any=require_any, keep_going=keep_going)
 
 
 def foreign_files(paths: Sequence[Path], exclude: Iterable[Path] = ()) -> list[Path]:

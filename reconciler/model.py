@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Literal, overload
 
+from reconciler.errors import Problem
+
 Mode = Literal["additive", "owned", "authoritative"]
 SelectorKind = Literal["email", "coworker_id", "course_member_id", "team"]
 MARKER_PREFIX = "reconciler:"
@@ -165,6 +167,9 @@ class SpecSet:
     migrations: tuple[MigrationSpec, ...] = ()
     files: tuple[str, ...] = ()
     digest: str = ""
+    # With `load_specs(keep_going=True)` (validate): the problems of the files left out, to be said with the
+    # problems of the rest, every one at once.
+    problems: tuple[Problem, ...] = ()
 
 
 # --- the catalog: what names resolve against -----------------------------------------------------

@@ -58,8 +58,11 @@ def discover(paths: Sequence[Path], exclude: Iterable[Path] = ()) -> list[Path]:
     return list(found)
 
 
-def load_specs(paths: Sequence[Path], exclude: Iterable[Path] = (), *, require_any: bool = True) -> SpecSet:
-    """Read, check and model every spec below `paths`; raises SpecError listing every problem.
+def load_specs(paths: Sequence[Path], exclude: Iterable[Path] = (), *, require_any: bool = True,
+               keep_going: bool = False) -> SpecSet:
+    """Read, check and model every spec below `paths`; raises SpecError listing every problem. With `keep_going`
+    (validate, to say every problem at once), the specs that have none are returned with the problems of the rest
+    (`SpecSet.problems`), for their names to be resolved too.
 
     A set with no spec at all (no Completions or Migration document) is most often a wrong PATH, and
     planning it would show "no changes" for nothing: it is a UsageError unless `require_any` is False.
@@ -80,7 +83,7 @@ def load_specs(paths: Sequence[Path], exclude: Iterable[Path] = (), *, require_a
                 spec_files.append(path)
                 contents.append(hashlib.sha256(path.read_bytes()).hexdigest())
     problems.extend(_meaning(completions, migrations))
-    if problems:
+    if problems and not (keep_going and (completions or migrations)):
         raise SpecError(problems)
     if require_any and not completions and not migrations:
         searched = ", ".join(repr(str(p)) for p in paths or [Path(".")])
@@ -89,7 +92,7 @@ def load_specs(paths: Sequence[Path], exclude: Iterable[Path] = (), *, require_a
     # The digest names the spec files' content (exactly the files holding a spec: not a seed or other
     # YAML beside them), wherever they are checked out and whatever the order.
     digest = hashlib.sha256("\n".join(sorted(contents)).encode()).hexdigest()
-    return SpecSet(tuple(completions), tuple(migrations), tuple(str(f) for f in spec_files), digest)
+    return SpecSet(tuple(completions), tuple(migrations), tuple(str(f) for f in spec_files), digest, tuple(problems))
 
 
 def _read_file(path: Path) -> tuple[list[CompletionsSpec | MigrationSpec], list[Problem], bool]:

@@ -196,3 +196,20 @@ def test_a_member_named_only_to_revoke_loses_that_lesson_not_the_rest_in_authori
     deletes = [(a["member"]["name"], a["lesson"]["title"], a["reason"])
                for a in json.loads(out)["actions"] if a["action"] == "delete"]
     assert sorted(deletes) == [("Alice Martin", "Welcome", "revoked"), ("Bob Okafor", "Safety briefing", "undeclared")]
+
+
+def test_validate_says_every_problem_at_once_across_files(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A schema problem in one file used to hide the names another file gets wrong until it was fixed: the files
+    without problems are resolved too, and everything is said at once (offline too, for what it checks)."""
+    (demo / "makerspace.yaml").write_text(
+        "apiVersion: reconciler/v1\nkind: Completions\nmetadata: {name: makerspace}\ncourse: Makerspace Saftey\n"
+        "members:\n  - {email: alice@example.com, completed: all}\n")
+    (demo / "broken.yaml").write_text(
+        "apiVersion: reconciler/v1\nkind: Completions\nmetadata: {name: broken}\ncourse: Coffee Bar Basics\n"
+        "members:\n  - {email: bob@example.com, completed: 7}\n")
+    code, out, err = run_cli(capsys, "validate")
+    assert code == 1 and out == ""
+    assert "broken.yaml:6:41: members[0].completed must be" in err
+    assert "makerspace.yaml:4:9: no course 'Makerspace Saftey'; did you mean 'Makerspace Safety'?" in err
+    code, out, err = run_cli(capsys, "validate", "--offline")
+    assert code == 1 and "broken.yaml:6:41" in err and "Saftey" not in err
