@@ -54,20 +54,21 @@ def plan_undo(history: list[Sent], live: list[dict[str, Any]], journal: str) -> 
     restored = kept_enrolments = 0
     for item in history:
         action = item.action
+        where = f"{journal}: start.actions[{item.seq}]"  # the action in the journal's plan (not a line)
         if isinstance(action, Delete) and item.sent:
             gone = action.record
             if gone.id in by_id or by_pair.get((gone.member_id, gone.lesson_id)):
                 continue  # never deleted, or its member and lesson have a completion again
             restored += 1
             result.actions.append(Create(
-                action.course, action.member, action.lesson, action.spec, "undo", f"{journal}:{item.seq}",
+                action.course, action.member, action.lesson, action.spec, "undo", where,
                 note=f"restores #{gone.id}, completed {gone.created_on or '?'}; the new record is dated today",
                 system_id=gone.system_id))
         elif isinstance(action, Create) and item.sent:  # whatever followed: a resume may have found it there
             for found in _made_by(item, action, by_id, by_pair):
                 result.actions.append(Delete(
                     action.course, replace(action.member, id=found["CourseMemberId"]), action.lesson, action.spec,
-                    "undo", f"{journal}:{item.seq}", note=f"undoes the create of #{found['Id']}",
+                    "undo", where, note=f"undoes the create of #{found['Id']}",
                     record=Record.from_api(found)))
         elif isinstance(action, Enroll) and item.status == "enrolled":
             kept_enrolments += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -141,6 +142,8 @@ def test_undo_restores_the_previous_pairs_exactly(demo: Path, capsys: pytest.Cap
     out = capsys.readouterr().out
     assert "Plan: 2 to create, 26 to delete" in out and "original completion dates cannot be restored" in out
     assert "re-run with --allow-deletes 26 to proceed" in out
+    origins = [a["origin"] for a in json.loads((demo / "undo.json").read_text())["actions"]]
+    assert all(re.fullmatch(rf"{re.escape(str(journal))}: start\.actions\[\d+\]", o) for o in origins)  # not lines
     assert main(["apply", "--plan", "undo.json", "--yes", "--allow-deletes", "26"]) == 0
     assert pairs() == before
     out = capsys.readouterr().out  # lifted, it is not shown as blocked on its way to being applied
