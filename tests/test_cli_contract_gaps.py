@@ -213,3 +213,11 @@ def test_validate_says_every_problem_at_once_across_files(demo: Path, capsys: py
     assert "makerspace.yaml:4:9: no course 'Makerspace Saftey'; did you mean 'Makerspace Safety'?" in err
     code, out, err = run_cli(capsys, "validate", "--offline")
     assert code == 1 and "broken.yaml:6:41" in err and "Saftey" not in err
+
+
+def test_show_quiet_prints_what_plan_quiet_prints(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """-q is "only what a script needs" for every command: `show -q` of a saved plan prints the lines `plan -q` does."""
+    code, planned, _ = run_cli(capsys, "-q", "plan", "--out", "plan.json")
+    assert code == 0
+    code, shown, _ = run_cli(capsys, "-q", "show", "plan.json")
+    assert code == 0 and shown == planned and "Plan: 26 to create" in shown and "+ create" not in shown

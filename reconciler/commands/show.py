@@ -7,7 +7,7 @@ from typing import Literal
 
 from reconciler.commands import Console, Outcome
 from reconciler.planning import load_plan
-from reconciler.render import markdown, write_json, write_text
+from reconciler.render import markdown, quiet_lines, write_json, write_text
 from reconciler.render_html import html_page
 
 
@@ -21,6 +21,8 @@ def show(plan_file: Path, *, output_format: Literal["text", "json", "markdown", 
         console.stdout.write(markdown(doc, full_plan_hint=f"`{plan_file}`"))
     elif output_format == "html":
         console.stdout.write(html_page(doc))
+    elif console.quiet:  # as `plan -q`: the target, the warnings, the summary line and why it is blocked
+        print("\n".join(quiet_lines(doc)), file=console.stdout)
     else:
         write_text(doc, console.stdout, color=console.color)
     return Outcome.OK
