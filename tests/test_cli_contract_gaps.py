@@ -221,3 +221,16 @@ def test_show_quiet_prints_what_plan_quiet_prints(demo: Path, capsys: pytest.Cap
     assert code == 0
     code, shown, _ = run_cli(capsys, "-q", "show", "plan.json")
     assert code == 0 and shown == planned and "Plan: 26 to create" in shown and "+ create" not in shown
+
+
+def test_a_plan_of_another_target_is_refused_before_anything_is_made_here(
+        demo: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local target is the store in this folder's .reconciler: a plan of another folder's is refused (exit 3)
+    before the store and the lock are made here."""
+    assert run_cli(capsys, "plan", "--out", "plan.json")[0] == 0
+    elsewhere = demo.parent / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, _, err = run_cli(capsys, "apply", "--plan", str(demo / "plan.json"), "--yes")
+    assert code == 3 and "stale plan: it was made against local emulator" in err
+    assert list(elsewhere.iterdir()) == []

@@ -45,6 +45,10 @@ def apply(paths: list[Path], *, plan_file: Path | None = None, resume: Path | No
     # A saved plan names its spec files (relative to itself), so it applies from any folder.
     paths = paths or (spec_paths_of(saved.document, plan_file) if saved and plan_file else [])
     config = load_config(config_flag=config_file, api_flag=api, paths=paths)
+    if saved is not None and not same_target(saved.target, describe_target(config)):
+        # Before anything is made here (the local target's store, the lock): a plan of another target.
+        raise StalePlan(f"stale plan: it was made against {saved.target}, but the target is "
+                        f"{describe_target(config)}")
     command = "reconciler " + " ".join(console.argv or ["apply"])
     with target_lock(config.state_dir, describe_target(config), command), \
             connect(config, cache=cache) as target:  # the plan may use it; preconditions never do
