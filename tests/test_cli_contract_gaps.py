@@ -234,3 +234,10 @@ def test_a_plan_of_another_target_is_refused_before_anything_is_made_here(
     code, _, err = run_cli(capsys, "apply", "--plan", str(demo / "plan.json"), "--yes")
     assert code == 3 and "stale plan: it was made against local emulator" in err
     assert list(elsewhere.iterdir()) == []
+
+
+def test_schemas_into_a_file_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "taken").write_text("x")
+    code, out, err = run_cli(capsys, "schemas", "--out", str(tmp_path / "taken"))
+    assert code == 1 and out == "" and err == f"error: --out {tmp_path / 'taken'} is a file: name a folder to write " \
+                                              "the schemas into\n"
