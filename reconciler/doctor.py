@@ -1102,16 +1102,19 @@ def sandbox_from(flags: Mapping[str, str | int | None], config: Config) -> Sandb
 
 
 def run_doctor(paths: list[Path], *, config_file: Path | None, api: str | None, out: TextIO,
-               write_check: bool = False, sandbox_flags: Mapping[str, str | int | None] | None = None) -> int:
-    """Measure the target, print the table and the verdict to `out`, write the profile; the exit code."""
+               write_check: bool = False, sandbox_flags: Mapping[str, str | int | None] | None = None,
+               quiet: bool = False) -> int:
+    """Measure the target, print the table and the verdict to `out`, write the profile; the exit code. `quiet`
+    (-q): the target, the profile written and the verdict only."""
     config = load_config(config_flag=config_file, api_flag=api, paths=paths)
     sandbox = sandbox_from(sandbox_flags or {}, config) if write_check else None
     with connect(config, profile=False) as target:
         report = Doctor(target, config).run(sandbox)
         description = target.description
     mode = f"doctor --write-check: at most {WRITE_BUDGET} writes, all undone" if sandbox else "doctor: read-only"
-    print(f"Target: {description} ({mode})\n", file=out)
-    write_table(report.findings, out)
+    print(f"Target: {description} ({mode})" + ("" if quiet else "\n"), file=out)
+    if not quiet:
+        write_table(report.findings, out)
     checks = report.requests - report.write_check_requests
     line = f"\nRequests: {report.requests}"
     if sandbox:
@@ -1119,7 +1122,8 @@ def run_doctor(paths: list[Path], *, config_file: Path | None, api: str | None, 
                 f"write check); writes: {_writes(report)}"
     else:
         line += f" (budget {READ_BUDGET}); writes: {report.writes}"
-    print(line, file=out)
+    if not quiet:
+        print(line, file=out)
     for path in report.journals:
         print(f"Journal: {path}", file=out)
     if report.aborted is None:

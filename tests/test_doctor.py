@@ -285,6 +285,10 @@ def test_doctor_on_the_local_emulator(demo: Path, capsys: pytest.CaptureFixture[
     assert profile["target"].startswith("local emulator (")
     code, out, err = run_cli(capsys, "plan")  # the demo's owned specs still plan: the profile allows owned mode
     assert code == 0, out + err
+    code, out, _ = run_cli(capsys, "-q", "doctor")  # what a script needs: the target, the profile, the verdict
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 3 and lines[0].startswith("Target: local emulator (")
+    assert lines[1].startswith("Profile: ") and lines[2] == "Result: the tool can work safely against this target."
 
 
 # --- the write check --------------------------------------------------------------------------------------

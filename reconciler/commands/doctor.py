@@ -17,5 +17,5 @@ def doctor(paths: list[Path], *, write_check: bool = False, course: str | None =
     sandbox_flags = {"course": course, "course_id": course_id, "lesson": lesson, "lesson_id": lesson_id,
                      "member": member, "member_id": member_id}
     code = run_doctor(paths, config_file=config_file, api=api, out=console.stdout, write_check=write_check,
-                      sandbox_flags=sandbox_flags)
+                      sandbox_flags=sandbox_flags, quiet=console.quiet)
     return Outcome.OK if code == EXIT_OK else Outcome.BLOCKED if code == EXIT_BLOCKED else Outcome.ERROR
