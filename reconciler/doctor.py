@@ -49,7 +49,7 @@ from reconciler.cache import (
     probe_created_until,
 )
 from reconciler.client import PAGE_SIZE, AmbiguousWrite, NexudusClient, Page
-from reconciler.config import Config, load_config, same_target
+from reconciler.config import Config, load_config
 from reconciler.errors import (
     EXIT_BLOCKED,
     EXIT_ERROR,
@@ -64,7 +64,7 @@ from reconciler.errors import (
 from reconciler.journal import Journal, new_apply_id, read_journal, write_budget
 from reconciler.lock import LockHeld, target_lock
 from reconciler.planning import write_document
-from reconciler.profile import PROFILE_FORMAT, profile_path, read_profile
+from reconciler.profile import PROFILE_FORMAT, keep_other_profile, load_profile, profile_path
 from reconciler.schema_check import near_miss
 from reconciler.spec import load_specs
 from reconciler.state import COMPLETIONS, COURSES, COWORKERS, LESSONS, MEMBERS, Filter, StateReader
@@ -696,9 +696,9 @@ class Doctor:
     # --- what no read-only check can tell ---------------------------------------------------------------
 
     def _write_check_not_run(self) -> None:
-        earlier = read_profile(self.config.state_dir)
+        earlier = load_profile(self.config.state_dir, self.target.description)  # this target's, if it has one
         ids = self.profile["system_id"]
-        if earlier is not None and same_target(earlier.target, self.target.description):
+        if earlier is not None:
             old = earlier.document.get("system_id") or {}
             if isinstance(old, dict) and old.get("write_check_at"):
                 # What a write check measured stays true until another one says otherwise.
@@ -1128,6 +1128,7 @@ def run_doctor(paths: list[Path], *, config_file: Path | None, api: str | None, 
         print(f"Journal: {path}", file=out)
     if report.aborted is None:
         path = profile_path(config.state_dir)
+        keep_other_profile(config.state_dir, description)
         write_document(report.profile, path)
         print(f"Profile: {path}: plan, apply and export against {description} use it", file=out)
     code = report.exit_code

@@ -18,6 +18,7 @@ size learnt from the answers). A run that sees something the profile contradicts
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Iterator
@@ -41,6 +42,12 @@ _AGAIN = "run `reconciler doctor` again to measure the target anew"
 
 def profile_path(state_dir: Path) -> Path:
     return state_dir / PROFILE_FILE
+
+
+def kept_profile_path(state_dir: Path, target: str) -> Path:
+    """Where the profile of `target` is kept once `doctor` measured another target from this folder (the folder's
+    profile is the latest one): what a write check measured of it is not lost by measuring another."""
+    return state_dir / "profiles" / f"{hashlib.sha256(target.encode()).hexdigest()[:16]}.json"
 
 
 @dataclass(frozen=True)
@@ -138,9 +145,10 @@ def _section(document: dict[str, Any], name: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def read_profile(state_dir: Path) -> TargetProfile | None:
-    """The profile in `state_dir`, whatever target it names; None when there is none or it is unreadable."""
-    path = profile_path(state_dir)
+def read_profile(state_dir: Path, path: Path | None = None) -> TargetProfile | None:
+    """The profile in `state_dir` (or at `path`), whatever target it names; None when there is none or it is
+    unreadable."""
+    path = path or profile_path(state_dir)
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -158,9 +166,24 @@ def load_profile(state_dir: Path, target: str) -> TargetProfile | None:
     """The profile of `target`, or None (no profile, or one of another target)."""
     profile = read_profile(state_dir)
     if profile is not None and not same_target(profile.target, target):
+        kept = kept_profile_path(state_dir, target)
+        earlier = read_profile(state_dir, kept) if kept.is_file() else None
+        if earlier is not None and same_target(earlier.target, target):
+            return earlier
         log.info("the target profile %s is of %s, not %s: not used", profile.path, profile.target, target)
         return None
     return profile
+
+
+def keep_other_profile(state_dir: Path, target: str) -> None:
+    """Before `doctor` writes the profile of `target`: the folder's profile of another target is kept aside
+    (`kept_profile_path`), for plans against that one to go on using."""
+    current = read_profile(state_dir)
+    if current is None or same_target(current.target, target) or not current.target:
+        return
+    kept = kept_profile_path(state_dir, current.target)
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    profile_path(state_dir).replace(kept)
 
 
 @contextmanager

@@ -361,6 +361,14 @@ def test_system_id_dropped_on_create_makes_owned_unavailable(site: SiteFactory,
     # A later read-only run keeps what the write check measured.
     code, out, _ = run_cli(capsys, "doctor")
     assert code == 3 and "dropped (--write-check of " in out
+    # Measuring another target from this folder (the local emulator) keeps this one's profile aside: plans against
+    # it still refuse owned specs, and its next read-only run still knows what the write check measured.
+    assert run_cli(capsys, "--api", "local", "doctor")[0] == 0
+    assert s.profile()["target"].startswith("local emulator (")
+    code, _, err = run_cli(capsys, "plan", "onboarding.yaml")
+    assert code == 1 and "mode owned cannot work against" in err
+    code, out, _ = run_cli(capsys, "doctor")
+    assert code == 3 and "dropped (--write-check of " in out and s.profile()["target"] == s.server.url
 
 
 def test_system_id_shown_empty_in_lists_makes_owned_unavailable(site: SiteFactory,
