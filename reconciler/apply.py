@@ -176,8 +176,8 @@ class Executor:
             self.journal.write({"type": "stop", "why": result.stopped, "at": self.now().isoformat()})
         if self.ownership_lost:
             result.warnings.append(f"{self.ownership_lost}, so owned mode cannot work against it: deletes justified "
-                                   "by ownership were skipped; `reconciler doctor --write-check` records it in the "
-                                   "target profile, and plans then refuse owned specs")
+                                   "by ownership were skipped; it is recorded in the target profile, and plans now "
+                                   "refuse owned specs (`reconciler doctor --write-check` measures it anew)")
         return result
 
     def _run_one(self, seq: int, action: Action, result: Result, *, look_first: bool,

@@ -708,8 +708,19 @@ class Doctor:
                     ids["in_list_records"] = False  # its own record, read back: what lists showing null hide
                 self.profile["duplicates"] = earlier.document.get("duplicates")
                 self.profile["create_value"] = earlier.document.get("create_value")
-        when = ids.get("write_check_at")
-        if when and ids.get("kept_on_create") is False:
+            elif isinstance(old, dict) and old.get("seen_by_apply_at"):
+                # What an apply saw its own creates do (`profile.record_ownership_lost`) stays too.
+                ids["seen_by_apply_at"] = old.get("seen_by_apply_at")
+                if old.get("kept_on_create") is False:
+                    ids["kept_on_create"] = False
+                if old.get("in_list_records") is False and ids.get("in_list_records") is None:
+                    ids["in_list_records"] = False
+        when, seen = ids.get("write_check_at"), ids.get("seen_by_apply_at")
+        if not when and seen and (ids.get("kept_on_create") is False or ids.get("in_list_records") is False):
+            what = "dropped on create" if ids.get("kept_on_create") is False else "not shown in list records"
+            self.add("SystemId on create", "limit", f"{what} (seen by an apply at {seen})", "owned mode cannot "
+                     "work: plan and apply refuse owned specs (`doctor --write-check` measures it anew)")
+        elif when and ids.get("kept_on_create") is False:
             self.add("SystemId on create", "limit", f"dropped (--write-check of {when})", "owned mode cannot work: "
                      "plan and apply refuse owned specs (additive and authoritative work)")
         elif when and ids.get("in_list_records") is False:

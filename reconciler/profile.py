@@ -175,6 +175,33 @@ def load_profile(state_dir: Path, target: str) -> TargetProfile | None:
     return profile
 
 
+def record_ownership_lost(state_dir: Path, target: str, observed: set[str], at: str) -> None:
+    """What an apply saw that rules owned mode out (`observed`: the client's `systemid-dropped-on-create`, its
+    `systemid-absent-from-lists`), written into the target's profile (a profile of this alone when there is none),
+    so that later plans refuse owned specs as after `doctor --write-check`, instead of planning "No writes" over
+    records they can no longer tell are theirs."""
+    dropped, unlisted = "systemid-dropped-on-create" in observed, "systemid-absent-from-lists" in observed
+    if not (dropped or unlisted):
+        return
+    found = load_profile(state_dir, target)
+    document: dict[str, Any] = dict(found.document) if found is not None else {
+        "format": PROFILE_FORMAT, "target": target, "measured_at": at}
+    ids = dict(_section(document, "system_id"))
+    if dropped:
+        ids["kept_on_create"] = False
+    if unlisted:
+        ids["in_list_records"] = False
+    ids["seen_by_apply_at"] = at
+    document["system_id"] = ids
+    path = found.path if found is not None else profile_path(state_dir)
+    if found is None:
+        keep_other_profile(state_dir, target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    partial.replace(path)
+
+
 def keep_other_profile(state_dir: Path, target: str) -> None:
     """Before `doctor` writes the profile of `target`: the folder's profile of another target is kept aside
     (`kept_profile_path`), for plans against that one to go on using."""
@@ -207,10 +234,12 @@ def refuse_owned(profile: TargetProfile | None, specs: SpecSet) -> None:
     owned = [spec for spec in specs.completions if spec.mode == "owned"]
     if profile is None or problem is None or not owned:
         return
-    message = (f"mode owned cannot work against {profile.target}: `reconciler doctor` found that {problem} "
-               f"(measured {profile.measured_at}, {profile.path}), and owned mode knows its own records only by "
-               "that marker; use mode additive or authoritative, or run `reconciler doctor --write-check` again "
-               "if the target has changed")
+    seen = _section(profile.document, "system_id").get("seen_by_apply_at")
+    found = (f"an apply found that {problem} (at {seen}" if isinstance(seen, str) else
+             f"`reconciler doctor` found that {problem} (measured {profile.measured_at}")
+    message = (f"mode owned cannot work against {profile.target}: {found}, {profile.path}), and owned mode knows its "
+               "own records only by that marker; use mode additive or authoritative, or run `reconciler doctor "
+               "--write-check` again if the target has changed")
     raise SpecError([Problem(s.mode_origin.path, s.mode_origin.line, s.mode_origin.column, message) for s in owned])
 
 

@@ -622,6 +622,12 @@ def test_an_owned_apply_reads_its_first_create_back_as_owned_mode_reads_it(serve
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"warning: {warned}, so owned mode cannot work against it" in result.stdout
     assert len(space.pairs()) == 6
+    # Remembered in the target profile: the next plan refuses owned specs rather than plan "No writes" over records
+    # it cannot tell are its own (a doctor run without --write-check keeps it too).
+    for command in (["plan", "specs"], ["doctor"], ["plan", "specs"]):
+        again = space.run(work, *command)
+        assert again.returncode != 0, again.stdout + again.stderr
+    assert "mode owned cannot work against" in again.stderr and "an apply found that" in again.stderr
 
 
 def test_an_owned_apply_on_a_target_that_shows_its_marker_warns_of_nothing(served: ServedFactory) -> None:

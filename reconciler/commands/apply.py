@@ -10,6 +10,7 @@ from __future__ import annotations
 import shlex
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -23,6 +24,7 @@ from reconciler.fresh import Fresh, read_fresh, stale_reason
 from reconciler.journal import Journal, JournalState, new_apply_id, read_journal, write_budget
 from reconciler.lock import target_lock
 from reconciler.planning import load_plan, make_plan, spec_paths_of
+from reconciler.profile import record_ownership_lost
 from reconciler.render import quiet_lines, shown, write_text
 from reconciler.spec import load_specs
 from reconciler.target import Target, connect
@@ -58,7 +60,7 @@ def apply(paths: list[Path], *, plan_file: Path | None = None, resume: Path | No
             target.client.deadline = target.client.clock() + float(max_duration)
         if resume:
             return _resume(resume, target, fail_fast=fail_fast, yes=yes, console=console,
-                           again=_target_words(api, config_file))
+                           again=_target_words(api, config_file), state_dir=config.state_dir)
         if saved is not None:
             problem = _saved_plan_problem(saved, paths, config, target)
             if problem:
@@ -129,7 +131,16 @@ def execute_plan(target: Target, config: Config, plan: TypedPlan | dict[str, Any
         result = executor.run(Numbered(plan.actions), fresh)
         if not result.stopped:
             journal.write({"type": "end", "summary": dict(result.counts)})
+    _remember_ownership_lost(executor, target, config.state_dir)
     return result, journal_path
+
+
+def _remember_ownership_lost(executor: Executor, target: Target, state_dir: Path) -> None:
+    """An apply that saw the target drop (or hide) the SystemId it wrote records it in the target profile: later
+    plans refuse owned specs then, rather than plan "No writes" over records they cannot tell are theirs."""
+    if executor.ownership_lost:
+        record_ownership_lost(state_dir, target.description, set(target.client.observed),
+                              datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
 
 
 def still_blocked(doc: dict[str, Any], allow_deletes: int | None) -> bool:
@@ -252,7 +263,7 @@ def stop_outcome(stop_code: int) -> Outcome:
 
 
 def _resume(journal_path: Path, target: Target, *, fail_fast: bool, yes: bool, console: Console,
-            again: str = "") -> Outcome:
+            again: str = "", state_dir: Path = Path(".reconciler")) -> Outcome:
     state: JournalState = read_journal(journal_path)
     check_journal_target(state.start.get("target"), target.description)
     actions = state.typed_actions()
@@ -267,7 +278,9 @@ def _resume(journal_path: Path, target: Target, *, fail_fast: bool, yes: bool, c
     _count_earlier_writes(target, journal_path.parent, console.stderr)
     with Journal(journal_path) as journal:
         journal.write({"type": "resume", "remaining": len(remaining)})
-        result = Executor(target.client, journal, fail_fast=fail_fast, progress_out=progress).run(remaining, fresh)
+        executor = Executor(target.client, journal, fail_fast=fail_fast, progress_out=progress)
+        result = executor.run(remaining, fresh)
         if not result.stopped:
             journal.write({"type": "end", "summary": dict(result.counts)})
+    _remember_ownership_lost(executor, target, state_dir)
     return _finish(console, target, journal_path, Numbered(actions), result, again=again)
