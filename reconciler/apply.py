@@ -465,16 +465,26 @@ class Executor:
                 new_id = self.client.create(MEMBERS, {"CourseId": course, "CoworkerId": coworker})
             except AmbiguousWrite as e:
                 unclear = e
-                found = next((r["Id"] for r in self.client.list_all(MEMBERS, {"CourseMember_Coworker": coworker})
-                              if r.get("CourseId") == course and r.get("CoworkerId") == coworker), None)
+                found = self._enrolment(course, coworker)
                 if found is not None:
                     self.enrolled[(course, coworker)] = found
                     return "enrolled", found, "answer lost; found on re-read"
                 continue
+            except ValidationFailed:  # ("already a member of this course", when another writer enrolled them since)
+                found = self._enrolment(course, coworker)
+                if found is None:
+                    raise
+                self.enrolled[(course, coworker)] = found
+                return "skipped", found, f"already enrolled (#{found}): made by another writer since the plan was read"
             self.enrolled[(course, coworker)] = new_id
             return "enrolled", new_id, None
         self._outage = True
         return "failed", None, f"{CREATE_TRIES} tries, and the enrolment is not there (the last: {unclear})"
+
+    def _enrolment(self, course: int, coworker: int) -> int | None:
+        """The Id of the coworker's enrolment in the course, read now; None when there is none."""
+        return next((r["Id"] for r in self.client.list_all(MEMBERS, {"CourseMember_Coworker": coworker})
+                     if r.get("CourseId") == course and r.get("CoworkerId") == coworker), None)
 
 
 def _an_outage(error: ApiError) -> bool:

@@ -23,7 +23,7 @@ from reconciler.commands.apply import execute_plan
 from reconciler.config import ClientLimits, Config, Credentials, Safety
 from reconciler.emulator.app import EmulatorApp, Settings, User
 from reconciler.emulator.limits import Limits
-from reconciler.emulator.seed import account
+from reconciler.emulator.seed import account, load_seed
 from reconciler.emulator.server import BackgroundServer
 from reconciler.emulator.store import Store
 from reconciler.emulator.synthetic import build_space, write_spec
@@ -417,3 +417,34 @@ def test_one_target_spelled_two_ways_is_one_target(
     captured = capsys.readouterr()
     assert "earlier applies against this target made 30 writes in the last 24 hours" in captured.err
     assert "Stopped: the daily write budget of 40 is spent" in captured.out
+
+
+class EnrolledMeanwhile:
+    """WSGI middleware: another writer enrols the member just before each enrolment of ours arrives (two applies
+    from two folders), which the service then refuses: 400 "already a member of this course"."""
+
+    def __init__(self, app: EmulatorApp) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ["REQUEST_METHOD"] == "POST" and environ["PATH_INFO"].endswith("/coursemembers"):
+            body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            b"".join(self.app({**environ, "wsgi.input": io.BytesIO(body)}, lambda *answer: None))  # the other's
+            environ["wsgi.input"] = io.BytesIO(body)
+        return self.app(environ, start_response)
+
+
+def test_an_enrolment_another_writer_made_meanwhile_is_skipped_and_its_creates_go_on(
+        demo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A 400 to an enrolment is read back: the member enrolled by another writer since the plan was read is skipped
+    (not failed), and the migration's creates for them are made on that enrolment."""
+    store = Store()
+    load_seed(demo / "seed.yaml", store)
+    app = EmulatorApp(store, Settings(limits=Limits.off(), require_auth=False))
+    with BackgroundServer(EnrolledMeanwhile(app)) as server:  # type: ignore[arg-type]
+        monkeypatch.setenv("NEXUDUS_TOKEN", "token")
+        (demo / "reconciler.yaml").write_text("seed: seed.yaml\n")
+        assert main(["--api", server.url, "apply", "--yes"]) == 0
+        out = capsys.readouterr().out
+        assert "failed         0" in out and "already enrolled (#" in out and "Converged" in out
+        assert main(["--api", server.url, "plan", "--detailed-exitcode"]) == 0
