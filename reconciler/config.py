@@ -136,6 +136,15 @@ def _spelled(parts: SplitResult) -> str:
     return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
 
 
+def spelled(recorded: str) -> str:
+    """A target as a file recorded it, in the one spelling `normalise_target` gives (as it was, when it is no URL)."""
+    try:
+        parts = urlsplit(recorded.strip())
+        return _spelled(parts) if parts.scheme.lower() in ("http", "https") and parts.netloc else recorded
+    except ValueError:
+        return recorded
+
+
 def same_target(recorded: object, target: str) -> bool:
     """Whether a target a file recorded (a saved plan, a journal, the read cache, a profile) is `target`, as
     `normalise_target` spells it: a file written before targets were spelled one way may spell it otherwise."""

@@ -29,7 +29,7 @@ from typing import Any
 
 from reconciler.cache import CREATED_UNTIL_KEY, UNTIL_BOUNDS
 from reconciler.client import PAGE_SIZE, NexudusClient
-from reconciler.config import same_target
+from reconciler.config import same_target, spelled
 from reconciler.errors import Problem, SpecError, UsageError
 from reconciler.model import SpecSet
 
@@ -47,7 +47,7 @@ def profile_path(state_dir: Path) -> Path:
 def kept_profile_path(state_dir: Path, target: str) -> Path:
     """Where the profile of `target` is kept once `doctor` measured another target from this folder (the folder's
     profile is the latest one): what a write check measured of it is not lost by measuring another."""
-    return state_dir / "profiles" / f"{hashlib.sha256(target.encode()).hexdigest()[:16]}.json"
+    return state_dir / "profiles" / f"{hashlib.sha256(spelled(target).encode()).hexdigest()[:16]}.json"
 
 
 @dataclass(frozen=True)
@@ -165,14 +165,15 @@ def read_profile(state_dir: Path, path: Path | None = None) -> TargetProfile | N
 def load_profile(state_dir: Path, target: str) -> TargetProfile | None:
     """The profile of `target`, or None (no profile, or one of another target)."""
     profile = read_profile(state_dir)
-    if profile is not None and not same_target(profile.target, target):
-        kept = kept_profile_path(state_dir, target)
-        earlier = read_profile(state_dir, kept) if kept.is_file() else None
-        if earlier is not None and same_target(earlier.target, target):
-            return earlier
+    if profile is not None and same_target(profile.target, target):
+        return profile
+    kept = kept_profile_path(state_dir, target)  # measured before another target was
+    earlier = read_profile(state_dir, kept) if kept.is_file() else None
+    if earlier is not None and same_target(earlier.target, target):
+        return earlier
+    if profile is not None:
         log.info("the target profile %s is of %s, not %s: not used", profile.path, profile.target, target)
-        return None
-    return profile
+    return None
 
 
 def record_ownership_lost(state_dir: Path, target: str, observed: set[str], at: str) -> None:

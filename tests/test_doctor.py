@@ -641,3 +641,19 @@ def test_real_nexudus_opens_with_the_first_ten_minutes_and_its_commands_parse() 
         build_parser().parse_args(shlex.split(command)[1:])  # raises on a flag the command does not take
     for step in ("reconciler apply completions/", "NEXUDUS_USERNAME", "Roles", "target-profile.json"):
         assert step in first
+
+
+def test_a_profile_kept_aside_is_found_under_any_spelling_of_its_target(tmp_path: Path) -> None:
+    """The folder's profile of one target, recorded under an older spelling, is kept aside when another target is
+    measured, and found again for the first however it is spelled now."""
+    from reconciler.profile import PROFILE_FORMAT, keep_other_profile, load_profile, profile_path
+
+    state = tmp_path / ".reconciler"
+    state.mkdir()
+    profile_path(state).write_text(json.dumps({"format": PROFILE_FORMAT, "target": "HTTPS://Spaces.Example.COM:443/",
+                                               "measured_at": "then", "system_id": {"kept_on_create": False}}))
+    keep_other_profile(state, "http://127.0.0.1:9")
+    assert not profile_path(state).exists()
+    found = load_profile(state, "https://spaces.example.com")
+    assert found is not None and found.system_id_kept is False and found.path.parent.name == "profiles"
+    assert load_profile(state, "http://127.0.0.1:9") is None
