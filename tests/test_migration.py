@@ -174,19 +174,24 @@ def test_a_pair_a_migration_carries_and_a_spec_declares_is_created_once(
     assert max(target.values()) == 1 and main(["plan", "specs", "--detailed-exitcode"]) == 0
 
 
-def test_two_migrations_into_one_course_enrol_and_create_each_pair_once(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def two_migrations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str, rest: str) -> None:
+    """Ana has Intro in Basics A and in Basics B; `target` is the course Basics 2027 (its lessons and members), into
+    which a migration from each carries Intro (`rest`: their enroll and source)."""
     seeded(tmp_path, monkeypatch, "seed.yaml",
            "coworkers:\n  - {name: Ana Ruiz, email: ana@example.com}\n"
            "courses:\n"
            "  - {title: Basics A, lessons: [Intro], members: [{email: ana@example.com, completed: all}]}\n"
            "  - {title: Basics B, lessons: [Intro], members: [{email: ana@example.com, completed: all}]}\n"
-           "  - {title: Basics 2027, lessons: [Intro], members: []}\n")
+           f"  - {{title: Basics 2027, {target}}}\n")
     for source in ("A", "B"):
         (tmp_path / "specs" / f"{source}.yaml").write_text(
             f"apiVersion: reconciler/v1\nkind: Migration\nmetadata: {{name: from-{source.lower()}}}\n"
-            f"from: {{course: Basics {source}}}\nto: {{course: Basics 2027}}\nlessons: {{Intro: Intro}}\n"
-            "enroll: true\nsource: remove\n")
+            f"from: {{course: Basics {source}}}\nto: {{course: Basics 2027}}\nlessons: {{Intro: Intro}}\n{rest}")
+
+
+def test_two_migrations_into_one_course_enrol_and_create_each_pair_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    two_migrations(tmp_path, monkeypatch, "lessons: [Intro], members: []", "enroll: true\nsource: remove\n")
     assert main(["plan", "specs", "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert Counter(a["action"] for a in doc["actions"]) == {"enroll": 1, "create": 1, "delete": 2}
@@ -197,21 +202,11 @@ def test_two_migrations_into_one_course_enrol_and_create_each_pair_once(
     assert main(["plan", "specs", "--detailed-exitcode"]) == 0
 
 
-
 def test_a_pair_carried_twice_and_declared_counts_once_unchanged(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """Unchanged counts pairs: one that two migrations carry (and a spec of the target declares) is one."""
-    seeded(tmp_path, monkeypatch, "seed.yaml",
-           "coworkers:\n  - {name: Ana Ruiz, email: ana@example.com}\n"
-           "courses:\n"
-           "  - {title: Basics A, lessons: [Intro], members: [{email: ana@example.com, completed: all}]}\n"
-           "  - {title: Basics B, lessons: [Intro], members: [{email: ana@example.com, completed: all}]}\n"
-           "  - {title: Basics 2027, lessons: [Intro, Extra], members: [{email: ana@example.com, completed: all}]}\n")
-    for source in ("A", "B"):
-        (tmp_path / "specs" / f"{source}.yaml").write_text(
-            f"apiVersion: reconciler/v1\nkind: Migration\nmetadata: {{name: from-{source.lower()}}}\n"
-            f"from: {{course: Basics {source}}}\nto: {{course: Basics 2027}}\nlessons: {{Intro: Intro}}\n"
-            "source: keep\n")
+    two_migrations(tmp_path, monkeypatch,
+                   "lessons: [Intro, Extra], members: [{email: ana@example.com, completed: all}]", "source: keep\n")
     assert main(["plan", "specs", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["summary"]["unchanged"] == 1
     completions_spec(tmp_path, "new.yaml", "new-edition", "Basics 2027",
