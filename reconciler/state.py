@@ -45,6 +45,7 @@ COWORKERS = "/api/spaces/coworkers"
 COMPLETIONS = "/api/content/coursecompletedlessons"
 FEW = 3  # up to this many filtered requests are made without first probing the wholesale size
 MAX_COST = 1 << 40  # the request cost of a way that is never taken while another works
+CONFIRMED = 20  # at most this many members' completions are read again to confirm a plan's creates (`confirm_absent`)
 PROBED = 50  # records of each kind read by Id to check that lists show SystemId (`check_markers_listed`):
 # the two kinds' together are one batch request
 # What the catalog keeps of each raw record of the tables it reads in bulk (the fields the catalog's records,
@@ -226,6 +227,7 @@ class StateReader:
         self.cache = cache  # completions last read (`cache.py`); apply's re-reads never pass one
         self._tables: dict[str, list[dict[str, Any]]] = {}
         self._verified: set[str] = set()  # "path?filter" seen honoured, said once at -v
+        self.paged = False  # whether a completions read took more than a page (`confirm_absent` is then worth it)
 
     # --- filtered reads that verify their filter --------------------------------------------------
 
@@ -561,6 +563,28 @@ class StateReader:
         if any(str(r.get("SystemId") or "").startswith(MARKER_PREFIX) for r in records):
             self.refuse_owned_without_system_id(markers)
 
+    def confirm_absent(self, pairs: set[tuple[int, int]]) -> set[tuple[int, int]]:
+        """Of the (member, lesson) pairs a plan would create, those a read of their members' completions made now
+        finds (one request a member, for up to CONFIRMED members, after a completions read that took more than a
+        page; none when the member filter is known ignored, or its answer cannot be trusted). A list read at
+        offsets misses a record that another writer's delete and create between two pages shift past it, with its
+        total unchanged: a plan would create what exists, and a drift check would report it."""
+        members = sorted({member for member, _ in pairs})
+        by_member = "CourseCompletedLesson_CourseMember"
+        if not self.paged or not members or len(members) > CONFIRMED or self.known_ignored(COMPLETIONS, by_member):
+            return set()  # (a read of one page a request shifts nothing)
+        found: set[tuple[int, int]] = set()
+        try:
+            for member in members:
+                for record in self.select(COMPLETIONS, Filter(by_member, "CourseMemberId", member)):
+                    pair = (record["CourseMemberId"], record["CourseLessonId"])
+                    if pair in pairs:
+                        found.add(pair)
+        except (Unverifiable, PartialRead) as e:  # the first read stands
+            log.info("the plan's creates were not confirmed: %s", e)
+            return set()
+        return found
+
     def read_completions(self, lesson_ids: set[int], named_members: set[int] | None, markers: Iterable[str],
                          convert: Convert[_Kept], seen: FullRead | None = None,
                          ) -> tuple[Sequence[_Kept], list[str]]:
@@ -584,6 +608,8 @@ class StateReader:
         def keep(records: list[dict[str, Any]]) -> None:
             if markers and any("SystemId" not in record for record in records):
                 self.refuse_owned_without_system_id(markers)
+            if len(records) >= self.client.page_size:  # a full page: a next one was (or will be) read at an offset
+                self.paged = True
             if seen is not None:
                 seen.keep(records)
             if by_page is not None:

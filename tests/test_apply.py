@@ -448,3 +448,25 @@ def test_an_enrolment_another_writer_made_meanwhile_is_skipped_and_its_creates_g
         out = capsys.readouterr().out
         assert "failed         0" in out and "already enrolled (#" in out and "Converged" in out
         assert main(["--api", server.url, "plan", "--detailed-exitcode"]) == 0
+
+
+def test_a_plan_does_not_create_what_its_read_missed_under_churn(
+        demo: Path, emulator: EmulatorFactory, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Another writer between the pages of a read at offsets (a delete and a create: the total does not move) shifts
+    records past it. A plan creating for a few members reads their completions again: no create is planned for a
+    pair that exists, and a warning says what the second read found."""
+    server = emulator(seed=demo / "seed.yaml", settings=Settings(limits=Limits.off(), require_auth=False,
+                                                                  max_page_size=20, rng_seed=5))
+    monkeypatch.setenv("NEXUDUS_TOKEN", "token")
+    (demo / "reconciler.yaml").write_text("seed: seed.yaml\n")
+    assert main(["--api", server.url, "apply", "--yes"]) == 0
+    assert main(["--api", server.url, "plan", "--detailed-exitcode"]) == 0
+    capsys.readouterr()
+    server.app.settings.churn_between_pages = 1
+    assert main(["--api", server.url, "plan", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    held = {(r["CourseMemberId"], r["CourseLessonId"]) for r in server.app.store.iter_rows("coursecompletedlessons")}
+    creates = [(a["member"]["id"], a["lesson"]["id"]) for a in doc["actions"] if a["action"] == "create"]
+    assert [pair for pair in creates if pair in held] == []  # each create is of a pair the churn deleted
+    assert any("found by a second read of their members" in w for w in doc["warnings"]), doc["warnings"]

@@ -26,7 +26,7 @@ def plan(paths: list[Path], *, config_file: Path | None, api: str | None, out: P
     trust = trust_store(config)  # loaded while the specs are
     specs = load_spec_set(paths or [Path(".")], [config.seed] if config.seed else [])
     with connect(config, cache=cache, trust=trust) as target:
-        planned = make_plan(target, specs, config, allow_deletes=allow_deletes)
+        planned = make_plan(target, specs, config, allow_deletes=allow_deletes, confirm_creates=True)
     doc = planned.doc
     # The estimate is the writes under the limits; what earlier applies spent of today's cap is this machine's.
     per_day, writes = target.client.pacer.limits.writes_per_day, doc["summary"]["writes"]
