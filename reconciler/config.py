@@ -148,12 +148,7 @@ def spelled(recorded: str) -> str:
 def same_target(recorded: object, target: str) -> bool:
     """Whether a target a file recorded (a saved plan, a journal, the read cache, a profile) is `target`, as
     `normalise_target` spells it: a file written before targets were spelled one way may spell it otherwise."""
-    if recorded == target or not isinstance(recorded, str) or recorded == LOCAL or target == LOCAL:
-        return recorded == target
-    try:
-        return _spelled(urlsplit(recorded.strip())) == target
-    except ValueError:
-        return False
+    return isinstance(recorded, str) and (recorded == target or spelled(recorded) == target)
 
 
 def is_loopback(host: str) -> bool:

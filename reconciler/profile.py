@@ -176,14 +176,16 @@ def load_profile(state_dir: Path, target: str) -> TargetProfile | None:
     return None
 
 
-def record_ownership_lost(state_dir: Path, target: str, observed: set[str], at: str) -> None:
+def with_ownership_lost(state_dir: Path, target: str, observed: set[str], at: str
+                        ) -> tuple[dict[str, Any], Path] | None:
     """What an apply saw that rules owned mode out (`observed`: the client's `systemid-dropped-on-create`, its
-    `systemid-absent-from-lists`), written into the target's profile (a profile of this alone when there is none),
-    so that later plans refuse owned specs as after `doctor --write-check`, instead of planning "No writes" over
-    records they can no longer tell are theirs."""
+    `systemid-absent-from-lists`), in the target's profile (a profile of this alone when there is none): the
+    document and where it goes, for the caller to write, so that later plans refuse owned specs as after `doctor
+    --write-check`, instead of planning "No writes" over records they can no longer tell are theirs. None when
+    nothing was seen."""
     dropped, unlisted = "systemid-dropped-on-create" in observed, "systemid-absent-from-lists" in observed
     if not (dropped or unlisted):
-        return
+        return None
     found = load_profile(state_dir, target)
     document: dict[str, Any] = dict(found.document) if found is not None else {
         "format": PROFILE_FORMAT, "target": target, "measured_at": at}
@@ -194,13 +196,10 @@ def record_ownership_lost(state_dir: Path, target: str, observed: set[str], at: 
         ids["in_list_records"] = False
     ids["seen_by_apply_at"] = at
     document["system_id"] = ids
-    path = found.path if found is not None else profile_path(state_dir)
-    if found is None:
-        keep_other_profile(state_dir, target)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    partial.replace(path)
+    if found is not None:
+        return document, found.path
+    keep_other_profile(state_dir, target)
+    return document, profile_path(state_dir)
 
 
 def keep_other_profile(state_dir: Path, target: str) -> None:

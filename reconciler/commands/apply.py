@@ -23,8 +23,8 @@ from reconciler.foreign_yaml import load_spec_set
 from reconciler.fresh import Fresh, read_fresh, stale_reason
 from reconciler.journal import Journal, JournalState, new_apply_id, read_journal, write_budget
 from reconciler.lock import target_lock
-from reconciler.planning import load_plan, make_plan, spec_paths_of
-from reconciler.profile import record_ownership_lost
+from reconciler.planning import load_plan, make_plan, spec_paths_of, write_document
+from reconciler.profile import with_ownership_lost
 from reconciler.render import quiet_lines, shown, write_text
 from reconciler.spec import load_specs
 from reconciler.target import Target, connect
@@ -138,9 +138,10 @@ def execute_plan(target: Target, config: Config, plan: TypedPlan | dict[str, Any
 def _remember_ownership_lost(executor: Executor, target: Target, state_dir: Path) -> None:
     """An apply that saw the target drop (or hide) the SystemId it wrote records it in the target profile: later
     plans refuse owned specs then, rather than plan "No writes" over records they cannot tell are theirs."""
-    if executor.ownership_lost:
-        record_ownership_lost(state_dir, target.description, set(target.client.observed),
-                              datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    seen = with_ownership_lost(state_dir, target.description, set(target.client.observed),
+                               datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")) if executor.ownership_lost else None
+    if seen is not None:
+        write_document(*seen)
 
 
 def still_blocked(doc: dict[str, Any], allow_deletes: int | None) -> bool:
@@ -164,9 +165,7 @@ def _count_earlier_writes(target: Target, folder: Path, out: TextIO) -> None:
 
 
 def _saved_plan_problem(saved: TypedPlan, paths: list[Path], config: Config, target: Target) -> str | None:
-    doc = saved.document
-    if not same_target(saved.target, target.description):
-        return f"it was made against {saved.target}, but the target is {target.description}"
+    doc = saved.document  # (made against this target: `apply` checked that before anything else)
     undo_of = doc.get("undo_of")
     if undo_of:
         journal = config.state_dir / "journal" / f"{undo_of}.jsonl"
