@@ -202,6 +202,7 @@ def _plan_changes(resolution: Resolution, current: Iterable[Completion], catalog
     if resolution.migrations:
         _to_be_enrolled(plan, catalog, order)
         _one_create_a_pair(plan)
+        _one_delete_a_record(plan)
     if not presorted:
         plan.actions.sort(key=sort_key)
     plan.warnings.extend(str(w) for w in resolution.warnings)
@@ -257,6 +258,25 @@ def _one_create_a_pair(plan: Plan) -> None:
             seen.add(key)
         kept.append(change)
     plan.actions[:] = [c for c in kept if c.kind != "create" or c.reason == "migrated" or (False, *pair(c)) not in seen]
+
+
+def _one_delete_a_record(plan: Plan) -> None:
+    """A record that a `source: remove` migration removes and a spec of its course deletes too (undeclared in
+    `authoritative` mode, orphaned, a duplicate) is deleted once, by the migration: its delete waits for the twin
+    (the executor keeps a source whose twin failed), so the credit moves rather than disappears. Without this the
+    plan counted the record twice, the apply sent a second delete, and an undo restored it twice."""
+    migrated = {c.record.id for c in plan.actions if c.kind == "delete" and c.reason == "migrated" and c.record}
+    seen: set[int] = set()
+    kept: list[Change] = []
+    for change in plan.actions:
+        record = change.record if change.kind == "delete" else None
+        if record is not None:
+            if record.id in seen or (record.id in migrated and change.reason != "migrated"):
+                continue
+            seen.add(record.id)
+        kept.append(change)
+    if len(kept) != len(plan.actions):
+        plan.actions[:] = kept
 
 
 def _plan_records(plan: Plan, resolution: Resolution, specs_by_course: dict[int, list[ResolvedCompletions]],
@@ -679,6 +699,8 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[P
     owners = {m.spec.marker: m.spec for m in migrations if m.target.id == target} if migrations else {spec.marker: spec}
     revoked = {pair: origin for resolved in specs if resolved.course.id == target
                for pair, (origin, _) in resolved.revoked.items()}
+    revoked_at_source = {pair: origin for resolved in specs if resolved.course.id == source
+                         for pair, (origin, _) in resolved.revoked.items()}
     kept = [resolved.desired for resolved in specs if resolved.course.id == source] \
         if spec.source_policy == "remove" else []  # what a spec of the source course declares, which it removes
     target_member = {m.coworker_id: m for m in catalog.members_of(target)}
@@ -718,6 +740,14 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[P
                                            "revoked; remove one of them"))
                 continue
             exists = twin_member is not None and (twin_member.id, twin_lesson) in present
+            revoking = revoked_at_source.get((member.id, lesson))
+            if revoking is not None and not exists:  # the revoke takes the credit away, the twin would keep it
+                plan.errors.append(Problem(revoking.path, revoking.line, revoking.column,
+                                           f"{member.full_name or f'coworker {member.coworker_id}'} has "
+                                           f"{source_lessons[lesson].title!r} both revoked and carried to "
+                                           f"{migration.target.title!r} by a migration ({entry}); remove one of "
+                                           "them"))
+                continue
             if exists:
                 pair = (twin_member.id if twin_member is not None else 0, twin_lesson)
                 if pair not in counted and not any(pair in d for d in declared_there):

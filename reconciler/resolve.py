@@ -534,3 +534,20 @@ def _cross_checks(result: Resolution, resolver: _Resolver) -> None:
                           f"({feeder.spec.target_course.origin}) and a source this migration removes from: each "
                           "apply would carry progress into it and take it out again; migrate in two steps, or keep "
                           "the source")
+    # A source lesson that a `source: remove` migration takes out once its own twin exists cannot also be carried
+    # by another: the removal waits for one twin only, so a completion whose other twin failed would be lost.
+    carried: dict[tuple[int, int], ResolvedMigration] = {}
+    for migration in result.migrations:
+        for lesson in migration.lesson_map:
+            first = carried.setdefault((migration.source.id, lesson), migration)
+            if first is migration or "remove" not in (first.spec.source_policy, migration.spec.source_policy):
+                continue
+            remover = first if first.spec.source_policy == "remove" else migration
+            found = resolver.catalog.lessons.get(lesson)
+            title = found.title if found is not None else str(lesson)
+            resolver.fail(migration.map_origins.get(lesson, migration.spec.origin),
+                          f"lesson {title!r} of {migration.source.title!r} is carried by {first.spec.name!r} "
+                          f"({first.map_origins.get(lesson, first.spec.origin)}) and by {migration.spec.name!r}, and "
+                          f"{remover.spec.name!r} removes it from the source (source: remove): a completion is "
+                          "removed once one twin exists, so the other could lose it; carry each lesson with one "
+                          "migration, or keep the source in both")

@@ -288,3 +288,80 @@ def test_duplicates_of_a_migrated_pair_are_removed_where_the_migration_made_them
     store = Store(str(space / ".reconciler" / "local.sqlite"))
     assert made["Id"] not in {r["Id"] for r in store.iter_rows("coursecompletedlessons")}
     store.close()
+
+
+def test_a_source_pair_revoked_and_carried_is_an_error_unless_its_twin_exists(
+        space: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A revoke in the source course takes a credit away that the migration would make again in the target: an
+    error at the revoke, with either source policy. Where the twin exists already, the migration carries nothing:
+    the revoke and `source: remove` both delete the source record, once."""
+    for source in ("keep", "remove"):
+        write(space, source=source)
+        completions_spec(space, "old.yaml", "old-edition", "Onboarding 2025",
+                         "mode: additive\nrevoke:\n  - {email: ben@example.com, lessons: [Kitchen]}\n")
+        assert main(["plan", "specs", "--allow-deletes", "100"]) == 1
+        assert "specs/old.yaml:7:13: Ben Ode has 'Kitchen' both revoked and carried to 'Onboarding 2026' by a " \
+            "migration (specs/migration.yaml:9:3); remove one of them" in capsys.readouterr().err
+    completions_spec(space, "old.yaml", "old-edition", "Onboarding 2025",  # Ana has Welcome in 2026 already
+                     "mode: additive\nrevoke:\n  - {email: ana@example.com, lessons: [Welcome]}\n")
+    assert main(["plan", "specs", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    ana = [(a["lesson"]["title"], a["reason"]) for a in doc["actions"]
+           if a["action"] == "delete" and a["member"]["name"] == "Ana Ruiz"]
+    assert sorted(ana) == [("Safety briefing", "migrated"), ("Welcome", "migrated")]
+    ids = [a["record"]["Id"] for a in doc["actions"] if a["action"] == "delete"]
+    assert len(ids) == len(set(ids)) == doc["summary"]["delete"]
+
+
+def test_a_source_record_a_spec_and_the_migration_both_delete_is_deleted_once_and_restored_once(
+        space: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An authoritative spec of the source course gives Ana none of it, and `source: remove` moves her progress:
+    each source record is deleted once, by the migration (which waits for the twin). The apply sends one delete a
+    record, and its undo restores each pair once: Ben's duplicate Welcome, which the migration also removed, is
+    not made again."""
+    write(space, source="remove")
+    completions_spec(space, "old.yaml", "old-edition", "Onboarding 2025",
+                     "mode: authoritative\nmembers:\n  - {email: ana@example.com, completed: []}\n")
+    assert main(["plan", "specs", "--format", "json", "--allow-deletes", "100"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    deletes = [a for a in doc["actions"] if a["action"] == "delete"]
+    ids = [a["record"]["Id"] for a in deletes]
+    assert len(ids) == len(set(ids)) == doc["summary"]["delete"] == 11
+    ana = sorted((a["lesson"]["title"], a["reason"]) for a in deletes if a["member"]["name"] == "Ana Ruiz")
+    assert ana == [("Legacy quiz", "undeclared"), ("Safety briefing", "migrated"), ("Welcome", "migrated")]
+    before = completions(space)
+    assert main(["apply", "specs", "--yes", "--allow-deletes", "100"]) == 0
+    assert "deleted       11" in capsys.readouterr().out
+    journal = next((space / ".reconciler" / "journal").glob("*.jsonl"))
+    entries = [json.loads(line) for line in journal.read_text().splitlines()]
+    sent = [e["action"]["record"]["Id"] for e in entries
+            if e.get("type") == "intent" and e["action"]["action"] == "delete"]
+    assert sorted(sent) == sorted(ids)
+    assert main(["undo", str(journal), "--out", "undo.json"]) == 3  # its deletes of the twins: over the budget
+    undo = json.loads((space / "undo.json").read_text())
+    restores = [(a["member"]["id"], a["lesson"]["id"]) for a in undo["actions"] if a["action"] == "create"]
+    assert len(restores) == len(set(restores)) == 10  # Ben's two Welcome records: one pair
+    assert any("is not made again (a duplicate)" in a["note"] for a in undo["actions"] if a["action"] == "create")
+    capsys.readouterr()
+    assert main(["apply", "--plan", "undo.json", "--yes", "--allow-deletes", "100"]) == 0
+    after = completions(space)
+    assert max(after.values()) == 1 and after == before - Counter({("Ben Ode@101", "Welcome"): 1})
+
+
+def test_a_source_lesson_two_migrations_carry_and_one_removes_is_an_error(
+        space: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`source: remove` deletes a source record once its own twin exists: a second migration carrying that lesson
+    elsewhere could lose its copy. Migrations that split a course, each carrying other lessons, are fine."""
+    write(space, source="remove")
+    second = MIGRATION.format(enroll="true", source="keep").replace("onboarding-2025-to-2026", "a-copy")
+    (space / "specs" / "a.yaml").write_text(second)
+    assert main(["plan", "specs", "--allow-deletes", "100"]) == 1
+    err = capsys.readouterr().err
+    assert "lesson 'Welcome' of 'Onboarding 2025' is carried by 'a-copy' (specs/a.yaml:7:3) and by " \
+        "'onboarding-2025-to-2026', and 'onboarding-2025-to-2026' removes it from the source (source: remove)" in err
+    assert err.startswith("error: 3 problems found") and "specs/migration.yaml:7:3: lesson 'Welcome'" in err
+    split = second.replace("  Welcome: Welcome\n  Safety briefing: Safety & security\n", "")  # Kitchen alone
+    (space / "specs" / "a.yaml").write_text(split)
+    (space / "specs" / "migration.yaml").write_text(MIGRATION.format(enroll="true", source="remove").replace(
+        "  Kitchen: Kitchen and coffee\n", ""))
+    assert main(["plan", "specs", "--allow-deletes", "100"]) == 0
