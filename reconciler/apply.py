@@ -92,6 +92,9 @@ class Executor:
         # (None: decided by `run`, from the plan's members and writes.)
         self.recheck_members = recheck_members
         self._member_pairs: dict[int, dict[int, int]] = {}
+        # The member in hand's lessons this run created (lesson → Id): a plan naming a pair twice (a hand-made one,
+        # or one made before a planner's fix) still makes it once. A member at a time, as a plan's creates come.
+        self._made: dict[int, dict[int, int]] = {}
         self._refused: dict[str, set[object]] = defaultdict(set)  # by kind: the members (records) refused
         self._accepted: dict[str, int] = defaultdict(int)
         self._open_intent: int | None = None  # the seq whose intent is journaled and outcome not yet
@@ -329,6 +332,20 @@ class Executor:
         if member is None:
             return "failed", None, "the member is not enrolled (its enrolment failed or was skipped)"
         lesson = action.precondition.lesson_id
+        made = self._made.get(member)
+        if made is None:
+            self._made.clear()
+            made = self._made[member] = {}
+        if lesson in made:
+            return "skipped", None, f"already created by this apply (#{made[lesson]}): the plan names the pair twice"
+        status, new_id, message = self._make(seq, action, member, lesson, look_first=look_first, refused=refused)
+        if status == "created" and new_id is not None:
+            made[lesson] = new_id
+        return status, new_id, message
+
+    def _make(self, seq: int, action: Create, member: int, lesson: int, *, look_first: bool,
+              refused: str | None) -> tuple[str, int | None, str | None]:
+        """`_create` once the member is known and the pair is not one this run made."""
         if look_first:
             found = self._find_completion(member, lesson)
             if found is not None:

@@ -52,13 +52,27 @@ def plan_undo(history: list[Sent], live: list[dict[str, Any]], journal: str) -> 
         by_pair[(record["CourseMemberId"], record["CourseLessonId"])].append(record)
     result = UndoPlan()
     restored = kept_enrolments = 0
+    restoring: dict[tuple[int, int], int] = {}  # a pair is restored once, however many of its records went
+    said: set[int] = set()  # the deleted records a restore names
+    undoing: set[int] = set()  # a record is deleted once, however many creates found it
     for item in history:
         action = item.action
         where = f"{journal}: start.actions[{item.seq}]"  # the action in the journal's plan (not a line)
         if isinstance(action, Delete) and item.sent:
             gone = action.record
-            if gone.id in by_id or by_pair.get((gone.member_id, gone.lesson_id)):
+            pair = (gone.member_id, gone.lesson_id)
+            if gone.id in by_id or by_pair.get(pair):
                 continue  # never deleted, or its member and lesson have a completion again
+            if pair in restoring:  # one completion a pair: a duplicate of one restored is not made again
+                index = restoring[pair]
+                if gone.id not in said:
+                    said.add(gone.id)
+                    first = result.actions[index]
+                    result.actions[index] = replace(first, note=f"{first.note}; #{gone.id}, of the same member and "
+                                                                "lesson, is not made again (a duplicate)")
+                continue
+            restoring[pair] = len(result.actions)
+            said.add(gone.id)
             restored += 1
             result.actions.append(Create(
                 action.course, action.member, action.lesson, action.spec, "undo", where,
@@ -66,6 +80,9 @@ def plan_undo(history: list[Sent], live: list[dict[str, Any]], journal: str) -> 
                 system_id=gone.system_id))
         elif isinstance(action, Create) and item.sent:  # whatever followed: a resume may have found it there
             for found in _made_by(item, action, by_id, by_pair):
+                if found["Id"] in undoing:
+                    continue
+                undoing.add(found["Id"])
                 result.actions.append(Delete(
                     action.course, replace(action.member, id=found["CourseMemberId"]), action.lesson, action.spec,
                     "undo", where, note=f"undoes the create of #{found['Id']}",

@@ -1,0 +1,83 @@
+"""A plan that names one pair twice (hand-made, or saved before a planner's fix) makes it once, and the undo of an
+apply that deleted one record twice restores it once: over HTTP, against the emulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from reconciler.actions import Action, Create, Delete, action_to_dict
+from reconciler.apply import Executor, Result
+from reconciler.client import NexudusClient
+from reconciler.config import Config, Credentials, Safety
+from reconciler.journal import Journal, read_journal
+from reconciler.planning import make_plan
+from reconciler.spec import load_specs
+from reconciler.state import COMPLETIONS
+from reconciler.target import Target
+from reconciler.undo import journal_history, plan_undo
+
+from .conftest import EmulatorFactory
+
+ADMIN = Credentials(username="admin@example.com", password="admin-pw")
+SPEC = """apiVersion: reconciler/v1
+kind: Completions
+metadata: {name: zoe}
+course: Onboarding 2026
+mode: authoritative
+members:
+  - {email: zoe.bronte@example.com, completed: [Welcome]}
+"""
+
+
+def planned(tmp_path: Path, client: NexudusClient, url: str) -> tuple[Create, Delete]:
+    """Zoé's create of Welcome and delete of Sécurité, as the planner makes them."""
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "zoe.yaml").write_text(SPEC)
+    config = Config(target=url, target_origin="test", base_dir=tmp_path, state_dir=tmp_path / ".reconciler",
+                    safety=Safety(max_delete_fraction=1.0, max_deletes=10))
+    actions = make_plan(Target(client, url, ADMIN), load_specs([tmp_path / "specs"]), config).typed.actions
+    create = next(a for a in actions if isinstance(a, Create))
+    delete = next(a for a in actions if isinstance(a, Delete))
+    return create, delete
+
+
+def run(client: NexudusClient, actions: list[Action], journal_path: Path, *, recheck: bool) -> Result:
+    with Journal(journal_path) as journal:
+        journal.write({"type": "start", "apply_id": "t", "target": client.base_url, "spec_digest": "",
+                       "actions": [action_to_dict(a) for a in actions]})
+        return Executor(client, journal, recheck_members=recheck).run(list(enumerate(actions)))
+
+
+def pairs(client: NexudusClient) -> list[tuple[int, int]]:
+    return sorted((r["CourseMemberId"], r["CourseLessonId"]) for r in client.list_all(COMPLETIONS))
+
+
+@pytest.mark.parametrize("recheck", [False, True])
+def test_a_pair_named_twice_is_created_once(tmp_path: Path, emulator: EmulatorFactory, recheck: bool) -> None:
+    server = emulator()
+    with httpx.Client() as http:
+        client = NexudusClient(server.url, http, credentials=ADMIN)
+        create, _ = planned(tmp_path, client, server.url)
+        before = pairs(client)
+        result = run(client, [create, create], tmp_path / "journal.jsonl", recheck=recheck)
+        after = pairs(client)
+    pair = (create.member.id or 0, create.lesson.id or 0)
+    assert after.count(pair) == 1 and len(after) == len(before) + 1
+    assert result.counts["created"] == 1 and [a for a, _ in result.skipped] == [create]
+    assert "already created by this apply" in result.skipped[0][1]
+
+
+def test_the_undo_of_a_record_deleted_twice_restores_it_once(tmp_path: Path, emulator: EmulatorFactory) -> None:
+    server = emulator()
+    with httpx.Client() as http:
+        client = NexudusClient(server.url, http, credentials=ADMIN)
+        _, delete = planned(tmp_path, client, server.url)
+        result = run(client, [delete, delete], tmp_path / "journal.jsonl", recheck=False)
+        live = client.list_all(COMPLETIONS)
+    assert not result.failed and delete.record.id not in {r["Id"] for r in live}
+    undo = plan_undo(journal_history(read_journal(tmp_path / "journal.jsonl")), live, "journal.jsonl")
+    restores = [a for a in undo.actions if isinstance(a, Create)]
+    assert [(a.member.id, a.lesson.id) for a in restores] == [(delete.member.id, delete.lesson.id)]
