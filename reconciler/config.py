@@ -152,9 +152,11 @@ def same_target(recorded: object, target: str) -> bool:
 
 
 def is_loopback(host: str) -> bool:
-    """localhost, 127.0.0.0/8 or ::1: the only hosts plain http may reach (the emulator)."""
+    """localhost, 127.0.0.0/8 or ::1: the only hosts plain http may reach (the emulator). Not a name under
+    `.localhost`: the system's resolver may ask DNS for it (glibc does), and the password would go wherever that
+    answer points."""
     host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

@@ -66,10 +66,10 @@ class Problem:
 
 
 class FileProblems(ReconcilerError):
-    """Files have problems; all of them are carried, sorted by place."""
+    """Files have problems; all of them are carried, sorted by place, each once (two checks may find one)."""
 
     def __init__(self, problems: list[Problem]) -> None:
-        self.problems = sorted(problems)
+        self.problems = sorted(set(problems))
         count = len(self.problems)
         head = f"{count} problem{'s' if count != 1 else ''} found"
         super().__init__(head + "\n" + "\n".join(str(p) for p in self.problems))

@@ -7,6 +7,7 @@ Checks that need the live catalog (unknown titles, enrolment) live in resolve.py
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -99,6 +100,9 @@ def _read_file(path: Path) -> tuple[list[CompletionsSpec | MigrationSpec], list[
     """The specs in one file, their problems, and whether the file read as YAML and holds a spec (its YAML
     values are let go on return, before the collector looks at what is left)."""
     documents, load_problems = load_file(path, str(path))
+    if not load_problems and all(document.data is None for document in documents):
+        # Not a spec, and skipped as other YAML is; but a spec file emptied by mistake must not vanish unsaid.
+        logging.getLogger(__name__).warning("warning: %s is empty (no YAML value in it): skipped, not a spec", path)
     problems = list(load_problems)
     holds_spec = bool(load_problems)
     specs: list[CompletionsSpec | MigrationSpec] = []

@@ -372,7 +372,8 @@ def test_the_resume_command_printed_names_the_target_the_run_was_given(
         demo: Path, emulator: EmulatorFactory, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     """A run whose target came from --api prints a resume command with it, which works as printed (without it, the
-    command would name the folder's own target, and the journal is refused there)."""
+    command would name the folder's own target, and the journal is refused there); and with --yes, which the run
+    was given (there is no terminal to confirm on, as in CI)."""
     import shlex
 
     server = emulator(seed=demo / "seed.yaml", settings=Settings(limits=Limits.off(), require_auth=False))
@@ -381,9 +382,9 @@ def test_the_resume_command_printed_names_the_target_the_run_was_given(
     assert main(["--api", server.url, "apply", "--yes"]) == 3
     (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("Resume with: ")]
     words = shlex.split(line.removeprefix("Resume with: "))
-    assert words[:4] == ["reconciler", "--api", server.url, "apply"]
+    assert words[:4] == ["reconciler", "--api", server.url, "apply"] and words[-1] == "--yes"
     (demo / "reconciler.yaml").write_text("seed: seed.yaml\n")  # as if the next day came
-    assert main([*words[1:], "--yes"]) == 0
+    assert main(words[1:]) == 0
     assert "25 of 30 actions left" in capsys.readouterr().out
 
 

@@ -176,8 +176,10 @@ def test_the_retired_insecure_http_flag_is_refused_with_the_rule(api: str, demo:
 
 def test_plain_http_to_a_remote_host_is_refused_naming_the_rule(tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(ConfigError, match=re.escape(RULE)):
-        load_config(api_flag="http://lab.example:8080", env={}, cwd=tmp_path)
+    for remote in ("http://lab.example:8080", "http://spaces.nexudus.com.localhost"):  # (DNS may answer for one)
+        with pytest.raises(ConfigError, match=re.escape(RULE)):
+            load_config(api_flag=remote, env={}, cwd=tmp_path)
+    assert load_config(api_flag="http://localhost:8080", env={}, cwd=tmp_path).target == "http://localhost:8080"
     assert load_config(api_flag="http://127.0.0.1:8080", env={}, cwd=tmp_path).target == "http://127.0.0.1:8080"
     code, out, _ = run_cli(capsys, "--help")
     assert code == 0 and "insecure" not in out

@@ -562,3 +562,13 @@ def test_yaml_of_other_tools_is_skipped_but_a_near_miss_of_ours_is_not(demo: Pat
                                     "course: Onboarding 101\n")
     assert main(["validate", "--offline"]) == 1
     assert "typo.yaml:1:13: apiVersion must be 'reconciler/v1', not 'reconcilr/v1'" in capsys.readouterr().err
+
+
+def test_an_empty_spec_file_is_skipped_with_a_warning(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A spec file emptied by mistake (a bad merge, say) drops out of the set: not an error, as other YAML is not,
+    but not without a word either."""
+    (demo / "makerspace.yaml").write_text("# emptied\n")
+    assert main(["validate", "--offline"]) == 0
+    assert "warning: makerspace.yaml is empty (no YAML value in it): skipped, not a spec" in capsys.readouterr().err
+    assert main(["plan"]) == 0
+    assert "warning: makerspace.yaml is empty" in capsys.readouterr().err

@@ -54,3 +54,20 @@ def test_validate_warns_of_an_unmapped_lesson_as_plan_does(demo: Path, capsys: p
            "but no mapping; they are not migrated" in err
     code, out, _ = run_cli(capsys, "plan")
     assert code == 0 and "no mapping; they are not migrated" in out
+
+
+def test_validate_says_once_a_problem_that_two_checks_find(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The checks of the specs alone and those of their names on the target find some problems both: each is said
+    once, and counted once, as plan says it."""
+    (demo / "extra.yaml").write_text("apiVersion: reconciler/v1\nkind: Migration\nmetadata: {name: same}\n"
+                                     "from: {course: Makerspace Safety}\nto: {course: Makerspace Safety}\n"
+                                     "lessons: {Intro: Intro}\n")
+    (code, validated), (plan_code, planned) = validate_and_plan(capsys)
+    assert code == plan_code == 1 and validated == planned
+    assert validated.splitlines() == ["error: 1 problem found",
+                                      "extra.yaml:5:14: a migration's from and to name the same course"]
+    (demo / "extra.yaml").write_text("apiVersion: reconciler/v1\nkind: Completions\nmetadata: {name: extra}\n"
+                                     "course: Makerspace Safety\nmode: owned\nmembers: []\n")
+    code, _, validated = run_cli(capsys, "validate")
+    assert code == 1 and validated.startswith("error: 1 problem found\n")
+    assert validated.count("one course takes one mode") == 1

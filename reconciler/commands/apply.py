@@ -103,7 +103,7 @@ def apply(paths: list[Path], *, plan_file: Path | None = None, resume: Path | No
         result, journal_path = execute_plan(target, config, plan, fresh=fresh, fail_fast=fail_fast,
                                             progress_out=console.progress(), warnings_out=console.stderr)
         return _finish(console, target, journal_path, Numbered(plan.actions), result,
-                       again=_target_words(api, config_file))
+                       again=_target_words(api, config_file), yes=yes)
 
 
 def _target_words(api: str | None, config_file: Path | None) -> str:
@@ -196,7 +196,7 @@ def _confirm(console: Console, count: int, description: str, *, yes: bool) -> No
 
 
 def _finish(console: Console, target: Target, journal_path: Path, actions: Sequence[tuple[int, Action]],
-            result: Result, *, again: str = "") -> Outcome:
+            result: Result, *, again: str = "", yes: bool = False) -> Outcome:
     out = console.stdout
     counts = result.counts
     rows = [("created", counts["created"]), ("deleted", counts["deleted"] + counts["gone"]),
@@ -221,7 +221,9 @@ def _finish(console: Console, target: Target, journal_path: Path, actions: Seque
     print(f"Journal: {journal_path}", file=out)
     if result.stopped:
         print(f"Stopped: {result.stopped}", file=out)
-        print(f"Resume with: reconciler{again} apply --resume {shlex.quote(str(journal_path))}", file=out)
+        # Given as this run was (a run with --yes, in CI say, has no terminal to confirm on)
+        print(f"Resume with: reconciler{again} apply --resume {shlex.quote(str(journal_path))}"
+              f"{' --yes' if yes else ''}", file=out)
         return stop_outcome(result.stop_code)
     state = read_journal(journal_path)
     checked = verify(target.client, actions, state.outcomes, result.before)
@@ -282,4 +284,4 @@ def _resume(journal_path: Path, target: Target, *, fail_fast: bool, yes: bool, c
         if not result.stopped:
             journal.write({"type": "end", "summary": dict(result.counts)})
     _remember_ownership_lost(executor, target, state_dir)
-    return _finish(console, target, journal_path, Numbered(actions), result, again=again)
+    return _finish(console, target, journal_path, Numbered(actions), result, again=again, yes=yes)

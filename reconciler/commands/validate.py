@@ -38,8 +38,10 @@ def validate(paths: list[Path], *, offline: bool, config_file: Path | None, api:
             catalog = reader.catalog(specs)
             try:
                 resolution = resolve(specs, catalog)
-            except SpecError as e:
-                raise SpecError([*specs.problems, *e.problems]) from None
+            except SpecError as e:  # a place the specs' own checks found a problem at is said once, by them
+                placed = {(p.path, p.line, p.column) for p in specs.problems}
+                raise SpecError([*specs.problems, *(p for p in e.problems
+                                                    if (p.path, p.line, p.column) not in placed)]) from None
             try:  # what plan finds only against the live completions: a migration's members and lessons
                 migrated = check_migrations(reader, resolution, catalog) if resolution.migrations else None
             except TransportError as e:
