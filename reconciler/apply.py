@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 DONE = {"created", "deleted", "gone", "enrolled", "skipped"}
 CREATE_TRIES = 3
+# A record of the pair found on re-read that does not carry the create's marker (`Executor._find_completion`).
+_NOT_OURS = "#{} is there on re-read without this apply's marker: made by another writer"
 # Writes of one kind refused (401) for this many different members (or records) with none accepted, while the
 # session holds: most likely a missing role, not a deleted record (the live service answers 401 for both).
 REFUSALS_TO_STOP = 3
@@ -347,9 +349,11 @@ class Executor:
               refused: str | None) -> tuple[str, int | None, str | None]:
         """`_create` once the member is known and the pair is not one this run made."""
         if look_first:
-            found = self._find_completion(member, lesson)
+            found, other = self._find_completion(member, lesson, action.system_id)
             if found is not None:
                 return "created", found, f"found #{found} on re-read after an earlier failure"
+            if other is not None:
+                return "skipped", None, f"{_NOT_OURS.format(other)} after the earlier try; not counted as this apply's"
             if refused is not None:
                 self._refusal = True
                 return "failed", None, f"{refused} (not there on re-read; not sent again)"
@@ -375,9 +379,11 @@ class Executor:
             except AmbiguousWrite as e:
                 # The answer was lost: the completion may exist. Look before sending it again.
                 unclear = e
-                found = self._find_completion(member, lesson)
+                found, other = self._find_completion(member, lesson, action.system_id)
                 if found is not None:
                     return "created", found, f"{e}; found #{found} on re-read"
+                if other is not None:  # the pair is complete: not sent again
+                    return "skipped", None, f"{e}; {_NOT_OURS.format(other)}; not sent again"
                 log.info("create of lesson %s for member %s not found after a lost answer; sending again",
                          lesson, member)
                 continue
@@ -395,8 +401,29 @@ class Executor:
             found.setdefault(record["CourseLessonId"], record["Id"])
         return found
 
-    def _find_completion(self, member: int, lesson: int) -> int | None:
-        return self._completions_of(member).get(lesson)
+    def _find_completion(self, member: int, lesson: int, marker: str | None) -> tuple[int | None, int | None]:
+        """After a try whose outcome is not known (an answer lost, a failure the server may have acted on): the Id
+        of the pair's record this apply made, else None; and else that of a record another writer made (the
+        Members Portal completes a lesson when the member opens it), else None. Only a record carrying the
+        action's `marker` is this apply's (as the list shows it, or, where the list shows none, as a read by its Id
+        does): one counted as this apply's is one its undo deletes. (A target that drops the marker on create
+        leaves this apply's own record counted as another's: kept by an undo, which is the safe side.)"""
+        reader = StateReader(self.client)
+        records = [r for r in reader.select(COMPLETIONS, Filter("CourseCompletedLesson_CourseMember",
+                                                                "CourseMemberId", member))
+                   if r["CourseLessonId"] == lesson]
+        if not records:
+            return None, None
+        if marker:
+            for record in records:
+                if record.get("SystemId") == marker:
+                    return record["Id"], None
+            for record in records:
+                if not record.get("SystemId"):  # lists may leave SystemId out, or show it null
+                    whole = self.client.get(COMPLETIONS, record["Id"])
+                    if whole is not None and whole.get("SystemId") == marker:
+                        return record["Id"], None
+        return None, records[0]["Id"]
 
     def _check_ownership(self, new_id: int, system_id: str | None, member: int) -> None:
         """Once per apply, read a created record back as owned mode reads it, in a list (the member's

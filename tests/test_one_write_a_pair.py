@@ -3,7 +3,9 @@ apply that deleted one record twice restores it once: over HTTP, against the emu
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -12,6 +14,11 @@ from reconciler.actions import Action, Create, Delete, action_to_dict
 from reconciler.apply import Executor, Result
 from reconciler.client import NexudusClient
 from reconciler.config import Config, Credentials, Safety
+from reconciler.emulator.app import EmulatorApp, Settings
+from reconciler.emulator.limits import Limits
+from reconciler.emulator.seed import load_seed
+from reconciler.emulator.server import BackgroundServer
+from reconciler.emulator.store import Store
 from reconciler.journal import Journal, read_journal
 from reconciler.planning import make_plan
 from reconciler.spec import load_specs
@@ -19,7 +26,7 @@ from reconciler.state import COMPLETIONS
 from reconciler.target import Target
 from reconciler.undo import journal_history, plan_undo
 
-from .conftest import EmulatorFactory
+from .conftest import API_SEED, EmulatorFactory
 
 ADMIN = Credentials(username="admin@example.com", password="admin-pw")
 SPEC = """apiVersion: reconciler/v1
@@ -81,3 +88,50 @@ def test_the_undo_of_a_record_deleted_twice_restores_it_once(tmp_path: Path, emu
     undo = plan_undo(journal_history(read_journal(tmp_path / "journal.jsonl")), live, "journal.jsonl")
     restores = [a for a in undo.actions if isinstance(a, Create)]
     assert [(a.member.id, a.lesson.id) for a in restores] == [(delete.member.id, delete.lesson.id)]
+
+
+class Portal:
+    """The Members Portal beside an apply: once the apply's first create has been sent, it completes the same pair
+    itself (a member opened the lesson), with no SystemId."""
+
+    def __init__(self, app: EmulatorApp, store: Store) -> None:
+        self.app, self.store = app, store
+        self.pair: tuple[int, int] = (0, 0)
+        self.made: dict[str, Any] | None = None
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        answer = list(self.app(environ, start_response))
+        if environ["REQUEST_METHOD"] == "POST" and environ["PATH_INFO"].endswith("/coursecompletedlessons") \
+                and self.made is None:
+            member, lesson = self.pair
+            self.made = self.store.insert("coursecompletedlessons", {"CourseMemberId": member,
+                                                                     "CourseLessonId": lesson}, updated_by="portal")
+        return answer
+
+
+@pytest.mark.parametrize("fault", ["unsuccessful", "html"])
+def test_a_record_another_writer_made_after_a_failed_create_is_not_counted_as_the_apply_s(
+        tmp_path: Path, fault: str) -> None:
+    """A create answered `WasSuccessful: false` (not done) is looked for at the end of the run, and one whose answer
+    was an HTML page (not known) at once: the portal's record found then is another writer's, not this apply's (it
+    does not carry the create's marker). Counted as this apply's, the undo deleted the member's own completion."""
+    store = Store()
+    load_seed(API_SEED, store)
+    settings = Settings(limits=Limits.off(), unsuccessful_rate=1.0 if fault == "unsuccessful" else 0.0,
+                        write_garble="html" if fault == "html" else None)
+    portal = Portal(EmulatorApp(store, settings), store)
+    try:
+        with BackgroundServer(portal) as server, httpx.Client() as http:  # type: ignore[arg-type]
+            client = NexudusClient(server.url, http, credentials=ADMIN)
+            create, _ = planned(tmp_path, client, server.url)
+            portal.pair = (create.member.id or 0, create.lesson.id or 0)
+            result = run(client, [create], tmp_path / "journal.jsonl", recheck=False)
+            live = client.list_all(COMPLETIONS)
+    finally:
+        store.close()
+    assert portal.made is not None
+    assert result.counts["created"] == 0 and [a for a, _ in result.skipped] == [create]
+    assert f"#{portal.made['Id']} is there on re-read without this apply's marker" in result.skipped[0][1]
+    assert [(r["CourseMemberId"], r["CourseLessonId"]) for r in live].count(portal.pair) == 1
+    undo = plan_undo(journal_history(read_journal(tmp_path / "journal.jsonl")), live, "journal.jsonl")
+    assert not any(isinstance(a, Delete) for a in undo.actions)  # the portal's record is not the apply's to undo
