@@ -43,8 +43,6 @@ log = logging.getLogger(__name__)
 
 DONE = {"created", "deleted", "gone", "enrolled", "skipped"}
 CREATE_TRIES = 3
-# A record of the pair found on re-read that does not carry the create's marker (`Executor._find_completion`).
-_NOT_OURS = "#{} is there on re-read without this apply's marker: made by another writer"
 # Writes of one kind refused (401) for this many different members (or records) with none accepted, while the
 # session holds: most likely a missing role, not a deleted record (the live service answers 401 for both).
 REFUSALS_TO_STOP = 3
@@ -353,7 +351,7 @@ class Executor:
             if found is not None:
                 return "created", found, f"found #{found} on re-read after an earlier failure"
             if other is not None:
-                return "skipped", None, f"{_NOT_OURS.format(other)} after the earlier try; not counted as this apply's"
+                return "skipped", None, f"{_not_ours(other, action.system_id)}; not counted as this apply's"
             if refused is not None:
                 self._refusal = True
                 return "failed", None, f"{refused} (not there on re-read; not sent again)"
@@ -383,7 +381,7 @@ class Executor:
                 if found is not None:
                     return "created", found, f"{e}; found #{found} on re-read"
                 if other is not None:  # the pair is complete: not sent again
-                    return "skipped", None, f"{e}; {_NOT_OURS.format(other)}; not sent again"
+                    return "skipped", None, f"{e}; {_not_ours(other, action.system_id)}; not sent again"
                 log.info("create of lesson %s for member %s not found after a lost answer; sending again",
                          lesson, member)
                 continue
@@ -545,6 +543,15 @@ class Numbered(Mapped[tuple[int, Action]]):
 
     def __init__(self, actions: Sequence[Action]) -> None:
         super().__init__(range(len(actions)), lambda index: (index, actions[index]))
+
+
+def _not_ours(record_id: int, marker: str | None) -> str:
+    """What a record of the pair found on re-read that does not carry the create's marker is said to be
+    (`Executor._find_completion`)."""
+    if marker:
+        return f"#{record_id} is there on re-read without this apply's marker: made by another writer"
+    return (f"#{record_id} is there on re-read; the create carries no marker, so it cannot be told from another "
+            "writer's")
 
 
 def _with_member(action: Create, member: int) -> Create:
