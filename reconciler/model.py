@@ -263,6 +263,11 @@ def oldest_first(records: list[Completion]) -> list[Completion]:
     return sorted(records, key=lambda r: (instant(r.created_on), r.id)) if len(records) > 1 else records
 
 
+def undated(records: Sequence[Completion]) -> Completion | None:
+    """The first of `records` whose CreatedOn is not a date (so the oldest of them cannot be told), else None."""
+    return next((r for r in records if instant(r.created_on) == _NO_DATE), None) if len(records) > 1 else None
+
+
 _TEAMS: dict[str, tuple[str, ...]] = {}  # each distinct TeamNames text split once (a cohort shares a few)
 
 

@@ -22,7 +22,7 @@ from reconciler.columns import CompletionColumns
 from reconciler.config import ClientLimits, Safety
 from reconciler.errors import Problem
 from reconciler.gc_pause import gc_paused
-from reconciler.model import Catalog, Completion, MigrationSpec, Origin, instant, oldest_first
+from reconciler.model import Catalog, Completion, MigrationSpec, Origin, instant, oldest_first, undated
 from reconciler.resolve import DesiredPairs, Pair, Resolution, ResolvedCompletions, ResolvedMigration
 
 ChangeKind = Literal["enroll", "create", "delete"]
@@ -404,6 +404,8 @@ class _CourseRules:
         if pair in self.desired:
             plan.unchanged += 1
             keeper, extras = ordered[0], ordered[1:]
+            if extras and _no_oldest(plan, ordered):
+                return
             for record in extras:
                 owner = self.deletable(record.member_id, record.system_id)
                 if owner is not None:
@@ -802,6 +804,8 @@ def _settle_migrated_twins(plan: Plan, owners: Mapping[str, MigrationSpec], targ
     rest reported as drift. `sort_key`: the pair's delete's, its record Id (last) to be filled in."""
     keeper = ordered[0]
     plan.existing_in_scope += len(ordered) - 1
+    if _no_oldest(plan, ordered):
+        return
     for record in ordered[1:]:
         owner = owners.get(record.system_id or "")
         if owner is not None:
@@ -813,6 +817,20 @@ def _settle_migrated_twins(plan: Plan, owners: Mapping[str, MigrationSpec], targ
             plan.drift.append(f"duplicate completion #{record.id} of lesson {record.lesson_title or record.lesson_id} "
                               f"for {record.member_name or record.member_id!s} (kept #{keeper.id}); migrations "
                               f"({names}) delete only the duplicates they made (their SystemId)")
+
+
+def _no_oldest(plan: Plan, ordered: list[Completion]) -> bool:
+    """Whether duplicates of a pair cannot be settled because a CreatedOn of theirs is not a date (the oldest is
+    kept, and which that is cannot be told): none is deleted, and it is reported as drift."""
+    unknown = undated(ordered)
+    if unknown is None:
+        return False
+    first, ids = ordered[0], ", #".join(str(i) for i in sorted(r.id for r in ordered))
+    plan.drift.append(f"duplicate completions of lesson {first.lesson_title or first.lesson_id!s} for "
+                      f"{first.member_name or first.member_id!s} (#{ids}): the "
+                      f"CreatedOn of #{unknown.id} ({unknown.created_on!r}) is not a date, so the oldest, which is "
+                      "kept, cannot be told; none is deleted")
+    return True
 
 
 # --- safety budgets ------------------------------------------------------------------------------
