@@ -707,11 +707,16 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[P
         if spec.source_policy == "remove" else []  # what a spec of the source course declares, which it removes
     target_member = {m.coworker_id: m for m in catalog.members_of(target)}
     source_lessons = {x.id: x for x in catalog.lessons_of(source)}
+    # What the specs of the source course create in this apply is progress to carry too, as if it were there: else
+    # the next plan carries it (two applies to converge), or finds an error this one should have said.
+    planned = {(c.member_id, c.lesson_id) for c in plan.actions
+               if c.kind == "create" and c.course_id == source and c.reason != "migrated"} \
+        if any(resolved.course.id == source for resolved in specs) else set()
     unmapped: dict[int, int] = defaultdict(int)
     not_enrolled: list[str] = []
     for member in catalog.members_of(source):
         done = [(lesson, oldest_first(records.get((member.id, lesson), []))) for lesson in source_lessons]
-        done = [(lesson, found) for lesson, found in done if found]
+        done = [(lesson, found) for lesson, found in done if found or (member.id, lesson) in planned]
         for lesson, _ in done:
             if lesson not in migration.lesson_map:
                 unmapped[lesson] += 1
@@ -763,7 +768,8 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[P
                 plan.actions.append(Change("create", target, twin_member.id if twin_member else 0, twin_lesson,
                                            spec.name, "migrated", entry, system_id=spec.marker,
                                            coworker_id=member.coworker_id, name=member.full_name, twin=twin,
-                                           note=f"from {source_lessons[lesson].title!r} (#{found[0].id})",
+                                           note=f"from {source_lessons[lesson].title!r} "
+                                                f"({f'#{found[0].id}' if found else 'created by this apply'})",
                                            sort_key=key(1, twin_lesson)))
             if spec.source_policy == "remove":
                 declared = next((d.get((member.id, lesson)) for d in kept if (member.id, lesson) in d), None)

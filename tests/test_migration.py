@@ -365,3 +365,44 @@ def test_a_source_lesson_two_migrations_carry_and_one_removes_is_an_error(
     (space / "specs" / "migration.yaml").write_text(MIGRATION.format(enroll="true", source="remove").replace(
         "  Kitchen: Kitchen and coffee\n", ""))
     assert main(["plan", "specs", "--allow-deletes", "100"]) == 0
+
+
+def test_progress_a_spec_of_the_source_creates_is_carried_in_the_same_apply(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A completion a spec of the source course creates in this apply is progress the migration carries: one apply
+    converges (it took two), and what the next plan would have refused is refused now (a member not enrolled in the
+    target, or a declared source the migration would remove)."""
+    seeded(tmp_path, monkeypatch, "seed.yaml",
+           "coworkers: [{name: Ann, email: ann@example.com}]\ncourses:\n"
+           "  - {title: Old, lessons: [Intro], members: [ann@example.com]}\n"
+           "  - {title: New, lessons: [Intro], members: [ann@example.com]}\n")
+    completions_spec(tmp_path, "old.yaml", "old", "Old",
+                     "mode: additive\nmembers:\n  - {email: ann@example.com, completed: all}\n")
+
+    def migration(rest: str) -> None:
+        (tmp_path / "specs" / "mig.yaml").write_text("apiVersion: reconciler/v1\nkind: Migration\n"
+                                                     "metadata: {name: mig}\nfrom: {course: Old}\nto: {course: New}\n"
+                                                     f"lessons: {{Intro: Intro}}\n{rest}")
+
+    migration("source: remove\n")
+    assert main(["plan", "specs"]) == 1
+    assert "specs/mig.yaml:6:11: Ann has 'Intro' both declared (specs/old.yaml:7:13) and removed from the source by " \
+        "this migration (source: remove)" in capsys.readouterr().err
+    migration("")
+    assert main(["plan", "specs", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert sorted((a["course"]["title"], a["reason"], a.get("note")) for a in doc["actions"]) == [
+        ("New", "migrated", "from 'Intro' (created by this apply)"), ("Old", "declared", None)]
+    assert main(["apply", "specs", "--yes"]) == 0
+    assert main(["plan", "specs", "--detailed-exitcode"]) == 0
+    capsys.readouterr()
+    completions_spec(tmp_path, "old.yaml", "old", "Old",  # Bea, in Old only: the migration does not enrol her
+                     "mode: additive\nmembers:\n  - {email: ann@example.com, completed: all}\n"
+                     "  - {email: bea@example.com, completed: all}\n")
+    store = Store(str(tmp_path / ".reconciler" / "local.sqlite"))
+    coworker = store.insert("coworkers", {"FullName": "Bea", "Email": "bea@example.com"}, updated_by="x")
+    store.insert("coursemembers", {"CourseId": next(c["Id"] for c in store.iter_rows("courses") if c["Title"] == "Old"),
+                                   "CoworkerId": coworker["Id"]}, updated_by="x")
+    store.close()
+    assert main(["plan", "specs"]) == 1
+    assert "1 member(s) with progress to migrate are not enrolled in 'New' (Bea)" in capsys.readouterr().err
