@@ -584,6 +584,7 @@ with BackgroundServer(front) as server, httpx.Client() as http:
             print(f"Ctrl-C {where}: out while page 2 was still on the wire:", front.in_flight == 1)
         answer.set()
         print("threads left after their exchange:", after_their_exchange(ahead_threads()))
+        front.wait_for(lambda: front.in_flight == 0)  # page 2's exchange over before the next round counts anew
         print("pages asked:", front.pages())
 """
 
