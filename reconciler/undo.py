@@ -10,6 +10,7 @@ create that was sent but never answered is looked for among the live records.
 
 from __future__ import annotations
 
+import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -52,6 +53,7 @@ def plan_undo(history: list[Sent], live: list[dict[str, Any]], journal: str) -> 
         by_pair[(record["CourseMemberId"], record["CourseLessonId"])].append(record)
     result = UndoPlan()
     restored = kept_enrolments = 0
+    behind = _server_behind(history, by_id)
     restoring: dict[tuple[int, int], int] = {}  # a pair is restored once, however many of its records went
     said: set[int] = set()  # the deleted records a restore names
     undoing: set[int] = set()  # a record is deleted once, however many creates found it
@@ -79,7 +81,7 @@ def plan_undo(history: list[Sent], live: list[dict[str, Any]], journal: str) -> 
                 note=f"restores #{gone.id}, completed {gone.created_on or '?'}; the new record is dated today",
                 system_id=gone.system_id))
         elif isinstance(action, Create) and item.sent:  # whatever followed: a resume may have found it there
-            for found in _made_by(item, action, by_id, by_pair):
+            for found in _made_by(item, action, by_id, by_pair, behind):
                 if found["Id"] in undoing:
                     continue
                 undoing.add(found["Id"])
@@ -110,17 +112,33 @@ def undo_budgets(undone: UndoPlan, existing_in_scope: int, safety: Safety, allow
     return apply_budgets(Plan(deletes, existing_in_scope=existing_in_scope), safety, allow_deletes)
 
 
+def _server_behind(history: list[Sent], by_id: dict[int, dict[str, Any]]) -> timedelta:
+    """How far the server's clock is behind this machine's, as the apply's own answered creates show it (the
+    median of when each was sent less the CreatedOn the server gave it; none when it is not behind): a server
+    stamping its records minutes behind made a create in flight at a kill look older than its intent."""
+    gaps: list[float] = []  # seconds
+    for item in history:
+        record = by_id.get(item.new_id) if item.new_id is not None else None
+        if isinstance(item.action, Create) and item.status == "created" and record is not None and item.sent_at:
+            created = instant(str(record.get("CreatedOn") or ""))
+            if created != instant(""):  # a date
+                gaps.append((instant(item.sent_at) - created).total_seconds())
+    return timedelta(seconds=max(0.0, statistics.median(gaps))) if gaps else timedelta(0)
+
+
 def _made_by(item: Sent, action: Create, by_id: dict[int, dict[str, Any]],
-             by_pair: dict[tuple[int, int], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+             by_pair: dict[tuple[int, int], list[dict[str, Any]]], behind: timedelta = timedelta(0)
+             ) -> list[dict[str, Any]]:
     """The live record(s) this create made: the Id its outcome names, or, for a create whose answer never
     came (killed in flight, then found "already there" by the resume, or failed after lost answers),
-    records of its pair carrying its marker and created no earlier than it was sent."""
+    records of its pair carrying its marker and created no earlier than it was sent (by the server's clock,
+    `behind` this machine's)."""
     if item.status == "created" and item.new_id is not None:
         found = by_id.get(item.new_id)
         return [found] if found is not None else []
     if action.member.id is None or item.sent_at is None:
         return []
-    since = instant(item.sent_at) - CLOCK_SLACK
+    since = instant(item.sent_at) - behind - CLOCK_SLACK
     return [record for record in by_pair.get((action.member.id, action.lesson.id or 0), [])
             if record.get("SystemId") == action.system_id and instant(str(record.get("CreatedOn") or "")) >= since]
 

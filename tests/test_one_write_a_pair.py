@@ -135,3 +135,37 @@ def test_a_record_another_writer_made_after_a_failed_create_is_not_counted_as_th
     assert [(r["CourseMemberId"], r["CourseLessonId"]) for r in live].count(portal.pair) == 1
     undo = plan_undo(journal_history(read_journal(tmp_path / "journal.jsonl")), live, "journal.jsonl")
     assert not any(isinstance(a, Delete) for a in undo.actions)  # the portal's record is not the apply's to undo
+
+
+def test_the_undo_finds_a_create_in_flight_on_a_server_whose_clock_is_behind(tmp_path: Path) -> None:
+    """A create the server carried out whose answer never came (the apply killed in flight) is undone as the apply's:
+    its record carries the marker and was made once the create was sent, by the server's clock. A server stamping
+    records five minutes behind this machine's (as the apply's answered creates show) made it look older, and
+    the undo left it."""
+    store = Store()
+    load_seed(API_SEED, store)
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "al.yaml").write_text("apiVersion: reconciler/v1\nkind: Completions\nmetadata: {name: al}\n"
+                                                "course: Onboarding\nmode: additive\nmembers:\n"
+                                                "  - {email: al@example.com, completed: all}\n")
+    config = Config(target="http://emulator", target_origin="test", base_dir=tmp_path,
+                    state_dir=tmp_path / ".reconciler")
+    journal = tmp_path / "journal.jsonl"
+    try:
+        with BackgroundServer(EmulatorApp(store, Settings(limits=Limits.off(), backdate_minutes=(5.0, 5.0)))) \
+                as server, httpx.Client() as http:
+            client = NexudusClient(server.url, http, credentials=ADMIN)
+            actions = make_plan(Target(client, server.url, ADMIN), load_specs([tmp_path / "specs"]),
+                                config).typed.actions
+            assert [type(a) for a in actions] == [Create, Create]
+            result = run(client, list(actions), journal, recheck=False)
+            live = client.list_all(COMPLETIONS)
+    finally:
+        store.close()
+    assert result.counts["created"] == 2
+    lines = journal.read_text().splitlines()  # killed once the server had made the second: its outcome never came
+    last = max(n for n, line in enumerate(lines) if '"outcome"' in line)
+    journal.write_text("\n".join(lines[:last] + lines[last + 1:]) + "\n")
+    undo = plan_undo(journal_history(read_journal(journal)), live, "journal.jsonl")
+    made = {(a.member.id, a.lesson.id) for a in actions}
+    assert {(a.member.id, a.lesson.id) for a in undo.actions if isinstance(a, Delete)} == made
