@@ -393,11 +393,14 @@ class Executor:
     def _completions_of(self, member: int) -> dict[int, int]:
         """lesson → the oldest Id, of one member's completions as the server has them now."""
         found: dict[int, int] = {}
-        reader = StateReader(self.client)
-        for record in reader.select(COMPLETIONS, Filter("CourseCompletedLesson_CourseMember", "CourseMemberId",
-                                                        member)):
+        for record in self._records_of(member):
             found.setdefault(record["CourseLessonId"], record["Id"])
         return found
+
+    def _records_of(self, member: int) -> list[dict[str, Any]]:
+        """One member's completions as the server has them now (by the member filter, verified)."""
+        return StateReader(self.client).select(COMPLETIONS, Filter("CourseCompletedLesson_CourseMember",
+                                                                   "CourseMemberId", member))
 
     def _find_completion(self, member: int, lesson: int, marker: str | None) -> tuple[int | None, int | None]:
         """After a try whose outcome is not known (an answer lost, a failure the server may have acted on): the Id
@@ -406,10 +409,7 @@ class Executor:
         action's `marker` is this apply's (as the list shows it, or, where the list shows none, as a read by its Id
         does): one counted as this apply's is one its undo deletes. (A target that drops the marker on create
         leaves this apply's own record counted as another's: kept by an undo, which is the safe side.)"""
-        reader = StateReader(self.client)
-        records = [r for r in reader.select(COMPLETIONS, Filter("CourseCompletedLesson_CourseMember",
-                                                                "CourseMemberId", member))
-                   if r["CourseLessonId"] == lesson]
+        records = [r for r in self._records_of(member) if r["CourseLessonId"] == lesson]
         if not records:
             return None, None
         if marker:

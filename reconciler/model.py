@@ -226,7 +226,7 @@ class Completion:
         return (self.member_id, self.lesson_id)
 
 
-_NO_DATE = datetime.min.replace(tzinfo=UTC)
+NO_DATE = datetime.min.replace(tzinfo=UTC)  # what `instant` makes of a stamp that is not a date (it sorts first)
 
 
 @lru_cache(maxsize=65536)
@@ -235,7 +235,7 @@ def instant(stamp: str) -> datetime:
     seven fractional digits. Dates are compared this way, never as strings. Unknown dates sort first."""
     text = stamp.strip()
     if not text:
-        return _NO_DATE
+        return NO_DATE
     head, dot, rest = text.partition(".")
     if dot:  # Python reads at most six fractional digits; the seventh is below a microsecond
         digits = len(rest) - len(rest.lstrip("0123456789"))
@@ -243,7 +243,7 @@ def instant(stamp: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        return _NO_DATE
+        return NO_DATE
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -265,7 +265,7 @@ def oldest_first(records: list[Completion]) -> list[Completion]:
 
 def undated(records: Sequence[Completion]) -> Completion | None:
     """The first of `records` whose CreatedOn is not a date (so the oldest of them cannot be told), else None."""
-    return next((r for r in records if instant(r.created_on) == _NO_DATE), None) if len(records) > 1 else None
+    return next((r for r in records if instant(r.created_on) == NO_DATE), None) if len(records) > 1 else None
 
 
 _TEAMS: dict[str, tuple[str, ...]] = {}  # each distinct TeamNames text split once (a cohort shares a few)

@@ -19,7 +19,7 @@ from typing import Any
 from reconciler.actions import Action, Create, Delete, Enroll, Record
 from reconciler.config import Safety
 from reconciler.journal import JournalState
-from reconciler.model import instant
+from reconciler.model import NO_DATE, instant
 from reconciler.plan import Change, Plan, apply_budgets
 
 # A record of the pair created this long before the intent was written still counts as the in-flight
@@ -121,7 +121,7 @@ def _server_behind(history: list[Sent], by_id: dict[int, dict[str, Any]]) -> tim
         record = by_id.get(item.new_id) if item.new_id is not None else None
         if isinstance(item.action, Create) and item.status == "created" and record is not None and item.sent_at:
             created = instant(str(record.get("CreatedOn") or ""))
-            if created != instant(""):  # a date
+            if created != NO_DATE:
                 gaps.append((instant(item.sent_at) - created).total_seconds())
     return timedelta(seconds=max(0.0, statistics.median(gaps))) if gaps else timedelta(0)
 
