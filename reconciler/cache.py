@@ -84,6 +84,7 @@ from reconciler.client import parse_json
 from reconciler.columns import Values, extended
 from reconciler.config import CacheSettings, same_target
 from reconciler.errors import ApiError, PartialRead, StopRun, TransportError
+from reconciler.redact import scrub_bytes
 from reconciler.timestamps import timestamp_instant
 
 if TYPE_CHECKING:
@@ -557,7 +558,8 @@ class Body:
         line of its own once any line break in it, which JSON allows only between values, is a space), else CHUNK
         records a line."""
         text = getattr(page, "text", None)
-        if text is not None:  # copied only when it holds a line break (a server's pretty print)
+        if text is not None:  # copied only when it holds a line break (a server's pretty print), or a credential
+            text = scrub_bytes(text)
             if b"\n" in text or b"\r" in text:
                 text = text.replace(b"\n", b" ").replace(b"\r", b" ")
             out.write(text)
@@ -633,7 +635,7 @@ def write_records(out: Any, records: list[Record]) -> None:
     if not text or (b"null" in text and text.count(b"null") != operator.countOf(
             itertools.chain.from_iterable(map(dict.values, records)), None)):
         text = json.dumps(records, separators=(",", ":")).encode()
-    out.write(text)
+    out.write(scrub_bytes(text))
     out.write(b"\n")
 
 

@@ -52,7 +52,7 @@ from reconciler.errors import (
     WriteRefused,
 )
 from reconciler.pacing import SLICE, Pacer, StopFlag, duration
-from reconciler.redact import RedactingFilter, redact, redact_error, remember
+from reconciler.redact import RedactingFilter, excerpt, redact, redact_error, remember
 
 # The public names; the stop-the-run errors are re-exported for callers that import them from here.
 __all__ = ["PAGE_SIZE", "AmbiguousWrite", "DailyCapReached", "DeadlineReached", "Interrupted", "NexudusClient", "Pacer",
@@ -381,6 +381,8 @@ class NexudusClient:
         self._lock = threading.RLock()
         self._local = threading.local()  # `left`: in a thread fetching a page ahead, set once its read is left
         remember(self.credentials.token, self.credentials.password)
+        if self._basic:  # the header's value, which a server may echo whole
+            remember(self._auth_header()["Authorization"].removeprefix("Basic "))
 
     # --- auth ------------------------------------------------------------------------------------
 
@@ -474,7 +476,7 @@ class NexudusClient:
                             "(must_reset_password): set a new password in Nexudus, then update NEXUDUS_PASSWORD",
                             method="POST", url=url, status=status)
         detail = (body.get("error_description") or error) if isinstance(body, dict) else None
-        raise AuthError(f"sign-in to {url} failed ({status}): {self._redact(str(detail or 'no reason given'))}",
+        raise AuthError(f"sign-in to {url} failed ({status}): {self._redact_said(str(detail or 'no reason given'))}",
                         method="POST", url=url, status=status)
 
     def _refresh_grant(self) -> bool:
@@ -485,7 +487,7 @@ class NexudusClient:
             self._take_tokens(body)
             return True
         error = (body.get("error_description") or body.get("error")) if isinstance(body, dict) else None
-        log.info("the token refresh was refused (%s: %s)", status, self._redact(str(error or "no reason given")))
+        log.info("the token refresh was refused (%s: %s)", status, self._redact_said(str(error or "no reason given")))
         self._refresh = None
         return False
 
@@ -622,8 +624,13 @@ class NexudusClient:
         """Text with every credential blanked out (ours, the two-factor code, anything shaped like one)."""
         return redact(text, [*self.credentials.secrets(), self._token, self._refresh])
 
+    def _redact_said(self, text: str) -> str:
+        """`_redact` for what a server wrote, which may echo the password: a short one too, where it stands alone."""
+        return redact(text, [*self.credentials.secrets(), self._token, self._refresh],
+                      words=[self.credentials.password])
+
     def _said(self, reply: httpx.Response) -> str:
-        return self._redact(_message(reply))
+        return self._redact_said(_message(reply))
 
     # --- the choke point ---------------------------------------------------------------------------
 
@@ -1185,7 +1192,7 @@ def _message(reply: httpx.Response) -> str:
     if isinstance(body, str):
         return body
     text = reply.text.strip()
-    return text[:200] if text else reply.reason_phrase
+    return excerpt(text, 200) if text else reply.reason_phrase
 
 
 def _is_throttle(reply: httpx.Response) -> bool:
@@ -1215,7 +1222,7 @@ def _retry_after(reply: httpx.Response, now: float) -> float:
             seconds = max(0.0, when.timestamp() - now) if when is not None else None
         if seconds is not None and math.isfinite(seconds) and seconds >= 0:
             return seconds
-        log.info("unreadable Retry-After %r; reading the body instead", header[:40])
+        log.info("unreadable Retry-After %r; reading the body instead", excerpt(header, 40))
     found = _WAIT_N.search(reply.text[:2000] if reply.content else "")
     if found:
         return float(found.group(1))
@@ -1354,7 +1361,7 @@ def _answer_kind(reply: httpx.Response, body: Any) -> str:
     text = reply.content
     if "html" in reply.headers.get("Content-Type", "").lower() or text.lstrip()[:1] == b"<":
         title = re.search(rb"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
-        shown = title.group(1).decode("utf-8", "replace").strip()[:80] if title else ""
+        shown = excerpt(title.group(1).decode("utf-8", "replace").strip(), 80) if title else ""
         return f"an HTML page{' (' + repr(shown) + ')' if shown else ''}"
     if not text.strip():
         return "an empty body"
@@ -1367,7 +1374,7 @@ def _json_kind(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, str):
-        return f"a string ({value[:60]!r})"
+        return f"a string ({excerpt(value, 60)!r})"
     return {list: "a list", dict: "an object", bool: "a boolean"}.get(type(value), "a number")
 
 
@@ -1393,7 +1400,7 @@ def _decode(reply: httpx.Response, where: str) -> Any:
     stripped = text.lstrip()[:1]
     if "html" in content_type.lower() or stripped == b"<":
         title = re.search(rb"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
-        shown = title.group(1).decode("utf-8", "replace").strip()[:80] if title else ""
+        shown = excerpt(title.group(1).decode("utf-8", "replace").strip(), 80) if title else ""
         raise MalformedAnswer(f"{where} answered an HTML page ({reply.status_code}"
                               f"{', ' + repr(shown) if shown else ''}), not JSON: the service may be under "
                               "maintenance; try again later", method=reply.request.method, url=str(reply.url),

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from urllib.parse import SplitResult, urlsplit
 
 from reconciler.errors import ConfigError, ConfigFileError, Problem
+from reconciler.redact import MASK
 from reconciler.schema_check import schema_problems
 from reconciler.yamlfile import load_file
 
@@ -74,7 +75,12 @@ class Credentials:
             value = env.get(name, "").strip()
             return value or None
 
-        return cls(get("NEXUDUS_TOKEN"), get("NEXUDUS_USERNAME"), get("NEXUDUS_PASSWORD"), get("NEXUDUS_TOTP"))
+        token = get("NEXUDUS_TOKEN")
+        if token is not None and not (token.isascii() and token.isprintable()):
+            # (sent as `Authorization: Bearer …`, which carries printable ASCII alone; the value is never shown)
+            raise ConfigError("NEXUDUS_TOKEN holds a character an HTTP header cannot carry (a line break, a control "
+                              "character, or one outside ASCII): set it to the token alone, as the service gave it")
+        return cls(token, get("NEXUDUS_USERNAME"), get("NEXUDUS_PASSWORD"), get("NEXUDUS_TOTP"))
 
     @property
     def present(self) -> bool:
@@ -110,7 +116,7 @@ def normalise_target(target: str, origin: str) -> str:
         return LOCAL
     parts = urlsplit(target)
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"the target from {origin} must be 'local' or an http(s) URL, not {target!r}")
+        raise ConfigError(f"the target from {origin} must be 'local' or an http(s) URL, not {_shown(target)!r}")
     if parts.username or parts.password:
         raise ConfigError(f"the target from {origin} must not carry credentials; use NEXUDUS_USERNAME/PASSWORD")
     # Credentials go to the target: never in clear text across a network, and no flag lifts this.
@@ -120,7 +126,13 @@ def normalise_target(target: str, origin: str) -> str:
     try:
         return _spelled(parts)
     except ValueError as e:  # a port that is not a number, or out of range
-        raise ConfigError(f"the target from {origin} has no valid port: {target!r}") from e
+        raise ConfigError(f"the target from {origin} has no valid port: {_shown(target)!r}") from e
+
+
+def _shown(target: str) -> str:
+    """A target as an error quotes it: what comes before an `@` (a user and password, however the URL around them
+    is misspelled) left out."""
+    return f"{MASK}@{target.rsplit('@', 1)[1]}" if "@" in target else target
 
 
 DEFAULT_PORTS = {"http": 80, "https": 443}

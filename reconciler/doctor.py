@@ -65,6 +65,7 @@ from reconciler.journal import Journal, new_apply_id, read_journal, write_budget
 from reconciler.lock import LockHeld, target_lock
 from reconciler.planning import write_document
 from reconciler.profile import PROFILE_FORMAT, keep_other_profile, load_profile, profile_path
+from reconciler.redact import excerpt, redact
 from reconciler.schema_check import near_miss
 from reconciler.spec import load_specs
 from reconciler.state import COMPLETIONS, COURSES, COWORKERS, LESSONS, MEMBERS, Filter, StateReader
@@ -147,7 +148,9 @@ class Wire:
         if response.status_code in (409, 429) and not response.url.path.rstrip("/").endswith("/api/token"):
             text = response.read().decode("utf-8", "replace")
             if response.status_code == 429 or '"WasSuccessful"' not in text:
-                self.throttles.append((response.status_code, response.headers.get("Retry-After"), text[:120]))
+                retry_after = response.headers.get("Retry-After")  # kept and shown: redacted as any server text
+                self.throttles.append((response.status_code, redact(retry_after) if retry_after is not None else None,
+                                       excerpt(text, 120)))
 
     @contextmanager
     def watching(self, http: httpx.Client) -> Iterator[Wire]:

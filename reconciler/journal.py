@@ -38,6 +38,7 @@ from reconciler.actions import Action, action_from_dict
 from reconciler.config import same_target
 from reconciler.errors import UsageError
 from reconciler.pacing import duration
+from reconciler.redact import scrub
 
 
 def new_apply_id(now: datetime | None = None) -> str:
@@ -46,12 +47,14 @@ def new_apply_id(now: datetime | None = None) -> str:
 
 
 class Journal:
-    """Appends lines and makes each durable before returning."""
+    """Appends lines and makes each durable before returning. The file is the owner's alone (0600: it holds
+    members' records whole), and a credential a server echoed into a record is blanked out of it (`scrub`)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._out: IO[str] = path.open("a", encoding="utf-8", errors=UNPAIRED)
+        handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._out: IO[str] = os.fdopen(handle, "a", encoding="utf-8", errors=UNPAIRED)
         if _ends_mid_line(path):
             # The last run was killed while writing a line: end it, so the next entry starts a line of its
             # own instead of being glued onto the cut one (and lost with it).
@@ -60,7 +63,7 @@ class Journal:
             os.fsync(self._out.fileno())
 
     def write(self, entry: dict[str, Any]) -> None:
-        self._out.write(json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n")
+        self._out.write(scrub(json.dumps(entry, ensure_ascii=False, separators=(",", ":"))) + "\n")
         self._out.flush()
         os.fsync(self._out.fileno())
 
@@ -71,12 +74,12 @@ class Journal:
         if "actions" in header:
             raise ValueError("the start entry's actions are given apart from its header")
         encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-        head = encode(header)[:-1]
+        head = scrub(encode(header)[:-1])
         self._out.write(head + ("," if len(head) > 1 else "") + '"actions":[')
         entries = iter(actions)
         separator = ""
         while batch := list(islice(entries, 2048)):
-            self._out.write(separator + ",".join(map(encode, batch)))
+            self._out.write(separator + scrub(",".join(map(encode, batch))))
             separator = ","
         self._out.write("]}\n")
         self._out.flush()

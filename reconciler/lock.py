@@ -81,7 +81,7 @@ def target_lock(state_dir: Path, target: str, command: str) -> Iterator[LockInfo
     """
     path = lock_path(state_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

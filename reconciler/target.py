@@ -112,6 +112,12 @@ def connect(config: Config, env: Mapping[str, str] | None = None, *, profile: bo
 
         db = config.state_dir / "local.sqlite"
         db.parent.mkdir(parents=True, exist_ok=True)
+        # The owner's alone, as the journal is (a seed may be a snapshot of a live space); SQLite's side files
+        # take its mode.
+        try:
+            os.close(os.open(db, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except OSError:  # there already (or not to be made: the store says why)
+            pass
         try:
             store = Store(str(db))
         except sqlite3.DatabaseError as e:  # not a database, cut short, or rows it did not write
@@ -143,7 +149,11 @@ def connect(config: Config, env: Mapping[str, str] | None = None, *, profile: bo
                           "NEXUDUS_PASSWORD (and NEXUDUS_TOTP with two-factor sign-in)")
     if config.auth == "basic" and not (credentials.username and credentials.password):
         raise ConfigError("auth: basic needs NEXUDUS_USERNAME and NEXUDUS_PASSWORD")
-    with httpx.Client(verify=trust.context() if trust is not None else True, follow_redirects=False) as http:
+    # Plain http is for loopback alone (`normalise_target`): no proxy of the environment's (HTTP_PROXY, ALL_PROXY)
+    # may carry its credentials across a network in clear. Over https a proxy only tunnels the TLS.
+    plain = config.target.startswith("http://")
+    with httpx.Client(verify=trust.context() if trust is not None else True, follow_redirects=False,
+                      trust_env=not plain) as http:
         client = NexudusClient(config.target, http, credentials=credentials, auth_mode=config.auth,
                                limits=config.limits)
         with profiled(client, config.state_dir, describe(config), enabled=profile) as found:
