@@ -31,7 +31,7 @@ from reconciler.errors import (
     ValidationFailed,
     WriteRefused,
 )
-from reconciler.fresh import Fresh, member_of, stale_reason
+from reconciler.fresh import Fresh, changed_since, member_of, stale_reason
 from reconciler.interrupt import interruptible
 from reconciler.journal import Journal
 from reconciler.model import MARKER_PREFIX, same_instant
@@ -471,6 +471,10 @@ class Executor:
                 return "gone", None, f"{refused}; #{record.id} is gone on re-read"
             return "failed", None, f"{refused} (still there on re-read; not sent again)"
         whole = self._full_record(record.id)
+        if whole is not None:  # read now, whatever the plan was made from (a read cache, a saved plan)
+            changed = changed_since(action, whole)
+            if changed is not None:
+                return "skipped", None, changed
         unclear: AmbiguousWrite | None = None
         for attempt in range(1, CREATE_TRIES + 1):
             self._intent(seq, attempt, action, whole if attempt == 1 else None)  # the record once is enough

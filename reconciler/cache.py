@@ -3,9 +3,10 @@
 A read of the whole scope costs one request per page (about 1,000 requests for a million completions). The
 cache (`.reconciler/cache/`, one file per scope; no secret in it, it names its target and the reconciler
 version) keeps the records of the last read and the server's watermark: the largest `UpdatedOn` seen, as
-the server wrote it. The range's start is the watermark less the overlap and the time the last read took
-(the filters have minutes; clocks differ; a record written while a long read ran may carry a stamp older
-than the watermark). The next read is exact, or it is a full read:
+the server wrote it (or this machine's time when it is written, if that is earlier: a stamp from a clock that
+runs ahead must not move the range past what others write meanwhile). The range's start is the watermark less
+the overlap and the time the last read took (the filters have minutes; clocks differ; a record written while a
+long read ran may carry a stamp older than the watermark). The next read is exact, or it is a full read:
 
 1. the records whose `UpdatedOn` is in the range (`from_CourseCompletedLesson_UpdatedOn`), merged by Id:
    every record created or changed since, unless its stamp is older than the range;
@@ -1287,11 +1288,23 @@ class ReadCache:
     def _header(self, reader: StateReader, kind: str, lessons: frozenset[int], watermark: str, full_read_at: float,
                 span: float, verified: bool, full_requests: int, count: int) -> bytes:
         doc = {"format": CACHE_FORMAT, "target": self.target, "reconciler": __version__, "kind": kind,
-               "lessons": sorted(lessons), "watermark": watermark, "full_read_at": full_read_at,
+               "lessons": sorted(lessons), "watermark": self._not_ahead(watermark), "full_read_at": full_read_at,
                "read_at": self.clock(), "span_seconds": round(span, 3), "verified": verified,
                "page_size": reader.client.page_size, "full_requests": full_requests, "records": count,
                "until": self._until}
         return json.dumps(doc, separators=(",", ":")).encode() + b"\n"
+
+    def _not_ahead(self, watermark: str) -> str:
+        """The watermark, or this machine's time when a stamp ahead of it made the watermark later: one writer whose
+        clock runs ahead would otherwise move the next range's start past what later writers, whose clocks are
+        right, change meanwhile. (A server whose own clock is ahead of this machine's only makes the range longer.)
+        """
+        at, now = timestamp_instant(watermark), datetime.fromtimestamp(self.clock(), UTC)
+        if at is None or at <= now:
+            return watermark
+        log.info("read cache: the newest UpdatedOn read, %s, is ahead of this machine's clock: the next read starts "
+                 "from now instead", watermark)
+        return now.strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def _commit(self, reader: StateReader, body: Body, kind: str, lesson_ids: set[int], started: float, *,
                 verified: bool, cost: int) -> None:

@@ -152,6 +152,24 @@ def read_fresh(client: NexudusClient, actions: Sequence[Action], *, confirm_miss
     return Fresh(RecordsByPair(columns, extra), records, enrolled)
 
 
+def changed_since(action: Delete, found: Mapping[str, Any]) -> str | None:
+    """Why the record a delete removes, as read now (`found`), is no longer the record it was planned on: another
+    pair's, or changed since (its UpdatedOn, where both reads show one; or the SystemId the plan saw, which a delete
+    by ownership goes by); None when it is the same."""
+    wanted = action.precondition
+    if (found.get("CourseMemberId"), found.get("CourseLessonId")) != (wanted.member_id, wanted.lesson_id):
+        return (f"record #{wanted.id} is member {found.get('CourseMemberId')}'s completion of lesson "
+                f"{found.get('CourseLessonId')}, not member {wanted.member_id}'s of lesson {wanted.lesson_id} as "
+                "planned: not deleted")
+    now, then = str(found.get("UpdatedOn") or ""), wanted.updated_on
+    marker = action.record.system_id  # (a plan from lists that leave SystemId out compares no marker)
+    if (now and then and not same_instant(now, then)) or (marker and found.get("SystemId") != marker):
+        from reconciler.explain import describe_changes  # deepdiff loads only when a change is explained
+
+        return f"changed since the plan: {describe_changes(action.record.as_api(), dict(found))}"
+    return None
+
+
 def member_of(action: Action, enrolled: dict[tuple[int, int], int]) -> int | None:
     """The enrolment an action is for; for one whose enrolment was planned, the one that exists now."""
     if action.member.id is not None:
@@ -168,19 +186,8 @@ def stale_reason(action: Action, fresh: Fresh) -> str | None:
         existing = fresh.pairs.get((member, action.precondition.lesson_id))
         return f"already exists (#{existing[0]['Id']})" if existing else None
     if isinstance(action, Delete):
-        wanted = action.precondition
-        found = fresh.records.get(wanted.id)
-        if found is None:
-            return "already gone"
-        if (found["CourseMemberId"], found["CourseLessonId"]) != (wanted.member_id, wanted.lesson_id):
-            return (f"record #{wanted.id} is member {found['CourseMemberId']}'s completion of lesson "
-                    f"{found['CourseLessonId']}, not member {wanted.member_id}'s of lesson {wanted.lesson_id} as "
-                    "planned: not deleted")
-        if not same_instant(str(found.get("UpdatedOn") or ""), wanted.updated_on):
-            from reconciler.explain import describe_changes  # deepdiff loads only when a change is explained
-
-            return f"changed since the plan: {describe_changes(action.record.as_api(), found)}"
-        return None
+        found = fresh.records.get(action.precondition.id)
+        return "already gone" if found is None else changed_since(action, found)
     if (action.precondition.course_id, action.precondition.coworker_id) in fresh.enrolled:
         return "already enrolled"
     return None

@@ -213,7 +213,7 @@ def test_a_password_the_token_endpoint_echoes_is_redacted_however_spelled(
     with pytest.raises(AuthError) as raised:
         client.list_all("/api/content/courses")
     message = str(raised.value)
-    assert MASK in message and "bad credentials" in message or "incorrect" in message
+    assert MASK in message and ("bad credentials" in message or "incorrect" in message)
     for spelled in (password, json.dumps(password)[1:-1], repr(password)[1:-1]):
         assert spelled not in message, message
 
