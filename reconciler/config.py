@@ -114,7 +114,11 @@ def normalise_target(target: str, origin: str) -> str:
     target = target.strip()
     if target.lower() == LOCAL:
         return LOCAL
-    parts = urlsplit(target)
+    try:
+        parts = urlsplit(target)
+        parts.hostname  # noqa: B018 (a bracketed host that is no IPv6 address raises here, as urlsplit does for `[::1`)
+    except ValueError as e:
+        raise ConfigError(f"the target from {origin} is not a valid URL ({e}): {_shown(target)!r}") from e
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"the target from {origin} must be 'local' or an http(s) URL, not {_shown(target)!r}")
     if parts.username or parts.password:

@@ -57,7 +57,7 @@ def _foreign_document(data: Any) -> bool:
     if not isinstance(data, dict):
         return False
     version, kind = data.get("apiVersion"), data.get("kind")
-    return isinstance(version, str) and not _ours(version) and kind not in KINDS
+    return isinstance(version, str) and not _ours(version) and not (isinstance(kind, str) and kind in KINDS)
 
 
 def _ours(version: str) -> bool:

@@ -36,7 +36,7 @@ from typing import IO, Any
 from reconciler import UNPAIRED
 from reconciler.actions import Action, action_from_dict
 from reconciler.config import same_target
-from reconciler.errors import UsageError
+from reconciler.errors import PlanFileError, UsageError
 from reconciler.pacing import duration
 from reconciler.redact import scrub
 
@@ -114,8 +114,7 @@ class JournalState:
     def typed_actions(self) -> list[Action]:
         """The plan the apply ran, typed and checked like a saved plan (PlanFileError naming the line)."""
         shared: dict[Any, Any] = {}  # one Ref, and one text, for what many actions name alike
-        return [action_from_dict(entry, f"{self.path}: start.actions[{seq}]", shared)
-                for seq, entry in enumerate(self.actions)]
+        return [_typed(entry, f"{self.path}: start.actions[{seq}]", shared) for seq, entry in enumerate(self.actions)]
 
     def last_sent(self, seq: int) -> Action | None:
         """The action as its last intent sent it (a completion for a member enrolled during the apply
@@ -123,7 +122,17 @@ class JournalState:
         sent = self.intents.get(seq)
         if not sent:
             return None
-        return action_from_dict(sent[-1]["action"], f"{self.path}: intent of action {seq}")
+        return _typed(sent[-1]["action"], f"{self.path}: intent of action {seq}")
+
+
+def _typed(entry: dict[str, Any], where: str, shared: dict[Any, Any] | None = None) -> Action:
+    """`action_from_dict` of an action a journal holds, which no schema checked: one that is not the shape an apply
+    writes (a field missing or of another type: a damaged or edited journal) is a PlanFileError naming it."""
+    try:
+        return action_from_dict(entry, where, shared)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise PlanFileError(f"{where}: the journal is damaged: not an action as an apply writes it "
+                            f"({type(e).__name__}: {e})") from e
 
 
 def _ends_mid_line(path: Path) -> bool:
@@ -333,4 +342,15 @@ def read_journal(path: Path) -> JournalState:
             state.outcomes[entry["seq"]] = entry
         elif kind == "end":
             state.ended = True
+    cut = [line.number for line in lines if line.entry is None]  # (cut by a kill: the intent being written)
+    if cut:
+        # A write is journaled (its intent, with the record a delete removes) before it is sent: an action done
+        # without an intent lost it to a line cut otherwise than by a kill, and with it what undo must restore.
+        done = ("created", "deleted", "gone", "enrolled")
+        lost = sorted(seq for seq, outcome in state.outcomes.items()
+                      if outcome.get("status") in done and seq not in state.intents)
+        if lost:
+            raise UsageError(f"{path}:{cut[0]}: the journal is damaged: a line cut short where the intent of action "
+                             f"{lost[0]} must have been (its outcome, {state.outcomes[lost[0]].get('status')}, "
+                             "follows): what it carried cannot be restored from this journal")
     return state

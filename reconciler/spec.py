@@ -10,7 +10,7 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +47,8 @@ def discover(paths: Sequence[Path], exclude: Iterable[Path] = ()) -> list[Path]:
         if given.is_file():
             candidates = [given]
         elif given.is_dir():  # a link that leads nowhere is kept, for the loader to say so (a spec must not vanish)
-            candidates = sorted(p for p in given.rglob("*") if p.suffix in (".yaml", ".yml")
-                                and (p.is_file() or (p.is_symlink() and not p.exists()))
-                                and not any(part.startswith(".") for part in p.relative_to(given).parts))
+            candidates = sorted(p for p in _below(given) if p.suffix in (".yaml", ".yml")
+                                and (p.is_file() or (p.is_symlink() and not p.exists())))
         else:
             raise SpecError([Problem(str(given), 1, 1, broken_link(given) or "no such file or folder")])
         for path in candidates:
@@ -57,6 +56,23 @@ def discover(paths: Sequence[Path], exclude: Iterable[Path] = ()) -> list[Path]:
                 continue
             found.setdefault(path, None)
     return list(found)
+
+
+def _below(folder: Path) -> Iterator[Path]:
+    """Every entry below `folder` but in hidden folders (links to folders not followed, as `rglob` does); a SpecError
+    naming each folder that cannot be read, whose specs would otherwise drop out of the set without a word."""
+    unreadable: list[Problem] = []
+
+    def refused(error: OSError) -> None:
+        unreadable.append(Problem(str(error.filename or folder), 1, 1,
+                                  f"cannot read folder: {error.strerror or error}; its specs would be left out"))
+
+    for top, folders, files in os.walk(folder, onerror=refused):
+        folders[:] = sorted(name for name in folders if not name.startswith("."))
+        base = Path(top)
+        yield from (base / name for name in files if not name.startswith("."))
+    if unreadable:
+        raise SpecError(unreadable)
 
 
 def load_specs(paths: Sequence[Path], exclude: Iterable[Path] = (), *, require_any: bool = True,
@@ -134,7 +150,7 @@ def _model(doc: Document) -> tuple[CompletionsSpec | MigrationSpec | None, list[
         where: PathKey = ("apiVersion",) if "apiVersion" in data else ()
         problems.append(doc.problem(where, f"apiVersion must be {API_VERSION!r}, not {api_version!r}"
                                     if api_version is not None else f"missing apiVersion: {API_VERSION}"))
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         where = ("kind",) if "kind" in data else ()
         problems.append(doc.problem(where, f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}"
                                     f"{near_miss(str(kind), KINDS)}" if kind is not None else "missing kind"))
@@ -148,7 +164,20 @@ def _model(doc: Document) -> tuple[CompletionsSpec | MigrationSpec | None, list[
         return None, problems
     if kind == "Completions":
         return _completions(doc)
+    lessons = data.get("lessons")
+    keys = [key for key in lessons if type(key) is not str] if isinstance(lessons, dict) else []
+    if keys:  # `1.10: A` is the number 1.1 to YAML, `Yes:` is True: another lesson, or none, silently
+        return None, [doc.problem(("lessons", key), f"lessons: YAML reads this key as the "
+                                  f"{_YAML_TYPES.get(type(key), type(key).__name__)} {_as_yaml(key)}, not as a lesson "
+                                  "title: put the title in quotes, as written", key=True) for key in keys]
     return _migration(doc), []
+
+
+_YAML_TYPES = {int: "number", float: "number", bool: "boolean", type(None): "value"}
+
+
+def _as_yaml(key: Any) -> str:
+    return "null" if key is None else str(key).lower() if type(key) is bool else str(key)
 
 
 def _for_schema(doc: Document, kind: str) -> Document:

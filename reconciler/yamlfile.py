@@ -398,6 +398,11 @@ _MERGE = object()
 _READING = -2  # the link of an anchored container not yet read to its end
 
 
+def _shown_text(text: str) -> str:
+    """A scalar's text as a message quotes it: whole when short, else its start and length."""
+    return repr(text) if len(text) <= 40 else f"{text[:20]!r}... ({len(text):,} characters)"
+
+
 class _Builder:
     """Values from the parser's events, one document at a time, with the place of each."""
 
@@ -554,6 +559,12 @@ class _Builder:
             return value
         except ConstructorError as e:
             raise _Refused(place, f"YAML: {e.problem}") from e
+        except (ValueError, KeyError, AttributeError, TypeError, OverflowError) as e:
+            # PyYAML's constructors on text their tag or form promises but does not hold (a 30th of February, an
+            # `!!int abc`, a number of more than 4,300 digits): its own error, not a YAML one
+            kind = tag.rsplit(":", 1)[-1]
+            why = f" ({e})" if kind == "timestamp" and isinstance(e, ValueError) else ""  # "month must be in 1..12"
+            raise _Refused(place, f"YAML: {_shown_text(event.value)} is not a valid {kind}{why}") from e
         finally:
             self.constructor.constructed_objects.clear()
 

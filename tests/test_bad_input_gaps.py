@@ -1,0 +1,132 @@
+"""Input a user could write or damage, each met with a clear error naming its place, never "a bug in reconciler",
+and never a silent loss: YAML values their tag or form promises but does not hold, a migration's lesson map keyed by
+what YAML reads as a number, a `kind` that is no text, a malformed URL, a folder that cannot be read, a journal
+damaged in the middle."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import run_cli
+
+HEAD = "apiVersion: reconciler/v1\nkind: Completions\nmetadata: {name: t}\ncourse: Onboarding 101\n"
+
+
+@pytest.mark.parametrize(("value", "said"), [
+    ("2026-02-30", "'2026-02-30' is not a valid timestamp (day is out of range for month)"),
+    ("2026-13-01", "'2026-13-01' is not a valid timestamp (month must be in 1..12)"),
+    ("!!int abc", "'abc' is not a valid int"),
+    ("!!float x", "'x' is not a valid float"),
+    ("!!bool maybe", "'maybe' is not a valid bool"),
+    ("!!timestamp x", "'x' is not a valid timestamp"),
+    ("9" * 4301, "'99999999999999999999'... (4,301 characters) is not a valid int"),
+])
+def test_a_value_its_tag_or_form_promises_but_does_not_hold_is_a_problem_at_its_place(
+        demo: Path, capsys: pytest.CaptureFixture[str], value: str, said: str) -> None:
+    (demo / "bad.yaml").write_text(HEAD + f"revoke:\n  - {{email: alice@example.com, lessons: all, reason: {value}}}\n")
+    code, _, err = run_cli(capsys, "validate", "--offline", "bad.yaml")
+    assert code == 1 and "bug" not in err, err
+    assert f"bad.yaml:6:54: YAML: {said}" in err, err
+
+
+def test_the_same_in_the_configuration_file(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (demo / "reconciler.yaml").write_text("target: local\nlimits: {writes_per_minute: !!int abc}\n")
+    code, _, err = run_cli(capsys, "validate", "--offline")
+    assert code == 1 and "bug" not in err and "reconciler.yaml:2:29: YAML: 'abc' is not a valid int" in err, err
+
+
+@pytest.mark.parametrize(("key", "read"), [("1.10", "the number 1.1"), ("Yes", "the boolean true"),
+                                           ("~", "the value null"), ("2", "the number 2")])
+def test_a_migration_lesson_key_yaml_reads_as_no_text_is_an_error_not_another_lesson(
+        demo: Path, capsys: pytest.CaptureFixture[str], key: str, read: str) -> None:
+    """`1.10: A` is the number 1.1: once turned back into text it named lesson "1.1", and migrated it."""
+    (demo / "m.yaml").write_text("apiVersion: reconciler/v1\nkind: Migration\nmetadata: {name: m}\n"
+                                 "from: {course: Coffee Bar Basics}\nto: {course: Coffee Bar Basics 2027}\n"
+                                 f"lessons:\n  {key}: Espresso\n")
+    code, _, err = run_cli(capsys, "validate", "--offline", "m.yaml")
+    assert code == 1 and "bug" not in err, err
+    assert f"m.yaml:7:3: lessons: YAML reads this key as {read}, not as a lesson title" in err, err
+
+
+@pytest.mark.parametrize("kind", ["[Completions]", "{a: 1}"])
+def test_a_kind_that_is_no_text_is_a_problem_at_its_place(demo: Path, capsys: pytest.CaptureFixture[str],
+                                                          kind: str) -> None:
+    (demo / "k.yaml").write_text(HEAD.replace("kind: Completions", f"kind: {kind}") + "members: []\n")
+    code, _, err = run_cli(capsys, "validate", "--offline", "k.yaml", "makerspace.yaml")
+    assert code == 1 and "bug" not in err and "k.yaml:2:7: unknown kind" in err, err
+
+
+@pytest.mark.parametrize(("url", "said"), [("https://[::1", "Invalid IPv6 URL"),
+                                           ("http://[zz]:80", "'zz' does not appear to be an IPv4 or IPv6 address")])
+def test_a_malformed_url_is_a_clear_error(demo: Path, capsys: pytest.CaptureFixture[str], url: str, said: str) -> None:
+    code, _, err = run_cli(capsys, "--api", url, "plan")
+    assert code == 1 and f"the target from --api is not a valid URL ({said})" in err and "bug" not in err, err
+
+
+def test_a_folder_that_cannot_be_read_is_an_error_not_specs_left_out(tmp_path: Path) -> None:
+    """Run without the right to read what its mode forbids (root would read it anyway)."""
+    demo = tmp_path / "demo"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "examples", demo,
+                    ignore=shutil.ignore_patterns(".reconciler", "github-actions"))
+    (demo / "sub").mkdir()
+    (demo / "sub" / "more.yaml").write_text(HEAD + "members: []\n")
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv: a folder's mode does not stop root")
+        prefix = [setpriv, "--inh-caps=-dac_override,-dac_read_search",
+                  "--bounding-set=-dac_override,-dac_read_search"]
+    (demo / "sub").chmod(0)
+    try:
+        ran = subprocess.run([*prefix, sys.executable, "-m", "reconciler", "validate", "--offline", "."], cwd=demo,
+                             capture_output=True, text=True, timeout=120, check=False)
+    finally:
+        (demo / "sub").chmod(0o755)
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    assert "./sub:1:1: cannot read folder: Permission denied; its specs would be left out" in ran.stderr, ran.stderr
+
+
+def test_undo_refuses_a_journal_that_lost_an_intent_to_a_cut_line(demo: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """An intent carries the record a delete removes: undo must not plan without it as if nothing were deleted."""
+    code, _, err = run_cli(capsys, "apply", "--yes")
+    assert code == 0, err
+    journal = next((demo / ".reconciler" / "journal").glob("*.jsonl"))
+    lines = journal.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if '"type":"intent"' in line and '"record"' in line)
+    damaged = demo / "damaged.jsonl"
+    damaged.write_text("\n".join([*lines[:at], lines[at][:len(lines[at]) // 2], *lines[at + 1:]]) + "\n")
+    code, out, err = run_cli(capsys, "undo", str(damaged))
+    assert code == 1 and f"damaged.jsonl:{at + 1}: the journal is damaged: a line cut short where the intent" in err
+    assert "Plan:" not in out
+
+
+def test_undo_says_a_start_entry_action_of_another_shape_is_damage(demo: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "apply", "--yes")
+    assert code == 0, err
+    journal = next((demo / ".reconciler" / "journal").glob("*.jsonl"))
+    lines = journal.read_text().splitlines()
+    start = json.loads(lines[0])
+    start["actions"][0]["member"] = None
+    damaged = demo / "damaged.jsonl"
+    damaged.write_text("\n".join([json.dumps(start), *lines[1:]]) + "\n")
+    for command in (["undo", str(damaged)], ["apply", "--resume", str(damaged), "--yes"]):
+        code, _, err = run_cli(capsys, *command)
+        assert code == 1 and "start.actions[0]: the journal is damaged: not an action as an apply writes it" in err
+        assert "bug" not in err, err
+
+
+def test_a_least_interval_past_a_minute_is_refused_not_waited(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """9,007,199,254,740,992 ms between requests was accepted, and a plan then waited without a word."""
+    (demo / "reconciler.yaml").write_text("target: local\nlimits: {min_interval_ms: 9007199254740992}\n")
+    code, _, err = run_cli(capsys, "validate", "--offline")
+    assert code == 1 and "limits.min_interval_ms: 9007199254740992 is greater than the maximum of 60000" in err, err
