@@ -80,7 +80,7 @@ def served_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tup
     monkeypatch.setenv("NEXUDUS_TOKEN", TOKEN)
     for name in ("NEXUDUS_USERNAME", "NEXUDUS_PASSWORD", "NEXUDUS_TOTP"):
         monkeypatch.delenv(name, raising=False)
-    with BackgroundServer(echoing(app)) as server:
+    with BackgroundServer(echoing(app)) as server:  # type: ignore[arg-type]  # (any WSGI app serves)
         monkeypatch.setenv("NEXUDUS_API_URL", server.url)
         yield folder, server.url
     store.close()
