@@ -94,13 +94,17 @@ def test_a_folder_that_cannot_be_read_is_an_error_not_specs_left_out(tmp_path: P
     assert "./sub:1:1: cannot read folder: Permission denied; its specs would be left out" in ran.stderr, ran.stderr
 
 
+def applied_journal(demo: Path, capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """The lines of the journal of an apply of the examples."""
+    code, _, err = run_cli(capsys, "apply", "--yes")
+    assert code == 0, err
+    return next((demo / ".reconciler" / "journal").glob("*.jsonl")).read_text().splitlines()
+
+
 def test_undo_refuses_a_journal_that_lost_an_intent_to_a_cut_line(demo: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """An intent carries the record a delete removes: undo must not plan without it as if nothing were deleted."""
-    code, _, err = run_cli(capsys, "apply", "--yes")
-    assert code == 0, err
-    journal = next((demo / ".reconciler" / "journal").glob("*.jsonl"))
-    lines = journal.read_text().splitlines()
+    lines = applied_journal(demo, capsys)
     at = next(i for i, line in enumerate(lines) if '"type":"intent"' in line and '"record"' in line)
     damaged = demo / "damaged.jsonl"
     damaged.write_text("\n".join([*lines[:at], lines[at][:len(lines[at]) // 2], *lines[at + 1:]]) + "\n")
@@ -111,10 +115,7 @@ def test_undo_refuses_a_journal_that_lost_an_intent_to_a_cut_line(demo: Path,
 
 def test_undo_says_a_start_entry_action_of_another_shape_is_damage(demo: Path,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run_cli(capsys, "apply", "--yes")
-    assert code == 0, err
-    journal = next((demo / ".reconciler" / "journal").glob("*.jsonl"))
-    lines = journal.read_text().splitlines()
+    lines = applied_journal(demo, capsys)
     start = json.loads(lines[0])
     start["actions"][0]["member"] = None
     damaged = demo / "damaged.jsonl"
