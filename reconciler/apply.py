@@ -34,7 +34,7 @@ from reconciler.errors import (
 from reconciler.fresh import Fresh, changed_since, member_of, stale_reason
 from reconciler.interrupt import interruptible
 from reconciler.journal import Journal
-from reconciler.model import MARKER_PREFIX, same_instant
+from reconciler.model import MARKER_PREFIX
 from reconciler.pacing import LOGGED_WAIT, duration
 from reconciler.progress import Progress
 from reconciler.state import COMPLETIONS, MEMBERS, Filter, StateReader
@@ -493,8 +493,9 @@ class Executor:
                     return "failed", None, f"{e}; reading #{record.id} back failed too ({error})"
                 if still is None:
                     return "deleted", None, f"{e}; #{record.id} is gone on re-read"
-                if not same_instant(str(still.get("UpdatedOn") or ""), action.precondition.updated_on):
-                    return "skipped", None, f"{e}; #{record.id} is still there, changed since the plan was read"
+                changed = changed_since(action, still)
+                if changed is not None:
+                    return "skipped", None, f"{e}; #{record.id} is still there: {changed}"
                 continue
             # "gone" keeps the full record in the intent above: undo restores it whatever this outcome says,
             # because a delete whose first answer was lost is re-sent and then answered 404.

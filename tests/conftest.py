@@ -60,6 +60,16 @@ def seeded(folder: Path, monkeypatch: pytest.MonkeyPatch, seed_name: str, seed: 
     return folder
 
 
+def example_specs(folder: Path) -> Path:
+    """`folder`, made, holding the examples' spec files (not their seed nor their configuration): for a target that
+    the test serves itself."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for spec in EXAMPLES.glob("*.yaml"):
+        if spec.name not in ("seed.yaml", "reconciler.yaml"):
+            (folder / spec.name).write_text(spec.read_text())
+    return folder
+
+
 @pytest.fixture
 def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A copy of examples/ as the current directory, as a new user would have it."""

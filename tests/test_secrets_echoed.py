@@ -27,7 +27,7 @@ from reconciler.emulator.store import Store
 from reconciler.errors import ApiError, AuthError
 from reconciler.redact import MASK, remember
 
-from .conftest import EXAMPLES, run_cli
+from .conftest import EXAMPLES, example_specs, run_cli
 
 TOKEN = "echoTok-7Hq2Lm9xZ4Rw8Kp3Vn6Bc1Yd5Tf0Gs2Jh"
 PASSWORD = "S3cret-Pa55word!"
@@ -71,11 +71,7 @@ def served_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tup
     store = Store()
     load_seed(EXAMPLES / "seed.yaml", store)
     app = EmulatorApp(store, Settings(limits=Limits.off(), require_auth=False))
-    folder = tmp_path / "demo"
-    folder.mkdir()
-    for spec in EXAMPLES.glob("*.yaml"):
-        if spec.name not in ("seed.yaml", "reconciler.yaml"):
-            (folder / spec.name).write_text(spec.read_text())
+    folder = example_specs(tmp_path / "demo")
     monkeypatch.chdir(folder)
     monkeypatch.setenv("NEXUDUS_TOKEN", TOKEN)
     for name in ("NEXUDUS_USERNAME", "NEXUDUS_PASSWORD", "NEXUDUS_TOTP"):

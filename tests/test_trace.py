@@ -22,7 +22,7 @@ from reconciler.emulator.store import Store
 from reconciler.errors import ApiError, TransportError, ValidationFailed
 from reconciler.redact import MASK, RedactingFilter, redact
 
-from .conftest import API_SEED, EXAMPLES, run_cli
+from .conftest import API_SEED, EXAMPLES, example_specs, run_cli
 
 USER = "trace.admin@example.com"
 PASSWORD = "trace-Pw-Secret-9931"
@@ -48,11 +48,7 @@ def test_apply_at_vv_traces_every_request_and_shows_no_credential(tmp_path: Path
     seed = EXAMPLES / "seed.yaml"
     load_seed(seed, store)
     app = TokenRecordingApp(store, Settings(limits=Limits.off()), users=[User.from_account(account(USER, PASSWORD))])
-    work = tmp_path / "work"
-    work.mkdir()
-    for spec in EXAMPLES.glob("*.yaml"):
-        if spec.name not in ("seed.yaml", "reconciler.yaml"):
-            (work / spec.name).write_text(spec.read_text())
+    work = example_specs(tmp_path / "work")
     monkeypatch.chdir(work)
     monkeypatch.setenv("NEXUDUS_USERNAME", USER)
     monkeypatch.setenv("NEXUDUS_PASSWORD", PASSWORD)
