@@ -47,8 +47,15 @@ def discover(paths: Sequence[Path], exclude: Iterable[Path] = ()) -> list[Path]:
         if given.is_file():
             candidates = [given]
         elif given.is_dir():  # a link that leads nowhere is kept, for the loader to say so (a spec must not vanish)
-            candidates = sorted(p for p in _below(given) if p.suffix in (".yaml", ".yml")
-                                and (p.is_file() or (p.is_symlink() and not p.exists())))
+            named = sorted(p for p in _below(given) if p.suffix in (".yaml", ".yml"))
+            odd = [Problem(str(p), 1, 1, "not a file (a pipe, socket or device named as a spec): it cannot be read "
+                                         "as one") for p in named if p.exists() and not p.is_file() and not p.is_dir()]
+            if odd:
+                raise SpecError(odd)
+            candidates = [p for p in named if p.is_file() or (p.is_symlink() and not p.exists())]
+        elif given.exists():  # /dev/null, a pipe, a socket: nothing a spec can be read from as a file
+            raise SpecError([Problem(str(given), 1, 1, "not a file or folder (a device, pipe or socket): name YAML "
+                                                       "spec files or folders of them")])
         else:
             raise SpecError([Problem(str(given), 1, 1, broken_link(given) or "no such file or folder")])
         for path in candidates:

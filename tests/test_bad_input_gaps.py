@@ -131,3 +131,15 @@ def test_a_least_interval_past_a_minute_is_refused_not_waited(demo: Path, capsys
     (demo / "reconciler.yaml").write_text("target: local\nlimits: {min_interval_ms: 9007199254740992}\n")
     code, _, err = run_cli(capsys, "validate", "--offline")
     assert code == 1 and "limits.min_interval_ms: 9007199254740992 is greater than the maximum of 60000" in err, err
+
+
+def test_a_device_or_pipe_given_or_found_as_a_spec_is_named_for_what_it_is(
+        demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "plan", "/dev/null")
+    assert code == 1 and "/dev/null:1:1: not a file or folder (a device, pipe or socket)" in err, err
+    assert "no such file" not in err
+    os.mkfifo(demo / "piped.yaml")  # found in a folder: named, never read (a read would wait for a writer forever)
+    code, _, err = run_cli(capsys, "validate", "--offline", ".")
+    assert code == 1 and "piped.yaml:1:1: not a file (a pipe, socket or device named as a spec)" in err, err
+    code, _, err = run_cli(capsys, "plan", "piped.yaml")
+    assert code == 1 and "piped.yaml:1:1: not a file or folder" in err, err
