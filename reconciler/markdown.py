@@ -81,7 +81,7 @@ def _head(doc: dict[str, Any]) -> str:
                          "completes.")
         else:
             lines += [">",
-                      f"> To proceed, review every delete below, then lift the budget for exactly these deletes: "
+                      f"> To proceed, review every delete below, then lift the budget for up to this many deletes: "
                       f"`--allow-deletes {allow}` on the command line; in CI (the example workflows), set the "
                       f"repository variable `{ALLOW_DELETES_VARIABLE}` to `{allow}` (Settings → Secrets and "
                       "variables → Actions → Variables) and re-run this check, and delete the variable once the "

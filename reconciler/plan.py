@@ -873,6 +873,11 @@ def apply_budgets(plan: Plan, safety: Safety, allow_deletes: int | None = None) 
     if existing >= safety.min_existing and existing and deletes / existing > safety.max_delete_fraction:
         over.append(f"{deletes:,} deletes are {deletes / existing:.0%} of the {existing:,} existing completions "
                     f"in scope, over max_delete_fraction ({safety.max_delete_fraction:.0%})")
+    if over and lifted:  # said in every form of the plan, so that a lift left in place is never silent
+        said = (f"the delete budget is lifted by --allow-deletes {allow_deletes:,}: " + "; ".join(over)
+                + " (review its deletes)")
+        if said not in plan.warnings:
+            plan.warnings.append(said)
     if over and not lifted:
         plan.blocked.extend(over)
         # No --allow-deletes lifts a block that an incomplete read also holds: the plan must be made again.

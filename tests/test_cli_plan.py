@@ -61,8 +61,17 @@ def test_a_blocked_plan_renders_in_full_and_exits_3(demo: Path, capsys: pytest.C
     assert main(["plan"]) == 3
     out = capsys.readouterr().out
     assert "Blocked: 2 deletes exceed max_deletes (1)." in out and "--allow-deletes 2" in out
-    assert "+ create" in out
+    assert "+ create" in out and "lifted" not in out
     assert main(["plan", "--allow-deletes", "2"]) == 0
+    # A lift is said in every form of the plan (a repository variable left set is never silent).
+    lifted = "the delete budget is lifted by --allow-deletes 2: 2 deletes exceed max_deletes (1) (review its deletes)"
+    assert lifted in capsys.readouterr().out
+    assert main(["plan", "--allow-deletes", "5", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["warnings"] == [lifted.replace("--allow-deletes 2", "--allow-deletes 5")]
+    assert main(["plan", "--allow-deletes", "2", "--format", "markdown"]) == 0
+    assert "lifted by --allow-deletes 2: 2 deletes exceed max\\_deletes (1)" in capsys.readouterr().out
+    (demo / "reconciler.yaml").write_text("target: local\nseed: seed.yaml\n")  # within the budget: nothing to say
+    assert main(["plan", "--allow-deletes", "2"]) == 0 and "lifted" not in capsys.readouterr().out
 
 
 def test_markdown_is_for_pull_requests(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
