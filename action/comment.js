@@ -49,12 +49,19 @@ function plannedAt(body) {
   return found ? found[1] : null;
 }
 
+// The plan comment is the one a bot (the token this action posts with: github-actions[bot], or an app) wrote
+// with the marker. Anyone who can comment can write the marker too: such a comment is never adopted, updated or
+// quoted, so a plan reviewers read is always one this action wrote.
+function ours(comment) {
+  return Boolean(comment.body && comment.body.startsWith(MARKER) && comment.user && comment.user.type === 'Bot');
+}
+
 async function previousComment(github, context) {
   const { owner, repo } = context.repo;
   const comments = await github.paginate(github.rest.issues.listComments, {
     owner, repo, issue_number: context.issue.number, per_page: 100,
   });
-  return comments.find((c) => c.body && c.body.startsWith(MARKER)) || null;
+  return comments.find(ours) || null;
 }
 
 // Post the plan as ONE comment, updated in place on every push; when the run failed (no plan), mark the
@@ -96,7 +103,7 @@ async function driftIssue({ github, context, core }, { result, out, runUrl }) {
   const open = await github.paginate(github.rest.issues.listForRepo, {
     owner, repo, state: 'open', labels: DRIFT_LABEL, per_page: 100,
   });
-  const existing = open.find((issue) => issue.title === DRIFT_TITLE) || null;
+  const existing = open.find((issue) => issue.title === DRIFT_TITLE && issue.user && issue.user.type === 'Bot') || null;
   if (result === 'changes' || result === 'blocked') {
     const body = `${read(path.join(out, 'plan.md'))}\n\n_Checked by [this run](${runUrl})._`;
     if (existing) {

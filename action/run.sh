@@ -41,6 +41,20 @@ fi
 
 journals() { find .reconciler/journal -name '*.jsonl' 2> /dev/null | wc -l; }
 
+# What to do about a block: a delete budget is lifted by the number the plan names, after review; a block no flag
+# lifts (a read that came back incomplete) needs only a new plan, so the variable is not offered for it.
+blocked_message() {
+  local said=$1 what=$2 allowed reason
+  allowed=$(grep -E -o -- '--allow-deletes [0-9][0-9,]*(` on the command line| to proceed)' "$said" 2> /dev/null \
+    | head -1 | grep -o '[0-9][0-9,]*' | head -1 | tr -d ,)
+  if [ -n "$allowed" ]; then
+    echo "Blocked by a delete budget ($what). After reviewing every delete, set the repository variable RECONCILER_ALLOW_DELETES to $allowed and re-run; delete the variable once the apply has run."
+  else
+    reason=$(grep -m1 -E -o 'Blocked(\*\*)?: .*' "$said" 2> /dev/null | sed -E 's/^Blocked(\*\*)?: //')
+    echo "Blocked, and no flag lifts it ($what): ${reason:-see the log}. Re-run once the cause is gone: the next run plans again."
+  fi
+}
+
 case "$command" in
   validate)
     reconciler validate --offline "$path" 2> >(tee "$out/errors.txt" >&2)
@@ -63,7 +77,7 @@ case "$command" in
         output result blocked
         if [ "$command" = plan ]; then
           output verdict fail
-          output message "The plan is blocked: read the plan comment. To lift a delete budget after review, set the repository variable RECONCILER_ALLOW_DELETES to the number it names."
+          output message "$(blocked_message "$out/plan.md" "read the plan comment")"
         fi
         ;;
       *) output result error; exit "$code" ;;
@@ -94,7 +108,7 @@ case "$command" in
         else
           output result blocked
           output verdict fail
-          output message "The apply is blocked by a safety budget and wrote nothing. After review, set the repository variable RECONCILER_ALLOW_DELETES to the number the plan names, then re-run."
+          output message "$(blocked_message "$out/apply.txt" "it wrote nothing")"
         fi
         ;;
       4)

@@ -201,7 +201,9 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a folder of its own (default: here; refused where other specs already are)")
     parser.add_argument("--mode", choices=("owned", "additive", "authoritative"),
                         help="the exported specs' mode (default owned; additive where doctor found owned cannot work)")
-    parser.add_argument("--force", action="store_true", help="overwrite files that exist")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite files that exist, specs and settings included (to set only the action's "
+                             "reference in a layout already there, pass --action alone)")
 
 
 def _export(args: argparse.Namespace, console: Console) -> Outcome:
@@ -254,7 +256,9 @@ def _init_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--action", metavar="OWNER/REPO@REF",
                         help="the reconciler repository and the tag or commit the workflows and pre-commit use "
                              "(default: the GitHub commit this copy was installed from, else a placeholder to edit)")
-    parser.add_argument("--force", action="store_true", help="overwrite files that exist")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite files that exist, specs and settings included (to set only the action's "
+                             "reference in a layout already there, pass --action alone)")
 
 
 def _init(args: argparse.Namespace, console: Console) -> Outcome:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -295,7 +296,7 @@ def test_the_action_plans_and_fails_the_check_only_when_blocked(space: Path, tmp
     (space / "reconciler.yaml").write_text("target: local\nseed: seed.yaml\nsafety: {max_deletes: 1}\n")
     result, outputs = run_action(space, "plan", tmp_path, NEXUDUS_API_URL="local")
     assert result.returncode == 0 and outputs["result"] == "blocked" and outputs["verdict"] == "fail"
-    assert "RECONCILER_ALLOW_DELETES" in outputs["message"]
+    assert "set the repository variable RECONCILER_ALLOW_DELETES to 2 and re-run" in outputs["message"]
     result, outputs = run_action(space, "plan", tmp_path, NEXUDUS_API_URL="local", RECONCILER_ALLOW_DELETES="2")
     assert outputs["result"] == "changes"
 
@@ -328,6 +329,28 @@ def test_an_apply_blocked_by_a_budget_fails_the_job(space: Path, tmp_path: Path)
     (space / "reconciler.yaml").write_text("target: local\nseed: seed.yaml\nsafety: {max_deletes: 1}\n")
     result, outputs = run_action(space, "apply", tmp_path, NEXUDUS_API_URL="local")
     assert result.returncode == 0 and outputs["result"] == "blocked" and outputs["verdict"] == "fail"
+    assert "set the repository variable RECONCILER_ALLOW_DELETES to 2 and re-run" in outputs["message"]
+
+
+PARTIAL = "incomplete read: the current state could not be read in full, so nothing may be written"
+
+
+@pytest.mark.parametrize(("command", "said"), [
+    ("plan", f"> :no_entry: **Blocked**: {PARTIAL}.\n>\n> No flag lifts this block: run the plan again.\n"),
+    ("apply", f"Plan: 0 to create, 3 to delete.\nBlocked: {PARTIAL}.\n"),
+])
+def test_a_block_no_flag_lifts_is_not_offered_the_variable(space: Path, tmp_path: Path, command: str,
+                                                          said: str) -> None:
+    # The branch the action takes on what the command printed, with a stand-in for reconciler that prints it.
+    stand_in = tmp_path / "bin"
+    stand_in.mkdir()
+    (stand_in / "reconciler").write_text(f"#!/usr/bin/env bash\nprintf '%s' {shlex.quote(said)}\nexit 3\n")
+    (stand_in / "reconciler").chmod(0o755)
+    result, outputs = run_action(space, command, tmp_path, NEXUDUS_API_URL="local",
+                                 PATH=f"{stand_in}{os.pathsep}{os.environ['PATH']}")
+    assert result.returncode == 0 and outputs["result"] == "blocked" and outputs["verdict"] == "fail", result.stderr
+    assert outputs["message"].startswith("Blocked, and no flag lifts it (") and PARTIAL in outputs["message"]
+    assert "RECONCILER_ALLOW_DELETES" not in outputs["message"]
     assert "journals" not in outputs  # nothing was written
 
 
@@ -382,7 +405,10 @@ def test_one_plan_comment_updated_in_place_and_marked_stale_when_a_run_fails(tmp
     assert body.startswith("<!-- reconciler-plan -->") and "Planned at commit `abc1234` ([run](" in body
     assert body.endswith("### reconciler plan\n\nPlan: 1 to create.\n") and first[0][1]["issue_number"] == 7
 
-    previous = [{"id": 99, "body": "an unrelated comment"}, {"id": 42, "body": body}]
+    bot, someone = {"login": "github-actions[bot]", "type": "Bot"}, {"login": "mallory", "type": "User"}
+    forged = {"id": 13, "body": "<!-- reconciler-plan -->\nPlan: 0 to delete.", "user": someone}
+    previous = [{"id": 99, "body": "an unrelated comment", "user": someone}, forged,
+                {"id": 42, "body": body, "user": bot}]
     again = node("planComment", {"result": "no-changes", "out": str(out), "sha": "bbb2222", "runUrl": run},
                  tmp_path, comments=previous)
     assert [c[0] for c in again] == ["updateComment"] and again[0][1]["comment_id"] == 42
@@ -398,6 +424,11 @@ def test_one_plan_comment_updated_in_place_and_marked_stale_when_a_run_fails(tmp
     assert "made at commit `abc1234`" in text and "completions/x.yaml:5:7: mode must be one of" in text
     assert text.endswith("Plan: 1 to create.")  # the last good plan stays below, marked
     assert text.count("<!-- reconciler-status -->") == 1
+    # Only a comment a bot wrote is the plan comment: one with the marker by anyone else is never adopted or quoted.
+    alone = node("planComment", {"result": "error", "out": str(out), "sha": "ddd4444", "runUrl": failed},
+                 tmp_path, comments=[forged])
+    assert [c[0] for c in alone] == ["createComment"] and "0 to delete" not in alone[0][1]["body"]
+    assert "there is no plan yet" in alone[0][1]["body"]
 
 
 @pytest.mark.skipif(NODE is None, reason="node is needed to run the action's comment script")
@@ -408,7 +439,9 @@ def test_one_drift_issue_opened_updated_and_closed(tmp_path: Path) -> None:
     args = {"out": str(out), "runUrl": "https://github.com/acme/specs/actions/runs/3"}
     opened = node("driftIssue", {**args, "result": "changes"}, tmp_path)
     assert [c[0] for c in opened] == ["create"] and opened[0][1]["labels"] == ["reconciler-drift"]
-    issue = {"number": 5, "title": opened[0][1]["title"]}
+    issue = {"number": 5, "title": opened[0][1]["title"], "user": {"login": "github-actions[bot]", "type": "Bot"}}
+    forged = {**issue, "number": 6, "user": {"login": "mallory", "type": "User"}}
+    assert [c[0] for c in node("driftIssue", {**args, "result": "changes"}, tmp_path, issues=[forged])] == ["create"]
     updated = node("driftIssue", {**args, "result": "blocked"}, tmp_path, issues=[issue])
     assert [c[0] for c in updated] == ["update"] and "Plan: 2 to create." in updated[0][1]["body"]
     closed = node("driftIssue", {**args, "result": "no-changes"}, tmp_path, issues=[issue])
@@ -450,6 +483,31 @@ def test_init_pins_the_action_it_is_given(tmp_path: Path, capsys: pytest.Capture
     assert "replace" not in capsys.readouterr().out  # nothing left to edit
     assert main(["init", str(tmp_path / "x"), "--action", "not a ref"]) == 1
     assert render_template("plan.yml", None) == (SCAFFOLD / "plan.yml").read_text()
+
+
+def test_init_action_over_a_layout_already_there_sets_the_reference_and_touches_nothing_else(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["init", str(tmp_path)]) == 0
+    said = capsys.readouterr().out
+    assert f"reconciler init {tmp_path} --action OWNER/REPO@REF" in said and "--force" not in said
+    spec, config = tmp_path / "completions" / "onboarding.yaml", tmp_path / "reconciler.yaml"
+    spec.write_text(spec.read_text() + "  - {email: mine@example.com, completed: all}\n")
+    config.write_text(config.read_text() + "# mine\n")
+    edited = {p: p.read_text() for p in (spec, config)}
+    (tmp_path / ".github" / "workflows" / "reconciler-drift.yml").unlink()  # a file missing is written
+    assert main(["init", str(tmp_path), "--action", "acme/reconciler@v9"]) == 0
+    out = capsys.readouterr().out
+    assert {p: p.read_text() for p in edited} == edited  # the specs and settings, untouched
+    for name in ("plan", "apply", "drift"):
+        workflow = (tmp_path / ".github" / "workflows" / f"reconciler-{name}.yml").read_text()
+        assert "uses: acme/reconciler@v9\n" in workflow and PLACEHOLDER_REPOSITORY not in workflow
+    hooks = yaml.safe_load((tmp_path / ".pre-commit-config.yaml").read_text())["repos"][0]
+    assert hooks["repo"] == "https://github.com/acme/reconciler" and hooks["rev"] == "v9"
+    assert "reconciler-drift.yml (written)" in out and f"left as they are: {config}, {spec}" in out
+    # Again: nothing holds the placeholder any more, so nothing changes, and it says so.
+    assert main(["init", str(tmp_path), "--action", "acme/reconciler@v10"]) == 0
+    assert "nothing changed: no file holds the placeholder" in capsys.readouterr().err
+    assert "acme/reconciler@v9" in (tmp_path / ".github" / "workflows" / "reconciler-plan.yml").read_text()
 
 
 class _Installed:

@@ -39,15 +39,21 @@ _GITHUB = re.compile(r"^(?:git\+)?(?:https://|ssh://git@|git@)github\.com[/:](?P
 
 
 def init(root: Path, *, action: str | None = None, force: bool = False, console: Console) -> Outcome:
-    """Write the layout under `root` (made if missing); refuses to overwrite unless `force`."""
+    """Write the layout under `root` (made if missing); refuses to overwrite unless `force`. With `--action` over a
+    layout already there (and no `force`), only the action's reference is put in place of the placeholder in the
+    files that hold it, and missing files are written: specs and settings are never touched."""
+    given = action
     action = action or installed_from()
     if action is not None and not _ACTION.match(action):
         raise UsageError(f"--action {action}: expected OWNER/REPO@REF, for example acme/reconciler@v{__version__} "
                          "or acme/reconciler@<full commit SHA>")
     clashes = [root / name for name in LAYOUT if (root / name).exists()]
     if clashes and not force:
+        if given is not None:
+            return _pin(root, given, console)
         shown = ", ".join(str(p) for p in clashes[:5]) + (f" and {len(clashes) - 5} more" if len(clashes) > 5 else "")
-        raise UsageError(f"{shown} already exist(s); pass --force to overwrite")
+        raise UsageError(f"{shown} already exist(s); pass --force to overwrite them all (your specs and settings too), "
+                         "or --action OWNER/REPO@REF to put the action's reference into the existing files only")
     written = []
     for name, template in LAYOUT.items():
         path = root / name
@@ -66,23 +72,63 @@ def init(root: Path, *, action: str | None = None, force: bool = False, console:
     print("CI: see docs/ci.md: the secrets of a read-only account (plan, drift), an environment `nexudus` "
           "holding the apply account's, and `pre-commit install`.", file=console.stdout)
     if action is None:
+        again = "" if root == Path(".") else f" {root}"
         print(f"Edit the workflows and .pre-commit-config.yaml: replace {PLACEHOLDER_REPOSITORY}@{PLACEHOLDER_REF} "
               "with the reconciler repository you install from, pinned to a reviewed tag or commit "
-              "(or run init again with --force --action OWNER/REPO@REF).", file=console.stdout)
+              f"(or run `reconciler init{again} --action OWNER/REPO@REF`: it puts the reference in, and touches "
+              "nothing else).", file=console.stdout)
+    return Outcome.OK
+
+
+def _pin(root: Path, action: str, console: Console) -> Outcome:
+    """The action's reference put into the layout already under `root`, in place of the placeholder; the files
+    missing written; every other file left as it is (a spec, reconciler.yaml, a workflow already pinned)."""
+    changed: list[str] = []
+    kept: list[str] = []
+    for name, template in LAYOUT.items():
+        path = root / name
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(render_template(template, action), encoding="utf-8")
+            changed.append(f"{path} (written)")
+            continue
+        text = path.read_text(encoding="utf-8") if path.is_file() else ""
+        pinned = put_action(text, action)
+        if pinned != text:
+            path.write_text(pinned, encoding="utf-8")
+            changed.append(f"{path} (the reference set to {action})")
+        else:
+            kept.append(str(path))
+    if not (root / SPEC_FOLDER / SCHEMA_FOLDER).exists():
+        changed += [f"{path} (written)" for path in write_schemas(root / SPEC_FOLDER / SCHEMA_FOLDER)]
+    if _ignore_state(root / ".gitignore"):
+        changed.append(f"{root / '.gitignore'} (.reconciler/ added)")
+    for line in changed:
+        print(line, file=console.stdout)
+    if kept:
+        print(f"left as they are: {', '.join(kept)}", file=console.stdout)
+    if not changed:
+        console.warn(f"nothing changed: no file holds the placeholder {PLACEHOLDER_REPOSITORY}@{PLACEHOLDER_REF} "
+                     "(a reference already set is changed by editing its `uses:` or `rev:` line)")
     return Outcome.OK
 
 
 def render_template(template: str, action: str | None) -> str:
     """A scaffold file, with the reconciler repository and ref put in when they are known."""
     text = resources.files("reconciler").joinpath("scaffold").joinpath(template).read_text(encoding="utf-8")
-    found = _ACTION.match(action) if action else None
+    return put_action(text, action) if action else text
+
+
+def put_action(text: str, action: str) -> str:
+    """`text` with the placeholder's repository and ref (a workflow's `uses:`, pre-commit's `repo:` and `rev:`)
+    replaced by those of `action` (OWNER/REPO@REF)."""
+    found = _ACTION.match(action)
     if found is None:
         return text
     repository, ref = found["repository"], found["ref"]
     text = text.replace(f"{PLACEHOLDER_REPOSITORY}@{PLACEHOLDER_REF}", f"{repository}@{ref}")
-    text = text.replace(f"https://github.com/{PLACEHOLDER_REPOSITORY}\n    rev: {PLACEHOLDER_REF}\n",
+    return text.replace(f"https://github.com/{PLACEHOLDER_REPOSITORY}\n    rev: {PLACEHOLDER_REF}\n",
                         f"https://github.com/{repository}\n    rev: {ref}\n")
-    return text
 
 
 def installed_from() -> str | None:
