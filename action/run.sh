@@ -5,7 +5,7 @@
 # Exits non-zero only on an error (a bad spec, an API failure, a missing setting): a blocked plan, changes
 # found or an apply stopped at the daily write cap are outcomes, reported through `result` and `verdict`.
 #
-# Inputs (environment): RECONCILER_COMMAND (validate | plan | apply | drift), RECONCILER_PATH (the spec
+# Inputs (environment): RECONCILER_COMMAND (validate | plan | apply | continue | drift), RECONCILER_PATH (the spec
 # folder), RECONCILER_ALLOW_DELETES, RECONCILER_MAX_DURATION (seconds, apply), RECONCILER_OUT (a folder
 # for plan.md, plan.json, errors.txt, apply.txt), NEXUDUS_API_URL and the credentials.
 set -uo pipefail
@@ -39,7 +39,8 @@ if [ -n "${RECONCILER_ALLOW_DELETES:-}" ]; then
   allow=(--allow-deletes "$RECONCILER_ALLOW_DELETES")
 fi
 
-journals() { find .reconciler/journal -name '*.jsonl' 2> /dev/null | wc -l; }
+# The journals as names and sizes: an apply adds one, a continued apply adds to one.
+journals() { find .reconciler/journal -name '*.jsonl' -printf '%f %s\n' 2> /dev/null | LC_ALL=C sort | cksum; }
 
 # What to do about a block: a delete budget is lifted by the number the plan names, after review; a block no flag
 # lifts (a read that came back incomplete) needs only a new plan, so the variable is not offered for it.
@@ -87,14 +88,32 @@ case "$command" in
     output plan-markdown "$out/plan.md"
     ;;
 
-  apply)
+  apply | continue)
     before=$(journals)
     duration=()
     if [ -n "${RECONCILER_MAX_DURATION:-}" ]; then duration=(--max-duration "$RECONCILER_MAX_DURATION"); fi
+    if [ "$command" = apply ]; then
+      what=(apply "$path" --yes "${allow[@]}" "${duration[@]}")
+    else
+      # continue (the schedule): finish the newest apply, exactly the actions it planned (each re-checked
+      # against the live state before it is sent), never a new plan: what changed in Nexudus since is the drift
+      # check's to report and a reviewed change's to apply.
+      newest=$(find .reconciler/journal -name '*.jsonl' 2> /dev/null | LC_ALL=C sort | tail -1)
+      if [ -z "$newest" ]; then
+        output result nothing-to-continue
+        notice "no apply to continue: no journal of an earlier apply (they are kept in the Actions cache)"
+        exit 0
+      fi
+      what=(apply --resume "$newest" --yes "${duration[@]}")
+    fi
     # Progress goes to stderr every few seconds: shown live, and kept for the failure comment.
-    reconciler apply "$path" --yes "${allow[@]}" "${duration[@]}" 2> >(tee "$out/errors.txt" >&2) \
-      | tee "$out/apply.txt"
+    reconciler "${what[@]}" 2> >(tee "$out/errors.txt" >&2) | tee "$out/apply.txt"
     code=${PIPESTATUS[0]}
+    if [ "$command" = continue ] && [ "$code" -eq 0 ] && grep -q '^Resuming apply .*: 0 of ' "$out/apply.txt"; then
+      output exitcode "$code"
+      output result nothing-to-continue
+      exit 0
+    fi
     output exitcode "$code"
     if [ "$(journals)" != "$before" ]; then output journals changed; fi
     case "$code" in
@@ -102,7 +121,7 @@ case "$command" in
       3)
         if grep -q '^Stopped: ' "$out/apply.txt"; then
           # The daily write cap, --max-duration or a long server wait: the journal is intact, and the next
-          # run (the schedule) plans again and continues with whatever the specs still need.
+          # run (the schedule: continue) finishes it.
           output result stopped
           notice "$(grep '^Stopped: ' "$out/apply.txt" | head -1 | cut -c 10-); the next scheduled run continues"
         else
@@ -114,14 +133,14 @@ case "$command" in
       4)
         output result failed
         output verdict fail
-        output message "Some actions failed (see the table above); the journal is uploaded, and the next run retries what is still needed."
+        output message "Some actions failed (see the table above); the journal is uploaded, and the next scheduled run (continue) retries them."
         ;;
       *) output result error; exit "$code" ;;
     esac
     ;;
 
   *)
-    error "unknown command '$command': use validate, plan, apply or drift"
+    error "unknown command '$command': use validate, plan, apply, continue or drift"
     output result error
     exit 1
     ;;

@@ -99,7 +99,8 @@ def test_the_apply_workflow_never_overlaps_and_keeps_the_journal() -> None:
     data = yaml.safe_load((EXAMPLES / "github-actions" / "apply.yml").read_text())
     assert data["concurrency"] == {"group": "reconciler-apply", "cancel-in-progress": False}
     step = next(s for s in data["jobs"]["apply"]["steps"] if "reconciler@" in str(s.get("uses", "")))
-    assert step["with"]["command"] == "apply" and step["with"]["path"] == "completions/"
+    assert step["with"]["command"] == "${{ github.event_name == 'schedule' && 'continue' || 'apply' }}"
+    assert step["with"]["path"] == "completions/" and "schedule" in data[True]  # `on:` reads as True in YAML 1.1
     action = yaml.safe_load((ROOT / "action.yml").read_text())["runs"]["steps"]
     restore = next(s for s in action if str(s.get("uses", "")).startswith("actions/cache/restore@"))
     upload = next(s for s in action if "journal" in str(s.get("with", {}).get("path", ""))

@@ -75,7 +75,8 @@ def test_the_workflows_install_this_project_and_pin_the_target(name: str) -> Non
     assert workflow["env"]["NEXUDUS_API_URL"] == "https://spaces.nexudus.com"
     step = action_step(workflow)
     assert step["uses"] == f"{PLACEHOLDER_REPOSITORY}@{PLACEHOLDER_REF}"
-    assert step["with"]["command"] == {"plan": "plan", "apply": "apply", "drift": "drift"}[name]
+    assert step["with"]["command"] == {"plan": "plan", "drift": "drift",  # the schedule continues, a merge applies
+                                       "apply": "${{ github.event_name == 'schedule' && 'continue' || 'apply' }}"}[name]
     # Secrets only in the step that needs them, never in a job's or the workflow's environment.
     text = WORKFLOWS[name].read_text()
     assert text.count("secrets.") == sum("secrets." in str(v) for v in step["with"].values()) == 3
@@ -323,6 +324,33 @@ def test_an_apply_stopped_by_the_daily_cap_is_green_and_the_next_run_continues(s
     assert outputs["result"] == "applied" and "Converged" in result.stdout
     first_plan = 30
     assert f"{first_plan - 10} planned changes are in place" in result.stdout
+
+
+@pytest.mark.slow
+def test_the_schedule_continues_the_newest_apply_exactly_as_planned_and_never_plans_anew(
+        space: Path, tmp_path: Path) -> None:
+    result, outputs = run_action(space, "continue", tmp_path, NEXUDUS_API_URL="local")
+    assert result.returncode == 0 and outputs["result"] == "nothing-to-continue" and "journals" not in outputs
+    assert "::notice::no apply to continue" in result.stdout
+    (space / "reconciler.yaml").write_text("target: local\nseed: seed.yaml\nlimits: {writes_per_day: 10}\n")
+    result, outputs = run_action(space, "apply", tmp_path, NEXUDUS_API_URL="local")
+    assert outputs["result"] == "stopped" and outputs["journals"] == "changed"
+    # The specs change after the merge's plan (without a pull request's review): the schedule does not apply that.
+    spec = space / "makerspace.yaml"
+    spec.write_text(spec.read_text() + "  - {email: tomas@example.com, completed: all}\n")
+    (space / "reconciler.yaml").write_text("target: local\nseed: seed.yaml\n")  # a day later: no cap
+    result, outputs = run_action(space, "continue", tmp_path, NEXUDUS_API_URL="local")
+    assert result.returncode == 0 and outputs["result"] == "applied", result.stdout + result.stderr
+    assert outputs["journals"] == "changed"  # the same journal, added to: kept for the next run and for undo
+    assert ": 20 of 30 actions left." in result.stdout and "Converged: all 30 planned changes are in place." in result.stdout
+    assert len(list((space / ".reconciler" / "journal").glob("*.jsonl"))) == 1
+    after = subprocess.run(["reconciler", "plan", "--format", "json"], cwd=space, capture_output=True, text=True,
+                           timeout=120, env=our_env())
+    left = json.loads(after.stdout)["actions"]  # what only the new spec line asks for is left, for a merge to apply
+    assert left and {(a["action"], a["member"]["name"], a["spec"]) for a in left} == {
+        ("create", "Tomás Novak", "makerspace-safety")}, left
+    result, outputs = run_action(space, "continue", tmp_path, NEXUDUS_API_URL="local")
+    assert outputs["result"] == "nothing-to-continue" and "journals" not in outputs
 
 
 def test_an_apply_blocked_by_a_budget_fails_the_job(space: Path, tmp_path: Path) -> None:
