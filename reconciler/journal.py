@@ -23,6 +23,7 @@ line that is not a JSON object (`hello`, `[1]`) is damage, and an error that nam
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -36,7 +37,7 @@ from typing import IO, Any
 from reconciler import UNPAIRED
 from reconciler.actions import Action, action_from_dict
 from reconciler.config import same_target
-from reconciler.errors import PlanFileError, UsageError
+from reconciler.errors import PlanFileError, ReconcilerError, UsageError
 from reconciler.pacing import duration
 from reconciler.redact import scrub
 
@@ -46,14 +47,35 @@ def new_apply_id(now: datetime | None = None) -> str:
     return f"{stamp}-{secrets.token_hex(3)}"
 
 
+class JournalBusy(ReconcilerError):
+    """Another run is writing this journal (its apply, or a resume of it, from this folder or any other)."""
+
+    exit_code = 1
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"another run is writing the journal {path} right now (its apply, or a resume of it, "
+                         "perhaps from another folder): nothing was written. Wait for that run to end; resume it "
+                         "then, if it stopped")
+
+
 class Journal:
     """Appends lines and makes each durable before returning. The file is the owner's alone (0600: it holds
-    members' records whole), and a credential a server echoed into a record is blanked out of it (`scrub`)."""
+    members' records whole), and a credential a server echoed into a record is blanked out of it (`scrub`).
+
+    One writer at a time: the journal is held (flock) while it is open, so that two runs can never carry out the
+    same actions at once (an apply and a resume of it from another folder, whose lock is another folder's): the
+    second is refused with JournalBusy before it writes anything. The operating system drops the hold when the
+    writer ends, however it ends."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(handle)
+            raise JournalBusy(path) from None
         self._out: IO[str] = os.fdopen(handle, "a", encoding="utf-8", errors=UNPAIRED)
         if _ends_mid_line(path):
             # The last run was killed while writing a line: end it, so the next entry starts a line of its

@@ -342,7 +342,8 @@ def test_the_schedule_continues_the_newest_apply_exactly_as_planned_and_never_pl
     result, outputs = run_action(space, "continue", tmp_path, NEXUDUS_API_URL="local")
     assert result.returncode == 0 and outputs["result"] == "applied", result.stdout + result.stderr
     assert outputs["journals"] == "changed"  # the same journal, added to: kept for the next run and for undo
-    assert ": 20 of 30 actions left." in result.stdout and "Converged: all 30 planned changes are in place." in result.stdout
+    assert ": 20 of 30 actions left." in result.stdout
+    assert "Converged: all 30 planned changes are in place." in result.stdout
     assert len(list((space / ".reconciler" / "journal").glob("*.jsonl"))) == 1
     after = subprocess.run(["reconciler", "plan", "--format", "json"], cwd=space, capture_output=True, text=True,
                            timeout=120, env=our_env())

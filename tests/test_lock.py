@@ -135,3 +135,47 @@ def test_an_unreadable_lock_file_is_taken_over_with_a_warning(tmp_path: Path,
     with caplog.at_level(logging.WARNING, logger="reconciler.lock"), target_lock(tmp_path, TARGET, "apply"):
         pass
     assert "its details are unreadable" in caplog.text
+
+
+# Opens a journal for writing, as an apply or a resume of it does, says so, and holds it until its input closes.
+JOURNAL_HOLDER = """
+import sys
+from pathlib import Path
+from reconciler.journal import Journal
+with Journal(Path(sys.argv[1])):
+    print("writing", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_journal_another_run_writes_is_not_resumed_from_any_folder(demo: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from reconciler.cli import main
+
+    (demo / "reconciler.yaml").write_text("target: local\nseed: seed.yaml\nlimits: {writes_per_day: 10}\n")
+    assert main(["apply", "--yes"]) == 3  # stopped at the cap: resumable
+    journal = next((demo / ".reconciler" / "journal").glob("*.jsonl"))
+    (demo / "reconciler.yaml").write_text("target: local\nseed: seed.yaml\n")
+    capsys.readouterr()
+    before = journal.read_bytes()
+    # The apply (or a resume of it) still running elsewhere: another folder's lock is not this one's, so the
+    # journal itself is what keeps two runs from carrying out the same actions (duplicates).
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    other = subprocess.Popen([sys.executable, "-c", JOURNAL_HOLDER, str(journal)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert other.stdout is not None and other.stdout.readline() == "writing\n"
+        assert main(["apply", "--resume", str(journal), "--yes"]) == EXIT_ERROR
+        err = capsys.readouterr().err
+        assert f"error: another run is writing the journal {journal} right now" in err and "nothing was written" in err
+        assert journal.read_bytes() == before
+        assert main(["plan", "--format", "json"]) == 0
+        assert json.loads(capsys.readouterr().out)["summary"]["writes"] == 20  # nothing was sent either
+    finally:
+        if other.stdin:
+            other.stdin.close()
+        other.wait(timeout=30)
+        if other.stdout:
+            other.stdout.close()
+    assert main(["apply", "--resume", str(journal), "--yes"]) == 0  # once it has ended
+    assert ": 20 of 30 actions left." in capsys.readouterr().out

@@ -265,19 +265,24 @@ def stop_outcome(stop_code: int) -> Outcome:
 
 def _resume(journal_path: Path, target: Target, *, fail_fast: bool, yes: bool, console: Console,
             again: str = "", state_dir: Path = Path(".reconciler")) -> Outcome:
-    state: JournalState = read_journal(journal_path)
-    check_journal_target(state.start.get("target"), target.description)
-    actions = state.typed_actions()
-    remaining = [(seq, a) for seq, a in enumerate(actions) if state.outcomes.get(seq, {}).get("status") not in DONE]
-    print(f"Resuming apply {state.start['apply_id']} on {target.description}: {len(remaining):,} of "
-          f"{len(actions):,} actions left.", file=console.stdout)
-    if not remaining:
-        return Outcome.OK
-    _confirm(console, len(remaining), target.description, yes=yes)
-    fresh = read_fresh(target.client, [a for _, a in remaining])
-    progress = console.progress()
-    _count_earlier_writes(target, journal_path.parent, console.stderr)
+    if not journal_path.is_file():
+        read_journal(journal_path)  # its error: no such journal (the Journal below would make one)
+    # Held from here to the end (JournalBusy if another run writes it, from whatever folder), and read once held:
+    # what that run did until it ended is then in it.
     with Journal(journal_path) as journal:
+        state: JournalState = read_journal(journal_path)
+        check_journal_target(state.start.get("target"), target.description)
+        actions = state.typed_actions()
+        remaining = [(seq, a) for seq, a in enumerate(actions)
+                     if state.outcomes.get(seq, {}).get("status") not in DONE]
+        print(f"Resuming apply {state.start['apply_id']} on {target.description}: {len(remaining):,} of "
+              f"{len(actions):,} actions left.", file=console.stdout)
+        if not remaining:
+            return Outcome.OK
+        _confirm(console, len(remaining), target.description, yes=yes)
+        fresh = read_fresh(target.client, [a for _, a in remaining])
+        progress = console.progress()
+        _count_earlier_writes(target, journal_path.parent, console.stderr)
         journal.write({"type": "resume", "remaining": len(remaining)})
         executor = Executor(target.client, journal, fail_fast=fail_fast, progress_out=progress)
         result = executor.run(remaining, fresh)
