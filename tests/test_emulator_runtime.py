@@ -91,6 +91,10 @@ def test_json_snapshot_round_trip_keeps_ids_and_recomputes_names(tmp_path: Path)
     ('{"format": "other"}', "not a snapshot"),
     ('{"format": "nexudus-snapshot/1", "coursecompletedlessons": [{"Id": "x"}]}', "whole-number Id"),
     ('{"format": "nexudus-snapshot/1", "courses": [{"Id": 1}, {"Id": 1}]}', "appears twice"),
+    ('{"format": "nexudus-snapshot/1", "courses": [{"Id": 1180591620717411303424}]}',
+     "courses[0]: Id out of range (a whole number from -9,223,372,036,854,775,808 to 9,223,372,036,854,775,807)"),
+    ('{"format": "nexudus-snapshot/1", "courses": [{"Id": 1, "DisplayOrder": -9223372036854775809}]}',
+     "courses[0]: DisplayOrder out of range"),
     ('{"format": "nexudus-snapshot/1", "course": []}', "did you mean 'courses'"),
     ('{"format": "nexudus-snapshot/1",\n "courses": [}', "snap.json:2:14: JSON syntax"),
 ])

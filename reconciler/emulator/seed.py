@@ -170,6 +170,7 @@ def _uuid(collection: str, record_id: int) -> str:
 
 # --- JSON snapshot -------------------------------------------------------------------------------
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _SNAPSHOT_REFERENCES = {"courselessons": ("CourseId",), "coursemembers": ("CourseId", "CoworkerId"),
                         "coursecompletedlessons": ("CourseLessonId", "CourseMemberId")}
 
@@ -206,7 +207,13 @@ def _load_snapshot(path: Path, store: Store, replace: bool) -> SeedResult:
             if record["Id"] in rows:
                 problems.append(Problem(shown, 1, 1, f"{name}[{i}]: Id {record['Id']} appears twice"))
                 continue
-            rows[record["Id"]] = {k: record.get(k) for k in kept if k != "Deleted" or record.get(k) is True}
+            row = {k: record.get(k) for k in kept if k != "Deleted" or record.get(k) is True}
+            huge = [k for k, v in row.items() if isinstance(v, int) and not INT64_MIN <= v <= INT64_MAX]
+            if huge:  # the store (SQLite) holds 64-bit integers
+                problems.append(Problem(shown, 1, 1, f"{name}[{i}]: {', '.join(huge)} out of range (a whole number "
+                                                     f"from {INT64_MIN:,} to {INT64_MAX:,})"))
+                continue
+            rows[record["Id"]] = row
         records[name] = sorted(rows.values(), key=lambda r: r["Id"])
     if problems:
         raise SeedError(problems)
