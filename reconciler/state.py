@@ -44,6 +44,7 @@ MEMBERS = "/api/content/coursemembers"
 COWORKERS = "/api/spaces/coworkers"
 COMPLETIONS = "/api/content/coursecompletedlessons"
 FEW = 3  # up to this many filtered requests are made without first probing the wholesale size
+SETTLE_READS = 3  # export and snapshot: reads after the first, until two in a row agree (`_settled`)
 MAX_COST = 1 << 40  # the request cost of a way that is never taken while another works
 CONFIRMED = 20  # at most this many members' completions are read again to confirm a plan's creates (`confirm_absent`)
 PROBED = 50  # records of each kind read by Id to check that lists show SystemId (`check_markers_listed`):
@@ -120,6 +121,13 @@ class Filter:
 
 _Kept = TypeVar("_Kept")
 _RECORD_ID = operator.itemgetter("Id")
+
+
+def _ids_of(completions: Sequence[Any], *, columns: bool) -> array[int]:
+    """The Ids of a read's completions (columns or raw records), sorted: what two reads are compared by."""
+    if columns and isinstance(completions, CompletionColumns):
+        return array("q", sorted(completions.ids))
+    return array("q", sorted(record["Id"] for record in completions))
 
 
 def _as_it_is(record: dict[str, Any]) -> dict[str, Any]:
@@ -428,8 +436,43 @@ class StateReader:
             completions, partial = self.completion_records(lesson_ids)
         if partial:
             raise PartialRead("the completions came back incomplete, so nothing is written: " + "; ".join(partial))
+        completions = self._settled(lesson_ids, completions, columns=columns)
         return {"courses": chosen, "courselessons": lessons, "coursemembers": members, "coworkers": coworkers,
                 "coursecompletedlessons": completions}
+
+    def _settled(self, lesson_ids: set[int], completions: Sequence[Any], *, columns: bool) -> Sequence[Any]:
+        """The completions of `lesson_ids` as two reads in a row find them: the same records (by Id) both times.
+
+        What export and snapshot write becomes a spec or a seed, so a record their read missed would later be
+        deleted (owned, authoritative) or lost. A read at offsets misses records when another writer deletes or
+        creates between its pages (those after the change shift past it), and what the read cache holds may miss
+        a delete; neither tells. So the completions are read again from the server, in full, until two reads in a
+        row agree, at most SETTLE_READS times more; else PartialRead, and nothing is written. (A read of one page
+        costs one request more.)"""
+        held = _ids_of(completions, columns=columns)
+        for _ in range(SETTLE_READS):
+            self._tables.pop(COMPLETIONS, None)  # from the server, not from what this run kept of it
+            again, partial = self._read_direct(lesson_ids, columns=columns)
+            if partial:
+                raise PartialRead("the completions came back incomplete, so nothing is written: " + "; ".join(partial))
+            ids = _ids_of(again, columns=columns)
+            if ids == held:
+                return again
+            log.info("completions: a second read found %d record(s) the first did not, and missed %d it had: another "
+                     "writer between the reads; reading again", len(set(ids) - set(held)), len(set(held) - set(ids)))
+            held, completions = ids, again
+        raise PartialRead(f"the completions changed between each of {SETTLE_READS + 1} reads in a row (another writer "
+                          "at work): a read at offsets may then miss records, so nothing is written; try again when "
+                          "they are quiet")
+
+    def _read_direct(self, lesson_ids: set[int], *, columns: bool) -> tuple[Sequence[Any], list[str]]:
+        """`completions` (columns) or `completion_records` (raw, sorted by Id), read from the server in full."""
+        if columns:
+            kept = CompletionColumns()
+            rows, partial = self.read_completions(lesson_ids, None, (), Convert(kept.add, kept.add_page, READ_FIELDS))
+            return kept.take(rows), partial
+        records, partial = self.read_completions(lesson_ids, None, (), Convert(_as_it_is))
+        return list(records), partial
 
     def _coworkers(self, catalog: Catalog, emails: dict[str, str]) -> None:
         """Coworkers for the emails named (folded → as written): filtered one by one for a few, listed

@@ -8,11 +8,13 @@ import pytest
 import yaml
 
 from reconciler.cli import main
+from reconciler.emulator.app import Settings
+from reconciler.emulator.limits import Limits
 from reconciler.emulator.seed import load_seed
 from reconciler.emulator.store import Store
 from reconciler.export import yaml_scalar
 
-from .conftest import API_SEED
+from .conftest import API_SEED, EmulatorFactory
 
 
 @pytest.fixture
@@ -92,3 +94,28 @@ def test_export_names_the_duplicates_a_plan_on_it_removes(space: Path, mode: str
 
     summary = json.loads(capsys.readouterr().out)["summary"]
     assert (summary["create"], summary["delete"]) == (0, removed)
+
+
+def test_export_and_snapshot_write_nothing_while_another_writer_shifts_their_reads(
+        demo: Path, emulator: EmulatorFactory, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Another writer between the pages of a read at offsets (a delete and a create, the total unmoved) shifts
+    records past it, unsaid. What export writes becomes specs (a plan on an owned export deletes a record its read
+    missed), what snapshot writes a seed: each reads again until two reads agree, and writes nothing if they never
+    do."""
+    server = emulator(seed=demo / "seed.yaml", settings=Settings(limits=Limits.off(), require_auth=False,
+                                                                  max_page_size=20, rng_seed=7))
+    monkeypatch.setenv("NEXUDUS_TOKEN", "token")
+    (demo / "reconciler.yaml").write_text("seed: seed.yaml\n")
+    assert main(["--api", server.url, "apply", "--yes"]) == 0
+    assert main(["--api", server.url, "export", "--out", "quiet"]) == 0  # no other writer: two reads agree
+    assert "`reconciler plan quiet` shows no changes" in capsys.readouterr().err
+    assert main(["--api", server.url, "plan", "quiet", "--detailed-exitcode"]) == 0
+    capsys.readouterr()
+    server.app.settings.churn_between_pages = 1
+    for command in (["export", "--out", "busy"], ["snapshot", "--out", "busy.json"]):
+        assert main(["--api", server.url, *command]) == 1
+        err = capsys.readouterr().err
+        assert "error: the completions changed between each of 4 reads in a row (another writer at work)" in err, err
+        assert "nothing is written" in err
+    assert not (demo / "busy").exists() and not (demo / "busy.json").exists()
