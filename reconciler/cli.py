@@ -201,9 +201,7 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a folder of its own (default: here; refused where other specs already are)")
     parser.add_argument("--mode", choices=("owned", "additive", "authoritative"),
                         help="the exported specs' mode (default owned; additive where doctor found owned cannot work)")
-    parser.add_argument("--force", action="store_true",
-                        help="overwrite files that exist, specs and settings included (to set only the action's "
-                             "reference in a layout already there, pass --action alone)")
+    parser.add_argument("--force", action="store_true", help="overwrite files that exist")
 
 
 def _export(args: argparse.Namespace, console: Console) -> Outcome:
