@@ -50,8 +50,6 @@ def new_apply_id(now: datetime | None = None) -> str:
 class JournalBusy(ReconcilerError):
     """Another run is writing this journal (its apply, or a resume of it, from this folder or any other)."""
 
-    exit_code = 1
-
     def __init__(self, path: Path) -> None:
         super().__init__(f"another run is writing the journal {path} right now (its apply, or a resume of it, "
                          "perhaps from another folder): nothing was written. Wait for that run to end; resume it "

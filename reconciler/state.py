@@ -458,9 +458,11 @@ class StateReader:
             ids = _ids_of(again, columns=columns)
             if ids == held:
                 return again
-            log.info("completions: a second read found %d record(s) the first did not, and missed %d it had: another "
-                     "writer between the reads; reading again", len(set(ids) - set(held)), len(set(held) - set(ids)))
-            held, completions = ids, again
+            if log.isEnabledFor(logging.INFO):  # (sets of millions of Ids only when said)
+                log.info("completions: a read found %d record(s) the one before did not, and missed %d it had: "
+                         "another writer between the reads; reading again", len(set(ids) - set(held)),
+                         len(set(held) - set(ids)))
+            held = ids
         raise PartialRead(f"the completions changed between each of {SETTLE_READS + 1} reads in a row (another writer "
                           "at work): a read at offsets may then miss records, so nothing is written; try again when "
                           "they are quiet")
