@@ -31,7 +31,7 @@ from reconciler.errors import (
     ValidationFailed,
     WriteRefused,
 )
-from reconciler.fresh import Fresh, changed_since, member_of, stale_reason
+from reconciler.fresh import Fresh, changed_since, member_of, replaced_records, stale_reason
 from reconciler.interrupt import interruptible
 from reconciler.journal import Journal
 from reconciler.model import MARKER_PREFIX
@@ -105,6 +105,9 @@ class Executor:
         self._next_delete = 0  # where in them the next batch read starts
         self._asked: set[int] = set()  # the Ids the batch read last asked for
         self._full: dict[int, dict[str, Any]] = {}  # what it found: Id → the whole record
+        # The records the run deletes whose pair a migration's create in it makes again (`replaced_records`): not
+        # "already there" for that create.
+        self._replaced: frozenset[int] = frozenset()
         self.progress = Progress(0, self.progress_out)
 
     def run(self, numbered: Sequence[tuple[int, Action]], fresh: Fresh | None = None) -> Result:
@@ -113,6 +116,7 @@ class Executor:
             members = {a.member.id or -(a.coworker_id or 0) for _, a in numbered if isinstance(a, Create)}
             self.recheck_members = spare_reads(self.client, len(members), len(numbered))
         self._deletes = array("q", (a.record.id for _, a in numbered if isinstance(a, Delete)))
+        self._replaced = replaced_records(a for _, a in numbered)
         self._next_delete, self._asked, self._full = 0, set(), {}
         if fresh is not None:
             self.enrolled.update(fresh.enrolled)
@@ -136,7 +140,7 @@ class Executor:
                     if stop.is_set:
                         result.stopped, result.stop_code = "interrupted", EXIT_INTERRUPTED
                         break
-                    reason = stale_reason(action, fresh) if fresh is not None else None
+                    reason = stale_reason(action, fresh, self._replaced) if fresh is not None else None
                     if reason is not None:
                         self._outcome(seq, "skipped", message=reason)
                         result.skipped.append((action, reason))
@@ -394,7 +398,8 @@ class Executor:
         """lesson → the oldest Id, of one member's completions as the server has them now."""
         found: dict[int, int] = {}
         for record in self._records_of(member):
-            found.setdefault(record["CourseLessonId"], record["Id"])
+            if record["Id"] not in self._replaced:
+                found.setdefault(record["CourseLessonId"], record["Id"])
         return found
 
     def _records_of(self, member: int) -> list[dict[str, Any]]:
@@ -409,7 +414,8 @@ class Executor:
         action's `marker` is this apply's (as the list shows it, or, where the list shows none, as a read by its Id
         does): one counted as this apply's is one its undo deletes. (A target that drops the marker on create
         leaves this apply's own record counted as another's: kept by an undo, which is the safe side.)"""
-        records = [r for r in self._records_of(member) if r["CourseLessonId"] == lesson]
+        records = [r for r in self._records_of(member)
+                   if r["CourseLessonId"] == lesson and r["Id"] not in self._replaced]
         if not records:
             return None, None
         if marker:

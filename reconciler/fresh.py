@@ -5,7 +5,7 @@ from __future__ import annotations
 import operator
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,13 +177,32 @@ def member_of(action: Action, enrolled: dict[tuple[int, int], int]) -> int | Non
     return enrolled.get((action.course.id or 0, action.coworker_id or 0))
 
 
-def stale_reason(action: Action, fresh: Fresh) -> str | None:
-    """Why the precondition this action carries no longer holds, or None when it may run."""
+def replaced_records(actions: Iterable[Action]) -> frozenset[int]:
+    """The records a plan deletes (not as a migration's source) whose pair a migration's create in it makes again:
+    an `owned` spec of the target course takes its record back, and the migration makes its own twin, which its
+    source's delete waits for. Such a record does not make the create's pair "already there": else the create is
+    skipped, the record deleted, and the credit gone with the source."""
+    going: dict[tuple[int | None, int], set[int]] = {}
+    carried: list[tuple[int | None, int]] = []
+    for action in actions:
+        if isinstance(action, Delete) and action.reason != "migrated":
+            going.setdefault((action.record.member_id, action.record.lesson_id), set()).add(action.record.id)
+        elif isinstance(action, Create) and action.twin and action.member.id is not None:
+            carried.append((action.member.id, action.precondition.lesson_id))
+    if not going:
+        return frozenset()
+    return frozenset(record for pair in carried for record in going.get(pair, ()))
+
+
+def stale_reason(action: Action, fresh: Fresh, replaced: Container[int] = frozenset()) -> str | None:
+    """Why the precondition this action carries no longer holds, or None when it may run (`replaced`: the records
+    the plan deletes whose pair it makes again, `replaced_records`)."""
     if isinstance(action, Create):
         member = member_of(action, fresh.enrolled)
         if member is None:
             return None  # its enrolment is still to be made: the completion cannot exist yet
-        existing = fresh.pairs.get((member, action.precondition.lesson_id))
+        existing = [r for r in fresh.pairs.get((member, action.precondition.lesson_id)) or ()
+                    if r["Id"] not in replaced]
         return f"already exists (#{existing[0]['Id']})" if existing else None
     if isinstance(action, Delete):
         found = fresh.records.get(action.precondition.id)

@@ -712,6 +712,14 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[P
     planned = {(c.member_id, c.lesson_id) for c in plan.actions
                if c.kind == "create" and c.course_id == source and c.reason != "migrated"} \
         if any(resolved.course.id == source for resolved in specs) else set()
+    # The target records a spec of the target course deletes in this plan (an `owned` spec's orphans): a pair whose
+    # every record goes is not a twin that exists, or `source: remove` would delete the source as well, and the
+    # credit would be gone. The migration makes its own twin (its marker), which the source's delete waits for.
+    taken: dict[Pair, set[int]] = defaultdict(set)
+    if managed:
+        for c in plan.actions:
+            if c.kind == "delete" and c.course_id == target and c.reason != "migrated" and c.record is not None:
+                taken[c.pair].add(c.record.id)
     unmapped: dict[int, int] = defaultdict(int)
     not_enrolled: list[str] = []
     for member in catalog.members_of(source):
@@ -746,7 +754,8 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[P
                                            f"{catalog.lessons[twin_lesson].title!r} both migrated ({entry}) and "
                                            "revoked; remove one of them"))
                 continue
-            exists = twin_member is not None and (twin_member.id, twin_lesson) in present
+            exists = twin_member is not None and (twin_member.id, twin_lesson) in present \
+                and not _all_taken((twin_member.id, twin_lesson), taken, twins)
             revoking = revoked_at_source.get((member.id, lesson))
             if revoking is not None and not exists:  # the revoke takes the credit away, the twin would keep it
                 plan.errors.append(Problem(revoking.path, revoking.line, revoking.column,
@@ -801,6 +810,13 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[P
         plan.errors.append(Problem(origin.path, origin.line, origin.column,
                                    f"{len(not_enrolled)} member(s) with progress to migrate are not enrolled in "
                                    f"{migration.target.title!r} ({names}); enrol them, or set enroll: true"))
+
+
+def _all_taken(pair: Pair, taken: Mapping[Pair, set[int]], twins: Mapping[Pair, list[Completion]]) -> bool:
+    """Whether this plan deletes every record of a target pair that has one (`taken`: the records it deletes, by
+    pair; `twins`: the records of the pairs with more than one, and maybe of others)."""
+    gone = taken.get(pair) if taken else None
+    return gone is not None and len(gone) >= max(len(twins.get(pair, ())), 1)
 
 
 def _settle_migrated_twins(plan: Plan, owners: Mapping[str, MigrationSpec], target: int, ordered: list[Completion],

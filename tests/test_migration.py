@@ -406,3 +406,39 @@ def test_progress_a_spec_of_the_source_creates_is_carried_in_the_same_apply(
     store.close()
     assert main(["plan", "specs"]) == 1
     assert "1 member(s) with progress to migrate are not enrolled in 'New' (Bea)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("source", "saved"), [("remove", False), ("keep", False), ("remove", True)])
+def test_a_pair_an_owned_spec_takes_back_and_a_migration_carries_keeps_its_credit(
+        space: Path, capsys: pytest.CaptureFixture[str], source: str, saved: bool) -> None:
+    """An `owned` spec of the target course gave Ben two lessons, then drops him, while a migration carries his
+    2025 progress into the course: the spec takes back its records, and the migration makes its own twins (its
+    marker). With `source: remove` the plan deleted the spec's records as orphaned and the source's as migrated
+    (their twins existed when it was read): both went, and the credit with them. The apply does not take the
+    records it deletes for twins that are there (`saved`: a saved plan's, re-checked with --strict)."""
+    completions_spec(space, "new.yaml", "new-edition", "Onboarding 2026",
+                     "mode: owned\nmembers:\n  - {email: ben@example.com, completed: [Welcome, Safety & security]}\n")
+    assert main(["apply", "specs", "--yes"]) == 0
+    assert completions(space)[("Ben Ode@102", "Welcome")] == 1
+    completions_spec(space, "new.yaml", "new-edition", "Onboarding 2026",
+                     "mode: owned\nmembers:\n  - {email: eli@example.com, completed: []}\n")
+    write(space, source=source)
+    capsys.readouterr()
+    assert main(["plan", "specs", "--format", "json", "--allow-deletes", "100", "--out", "plan.json"]) == 0
+    doc = json.loads((space / "plan.json").read_text())
+    ben = sorted((a["action"], a["course"]["title"], a["lesson"]["title"], a["reason"])
+                 for a in doc["actions"] if a["member"]["name"] == "Ben Ode" and a["action"] != "enroll")
+    taken = [("delete", "Onboarding 2026", "Safety & security", "orphaned"),
+             ("delete", "Onboarding 2026", "Welcome", "orphaned")]
+    made = [("create", "Onboarding 2026", title, "migrated")
+            for title in ("Kitchen and coffee", "Safety & security", "Welcome")]
+    moved = [("delete", "Onboarding 2025", title, "migrated")  # two Welcome records
+             for title in ("Kitchen", "Safety briefing", "Welcome", "Welcome")]
+    assert ben == sorted(made + taken + (moved if source == "remove" else []))
+    applied = ["--plan", "plan.json", "--strict"] if saved else ["specs", "--allow-deletes", "100"]
+    assert main(["apply", *applied, "--yes"]) == 0
+    after = completions(space)
+    assert {lesson: after[("Ben Ode@102", lesson)] for lesson in ("Welcome", "Safety & security", "Kitchen and coffee")
+            } == {"Welcome": 1, "Safety & security": 1, "Kitchen and coffee": 1}
+    assert (after[("Ben Ode@101", "Welcome")] == 0) == (source == "remove")
+    assert main(["plan", "specs", "--detailed-exitcode"]) == 0

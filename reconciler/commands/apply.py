@@ -20,7 +20,7 @@ from reconciler.commands import Console, Outcome, check_journal_target
 from reconciler.config import Config, load_config, same_target
 from reconciler.errors import EXIT_FAILED, EXIT_INTERRUPTED, StalePlan, StopRun, UsageError
 from reconciler.foreign_yaml import load_spec_set
-from reconciler.fresh import Fresh, read_fresh, stale_reason
+from reconciler.fresh import Fresh, read_fresh, replaced_records, stale_reason
 from reconciler.journal import Journal, JournalState, new_apply_id, read_journal, write_budget
 from reconciler.lock import target_lock
 from reconciler.planning import load_plan, make_plan, spec_paths_of, write_document
@@ -95,7 +95,9 @@ def apply(paths: list[Path], *, plan_file: Path | None = None, resume: Path | No
         if saved is not None:  # time has passed since the plan: re-check every precondition
             fresh = read_fresh(target.client, plan.actions)
             # Without --strict the executor checks each action's precondition just before it runs.
-            stale = [(a, r) for a in plan.actions if (r := stale_reason(a, fresh)) is not None] if strict else []
+            replaced = replaced_records(plan.actions) if strict else frozenset()
+            stale = [(a, r) for a in plan.actions if (r := stale_reason(a, fresh, replaced)) is not None] \
+                if strict else []
             if stale:
                 for action, reason in stale[:20]:
                     print(f"  {shown(describe(action))}: {shown(reason)}", file=console.stderr)
