@@ -283,16 +283,17 @@ class _Resolver:
             self.fail(ref.origin, f"no course {ref}{near_miss(ref.title or '', (c.title for c in courses.values()))}")
         return None
 
-    def lesson(self, ref: Ref, course: Course) -> Lesson | None:
+    def lesson(self, ref: Ref, course: Course, by_id: str = "as {id: N}") -> Lesson | None:
+        """The lesson `ref` names in `course`, or None (a problem said); `by_id`: how the place may name it by Id."""
         key = (course.id, ref.id, ref.title)
         found = self._lessons_found.get(key)
         if found is None:
-            found = self._lesson(ref, course)
+            found = self._lesson(ref, course, by_id)
             if found is not None:  # a failure is reported at each place that names it
                 self._lessons_found[key] = found
         return found
 
-    def _lesson(self, ref: Ref, course: Course) -> Lesson | None:
+    def _lesson(self, ref: Ref, course: Course, by_id: str) -> Lesson | None:
         lessons = self.catalog.lessons_of(course.id)
         if ref.id is not None:
             found = next((x for x in lessons if x.id == ref.id), None)
@@ -307,7 +308,7 @@ class _Resolver:
         if matches:
             ids = ", ".join(str(x.id) for x in matches)
             self.fail(ref.origin, f"lesson title {ref} is ambiguous in {course.title!r} (Ids {ids}); "
-                                  "name it as {id: N}")
+                                  f"name it {by_id}")
         else:
             hint = near_miss(ref.title or "", (x.title for x in lessons))
             self.fail(ref.origin, f"no lesson {ref} in {course.title!r}{hint}")
@@ -496,9 +497,22 @@ def resolve(specs: SpecSet, catalog: Catalog) -> Resolution:
             continue
         mapping: dict[int, int] = {}
         origins: dict[int, Origin] = {}
+        targets: dict[int, Ref] = {}
         for source_ref, target_ref in migration.lesson_map:
-            from_lesson, to_lesson = resolver.lesson(source_ref, source), resolver.lesson(target_ref, target)
+            from_lesson = resolver.lesson(source_ref, source, "by Id, in a list: "
+                                                              "lessons: [{from: {id: N}, to: ...}]")
+            to_lesson = resolver.lesson(target_ref, target)
             if from_lesson and to_lesson:
+                # (the same lesson named twice in two ways, its title and its Id: the spec's check sees only words)
+                if from_lesson.id in mapping:
+                    resolver.fail(source_ref.origin, f"source lesson {source_ref} is {from_lesson.title!r}, named "
+                                                     f"already at {origins[from_lesson.id]}")
+                    continue
+                earlier = targets.setdefault(to_lesson.id, target_ref)
+                if earlier is not target_ref:
+                    resolver.fail(target_ref.origin, f"target lesson {target_ref} is {to_lesson.title!r}, named "
+                                                     f"already at {earlier.origin}")
+                    continue
                 mapping[from_lesson.id] = to_lesson.id
                 origins[from_lesson.id] = source_ref.origin
         result.migrations.append(ResolvedMigration(migration, source, target, mapping, origins))

@@ -359,9 +359,14 @@ def _completions(doc: Document) -> tuple[CompletionsSpec, list[Problem]]:
 def _migration(doc: Document) -> MigrationSpec:
     data: dict[str, Any] = doc.data
     root = doc.cursor()
-    pairs = tuple((Ref(_origin(root, ("lessons", source), key=True), title=str(source).strip()),
-                   Ref(_origin(root, ("lessons", source)), title=str(target).strip()))
-                  for source, target in data["lessons"].items())
+    lessons = data["lessons"]
+    if isinstance(lessons, list):  # [{from: ..., to: ...}]: a source lesson named by Id too
+        pairs = tuple((_ref(root, entry["from"], ("lessons", i, "from")), _ref(root, entry["to"], ("lessons", i, "to")))
+                      for i, entry in enumerate(lessons))
+    else:
+        pairs = tuple((Ref(_origin(root, ("lessons", source), key=True), title=str(source).strip()),
+                       _ref(root, target, ("lessons", source)))
+                      for source, target in lessons.items())
     return MigrationSpec(
         name=data["metadata"]["name"], origin=_origin(root, ("metadata", "name")),
         source_course=_ref(root, data["from"]["course"], ("from", "course")),
@@ -370,7 +375,7 @@ def _migration(doc: Document) -> MigrationSpec:
         strict=data.get("strict", False))
 
 
-def _course_key(ref: Ref) -> tuple[str, str | int | None]:
+def _ref_key(ref: Ref) -> tuple[str, str | int | None]:
     return ("title", ref.title) if ref.title is not None else ("id", ref.id)
 
 
@@ -390,7 +395,7 @@ def _meaning(completions: list[CompletionsSpec], migrations: list[MigrationSpec]
 
     modes: dict[tuple[str, str | int | None], CompletionsSpec] = {}
     for spec in completions:
-        other = modes.setdefault(_course_key(spec.course), spec)
+        other = modes.setdefault(_ref_key(spec.course), spec)
         if other is not spec and other.mode != spec.mode:
             problems.append(_problem(spec.mode_origin, f"course {spec.course} is managed in mode {other.mode!r} by "
                                                        f"{other.name!r} ({other.origin}) and {spec.mode!r} here; "
@@ -398,14 +403,19 @@ def _meaning(completions: list[CompletionsSpec], migrations: list[MigrationSpec]
         problems.extend(_declared_and_revoked(spec))
 
     for migration in migrations:
-        if _course_key(migration.source_course) == _course_key(migration.target_course):
+        if _ref_key(migration.source_course) == _ref_key(migration.target_course):
             problems.append(_problem(migration.target_course.origin, "a migration's from and to name the same course"))
-        targets: dict[str, Ref] = {}
+        targets: dict[tuple[str, str | int | None], Ref] = {}
+        sources: dict[tuple[str, str | int | None], Ref] = {}
         for source, target in migration.lesson_map:
-            seen = targets.setdefault(target.title or "", source)
+            seen = targets.setdefault(_ref_key(target), source)
             if seen is not source:
                 problems.append(_problem(target.origin, f"target lesson {target} is named twice in the map "
                                                         f"(also for {seen} at {seen.origin})"))
+            earlier = sources.setdefault(_ref_key(source), source)
+            if earlier is not source:
+                problems.append(_problem(source.origin, f"source lesson {source} is named twice in the map "
+                                                        f"(also at {earlier.origin})"))
     return problems
 
 

@@ -442,3 +442,58 @@ def test_a_pair_an_owned_spec_takes_back_and_a_migration_carries_keeps_its_credi
             } == {"Welcome": 1, "Safety & security": 1, "Kitchen and coffee": 1}
     assert (after[("Ben Ode@101", "Welcome")] == 0) == (source == "remove")
     assert main(["plan", "specs", "--detailed-exitcode"]) == 0
+
+
+def test_a_lesson_map_names_lessons_by_id_in_its_list_form(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two lessons of the source course share a title: the map's error says how to name one by Id (its list form,
+    which the schema takes), a target may be named by Id in either form, and one lesson named twice, by its title
+    and by its Id, is an error at the second."""
+    seeded(tmp_path, monkeypatch, "seed.yaml",
+           "coworkers: [{name: Ann, email: ann@example.com}]\ncourses:\n"
+           "  - {title: Old, lessons: [Intro, Quiz], members: [{email: ann@example.com, completed: all}]}\n"
+           "  - {title: New, lessons: [Intro, Quiz], members: [ann@example.com]}\n")
+    head = "apiVersion: reconciler/v1\nkind: Migration\nmetadata: {name: mig}\nfrom: {course: Old}\nto: {course: New}\n"
+    path = tmp_path / "specs" / "mig.yaml"
+    path.write_text(head + "lessons:\n  Intro: Intro\n")
+    assert main(["plan", "specs"]) == 0
+    store = Store(str(tmp_path / ".reconciler" / "local.sqlite"))
+    try:  # a second Intro in Old (a seed refuses one), completed
+        old = next(c["Id"] for c in store.iter_rows("courses") if c["Title"] == "Old")
+        lesson = store.insert("courselessons", {"CourseId": old, "Title": "Intro", "DisplayOrder": 9}, updated_by="x")
+        member = next(m["Id"] for m in store.iter_rows("coursemembers") if m["CourseId"] == old)
+        store.insert("coursecompletedlessons", {"CourseLessonId": lesson["Id"], "CourseMemberId": member},
+                     updated_by="x")
+        lessons = {(x["CourseId"] == old, x["Title"], x["Id"]) for x in store.iter_rows("courselessons")}
+    finally:
+        store.close()
+    capsys.readouterr()
+    assert main(["plan", "specs"]) == 1
+    first, second = sorted(i for is_old, title, i in lessons if is_old and title == "Intro")
+    new_quiz = next(i for is_old, title, i in lessons if not is_old and title == "Quiz")
+    assert (f"specs/mig.yaml:7:3: lesson title 'Intro' is ambiguous in 'Old' (Ids {first}, {second}); name it by "
+            "Id, in a list: lessons: [{from: {id: N}, to: ...}]") in capsys.readouterr().err
+    path.write_text(head + f"lessons:\n  - {{from: {{id: {second}}}, to: Intro}}\n"
+                           f"  - {{from: Quiz, to: {{id: {new_quiz}}}}}\n")
+    assert main(["plan", "specs", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert sorted((a["action"], a["lesson"]["title"]) for a in doc["actions"]) == [("create", "Intro"),
+                                                                                     ("create", "Quiz")]
+    assert any("lesson 'Intro' of 'Old' has 1 completion(s) but no mapping" in w for w in doc["warnings"])  # first
+    path.write_text(head + f"lessons:\n  Quiz: {{id: {new_quiz}}}\n  Intro: Intro\n")
+    assert main(["plan", "specs"]) == 1  # (the mapping form takes a target's Id)
+    assert "specs/mig.yaml:8:3: lesson title 'Intro' is ambiguous in 'Old'" in capsys.readouterr().err
+    path.write_text(head + "lessons:\n  - {from: Quiz, to: Quiz}\n"
+                           f"  - {{from: {{id: {second}}}, to: {{id: {new_quiz}}}}}\n")
+    assert main(["plan", "specs"]) == 1
+    assert f"specs/mig.yaml:8:28: target lesson {{id: {new_quiz}}} is 'Quiz', named already at specs/mig.yaml:7:22" \
+        in capsys.readouterr().err
+    path.write_text(head + "lessons:\n  - {from: Quiz, to: Quiz}\n  - {from: Quiz, to: Intro}\n")
+    assert main(["plan", "specs"]) == 1
+    assert "specs/mig.yaml:8:12: source lesson 'Quiz' is named twice in the map (also at specs/mig.yaml:7:12)" \
+        in capsys.readouterr().err
+    old_quiz = next(i for is_old, title, i in lessons if is_old and title == "Quiz")
+    path.write_text(head + f"lessons:\n  - {{from: Quiz, to: Quiz}}\n  - {{from: {{id: {old_quiz}}}, to: Intro}}\n")
+    assert main(["plan", "specs"]) == 1
+    assert f"specs/mig.yaml:8:12: source lesson {{id: {old_quiz}}} is 'Quiz', named already at specs/mig.yaml:7:12" \
+        in capsys.readouterr().err
