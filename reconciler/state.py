@@ -580,7 +580,7 @@ class StateReader:
         where nobody set one, while a plan would say "no changes" over every record it should delete. Some of
         the records, of the pairs owned specs declare and of those they do not (an orphan's), are read by their
         Ids (one request): one that shows a marker the list did not is a ConfigError, as for lists without the
-        field. A target profile that measured lists showing SystemId spares the read (the caller's)."""
+        field. (Even where a target profile measured lists showing SystemId: the server may have changed since.)"""
         if not markers or current.some_system_id():
             return
         # The last rows read, which a read by Id leaves with the largest Ids: Ids come in blocks, not in creation

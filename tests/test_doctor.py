@@ -657,3 +657,23 @@ def test_a_profile_kept_aside_is_found_under_any_spelling_of_its_target(tmp_path
     found = load_profile(state, "https://spaces.example.com")
     assert found is not None and found.system_id_kept is False and found.path.parent.name == "profiles"
     assert load_profile(state, "http://127.0.0.1:9") is None
+
+
+def test_a_profile_that_saw_system_id_in_lists_does_not_hide_lists_that_stopped_showing_it(
+        site: SiteFactory, capsys: pytest.CaptureFixture[str]) -> None:
+    """doctor measured lists showing SystemId; the server then shows it as null. The plan still reads a few records
+    by Id, and stops: it said "No changes" over the orphan it should delete, and blamed a filter."""
+    s = site()
+    (s.work / "specs").mkdir()
+    spec = s.work / "specs" / "onboarding.yaml"
+    spec.write_text(OWNED_SPEC.replace("[Welcome]", "[Welcome, Kitchen etiquette]"))
+    assert run_cli(capsys, "doctor", "--write-check", *SANDBOX)[0] == 0
+    assert s.profile()["system_id"]["in_list_records"] is True
+    assert run_cli(capsys, "apply", "specs", "--yes")[0] == 0
+    spec.write_text(OWNED_SPEC)  # Kitchen etiquette now an orphan of the spec
+    code, out, _ = run_cli(capsys, "plan", "specs")
+    assert code == 0 and "1 to delete" in out
+    s.app.settings = replace(s.app.settings, system_id_in_lists="null")
+    code, out, err = run_cli(capsys, "plan", "specs")
+    assert code == 1, out + err
+    assert "its completion lists carry no SystemId, and owned mode knows its own records only by that marker" in err
