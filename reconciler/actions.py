@@ -271,6 +271,33 @@ def actions_digest(actions: Iterable[dict[str, Any]], guard: dict[str, Any] | No
     return digest.hexdigest(guard)
 
 
+DOCUMENT_DIGEST_FIELDS = ("warnings", "drift", "matrix", "undo_of")
+"""What `document_digest` covers: what show draws beside the actions that nothing else checks (the summary is
+checked against the actions, `blocked` and `partial` by `actions_digest`, the target and the spec digest by apply
+against the target and the specs)."""
+
+
+def document_digest(document: dict[str, Any]) -> str:
+    """SHA-256 over a saved plan's `DOCUMENT_DIGEST_FIELDS` that it has, a line `key<TAB>canonical JSON` each: the
+    warnings, the drift, the matrix (whose names the page's action table shows) and the apply an undo plan
+    reverses, so that one edited after the plan was saved is refused as an edited action is."""
+    digest = hashlib.sha256()
+    for key in DOCUMENT_DIGEST_FIELDS:
+        if key in document:
+            line = key + "\t" + json.dumps(document[key], ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+            digest.update(line.encode("utf-8", UNPAIRED) + b"\n")
+    return digest.hexdigest()
+
+
+def check_document_digest(document: dict[str, Any], source: str) -> None:
+    """PlanFileError when the document carries a `document_digest` that its fields do not give (a plan saved
+    before the digest was written carries none, and its actions are still checked by `actions_digest`)."""
+    recorded = document.get("document_digest")
+    if recorded is not None and recorded != document_digest(document):
+        raise PlanFileError(f"{source}: the plan's warnings, drift, matrix or undo_of were changed after it was saved "
+                            "(document_digest does not match); plan again and apply the plan as saved")
+
+
 class ActionsDigest:
     """`actions_digest` taken as the lines are written: `add` the actions' JSON lines, a batch at a time,
     then `hexdigest` with the document's guard fields once they are known."""
@@ -368,6 +395,7 @@ def plan_from_document(document: Any, source: str, *, saved: bool = False) -> Ty
     actions = tuple(action_from_dict(entry, f"{source}: actions[{index}]", refs)
                     for index, entry in enumerate(document["actions"]))
     check_digest(document, lambda: actions_digest(document["actions"], guard_of(document)), source, saved=saved)
+    check_document_digest(document, source)
     return TypedPlan(document, actions)
 
 

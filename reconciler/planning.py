@@ -23,7 +23,9 @@ from reconciler.actions import (
     TypedPlan,
     action_from_dict,
     check_digest,
+    check_document_digest,
     check_schema,
+    document_digest,
     for_schema,
     guard_of,
     plain_action,
@@ -162,6 +164,7 @@ def save_plan(doc: dict[str, Any], path: Path, spec_files: Sequence[str] = (), *
         saved["spec_paths"] = sorted(os.path.relpath(Path(f).resolve(), folder) for f in spec_files)
     digest = ActionsDigest()  # its value is taken once the action lines are written, with the guard fields
     saved["actions_digest"] = Deferred(lambda: digest.hexdigest(guard_of(saved)))
+    saved["document_digest"] = document_digest(saved)
     try:
         write_document(saved, path, on_action=digest.add, echo=echo, echoed=doc.keys())
     finally:  # the digest refers back to `saved`: a cycle that would hold the plan until the collector ran
@@ -311,6 +314,7 @@ def _stream_plan(path: Path) -> TypedPlan | None:
         return None  # actions laid out otherwise: read the file whole
     check_schema(for_schema(document), source)  # the actions are plain: the schema sees the first, as before
     check_digest(document, lambda: digest.hexdigest(guard_of(document)), source, saved=True)
+    check_document_digest(document, source)
     typed = tuple(actions)
     check_summary(document, typed, source)
     document.pop("matrix", None)  # apply does not show it

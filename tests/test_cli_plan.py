@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
+from reconciler.actions import document_digest
 from reconciler.cli import main
 from reconciler.config import DOCUMENTED_LIMITS
 from reconciler.model import Completion
@@ -45,6 +46,7 @@ def test_json_format_validates_and_out_saves_it(demo: Path, capsys: pytest.Captu
     assert saved.pop("spec_paths") == ["coffee-bar-migration.yaml", "host-training.yaml", "makerspace.yaml",
                                        "onboarding.yaml"]  # exactly the spec files, not the seed beside them
     assert len(saved.pop("actions_digest")) == 64
+    assert saved.pop("document_digest") == document_digest(saved)
     assert printed == saved
     Draft202012Validator(schema("plan")).validate(saved)
     assert saved["summary"]["create"] == 26 and saved["format_version"] == 1 and len(saved["spec_digest"]) == 64

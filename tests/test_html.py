@@ -153,7 +153,7 @@ def test_the_matrix_is_written_one_member_per_line_and_reads_back_equal() -> Non
 
 def test_an_older_plan_without_a_matrix_still_loads_and_shows(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     doc = saved_plan(demo, capsys)
-    del doc["matrix"]
+    del doc["matrix"], doc["document_digest"]  # (a plan saved before either)
     (demo / "old.json").write_text(format_json(doc))
     assert len(load_plan(demo / "old.json").actions) == len(doc["actions"])
     assert main(["show", "old.json", "--format", "html"]) == 0
@@ -185,7 +185,7 @@ def test_show_round_trips_the_saved_plan_in_every_format(demo: Path, capsys: pyt
         if form == "json":
             assert shown == saved  # byte for byte: the reviewed file is the applied file
             assert json.loads(outputs["json"]) == {k: v for k, v in json.loads(saved).items()
-                                                   if k not in ("spec_paths", "actions_digest")}
+                                                   if k not in ("spec_paths", "actions_digest", "document_digest")}
         else:
             assert shown == outputs[form], form
     assert outputs["html"] == (demo / "page.html").read_text()
@@ -198,6 +198,24 @@ def test_show_refuses_an_edited_plan(demo: Path, capsys: pytest.CaptureFixture[s
     (demo / "plan.json").write_text(format_json(doc))
     assert main(["show", "plan.json", "--format", "html"]) == 1
     assert "actions_digest does not match" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("edit", ["warnings", "matrix", "drift"])
+def test_show_and_apply_refuse_a_plan_whose_page_fields_were_edited(
+        demo: Path, capsys: pytest.CaptureFixture[str], edit: str) -> None:
+    """The warnings, the drift and the matrix are drawn beside the actions (the page's action table takes its
+    member names from the matrix), and no other check covers them: an edited one was drawn without a word."""
+    doc = saved_plan(demo, capsys)
+    if edit == "matrix":
+        assert doc["matrix"][0]["members"][0]["name"] != "Someone Else"
+        doc["matrix"][0]["members"][0]["name"] = "Someone Else"
+    else:
+        doc[edit] = [*doc[edit], "reviewed: nothing to see"]
+    (demo / "plan.json").write_text(format_json(doc))
+    for command in (["show", "plan.json", "--format", "html"], ["apply", "--plan", "plan.json", "--yes"]):
+        assert main(command) == 1
+        err = capsys.readouterr().err
+        assert "the plan's warnings, drift, matrix or undo_of were changed after it was saved" in err, command
 
 
 # --- the page, read as HTML --------------------------------------------------------------------
