@@ -18,7 +18,7 @@ from typing import Any, Literal
 import httpx
 import pytest
 
-from reconciler.actions import actions_digest
+from reconciler.actions import actions_digest, document_digest
 from reconciler.client import NexudusClient
 from reconciler.config import Credentials
 from reconciler.emulator.app import EmulatorApp, Settings
@@ -308,6 +308,10 @@ def test_a_forged_undo_of_does_not_skip_the_checks(served: ServedFactory) -> Non
     work = space.folder(through=2)
     plan = _saved_plan(space, work)
     plan["undo_of"] = "20260101T000000Z-abcdef"
+    (work / "forged.json").write_text(json.dumps(plan))
+    result = space.run(work, "apply", "--plan", "forged.json", "--yes")
+    assert result.returncode == 1 and "document_digest does not match" in result.stderr, result.stderr
+    plan["document_digest"] = document_digest(plan)  # forged with care: the journal it names is still looked for
     (work / "forged.json").write_text(json.dumps(plan))
     result = space.run(work, "apply", "--plan", "forged.json", "--yes")
     assert result.returncode == 3 and "whose journal" in result.stderr, result.stdout + result.stderr
