@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from html import escape
+from html import escape as html_escape
 from typing import Any, TextIO
 
 from reconciler.matrix import CourseGrid, Placement, course_grids, rate
-from reconciler.render import blocked_lines, summary_line
+from reconciler.render import blocked_lines, shown, summary_line
+
+
+def escape(text: str) -> str:
+    """Live text for the page's static parts: `shown` (a control character, line break or direction override as
+    its escape, as the text plan has it), then HTML-escaped."""
+    return html_escape(shown(text))
+
 
 # Not even a font or an image may be fetched: anything that tried would be refused by the browser.
 CSP = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:; "
@@ -367,7 +374,14 @@ const WORDS = {".": "not completed", k: "completed", c: "to create", d: "to dele
 const AFTER = {k: 1, c: 1, u: 1}, CHANGE = {c: 1, d: 1, u: 1};
 const KIND_MARK = {create: "+ create", delete: "− delete", enroll: "⊕ enrol"};
 const $ = (id) => document.getElementById(id);
-const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;",
+// Live text as the text plan shows it (render.shown): a control character, line break or direction override as its
+// escape, so that no name reorders what a row says (`vis`); HTML-escaped too for markup (`esc`).
+const vis = (s) => String(s)
+  .replace(/[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2028\u2029\u2066-\u2069]/g,
+           (c) => ({"\n": "\\n", "\r": "\\r", "\t": "\\t"}[c] || (c.charCodeAt(0) < 0x100
+             ? "\\x" + c.charCodeAt(0).toString(16).padStart(2, "0")
+             : "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"))));
+const esc = (s) => vis(s).replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;",
   "'": "&#39;"}[c]));
 const fmt = (n) => n.toLocaleString("en-US");
 const collator = new Intl.Collator(undefined, {sensitivity: "base", numeric: true});
@@ -588,7 +602,7 @@ function drawTable(force) {
 // --- controls ---------------------------------------------------------------------------------------
 function option(value, text) {
   const o = document.createElement("option");
-  o.value = value; o.textContent = text;
+  o.value = value; o.textContent = vis(text);
   return o;
 }
 for (const c of courses) $("f-course").append(option(c.ci, c.title || `course ${c.id}`));

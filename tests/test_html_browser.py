@@ -303,6 +303,25 @@ def test_hostile_names_are_drawn_as_text(browser: Any, demo_plan: tuple[dict[str
     assert opened.errors == [] and opened.external() == []
 
 
+def test_direction_overrides_and_controls_are_drawn_as_escapes(browser: Any,
+                                                                demo_plan: tuple[dict[str, Any], Path]) -> None:
+    """A name or title with a direction override (U+202E) reorders what its row reads, a delete as a create: the
+    page draws it as its escape, as the text plan and the Markdown do, in the script's parts and in the static."""
+    doc, page_file = demo_plan
+    doc["matrix"][0]["members"][0]["name"] = "Eve \u202e evil\r"
+    doc["matrix"][0]["course"]["title"] = "Course \u2066x\u2069"
+    doc["matrix"][0]["lessons"][0]["title"] = "Welcome\u200f\x1b[2K"
+    doc["warnings"] = ["a warning \u202e about nothing"]
+    page_file.write_text(html_page(doc))
+    opened = Opened(browser, page_file)
+    names = opened.page.eval_on_selector_all('[data-grid="0"] .n button', "(b) => b.map((x) => x.textContent)")
+    assert "Eve \\u202e evil\\r" in names
+    text = opened.page.evaluate("document.body.innerText")
+    assert "a warning \\u202e about nothing" in text and "Welcome\\u200f\\x1b[2K" in text
+    assert not {"\u202e", "\u2066", "\u2069", "\u200f", "\x1b", "\r"} & set(text)
+    assert opened.errors == [] and opened.external() == []
+
+
 def test_report_page_draws_the_state(browser: Any, demo: Path, capsys: pytest.CaptureFixture[str],
                                      tmp_path: Path) -> None:
     assert main(["report", "--format", "html"]) == 0
