@@ -173,7 +173,18 @@ class Report:
     journals: list[Path] = field(default_factory=list)
 
     @property
+    def paused(self) -> StopRun | None:
+        """The stop that ended the run, when it is one to wait out (the server asked for a long wait, the run was
+        interrupted) and no check failed before it: nothing is known to be wrong, the checks are not finished."""
+        stop = self.aborted
+        if isinstance(stop, StopRun) and not any(f.level == "fail" for f in self.findings):
+            return stop
+        return None
+
+    @property
     def exit_code(self) -> int:
+        if self.paused is not None:
+            return self.paused.exit_code  # (a long Retry-After: 3, as apply stops for it)
         if self.aborted is not None or any(f.level == "fail" for f in self.findings):
             return EXIT_ERROR
         return EXIT_BLOCKED if any(f.level == "limit" for f in self.findings) else EXIT_OK
@@ -229,7 +240,8 @@ class Doctor:
                 self._unknowns_left()
             except Aborted as stopped:
                 self.report.aborted = stopped.error
-                self.add("stopped", "fail", str(stopped.error), "nothing more could be measured; try again later"
+                level: Level = "note" if isinstance(stopped.error, StopRun) else "fail"  # (a wait: not a verdict)
+                self.add("stopped", level, str(stopped.error), "nothing more could be measured; try again later"
                          if isinstance(stopped.error, TransportError | StopRun) else "fix the cause and run again")
             self._clock(wire)
             self._throttling(wire)
@@ -1161,6 +1173,9 @@ def _owned_specs(paths: list[Path], config: Config) -> list[str]:
 
 
 def _verdict(report: Report, code: int, owned: list[str]) -> str:
+    if report.paused is not None:
+        return (f"Result: not measured in full: {report.paused}; nothing the checks saw so far rules the tool out. "
+                "Run `reconciler doctor` again later (no profile was written).")
     if code == EXIT_ERROR:
         reasons = [f"{f.check}: {f.seen}" for f in report.findings if f.level == "fail"]
         return "Result: cannot work safely against this target: " + "; ".join(reasons)

@@ -677,3 +677,14 @@ def test_a_profile_that_saw_system_id_in_lists_does_not_hide_lists_that_stopped_
     code, out, err = run_cli(capsys, "plan", "specs")
     assert code == 1, out + err
     assert "its completion lists carry no SystemId, and owned mode knows its own records only by that marker" in err
+
+
+def test_a_day_long_wait_is_a_pause_not_a_verdict(site: SiteFactory, capsys: pytest.CaptureFixture[str]) -> None:
+    """The server answers with Retry-After: 86400 (a day): doctor stops as apply does (exit 3, nothing written) and
+    says the checks are not finished; it said the tool "cannot work safely against this target" (exit 1)."""
+    s = site(Settings(limits=replace(Limits.off(), requests_per_minute=3), throttle_wait_seconds=86400))
+    code, out, err = run_cli(capsys, "doctor")
+    assert code == 3, out + err
+    assert "Result: not measured in full:" in out and "Run `reconciler doctor` again later" in out
+    assert "cannot work safely" not in out and "works against this target" not in out
+    assert not s.profile_file.exists()
