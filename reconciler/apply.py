@@ -301,9 +301,12 @@ class Executor:
         except WriteRefused as e:
             self._check_session(e)
             self._refusal = True
+            gone, there = self._what_it_names(action)
+            if gone is not None:  # a stale reference: this item's failure, and no sign of a missing role
+                return "failed", None, f"{e}: {gone}"
             self._refused[action.kind].add(action.record.id if isinstance(action, Delete) else
                                            action.member.id or action.coworker_id or action.member.name)
-            return "failed", None, str(e)
+            return "failed", None, f"{e}; {there}" if there else str(e)
         except StopRun:
             raise
         except ApiError as e:
@@ -313,6 +316,39 @@ class Executor:
         if outcome[0] in ("created", "deleted", "enrolled"):
             self._accepted[action.kind] += 1
         return outcome
+
+    def _what_it_names(self, action: Action) -> tuple[str | None, str | None]:
+        """After a write refused with 401 (which the live service answers both for a write naming a deleted record,
+        a stale `CourseMemberId` among them, and for a missing role): whether what it names is gone, read now (one
+        request; two when get-by-id is refused too). (why it is gone, None) when it is: that item's failure, never
+        counted towards the stop for a missing role; (None, what is there) when it is there; (None, None) when it
+        cannot be told."""
+        role = ROLE_OF[action.kind]
+        try:
+            if isinstance(action, Delete):
+                if self.client.get(COMPLETIONS, action.record.id) is None:
+                    return f"#{action.record.id} is gone on re-read", None
+                return None, f"#{action.record.id} is there on re-read: the account may lack the {role} role"
+            if isinstance(action, Create):
+                member = member_of(action, self.enrolled)
+                if member is None:
+                    return None, None
+                try:
+                    found = self.client.get(MEMBERS, member) is not None
+                except AuthError:  # get-by-id refused too (a deleted record, or no Read role): list the coworker's
+                    coworker = action.coworker_id
+                    if coworker is None:
+                        return None, None
+                    found = self._enrolment(action.course.id or 0, coworker) == member
+                if not found:
+                    return (f"the enrolment it names (CourseMemberId {member}) is gone on re-read: deleted since the "
+                            "plan was read"), None
+                return None, f"the enrolment it names (#{member}) is there: the account may lack the {role} role"
+        except StopRun:
+            raise
+        except ApiError as e:
+            log.info("could not read back what a refused write names: %s", e)
+        return None, None
 
     def _check_session(self, refused: WriteRefused) -> None:
         """A write refused with 401 (after the client renewed the session where it could) is that item's failure

@@ -21,7 +21,7 @@ import pytest
 from reconciler.actions import actions_digest, document_digest
 from reconciler.client import NexudusClient
 from reconciler.config import Credentials
-from reconciler.emulator.app import EmulatorApp, Settings
+from reconciler.emulator.app import EmulatorApp, Settings, User
 from reconciler.emulator.limits import Limits
 from reconciler.emulator.seed import account
 from reconciler.emulator.server import BackgroundServer
@@ -373,17 +373,39 @@ def test_refused_creates_of_one_deleted_enrolment_do_not_stop_the_run(served: Se
     assert "role" not in result.stdout + result.stderr
 
 
-def test_creates_refused_for_several_members_stop_without_claiming_a_role(served: ServedFactory) -> None:
+def test_creates_refused_for_several_deleted_enrolments_each_fail_and_the_run_goes_on(served: ServedFactory) -> None:
+    """Three enrolments deleted since the plan, answered 401 as the live service may: each refused create reads
+    back what it names (gone), fails alone, and the run goes on to the members still enrolled. It stopped after
+    the third, blaming a role, and each `--resume` stopped at the same place."""
     space = served(Settings(limits=Limits.off(), stale_reference_status=401), members=6, per_member=0)
     work = space.folder(through=2)
     _saved_plan(space, work)
     for gone in list(space.store.rows["coursemembers"])[:3]:
         space.store.delete("coursemembers", gone)
     result = space.run(work, "apply", "--plan", "plan.json", "--yes")
-    assert result.returncode == 1, result.stdout + result.stderr
     said = result.stdout + result.stderr
+    assert result.returncode == 4, said
+    assert "created        6" in result.stdout and "failed         6" in result.stdout
+    assert said.count("is gone on re-read: deleted since the plan was read") >= 3 and "role" not in said
+
+
+def test_creates_refused_for_a_missing_role_stop_saying_so(served: ServedFactory) -> None:
+    """An account that may list and read but not create: each refused create reads back its enrolment (there),
+    and after three members the run stops, naming the role."""
+    space = served(members=6, per_member=0)
+    work = space.folder(through=2)
+    _saved_plan(space, work)
+    roles = [f"{e}-{r}" for e in ("Course", "CourseLesson", "CourseMember", "Coworker", "CourseCompletedLesson")
+             for r in ("List", "Read")]
+    limited = User.from_account(account(USER, PASSWORD, admin=False, roles=roles))
+    space.app.users[USER.casefold()] = limited
+    space.app.revoke_tokens()  # (the plan's session was the full account's)
+    result = space.run(work, "apply", "--plan", "plan.json", "--yes")
+    said = result.stdout + result.stderr
+    assert result.returncode == 1, said
     assert "3 different members" in said and "may lack the CourseCompletedLesson-Create role" in said
-    assert "seems to lack" not in said
+    assert "is there: the account may lack the CourseCompletedLesson-Create role" in said
+    assert space.pairs() == Counter()
 
 
 class RevokeAfter:
