@@ -797,8 +797,10 @@ class ReadCache:
                 self.last = "incremental"
                 log.info("read cache: %s brought up to date (%d completions); exact by counts", entry.path.name,
                          len(records))
-                if markers and any("SystemId" not in keys for keys in records.shapes):
-                    reader.refuse_owned_without_system_id(sorted(set(markers)))  # as a list read does
+                if any("SystemId" not in keys for keys in records.shapes):  # as a list read does
+                    if markers:
+                        reader.refuse_owned_without_system_id(sorted(set(markers)))
+                    reader.client.observed.add("systemid-absent-from-lists")
                 return _in_scope(records, lesson_ids, convert), []
             why = ("no target profile vouches for the range filter and counts (`reconciler doctor`): checking the "
                    "incremental read against a full read once")

@@ -688,3 +688,16 @@ def test_a_day_long_wait_is_a_pause_not_a_verdict(site: SiteFactory, capsys: pyt
     assert "Result: not measured in full:" in out and "Run `reconciler doctor` again later" in out
     assert "cannot work safely" not in out and "works against this target" not in out
     assert not s.profile_file.exists()
+
+
+def test_export_without_a_profile_sees_lists_without_system_id(site: SiteFactory,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """No doctor run: the export's own read shows lists that leave SystemId out, so it writes additive specs (owned
+    ones the plan on them refused) and refuses --mode owned, as after doctor."""
+    site(replace(OPEN, system_id_in_lists="absent"))
+    code, _, err = run_cli(capsys, "export", "--out", "exported")
+    assert code == 0, err
+    assert "note: exported in mode additive, not owned: the completion lists of" in err
+    assert run_cli(capsys, "plan", "exported", "--detailed-exitcode")[0] == 0
+    code, _, err = run_cli(capsys, "export", "--out", "again", "--mode", "owned")
+    assert code == 1 and "--mode owned cannot work against" in err and "leave SystemId out" in err

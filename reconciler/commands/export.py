@@ -7,6 +7,7 @@ from typing import Literal
 
 from reconciler.commands import Console, Outcome
 from reconciler.config import load_config
+from reconciler.errors import UsageError
 from reconciler.export import duplicates_to_remove, export_specs, write_files
 from reconciler.profile import export_mode
 from reconciler.schemas import FOLDER as SCHEMA_FOLDER
@@ -25,6 +26,15 @@ def export(*, courses: list[str], out: Path, mode: Literal["owned", "additive", 
         chosen, note = export_mode(mode, target.profile)
         records = StateReader(target.client, target.cache).snapshot(courses, columns=True)
         requests = target.client.stats.requests
+        if "systemid-absent-from-lists" in target.client.observed and chosen == "owned":
+            # What doctor would have found, seen by this read: owned specs would be refused by the plan on them.
+            if mode == "owned":
+                raise UsageError(f"--mode owned cannot work against {target.description}: its completion lists "
+                                 "leave SystemId out, and owned mode knows its own records only by that marker; "
+                                 "export with --mode additive or authoritative")
+            chosen, note = "additive", ("exported in mode additive, not owned: the completion lists of "
+                                        f"{target.description} leave SystemId out (owned mode knows its own records "
+                                        "only by that marker)")
     if note:
         console.note(f"note: {note}")
     files = export_specs(records, mode=chosen, target=target.description)
