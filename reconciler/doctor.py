@@ -170,6 +170,7 @@ class Report:
     requests: int = 0
     writes: int = 0
     write_check_requests: int = 0
+    throttled: int = 0  # requests answered "wait" (409/429), sent again: outside the budget
     journals: list[Path] = field(default_factory=list)
 
     @property
@@ -245,6 +246,7 @@ class Doctor:
                          if isinstance(stopped.error, TransportError | StopRun) else "fix the cause and run again")
             self._clock(wire)
             self._throttling(wire)
+            self.report.throttled = len(wire.throttles)
         self.report.requests = self.client.stats.requests - start[0]
         self.report.writes = self.client.stats.writes - start[1]
         self.profile["requests"], self.profile["writes"] = self.report.requests, self.report.writes
@@ -1148,6 +1150,9 @@ def run_doctor(paths: list[Path], *, config_file: Path | None, api: str | None, 
                 f"write check); writes: {_writes(report)}"
     else:
         line += f" (budget {READ_BUDGET}); writes: {report.writes}"
+    if report.throttled:
+        line += (f"; {report.throttled} of the requests were answered 'wait' (throttled) and sent again, outside "
+                 "the budget")
     if not quiet:
         print(line, file=out)
     for path in report.journals:

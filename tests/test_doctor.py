@@ -215,6 +215,11 @@ def test_throttling_met_during_the_checks_is_reported(site: SiteFactory, capsys:
     assert re.match(r"throttled \d+ time\(s\): 429, no Retry-After, body 'API calls quota exceeded\. Wait 0\.1 "
                     r"seconds\.'", seen), seen
     assert s.profile()["throttling"]["status"] == 429
+    # What was sent again after a "wait" is said apart, and the rest keeps to the budget.
+    found = re.search(r"Requests: (\d+) \(budget 30\); writes: 0; (\d+) of the requests were answered 'wait' "
+                      r"\(throttled\) and sent again, outside the budget", out)
+    assert found is not None, out
+    assert int(found[2]) > 0 and int(found[1]) - int(found[2]) <= 30
 
 
 def test_an_account_without_list_roles_cannot_work(site: SiteFactory, capsys: pytest.CaptureFixture[str],
