@@ -425,7 +425,60 @@ def test_read_only_entities_refuse_writes(emulator: EmulatorFactory) -> None:
     server = emulator()
     with admin(server.url) as client:
         assert client.post("/api/content/courses", json={"Title": "x"}).status_code == 405
-        assert client.put(COMPLETIONS, json={"Id": 900001}).status_code == 405
+        assert client.put("/api/content/courses", json={"Id": 101, "Title": "x"}).status_code == 405
+
+
+def test_update_is_a_put_of_the_full_record_and_clears_what_it_leaves_out(emulator: EmulatorFactory) -> None:
+    """nexudus-api.md, Writing: `PUT /api/content/coursecompletedlessons` (no Id in the URL), the full record with
+    `Id` in the body; fields left out are cleared. It answers the command envelope, and is a write."""
+    server = emulator()
+    with admin(server.url) as client:
+        made = client.post(COMPLETIONS, json={"CourseLessonId": 2003, "CourseMemberId": 50001,
+                                              "SystemId": "reconciler:x"}).json()["Value"]
+        time.sleep(0.01)
+        reply = client.put(COMPLETIONS, json={"Id": made["Id"], "CourseLessonId": 2002, "CourseMemberId": 50001})
+        after = client.get(f"{COMPLETIONS}/{made['Id']}").json()
+        unknown = client.put(COMPLETIONS, json={"Id": 12345, "CourseLessonId": 2002, "CourseMemberId": 50001})
+        no_id = client.put(COMPLETIONS, json={"CourseLessonId": 2002, "CourseMemberId": 50001})
+        no_member = client.put(COMPLETIONS, json={"Id": made["Id"], "CourseLessonId": 2002})
+        with_id = client.put(f"{COMPLETIONS}/{made['Id']}", json={"Id": made["Id"], "CourseLessonId": 2002,
+                                                                 "CourseMemberId": 50001})
+        listed = client.get(COMPLETIONS, params={"CourseCompletedLesson_CourseLesson": 2002}).json()["Records"]
+    body = reply.json()
+    assert reply.status_code == 200 and body["WasSuccessful"] is True and body["Value"]["Id"] == made["Id"]
+    assert body["Message"] == "CourseCompletedLesson was successfully updated."
+    assert after["CourseLessonId"] == 2002 and after["SystemId"] is None  # left out: cleared
+    assert after["CreatedOn"] == made["CreatedOn"] and after["UniqueId"] == made["UniqueId"]
+    assert after["UpdatedOn"] > made["UpdatedOn"]
+    assert [r["Id"] for r in listed].count(made["Id"]) == 1
+    assert unknown.status_code == 404 and unknown.json() == "Not found"
+    assert no_id.status_code == 400 and no_id.json()["Errors"][0]["PropertyName"] == "Id"
+    assert no_member.status_code == 400 and no_member.json()["Errors"][0]["PropertyName"] == "CourseMemberId"
+    assert with_id.status_code == 405  # no Id in the URL
+    assert ("PUT", COMPLETIONS) in [(method, path) for method, path, _ in server.app.writes_seen]
+
+
+def test_an_update_needs_the_edit_role(emulator: EmulatorFactory) -> None:
+    server = emulator()  # the seed's writer may list and create completions, not edit them
+    with httpx.Client(base_url=server.url, headers={"Authorization": basic("writer@example.com", "writer-pw")}) \
+            as client:
+        made = client.post(COMPLETIONS, json={"CourseLessonId": 2003, "CourseMemberId": 50001})
+        refused = client.put(COMPLETIONS, json={"Id": made.json()["Value"]["Id"], "CourseLessonId": 2003,
+                                                "CourseMemberId": 50001})
+    assert made.status_code == 200 and refused.status_code == 401
+
+
+def test_commands_none_for_completions(emulator: EmulatorFactory) -> None:
+    """nexudus-api.md: `GET …/commands` lists them, `POST …/runcommand` runs one; none is documented for
+    completions: the list is empty, and running one is refused in the validation shape."""
+    server = emulator()
+    with admin(server.url) as client:
+        listed = client.get(f"{COMPLETIONS}/commands")
+        ran = client.post(f"{COMPLETIONS}/runcommand", json={"Key": "X", "Ids": [900001], "Parameters": []})
+        still = client.get(f"{COMPLETIONS}/900001")
+    assert listed.status_code == 200 and listed.json() == []
+    assert ran.status_code == 400 and ran.json()["WasSuccessful"] is False
+    assert ran.json()["Errors"][0]["PropertyName"] == "Key" and still.status_code == 200
 
 
 # --- throttling ----------------------------------------------------------------------------------

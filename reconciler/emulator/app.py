@@ -395,11 +395,17 @@ class EmulatorApp:
         try:
             if method == "GET":
                 query = parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+                if record_part is not None and record_part.lower() == "commands":
+                    return json_response(200, [])  # "None is documented for completions" (nor for enrolments)
                 if record_part is not None:
                     return self._get(entity, record_part)
                 return self._list(entity, query)
             if method == "POST" and record_part is None:
                 return self._write(lambda: self._create(entity, _read_json(environ), actor), entity, actor, environ)
+            if method == "POST" and record_part is not None and record_part.lower() == "runcommand":
+                return self._run_command(entity, _read_json(environ))
+            if method == "PUT" and record_part is None:
+                return self._write(lambda: self._update(entity, _read_json(environ), actor), entity, actor, environ)
             if method == "DELETE" and record_part is not None:
                 return self._write(lambda: self._delete(entity, record_part, actor), entity, actor, environ)
         except BadRequest as e:
@@ -764,7 +770,37 @@ class EmulatorApp:
             value = self._render(entity, row, full=True)
         return json_response(200, self._command(f"{entity.name} was successfully created.", value, actor))
 
-    def _completion_fields(self, body: Row) -> Row:
+    def _update(self, entity: Entity, body: Any, actor: str) -> Response:
+        """`PUT /api/content/coursecompletedlessons` (no Id in the URL): the full record, its `Id` in the body; a
+        field left out is cleared (a completion's member and lesson are required, its SystemId becomes null). The
+        Id and CreatedOn stay; UpdatedOn and UpdatedBy are the update's. Only completions take updates here."""
+        if entity is not COMPLETION:
+            return self._method_not_allowed("PUT")
+        if not isinstance(body, dict):
+            raise BadRequest("", "The request body must be a JSON object.", body)
+        record_id = _field_int(body, "Id")
+        existing = self.store.get(entity.collection, record_id)
+        if existing is None:
+            return json_response(404, "Not found")
+        system_id = body.get("SystemId")
+        if system_id is not None and not isinstance(system_id, str):
+            raise BadRequest("SystemId", "The value is not a valid string.", system_id)
+        fields = self._completion_fields(body, updating=record_id)
+        fields["SystemId"] = system_id if self.settings.keep_system_id else existing.get("SystemId")
+        row = self.store.replace(entity.collection, record_id, fields, updated_by=actor)
+        value: Any = {"Id": row["Id"]}
+        if self.settings.create_value == "record":
+            value = self._render(entity, row, full=True)
+        return json_response(200, self._command(f"{entity.name} was successfully updated.", value, actor))
+
+    def _run_command(self, entity: Entity, body: Any) -> Response:
+        """`POST …/runcommand` with `{"Key", "Ids", "Parameters"}`: none is documented for completions or
+        enrolments, so every key is refused, in the validation shape."""
+        if not isinstance(body, dict):
+            raise BadRequest("", "The request body must be a JSON object.", body)
+        raise BadRequest("Key", f"There is no command {body.get('Key')!r} for {entity.name}.", body.get("Key"))
+
+    def _completion_fields(self, body: Row, *, updating: int | None = None) -> Row:
         member_id = _field_int(body, "CourseMemberId")
         lesson_id = _field_int(body, "CourseLessonId")
         member = self.store.get("coursemembers", member_id)
@@ -777,7 +813,7 @@ class EmulatorApp:
             raise BadRequest("CourseLessonId", "The lesson does not belong to the member's course.", lesson_id)
         if self.settings.refuse_duplicates and any(
                 self.store.rows["coursecompletedlessons"][i]["CourseLessonId"] == lesson_id
-                for i in self.store.completions_of_member(member_id)):
+                for i in self.store.completions_of_member(member_id) if i != updating):
             raise BadRequest("CourseLessonId", "The course member has already completed this lesson.", lesson_id)
         return {"CourseLessonId": lesson_id, "CourseMemberId": member_id}
 

@@ -424,6 +424,18 @@ class Store:
             self._member_by_pair.pop((row["CourseId"], row["CoworkerId"]), None)
         return row
 
+    def replace(self, collection: str, record_id: int, fields: Row, *, updated_by: str) -> Row:
+        """An update (PUT): the record with `fields` in place of its own, its Id, UniqueId and CreatedOn kept, stamped
+        now; persisted before it returns."""
+        old = self.delete(collection, record_id)
+        if old is None:
+            raise KeyError(record_id)
+        kept: Row = {name: old[name] for name in ("Id", "UniqueId", "CreatedOn", "IsNew") if name in old}
+        row = StoredRow({**kept, "UpdatedOn": precise_timestamp(self.clock()), "UpdatedBy": updated_by,
+                         "SystemId": None, **fields})
+        self._write_rows(collection, [row])
+        return row
+
     def _write_rows(self, collection: str, given: list[Row]) -> int:
         if not given:
             return 0
