@@ -324,9 +324,18 @@ class Executor:
         counted towards the stop for a missing role; (None, what is there) when it is there; (None, None) when it
         cannot be told."""
         role = ROLE_OF[action.kind]
+
+        def exists(path: str, record_id: int) -> bool:
+            try:
+                return self.client.get(path, record_id) is not None
+            except AuthError as e:  # seen live: get-by-id of a deleted record answers 401 "Not found"
+                if "(401: Not found)" in str(e):
+                    return False
+                raise
+
         try:
             if isinstance(action, Delete):
-                if self.client.get(COMPLETIONS, action.record.id) is None:
+                if not exists(COMPLETIONS, action.record.id):
                     return f"#{action.record.id} is gone on re-read", None
                 return None, f"#{action.record.id} is there on re-read: the account may lack the {role} role"
             if isinstance(action, Create):
@@ -334,8 +343,8 @@ class Executor:
                 if member is None:
                     return None, None
                 try:
-                    found = self.client.get(MEMBERS, member) is not None
-                except AuthError:  # get-by-id refused too (a deleted record, or no Read role): list the coworker's
+                    found = exists(MEMBERS, member)
+                except AuthError:  # get-by-id refused too (no Read role): the coworker's enrolments, if known
                     coworker = action.coworker_id
                     if coworker is None:
                         return None, None
