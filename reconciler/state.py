@@ -651,9 +651,9 @@ class StateReader:
         by_page, one, lean = convert.page, convert.one, convert.fields
 
         def keep(records: list[dict[str, Any]]) -> None:
-            if any("SystemId" not in record for record in records):
-                if markers:
-                    self.refuse_owned_without_system_id(markers)
+            if markers and any("SystemId" not in record for record in records):
+                self.refuse_owned_without_system_id(markers)
+            if records and "SystemId" not in records[0]:  # (a page's first says it: no scan of millions)
                 self.client.observed.add("systemid-absent-from-lists")  # (export then writes additive specs)
             if len(records) >= self.client.page_size:  # a full page: a next one was (or will be) read at an offset
                 self.paged = True
