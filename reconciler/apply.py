@@ -87,6 +87,7 @@ class Executor:
         self.ownership_checked = False
         self.ownership_lost: str | None = None  # why owned mode cannot work against the target, once seen
         self.twins_missing: set[str] = set()  # migrated completions whose create failed in this apply
+        self.twins_made: set[str] = set()  # and those this apply created (or found made)
         # Another writer (a second machine, a person in the portal) may create what we are about to: each
         # member's completions are re-read just before their creates, when the read budget has room.
         # (None: decided by `run`, from the plan's members and writes.)
@@ -205,6 +206,7 @@ class Executor:
                 self.twins_missing.add(action.twin)
             else:
                 self.twins_missing.discard(action.twin)
+                self.twins_made.add(action.twin)
         if status == "failed":
             result.failed.append((action, message or "failed"))
         elif status == "skipped":
@@ -316,6 +318,14 @@ class Executor:
         if outcome[0] in ("created", "deleted", "enrolled"):
             self._accepted[action.kind] += 1
         return outcome
+
+    def _twin_there(self, twin: str) -> bool:
+        """Whether a migrated source's twin (`course:coworker:lesson`), which was there when the plan was made (no
+        create of it in this apply), is there now: read just before the source's delete (the enrolment, then its
+        completions), so that the credit moves rather than disappears."""
+        course, coworker, lesson = (int(part) for part in twin.split(":"))
+        member = self.enrolled.get((course, coworker)) or self._enrolment(course, coworker)
+        return member is not None and any(r["CourseLessonId"] == lesson for r in self._records_of(member))
 
     def _what_it_names(self, action: Action) -> tuple[str | None, str | None]:
         """After a write refused with 401 (which the live service answers both for a write naming a deleted record,
@@ -516,6 +526,9 @@ class Executor:
             return "skipped", None, f"{self.ownership_lost}: deletes by ownership are disabled"
         if action.twin in self.twins_missing:
             return "skipped", None, "its migrated twin was not created, so the source is kept"
+        if action.reason == "migrated" and action.twin and action.twin not in self.twins_made \
+                and not self._twin_there(action.twin):
+            return "skipped", None, "its twin in the target, there when the plan was made, is gone: the source is kept"
         if refused is not None:  # refused before (a 401 may be the answer for a record already gone): look only
             self._refusal = True
             if self.client.get(COMPLETIONS, record.id) is None:

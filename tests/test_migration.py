@@ -497,3 +497,24 @@ def test_a_lesson_map_names_lessons_by_id_in_its_list_form(
     assert main(["plan", "specs"]) == 1
     assert f"specs/mig.yaml:8:12: source lesson {{id: {old_quiz}}} is 'Quiz', named already at specs/mig.yaml:7:12" \
         in capsys.readouterr().err
+
+
+def test_a_source_whose_twin_is_gone_by_the_apply_is_kept(space: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Ana's 2026 Welcome is there when the plan is saved, so the plan removes her 2025 one with no create; it is
+    deleted before the apply: the source's delete reads the twin first, and keeps the source (it was deleted, and
+    the credit with it, with "Converged")."""
+    write(space, source="remove")
+    assert main(["plan", "specs", "--out", "plan.json", "--allow-deletes", "100"]) == 0
+    store = Store(str(space / ".reconciler" / "local.sqlite"))
+    try:
+        ana_2026 = next(m["Id"] for m in store.iter_rows("coursemembers") if m["CourseId"] == 102
+                        and m["CoworkerId"] == 10001)
+        twin = next(r["Id"] for r in store.iter_rows("coursecompletedlessons") if r["CourseMemberId"] == ana_2026)
+        store.delete("coursecompletedlessons", twin)
+    finally:
+        store.close()
+    capsys.readouterr()
+    main(["apply", "--plan", "plan.json", "--yes"])
+    out = capsys.readouterr().out
+    assert "is gone: the source is kept" in out
+    assert completions(space)[("Ana Ruiz@101", "Welcome")] == 1
