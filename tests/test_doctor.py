@@ -543,6 +543,17 @@ def test_owned_specs_are_refused_before_any_request(site: SiteFactory, capsys: p
     assert s.writes() == 0
 
 
+def plans_an_orphan_then_stops_when_lists_hide_system_id(s: Site, capsys: pytest.CaptureFixture[str]) -> None:
+    """The plan of an owned spec with one orphan deletes it; once lists show every SystemId as null, the plan reads a
+    few records by Id and stops."""
+    code, out, _ = run_cli(capsys, "plan", "specs")
+    assert code == 0 and "1 to delete" in out
+    s.app.settings = replace(s.app.settings, system_id_in_lists="null")
+    code, out, err = run_cli(capsys, "plan", "specs")
+    assert code == 1, out + err
+    assert "its completion lists carry no SystemId, and owned mode knows its own records only by that marker" in err
+
+
 def test_lists_that_show_system_id_as_null_are_found_out_by_the_plan(site: SiteFactory,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     """Without a profile, a plan over lists that show every SystemId as null reads a few records by Id: one that
@@ -560,12 +571,7 @@ def test_lists_that_show_system_id_as_null_are_found_out_by_the_plan(site: SiteF
     assert sum(1 for _, _, marker in s.completions().values() if marker == "reconciler:onboarding") == 2
     # Booking meeting rooms now an orphan of the spec
     (s.work / "specs" / "onboarding.yaml").write_text(OWNED_SPEC.replace("[Welcome]", "[Welcome, Kitchen etiquette]"))
-    code, out, _ = run_cli(capsys, "plan", "specs")
-    assert code == 0 and "1 to delete" in out
-    s.app.settings = replace(s.app.settings, system_id_in_lists="null")
-    code, out, err = run_cli(capsys, "plan", "specs")
-    assert code == 1, out + err
-    assert "its completion lists carry no SystemId, and owned mode knows its own records only by that marker" in err
+    plans_an_orphan_then_stops_when_lists_hide_system_id(s, capsys)
 
 
 def test_export_takes_additive_where_owned_cannot_work(site: SiteFactory, capsys: pytest.CaptureFixture[str]) -> None:
@@ -676,12 +682,7 @@ def test_a_profile_that_saw_system_id_in_lists_does_not_hide_lists_that_stopped_
     assert s.profile()["system_id"]["in_list_records"] is True
     assert run_cli(capsys, "apply", "specs", "--yes")[0] == 0
     spec.write_text(OWNED_SPEC)  # Kitchen etiquette now an orphan of the spec
-    code, out, _ = run_cli(capsys, "plan", "specs")
-    assert code == 0 and "1 to delete" in out
-    s.app.settings = replace(s.app.settings, system_id_in_lists="null")
-    code, out, err = run_cli(capsys, "plan", "specs")
-    assert code == 1, out + err
-    assert "its completion lists carry no SystemId, and owned mode knows its own records only by that marker" in err
+    plans_an_orphan_then_stops_when_lists_hide_system_id(s, capsys)
 
 
 def test_a_day_long_wait_is_a_pause_not_a_verdict(site: SiteFactory, capsys: pytest.CaptureFixture[str]) -> None:
