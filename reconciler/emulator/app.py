@@ -749,11 +749,7 @@ class EmulatorApp:
     def _create(self, entity: Entity, body: Any, actor: str) -> Response:
         if not entity.writable:
             return self._method_not_allowed("POST")
-        if not isinstance(body, dict):
-            raise BadRequest("", "The request body must be a JSON object.", body)
-        system_id = body.get("SystemId")
-        if system_id is not None and not isinstance(system_id, str):
-            raise BadRequest("SystemId", "The value is not a valid string.", system_id)
+        system_id = _system_id(body)
         if entity is COMPLETION:
             fields = self._completion_fields(body)
         else:
@@ -765,10 +761,12 @@ class EmulatorApp:
                                                         for age in self.settings.backdate_minutes)
         block = self.rng.randrange(ID_BLOCKS) if self.settings.id_allocation == "blocks" else None
         row = self.store.insert(entity.collection, fields, updated_by=actor, block=block)
-        value: Any = {"Id": row["Id"]}
-        if self.settings.create_value == "record":
-            value = self._render(entity, row, full=True)
-        return json_response(200, self._command(f"{entity.name} was successfully created.", value, actor))
+        return json_response(200, self._command(f"{entity.name} was successfully created.", self._value(entity, row),
+                                                actor))
+
+    def _value(self, entity: Entity, row: Row) -> Any:
+        """A create's or update's `Value`: the Id, as the docs say, or the whole record, as seen live."""
+        return self._render(entity, row, full=True) if self.settings.create_value == "record" else {"Id": row["Id"]}
 
     def _update(self, entity: Entity, body: Any, actor: str) -> Response:
         """`PUT /api/content/coursecompletedlessons` (no Id in the URL): the full record, its `Id` in the body; a
@@ -776,22 +774,16 @@ class EmulatorApp:
         Id and CreatedOn stay; UpdatedOn and UpdatedBy are the update's. Only completions take updates here."""
         if entity is not COMPLETION:
             return self._method_not_allowed("PUT")
-        if not isinstance(body, dict):
-            raise BadRequest("", "The request body must be a JSON object.", body)
+        system_id = _system_id(body)
         record_id = _field_int(body, "Id")
         existing = self.store.get(entity.collection, record_id)
         if existing is None:
             return json_response(404, "Not found")
-        system_id = body.get("SystemId")
-        if system_id is not None and not isinstance(system_id, str):
-            raise BadRequest("SystemId", "The value is not a valid string.", system_id)
         fields = self._completion_fields(body, updating=record_id)
         fields["SystemId"] = system_id if self.settings.keep_system_id else existing.get("SystemId")
         row = self.store.replace(entity.collection, record_id, fields, updated_by=actor)
-        value: Any = {"Id": row["Id"]}
-        if self.settings.create_value == "record":
-            value = self._render(entity, row, full=True)
-        return json_response(200, self._command(f"{entity.name} was successfully updated.", value, actor))
+        return json_response(200, self._command(f"{entity.name} was successfully updated.", self._value(entity, row),
+                                                actor))
 
     def _run_command(self, entity: Entity, body: Any) -> Response:
         """`POST …/runcommand` with `{"Key", "Ids", "Parameters"}`: none is documented for completions or
@@ -1039,6 +1031,16 @@ def _required_int(name: str, raw: str) -> int:
     if number is None:
         raise BadRequest(name, f"The value '{raw}' is not valid for {name}.", raw)
     return number
+
+
+def _system_id(body: Any) -> str | None:
+    """A write's body, which must be a JSON object, and the SystemId it sets (a string, or none)."""
+    if not isinstance(body, dict):
+        raise BadRequest("", "The request body must be a JSON object.", body)
+    system_id = body.get("SystemId")
+    if system_id is not None and not isinstance(system_id, str):
+        raise BadRequest("SystemId", "The value is not a valid string.", system_id)
+    return system_id
 
 
 def _field_int(body: Row, name: str) -> int:
