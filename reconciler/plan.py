@@ -12,7 +12,7 @@ import heapq
 import math
 from array import array
 from collections import Counter, defaultdict, deque
-from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import pairwise, repeat
 from operator import add, attrgetter
@@ -312,7 +312,8 @@ def _plan_records(plan: Plan, resolution: Resolution, specs_by_course: dict[int,
         counted: set[Pair] = set()
         for migration in resolution.migrations:
             _plan_migration(plan, migration, by_pair, by_pair, catalog, order, resolution.completions,
-                            twins=by_pair, settled=settled, counted=counted, migrations=resolution.migrations)
+                            twins=by_pair, settled=settled, counted=counted, migrations=resolution.migrations,
+                            held=by_pair.get)
 
 
 class _CourseRules:
@@ -529,9 +530,15 @@ def _plan_columns(plan: Plan, resolution: Resolution, specs_by_course: dict[int,
                     twins.setdefault(pair, [columns.completion(first)]).append(columns.completion(row))
         settled: set[Pair] = set()
         counted: set[Pair] = set()
+
+        def held(pair: Pair) -> list[Completion] | None:
+            more = twins.get(pair)
+            return more if more is not None else [columns.completion(present[pair])] if pair in present else None
+
         for migration in resolution.migrations:
             _plan_migration(plan, migration, by_pair, present, catalog, order, resolution.completions,
-                            twins=twins, settled=settled, counted=counted, migrations=resolution.migrations)
+                            twins=twins, settled=settled, counted=counted, migrations=resolution.migrations,
+                            held=held)
     return not resolution.migrations
 
 
@@ -679,7 +686,8 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[P
                     present: Container[Pair], catalog: Catalog, order: dict[int, tuple[int, int]],
                     specs: Sequence[ResolvedCompletions] = (), *, twins: Mapping[Pair, list[Completion]] = _NO_PAIRS,
                     settled: set[Pair] | None = None, counted: set[Pair] | None = None,
-                    migrations: Sequence[ResolvedMigration] = ()) -> None:
+                    migrations: Sequence[ResolvedMigration] = (),
+                    held: Callable[[Pair], list[Completion] | None] = _NO_PAIRS.get) -> None:
     """Per coworker: enrol in the target if needed, create each missing mapped completion, then (with
     `source: remove`) delete the source completion, which the executor does only once its twin exists.
     `records`: the source lessons' records by pair, in the order read; `present`: the pairs with a record;
@@ -690,7 +698,13 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[P
     as drift; `settled` holds the pairs already so decided (two migrations may carry one), `counted` the carried
     pairs already counted unchanged (each is counted once, and not at all where a spec of the target course
     declares it: the spec counted it), and `migrations` are all of the set's (a record carrying the marker of any
-    of them into this course is theirs)."""
+    of them into this course is theirs); `held`: a target pair's records (None for none).
+
+    With `source: remove`, a twin that only records of an `owned` spec of the target course make is not one the
+    source may go for: the spec takes them back when it stops declaring the pair, and the credit would be gone
+    with them (the source deleted in an earlier apply). The source is kept, and said so; once the spec stops
+    declaring the pair, its records go and the migration makes its own twin, which the source's delete waits
+    for."""
     spec = migration.spec
     source, target = migration.source.id, migration.target.id
     managed = any(resolved.course.id == target for resolved in specs)
@@ -720,6 +734,9 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[P
         for c in plan.actions:
             if c.kind == "delete" and c.course_id == target and c.reason != "migrated" and c.record is not None:
                 taken[c.pair].add(c.record.id)
+    owned_there = {resolved.spec.marker: resolved.spec.name for resolved in specs
+                   if resolved.course.id == target and resolved.spec.mode == "owned"}
+    leaning: dict[str, int] = defaultdict(int)  # sources kept: their twins are an owned spec's only (per spec)
     unmapped: dict[int, int] = defaultdict(int)
     not_enrolled: list[str] = []
     for member in catalog.members_of(source):
@@ -764,8 +781,8 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[P
                                            f"{migration.target.title!r} by a migration ({entry}); remove one of "
                                            "them"))
                 continue
+            pair = (twin_member.id if twin_member is not None else 0, twin_lesson)
             if exists:
-                pair = (twin_member.id if twin_member is not None else 0, twin_lesson)
                 if pair not in counted and not any(pair in d for d in declared_there):
                     plan.unchanged += 1  # once a pair: not again for another migration, nor for a spec declaring it
                     counted.add(pair)
@@ -789,6 +806,10 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[P
                                                "removed from the source by this migration (source: remove); "
                                                "remove one of them"))
                     continue
+                lender = _lent_by(owned_there, held(pair), taken.get(pair)) if exists and owned_there else None
+                if lender is not None:
+                    leaning[lender] += len(found)
+                    continue
                 plan.existing_in_scope += len(found)
                 for record in found:
                     plan.actions.append(Change("delete", source, member.id, lesson, spec.name, "migrated",
@@ -803,6 +824,11 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[P
             plan.errors.append(Problem(spec.origin.path, spec.origin.line, spec.origin.column, message))
         else:
             plan.warnings.append(f"{spec.origin}: {message}")
+    for lender, count in sorted(leaning.items()):
+        plan.warnings.append(f"{spec.origin}: {count} source completion(s) of {migration.source.title!r} kept "
+                             f"(source: remove): their copies in {migration.target.title!r} are records of the owned "
+                             f"spec {lender!r} only, which takes them back once it stops declaring them; the "
+                             "migration then makes its own copies and removes the sources")
     if not_enrolled:
         names = ", ".join(sorted(not_enrolled)[:5]) + (f" and {len(not_enrolled) - 5} more" if len(not_enrolled) > 5
                                                        else "")
@@ -810,6 +836,15 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[P
         plan.errors.append(Problem(origin.path, origin.line, origin.column,
                                    f"{len(not_enrolled)} member(s) with progress to migrate are not enrolled in "
                                    f"{migration.target.title!r} ({names}); enrol them, or set enroll: true"))
+
+
+def _lent_by(owned: Mapping[str, str], records: list[Completion] | None, taken: set[int] | None) -> str | None:
+    """The owned spec whose records are all a target pair has (but those the plan deletes), if so (`owned`: the
+    markers of the target course's owned specs → their names)."""
+    kept = [r for r in records or () if not taken or r.id not in taken]
+    if not kept or any(r.system_id not in owned for r in kept):
+        return None
+    return owned[kept[0].system_id or ""]
 
 
 def _all_taken(pair: Pair, taken: Mapping[Pair, set[int]], twins: Mapping[Pair, list[Completion]]) -> bool:

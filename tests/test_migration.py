@@ -444,6 +444,37 @@ def test_a_pair_an_owned_spec_takes_back_and_a_migration_carries_keeps_its_credi
     assert main(["plan", "specs", "--detailed-exitcode"]) == 0
 
 
+def test_a_source_whose_only_twin_is_an_owned_specs_record_is_kept_until_the_migration_has_its_own(
+        space: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An `owned` spec of the target course gave Ben two lessons; then a `source: remove` migration carries his 2025
+    progress. Were the spec's records the twins the sources go for, the spec dropping Ben later would take the only
+    copies: his credit gone over two applies, each plan correct on its own. The sources whose twins are only the
+    spec's are kept (said in a warning); once the spec drops Ben, the migration makes its own twins and the sources
+    go, and Ben keeps every lesson."""
+    completions_spec(space, "new.yaml", "new-edition", "Onboarding 2026",
+                     "mode: owned\nmembers:\n  - {email: ben@example.com, completed: [Welcome, Safety & security]}\n")
+    assert main(["apply", "specs", "--yes"]) == 0
+    write(space)
+    capsys.readouterr()
+    assert main(["apply", "specs", "--yes", "--allow-deletes", "100"]) == 0
+    out = capsys.readouterr().out
+    assert ("3 source completion(s) of 'Onboarding 2025' kept (source: remove): their copies in 'Onboarding 2026' "
+            "are records of the owned spec 'new-edition' only") in out
+    after = completions(space)
+    assert [after[("Ben Ode@101", lesson)] for lesson in ("Welcome", "Safety briefing", "Kitchen")] == [2, 1, 0]
+    assert [after[("Ben Ode@102", lesson)] for lesson in ("Welcome", "Safety & security", "Kitchen and coffee")
+            ] == [1, 1, 1]
+    assert main(["plan", "specs", "--detailed-exitcode"]) == 0  # the sources stay while the spec declares them
+    completions_spec(space, "new.yaml", "new-edition", "Onboarding 2026",
+                     "mode: owned\nmembers:\n  - {email: eli@example.com, completed: []}\n")
+    assert main(["apply", "specs", "--yes", "--allow-deletes", "100"]) == 0
+    after = completions(space)
+    assert [after[("Ben Ode@101", lesson)] for lesson in ("Welcome", "Safety briefing", "Kitchen")] == [0, 0, 0]
+    assert [after[("Ben Ode@102", lesson)] for lesson in ("Welcome", "Safety & security", "Kitchen and coffee")
+            ] == [1, 1, 1]
+    assert main(["plan", "specs", "--detailed-exitcode"]) == 0
+
+
 def test_a_lesson_map_names_lessons_by_id_in_its_list_form(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """Two lessons of the source course share a title: the map's error says how to name one by Id (its list form,

@@ -27,13 +27,14 @@ from reconciler.plan import Plan, plan_changes
 from reconciler.resolve import Resolution, ResolvedCompletions, ResolvedMigration
 
 ORIGIN = Origin("spec.yaml", 1)
-# Three courses: 1 and 2 take specs, 3 is a migration's target; lesson 9 and member 99 are not in the catalog.
+# Three courses: each takes specs, 3 is a migration's target too; lesson 9 and member 99 are not in the catalog.
 COURSE_LESSONS = {1: (1, 2, 3), 2: (4, 5), 3: (6, 7)}
 COURSE_MEMBERS = {1: (10, 11, 12, 13), 2: (20, 21, 22), 3: (30, 31)}
 LESSONS = (1, 2, 3, 4, 5, 6, 7, 9)
 MEMBERS = (10, 11, 12, 13, 20, 21, 22, 30, 31, 99)
 SPECS = ("a", "b", "c")
-MARKERS = (None, "reconciler:a", "reconciler:b", "reconciler:c", "reconciler:m", "someone else")
+MARKERS = (None, "reconciler:a", "reconciler:b", "reconciler:c", "reconciler:m", "reconciler:a3", "reconciler:b3",
+           "someone else")
 STAMPS = ("2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", "2026-01-02T00:00:00.5Z", "", "not a date")
 
 
@@ -88,7 +89,7 @@ def raw_records(draw: st.DrawFn) -> list[dict[str, Any]]:
 @st.composite
 def resolution(draw: st.DrawFn) -> Resolution:
     completions = []
-    for course in (1, 2):
+    for course in (1, 2, 3):  # (3: a migration's target, whose owned spec's records may be its twins)
         mode: Mode = draw(st.sampled_from(["additive", "owned", "authoritative"]))
         for name in draw(st.lists(st.sampled_from(SPECS), unique=True, max_size=2)):
             members, lessons = COURSE_MEMBERS[course] + (99,), COURSE_LESSONS[course] + (9,)
@@ -101,7 +102,7 @@ def resolution(draw: st.DrawFn) -> Resolution:
             revoked = {pair: (Origin(f"{name}.yaml", 50), "why")
                        for pair in draw(st.sets(st.sampled_from(revocable)))} if revocable else {}
             origins = {m: Origin(f"{name}.yaml", 10 + m) for m in named if draw(st.booleans())}
-            spec = CompletionsSpec(f"{name}{course}" if course == 2 else name, ORIGIN,
+            spec = CompletionsSpec(f"{name}{course}" if course != 1 else name, ORIGIN,
                                    Ref(ORIGIN, title=f"Course {course}"), mode, ORIGIN)
             completions.append(ResolvedCompletions(spec, Course(course, f"Course {course}"), frozenset(named),
                                                    desired, revoked, origins))
