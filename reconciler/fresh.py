@@ -181,13 +181,14 @@ def replaced_records(actions: Iterable[Action]) -> frozenset[int]:
     """The records a plan deletes (not as a migration's source) whose pair a migration's create in it makes again:
     an `owned` spec of the target course takes its record back, and the migration makes its own twin, which its
     source's delete waits for. Such a record does not make the create's pair "already there": else the create is
-    skipped, the record deleted, and the credit gone with the source."""
+    skipped, the record deleted, and the credit gone with the source. An undo's restore is such a create too: the
+    undo of that apply deletes the twin and makes the spec's record again."""
     going: dict[tuple[int | None, int], set[int]] = {}
     carried: list[tuple[int | None, int]] = []
     for action in actions:
         if isinstance(action, Delete) and action.reason != "migrated":
             going.setdefault((action.record.member_id, action.record.lesson_id), set()).add(action.record.id)
-        elif isinstance(action, Create) and action.twin and action.member.id is not None:
+        elif isinstance(action, Create) and (action.twin or action.reason == "undo") and action.member.id is not None:
             carried.append((action.member.id, action.precondition.lesson_id))
     if not going:
         return frozenset()

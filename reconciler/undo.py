@@ -4,8 +4,8 @@ what the apply deleted and remove what it created. No I/O here, like the planner
 What counts is what the server may have done, not the outcome line that followed: a delete whose intent
 was journaled may have been carried out whatever came after it (no outcome after a kill, "gone" after a
 lost answer and a 404 on the re-send, "failed" after a 5xx that the server had acted on), so every such
-record that is absent now is restored, unless its member and lesson have a completion again. Likewise a
-create that was sent but never answered is looked for among the live records.
+record that is absent now is restored, unless its member and lesson have a completion again (one the undo does
+not delete). Likewise a create that was sent but never answered is looked for among the live records.
 """
 
 from __future__ import annotations
@@ -57,13 +57,17 @@ def plan_undo(history: list[Sent], live: list[dict[str, Any]], journal: str) -> 
     restoring: dict[tuple[int, int], int] = {}  # a pair is restored once, however many of its records went
     said: set[int] = set()  # the deleted records a restore names
     undoing: set[int] = set()  # a record is deleted once, however many creates found it
+    # What the apply created, which the undo deletes, is no completion "again" of a pair it deleted from: an apply
+    # that swapped a pair's record (an owned spec's orphan deleted, a migration's twin made) gets the old one back.
+    made = {found["Id"] for item in history if isinstance(item.action, Create) and item.sent
+            for found in _made_by(item, item.action, by_id, by_pair, behind)}
     for item in history:
         action = item.action
         where = f"{journal}: start.actions[{item.seq}]"  # the action in the journal's plan (not a line)
         if isinstance(action, Delete) and item.sent:
             gone = action.record
             pair = (gone.member_id, gone.lesson_id)
-            if gone.id in by_id or by_pair.get(pair):
+            if gone.id in by_id or any(record["Id"] not in made for record in by_pair.get(pair, ())):
                 continue  # never deleted, or its member and lesson have a completion again
             if pair in restoring:  # one completion a pair: a duplicate of one restored is not made again
                 index = restoring[pair]

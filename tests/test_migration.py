@@ -444,6 +444,35 @@ def test_a_pair_an_owned_spec_takes_back_and_a_migration_carries_keeps_its_credi
     assert main(["plan", "specs", "--detailed-exitcode"]) == 0
 
 
+def test_an_apply_that_swapped_a_pairs_record_is_verified_and_undone_as_a_swap(
+        space: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """One apply deleted an `owned` spec's records as orphaned and made the migration's twins of the same pairs. Its
+    verification is no "made again since (drift)": the apply made them. Its undo deletes the twins and restores the
+    spec's records: it skipped them, the pairs having "a completion again" (the twins it deletes), and left Ben
+    with neither."""
+    completions_spec(space, "new.yaml", "new-edition", "Onboarding 2026",
+                     "mode: owned\nmembers:\n  - {email: ben@example.com, completed: [Welcome, Safety & security]}\n")
+    assert main(["apply", "specs", "--yes"]) == 0
+    before = completions(space)
+    completions_spec(space, "new.yaml", "new-edition", "Onboarding 2026",
+                     "mode: owned\nmembers:\n  - {email: eli@example.com, completed: []}\n")
+    write(space, source="keep")
+    capsys.readouterr()
+    journals = set((space / ".reconciler" / "journal").glob("*.jsonl"))
+    assert main(["apply", "specs", "--yes", "--allow-deletes", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "deleted        2" in out and "Converged" in out
+    assert "made again" not in out
+    [journal] = set((space / ".reconciler" / "journal").glob("*.jsonl")) - journals
+    assert main(["undo", str(journal), "--out", "undo.json"]) == 0
+    undo = json.loads((space / "undo.json").read_text())
+    ben = sorted((a["action"], a["lesson"]["title"]) for a in undo["actions"] if a["member"]["name"] == "Ben Ode")
+    assert ben == [("create", "Safety & security"), ("create", "Welcome"), ("delete", "Kitchen and coffee"),
+                   ("delete", "Safety & security"), ("delete", "Welcome")]
+    assert main(["apply", "--plan", "undo.json", "--yes", "--allow-deletes", "100"]) == 0
+    assert completions(space) == before
+
+
 def test_a_source_whose_only_twin_is_an_owned_specs_record_is_kept_until_the_migration_has_its_own(
         space: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """An `owned` spec of the target course gave Ben two lessons; then a `source: remove` migration carries his 2025
