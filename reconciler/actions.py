@@ -271,10 +271,12 @@ def actions_digest(actions: Iterable[dict[str, Any]], guard: dict[str, Any] | No
     return digest.hexdigest(guard)
 
 
-DOCUMENT_DIGEST_FIELDS = ("warnings", "drift", "matrix", "undo_of")
-"""What `document_digest` covers: what show draws beside the actions that nothing else checks (the summary is
-checked against the actions, `blocked` and `partial` by `actions_digest`, the target and the spec digest by apply
-against the target and the specs)."""
+DOCUMENT_DIGEST_FIELDS = ("warnings", "drift", "matrix", "undo_of", "summary", "limits")
+"""What `document_digest` covers: what show draws beside the actions that nothing else checks (`blocked` and
+`partial` are `actions_digest`'s, the target and the spec digest are checked by apply against the target and the
+specs). The summary and the limits are checked against the actions first (`planning.check_summary`, which names
+the field), but the counts the actions do not give (unchanged, existing in scope) and limits edited with an
+estimate to match are this digest's."""
 
 
 def document_digest(document: dict[str, Any]) -> str:
@@ -290,12 +292,17 @@ def document_digest(document: dict[str, Any]) -> str:
 
 
 def check_document_digest(document: dict[str, Any], source: str) -> None:
-    """PlanFileError when the document carries a `document_digest` that its fields do not give (a plan saved
-    before the digest was written carries none, and its actions are still checked by `actions_digest`)."""
+    """PlanFileError unless a saved document carries the `document_digest` its fields give: a plan without one
+    was edited (the field taken out with the rest), or saved by a version before it, and is planned again."""
     recorded = document.get("document_digest")
-    if recorded is not None and recorded != document_digest(document):
-        raise PlanFileError(f"{source}: the plan's warnings, drift, matrix or undo_of were changed after it was saved "
-                            "(document_digest does not match); plan again and apply the plan as saved")
+    if recorded is None:
+        raise PlanFileError(f"{source}: the plan carries no document_digest, so its warnings, drift, matrix, summary "
+                            "and limits cannot be checked (was it edited, or saved by an older reconciler?); plan "
+                            "again with --out and apply the plan as saved")
+    if recorded != document_digest(document):
+        raise PlanFileError(f"{source}: the plan's warnings, drift, matrix, undo_of, summary or limits were changed "
+                            "after it was saved (document_digest does not match); plan again and apply the plan as "
+                            "saved")
 
 
 class ActionsDigest:
@@ -384,7 +391,8 @@ def plan_from_document(document: Any, source: str, *, saved: bool = False) -> Ty
     """Validate a plan document (schema, then each action's self-consistency, then its digest) and type its
     actions. A `saved` document (a plan or undo plan read from a file, for show and apply --plan) must carry
     `actions_digest`, and it must match its actions and guard fields (`guard_of`); a document made in this
-    process (no digest) is checked for the rest.
+    process (no digest) is checked for the rest. (A saved plan's `document_digest` is checked by `load_plan`,
+    once its summary is.)
 
     Any mismatch is one PlanFileError naming `source` and the field, never a traceback.
     """
@@ -395,7 +403,6 @@ def plan_from_document(document: Any, source: str, *, saved: bool = False) -> Ty
     actions = tuple(action_from_dict(entry, f"{source}: actions[{index}]", refs)
                     for index, entry in enumerate(document["actions"]))
     check_digest(document, lambda: actions_digest(document["actions"], guard_of(document)), source, saved=saved)
-    check_document_digest(document, source)
     return TypedPlan(document, actions)
 
 

@@ -199,6 +199,7 @@ def load_plan(path: Path, *, lean: bool = False) -> TypedPlan:
         raise UsageError(f"cannot read {path}: {e.strerror}") from e
     typed = plan_from_document(doc, str(path), saved=True)
     check_summary(typed.document, typed.actions, str(path))
+    check_document_digest(typed.document, str(path))  # (after the summary's own check, which names the field)
     return typed
 
 
@@ -314,9 +315,9 @@ def _stream_plan(path: Path) -> TypedPlan | None:
         return None  # actions laid out otherwise: read the file whole
     check_schema(for_schema(document), source)  # the actions are plain: the schema sees the first, as before
     check_digest(document, lambda: digest.hexdigest(guard_of(document)), source, saved=True)
-    check_document_digest(document, source)
     typed = tuple(actions)
     check_summary(document, typed, source)
+    check_document_digest(document, source)
     document.pop("matrix", None)  # apply does not show it
     document["actions"] = ActionDicts(typed)
     return TypedPlan(document, typed)

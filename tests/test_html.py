@@ -16,6 +16,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
+from reconciler.actions import document_digest
 from reconciler.cli import main
 from reconciler.config import DOCUMENTED_LIMITS
 from reconciler.errors import PlanFileError
@@ -151,9 +152,10 @@ def test_the_matrix_is_written_one_member_per_line_and_reads_back_equal() -> Non
     assert format_json(json.loads(text)) == text
 
 
-def test_an_older_plan_without_a_matrix_still_loads_and_shows(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_plan_without_a_matrix_still_loads_and_shows(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     doc = saved_plan(demo, capsys)
-    del doc["matrix"], doc["document_digest"]  # (a plan saved before either)
+    del doc["matrix"]  # (a plan saved before the matrix was, its document digest made without it)
+    doc["document_digest"] = document_digest(doc)
     (demo / "old.json").write_text(format_json(doc))
     assert len(load_plan(demo / "old.json").actions) == len(doc["actions"])
     assert main(["show", "old.json", "--format", "html"]) == 0
@@ -215,7 +217,7 @@ def test_show_and_apply_refuse_a_plan_whose_page_fields_were_edited(
     for command in (["show", "plan.json", "--format", "html"], ["apply", "--plan", "plan.json", "--yes"]):
         assert main(command) == 1
         err = capsys.readouterr().err
-        assert "the plan's warnings, drift, matrix or undo_of were changed after it was saved" in err, command
+        assert "the plan's warnings, drift, matrix, undo_of, summary or limits were changed after it was saved" in err, command
 
 
 # --- the page, read as HTML --------------------------------------------------------------------

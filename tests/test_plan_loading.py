@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from reconciler.actions import actions_digest, plain_action, plain_matrix_row, plan_from_document
+from reconciler.actions import actions_digest, document_digest, plain_action, plain_matrix_row, plan_from_document
 from reconciler.config import ClientLimits
 from reconciler.errors import PlanFileError
 from reconciler.plan import estimate_writes
@@ -124,6 +124,7 @@ def test_a_large_saved_plan_loads_and_applies(demo: Path, capsys: pytest.Capture
     saved["actions"] = many
     saved["summary"] = document(many)["summary"]  # the demo's limits are none too
     saved["actions_digest"] = actions_digest(many)
+    saved["document_digest"] = document_digest(saved)
     (demo / "big.json").write_text(json.dumps(saved))
     code, out, err = run_cli(capsys, "show", "big.json", "--format", "json")
     assert code == 0, err

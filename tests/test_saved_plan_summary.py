@@ -5,13 +5,16 @@ edited actions (exit 1, one line naming the field), by both ways of reading the 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from reconciler.actions import document_digest
 from reconciler.errors import PlanFileError
 from reconciler.planning import load_plan
+from reconciler.render import format_json
 
 from .conftest import run_cli
 
@@ -23,15 +26,25 @@ def saved_plan(demo: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     return demo / "plan.json"
 
 
-def with_summary(plan: Path, name: str, **changes: Any) -> Path:
+def with_summary(plan: Path, name: str, *, signed: bool = False, **changes: Any) -> Path:
     """A copy of `plan` named `name` whose summary line is edited as a person would (the layout kept: one
-    action a line, so that apply reads it a line at a time)."""
+    action a line, so that apply reads it a line at a time). `signed`: with the `document_digest` made again to
+    match, as a plan saved so would carry (what the summary's own check finds, not the digest)."""
+    return with_line(plan, name, "summary", signed=signed, **changes)
+
+
+def with_line(plan: Path, name: str, key: str, *, signed: bool = False, **changes: Any) -> Path:
+    """`with_summary` for the top-level object `key` (summary, limits)."""
     lines = plan.read_text(encoding="utf-8").splitlines(keepends=True)
-    (at,) = [n for n, line in enumerate(lines) if line.startswith('  "summary": ')]
-    summary = json.loads(lines[at].removeprefix('  "summary": ').rstrip().removesuffix(","))
-    assert set(changes) <= set(summary)
-    summary.update(changes)
-    lines[at] = '  "summary": ' + json.dumps(summary, ensure_ascii=False) + ",\n"
+    (at,) = [n for n, line in enumerate(lines) if line.startswith(f'  "{key}": ')]
+    value = json.loads(lines[at].removeprefix(f'  "{key}": ').rstrip().removesuffix(","))
+    assert set(changes) <= set(value)
+    value.update(changes)
+    lines[at] = f'  "{key}": ' + json.dumps(value, ensure_ascii=False) + ",\n"
+    if signed:
+        digest = document_digest(json.loads("".join(lines)))
+        (line,) = [n for n, text in enumerate(lines) if text.startswith('  "document_digest": ')]
+        lines[line] = re.sub('"[0-9a-f]{64}"', f'"{digest}"', lines[line])
     edited = plan.with_name(name)
     edited.write_text("".join(lines), encoding="utf-8")
     return edited
@@ -98,7 +111,8 @@ def test_a_missing_documented_estimate_is_accepted_but_a_false_one_is_not(
         demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """An undo plan leaves `estimate_documented` null: null hides a line, it states nothing false."""
     plan = saved_plan(demo, capsys)
-    assert load_plan(with_summary(plan, "null.json", estimate_documented=None)).document["summary"]["writes"] == 30
+    loaded = load_plan(with_summary(plan, "null.json", signed=True, estimate_documented=None))
+    assert loaded.document["summary"]["writes"] == 30
     assert "summary.estimate_documented" in refusal(with_summary(plan, "false.json", estimate_documented="no writes"))
 
 
@@ -112,3 +126,34 @@ def test_limits_no_configuration_gives_are_refused_not_a_crash(demo: Path,
     assert "limits.requests_per_minute is -1" in refusal(edited)
     code, _, err = run_cli(capsys, "show", "edited.json")
     assert code == 1 and "limits.requests_per_minute is -1" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("key", "changes"), [
+    ("summary", {"unchanged": 4_000}), ("summary", {"existing_in_scope": 1}),
+    ("limits", {"requests_per_hour": 99}),  # (no estimate depends on it)
+])
+def test_what_the_actions_do_not_give_is_covered_by_the_document_digest(
+        demo: Path, capsys: pytest.CaptureFixture[str], key: str, changes: dict[str, Any]) -> None:
+    """The counts that show prints beside the actions and the limits it names, edited as a person would: the
+    summary's own check cannot tell, the document digest does, by both readings; and show refuses the plan."""
+    plan = saved_plan(demo, capsys)
+    message = refusal(with_line(plan, "edited.json", key, **changes))
+    assert message.startswith(f"{plan.with_name('edited.json')}: the plan's warnings, drift, matrix, undo_of, "
+                              "summary or limits were changed after it was saved (document_digest does not match)")
+    assert load_plan(with_line(plan, "signed.json", key, signed=True, **changes)).document[key][next(iter(changes))] \
+        == next(iter(changes.values()))
+    code, _, err = run_cli(capsys, "show", "edited.json")
+    assert code == 1 and "document_digest does not match" in err and "Traceback" not in err
+
+
+def test_a_plan_without_its_document_digest_is_refused(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Taking the digest out with the edit it would have caught is no way around it."""
+    plan = saved_plan(demo, capsys)
+    doc = json.loads(plan.read_text(encoding="utf-8"))
+    del doc["document_digest"]
+    stripped = plan.with_name("stripped.json")
+    stripped.write_text(format_json(doc), encoding="utf-8")  # (as saved: one action a line)
+    assert "the plan carries no document_digest" in refusal(stripped)
+    code, out, err = run_cli(capsys, "apply", "--plan", "stripped.json", "--yes")
+    assert code == 1 and "the plan carries no document_digest" in err and "Applied" not in out
+    assert not (demo / ".reconciler" / "journal").exists()
