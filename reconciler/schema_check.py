@@ -222,8 +222,12 @@ def _explain(document: Document, error: ValidationError, explained: Collection[P
             unexplained = [e for e in context if not _covered(tuple(e.absolute_path), explained)]
             if not unexplained:
                 return []
-            deepest = max(len(e.absolute_path) for e in unexplained)
-            return [p for e in unexplained if len(e.absolute_path) == deepest for p in _explain(document, e, explained)]
+            # Each problem where it is deepest: not a value's again where a part of it says more (two bad entries of
+            # a list are two problems, each said).
+            paths = [tuple(e.absolute_path) for e in unexplained]
+            kept = [e for e, path in zip(unexplained, paths, strict=True)
+                    if not any(len(other) > len(path) and other[:len(path)] == path for other in paths)]
+            return [p for e in kept for p in _explain(document, e, explained)]
         kinds = [_KIND.get(str(b["type"]), str(b["type"])) for b in branches if "type" in b]
         kinds += [repr(c) for c in constants]
         # A word close to one of the allowed words ('al' for 'all') is a typo, not a wrong shape.

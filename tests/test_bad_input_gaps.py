@@ -55,6 +55,25 @@ def test_a_migration_lesson_key_yaml_reads_as_no_text_is_an_error_not_another_le
     assert f"m.yaml:7:3: lessons: YAML reads this key as {read}, not as a lesson title" in err, err
 
 
+def test_every_bad_entry_of_a_lesson_map_in_its_list_form_is_said_at_once(
+        demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The list form is one branch of a oneOf: only the deepest problem of the list was said (one entry's), and each
+    fix showed the next."""
+    (demo / "m.yaml").write_text("apiVersion: reconciler/v1\nkind: Migration\nmetadata: {name: m}\n"
+                                 "from: {course: Coffee Bar Basics}\nto: {course: Coffee Bar Basics 2027}\n"
+                                 "lessons:\n  - {from: {id: 0}, to: Espresso}\n  - {from: Milk}\n"
+                                 "  - {from: Milk, to: Milk, extra: 1}\n  - {from: '', to: {idd: 3}}\n")
+    code, _, err = run_cli(capsys, "validate", "--offline", "m.yaml")
+    assert code == 1 and "bug" not in err, err
+    assert [line for line in err.splitlines() if line.startswith("m.yaml:")] == [
+        "m.yaml:7:17: lessons[0].from.id must be at least 1",
+        "m.yaml:8:5: missing required key 'to' in lessons[1]",
+        "m.yaml:9:28: unknown key 'extra' in lessons[2] (allowed: from, to)",
+        "m.yaml:10:12: lessons[3].from must not be empty",
+        "m.yaml:10:20: missing required key 'id' in lessons[3].to",
+        "m.yaml:10:21: unknown key 'idd' in lessons[3].to; did you mean 'id'?"]
+
+
 @pytest.mark.parametrize("kind", ["[Completions]", "{a: 1}"])
 def test_a_kind_that_is_no_text_is_a_problem_at_its_place(demo: Path, capsys: pytest.CaptureFixture[str],
                                                           kind: str) -> None:
