@@ -531,14 +531,14 @@ def _plan_columns(plan: Plan, resolution: Resolution, specs_by_course: dict[int,
         settled: set[Pair] = set()
         counted: set[Pair] = set()
 
-        def held(pair: Pair) -> list[Completion] | None:
+        def records_of(pair: Pair) -> list[Completion] | None:
             more = twins.get(pair)
             return more if more is not None else [columns.completion(present[pair])] if pair in present else None
 
         for migration in resolution.migrations:
             _plan_migration(plan, migration, by_pair, present, catalog, order, resolution.completions,
                             twins=twins, settled=settled, counted=counted, migrations=resolution.migrations,
-                            held=held)
+                            held=records_of)
     return not resolution.migrations
 
 

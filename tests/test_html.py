@@ -217,7 +217,8 @@ def test_show_and_apply_refuse_a_plan_whose_page_fields_were_edited(
     for command in (["show", "plan.json", "--format", "html"], ["apply", "--plan", "plan.json", "--yes"]):
         assert main(command) == 1
         err = capsys.readouterr().err
-        assert "the plan's warnings, drift, matrix, undo_of, summary or limits were changed after it was saved" in err, command
+        assert "the plan's warnings, drift, matrix, undo_of, summary or limits were changed after it was saved" \
+            in err, command
 
 
 # --- the page, read as HTML --------------------------------------------------------------------
