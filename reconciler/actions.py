@@ -297,8 +297,8 @@ def check_document_digest(document: dict[str, Any], source: str) -> None:
     recorded = document.get("document_digest")
     if recorded is None:
         raise PlanFileError(f"{source}: the plan carries no document_digest, so its warnings, drift, matrix, summary "
-                            "and limits cannot be checked (was it edited, or saved by an older reconciler?); plan "
-                            "again with --out and apply the plan as saved")
+                            "and limits cannot be checked (was it edited, or saved by an older reconciler?); make it "
+                            "again (`plan --out`, or `undo JOURNAL --out` for an undo plan) and apply it as saved")
     if recorded != document_digest(document):
         raise PlanFileError(f"{source}: the plan's warnings, drift, matrix, undo_of, summary or limits were changed "
                             "after it was saved (document_digest does not match); plan again and apply the plan as "

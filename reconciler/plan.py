@@ -22,7 +22,16 @@ from reconciler.columns import CompletionColumns
 from reconciler.config import ClientLimits, Safety
 from reconciler.errors import Problem
 from reconciler.gc_pause import gc_paused
-from reconciler.model import Catalog, Completion, MigrationSpec, Origin, instant, oldest_first, undated
+from reconciler.model import (
+    MARKER_PREFIX,
+    Catalog,
+    Completion,
+    MigrationSpec,
+    Origin,
+    instant,
+    oldest_first,
+    undated,
+)
 from reconciler.resolve import DesiredPairs, Pair, Resolution, ResolvedCompletions, ResolvedMigration
 
 ChangeKind = Literal["enroll", "create", "delete"]
@@ -734,9 +743,10 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[P
         for c in plan.actions:
             if c.kind == "delete" and c.course_id == target and c.reason != "migrated" and c.record is not None:
                 taken[c.pair].add(c.record.id)
-    owned_there = {resolved.spec.marker: resolved.spec.name for resolved in specs
-                   if resolved.course.id == target and resolved.spec.mode == "owned"}
-    leaning: dict[str, int] = defaultdict(int)  # sources kept: their twins are an owned spec's only (per spec)
+    # Who could take a twin back: a completions spec whose marker it carries (by that marker), but a migration.
+    lenders = {resolved.spec.marker: (resolved.spec.mode, resolved.spec.name) for resolved in specs}
+    carriers = {m.spec.marker for m in migrations} | {spec.marker}
+    leaning: dict[tuple[str, str], int] = defaultdict(int)  # sources kept, by who could take their twins back
     unmapped: dict[int, int] = defaultdict(int)
     not_enrolled: list[str] = []
     for member in catalog.members_of(source):
@@ -806,7 +816,7 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[P
                                                "removed from the source by this migration (source: remove); "
                                                "remove one of them"))
                     continue
-                lender = _lent_by(owned_there, held(pair), taken.get(pair)) if exists and owned_there else None
+                lender = _lent_by(lenders, carriers, held(pair), taken.get(pair)) if exists else None
                 if lender is not None:
                     leaning[lender] += len(found)
                     continue
@@ -824,11 +834,21 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[P
             plan.errors.append(Problem(spec.origin.path, spec.origin.line, spec.origin.column, message))
         else:
             plan.warnings.append(f"{spec.origin}: {message}")
-    for lender, count in sorted(leaning.items()):
-        plan.warnings.append(f"{spec.origin}: {count} source completion(s) of {migration.source.title!r} kept "
-                             f"(source: remove): their copies in {migration.target.title!r} are records of the owned "
-                             f"spec {lender!r} only, which takes them back once it stops declaring them; the "
-                             "migration then makes its own copies and removes the sources")
+    for (mode, who), count in sorted(leaning.items()):
+        kept_sources = (f"{spec.origin}: {count} source completion(s) of {migration.source.title!r} kept (source: "
+                        f"remove): their copies in {migration.target.title!r} are records")
+        anyway = f"revoke them in a spec of {migration.source.title!r} to have them removed anyway"
+        if mode == "owned":
+            plan.warnings.append(f"{kept_sources} of the owned spec {who!r} only, which takes them back once it "
+                                 "stops declaring them; the migration then makes its own copies and removes the "
+                                 "sources")
+        elif mode:
+            plan.warnings.append(f"{kept_sources} of the {mode} spec {who!r} only, which could take them back once "
+                                 f"owned; {anyway}")
+        else:
+            plan.warnings.append(f"{kept_sources} carrying {who!r} only, the marker of no spec or migration of "
+                                 "this run: a spec left out of it could take them back; plan with every spec of "
+                                 f"{migration.target.title!r} to have the sources removed, or {anyway}")
     if not_enrolled:
         names = ", ".join(sorted(not_enrolled)[:5]) + (f" and {len(not_enrolled) - 5} more" if len(not_enrolled) > 5
                                                        else "")
@@ -838,13 +858,23 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[P
                                    f"{migration.target.title!r} ({names}); enrol them, or set enroll: true"))
 
 
-def _lent_by(owned: Mapping[str, str], records: list[Completion] | None, taken: set[int] | None) -> str | None:
-    """The owned spec whose records are all a target pair has (but those the plan deletes), if so (`owned`: the
-    markers of the target course's owned specs → their names)."""
+def _lent_by(lenders: Mapping[str, tuple[str, str]], carriers: Container[str], records: list[Completion] | None,
+             taken: set[int] | None) -> tuple[str, str] | None:
+    """Who could take back every record a target pair has (but those the plan deletes), so that a source must not
+    go for them: (mode, name) of the completions spec whose marker the first carries (`lenders`: marker → the
+    spec's mode and name), or ("", the marker) for this tool's marker of no spec or migration of the run, which may
+    be a spec left out of it. None when a record is one a spec cannot take back by no longer declaring it: made
+    outside this tool, or by a migration (`carriers`: the run's migrations' markers). An `owned` spec takes its
+    records back once it stops declaring them; another mode could once made owned: the credit the twin carries
+    would go with them, the source removed by then."""
     kept = [r for r in records or () if not taken or r.id not in taken]
-    if not kept or any(r.system_id not in owned for r in kept):
-        return None
-    return owned[kept[0].system_id or ""]
+    first = None
+    for record in kept:
+        marker = record.system_id or ""
+        if marker in carriers or not marker.startswith(MARKER_PREFIX):
+            return None
+        first = first or lenders.get(marker) or ("", marker)
+    return first
 
 
 def _all_taken(pair: Pair, taken: Mapping[Pair, set[int]], twins: Mapping[Pair, list[Completion]]) -> bool:

@@ -504,6 +504,56 @@ def test_a_source_whose_only_twin_is_an_owned_specs_record_is_kept_until_the_mig
     assert main(["plan", "specs", "--detailed-exitcode"]) == 0
 
 
+@pytest.mark.parametrize("lender", ["additive", "left out"])
+def test_a_source_whose_only_twin_a_spec_could_take_back_later_is_kept(
+        space: Path, capsys: pytest.CaptureFixture[str], lender: str) -> None:
+    """As above, with the spec that made the twins `additive` when the migration runs (made `owned` later), or left
+    out of the run that applies the migration (`apply specs/migration.yaml`): its records were taken for twins
+    that stay, the sources went, and the spec, owned and dropping Ben, took the only copies. The sources are kept
+    (a warning names the spec or its marker) until the migration has its own copies."""
+    mode = "additive" if lender == "additive" else "owned"
+    ben = "{email: ben@example.com, completed: [Welcome, Safety & security]}"
+    completions_spec(space, "new.yaml", "new-edition", "Onboarding 2026", f"mode: {mode}\nmembers:\n  - {ben}\n")
+    assert main(["apply", "specs", "--yes"]) == 0
+    write(space)
+    capsys.readouterr()
+    assert main(["apply", "specs" if lender == "additive" else "specs/migration.yaml", "--yes",
+                 "--allow-deletes", "100"]) == 0
+    out = capsys.readouterr().out
+    kept = ("3 source completion(s) of 'Onboarding 2025' kept (source: remove): their copies in 'Onboarding 2026' are "
+            "records ")
+    assert kept + ("of the additive spec 'new-edition' only, which could take them back once owned; revoke them in a "
+                   "spec of 'Onboarding 2025' to have them removed anyway" if lender == "additive" else
+                   "carrying 'reconciler:new-edition' only, the marker of no spec or migration of this run") in out
+    after = completions(space)
+    assert [after[("Ben Ode@101", lesson)] for lesson in ("Welcome", "Safety briefing", "Kitchen")] == [2, 1, 0]
+    completions_spec(space, "new.yaml", "new-edition", "Onboarding 2026",
+                     "mode: owned\nmembers:\n  - {email: eli@example.com, completed: []}\n")
+    assert main(["apply", "specs", "--yes", "--allow-deletes", "100"]) == 0
+    after = completions(space)
+    assert [after[("Ben Ode@101", lesson)] for lesson in ("Welcome", "Safety briefing", "Kitchen")] == [0, 0, 0]
+    assert [after[("Ben Ode@102", lesson)] for lesson in ("Welcome", "Safety & security", "Kitchen and coffee")
+            ] == [1, 1, 1]
+    assert main(["plan", "specs", "--detailed-exitcode"]) == 0
+
+
+def test_a_kept_source_is_removed_anyway_the_way_the_warning_gives(
+        space: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    completions_spec(space, "new.yaml", "new-edition", "Onboarding 2026", "mode: additive\nmembers:\n"
+                     "  - {email: ben@example.com, completed: [Welcome, Safety & security]}\n")
+    assert main(["apply", "specs", "--yes"]) == 0  # (the spec's records first: the migration's run finds them)
+    write(space)
+    assert main(["apply", "specs", "--yes", "--allow-deletes", "100"]) == 0
+    assert "revoke them in a spec of 'Onboarding 2025' to have them removed anyway" in capsys.readouterr().out
+    completions_spec(space, "old.yaml", "old-edition", "Onboarding 2025",
+                     "revoke:\n  - {email: ben@example.com, lessons: [Safety briefing], reason: moved}\n")
+    assert main(["apply", "specs", "--yes", "--allow-deletes", "100"]) == 0
+    after = completions(space)
+    assert [after[("Ben Ode@101", lesson)] for lesson in ("Welcome", "Safety briefing")] == [2, 0]
+    assert [after[("Ben Ode@102", lesson)] for lesson in ("Welcome", "Safety & security")] == [1, 1]
+    assert main(["plan", "specs", "--detailed-exitcode"]) == 0
+
+
 def test_a_lesson_map_names_lessons_by_id_in_its_list_form(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """Two lessons of the source course share a title: the map's error says how to name one by Id (its list form,
