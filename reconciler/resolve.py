@@ -357,9 +357,15 @@ class _Resolver:
             enrolled = self.catalog.members_of(course.id)
             chosen = [m for m in enrolled if team in m.teams]
             if not chosen:
-                teams = {t for m in enrolled for t in m.teams}
-                self.warnings.append(_problem(origin, f"no member of {course.title!r} is in team {team!r}"
-                                                      f"{near_miss(team, teams)}"))
+                # A name close to a team of the course's members is a typo: an error, as an unknown title is (in
+                # `owned` mode the rule's records would otherwise be deleted as orphaned). A team no one is in yet,
+                # nothing close, is a warning: a rule may be written before its team has members.
+                hint = near_miss(team, {t for m in enrolled for t in m.teams})
+                if hint:
+                    self.fail(origin, f"no member of {course.title!r} is in team {team!r}{hint} (team names match "
+                                      "exactly, case included)")
+                else:
+                    self.warnings.append(_problem(origin, f"no member of {course.title!r} is in team {team!r}"))
             return chosen
         if selector.by == "coworker_id":
             coworker_id = int(selector.value)
