@@ -13,7 +13,7 @@ import logging
 import sys
 from array import array
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -34,10 +34,11 @@ from reconciler.errors import (
 from reconciler.fresh import Fresh, changed_since, member_of, replaced_records, stale_reason
 from reconciler.interrupt import interruptible
 from reconciler.journal import Journal
-from reconciler.model import MARKER_PREFIX
+from reconciler.model import MARKER_PREFIX, NO_DATE, instant
 from reconciler.pacing import LOGGED_WAIT, duration
 from reconciler.progress import Progress
 from reconciler.state import COMPLETIONS, MEMBERS, Filter, StateReader
+from reconciler.undo import CLOCK_SLACK
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,11 @@ class Executor:
         self._replaced: frozenset[int] = frozenset()
         self.progress = Progress(0, self.progress_out)
 
-    def run(self, numbered: Sequence[tuple[int, Action]], fresh: Fresh | None = None) -> Result:
+    def run(self, numbered: Sequence[tuple[int, Action]], fresh: Fresh | None = None,
+            sent: Mapping[int, str] | None = None) -> Result:
+        """Run the actions. `sent` (a resume): the actions an earlier run of this journal sent without an outcome
+        after, by when it first sent each: a create of them whose pair `fresh` shows a record of carrying its marker,
+        made since, made it (the run stopped before its answer), and is counted created, not skipped."""
         result = Result()
         if self.recheck_members is None:
             members = {a.member.id or -(a.coworker_id or 0) for _, a in numbered if isinstance(a, Create)}
@@ -142,6 +147,15 @@ class Executor:
                         result.stopped, result.stop_code = "interrupted", EXIT_INTERRUPTED
                         break
                     reason = stale_reason(action, fresh, self._replaced) if fresh is not None else None
+                    made = self._made_in_flight(action, fresh, sent.get(seq)) if reason and sent else None
+                    if made is not None:
+                        self._outcome(seq, "created", made, "found on the resume: the create in flight when the "
+                                                            "run stopped made it (it carries its marker)")
+                        result.counts["created"] += 1
+                        if action.twin:
+                            self.twins_made.add(action.twin)
+                        progress.step("created")
+                        continue
                     if reason is not None:
                         self._outcome(seq, "skipped", message=reason)
                         result.skipped.append((action, reason))
@@ -233,6 +247,23 @@ class Executor:
             result.stop_code = 1
             return None
         return status
+
+    def _made_in_flight(self, action: Action, fresh: Fresh | None, sent_at: str | None) -> int | None:
+        """The Id of the record a create sent at `sent_at` by a run that stopped before its answer made, as `fresh`
+        shows its pair: carrying its marker, created no earlier than it was sent (the clocks' slack allowed, as
+        undo allows it); None when there is none, or it is no create."""
+        if not isinstance(action, Create) or fresh is None or not sent_at or not action.system_id:
+            return None
+        member = member_of(action, fresh.enrolled)
+        sent = instant(sent_at)
+        if sent == NO_DATE:
+            return None
+        since = sent - CLOCK_SLACK
+        for record in fresh.pairs.get((member or 0, action.precondition.lesson_id)) or ():
+            if (record.get("SystemId") == action.system_id and record["Id"] not in self._replaced
+                    and instant(str(record.get("CreatedOn") or "")) >= since):
+                return int(record["Id"])
+        return None
 
     def _outcome(self, seq: int, status: str, new_id: int | None = None, message: str | None = None) -> None:
         entry: dict[str, Any] = {"type": "outcome", "seq": seq, "status": status, "at": self.now().isoformat()}

@@ -239,6 +239,28 @@ def test_a_killed_apply_recovers_without_duplicates(tmp_path: Path, recovery: st
     assert max(pairs.values()) == 1
 
 
+def test_a_create_in_flight_at_a_kill_is_counted_created_by_the_resume(demo: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """The server made the completion, the run died before journaling the answer: the resume finds it carrying the
+    create's marker, made since it was sent, and counts it created (with its Id in the journal), not "skipped:
+    already exists" as if another writer had made it."""
+    assert main(["apply", "--yes"]) == 0
+    (journal,) = (demo / ".reconciler" / "journal").glob("*.jsonl")
+    lines = journal.read_text().splitlines(keepends=True)
+    entries = [json.loads(line) for line in lines]
+    last = max(i for i, e in enumerate(entries)
+               if e["type"] == "outcome" and e["status"] == "created")  # the last create's answer, never journaled
+    made, seq = entries[last]["id"], entries[last]["seq"]
+    journal.write_text("".join(lines[:last]))  # (the intent before it kept; what came after lost with the run)
+    capsys.readouterr()
+    assert main(["apply", "--resume", str(journal), "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert "already exists" not in out and "created        1" in out and "skipped        0" in out
+    outcome = [e for e in journal_lines(journal) if e["type"] == "outcome" and e["seq"] == seq][-1]
+    assert outcome["status"] == "created" and outcome["id"] == made
+    assert main(["plan", "--detailed-exitcode"]) == 0
+
+
 def test_the_daily_write_cap_stops_cleanly_and_holds_across_runs(demo: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     (demo / "reconciler.yaml").write_text("target: local\nseed: seed.yaml\nlimits: {writes_per_day: 5}\n")

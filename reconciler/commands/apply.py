@@ -287,7 +287,10 @@ def _resume(journal_path: Path, target: Target, *, fail_fast: bool, yes: bool, c
         _count_earlier_writes(target, journal_path.parent, console.stderr)
         journal.write({"type": "resume", "remaining": len(remaining)})
         executor = Executor(target.client, journal, fail_fast=fail_fast, progress_out=progress)
-        result = executor.run(remaining, fresh)
+        # The actions an earlier run sent and did not finish (stopped while one was in flight, or failed after it
+        # was sent, which the server may have acted on), by when first sent.
+        sent = {seq: str(state.intents[seq][0].get("at") or "") for seq, _ in remaining if state.intents.get(seq)}
+        result = executor.run(remaining, fresh, sent)
         if not result.stopped:
             journal.write({"type": "end", "summary": dict(result.counts)})
     _remember_ownership_lost(executor, target, state_dir)
