@@ -21,8 +21,9 @@ from reconciler.spec import EMAIL
 # editor (yaml-language-server) finds them wherever the folder is checked out.
 SCHEMA_REF = "schemas/completions.schema.json"
 _MODE_NOTE = {
-    "owned": ["Mode owned: records created outside this tool (every record listed here, at export time) are never",
-              "deleted by this spec. It deletes only records it creates itself, once they are no longer declared."],
+    "owned": ["Mode owned: this spec deletes only the records carrying its marker (SystemId reconciler:{name}),",
+              "once no longer declared: those it creates, and any a spec of this name created before this export.",
+              "Records created otherwise (outside this tool, or by another spec) are never deleted by it."],
     "additive": ["Mode additive: this spec only ever creates completions; it deletes nothing (except `revoke`)."],
     "authoritative": ["Mode authoritative: for every member listed here, completions of this course that the spec",
                       "does not declare are deleted, whoever created them. Members not listed are never touched."],
@@ -130,7 +131,7 @@ def export_specs(records: dict[str, Any], *, mode: str, target: str) -> dict[str
 
         lines = [f"# yaml-language-server: $schema={SCHEMA_REF}",
                  f"# Exported from {comment(target)}: {comment(title) or course['Id']!s}.",
-                 *(f"# {line}" for line in _MODE_NOTE[mode]),
+                 *(f"# {line.replace('{name}', comment(name))}" for line in _MODE_NOTE[mode]),
                  "apiVersion: reconciler/v1", "kind: Completions", "metadata:", f"  name: {yaml_scalar(name)}",
                  "course: " + (yaml_scalar(title) if _nameable(title) and title_count[title] == 1
                                else f"{{id: {course['Id']}}}"),

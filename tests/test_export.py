@@ -51,7 +51,8 @@ def test_the_exported_files_read_well(space: Path) -> None:
     assert main(["export", "--out", "exported"]) == 0
     onboarding = (space / "exported" / "onboarding.yaml").read_text()
     assert onboarding.startswith("# yaml-language-server: $schema=schemas/completions.schema.json\n")
-    assert "Mode owned: records created outside this tool" in onboarding
+    assert ("Mode owned: this spec deletes only the records carrying its marker (SystemId reconciler:onboarding),"
+            in onboarding)
     assert "  - email: al@example.com   # Al Smith\n    completed: [Safety]\n" in onboarding
     assert "  - email: sal@example.com   # Sal Jones\n    completed: all\n" in onboarding
     assert onboarding.index("al@example.com") < onboarding.index("sal@example.com")  # members sorted
