@@ -8,11 +8,13 @@ streams: its actions are made as they are written (`ActionEntries`), the JSON go
 from __future__ import annotations
 
 import json
+import shlex
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain, islice
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]  # json.dumps' own parts
+from pathlib import Path
 from typing import Any, TextIO
 
 from reconciler.actions import Action as TypedAction
@@ -256,6 +258,19 @@ def blocked_of(plan: Plan) -> dict[str, Any] | None:
     if not plan.blocked:
         return None
     return {"reasons": list(plan.blocked), "allow_deletes": plan.deletes_to_allow}
+
+
+def apply_hint(doc: dict[str, Any], saved: Path, what: str = "plan") -> str:
+    """What `plan --out` and `undo --out` say once the file is saved: how to apply it, with the --allow-deletes that
+    a budget's block needs (apply refuses it without), or that nothing lifts a block of an incomplete read."""
+    command = f"reconciler apply --plan {shlex.quote(str(saved))}"
+    blocked = doc.get("blocked")
+    if not blocked:
+        return f"saved the {what} to {saved}; apply it with: {command}"
+    if blocked.get("allow_deletes") is None:
+        return f"saved the {what} to {saved}; it is blocked, and no flag lifts that: make it again once it is not"
+    return (f"saved the {what} to {saved}; it is blocked: once its deletes are reviewed, apply it with: {command} "
+            f"--allow-deletes {blocked['allow_deletes']}")
 
 
 def target_line(doc: dict[str, Any]) -> str:

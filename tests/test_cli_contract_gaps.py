@@ -121,8 +121,10 @@ def applied(demo: Path, capsys: pytest.CaptureFixture[str], safety: str) -> Path
 def test_undo_past_max_deletes_is_blocked_and_its_saved_plan_refused(demo: Path,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     journal = applied(demo, capsys, "{max_deletes: 1, min_existing: 1000}")
-    code, out, _ = run_cli(capsys, "undo", str(journal), "--out", "undo.json")
+    code, out, err = run_cli(capsys, "undo", str(journal), "--out", "undo.json")
     assert code == 3
+    assert ("saved the undo plan to undo.json; it is blocked: once its deletes are reviewed, apply it with: "
+            "reconciler apply --plan undo.json --allow-deletes 26") in err  # (the command it gives works: below)
     lines = out.splitlines()
     assert lines[0] == f"Target: {local_target(demo)}"
     assert lines[-2:] == ["Blocked: 26 deletes exceed max_deletes (1).",
@@ -143,8 +145,9 @@ def test_undo_past_max_deletes_is_blocked_and_its_saved_plan_refused(demo: Path,
 def test_undo_allow_deletes_lifts_its_budget(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     journal = applied(demo, capsys, "{max_deletes: 1, min_existing: 1000}")
     assert run_cli(capsys, "undo", str(journal), "--allow-deletes", "25")[0] == 3
-    code, out, _ = run_cli(capsys, "undo", str(journal), "--allow-deletes", "26", "--out", "undo.json")
+    code, out, err = run_cli(capsys, "undo", str(journal), "--allow-deletes", "26", "--out", "undo.json")
     assert code == 0 and "Blocked" not in out
+    assert "saved the undo plan to undo.json; apply it with: reconciler apply --plan undo.json\n" in err
     assert json.loads((demo / "undo.json").read_text())["blocked"] is None
     code, out, err = run_cli(capsys, "apply", "--plan", "undo.json", "--yes")
     assert code == 0 and "Converged" in out, out + err

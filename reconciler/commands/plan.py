@@ -11,7 +11,7 @@ from reconciler.config import load_config
 from reconciler.foreign_yaml import load_spec_set
 from reconciler.journal import write_budget
 from reconciler.planning import make_plan, save_plan
-from reconciler.render import markdown, quiet_lines, write_json, write_text
+from reconciler.render import apply_hint, markdown, quiet_lines, write_json, write_text
 from reconciler.target import connect, trust_store
 
 Format = Literal["text", "json", "markdown", "html"]
@@ -52,7 +52,7 @@ def plan(paths: list[Path], *, config_file: Path | None, api: str | None, out: P
     else:
         write_text(doc, stdout, color=console.color)
     if out:
-        console.note(f"saved the plan to {out}; apply it with: reconciler apply --plan {out}")
+        console.note(apply_hint(doc, out))
     if out_html:
         console.note(f"wrote the review page to {out_html}")
     if capped:

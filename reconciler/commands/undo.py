@@ -12,7 +12,7 @@ from reconciler.errors import UsageError
 from reconciler.journal import read_journal
 from reconciler.plan import estimate_writes
 from reconciler.planning import save_plan
-from reconciler.render import blocked_of, quiet_lines, write_text
+from reconciler.render import apply_hint, blocked_of, quiet_lines, write_text
 from reconciler.state import StateReader
 from reconciler.target import connect
 from reconciler.undo import journal_history, plan_undo, undo_budgets
@@ -57,5 +57,5 @@ def undo(journal: Path, *, out: Path | None = None, allow_deletes: int | None = 
         write_text(doc, console.stdout, color=console.color)
     if out:
         save_plan(doc, out)
-        console.note(f"saved the undo plan to {out}; apply it with: reconciler apply --plan {out}")
+        console.note(apply_hint(doc, out, "undo plan"))
     return Outcome.BLOCKED if budgeted.blocked else Outcome.OK
