@@ -116,9 +116,11 @@ def format_timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def precise_timestamp(moment: datetime) -> str:
-    """ISO 8601 in UTC with 7 fractional digits (the last always 0): how the store keeps an instant."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}0Z"
+def precise_timestamp(moment: datetime, tick: int = 0) -> str:
+    """ISO 8601 in UTC with 7 fractional digits: how the store keeps an instant. A `datetime` holds microseconds; the
+    7th digit (100 ns) is `tick` (0-9), which a record's create takes from its Id, so that dates show the 7 digits
+    the live service writes (`...:18.7760862Z`) and a client is made to read them."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}{tick % 10}Z"
 
 
 def parse_timestamp(stamp: Any) -> tuple[datetime, int] | None:
@@ -388,8 +390,9 @@ class Store:
 
         `block` takes the Id from that block (see `next_block_id`) instead of after the highest Id.
         """
-        now = precise_timestamp(self.clock())
+        moment = self.clock()
         record_id = self.next_id(collection) if block is None else self.next_block_id(collection, block)
+        now = precise_timestamp(moment, record_id) if moment.microsecond else precise_timestamp(moment)
         row = StoredRow({"Id": record_id, "UniqueId": str(uuid.uuid4()), "CreatedOn": now,
                          "UpdatedOn": now, "UpdatedBy": updated_by, "IsNew": False, "SystemId": None})
         dict.update(row, fields)  # not an edit: the record is not stored yet
