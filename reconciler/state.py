@@ -748,8 +748,8 @@ class StateReader:
         # no filter works.
         wholesale = self.client.pages_for(total) if total is not None else MAX_COST
         estimate_lessons = lesson_cost + (int(share * total / self.client.page_size) if total is not None else 0)
-        log.debug("completions: %s in all; wholesale %d pages, per lesson ~%d, per member ~%s", total, wholesale,
-                  estimate_lessons, by_member)
+        log.debug("completions: %s in all; wholesale %d pages, per lesson ~%d, per member %s", total, wholesale,
+                  estimate_lessons, f"~{by_member}" if by_member is not None else "n/a (not every member is named)")
         if wholesale <= estimate_lessons and (by_member is None or wholesale <= by_member):
             log.info("completions: the whole table (%d page(s) of %d records), cheaper than filtering", wholesale,
                      self.client.page_size)

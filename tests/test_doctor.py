@@ -4,6 +4,7 @@ apply and export then use (measured by the requests the emulator served)."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shlex
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from reconciler.cli import build_parser
+from reconciler.doctor import Finding, write_table
 from reconciler.emulator.app import EmulatorApp, Settings
 from reconciler.emulator.limits import Limits
 from reconciler.emulator.seed import account, load_seed
@@ -707,3 +709,13 @@ def test_export_without_a_profile_sees_lists_without_system_id(site: SiteFactory
     assert run_cli(capsys, "plan", "exported", "--detailed-exitcode")[0] == 0
     code, _, err = run_cli(capsys, "export", "--out", "again", "--mode", "owned")
     assert code == 1 and "--mode owned cannot work against" in err and "leave SystemId out" in err
+
+
+def test_a_check_that_sent_answers_again_says_so_not_more_of_its_budget_than_it_has() -> None:
+    """A check whose failed answers were asked again spent more requests than it budgeted: "8 of 7" read as a
+    miscount."""
+    out = io.StringIO()
+    write_table([Finding("roles", "ok", "all there", "nothing", 8, 7),
+                 Finding("sign-in", "ok", "yes", "nothing", 2, 2)], out)
+    assert "8 requests (7 budgeted, the rest sent again)" in out.getvalue()
+    assert "2 of 2 requests" in out.getvalue() and " of 7 " not in out.getvalue()
