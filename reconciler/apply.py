@@ -313,7 +313,7 @@ class Executor:
         """Wait for the write budget through the client's wait, which reports it to the progress as it goes."""
         logged = False
         while True:
-            wait, budget = self.client.pacer.next_slot(write=True)
+            wait, budget = self.client.write_slot()
             if wait <= 0:
                 return
             if not logged and wait >= LOGGED_WAIT:

@@ -582,6 +582,20 @@ class NexudusClient:
             raise Interrupted("interrupted", method=method, url=self._redact(url))
         self._check_read_left()
 
+    def write_slot(self) -> tuple[float, str]:
+        """`Pacer.next_slot` for a write: seconds until one may be sent, and the budget it waits for; DailyCapReached
+        (saying the time of day the cap frees a write) when the daily budget is spent."""
+        try:
+            return self.pacer.next_slot(write=True)
+        except DailyCapReached as e:
+            raise self._dated(e) from None
+
+    def _dated(self, e: DailyCapReached) -> DailyCapReached:
+        """The daily cap's stop with the time of day it frees a write (the pacer's clock is monotonic)."""
+        if e.resume_after is None:
+            return e
+        return DailyCapReached(f"{e}, at {_utc(self.wall_clock() + e.resume_after)}", resume_after=e.resume_after)
+
     def _check_read_left(self) -> None:
         """In a thread fetching a page ahead: stop (sending nothing more, waiting no longer) once its read is left."""
         read_left = getattr(self._local, "left", None)
@@ -677,7 +691,10 @@ class NexudusClient:
         A page fetched ahead for a read that has been left is not sent."""
         self._check_read_left()
         self._check_deadline(call.method, call.url)
-        self.pacer.before(write=call.write)
+        try:
+            self.pacer.before(write=call.write)
+        except DailyCapReached as e:
+            raise self._dated(e) from None
         headers = {"Accept": "application/json", **call.headers}
         if not call.grant:
             headers.update(self._auth_header())

@@ -267,6 +267,8 @@ def test_the_daily_write_cap_stops_cleanly_and_holds_across_runs(demo: Path,
     assert main(["apply", "--yes"]) == 3
     out = capsys.readouterr().out
     assert "created        4" in out and "deleted        1" in out and "daily write" in out
+    assert re.search(r"the next write is allowed in 86,\d{3}(\.\d)? s \(24 h\), at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC",
+                     out), out  # (the time of day too: a number of seconds alone says little a day ahead)
     assert "Resume with: reconciler apply --resume" in out
     (journal,) = (demo / ".reconciler" / "journal").glob("*.jsonl")
     assert journal_lines(journal)[-1]["type"] == "stop"
