@@ -281,3 +281,17 @@ def test_serve_on_ipv6_loopback_announces_a_url_that_works() -> None:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=10)
     assert process.returncode == 0
+
+
+@pytest.mark.parametrize(("host", "warned"), [("0.0.0.0", True), ("192.0.2.7", True), ("127.0.0.1", False),
+                                              ("localhost", False), ("::1", False)])
+def test_serving_beyond_this_machine_without_auth_is_warned_of(
+        host: str, warned: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--no-auth` on an address others reach lets anyone read and change every record: said, not refused (a
+    container's emulator binds 0.0.0.0 on purpose). The server is not started: what it would bind is recorded."""
+    bound: list[str] = []
+    monkeypatch.setattr("reconciler.emulator.cli.serve_forever", lambda app, at, port, ready: bound.append(at))
+    assert main(["emulator", "serve", "--host", host, "--port", "0", "--no-auth"]) == 0
+    assert bound == [host]
+    warning = "with --no-auth: anyone who reaches this machine on that port can read and change every record"
+    assert (warning in capsys.readouterr().err) == warned

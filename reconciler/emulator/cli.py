@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import logging
 import sqlite3
 import sys
@@ -279,6 +280,16 @@ def open_store(db: Path | None) -> Store:
     return Store(str(db) if db else None)
 
 
+def _loopback(host: str) -> bool:
+    """Whether a bound host is reached from this machine only (localhost, 127.0.0.0/8, ::1)."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def _serve(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     users = []
@@ -296,6 +307,9 @@ def _serve(args: argparse.Namespace) -> int:
             else:
                 print(f"the store already holds records; {args.seed} not loaded", file=args.stderr, flush=True)
         app = EmulatorApp(store, settings, users=[*users, *_must_reset(args.must_reset_password, users, store)])
+        if args.no_auth and not _loopback(args.host):
+            print(f"warning: serving {args.host} with --no-auth: anyone who reaches this machine on that port can read "
+                  "and change every record without credentials", file=args.stderr, flush=True)
         serve_forever(app, args.host, args.port,
                       lambda url: print(f"listening on {url}", file=args.stdout, flush=True))
     finally:
