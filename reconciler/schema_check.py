@@ -317,6 +317,9 @@ def dotted(at: PathKey) -> str:
 
 
 def _describe_value(value: Any) -> str:
-    if isinstance(value, str | int | float | bool) or value is None:
+    """A value as the YAML that wrote it reads: `null`, `true`, `'text'`, `3` (not Python's `None`, `True`)."""
+    if value is None:
+        return "null"
+    if isinstance(value, str | int | float | bool):
         return repr(value) if not isinstance(value, bool) else str(value).lower()
     return _type_name(value)

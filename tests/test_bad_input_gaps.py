@@ -74,6 +74,20 @@ def test_every_bad_entry_of_a_lesson_map_in_its_list_form_is_said_at_once(
         "m.yaml:10:21: unknown key 'idd' in lessons[3].to; did you mean 'id'?"]
 
 
+@pytest.mark.parametrize(("text", "said"), [
+    ("apiVersion: reconciler/v1\nkind: Migration\nmetadata: {name: m}\nfrom: {course: Coffee Bar Basics}\n"
+     "to: {course: Coffee Bar Basics 2027}\nlessons: null\n",
+     "n.yaml:6:10: lessons must be a mapping or a list, not null"),
+    (HEAD + "members:\n  - {email: alice@example.com, completed: [null]}\n",
+     "n.yaml:6:44: members[0].completed[0] must be a string or a mapping, not null"),
+])
+def test_a_null_is_said_as_yaml_writes_it(demo: Path, capsys: pytest.CaptureFixture[str], text: str, said: str) -> None:
+    """Not as Python's `None`, which no spec contains."""
+    (demo / "n.yaml").write_text(text)
+    code, _, err = run_cli(capsys, "validate", "--offline", "n.yaml")
+    assert code == 1 and said in err and "None" not in err, err
+
+
 @pytest.mark.parametrize("kind", ["[Completions]", "{a: 1}"])
 def test_a_kind_that_is_no_text_is_a_problem_at_its_place(demo: Path, capsys: pytest.CaptureFixture[str],
                                                           kind: str) -> None:
