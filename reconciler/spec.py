@@ -153,20 +153,30 @@ def _model(doc: Document) -> tuple[CompletionsSpec | MigrationSpec | None, list[
                                           "kind: Completions or Migration)")]
         return None, []
     problems: list[Problem] = []
-    if api_version != API_VERSION:
+    # A header key spelled in another case (`Kind:`, `apiversion:`) is said once, at its place, as that key.
+    respelled = {wanted: found for wanted in ("apiVersion", "kind") if wanted not in data
+                 for found in data if isinstance(found, str) and found.casefold() == wanted.casefold()}
+    for wanted, found in respelled.items():
+        problems.append(doc.problem((found,), f"unknown key {found!r}; did you mean {wanted!r}? (keys are "
+                                              "case-sensitive)", key=True))
+    if api_version != API_VERSION and "apiVersion" not in respelled:
         where: PathKey = ("apiVersion",) if "apiVersion" in data else ()
         problems.append(doc.problem(where, f"apiVersion must be {API_VERSION!r}, not {api_version!r}"
                                     if api_version is not None else f"missing apiVersion: {API_VERSION}"))
     if not isinstance(kind, str) or kind not in KINDS:
         where = ("kind",) if "kind" in data else ()
-        problems.append(doc.problem(where, f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}"
-                                    f"{near_miss(str(kind), KINDS)}" if kind is not None else "missing kind"))
+        if "kind" not in respelled:
+            problems.append(doc.problem(where, f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}"
+                                        f"{near_miss(str(kind), KINDS)}" if kind is not None else "missing kind"))
         return None, problems
     misplaced = _through_in_lists(doc) if kind == "Completions" else {}
     problems.extend(misplaced.values())
     # apiVersion was checked above, with a better message than the schema's const.
+    said = {f"missing required key {wanted!r}" for wanted in respelled} | {
+        f"unknown key {found!r}" for found in respelled.values()}
     problems.extend(p for p in schema_problems(_for_schema(doc, kind), KINDS[kind], explained=misplaced)
-                    if not p.message.startswith("apiVersion must be"))
+                    if not p.message.startswith("apiVersion must be")
+                    and not any(p.message.startswith(text) for text in said))
     if problems:
         return None, problems
     if kind == "Completions":

@@ -88,6 +88,20 @@ def test_a_null_is_said_as_yaml_writes_it(demo: Path, capsys: pytest.CaptureFixt
     assert code == 1 and said in err and "None" not in err, err
 
 
+@pytest.mark.parametrize(("header", "said"), [
+    ("apiVersion: reconciler/v1\nKind: Completions\n", "h.yaml:2:1: unknown key 'Kind'; did you mean 'kind'?"),
+    ("apiversion: reconciler/v1\nkind: Completions\n",
+     "h.yaml:1:1: unknown key 'apiversion'; did you mean 'apiVersion'?"),
+])
+def test_a_header_key_in_another_case_is_said_once_at_its_place(
+        demo: Path, capsys: pytest.CaptureFixture[str], header: str, said: str) -> None:
+    """`Kind:` was "missing kind" at 1:1, with no word of the key written; `apiversion:` was said three times."""
+    (demo / "h.yaml").write_text(header + "metadata: {name: t}\ncourse: Onboarding 101\nmembers: []\n")
+    code, _, err = run_cli(capsys, "validate", "--offline", "h.yaml")
+    assert code == 1 and said + " (keys are case-sensitive)" in err, err
+    assert "error: 1 problem found" in err, err
+
+
 @pytest.mark.parametrize("kind", ["[Completions]", "{a: 1}"])
 def test_a_kind_that_is_no_text_is_a_problem_at_its_place(demo: Path, capsys: pytest.CaptureFixture[str],
                                                           kind: str) -> None:
