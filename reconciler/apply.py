@@ -110,6 +110,9 @@ class Executor:
         # The records the run deletes whose pair a migration's create in it makes again (`replaced_records`): not
         # "already there" for that create.
         self._replaced: frozenset[int] = frozenset()
+        self._replaced_pairs: frozenset[tuple[int, int]] = frozenset()  # their pairs (member, lesson)
+        # The source deletes kept because their twin's create failed, by twin: sent once its try at the end makes it.
+        self._waiting: dict[str, list[tuple[int, Delete]]] = {}
         self.progress = Progress(0, self.progress_out)
 
     def run(self, numbered: Sequence[tuple[int, Action]], fresh: Fresh | None = None,
@@ -123,7 +126,9 @@ class Executor:
             self.recheck_members = spare_reads(self.client, len(members), len(numbered))
         self._deletes = array("q", (a.record.id for _, a in numbered if isinstance(a, Delete)))
         self._replaced = replaced_records(a for _, a in numbered)
-        self._next_delete, self._asked, self._full = 0, set(), {}
+        self._replaced_pairs = frozenset((a.record.member_id, a.record.lesson_id) for _, a in numbered
+                                         if isinstance(a, Delete) and a.record.id in self._replaced)
+        self._next_delete, self._asked, self._full, self._waiting = 0, set(), {}, {}
         if fresh is not None:
             self.enrolled.update(fresh.enrolled)
             for _, action in numbered:  # (kept only where a pair has other records: a million deletes hold none)
@@ -191,6 +196,9 @@ class Executor:
                         result.failed.extend((a, m) for _, a, m, _ in failed[index + (0 if stop.is_set else 1):])
                         break
                     progress.retried(status)
+                    if status == "created" and action.twin and not self._send_waiting(action.twin, result):
+                        result.failed.extend((a, m) for _, a, m, _ in failed[index + 1:])
+                        break
         finally:
             self.client.wait_listener, self.client.report_every = listener, report_every
             progress.close()
@@ -201,6 +209,15 @@ class Executor:
                                    "by ownership were skipped; it is recorded in the target profile, and plans now "
                                    "refuse owned specs (`reconciler doctor --write-check` measures it anew)")
         return result
+
+    def _send_waiting(self, twin: str, result: Result) -> bool:
+        """The source deletes kept for want of `twin`, which the try at the end has now made: sent (each its
+        skip taken back); False when the run must stop."""
+        for seq, action in self._waiting.pop(twin, []):
+            result.skipped = [(a, m) for a, m in result.skipped if a is not action]
+            if self._run_one(seq, action, result, look_first=False) is None:
+                return False
+        return True
 
     def _run_one(self, seq: int, action: Action, result: Result, *, look_first: bool,
                  refused: str | None = None) -> str | None:
@@ -442,9 +459,11 @@ class Executor:
                 return "created", found, f"found #{found} on re-read after an earlier failure"
             if other is not None:
                 return "skipped", None, f"{_not_ours(other, action.system_id)}; not counted as this apply's"
-            if refused is not None:
+            if refused is not None and (member, lesson) not in self._replaced_pairs:
                 self._refusal = True
                 return "failed", None, f"{refused} (not there on re-read; not sent again)"
+            # (A pair whose record this run deleted since: a server refusing a second record of a pair refused the
+            # create for it, and takes it now. Sent again once.)
         elif self.recheck_members:
             pairs = self._member_pairs.get(member)
             if pairs is None:
@@ -556,6 +575,7 @@ class Executor:
         if self.ownership_lost and marker_based:
             return "skipped", None, f"{self.ownership_lost}: deletes by ownership are disabled"
         if action.twin in self.twins_missing:
+            self._waiting.setdefault(action.twin, []).append((seq, action))
             return "skipped", None, "its migrated twin was not created, so the source is kept"
         if action.reason == "migrated" and action.twin and action.twin not in self.twins_made \
                 and not self._twin_there(action.twin):

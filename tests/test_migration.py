@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli import main
+from reconciler.emulator.app import EmulatorApp, Settings
+from reconciler.emulator.limits import Limits
 from reconciler.emulator.seed import load_seed
+from reconciler.emulator.server import BackgroundServer
 from reconciler.emulator.store import COURSE_MEMBER, Store
 
 from .conftest import DATA, seeded
@@ -471,6 +474,40 @@ def test_an_apply_that_swapped_a_pairs_record_is_verified_and_undone_as_a_swap(
                    ("delete", "Safety & security"), ("delete", "Welcome")]
     assert main(["apply", "--plan", "undo.json", "--yes", "--allow-deletes", "100"]) == 0
     assert completions(space) == before
+
+
+@pytest.mark.parametrize("source", ["keep", "remove"])
+def test_a_swap_on_a_server_refusing_a_second_record_of_a_pair_converges_in_one_apply(
+        space: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, source: str) -> None:
+    """Whether the server takes two records of one pair is unknown (nexudus-api.md). One that refuses it refuses the
+    migration's twin while the spec's record is there; that record is then deleted (orphaned). The twin was
+    "refused, not sent again": the pair stayed empty until the next apply, and the apply failed (exit 4). A
+    refused create whose pair this run has since emptied is sent again once. The sources are kept (their deletes
+    waited for the twin) and go in the next apply."""
+    completions_spec(space, "new.yaml", "new-edition", "Onboarding 2026",
+                     "mode: owned\nmembers:\n  - {email: ben@example.com, completed: [Welcome, Safety & security]}\n")
+    assert main(["apply", "specs", "--yes"]) == 0
+    completions_spec(space, "new.yaml", "new-edition", "Onboarding 2026",
+                     "mode: owned\nmembers:\n  - {email: eli@example.com, completed: []}\n")
+    write(space, source=source)
+    monkeypatch.setenv("NEXUDUS_TOKEN", "emulator")
+    store = Store(str(space / ".reconciler" / "local.sqlite"))
+    app = EmulatorApp(store, Settings(limits=Limits.off(), require_auth=False, refuse_duplicates=True))
+    try:
+        with BackgroundServer(app) as server:
+            capsys.readouterr()
+            assert main(["--api", server.url, "apply", "specs", "--yes", "--allow-deletes", "100"]) == 0
+            assert "Converged" in capsys.readouterr().out
+            after = completions(space)
+            assert [after[("Ben Ode@102", lesson)] for lesson in ("Welcome", "Safety & security")] == [1, 1]
+            assert main(["--api", server.url, "apply", "specs", "--yes", "--allow-deletes", "100"]) == 0
+            assert main(["--api", server.url, "plan", "specs", "--detailed-exitcode"]) == 0
+    finally:
+        store.close()
+    after = completions(space)
+    assert [after[("Ben Ode@102", lesson)] for lesson in ("Welcome", "Safety & security", "Kitchen and coffee")
+            ] == [1, 1, 1]
+    assert after[("Ben Ode@101", "Welcome")] == (0 if source == "remove" else 2)
 
 
 def test_a_source_whose_only_twin_is_an_owned_specs_record_is_kept_until_the_migration_has_its_own(
