@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import ItemsView, Iterator, KeysView, ValuesView
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from reconciler.errors import Problem, SpecError
 from reconciler.model import (
@@ -26,7 +26,7 @@ from reconciler.model import (
     SpecSet,
     TitleRefs,
 )
-from reconciler.schema_check import near_miss
+from reconciler.schema_check import closest, near_miss
 
 Pair = tuple[int, int]  # (CourseMemberId, CourseLessonId)
 
@@ -230,11 +230,21 @@ class ResolvedMigration:
     map_origins: dict[int, Origin] = field(default_factory=dict)  # source lesson Id → its lessons: entry
 
 
+class SuspectTeam(NamedTuple):
+    """A `team:` rule no member of its course is in, whose name is close to a team that members are in."""
+
+    origin: Origin
+    course_id: int
+    team: str
+    near: str
+
+
 @dataclass
 class Resolution:
     completions: list[ResolvedCompletions] = field(default_factory=list)
     migrations: list[ResolvedMigration] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
+    suspect_teams: list[SuspectTeam] = field(default_factory=list)
 
     @property
     def course_ids(self) -> set[int]:
@@ -253,6 +263,7 @@ class _Resolver:
         self.catalog = catalog
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
+        self.suspect_teams: list[SuspectTeam] = []
         self._lessons_found: dict[tuple[int, int | None, str | None], Lesson] = {}
         # By course, kind and lessons: a list of titles by its titles, others by each lesson's (Id, title).
         self._lesson_sets: dict[tuple[int, str, tuple[str, ...] | tuple[tuple[int | None, str | None], ...]],
@@ -357,15 +368,14 @@ class _Resolver:
             enrolled = self.catalog.members_of(course.id)
             chosen = [m for m in enrolled if team in m.teams]
             if not chosen:
-                # A name close to a team of the course's members is a typo: an error, as an unknown title is (in
-                # `owned` mode the rule's records would otherwise be deleted as orphaned). A team no one is in yet,
-                # nothing close, is a warning: a rule may be written before its team has members.
-                hint = near_miss(team, {t for m in enrolled for t in m.teams})
-                if hint:
-                    self.fail(origin, f"no member of {course.title!r} is in team {team!r}{hint} (team names match "
-                                      "exactly, case included)")
-                else:
-                    self.warnings.append(_problem(origin, f"no member of {course.title!r} is in team {team!r}"))
+                # A warning: a rule may be written before its team has members. A name close to a team of the
+                # course's members may be a typo, which an `owned` spec would pay for in deletes of that team's
+                # records: the planner makes it an error if the plan deletes them (`plan.suspect_teams`).
+                near = closest(team, {t for m in enrolled for t in m.teams})
+                self.warnings.append(_problem(origin, f"no member of {course.title!r} is in team {team!r}"
+                                                      + (f"; did you mean {near!r}?" if near else "")))
+                if near is not None:
+                    self.suspect_teams.append(SuspectTeam(origin, course.id, team, near))
             return chosen
         if selector.by == "coworker_id":
             coworker_id = int(selector.value)
@@ -527,6 +537,7 @@ def resolve(specs: SpecSet, catalog: Catalog) -> Resolution:
     if resolver.problems:
         raise SpecError(resolver.problems)
     result.warnings = sorted(resolver.warnings)
+    result.suspect_teams = resolver.suspect_teams
     return result
 
 

@@ -169,12 +169,17 @@ _APPLIES_TO_OTHER_TYPES = frozenset({"properties", "additionalProperties", "requ
 
 def near_miss(word: str, choices: Iterable[str]) -> str:
     """'; did you mean 'X'?' for the closest choice, or '' when nothing is close."""
-    options = list(choices)
-    folded = {c.casefold(): c for c in options}
+    found = closest(word, choices)
+    return f"; did you mean {found!r}?" if found is not None else ""
+
+
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice closest to `word` (case aside), or None when nothing is close."""
+    folded = {c.casefold(): c for c in choices}
     import difflib  # (imported only for a word that is not known)
 
     found = difflib.get_close_matches(word.casefold(), list(folded), n=1, cutoff=0.6)
-    return f"; did you mean {folded[found[0]]!r}?" if found else ""
+    return folded[found[0]] if found else None
 
 
 def _covered(at: PathKey, explained: Collection[PathKey]) -> bool:

@@ -102,6 +102,29 @@ def test_a_header_key_in_another_case_is_said_once_at_its_place(
     assert "error: 1 problem found" in err, err
 
 
+def test_a_mistyped_team_is_an_error_where_the_plan_would_take_back_what_the_team_was_given(
+        demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`team: Comunity` in the owned onboarding spec: no member is in it, so the plan deleted the Community members'
+    completions as orphaned, and validate passed with a warning. A team no one is in yet, near one that members are
+    in, stays a warning where nothing of the near team is deleted: a rule may come before its team's members."""
+    assert run_cli(capsys, "apply", "--yes")[0] == 0
+    onboarding = demo / "onboarding.yaml"
+    text = onboarding.read_text()
+    onboarding.write_text(text.replace("  - team: Community ", "  - team: Comunity "))
+    code, out, err = run_cli(capsys, "plan")
+    assert code == 1 and "Plan:" not in out, out
+    assert ("onboarding.yaml:10:11: no member of 'Onboarding 101' is in team 'Comunity'; did you mean 'Community'? "
+            "This plan would delete 5 completion(s) of members of 'Community' that this spec no longer declares") \
+        in err, err
+    code, _, err = run_cli(capsys, "validate")  # (it plans nothing: the name is a warning there)
+    assert code == 0 and "is in team 'Comunity'; did you mean 'Community'?" in err
+    onboarding.write_text(text.replace("  - team: Community ", "  - team: Community EU\n    completed: all\n"
+                                                               "  - team: Community "))
+    code, out, err = run_cli(capsys, "plan", "--detailed-exitcode")
+    assert code == 0 and ("onboarding.yaml:10:11: no member of 'Onboarding 101' is in team 'Community EU'; did you "
+                          "mean 'Community'?") in out, out + err
+
+
 @pytest.mark.parametrize("kind", ["[Completions]", "{a: 1}"])
 def test_a_kind_that_is_no_text_is_a_problem_at_its_place(demo: Path, capsys: pytest.CaptureFixture[str],
                                                           kind: str) -> None:

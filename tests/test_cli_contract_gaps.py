@@ -29,9 +29,9 @@ def journals(demo: Path) -> list[Path]:
 
 
 def warned_spec(demo: Path) -> None:
-    """A team no one is in yet, and a migration that leaves a source lesson with completions unmapped."""
+    """A team named in the wrong case, and a migration that leaves a source lesson with completions unmapped."""
     onboarding = demo / "onboarding.yaml"
-    onboarding.write_text(onboarding.read_text().replace("  - team: Sales\n", "  - team: Night shift\n"))
+    onboarding.write_text(onboarding.read_text().replace("  - team: Sales\n", "  - team: sales\n"))
     migration = demo / "coffee-bar-migration.yaml"
     migration.write_text("".join(line for line in migration.read_text().splitlines(keepends=True)
                                  if "Milk steaming" not in line))
@@ -56,7 +56,7 @@ def test_quiet_plan_prints_the_same_warnings_as_the_full_plan(demo: Path, capsys
     code, loud, _ = run_cli(capsys, "plan")
     assert code == 0
     block = warning_block(loud)
-    assert any("no member of 'Onboarding 101' is in team 'Night shift'" in line for line in block)
+    assert any("no member of 'Onboarding 101' is in team 'sales'; did you mean 'Sales'?" in line for line in block)
     assert any("'Milk steaming'" in line and "no mapping" in line for line in block)
     code, quiet, _ = run_cli(capsys, "-q", "plan")
     assert code == 0

@@ -510,60 +510,35 @@ def test_a_swap_on_a_server_refusing_a_second_record_of_a_pair_converges_in_one_
     assert after[("Ben Ode@101", "Welcome")] == (0 if source == "remove" else 2)
 
 
-def test_a_source_whose_only_twin_is_an_owned_specs_record_is_kept_until_the_migration_has_its_own(
-        space: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """An `owned` spec of the target course gave Ben two lessons; then a `source: remove` migration carries his 2025
-    progress. Were the spec's records the twins the sources go for, the spec dropping Ben later would take the only
-    copies: his credit gone over two applies, each plan correct on its own. The sources whose twins are only the
-    spec's are kept (said in a warning); once the spec drops Ben, the migration makes its own twins and the sources
-    go, and Ben keeps every lesson."""
-    completions_spec(space, "new.yaml", "new-edition", "Onboarding 2026",
-                     "mode: owned\nmembers:\n  - {email: ben@example.com, completed: [Welcome, Safety & security]}\n")
+@pytest.mark.parametrize(("lender", "said"), [
+    ("owned", "of the owned spec 'new-edition' only, which takes them back once it stops declaring them"),
+    ("additive", "of the additive spec 'new-edition' only, which could take them back once owned; revoke them in a "
+                 "spec of 'Onboarding 2025' to have them removed anyway"),
+    ("left out", "carrying 'reconciler:new-edition' only, the marker of no spec or migration of this run"),
+])
+def test_a_source_whose_only_twin_a_spec_could_take_back_is_kept_until_the_migration_has_its_own(
+        space: Path, capsys: pytest.CaptureFixture[str], lender: str, said: str) -> None:
+    """A spec of the target course gave Ben two lessons; then a `source: remove` migration carries his 2025
+    progress. Were the spec's records the twins the sources go for, the spec (owned, or made owned later) dropping
+    Ben would take the only copies: his credit gone over two applies, each plan correct on its own. So too with the
+    spec `additive` when the migration runs, or left out of the run that applies it (`apply specs/migration.yaml`).
+    The sources are kept (a warning names the spec or its marker); once the spec, owned, drops Ben, the migration
+    makes its own twins and the sources go, and Ben keeps every lesson."""
+    ben = "{email: ben@example.com, completed: [Welcome, Safety & security]}"
+    mode = "additive" if lender == "additive" else "owned"
+    completions_spec(space, "new.yaml", "new-edition", "Onboarding 2026", f"mode: {mode}\nmembers:\n  - {ben}\n")
     assert main(["apply", "specs", "--yes"]) == 0
     write(space)
     capsys.readouterr()
-    assert main(["apply", "specs", "--yes", "--allow-deletes", "100"]) == 0
-    out = capsys.readouterr().out
-    assert ("3 source completion(s) of 'Onboarding 2025' kept (source: remove): their copies in 'Onboarding 2026' "
-            "are records of the owned spec 'new-edition' only") in out
+    assert main(["apply", "specs/migration.yaml" if lender == "left out" else "specs", "--yes",
+                 "--allow-deletes", "100"]) == 0
+    assert ("3 source completion(s) of 'Onboarding 2025' kept (source: remove): their copies in 'Onboarding 2026' are "
+            f"records {said}") in capsys.readouterr().out
     after = completions(space)
     assert [after[("Ben Ode@101", lesson)] for lesson in ("Welcome", "Safety briefing", "Kitchen")] == [2, 1, 0]
     assert [after[("Ben Ode@102", lesson)] for lesson in ("Welcome", "Safety & security", "Kitchen and coffee")
             ] == [1, 1, 1]
     assert main(["plan", "specs", "--detailed-exitcode"]) == 0  # the sources stay while the spec declares them
-    completions_spec(space, "new.yaml", "new-edition", "Onboarding 2026",
-                     "mode: owned\nmembers:\n  - {email: eli@example.com, completed: []}\n")
-    assert main(["apply", "specs", "--yes", "--allow-deletes", "100"]) == 0
-    after = completions(space)
-    assert [after[("Ben Ode@101", lesson)] for lesson in ("Welcome", "Safety briefing", "Kitchen")] == [0, 0, 0]
-    assert [after[("Ben Ode@102", lesson)] for lesson in ("Welcome", "Safety & security", "Kitchen and coffee")
-            ] == [1, 1, 1]
-    assert main(["plan", "specs", "--detailed-exitcode"]) == 0
-
-
-@pytest.mark.parametrize("lender", ["additive", "left out"])
-def test_a_source_whose_only_twin_a_spec_could_take_back_later_is_kept(
-        space: Path, capsys: pytest.CaptureFixture[str], lender: str) -> None:
-    """As above, with the spec that made the twins `additive` when the migration runs (made `owned` later), or left
-    out of the run that applies the migration (`apply specs/migration.yaml`): its records were taken for twins
-    that stay, the sources went, and the spec, owned and dropping Ben, took the only copies. The sources are kept
-    (a warning names the spec or its marker) until the migration has its own copies."""
-    mode = "additive" if lender == "additive" else "owned"
-    ben = "{email: ben@example.com, completed: [Welcome, Safety & security]}"
-    completions_spec(space, "new.yaml", "new-edition", "Onboarding 2026", f"mode: {mode}\nmembers:\n  - {ben}\n")
-    assert main(["apply", "specs", "--yes"]) == 0
-    write(space)
-    capsys.readouterr()
-    assert main(["apply", "specs" if lender == "additive" else "specs/migration.yaml", "--yes",
-                 "--allow-deletes", "100"]) == 0
-    out = capsys.readouterr().out
-    kept = ("3 source completion(s) of 'Onboarding 2025' kept (source: remove): their copies in 'Onboarding 2026' are "
-            "records ")
-    assert kept + ("of the additive spec 'new-edition' only, which could take them back once owned; revoke them in a "
-                   "spec of 'Onboarding 2025' to have them removed anyway" if lender == "additive" else
-                   "carrying 'reconciler:new-edition' only, the marker of no spec or migration of this run") in out
-    after = completions(space)
-    assert [after[("Ben Ode@101", lesson)] for lesson in ("Welcome", "Safety briefing", "Kitchen")] == [2, 1, 0]
     completions_spec(space, "new.yaml", "new-edition", "Onboarding 2026",
                      "mode: owned\nmembers:\n  - {email: eli@example.com, completed: []}\n")
     assert main(["apply", "specs", "--yes", "--allow-deletes", "100"]) == 0
