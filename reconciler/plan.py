@@ -757,14 +757,14 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[P
     planned = {(c.member_id, c.lesson_id) for c in plan.actions
                if c.kind == "create" and c.course_id == source and c.reason != "migrated"} \
         if any(resolved.course.id == source for resolved in specs) else set()
-    # The target records a spec of the target course deletes in this plan (an `owned` spec's orphans): a pair whose
-    # every record goes is not a twin that exists, or `source: remove` would delete the source as well, and the
-    # credit would be gone. The migration makes its own twin (its marker), which the source's delete waits for.
+    # The target records this plan deletes (an `owned` spec's orphans; the duplicates migrations settle, this one's
+    # added below as it goes): a pair whose every record goes is not a twin that exists, or `source: remove` would
+    # delete the source as well, and the credit would be gone; the migration makes its own twin (its marker), which
+    # the source's delete waits for. Nor is a record the plan deletes a twin a source may go for (`_lent_by`).
     taken: dict[Pair, set[int]] = defaultdict(set)
-    if managed:
-        for c in plan.actions:
-            if c.kind == "delete" and c.course_id == target and c.reason != "migrated" and c.record is not None:
-                taken[c.pair].add(c.record.id)
+    for c in plan.actions:
+        if c.kind == "delete" and c.course_id == target and c.reason != "migrated" and c.record is not None:
+            taken[c.pair].add(c.record.id)
     # Who could take a twin back: a completions spec whose marker it carries (by that marker), but a migration.
     lenders = {resolved.spec.marker: (resolved.spec.mode, resolved.spec.name) for resolved in specs}
     carriers = {m.spec.marker for m in migrations} | {spec.marker}
@@ -820,8 +820,8 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[P
                     counted.add(pair)
                 if not managed and pair in twins and pair not in settled:
                     settled.add(pair)
-                    _settle_migrated_twins(plan, owners, target, oldest_first(twins[pair]), entry,
-                                           key(2, twin_lesson))
+                    taken[pair].update(_settle_migrated_twins(plan, owners, target, oldest_first(twins[pair]),
+                                                              entry, key(2, twin_lesson)))
             else:
                 plan.actions.append(Change("create", target, twin_member.id if twin_member else 0, twin_lesson,
                                            spec.name, "migrated", entry, system_id=spec.marker,
@@ -907,25 +907,29 @@ def _all_taken(pair: Pair, taken: Mapping[Pair, set[int]], twins: Mapping[Pair, 
 
 
 def _settle_migrated_twins(plan: Plan, owners: Mapping[str, MigrationSpec], target: int, ordered: list[Completion],
-                           entry: Origin, sort_key: tuple[int, ...]) -> None:
+                           entry: Origin, sort_key: tuple[int, ...]) -> list[int]:
     """Duplicates of a pair migrations carry into a course no completions spec manages: the oldest is kept, the
     others that carry the marker of a migration into the course (`owners`: marker → migration) are deleted, the
-    rest reported as drift. `sort_key`: the pair's delete's, its record Id (last) to be filled in."""
+    rest reported as drift. `sort_key`: the pair's delete's, its record Id (last) to be filled in. Returns the Ids
+    of the records deleted."""
     keeper = ordered[0]
     plan.existing_in_scope += len(ordered) - 1
+    deleted: list[int] = []
     if _no_oldest(plan, ordered):
-        return
+        return deleted
     for record in ordered[1:]:
         owner = owners.get(record.system_id or "")
         if owner is not None:
             plan.actions.append(Change("delete", target, record.member_id, record.lesson_id, owner.name, "duplicate",
                                        entry, record, note=_kept_note(keeper, record),
                                        sort_key=(*sort_key[:-1], record.id)))
+            deleted.append(record.id)
         else:
             names = ", ".join(repr(m.name) for m in owners.values())
             plan.drift.append(f"duplicate completion #{record.id} of lesson {record.lesson_title or record.lesson_id} "
                               f"for {record.member_name or record.member_id!s} (kept #{keeper.id}); migrations "
                               f"({names}) delete only the duplicates they made (their SystemId)")
+    return deleted
 
 
 def _no_oldest(plan: Plan, ordered: list[Completion]) -> bool:

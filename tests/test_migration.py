@@ -549,6 +549,32 @@ def test_a_source_whose_only_twin_a_spec_could_take_back_is_kept_until_the_migra
     assert main(["plan", "specs", "--detailed-exitcode"]) == 0
 
 
+def test_a_twin_the_plan_deletes_as_the_migrations_duplicate_is_not_the_one_a_source_goes_for(
+        space: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Ben's 2026 Welcome has two records: the older carries the marker of a spec not in the run, the newer the
+    migration's. The plan keeps the oldest and deletes the migration's duplicate: the twin left is the unknown
+    spec's, so the sources are kept (the plan counted the duplicate it deletes as the twin, and removed them)."""
+    store = Store(str(space / ".reconciler" / "local.sqlite"))
+    try:
+        ben = next(m["Id"] for m in store.iter_rows("coursemembers")
+                   if m["CourseId"] == 102 and m["CoworkerId"] == 10002)
+        welcome = next(x["Id"] for x in store.iter_rows("courselessons")
+                       if x["CourseId"] == 102 and x["Title"] == "Welcome")
+        for marker in ("reconciler:old-spec", "reconciler:onboarding-2025-to-2026"):  # (the first is the older)
+            store.insert("coursecompletedlessons",
+                         {"CourseLessonId": welcome, "CourseMemberId": ben, "SystemId": marker}, updated_by="x")
+    finally:
+        store.close()
+    write(space)
+    assert main(["plan", "specs", "--format", "json", "--allow-deletes", "100"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    welcome_of_ben = sorted((a["course"]["title"], a["reason"]) for a in doc["actions"]
+                            if a["member"]["name"] == "Ben Ode" and a["lesson"]["title"] == "Welcome")
+    assert welcome_of_ben == [("Onboarding 2026", "duplicate")]
+    assert any("2 source completion(s) of 'Onboarding 2025' kept (source: remove): their copies in 'Onboarding 2026' "
+               "are records carrying 'reconciler:old-spec' only" in w for w in doc["warnings"])
+
+
 def test_a_kept_source_is_removed_anyway_the_way_the_warning_gives(
         space: Path, capsys: pytest.CaptureFixture[str]) -> None:
     completions_spec(space, "new.yaml", "new-edition", "Onboarding 2026", "mode: additive\nmembers:\n"
