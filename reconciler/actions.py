@@ -281,8 +281,8 @@ estimate to match are this digest's."""
 
 def document_digest(document: dict[str, Any]) -> str:
     """SHA-256 over a saved plan's `DOCUMENT_DIGEST_FIELDS` that it has, a line `key<TAB>canonical JSON` each: the
-    warnings, the drift, the matrix (whose names the page's action table shows) and the apply an undo plan
-    reverses, so that one edited after the plan was saved is refused as an edited action is."""
+    warnings, the drift, the matrix (whose names the page's action table shows), the apply an undo plan reverses,
+    the summary and the limits, so that one edited after the plan was saved is refused as an edited action is."""
     digest = hashlib.sha256()
     for key in DOCUMENT_DIGEST_FIELDS:
         if key in document:
@@ -296,9 +296,10 @@ def check_document_digest(document: dict[str, Any], source: str) -> None:
     was edited (the field taken out with the rest), or saved by a version before it, and is planned again."""
     recorded = document.get("document_digest")
     if recorded is None:
-        raise PlanFileError(f"{source}: the plan carries no document_digest, so its warnings, drift, matrix, summary "
-                            "and limits cannot be checked (was it edited, or saved by an older reconciler?); make it "
-                            "again (`plan --out`, or `undo JOURNAL --out` for an undo plan) and apply it as saved")
+        raise PlanFileError(f"{source}: the plan carries no document_digest, so its warnings, drift, matrix, "
+                            "undo_of, summary and limits cannot be checked (was it edited, or saved by an older "
+                            "reconciler?); make it again (`plan --out`, or `undo JOURNAL --out` for an undo plan) and "
+                            "apply it as saved")
     if recorded != document_digest(document):
         raise PlanFileError(f"{source}: the plan's warnings, drift, matrix, undo_of, summary or limits were changed "
                             "after it was saved (document_digest does not match); plan again and apply the plan as "

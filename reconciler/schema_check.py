@@ -241,7 +241,7 @@ def _explain(document: Document, error: ValidationError, explained: Collection[P
                                      f"{_describe_value(instance)}{hint}")]
     if keyword in ("enum", "const"):
         options = rule if keyword == "enum" else [rule]
-        hint = near_miss(str(instance), [str(o) for o in options])
+        hint = near_miss(instance, [str(o) for o in options]) if isinstance(instance, str) else ""
         return [document.problem(at, f"{_subject(at)} must be one of {', '.join(map(repr, options))}, "
                                      f"not {_describe_value(instance)}{hint}")]
     if keyword == "minLength":

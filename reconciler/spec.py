@@ -145,7 +145,10 @@ def _model(doc: Document) -> tuple[CompletionsSpec | MigrationSpec | None, list[
     if not isinstance(data, dict):
         return None, [doc.problem((), "a spec must be a mapping with apiVersion, kind and metadata")]
     api_version, kind = data.get("apiVersion"), data.get("kind")
-    if api_version is None and kind is None:
+    # A header key spelled in another case (`Kind:`, `apiversion:`) is said once, at its place, as that key.
+    respelled = {wanted: found for wanted in ("apiVersion", "kind") if wanted not in data
+                 for found in data if isinstance(found, str) and found.casefold() == wanted.casefold()}
+    if api_version is None and kind is None and not respelled:
         # Other YAML may share the folder (CI workflows, say): skip it, unless it looks like a spec that
         # lost its header, which must not vanish without a word.
         if SPEC_KEYS & set(data):
@@ -153,9 +156,6 @@ def _model(doc: Document) -> tuple[CompletionsSpec | MigrationSpec | None, list[
                                           "kind: Completions or Migration)")]
         return None, []
     problems: list[Problem] = []
-    # A header key spelled in another case (`Kind:`, `apiversion:`) is said once, at its place, as that key.
-    respelled = {wanted: found for wanted in ("apiVersion", "kind") if wanted not in data
-                 for found in data if isinstance(found, str) and found.casefold() == wanted.casefold()}
     for wanted, found in respelled.items():
         problems.append(doc.problem((found,), f"unknown key {found!r}; did you mean {wanted!r}? (keys are "
                                               "case-sensitive)", key=True))

@@ -44,9 +44,10 @@ def verify(client: NexudusClient, actions: Sequence[tuple[int, Action]], outcome
     fresh = read_fresh(client, [a for _, a in actions], confirm_missing=False)
     known = fresh.enrolled
     deleted = {a.record.id for _, a in actions if isinstance(a, Delete)}
-    # The pairs this run creates in: a record there is its own (an owned spec's orphan swapped for a migration's
-    # twin, say), not one made again since.
-    creating = {(member_of(a, known), a.lesson.id or 0) for _, a in actions if isinstance(a, Create)}
+    # The records this run's creates made: one in a pair it deleted from is its own (an owned spec's orphan swapped
+    # for a migration's twin, say), not one made again since.
+    ours = {outcomes[seq]["id"] for seq, a in actions
+            if isinstance(a, Create) and type(outcomes.get(seq, {}).get("id")) is int}
     listed = _created_but_not_listed(client, actions, outcomes, fresh.pairs, known)
     for seq, action in actions:
         outcome = outcomes.get(seq, {})
@@ -67,15 +68,14 @@ def verify(client: NexudusClient, actions: Sequence[tuple[int, Action]], outcome
             record = action.record
             if record.id in fresh.records:
                 result.missing.append(f"{describe(action)}: #{record.id} is still there ({why})")
-            elif action.reason != "duplicate" and outcome.get("status") in ("deleted", "gone") \
-                    and (record.member_id, record.lesson_id) not in creating:
+            elif action.reason != "duplicate" and outcome.get("status") in ("deleted", "gone"):
                 # (a duplicate's delete leaves the pair its kept record; an owned delete, a record of another's)
                 done_at = instant(str(outcome.get("at") or ""))  # (unknown: the earliest instant there is)
                 since = done_at - CLOCK_SLACK if done_at.year > 1 else done_at  # (the server's clock against ours)
                 pair = (record.member_id, record.lesson_id)
                 seen = (before or {}).get(pair, ())
                 again = [r for r in fresh.pairs.get(pair, []) if r["Id"] not in deleted and r["Id"] not in seen
-                         and instant(str(r.get("CreatedOn") or "")) >= since]
+                         and r["Id"] not in ours and instant(str(r.get("CreatedOn") or "")) >= since]
                 if again:
                     made = ", ".join(f"#{r['Id']} (created {r.get('CreatedOn') or 'at an unknown time'})"
                                      for r in again)
