@@ -36,6 +36,7 @@ API_VERSION = "reconciler/v1"
 KINDS = {"Completions": "completions", "Migration": "migration"}
 SELECTORS = ("email", "coworker_id", "course_member_id", "team")
 SPEC_KEYS = {"metadata", "course", "members", "revoke", "mode", "from", "to", "lessons", "enroll"}
+OUR_HEADER_VALUES = {API_VERSION.casefold(), *(kind.casefold() for kind in KINDS)}  # a header's, whatever its case
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 
 
@@ -145,9 +146,13 @@ def _model(doc: Document) -> tuple[CompletionsSpec | MigrationSpec | None, list[
     if not isinstance(data, dict):
         return None, [doc.problem((), "a spec must be a mapping with apiVersion, kind and metadata")]
     api_version, kind = data.get("apiVersion"), data.get("kind")
-    # A header key spelled in another case (`Kind:`, `apiversion:`) is said once, at its place, as that key.
-    respelled = {wanted: found for wanted in ("apiVersion", "kind") if wanted not in data
-                 for found in data if isinstance(found, str) and found.casefold() == wanted.casefold()}
+    # A header key spelled in another case (`Kind:`, `apiversion:`) is said once, at its place, as that key: in a
+    # file that is a spec (its keys, or such a key's value ours), not in other YAML sharing the folder.
+    variants = {wanted: [found for found in data if isinstance(found, str) and found != wanted
+                         and found.casefold() == wanted.casefold()] for wanted in ("apiVersion", "kind")}
+    ours = SPEC_KEYS & set(data) or any(str(data[found]).casefold() in OUR_HEADER_VALUES
+                                         for found in (*variants["apiVersion"], *variants["kind"]))
+    respelled = {wanted: found for wanted, found in variants.items() if wanted not in data and found and ours}
     if api_version is None and kind is None and not respelled:
         # Other YAML may share the folder (CI workflows, say): skip it, unless it looks like a spec that
         # lost its header, which must not vanish without a word.
@@ -156,9 +161,9 @@ def _model(doc: Document) -> tuple[CompletionsSpec | MigrationSpec | None, list[
                                           "kind: Completions or Migration)")]
         return None, []
     problems: list[Problem] = []
-    for wanted, found in respelled.items():
-        problems.append(doc.problem((found,), f"unknown key {found!r}; did you mean {wanted!r}? (keys are "
-                                              "case-sensitive)", key=True))
+    for wanted, spelled in respelled.items():
+        problems.extend(doc.problem((found,), f"unknown key {found!r}; did you mean {wanted!r}? (keys are "
+                                              "case-sensitive)", key=True) for found in spelled)
     if api_version != API_VERSION and "apiVersion" not in respelled:
         where: PathKey = ("apiVersion",) if "apiVersion" in data else ()
         problems.append(doc.problem(where, f"apiVersion must be {API_VERSION!r}, not {api_version!r}"
@@ -173,7 +178,7 @@ def _model(doc: Document) -> tuple[CompletionsSpec | MigrationSpec | None, list[
     problems.extend(misplaced.values())
     # apiVersion was checked above, with a better message than the schema's const.
     said = {f"missing required key {wanted!r}" for wanted in respelled} | {
-        f"unknown key {found!r}" for found in respelled.values()}
+        f"unknown key {found!r}" for spelled in respelled.values() for found in spelled}
     problems.extend(p for p in schema_problems(_for_schema(doc, kind), KINDS[kind], explained=misplaced)
                     if not p.message.startswith("apiVersion must be")
                     and not any(p.message.startswith(text) for text in said))

@@ -97,6 +97,8 @@ def test_a_null_is_said_as_yaml_writes_it(demo: Path, capsys: pytest.CaptureFixt
     ("ApiVersion: reconciler/v1\nKind: Completions\n",
      ["h.yaml:1:1: unknown key 'ApiVersion'; did you mean 'apiVersion'?",
       "h.yaml:2:1: unknown key 'Kind'; did you mean 'kind'?"]),
+    ("apiVersion: reconciler/v1\nKIND: Completions\nKind: Completions\n",
+     ["h.yaml:2:1: unknown key 'KIND'; did you mean 'kind'?", "h.yaml:3:1: unknown key 'Kind'; did you mean 'kind'?"]),
 ])
 def test_a_header_key_in_another_case_is_said_once_at_its_place(
         demo: Path, capsys: pytest.CaptureFixture[str], header: str, said: list[str]) -> None:
@@ -105,6 +107,14 @@ def test_a_header_key_in_another_case_is_said_once_at_its_place(
     code, _, err = run_cli(capsys, "validate", "--offline", "h.yaml")
     assert code == 1 and [line for line in err.splitlines() if line.startswith("h.yaml:")] == [
         f"{line} (keys are case-sensitive)" for line in said], err
+
+
+def test_other_yaml_with_a_key_like_kind_is_not_taken_for_a_spec(demo: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A Kubernetes manifest beside the specs (`Kind: Deployment`) is none of ours: skipped, as before."""
+    (demo / "deploy.yaml").write_text("Kind: Deployment\nspec: {replicas: 1}\n")
+    code, out, err = run_cli(capsys, "validate", "--offline")
+    assert code == 0 and "deploy.yaml" not in out + err, out + err
 
 
 def test_a_mistyped_team_is_an_error_where_the_plan_would_take_back_what_the_team_was_given(

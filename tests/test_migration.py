@@ -490,7 +490,7 @@ def test_a_swap_on_a_server_refusing_a_second_record_of_a_pair_converges_in_one_
     completions_spec(space, "new.yaml", "new-edition", "Onboarding 2026",
                      "mode: owned\nmembers:\n  - {email: eli@example.com, completed: []}\n")
     write(space, source=source)
-    monkeypatch.setenv("NEXUDUS_TOKEN", "emulator")
+    monkeypatch.setenv("NEXUDUS_TOKEN", "swap-test-9f2c")  # (redacted wherever it appears: no word of output)
     store = Store(str(space / ".reconciler" / "local.sqlite"))
     app = EmulatorApp(store, Settings(limits=Limits.off(), require_auth=False, refuse_duplicates=True))
     try:
