@@ -110,7 +110,8 @@ class Executor:
         # The records the run deletes whose pair a migration's create in it makes again (`replaced_records`): not
         # "already there" for that create.
         self._replaced: frozenset[int] = frozenset()
-        self._replaced_pairs: frozenset[tuple[int, int]] = frozenset()  # their pairs (member, lesson)
+        self._replaced_pairs: dict[tuple[int, int], set[int]] = {}  # their pairs (member, lesson) → their Ids
+        self._gone: set[int] = set()  # those of them this run has deleted (or found gone)
         # The source deletes kept because their twin's create failed, by twin: sent once its try at the end makes it.
         self._waiting: dict[str, list[tuple[int, Delete]]] = {}
         self.progress = Progress(0, self.progress_out)
@@ -126,8 +127,11 @@ class Executor:
             self.recheck_members = spare_reads(self.client, len(members), len(numbered))
         self._deletes = array("q", (a.record.id for _, a in numbered if isinstance(a, Delete)))
         self._replaced = replaced_records(a for _, a in numbered)
-        self._replaced_pairs = frozenset((a.record.member_id, a.record.lesson_id) for _, a in numbered
-                                         if isinstance(a, Delete) and a.record.id in self._replaced)
+        self._replaced_pairs = {}
+        for _, a in numbered:
+            if isinstance(a, Delete) and a.record.id in self._replaced:
+                self._replaced_pairs.setdefault((a.record.member_id, a.record.lesson_id), set()).add(a.record.id)
+        self._gone = set()
         self._next_delete, self._asked, self._full, self._waiting = 0, set(), {}, {}
         if fresh is not None:
             self.enrolled.update(fresh.enrolled)
@@ -169,7 +173,7 @@ class Executor:
                     status = self._run_one(seq, action, result, look_first=False)
                     if status is None:
                         break
-                    progress.step(status)
+                    progress.step("skipped" if status == "waiting" else status)
                     if status == "failed":
                         failed.append((seq, action, result.failed.pop()[1], self._refusal))
                         if self.fail_fast:
@@ -212,11 +216,15 @@ class Executor:
 
     def _send_waiting(self, twin: str, result: Result) -> bool:
         """The source deletes kept for want of `twin`, which the try at the end has now made: sent (each its
-        skip taken back); False when the run must stop."""
+        skip taken back, and kept where the run stops first); False when the run must stop."""
         for seq, action in self._waiting.pop(twin, []):
+            kept = [(a, m) for a, m in result.skipped if a is action]
             result.skipped = [(a, m) for a, m in result.skipped if a is not action]
-            if self._run_one(seq, action, result, look_first=False) is None:
+            status = self._run_one(seq, action, result, look_first=False)
+            if status is None:
+                result.skipped.extend(kept)
                 return False
+            self.progress.retried(status)
         return True
 
     def _run_one(self, seq: int, action: Action, result: Result, *, look_first: bool,
@@ -238,9 +246,11 @@ class Executor:
             else:
                 self.twins_missing.discard(action.twin)
                 self.twins_made.add(action.twin)
+        if isinstance(action, Delete) and status in ("deleted", "gone") and action.record.id in self._replaced:
+            self._gone.add(action.record.id)
         if status == "failed":
             result.failed.append((action, message or "failed"))
-        elif status == "skipped":
+        elif status in ("skipped", "waiting"):
             result.skipped.append((action, message or ""))
         else:
             result.counts[status] += 1
@@ -459,11 +469,12 @@ class Executor:
                 return "created", found, f"found #{found} on re-read after an earlier failure"
             if other is not None:
                 return "skipped", None, f"{_not_ours(other, action.system_id)}; not counted as this apply's"
-            if refused is not None and (member, lesson) not in self._replaced_pairs:
+            replaced = self._replaced_pairs.get((member, lesson))
+            if refused is not None and not (replaced and replaced <= self._gone):
                 self._refusal = True
                 return "failed", None, f"{refused} (not there on re-read; not sent again)"
-            # (A pair whose record this run deleted since: a server refusing a second record of a pair refused the
-            # create for it, and takes it now. Sent again once.)
+            # (A pair whose records this run deleted since: a server refusing a second record of a pair refused the
+            # create for them, and takes it now. Sent again once.)
         elif self.recheck_members:
             pairs = self._member_pairs.get(member)
             if pairs is None:
@@ -574,9 +585,9 @@ class Executor:
             action.reason == "duplicate" and str(record.system_id or "").startswith(MARKER_PREFIX))
         if self.ownership_lost and marker_based:
             return "skipped", None, f"{self.ownership_lost}: deletes by ownership are disabled"
-        if action.twin in self.twins_missing:
+        if action.twin in self.twins_missing:  # ("waiting": not done, as a skip is: a resume looks again)
             self._waiting.setdefault(action.twin, []).append((seq, action))
-            return "skipped", None, "its migrated twin was not created, so the source is kept"
+            return "waiting", None, "its migrated twin was not created, so the source is kept"
         if action.reason == "migrated" and action.twin and action.twin not in self.twins_made \
                 and not self._twin_there(action.twin):
             return "skipped", None, "its twin in the target, there when the plan was made, is gone: the source is kept"

@@ -4,7 +4,8 @@
     {"type": "intent", "seq", "attempt", "at", "action"}    before each write is sent; a delete's also
                                                             "record": the whole record, read by Id just before
     {"type": "outcome", "seq", "status", "at", "id", "message"}   after it: created | deleted | gone |
-                                                            enrolled | skipped | failed
+                                                            enrolled | skipped | failed | waiting (a
+                                                            source delete kept for its twin: not done)
     {"type": "stop", "why", "at"}                           why the apply stopped before its end (the daily cap,
                                                             a long wait, an outage, an interruption, ...)
     {"type": "resume", "remaining"}                         `apply --resume` carries on in the same file

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -482,8 +483,8 @@ def test_a_swap_on_a_server_refusing_a_second_record_of_a_pair_converges_in_one_
     """Whether the server takes two records of one pair is unknown (nexudus-api.md). One that refuses it refuses the
     migration's twin while the spec's record is there; that record is then deleted (orphaned). The twin was
     "refused, not sent again": the pair stayed empty until the next apply, and the apply failed (exit 4). A
-    refused create whose pair this run has since emptied is sent again once. The sources are kept (their deletes
-    waited for the twin) and go in the next apply."""
+    refused create whose pair this run has since emptied is sent again once, and the source deletes that waited for
+    it follow."""
     completions_spec(space, "new.yaml", "new-edition", "Onboarding 2026",
                      "mode: owned\nmembers:\n  - {email: ben@example.com, completed: [Welcome, Safety & security]}\n")
     assert main(["apply", "specs", "--yes"]) == 0
@@ -508,6 +509,49 @@ def test_a_swap_on_a_server_refusing_a_second_record_of_a_pair_converges_in_one_
     assert [after[("Ben Ode@102", lesson)] for lesson in ("Welcome", "Safety & security", "Kitchen and coffee")
             ] == [1, 1, 1]
     assert after[("Ben Ode@101", "Welcome")] == (0 if source == "remove" else 2)
+
+
+def test_source_deletes_waiting_for_a_twin_are_resumed_not_taken_as_done(
+        space: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same swap while the server refuses every delete: the spec's records stay, so the twins are refused (a
+    second record of their pairs), and the sources wait for them (exit 4). Journaled as skipped, a resume took them
+    for done: it made the twins once the deletes went through, and left the sources. They are "waiting" now, which a
+    resume looks at again."""
+    completions_spec(space, "new.yaml", "new-edition", "Onboarding 2026",
+                     "mode: owned\nmembers:\n  - {email: ben@example.com, completed: [Welcome, Safety & security]}\n")
+    assert main(["apply", "specs", "--yes"]) == 0
+    completions_spec(space, "new.yaml", "new-edition", "Onboarding 2026",
+                     "mode: owned\nmembers:\n  - {email: eli@example.com, completed: []}\n")
+    write(space)
+    monkeypatch.setenv("NEXUDUS_TOKEN", "swap-test-9f2c")
+    store = Store(str(space / ".reconciler" / "local.sqlite"))
+    app = EmulatorApp(store, Settings(limits=Limits.off(), require_auth=False, refuse_duplicates=True))
+    refusing = [True]
+
+    def deletes_refused(environ: dict[str, Any], start_response: Any) -> Any:
+        if refusing[0] and environ["REQUEST_METHOD"] == "DELETE":
+            start_response("400 Bad Request", [("Content-Type", "application/json")])
+            return [b'{"Message": "refused", "Errors": [{"Message": "refused for the test"}], "WasSuccessful": false}']
+        return app(environ, start_response)
+
+    journals = set((space / ".reconciler" / "journal").glob("*.jsonl"))
+    try:
+        with BackgroundServer(deletes_refused) as server:  # type: ignore[arg-type]
+            assert main(["--api", server.url, "apply", "specs", "--yes", "--allow-deletes", "100"]) == 4
+            [journal] = set((space / ".reconciler" / "journal").glob("*.jsonl")) - journals
+            waiting = [e for e in map(json.loads, journal.read_text().splitlines())
+                       if e["type"] == "outcome" and e["status"] == "waiting"]
+            assert len(waiting) == 3  # Ben's two Welcome records and his Safety briefing
+            refusing[0] = False
+            capsys.readouterr()
+            assert main(["--api", server.url, "apply", "--resume", str(journal), "--yes"]) == 0
+            assert "Converged" in capsys.readouterr().out
+    finally:
+        store.close()
+    after = completions(space)
+    assert [after[("Ben Ode@101", lesson)] for lesson in ("Welcome", "Safety briefing", "Kitchen")] == [0, 0, 0]
+    assert [after[("Ben Ode@102", lesson)] for lesson in ("Welcome", "Safety & security", "Kitchen and coffee")
+            ] == [1, 1, 1]
 
 
 @pytest.mark.parametrize(("lender", "said"), [
