@@ -221,23 +221,27 @@ def _plan_changes(resolution: Resolution, current: Iterable[Completion], catalog
 
 
 def _check_suspect_teams(plan: Plan, resolution: Resolution, catalog: Catalog) -> None:
-    """A `team:` no member is in, close to a team members are in, is an error when its spec's plan deletes what it
-    gave that team's members (orphaned, or undeclared): a typo (`Comunity`) would take back what the rule meant
-    (`Community`) gave. Otherwise it stays a warning: a rule may name a team before it has members."""
+    """A `team:` rule no member is in, close to a team members are in, is an error when the plan deletes what the
+    rule would give that team's members: the records of its lessons its own spec made (orphaned), or any of them a
+    spec of the course names and no longer declares (undeclared): a typo (`Comunity`) would take back what the rule
+    meant (`Community`) gave. Otherwise it stays a warning: a rule may name a team before it has members."""
     for suspect in resolution.suspect_teams:
+        if not suspect.lessons:
+            continue  # (a revoke's: a typo there deletes less, not more)
         members = {m.id for m in catalog.members_of(suspect.course_id) if suspect.near in m.teams}
         taken = sum(1 for c in plan.actions
                     if c.kind == "delete" and c.course_id == suspect.course_id and c.member_id in members
-                    and c.reason in ("orphaned", "undeclared") and c.origin is not None
-                    and c.origin.path == suspect.origin.path)
+                    and c.lesson_id in suspect.lessons
+                    and (c.reason == "undeclared" or (c.reason == "orphaned" and c.record is not None
+                                                      and c.record.system_id == suspect.marker)))
         if taken:
             origin = suspect.origin
             plan.errors.append(Problem(origin.path, origin.line, origin.column,
                                        f"no member of {catalog.courses[suspect.course_id].title!r} is in team "
                                        f"{suspect.team!r}; did you mean {suspect.near!r}? This plan would delete "
-                                       f"{taken} completion(s) of members of {suspect.near!r} that this spec no "
-                                       "longer declares: correct the name (team names match exactly, case "
-                                       "included), or drop the rule"))
+                                       f"{taken} completion(s) of members of {suspect.near!r} that this rule would "
+                                       "declare under that name: correct the name (team names match exactly, case "
+                                       "included), or make those deletes in a change of their own"))
 
 
 def _to_be_enrolled(plan: Plan, catalog: Catalog, order: dict[int, tuple[int, int]]) -> None:

@@ -231,12 +231,15 @@ class ResolvedMigration:
 
 
 class SuspectTeam(NamedTuple):
-    """A `team:` rule no member of its course is in, whose name is close to a team that members are in."""
+    """A `team:` rule no member of its course is in, whose name is close to a team that members are in; for a rule
+    of `members:`, its spec's marker and the lessons it declares (a revoke's declares none)."""
 
     origin: Origin
     course_id: int
     team: str
     near: str
+    marker: str = ""
+    lessons: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -472,7 +475,11 @@ def resolve(specs: SpecSet, catalog: Catalog) -> Resolution:
         for rule in spec.members:
             lessons = resolver.lessons(rule.completed, course)
             origin = rule.member.origin
+            suspects = len(resolver.suspect_teams)
             members = [member.id for member in resolver.members(rule.member, course)]
+            if len(resolver.suspect_teams) > suspects:  # (a team no one is in, close to one: what the rule gives)
+                resolver.suspect_teams[-1] = resolver.suspect_teams[-1]._replace(
+                    marker=spec.marker, lessons=frozenset(lesson.id for lesson in lessons))
             for member_id in members:
                 named.setdefault(member_id, origin)
             known = ids_of.get(id(lessons))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import run_cli
+from .conftest import run_cli, seeded
 
 HEAD = "apiVersion: reconciler/v1\nkind: Completions\nmetadata: {name: t}\ncourse: Onboarding 101\n"
 
@@ -129,8 +129,8 @@ def test_a_mistyped_team_is_an_error_where_the_plan_would_take_back_what_the_tea
     code, out, err = run_cli(capsys, "plan")
     assert code == 1 and "Plan:" not in out, out
     assert ("onboarding.yaml:10:11: no member of 'Onboarding 101' is in team 'Comunity'; did you mean 'Community'? "
-            "This plan would delete 5 completion(s) of members of 'Community' that this spec no longer declares") \
-        in err, err
+            "This plan would delete 5 completion(s) of members of 'Community' that this rule would declare under that "
+            "name") in err, err
     code, _, err = run_cli(capsys, "validate")  # (it plans nothing: the name is a warning there)
     assert code == 0 and "is in team 'Comunity'; did you mean 'Community'?" in err
     onboarding.write_text(text.replace("  - team: Community ", "  - team: Community EU\n    completed: all\n"
@@ -138,6 +138,28 @@ def test_a_mistyped_team_is_an_error_where_the_plan_would_take_back_what_the_tea
     code, out, err = run_cli(capsys, "plan", "--detailed-exitcode")
     assert code == 0 and ("onboarding.yaml:10:11: no member of 'Onboarding 101' is in team 'Community EU'; did you "
                           "mean 'Community'?") in out, out + err
+
+
+@pytest.mark.parametrize("typo", [False, True])
+def test_a_mistyped_team_in_one_authoritative_spec_is_caught_where_another_names_its_members(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], typo: bool) -> None:
+    """Two authoritative specs of a course: one gives the Community team every lesson, the other names Ann for one.
+    With the team mistyped, what Ann has beyond that one is undeclared and deleted, by the other spec: the typo
+    is still the cause, and an error."""
+    seed = ("coworkers:\n  - {name: Ann, email: ann@example.com, teams: [Community]}\n"
+            "  - {name: Bo, email: bo@example.com, teams: [Community]}\n"
+            "courses:\n  - {title: C, lessons: [A, B], members: [{email: ann@example.com, completed: all}, "
+            "{email: bo@example.com, completed: all}]}\n")
+    head = "apiVersion: reconciler/v1\nkind: Completions\nmetadata: {{name: {}}}\ncourse: C\nmode: authoritative\n"
+    seeded(tmp_path, monkeypatch, "seed.yaml", seed, {
+        "a.yaml": head.format("a") + f"members:\n  - {{team: {'Comunity' if typo else 'Community'}, completed: all}}\n",
+        "b.yaml": head.format("b") + "members:\n  - {email: ann@example.com, completed: [A]}\n"})
+    code, out, err = run_cli(capsys, "plan", "specs")
+    if not typo:
+        assert code == 0 and "No changes." in out, out + err
+        return
+    assert code == 1 and ("specs/a.yaml:7:12: no member of 'C' is in team 'Comunity'; did you mean 'Community'? "
+                          "This plan would delete 1 completion(s)") in err, out + err
 
 
 @pytest.mark.parametrize("kind", ["[Completions]", "{a: 1}"])
