@@ -735,11 +735,11 @@ def _plan_migration(plan: Plan, migration: ResolvedMigration, records: Mapping[P
     declares it: the spec counted it), and `migrations` are all of the set's (a record carrying the marker of any
     of them into this course is theirs); `held`: a target pair's records (None for none).
 
-    With `source: remove`, a twin that only records of an `owned` spec of the target course make is not one the
-    source may go for: the spec takes them back when it stops declaring the pair, and the credit would be gone
-    with them (the source deleted in an earlier apply). The source is kept, and said so; once the spec stops
-    declaring the pair, its records go and the migration makes its own twin, which the source's delete waits
-    for."""
+    With `source: remove`, a twin that only a completions spec's records make (or this tool's marker of no spec or
+    migration of the run: `_lent_by`) is not one the source may go for: an `owned` spec takes them back when it
+    stops declaring the pair, and the credit would be gone with them (the source deleted in an earlier apply). The
+    source is kept, and said so; once an owned spec stops declaring the pair, its records go and the migration
+    makes its own twin, which the source's delete waits for."""
     spec = migration.spec
     source, target = migration.source.id, migration.target.id
     managed = any(resolved.course.id == target for resolved in specs)
