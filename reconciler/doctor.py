@@ -1200,7 +1200,7 @@ def write_table(findings: list[Finding], out: TextIO, width: int = 118) -> None:
     print(" ".join(text.ljust(size) for text, size in zip(("", "check (requests)", "seen"), widths, strict=True))
           + " the tool will", file=out)
     for f in findings:
-        spent = (f"{f.spent} of {f.budget} requests" if f.spent <= f.budget else  # (a failed answer is asked again)
+        spent = (f"{f.spent} of {f.budget} requests" if f.spent <= f.budget else  # (failed answers asked again)
                  f"{f.spent} requests ({f.budget} budgeted, the rest sent again)") if f.budget else \
             _count(f.spent, "request") if f.spent else ""
         cells = [[MARKS[f.level]], [*textwrap.wrap(f.check, widths[1], break_long_words=False), spent],

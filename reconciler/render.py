@@ -268,7 +268,7 @@ def apply_hint(doc: dict[str, Any], saved: Path, what: str = "plan") -> str:
     if not blocked:
         return f"saved the {what} to {saved}; apply it with: {command}"
     if blocked.get("allow_deletes") is None:
-        return f"saved the {what} to {saved}; it is blocked, and no flag lifts that: make it again once it is not"
+        return f"saved the {what} to {saved}; it is blocked by an incomplete read, which no flag lifts: make it again"
     return (f"saved the {what} to {saved}; it is blocked: once its deletes are reviewed, apply it with: {command} "
             f"--allow-deletes {blocked['allow_deletes']}")
 
