@@ -88,7 +88,7 @@ class Executor:
         self.ownership_checked = False
         self.ownership_lost: str | None = None  # why owned mode cannot work against the target, once seen
         self.twins_missing: set[str] = set()  # migrated completions whose create failed in this apply
-        self.twins_made: set[str] = set()  # and those this apply created (or found made)
+        self.twins_made: set[str] = set()  # and those this apply created, or found made or there
         # Another writer (a second machine, a person in the portal) may create what we are about to: each
         # member's completions are re-read just before their creates, when the read budget has room.
         # (None: decided by `run`, from the plan's members and writes.)
@@ -383,7 +383,10 @@ class Executor:
         completions), so that the credit moves rather than disappears."""
         course, coworker, lesson = (int(part) for part in twin.split(":"))
         member = self.enrolled.get((course, coworker)) or self._enrolment(course, coworker)
-        return member is not None and any(r["CourseLessonId"] == lesson for r in self._records_of(member))
+        there = member is not None and any(r["CourseLessonId"] == lesson for r in self._records_of(member))
+        if there:  # (read once: the other source records of the pair, duplicates, go for it too)
+            self.twins_made.add(twin)
+        return there
 
     def _what_it_names(self, action: Action) -> tuple[str | None, str | None]:
         """After a write refused with 401 (which the live service answers both for a write naming a deleted record,

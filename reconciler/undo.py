@@ -59,8 +59,9 @@ def plan_undo(history: list[Sent], live: list[dict[str, Any]], journal: str) -> 
     undoing: set[int] = set()  # a record is deleted once, however many creates found it
     # What the apply created, which the undo deletes, is no completion "again" of a pair it deleted from: an apply
     # that swapped a pair's record (an owned spec's orphan deleted, a migration's twin made) gets the old one back.
-    made = {found["Id"] for item in history if isinstance(item.action, Create) and item.sent
-            for found in _made_by(item, item.action, by_id, by_pair, behind)}
+    made_by = {item.seq: _made_by(item, item.action, by_id, by_pair, behind) for item in history
+               if isinstance(item.action, Create) and item.sent}
+    made = {found["Id"] for records in made_by.values() for found in records}
     for item in history:
         action = item.action
         where = f"{journal}: start.actions[{item.seq}]"  # the action in the journal's plan (not a line)
@@ -85,7 +86,7 @@ def plan_undo(history: list[Sent], live: list[dict[str, Any]], journal: str) -> 
                 note=f"restores #{gone.id}, completed {gone.created_on or '?'}; the new record is dated today",
                 system_id=gone.system_id))
         elif isinstance(action, Create) and item.sent:  # whatever followed: a resume may have found it there
-            for found in _made_by(item, action, by_id, by_pair, behind):
+            for found in made_by[item.seq]:
                 if found["Id"] in undoing:
                     continue
                 undoing.add(found["Id"])
